@@ -1,0 +1,37 @@
+# Two commands do everything: `make run` (the app on the demo corpus) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.shoal-installed
+PORT   ?= 8501
+
+.PHONY: setup test-deps run test bench clean
+
+setup: $(STAMP)
+
+# torch first, from its CPU wheel: a bare torch requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[local,fast,test]"
+	@touch $(STAMP)
+
+# System packages only the browser tests need (Debian chromium + driver); needs root or sudo.
+test-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+run: setup
+	$(BIN)/shoal app --demo --port $(PORT)
+
+test: setup test-deps
+	$(BIN)/python -m pytest
+
+bench: setup test-deps
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache

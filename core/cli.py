@@ -1,0 +1,104 @@
+"""`shoal` command line: one command per pipeline stage, all sharing the global --db."""
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from core.commands.common import print_json, store_from
+from core.errors import ShoalError
+
+app = typer.Typer(help="Shoal: build small, diverse, high-quality code instruction datasets.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Stage modules under core/commands/, each with `register(app)`.
+COMMAND_MODULES = ["ingest", "mapping", "generation", "reviewing", "checking", "exporting", "local_llm"]
+
+
+@app.callback()
+def main_options(ctx: typer.Context,
+                 db: Optional[Path] = typer.Option(None, "--db", envvar="SHOAL_DB",
+                                                   help="DuckDB file (default ./shoal.duckdb).")):
+    ctx.ensure_object(dict)["db"] = db
+
+
+@app.command()
+def stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Counts of everything in the database."""
+    from core.stats import corpus_stats
+    data = corpus_stats(store_from(ctx))
+    if as_json:
+        print_json(data)
+        return
+    from rich.table import Table
+    from core.commands.common import Console
+    out = Console()
+    t = Table(title=f"Shoal database {store_from(ctx).path}")
+    t.add_column("what"); t.add_column("count", justify="right")
+    for k, v in data["tables"].items():
+        t.add_row(k, str(v))
+    out.print(t)
+    if data["languages"]:
+        lt = Table(title="snippets per language")
+        lt.add_column("language"); lt.add_column("count", justify="right")
+        for k, v in data["languages"].items():
+            lt.add_row(k, str(v))
+        out.print(lt)
+    if data["rejections"]:
+        rt = Table(title="rejected records by reason")
+        rt.add_column("kind"); rt.add_column("reason"); rt.add_column("count", justify="right")
+        for r in data["rejections"]:
+            rt.add_row(r["kind"], r["reason"], str(r["n"]))
+        out.print(rt)
+
+
+@app.command("app")
+def run_app(ctx: typer.Context,
+            port: int = typer.Option(8501, help="Port for the web app."),
+            demo: bool = typer.Option(False, help="Load the built-in demo corpus first if the database is empty."),
+            headless: bool = typer.Option(True, help="Do not open a browser window.")):
+    """Start the Streamlit app on this database."""
+    store = store_from(ctx)
+    db_path = str(store.path.resolve())
+    if demo and store.scalar("SELECT count(*) FROM snippets") == 0:
+        from core.ingest import ingest_sources
+        from core.commands.common import progress_bar
+        with progress_bar("Loading the demo corpus (Python standard library)") as bar:
+            result = ingest_sources(store, ["stdlib"], fmt="stdlib", progress=bar)
+        typer.echo(f"Demo corpus: {result.ingested} functions ingested.", err=True)
+    store.checkpoint()
+    store.close()  # the app process opens the file itself
+    ctx.obj.pop("store", None)
+    env = dict(os.environ, SHOAL_DB=db_path)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
+           "--server.port", str(port), "--server.headless", str(headless).lower()]
+    raise typer.Exit(subprocess.call(cmd, env=env, cwd=str(REPO_ROOT)))
+
+
+for _name in COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"core.commands.{_name}")
+    except ModuleNotFoundError as _exc:  # a stage not built yet must not break the others
+        if _exc.name != f"core.commands.{_name}":
+            raise
+        continue
+    _mod.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except ShoalError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

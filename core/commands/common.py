@@ -1,0 +1,55 @@
+"""Helpers shared by every CLI command: the store from the global --db, JSON output, progress bars."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from core.errors import ShoalError
+from core.progress import ProgressFn
+from core.store import Store, open_store
+
+console = Console(stderr=True)
+
+
+def store_from(ctx: typer.Context) -> Store:
+    """The store named by the global --db option (opened once per command)."""
+    obj = ctx.ensure_object(dict)
+    if "store" not in obj:
+        try:
+            obj["store"] = open_store(obj.get("db"))
+        except ShoalError as exc:
+            fail(str(exc))
+        ctx.call_on_close(obj["store"].close)
+    return obj["store"]
+
+
+def fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, default=str, indent=2) + "\n")
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[ProgressFn]:
+    """A rich progress bar on stderr, as a ProgressFn; silent when disabled."""
+    if not enabled:
+        yield lambda done, total, note="": None
+        return
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
+                  console=console, transient=False) as bar:
+        task = bar.add_task(description, total=None, note="")
+
+        def update(done: int, total: int | None, note: str = "") -> None:
+            bar.update(task, completed=done, total=total, note=note[:60])
+
+        yield update

@@ -1,0 +1,45 @@
+"""Things every page needs: the shared store, the sidebar, small display helpers."""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from core.errors import ShoalError
+from core.store import Store, default_db_path, open_store
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> Store:
+    return open_store(path)
+
+
+def get_store() -> Store:
+    """The process-wide read-write connection (one per file), or a clear stop if busy."""
+    path = os.environ.get("SHOAL_DB") or str(default_db_path())
+    try:
+        return _store(path)
+    except ShoalError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def reviewer_name() -> str:
+    return st.session_state.get("reviewer") or os.environ.get("USER") or "reviewer"
+
+
+def sidebar(store: Store) -> None:
+    with st.sidebar:
+        st.caption(f"Database: `{store.path}`")
+        if "reviewer" not in st.session_state:
+            st.session_state["reviewer"] = store.get_ui_state("reviewer", os.environ.get("USER") or "reviewer")
+        name = st.text_input("Reviewer", key="reviewer", help="Recorded with every review decision.")
+        if name and name != store.get_ui_state("reviewer"):
+            store.set_ui_state("reviewer", name)
+
+
+def page_setup(title: str, icon: str = "🐟") -> Store:
+    st.set_page_config(page_title=f"{title} · Shoal", page_icon=icon, layout="wide")
+    store = get_store()
+    sidebar(store)
+    return store
