@@ -244,7 +244,7 @@ def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("""
     CREATE TABLE audit_log (
         id BIGINT PRIMARY KEY DEFAULT nextval('seq_audit_log'),
-        at TIMESTAMP DEFAULT current_timestamp,
+        created_at TIMESTAMP DEFAULT current_timestamp,
         actor VARCHAR,
         action VARCHAR NOT NULL,
         entity VARCHAR,
@@ -303,6 +303,7 @@ def _m002_indexes(con: duckdb.DuckDBPyConnection) -> None:
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_indexes", _m002_indexes),
+    ("003_review_views", lambda con: __import__("core.review", fromlist=["x"]).create_review_views(con)),
 ]
 
 

@@ -1,0 +1,107 @@
+"""Generation throughput against the loopback fake server; writes bench/results/generate.json.
+
+A job of N items (generator call → pre-filter → judge call each, every result written to DuckDB)
+runs against a fake OpenAI server that answers every call after a fixed latency L. With C items
+in flight the best any client can do with `calls` requests, C at a time, is the wave bound
+calls / (ceil(calls / C) · L); the absolute limit is C / L. Reported: calls per second and their
+ratios to both (QUALITY.md target: ≥ 0.9 of the wave bound, ≈ 0.85 of C/L). A second run of the
+same job is served entirely from the cache (zero requests) and reported as items per second.
+
+    python -m bench.bench_generate [--items 400] [--latency 0.5] [--concurrency 32]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.config import Profile  # noqa: E402
+from core.jobs import create_job, job_summary, run_job  # noqa: E402
+from core.store import open_store  # noqa: E402
+from core.tasks import DEFAULT_MIX  # noqa: E402
+from tests.support.openai_server import FakeOpenAIServer  # noqa: E402
+from tests.support.shoal_responder import shoal_responder  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "generate.json"
+
+
+def _snippets(store, n: int) -> list[str]:
+    rows = []
+    for i in range(n):
+        code = (f"def transform_{i}(values, factor={i % 7 + 1}):\n"
+                f"    \"\"\"Scale the positive values by factor and drop the rest (variant {i}).\"\"\"\n"
+                f"    out = []\n    for v in values:\n        if v > {i % 5}:\n            out.append(v * factor)\n"
+                f"    return out\n")
+        rows.append((f"b{i:06d}", code))
+    store.executemany("INSERT INTO snippets(id, kind, source, source_kind, language, code, n_chars) "
+                      "VALUES (?, 'function', 'bench', 'stdlib', 'python', ?, 100)", rows)
+    return [r[0] for r in rows]
+
+
+def run(items: int, latency: float, concurrency: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp, FakeOpenAIServer(shoal_responder, latency_s=latency) as srv:
+        store = open_store(Path(tmp) / "bench.duckdb")
+        ids = _snippets(store, items)
+        profiles = {r: Profile(role=r, base_url=srv.base_url, model="fake-model", timeout_s=30, max_tokens=256)
+                    for r in ("generator", "judge")}
+        job = create_job(store, ids, profiles=profiles, mix=DEFAULT_MIX, concurrency=concurrency,
+                         target_languages=["go", "java"])
+        t0 = time.perf_counter()
+        summary = run_job(store, job)
+        wall = time.perf_counter() - t0
+        calls = len(srv.requests)
+        stored = int(store.scalar("SELECT count(*) FROM generations WHERE job_id = ?", [job]))
+        judged = int(store.scalar("SELECT count(*) FROM judgments j JOIN generations g ON g.id = j.generation_id "
+                                  "WHERE g.job_id = ?", [job]))
+        wave_bound = calls / (math.ceil(calls / concurrency) * latency)
+        limit = concurrency / latency
+        cps = calls / wall
+
+        # the same work again, from the cache: reset the items, delete the results, rerun
+        store.execute("DELETE FROM judgments")
+        store.execute("DELETE FROM generations")
+        store.execute("UPDATE job_items SET status = 'pending', generation_id = NULL WHERE job_id = ?", [job])
+        before = len(srv.requests)
+        t1 = time.perf_counter()
+        run_job(store, job)
+        cached_wall = time.perf_counter() - t1
+        rerun_requests = len(srv.requests) - before
+        store.close()
+    return {
+        "items": items, "latency_s": latency, "concurrency": concurrency,
+        "calls": calls, "generations_stored": stored, "judgments_stored": judged,
+        "succeeded": summary["items"]["succeeded"], "failed": summary["items"]["failed"],
+        "wall_s": round(wall, 3), "calls_per_s": round(cps, 2),
+        "wave_bound_calls_per_s": round(wave_bound, 2), "limit_C_over_L": round(limit, 2),
+        "ratio_to_wave_bound": round(cps / wave_bound, 3), "ratio_to_C_over_L": round(cps / limit, 3),
+        "max_in_flight_seen_by_server": srv.max_in_flight,
+        "cached_rerun_wall_s": round(cached_wall, 3), "cached_rerun_requests": rerun_requests,
+        "cached_rerun_items_per_s": round(items / cached_wall, 1),
+        "target": "calls_per_s >= 0.9 x wave bound",
+        "meets_target": cps >= 0.9 * wave_bound,
+    }
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--items", type=int, default=400)
+    ap.add_argument("--latency", type=float, default=0.5)
+    ap.add_argument("--concurrency", type=int, default=32)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    result = run(args.items, args.latency, args.concurrency)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""Near-duplicate examples: MinHash LSH over token sets (bigcode settings), optional ROUGE-L.
+
+Tokens are the pieces of instruction + solution split on non-identifier characters (bigcode's
+`[^A-Za-z_0-9]`). LSH (datasketch, 128 permutations) proposes candidate pairs; a pair is a
+duplicate when the exact Jaccard similarity of the two token sets is >= the threshold (0.58
+by default, as bigcode). The self-instruct filter adds pairs whose instructions have
+ROUGE-L F1 > 0.7. Pairs form groups (connected components); one member per group is kept —
+an accepted one if the group has one, else a judge-passed one, else the oldest — and the
+others fail the check until a person keeps a different one or overrides it.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from core.errors import MissingDependency, ShoalError
+from core.progress import ProgressFn, check_cancel, report
+
+NON_ALPHA = re.compile(r"[^A-Za-z_0-9]")
+_ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
+DEFAULT_THRESHOLD = 0.58
+NUM_PERM = 128
+ROUGE_THRESHOLD = 0.7
+
+
+def token_set(text: str) -> set[str]:
+    return {t for t in NON_ALPHA.split(text or "") if t}
+
+
+def jaccard(a: set, b: set) -> float:
+    if not a and not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """rouge_score's default tokenizer: lower-case alphanumeric runs."""
+    return _ROUGE_TOKEN.findall((text or "").lower())
+
+
+def rouge_l(a: Sequence[str], b: Sequence[str]) -> float:
+    """ROUGE-L F1 between two token lists (longest common subsequence)."""
+    if not a or not b:
+        return 0.0
+    if len(a) < len(b):
+        a, b = b, a
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b, 1):
+            cur.append(prev[j - 1] + 1 if x == y else (prev[j] if prev[j] > cur[j - 1] else cur[j - 1]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    p, r = lcs / len(b), lcs / len(a)
+    return 2 * p * r / (p + r)
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+@dataclass
+class Pair:
+    a: int
+    b: int
+    similarity: float
+    method: str  # minhash | rouge_l
+
+
+@dataclass
+class DupResult:
+    pairs: list[Pair] = field(default_factory=list)
+    groups: list[list[int]] = field(default_factory=list)   # each sorted, size >= 2
+
+
+def minhash_pairs(texts: dict[int, str], threshold: float = DEFAULT_THRESHOLD, num_perm: int = NUM_PERM,
+                  progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> list[Pair]:
+    """Pairs of keys whose token sets have Jaccard >= threshold (LSH candidates, verified exactly)."""
+    try:
+        from datasketch import MinHash, MinHashLSH
+    except ImportError:
+        raise MissingDependency("Near-duplicate detection", "datasketch") from None
+    if not 0 < threshold <= 1:
+        raise ShoalError("The near-duplicate threshold must be in (0, 1].")
+    keys = list(texts)
+    sets = [token_set(texts[k]) for k in keys]
+    hashes = MinHash.bulk([[t.encode("utf-8") for t in s] for s in sets], num_perm=num_perm)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    pairs: list[Pair] = []
+    total = len(keys)
+    for i, (k, s, m) in enumerate(zip(keys, sets, hashes)):
+        if s:
+            for other in lsh.query(m):
+                j = int(other)
+                sim = jaccard(s, sets[j])
+                if sim >= threshold:
+                    pairs.append(Pair(keys[j], k, round(sim, 4), "minhash"))
+            lsh.insert(str(i), m)
+        if (i + 1) % 1000 == 0 or i + 1 == total:
+            check_cancel(cancel)
+            report(progress, i + 1, total, "near-duplicates")
+    return pairs
+
+
+def rouge_pairs(instructions: dict[int, str], threshold: float = ROUGE_THRESHOLD,
+                cancel: threading.Event | None = None) -> list[Pair]:
+    """Pairs of instructions with ROUGE-L F1 > threshold.
+
+    Exact LCS only for pairs that can reach the threshold: the dot product of two token
+    count vectors bounds their LCS from above, so F1 <= 2*dot/(len_a+len_b) prunes the rest.
+    """
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    keys = list(instructions)
+    toks = [rouge_tokens(instructions[k]) for k in keys]
+    if len(keys) < 2:
+        return []
+    vec = CountVectorizer(analyzer=lambda x: x)
+    try:
+        x = vec.fit_transform(toks).astype(np.float32).tocsr()
+    except ValueError:  # every instruction empty
+        return []
+    lengths = np.array([len(t) for t in toks], dtype=np.float32)
+    xt = x.T.tocsc()
+    pairs: list[Pair] = []
+    chunk = 512
+    for start in range(0, len(keys), chunk):
+        check_cancel(cancel)
+        stop = min(start + chunk, len(keys))
+        dots = (x[start:stop] @ xt).toarray()
+        bound = 2 * dots / (lengths[start:stop, None] + lengths[None, :] + 1e-9)
+        rows, cols = np.nonzero(bound > threshold)
+        for r, c in zip(rows, cols):
+            i, j = start + int(r), int(c)
+            if j <= i:
+                continue
+            f1 = rouge_l(toks[i], toks[j])
+            if f1 > threshold:
+                pairs.append(Pair(keys[i], keys[j], round(f1, 4), "rouge_l"))
+    return pairs
+
+
+def group_pairs(pairs: Iterable[Pair]) -> list[list[int]]:
+    uf = _UnionFind()
+    for p in pairs:
+        uf.union(p.a, p.b)
+    groups: dict[int, list[int]] = {}
+    for x in list(uf.parent):
+        groups.setdefault(uf.find(x), []).append(x)
+    return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+
+def find_near_duplicates(texts: dict[int, str], threshold: float = DEFAULT_THRESHOLD,
+                         instructions: dict[int, str] | None = None, rouge: bool = False,
+                         progress: ProgressFn | None = None,
+                         cancel: threading.Event | None = None) -> DupResult:
+    pairs = minhash_pairs(texts, threshold, progress=progress, cancel=cancel)
+    if rouge and instructions:
+        pairs += rouge_pairs(instructions, cancel=cancel)
+    return DupResult(pairs, group_pairs(pairs))
+
+
+def choose_keep(group: list[int], accepted: set[int], judge_passed: set[int]) -> int:
+    for pool in (accepted, judge_passed):
+        inside = [g for g in group if g in pool]
+        if inside:
+            return min(inside)
+    return min(group)
+
+
+def run_near_duplicates(store, threshold: float = DEFAULT_THRESHOLD, rouge: bool = False,
+                        progress: ProgressFn | None = None,
+                        cancel: threading.Event | None = None) -> dict:
+    """Check every example not rejected by a person (accepted ones included); record a run."""
+    from core.checks.examples import load_examples
+    from core.checks.results import record_run
+
+    ex = load_examples(store, "coalesce(r.verdict, '') <> 'rejected'")
+    ids = ex["generation_id"].astype(int).tolist()
+    texts = {g: f"{i}\n{s}" for g, i, s in zip(ids, ex["instruction"], ex["solution"])}
+    instr = dict(zip(ids, ex["instruction"]))
+    t0 = time.perf_counter()
+    res = find_near_duplicates(texts, threshold, instr, rouge, progress, cancel)
+    seconds = time.perf_counter() - t0
+    accepted = set(ex.loc[ex["verdict"] == "accepted", "generation_id"].astype(int))
+    judged = set(ex.loc[ex["judge_overall"].fillna(False).astype(bool), "generation_id"].astype(int))
+    best: dict[int, tuple[float, int, str]] = {}
+    for p in res.pairs:
+        for x, y in ((p.a, p.b), (p.b, p.a)):
+            if p.similarity > best.get(x, (-1, 0, ""))[0]:
+                best[x] = (p.similarity, y, p.method)
+    detail_of: dict[int, dict] = {}
+    keeps = []
+    for grp in res.groups:
+        keep = choose_keep(grp, accepted, judged)
+        keeps.append(keep)
+        for g in grp:
+            sim, other, method = best[g]
+            detail_of[g] = {"group": grp[0], "keep": keep, "members": grp[:50], "size": len(grp),
+                            "similarity": sim, "similar_to": other, "method": method}
+    results = []
+    for g in ids:
+        d = detail_of.get(g)
+        results.append((g, d is None or d["keep"] == g, d or {}))
+    summary = {"n_examples": len(ids), "n_pairs": len(res.pairs), "n_groups": len(res.groups),
+               "n_flagged": sum(1 for _, ok, _ in results if not ok),
+               "n_rouge_pairs": sum(1 for p in res.pairs if p.method == "rouge_l"),
+               "seconds": round(seconds, 3)}
+    params = {"threshold": threshold, "num_perm": NUM_PERM, "rouge_l": ROUGE_THRESHOLD if rouge else None,
+              "tokens": "split on [^A-Za-z_0-9], instruction + solution"}
+    summary["run_id"] = record_run(store, "near_duplicate", params, summary, results)
+    return summary
+
+
+def duplicate_groups(store) -> list[dict]:
+    """The groups of the latest near-duplicate run with each member's current state."""
+    import json
+    from core.checks.results import current_checks
+
+    cur = current_checks(store, "near_duplicate")
+    if cur.empty:
+        return []
+    groups: dict[int, dict] = {}
+    for _, row in cur.iterrows():
+        d = json.loads(row["detail"]) if row["detail"] else {}
+        if not d.get("group"):
+            continue
+        grp = groups.setdefault(int(d["group"]), {"group": int(d["group"]), "keep": d["keep"], "members": []})
+        grp["members"].append({"generation_id": int(row["generation_id"]), "passed": bool(row["passed"]),
+                               "overridden": bool(row["overridden"]), "similarity": d.get("similarity"),
+                               "similar_to": d.get("similar_to"), "method": d.get("method")})
+    return [g for g in sorted(groups.values(), key=lambda g: g["group"]) if len(g["members"]) > 1]
+
+
+def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | None = None) -> dict:
+    """Keep `keep`, reject the other members with a review note; the kept one passes the check."""
+    from core.checks.results import record_run
+
+    if keep not in members:
+        raise ShoalError(f"#{keep} is not in this duplicate group.")
+    if not (reviewer or "").strip():
+        raise ShoalError("Set a reviewer name first.")
+    note = note or f"near-duplicate of #{keep}"
+    rejected = []
+    for g in members:
+        if g == keep:
+            continue
+        version = store.scalar("SELECT version FROM reviews WHERE generation_id = ?", [g]) or 0
+        _reject(store, g, version, reviewer, note)
+        rejected.append(g)
+    results = [(g, g == keep, {"group": min(members), "keep": keep, "members": sorted(members),
+                                "size": len(members), "decided_by": reviewer}) for g in members]
+    record_run(store, "near_duplicate", {"action": "keep_one", "keep": keep, "reviewer": reviewer},
+               {"n_examples": len(members), "kept": keep, "rejected": rejected}, results)
+    return {"kept": keep, "rejected": rejected}
+
+
+def _reject(store, generation_id: int, version: int, reviewer: str, note: str) -> None:
+    try:
+        from core.review import decide
+    except ImportError:  # review module absent: write the review and its audit row directly
+        import json
+        with store._write_lock, store.transaction():
+            store.execute(
+                "INSERT INTO reviews(generation_id, verdict, note, reviewer, version) VALUES (?, 'rejected', ?, ?, ?) "
+                "ON CONFLICT (generation_id) DO UPDATE SET verdict = 'rejected', note = excluded.note, "
+                "reviewer = excluded.reviewer, version = excluded.version, updated_at = current_timestamp",
+                [generation_id, note, reviewer, version + 1])
+            store.audit("review.decide", "review", generation_id, after={"verdict": "rejected", "note": note,
+                        "version": version + 1}, actor=reviewer)
+        return
+    decide(store, generation_id, "rejected", reviewer=reviewer, expected_version=version, note=note,
+           reasons=["duplicate"])

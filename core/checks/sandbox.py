@@ -1,0 +1,210 @@
+"""Run untrusted Python in a separate, limited process — never in the app process.
+
+Layers (each independent of the others):
+* a fresh temporary working directory (also HOME and TMPDIR), deleted afterwards;
+* resource limits set in the child before exec: address space (RLIMIT_AS), CPU seconds,
+  largest file written (RLIMIT_FSIZE), open files, and no core dumps;
+* a wall-clock timeout after which the whole process group is killed;
+* no network: when the kernel lets us, the child runs in its own empty network namespace
+  (`unshare -n`, as root; `unshare -rn` via a user namespace otherwise) where only a
+  down loopback exists; in every case an audit hook (PEP 578) installed before the user's
+  code refuses socket connect/bind/getaddrinfo;
+* the same audit hook refuses opening files for writing outside the working directory,
+  deleting / renaming / chmod-ing outside it, starting processes (fork, exec, spawn,
+  subprocess, os.system) and loading native code through ctypes;
+* output captured and truncated; stdin is empty; the environment is minimal.
+An audit hook cannot stop deliberate native-code attacks; it contains the ordinary ways
+generated code touches the network and the disk, and the rlimits bound the rest.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MEMORY_MB = 512
+MAX_OUTPUT = 8_000
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+# Exit codes the runner uses to say what happened.
+EXIT_SYNTAX = 3
+EXIT_BLOCKED = 4
+EXIT_MEMORY = 5
+
+_RUNNER = textwrap.dedent(r'''
+    import os, sys
+    WORKDIR = os.path.realpath(os.getcwd())
+    _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    class SandboxViolation(PermissionError):
+        pass
+
+    def _inside(path):
+        try:
+            if isinstance(path, int):
+                return True
+            p = os.fsdecode(path)
+            p = os.path.realpath(os.path.join(WORKDIR, p))
+        except Exception:
+            return False
+        return p == WORKDIR or p.startswith(WORKDIR + os.sep) or p == os.devnull
+
+    _NET = {"socket.connect", "socket.bind", "socket.getaddrinfo", "socket.gethostbyname",
+            "socket.gethostbyaddr", "socket.sendto", "socket.sendmsg"}
+    _PROC = {"os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+             "subprocess.Popen", "os.startfile", "pty.spawn"}
+    _FS_PATH1 = {"os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.truncate",
+                 "os.utime", "shutil.rmtree", "os.link", "os.symlink", "os.chdir"}
+    _NATIVE = {"ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function", "ctypes.cdata"}
+
+    def _hook(event, args):
+        if event in _NET:
+            raise SandboxViolation("network access is disabled in the sandbox (%s)" % event)
+        if event in _PROC:
+            raise SandboxViolation("starting processes is disabled in the sandbox (%s)" % event)
+        if event in _NATIVE:
+            raise SandboxViolation("native code is disabled in the sandbox (%s)" % event)
+        if event == "open":
+            path, mode, flags = (list(args) + [None, None, None])[:3]
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
+                      (isinstance(flags, int) and flags & _WRITE_FLAGS)
+            if writing and path is not None and not _inside(path):
+                raise SandboxViolation("writing outside the sandbox directory is disabled: %r" % (path,))
+        elif event in ("os.rename", "shutil.move", "shutil.copyfile", "shutil.copytree"):
+            dst = args[1] if len(args) > 1 else None
+            if not (_inside(args[0]) if event == "os.rename" else True) or (dst is not None and not _inside(dst)):
+                raise SandboxViolation("%s outside the sandbox directory is disabled" % event)
+        elif event in _FS_PATH1:
+            if args and not _inside(args[0]):
+                raise SandboxViolation("%s outside the sandbox directory is disabled" % event)
+
+    sys.addaudithook(_hook)
+    sys.argv = ["solution.py"]
+    src = open("solution.py", encoding="utf-8").read()
+    try:
+        code = compile(src, "solution.py", "exec")
+    except (SyntaxError, ValueError) as exc:
+        sys.stderr.write("SyntaxError: %s\n" % exc)
+        sys.exit(3)
+    g = {"__name__": "__main__", "__file__": "solution.py", "__builtins__": __builtins__}
+    try:
+        exec(code, g)
+    except MemoryError:
+        sys.stderr.write("MemoryError: the memory limit was reached\n")
+        sys.exit(5)
+    except SandboxViolation as exc:
+        sys.stderr.write("SandboxViolation: %s\n" % exc)
+        sys.exit(4)
+''')
+
+
+@dataclass
+class SandboxResult:
+    status: str        # ok | error | syntax_error | timeout | memory | blocked | killed
+    returncode: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+    network_isolation: str   # netns | userns | audit-hook
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def network_isolation() -> tuple[str, tuple[str, ...]]:
+    """How the child is cut off from the network: the best mechanism this machine allows."""
+    unshare = shutil.which("unshare")
+    if unshare and sys.platform.startswith("linux"):
+        for name, prefix in (("netns", (unshare, "-n", "--")), ("userns", (unshare, "-r", "-n", "--"))):
+            try:
+                r = subprocess.run([*prefix, sys.executable, "-c", "pass"], capture_output=True, timeout=20)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if r.returncode == 0:
+                return name, prefix
+    return "audit-hook", ()
+
+
+def _limits(memory_mb: int, cpu_seconds: int):
+    def apply() -> None:
+        mem = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        if os.getuid() != 0:  # root ignores RLIMIT_NPROC; the audit hook blocks forks anyway
+            resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
+    return apply
+
+
+def _decode(b: bytes) -> str:
+    text = b[:MAX_OUTPUT].decode("utf-8", "replace")
+    return text + ("\n… (output truncated)" if len(b) > MAX_OUTPUT else "")
+
+
+def run_python(code: str, timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB) -> SandboxResult:
+    """Compile and run `code` as a script in the sandbox; never raises for what the code does."""
+    iso_name, prefix = network_isolation()
+    workdir = tempfile.mkdtemp(prefix="shoal-sandbox-")
+    try:
+        with open(os.path.join(workdir, "solution.py"), "w", encoding="utf-8") as fh:
+            fh.write(code)
+        with open(os.path.join(workdir, "_runner.py"), "w", encoding="utf-8") as fh:
+            fh.write(_RUNNER)
+        env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+        cmd = [*prefix, sys.executable, "-I", "-B", "_runner.py"]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=_limits(memory_mb, max(1, int(timeout) + 1)),
+                                start_new_session=True)
+        timed_out = False
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            out, err = proc.communicate()
+        seconds = time.perf_counter() - t0
+        rc = proc.returncode
+        stderr = _decode(err)
+        if timed_out or rc in (-signal.SIGXCPU, -signal.SIGKILL) and seconds >= timeout * 0.9:
+            status = "timeout"
+        elif rc == 0:
+            status = "ok"
+        elif rc == EXIT_SYNTAX:
+            status = "syntax_error"
+        elif rc == EXIT_MEMORY or "MemoryError" in stderr[-2000:]:
+            status = "memory"
+        elif rc == EXIT_BLOCKED or "SandboxViolation" in stderr[-2000:]:
+            status = "blocked"
+        elif rc is not None and rc < 0:
+            status = "killed"
+        else:
+            status = "error"
+        return SandboxResult(status, rc, _decode(out), stderr, round(seconds, 3), iso_name)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()

@@ -1,0 +1,152 @@
+"""`shoal review`: headless review — status, bulk accept/reject over a filter, single verdicts, undo."""
+from __future__ import annotations
+
+import getpass
+import os
+from typing import List, Optional
+
+import typer
+
+from core.commands.common import console, fail, print_json, store_from
+from core.errors import ShoalError
+
+FILTER_HELP = ("Restrict to a queue filter, KEY=VALUE, repeatable: task, language, cluster (latest map), "
+               "map, selection (id or name), judge (passed|failed|unjudged|any), rule (judge rule that "
+               "failed), status (todo|unreviewed|reviewed|accepted|rejected|skipped|edited|any), reviewer, "
+               "search. Lists are comma-separated: --filter task=code_generation,code_repair")
+
+
+def parse_filters(store, items: list[str], **defaults):
+    """`--filter key=value` options -> QueueFilter (clear errors for unknown keys or values)."""
+    from core.review import QueueFilter
+    d: dict = dict(defaults)
+    for item in items or []:
+        if "=" not in item:
+            raise ShoalError(f"--filter needs KEY=VALUE, got {item!r}.")
+        key, value = (x.strip() for x in item.split("=", 1))
+        values = [v.strip() for v in value.split(",") if v.strip()]
+        if key in ("task", "tasks"):
+            d["tasks"] = tuple(values)
+        elif key in ("language", "languages", "lang"):
+            d["languages"] = tuple(values)
+        elif key in ("cluster", "clusters"):
+            try:
+                d["clusters"] = tuple(int(v) for v in values)
+            except ValueError:
+                raise ShoalError(f"cluster must be numbers, got {value!r}.") from None
+        elif key == "map":
+            d["map_id"] = int(value)
+        elif key == "selection":
+            sel = store.scalar("SELECT id FROM selections WHERE name = ? OR CAST(id AS VARCHAR) = ?", [value, value])
+            if sel is None:
+                raise ShoalError(f"No selection named or numbered {value!r}.")
+            d["selection_id"] = int(sel)
+        elif key in ("judge", "status", "reviewer", "search", "rule", "rule_answer"):
+            d[key] = value
+        else:
+            raise ShoalError(f"Unknown filter key {key!r}. {FILTER_HELP}")
+    return QueueFilter.from_dict(d)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("review")
+    def review(
+        ctx: typer.Context,
+        status: bool = typer.Option(False, "--status", help="Review progress, effective verdicts and judge-human agreement."),
+        as_json: bool = typer.Option(False, "--json", help="With --status: print one JSON object."),
+        accept_judged: bool = typer.Option(False, "--accept-judged", help="Accept every judge-passed example in the filter that has no human verdict yet."),
+        reject_judged_failed: bool = typer.Option(False, "--reject-judged-failed", help="Reject every judge-failed example in the filter that has no human verdict yet."),
+        filters: List[str] = typer.Option([], "--filter", "-f", help=FILTER_HELP),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Bulk: also change examples that already have a human verdict."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Bulk: only print how many examples would change."),
+        accept: Optional[int] = typer.Option(None, "--accept", help="Accept one example by id."),
+        reject: Optional[int] = typer.Option(None, "--reject", help="Reject one example by id."),
+        note: Optional[str] = typer.Option(None, "--note", help="Note stored with the verdict."),
+        undo: bool = typer.Option(False, "--undo", help="Undo this reviewer's last decision or bulk action."),
+        reviewer: Optional[str] = typer.Option(None, "--reviewer", envvar="SHOAL_REVIEWER",
+                                               help="Name recorded in the audit log (default: $USER)."),
+    ):
+        """Review generated examples without the app: status, bulk accept/reject over a filter, undo."""
+        from core import review as rv
+        store = store_from(ctx)
+        who = reviewer or os.environ.get("USER") or _login() or "cli"
+        chosen = sum(bool(x) for x in (status, accept_judged, reject_judged_failed, accept is not None,
+                                        reject is not None, undo))
+        if chosen != 1:
+            fail("Choose exactly one of --status, --accept-judged, --reject-judged-failed, --accept ID, "
+                 "--reject ID, --undo.")
+        try:
+            if status:
+                data = rv.review_status(store)
+                if as_json:
+                    print_json(data)
+                else:
+                    _print_status(data)
+                return
+            if accept is not None or reject is not None:
+                gid = accept if accept is not None else reject
+                verdict = "accepted" if accept is not None else "rejected"
+                res = rv.decide(store, gid, verdict, reviewer=who, note=note,
+                                expected_version=rv.current_version(store, gid))
+                console.print(f"#{gid} {verdict} by {who} (version {res['version']}).")
+                return
+            if undo:
+                res = rv.undo_last(store, who)
+                console.print(f"Undid {res.action} ({res.restored} restored"
+                              + (f", {res.not_restored} changed since and left as they are" if res.not_restored else "")
+                              + ").")
+                return
+            verdict, judge = ("accepted", "passed") if accept_judged else ("rejected", "failed")
+            f = parse_filters(store, filters, status="any", judge=judge)
+            if f.judge != judge:
+                fail(f"--{'accept-judged' if accept_judged else 'reject-judged-failed'} already sets judge={judge}.")
+            pre = rv.bulk_preview(store, f, verdict, overwrite)
+            console.print(f"{pre.matching} examples match; {pre.to_change} would be {verdict}"
+                          + (f" ({pre.overriding} overriding a human verdict)" if pre.overriding else "")
+                          + (f"; {pre.already} already {verdict}" if pre.already else "") + ".")
+            if dry_run or pre.to_change == 0:
+                return
+            res = rv.bulk_decide(store, f, verdict, reviewer=who, note=note, overwrite=overwrite)
+            console.print(f"{res.changed} examples {verdict} by {who} as one action "
+                          f"(undo: shoal review --undo --reviewer {who}).")
+        except ShoalError as exc:
+            fail(str(exc))
+
+
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+def _print_status(data: dict) -> None:
+    from rich.table import Table
+    from core.commands.common import Console
+    out = Console()
+    if not data["per_task"]:
+        out.print("No generated examples yet.")
+        return
+    cols = ["total", "unreviewed", "accepted", "rejected", "skipped", "edited", "judge_passed",
+            "judge_failed", "effective_accepted", "effective_rejected"]
+    t = Table(title="Review status per task (effective = human verdict, else judge)")
+    t.add_column("task")
+    for c in cols:
+        t.add_column(c.replace("_", " "), justify="right")
+    for r in data["per_task"] + [{"task": "[bold]all", **data["totals"]}]:
+        t.add_row(r["task"], *[str(r.get(c, 0)) for c in cols])
+    out.print(t)
+    t2 = Table(title="Judge vs human (examples with both)")
+    for c in ("scope", "n", "agreement", "kappa", "judge yes / human accept", "judge no / human accept",
+              "judge yes / human reject", "judge no / human reject"):
+        t2.add_column(c, justify="right" if c != "scope" else "left")
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.3f}"
+    rows = [("all", data["agreement"]["overall"])] + list(data["agreement"]["per_task"].items())
+    for scope, s in rows:
+        t2.add_row(scope, str(s["n"]), fmt(s["agreement"]), fmt(s["kappa"]), str(s["judge_yes_accepted"]),
+                   str(s["judge_no_accepted"]), str(s["judge_yes_rejected"]), str(s["judge_no_rejected"]))
+    out.print(t2)
+    if data["reviewers"]:
+        out.print("Reviewers: " + ", ".join(f"{r['reviewer']} ({r['n']})" for r in data["reviewers"]))

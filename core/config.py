@@ -1,0 +1,228 @@
+"""LLM endpoint profiles (generator, judge) and where their API keys come from.
+
+A profile names the variable that holds its key (`api_key_env`); the key itself is read at
+call time from the environment or `.streamlit/secrets.toml` and is never stored in a
+profile, DuckDB, a log or an export.
+
+Key safety (the simonw/llm lesson): a custom base URL (vLLM, Ollama, OpenRouter, ...) never
+receives the default `OPENAI_API_KEY` unless the profile names it explicitly. Loopback
+servers get a dummy key.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import pydantic
+from pydantic import model_serializer
+
+from core.errors import ShoalError
+
+ROLES = ("generator", "judge")
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
+DUMMY_KEY = "sk-no-key-needed"  # the openai package refuses an empty key; local servers ignore it
+ResponseFormat = Literal["auto", "json_schema", "json_object", "text"]
+
+
+class Profile(pydantic.BaseModel):
+    """One OpenAI-compatible endpoint for one role. Holds the key's *name*, never the key."""
+    role: str                      # "generator" | "judge"
+    base_url: str                  # e.g. http://127.0.0.1:8000/v1
+    model: str                     # "" = ask the server (GET /models) and use its first model
+    api_key_env: str = DEFAULT_KEY_ENV
+    temperature: float = 1.0
+    max_tokens: int = 512
+    timeout_s: float = 60.0
+    response_format: ResponseFormat = "auto"
+    source: str = "explicit"       # where the profile came from, for display: env | openai | local
+
+    @model_serializer(mode="wrap")
+    def _omit_default_key_env(self, handler):
+        # Dropping an *implicit* api_key_env from dumps keeps it implicit after a round trip
+        # (Profile(**p.model_dump())), so a stored profile can never start sending
+        # OPENAI_API_KEY to a custom server.
+        data = handler(self)
+        if isinstance(data, dict) and "api_key_env" not in self.model_fields_set:
+            data.pop("api_key_env", None)
+        return data
+
+    @property
+    def key_env_explicit(self) -> bool:
+        return "api_key_env" in self.model_fields_set
+
+    @property
+    def is_openai(self) -> bool:
+        return is_openai_url(self.base_url)
+
+    @property
+    def is_local(self) -> bool:
+        return is_loopback_url(self.base_url)
+
+    def public(self) -> dict[str, Any]:
+        """What may be shown or stored (job params, UI): everything but secrets (there are none)."""
+        return self.model_dump()
+
+
+# ---------------------------------------------------------------- URLs
+
+
+def _host(url: str) -> str:
+    return (urlparse(url).hostname or "").lower()
+
+
+def is_openai_url(url: str) -> bool:
+    return _host(url) == "api.openai.com"
+
+
+def is_loopback_url(url: str) -> bool:
+    host = _host(url)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- keys
+
+
+def secrets_paths() -> list[Path]:
+    """Where Streamlit keeps secrets: the project's .streamlit/ first, then the user's."""
+    paths = [Path.cwd() / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"]
+    if os.environ.get("SHOAL_SECRETS_FILE"):
+        paths.insert(0, Path(os.environ["SHOAL_SECRETS_FILE"]).expanduser())
+    return paths
+
+
+def _read_secret(name: str, paths: list[Path] | None = None) -> str | None:
+    for path in paths if paths is not None else secrets_paths():
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ShoalError(f"Cannot read secrets file {path}: {exc}") from None
+        value = data.get(name)
+        if value is None and isinstance(data.get("shoal"), dict):
+            value = data["shoal"].get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def resolve_api_key(profile: Profile, secrets: list[Path] | None = None) -> str:
+    """The key to send for this profile (read now, never cached on disk).
+
+    * A custom (non-OpenAI) base URL whose profile did not name a key variable gets no real key.
+    * Loopback servers get a dummy key when their variable is unset.
+    * api.openai.com without a key is a configuration error with the fix in its message.
+    """
+    if not profile.is_openai and not profile.key_env_explicit:
+        return DUMMY_KEY
+    name = profile.api_key_env
+    key = (os.environ.get(name) or "").strip() or _read_secret(name, secrets)
+    if key:
+        return key
+    if profile.is_openai:
+        raise ShoalError(
+            f"The {profile.role} profile uses {profile.base_url} but no API key was found: "
+            f"set the environment variable {name} or add `{name} = \"...\"` to .streamlit/secrets.toml.")
+    return DUMMY_KEY
+
+
+# ---------------------------------------------------------------- profiles from the environment
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value.strip() if value and value.strip() else None
+
+
+def _number(name: str, kind: type, default):
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ShoalError(f"{name}={raw!r} is not a valid {kind.__name__}.") from None
+
+
+def _role_settings(role: str) -> dict[str, Any]:
+    """SHOAL_<ROLE>_* variables that are set (without defaults)."""
+    p = f"SHOAL_{role.upper()}_"
+    out: dict[str, Any] = {}
+    for field, kind in (("base_url", str), ("model", str), ("api_key_env", str),
+                        ("temperature", float), ("max_tokens", int), ("timeout_s", float),
+                        ("response_format", str)):
+        env_name = p + ("TIMEOUT" if field == "timeout_s" else field.upper())
+        if _env(env_name) is not None:
+            out[field] = _number(env_name, kind, None)
+    return out
+
+
+# Teacher settings from the papers: generator temperature 1 / 512 tokens; a judge answers
+# deterministically and needs room for one reason per rule.
+ROLE_DEFAULTS = {"generator": {"temperature": 1.0, "max_tokens": 512},
+                 "judge": {"temperature": 0.0, "max_tokens": 768}}
+
+
+def endpoint_configured() -> bool:
+    """True when some remote/explicit endpoint is set (else the embedded local model is used)."""
+    return any(_env(f"SHOAL_{r.upper()}_BASE_URL") for r in ROLES) \
+        or bool(_env("OPENAI_BASE_URL") or _env("OPENAI_API_KEY"))
+
+
+def load_profiles(start_local: bool = True) -> dict[str, Profile]:
+    """{"generator": Profile, "judge": Profile} from the environment.
+
+    Per role, in order: SHOAL_<ROLE>_BASE_URL / _MODEL / _API_KEY_ENV / _TEMPERATURE /
+    _MAX_TOKENS / _TIMEOUT / _RESPONSE_FORMAT; a judge without its own base URL uses the
+    generator's endpoint; then OPENAI_BASE_URL + OPENAI_API_KEY (+ OPENAI_MODEL); else the
+    embedded llama.cpp server (`core.local_llm.ensure_server()`, started only when
+    start_local is true; otherwise base_url is "" until it is started).
+    """
+    gen = _role_settings("generator")
+    out: dict[str, Profile] = {}
+    for role in ROLES:
+        own = _role_settings(role)
+        settings: dict[str, Any] = dict(ROLE_DEFAULTS[role])
+        if role == "judge" and "base_url" not in own and "base_url" in gen:
+            for k in ("base_url", "model", "api_key_env", "timeout_s", "response_format"):
+                if k in gen:
+                    settings[k] = gen[k]
+        settings.update(own)
+        source = "env"
+        if "base_url" not in settings:
+            if _env("OPENAI_BASE_URL") or _env("OPENAI_API_KEY"):
+                settings["base_url"] = _env("OPENAI_BASE_URL") or OPENAI_BASE_URL
+                # the user set OPENAI_* for this URL themselves: the key is meant for it
+                settings.setdefault("api_key_env", DEFAULT_KEY_ENV)
+                default_model = OPENAI_DEFAULT_MODEL if is_openai_url(settings["base_url"]) else ""
+                settings.setdefault("model", _env("OPENAI_MODEL") or default_model)
+                source = "openai"
+            else:
+                settings.update(_local_endpoint(start_local, settings.get("model")))
+                source = "local"
+        settings.setdefault("model", "")
+        try:
+            out[role] = Profile(role=role, source=source, **settings)
+        except pydantic.ValidationError as exc:
+            raise ShoalError(f"Invalid {role} LLM settings: {exc.errors()[0]['msg']} "
+                             f"({'.'.join(map(str, exc.errors()[0]['loc']))})") from None
+    return out
+
+
+def _local_endpoint(start: bool, model: str | None) -> dict[str, Any]:
+    from core import local_llm
+    if not start:
+        return {"base_url": "", "model": model or local_llm.resolve_model(None).name}
+    server = local_llm.ensure_server(model or None)
+    return {"base_url": server.base_url, "model": server.model}

@@ -1,0 +1,350 @@
+"""Export the curated set: accepted examples (edits applied, failing checks left out unless
+overridden) in the formats trainers read, each with a dataset card and per-row provenance.
+
+Every export is a folder: the data file(s) plus README.md (the dataset card). It is built in
+a temporary sibling folder and renamed into place, so a crash never leaves half a dataset.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import uuid
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.errors import MissingDependency, ShoalError
+from core.store import Store
+
+FORMATS = {
+    "alpaca": "Alpaca JSONL (instruction, input, output)",
+    "messages": "Chat messages JSONL (OpenAI / TRL SFT)",
+    "sharegpt": "ShareGPT JSONL (conversations)",
+    "oss-instruct": "OSS-Instruct JSONL (problem, solution, seed, lang)",
+    "parquet": "Parquet (instruction, input, output + provenance)",
+    "hf": "Hugging Face datasets folder (save_to_disk)",
+}
+DATA_FILE = {"alpaca": "train.jsonl", "messages": "train.jsonl", "sharegpt": "train.jsonl",
+             "oss-instruct": "train.jsonl", "parquet": "train.parquet"}
+
+
+@dataclass
+class ExportSelection:
+    rows: list[dict]                        # neutral rows: instruction, input, output, ... provenance
+    excluded: Counter = field(default_factory=Counter)   # reason -> count
+    n_candidates: int = 0
+    n_overridden: int = 0
+    include_judged: bool = False
+    apply_checks: bool = True
+
+
+@dataclass
+class ExportResult:
+    format: str
+    path: str
+    n_rows: int
+    excluded: dict
+    card: str
+    export_id: int | None = None
+    pushed_to: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"format": self.format, "path": self.path, "n_rows": self.n_rows,
+                "excluded": self.excluded, "export_id": self.export_id, "pushed_to": self.pushed_to}
+
+
+def _s(v: Any) -> str | None:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return None
+    return str(v)
+
+
+def _judge_verdict(v: Any) -> str | None:
+    try:
+        if v is None or pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        return None
+    return "passed" if bool(v) else "failed"
+
+
+def select_rows(store: Store, include_judged: bool = False, apply_checks: bool = True) -> ExportSelection:
+    """Which examples leave Shoal, with the reason every other one stays."""
+    from core.checks.examples import load_examples
+    from core.checks.results import blocking_checks, current_checks
+
+    ex = load_examples(store)
+    sel = ExportSelection([], Counter(), len(ex), include_judged=include_judged, apply_checks=apply_checks)
+    blocked = blocking_checks(store) if apply_checks else {}
+    cur = current_checks(store)
+    if not cur.empty:
+        sel.n_overridden = int((cur["overridden"].fillna(False).astype(bool) & ~cur["passed"].astype(bool)).sum())
+    for r in ex.itertuples(index=False):
+        verdict = r.verdict if isinstance(r.verdict, str) else None
+        judge = _judge_verdict(r.judge_overall)
+        if verdict == "rejected":
+            sel.excluded["rejected by reviewer"] += 1
+            continue
+        if verdict != "accepted":
+            if not (include_judged and judge == "passed"):
+                sel.excluded["not accepted by a reviewer" if not include_judged
+                             else "not accepted (and judge did not pass it)"] += 1
+                continue
+        if not r.solution.strip() or not r.instruction.strip():
+            sel.excluded["empty instruction or solution"] += 1
+            continue
+        kinds = blocked.get(int(r.generation_id))
+        if kinds:
+            for k in kinds:
+                sel.excluded[f"failed check: {k}"] += 1
+            continue
+        prompt = f"{r.prompt_task}@v{int(r.prompt_version)}" if isinstance(r.prompt_task, str) else None
+        sel.rows.append({
+            "instruction": r.instruction, "input": r.input, "output": r.solution,
+            "task": r.task, "language": r.language, "seed": _s(r.seed) or "",
+            "provenance": {
+                "generation_id": int(r.generation_id), "snippet_id": _s(r.snippet_id),
+                "source": _s(r.source), "repo": _s(r.repo), "path": _s(r.path), "url": _s(r.url),
+                "func_name": _s(r.func_name), "task": r.task, "language": _s(r.language),
+                "generator_model": _s(r.generator_model), "judge_model": _s(r.judge_model),
+                "judge_verdict": judge, "review_verdict": verdict, "reviewer": _s(r.reviewer),
+                "edited": r.edited_fields is not None and not (isinstance(r.edited_fields, float)),
+                "prompt_version": prompt,
+            },
+        })
+    return sel
+
+
+def _prompt(row: dict) -> str:
+    return row["instruction"] + (f"\n\n{row['input']}" if row["input"] else "")
+
+
+def format_row(fmt: str, row: dict) -> dict:
+    """One neutral row in the shape of `fmt` (provenance travels along in every format)."""
+    prov = row["provenance"]
+    if fmt == "alpaca":
+        return {"instruction": row["instruction"], "input": row["input"], "output": row["output"], "provenance": prov}
+    if fmt == "messages":
+        return {"messages": [{"role": "user", "content": _prompt(row)},
+                             {"role": "assistant", "content": row["output"]}], "provenance": prov}
+    if fmt == "sharegpt":
+        return {"conversations": [{"from": "human", "value": _prompt(row)},
+                                  {"from": "gpt", "value": row["output"]}], "provenance": prov}
+    if fmt == "oss-instruct":
+        return {"problem": _prompt(row), "solution": row["output"], "seed": row["seed"],
+                "lang": row["language"], "provenance": prov}
+    if fmt in ("parquet", "hf"):
+        return {"instruction": row["instruction"], "input": row["input"], "output": row["output"],
+                "task": row["task"], "language": row["language"], "provenance": prov}
+    raise ShoalError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+
+
+# --------------------------------------------------------------------------- dataset card
+
+def _table(counter: Counter, head: str) -> str:
+    if not counter:
+        return "_none_\n"
+    lines = [f"| {head} | examples | share |", "|---|---:|---:|"]
+    total = sum(counter.values())
+    for k, v in counter.most_common():
+        lines.append(f"| {k} | {v} | {v / total:.1%} |")
+    return "\n".join(lines) + "\n"
+
+
+def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoal dataset") -> str:
+    from core.checks.results import latest_run
+
+    rows = sel.rows
+    n = len(rows)
+    size = "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "n>100K"
+    front = ["---", "tags:", "- code", "- instruction-tuning", "- shoal", "task_categories:",
+             "- text-generation", "language:", "- en", f"size_categories:", f"- {size}"]
+    if fmt in DATA_FILE:
+        front += ["configs:", "- config_name: default", "  data_files:", "  - split: train",
+                  f"    path: {DATA_FILE[fmt]}"]
+    front.append("---")
+    out = ["\n".join(front), f"# {name}", "",
+           f"Instruction-tuning data for code LLMs curated with Shoal "
+           f"(CodeOcean/WaveCoder and Magicoder/OSS-Instruct recipes), exported "
+           f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} as **{FORMATS[fmt]}**.", "",
+           f"**{n} examples.**", "", "## Task mix", "", _table(Counter(r["task"] for r in rows), "task"),
+           "## Language mix", "", _table(Counter(r["language"] for r in rows), "language"),
+           "## Models", "", _table(Counter(r["provenance"]["generator_model"] or "unknown" for r in rows),
+                                   "generator model"),
+           _table(Counter(r["provenance"]["judge_model"] or "not judged" for r in rows), "judge model"),
+           "## Prompt versions", "",
+           _table(Counter(r["provenance"]["prompt_version"] or "unknown" for r in rows), "task@version"),
+           "## Filters", "",
+           "- Included: " + ("examples a reviewer accepted, plus unreviewed examples the judge passed"
+                             if sel.include_judged else "examples a reviewer accepted (a human verdict always "
+                             "overrides the judge)") + ".",
+           f"- Reviewer edits applied: {sum(1 for r in rows if r['provenance']['edited'])} edited examples.",
+           "- Failing checks (decontamination, near-duplicates, execution) "
+           + ("exclude an example unless a reviewer overrode them" if sel.apply_checks else "were NOT applied")
+           + f"; overridden check failures: {sel.n_overridden}.",
+           f"- Candidates: {sel.n_candidates}; left out:", ""]
+    out += [f"  - {k}: {v}" for k, v in sel.excluded.most_common()] or ["  - none"]
+    out += ["", "## Decontamination", ""]
+    dec = latest_run(store, "decontamination")
+    if dec:
+        s, p = dec["summary"], dec["params"]
+        out += [f"Method: case-insensitive, whitespace-normalized substring match"
+                + (f" plus {p.get('ngram')}-gram overlap" if p.get("ngram") else "")
+                + f" (bigcode / Magicoder). Benchmarks: {', '.join(b.split('=')[0] for b in p.get('benchmarks', []))}.",
+                f"Checked {s.get('n_examples')} examples on {str(dec['created_at'])[:19]}; "
+                f"flagged {s.get('n_flagged')} ({json.dumps(s.get('flagged_per_benchmark', {}))}); "
+                f"flagged examples left out of this export: {sel.excluded.get('failed check: decontamination', 0)}."]
+    else:
+        out.append("**Not run.** Run `shoal check` before publishing this set.")
+    for kind, title in (("near_duplicate", "Near-duplicates"), ("execution", "Execution check")):
+        run = latest_run(store, kind)
+        out += ["", f"## {title}", ""]
+        if run:
+            out.append(f"Last run {str(run['created_at'])[:19]}: parameters {json.dumps(run['params'])}; "
+                       f"result {json.dumps({k: v for k, v in run['summary'].items() if k != 'flagged'})}.")
+        else:
+            out.append("Not run.")
+    out += ["", "## Provenance", "",
+            "Every row carries `provenance`: generation_id, snippet_id, source, repo, path, url, func_name, "
+            "task, language, generator_model, judge_model, judge_verdict, review_verdict, reviewer, edited, "
+            "prompt_version.", ""]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- writers
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_into(folder: Path, fmt: str, rows: list[dict], card: str) -> None:
+    shaped = [format_row(fmt, r) for r in rows]
+    if fmt in ("alpaca", "messages", "sharegpt", "oss-instruct"):
+        _write_jsonl(folder / DATA_FILE[fmt], shaped)
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        pq.write_table(pa.Table.from_pylist(shaped, schema=_arrow_schema()), folder / DATA_FILE[fmt])
+    elif fmt == "hf":
+        _hf_dataset(shaped).save_to_disk(str(folder))
+    else:
+        raise ShoalError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    (folder / "README.md").write_text(card, encoding="utf-8")
+
+
+def _arrow_schema():
+    import pyarrow as pa
+    s = pa.string()
+    prov = pa.struct([("generation_id", pa.int64()), ("snippet_id", s), ("source", s), ("repo", s),
+                      ("path", s), ("url", s), ("func_name", s), ("task", s), ("language", s),
+                      ("generator_model", s), ("judge_model", s), ("judge_verdict", s),
+                      ("review_verdict", s), ("reviewer", s), ("edited", pa.bool_()), ("prompt_version", s)])
+    return pa.schema([("instruction", s), ("input", s), ("output", s), ("task", s), ("language", s),
+                      ("provenance", prov)])
+
+
+def _hf_dataset(shaped: list[dict]):
+    try:
+        import datasets
+    except ImportError:
+        raise MissingDependency("The Hugging Face export", "datasets") from None
+    import pyarrow as pa
+    table = pa.Table.from_pylist(shaped, schema=_arrow_schema())
+    return datasets.Dataset(table)
+
+
+def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    if out.exists():
+        if not overwrite and (out.is_file() or any(out.iterdir())):
+            raise ShoalError(f"{out} already exists; choose another --out or pass --overwrite.")
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        out.rename(old)
+        try:
+            tmp.rename(out)
+        except OSError:
+            old.rename(out)
+            raise
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    else:
+        tmp.rename(out)
+
+
+def export_dataset(store: Store, fmt: str, out: str | os.PathLike, include_judged: bool = False,
+                   apply_checks: bool = True, overwrite: bool = False, name: str = "Shoal dataset",
+                   push_to_hub: str | None = None, allow_empty: bool = False) -> ExportResult:
+    """Write the selected examples in `fmt` to the folder `out` (atomically); record an `exports` row."""
+    if fmt not in FORMATS:
+        raise ShoalError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    out = Path(out).expanduser()
+    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
+        raise ShoalError(f"{out} already exists; choose another --out or pass --overwrite.")
+    sel = select_rows(store, include_judged, apply_checks)
+    if not sel.rows and not allow_empty:
+        why = ", ".join(f"{k}: {v}" for k, v in sel.excluded.most_common()) or "there are no generated examples"
+        raise ShoalError(f"Nothing to export ({why}). Accept examples on the Review page first"
+                         + ("" if include_judged else ", or include judge-passed ones (--include-judged)") + ".")
+    card = dataset_card(store, fmt, sel, name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        _write_into(tmp, fmt, sel.rows, card)
+        _swap_into_place(tmp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    pushed = None
+    if push_to_hub:
+        pushed = _push(out, fmt, push_to_hub)
+    params = {"include_judged": include_judged, "apply_checks": apply_checks, "excluded": dict(sel.excluded),
+              "n_candidates": sel.n_candidates, "pushed_to": pushed}
+    export_id = store.scalar("INSERT INTO exports(format, path, n_rows, params, card) VALUES (?, ?, ?, ?, ?) "
+                             "RETURNING id", [fmt, str(out.resolve()), len(sel.rows), json.dumps(params), card])
+    return ExportResult(fmt, str(out), len(sel.rows), dict(sel.excluded), card, int(export_id), pushed)
+
+
+def _push(folder: Path, fmt: str, repo_id: str) -> str:
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        raise ShoalError("Pushing to the hub needs a token in HF_TOKEN; the local export was written.")
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise ShoalError("The Hugging Face hub is offline (HF_HUB_OFFLINE); the local export was written.")
+    if fmt != "hf":
+        raise ShoalError("Push to the hub from the `hf` format; the local export was written.")
+    import datasets
+    try:
+        datasets.load_from_disk(str(folder)).push_to_hub(repo_id, token=token)
+    except Exception as exc:  # network / auth errors come in many types
+        raise ShoalError(f"Push to {repo_id} failed: {exc}. The local export was written.") from None
+    return repo_id
+
+
+def export_zip(store: Store, fmt: str, include_judged: bool = False, apply_checks: bool = True,
+               name: str = "Shoal dataset") -> tuple[bytes, ExportResult]:
+    """The export as a zip archive in memory (for the app's download button)."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="shoal-export-") as tmp:
+        folder = Path(tmp) / f"shoal-{fmt}"
+        res = export_dataset(store, fmt, folder, include_judged, apply_checks, name=name)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in sorted(folder.rglob("*")):
+                if p.is_file():
+                    zf.write(p, f"{folder.name}/{p.relative_to(folder)}")
+        store.execute("UPDATE exports SET path = ? WHERE id = ?", [f"download:{folder.name}.zip", res.export_id])
+        res.path = f"{folder.name}.zip"
+        return buf.getvalue(), res

@@ -1,0 +1,487 @@
+"""Generator–discriminator pipeline for one item: prompt assembly, rule pre-filter, judge, example pools.
+
+Prompt versions: a task's editable content (definition, requirements, rules, templates, built-in
+examples) is stored in `prompt_versions`; saving changed content creates the next version and
+every generation records the version it used.
+
+Example pools are frozen at a snapshot (the highest generation id and the time when the job
+started) so that a resumed job assembles byte-identical prompts and every call already answered
+is served from the LLM cache.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2.exceptions import TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, ValidationError
+
+from core.errors import ShoalError
+from core.store import Store
+from core.tasks import TASKS, Judgment, TaskSpec, count_sentences, get_task
+
+NO_INPUT = "no input"
+
+# Values a generator writes when there is nothing to say; normalized to "no input".
+PLACEHOLDERS = {
+    "", "none", "no", "n/a", "na", "nil", "null", "nothing", "-", "--", "empty", "not applicable",
+    "no input", "no inputs", "no input required", "no input needed", "no additional input",
+    "no additional input required", "no additional information", "no additional information is required",
+    "no additional information required", "no information", "no extra information", "no extra input",
+    "not required", "no information needed", "none required", "none needed",
+}
+
+_JINJA = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+@functools.lru_cache(maxsize=128)
+def _template(source: str):
+    """Compiled templates by source text (compiling costs far more than rendering)."""
+    return _JINJA.from_string(source)
+
+
+# --------------------------------------------------------------------------- prompt versions
+
+@dataclass(frozen=True)
+class PromptVersion:
+    id: int
+    task: str
+    version: int
+    content: dict
+    content_hash: str
+
+
+def content_hash(content: dict) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+def _pv_from_row(row: dict) -> PromptVersion:
+    content = row["content"] if isinstance(row["content"], dict) else json.loads(row["content"])
+    return PromptVersion(int(row["id"]), row["task"], int(row["version"]), content, row["content_hash"])
+
+
+def validate_content(task: str, content: dict) -> None:
+    """Refuse content that cannot render (missing parts, broken template) before it is saved."""
+    spec = get_task(task)
+    for key in ("definition", "requirements", "rules", "generator_template", "judge_template"):
+        if not content.get(key):
+            raise ShoalError(f"The {task} prompt needs a non-empty '{key}'.")
+    for key in ("requirements", "rules"):
+        if not isinstance(content[key], list) or not all(isinstance(x, str) and x.strip() for x in content[key]):
+            raise ShoalError(f"'{key}' must be a list of non-empty lines.")
+    probe = {"language": "python", "code": "def f():\n    return 1\n", "id": "probe"}
+    try:
+        build_generator_messages(spec, content, probe, "go" if spec.needs_target_language else None, [], [])
+        build_judge_messages(spec, content, probe, "go" if spec.needs_target_language else None,
+                             {k: "x" for k in spec.keys})
+    except TemplateError as exc:
+        raise ShoalError(f"The {task} template does not render: {exc}") from None
+
+
+def save_prompt_version(store: Store, task: str, content: dict, note: str | None = None) -> PromptVersion:
+    """Store `content` as the next version of `task`, or return the existing version with the same content."""
+    validate_content(task, content)
+    h = content_hash(content)
+    with store.transaction() as cur:
+        row = cur.execute("SELECT * FROM prompt_versions WHERE task = ? AND content_hash = ? ORDER BY version DESC",
+                          [task, h]).fetchone()
+        if row is None:
+            version = int(cur.execute("SELECT coalesce(max(version), 0) + 1 FROM prompt_versions WHERE task = ?",
+                                      [task]).fetchone()[0])
+            cur.execute("INSERT INTO prompt_versions(task, version, content, content_hash, note) VALUES (?, ?, ?, ?, ?)",
+                        [task, version, json.dumps(content, ensure_ascii=False), h, note])
+    row = store.one("SELECT * FROM prompt_versions WHERE task = ? AND content_hash = ? ORDER BY version DESC",
+                    [task, h])
+    return _pv_from_row(row)
+
+
+def current_prompt_version(store: Store, task: str) -> PromptVersion:
+    """The latest version of `task`, creating version 1 from the built-in defaults when there is none."""
+    row = store.one("SELECT * FROM prompt_versions WHERE task = ? ORDER BY version DESC LIMIT 1", [task])
+    if row is None:
+        return save_prompt_version(store, task, get_task(task).default_content(), note="built-in default")
+    return _pv_from_row(row)
+
+
+def get_prompt_version(store: Store, version_id: int) -> PromptVersion:
+    row = store.one("SELECT * FROM prompt_versions WHERE id = ?", [version_id])
+    if row is None:
+        raise ShoalError(f"Prompt version {version_id} does not exist.")
+    return _pv_from_row(row)
+
+
+def list_prompt_versions(store: Store, task: str) -> list[dict]:
+    return store.rows("SELECT id, version, content_hash, note, created_at FROM prompt_versions "
+                      "WHERE task = ? ORDER BY version DESC", [task])
+
+
+# --------------------------------------------------------------------------- prompt assembly
+
+def fence(text: str, info: str = "") -> str:
+    """Fence `text` with a backtick run longer than any inside it, so it cannot close the block."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    body = text if text.endswith("\n") else text + "\n"
+    return f"{ticks}{info}\n{body}{ticks}"
+
+
+def _example_block(fields: dict) -> str:
+    return fence(json.dumps(fields, indent=2, ensure_ascii=False), "json")
+
+
+def build_generator_messages(spec: TaskSpec, content: dict, snippet: dict, target_language: str | None,
+                             good: list[dict], bad: list[dict]) -> list[dict]:
+    """Chat messages for the generator. `good`: field dicts; `bad`: {"fields", "analysis"} dicts."""
+    language = snippet.get("language") or "code"
+    user = _template(content["generator_template"]).render(
+        task=spec.name, target_language=target_language, definition=content["definition"],
+        requirements=content["requirements"], keys=spec.keys, language=language,
+        good_examples=[{"block": _example_block(g)} for g in good],
+        bad_examples=[{"block": _example_block(b["fields"]), "analysis": b.get("analysis") or ""} for b in bad],
+        code_block=fence(snippet["code"], language),
+    )
+    return [{"role": "system", "content": content.get("generator_system") or ""},
+            {"role": "user", "content": user}]
+
+
+def build_judge_messages(spec: TaskSpec, content: dict, snippet: dict, target_language: str | None,
+                         fields: dict) -> list[dict]:
+    language = snippet.get("language") or "code"
+    user = _template(content["judge_template"]).render(
+        task=spec.name, target_language=target_language, definition=content["definition"],
+        rules=content["rules"], language=language, code_block=fence(snippet["code"], language),
+        example_block=_example_block(fields),
+    )
+    return [{"role": "system", "content": content.get("judge_system") or ""},
+            {"role": "user", "content": user}]
+
+
+# --------------------------------------------------------------------------- parsing
+
+def _first_json_object(text: str) -> str | None:
+    """The first balanced {...} block in text (string-aware), or None."""
+    start = text.find("{")
+    while start != -1:
+        depth, in_str, esc = 0, False, False
+        for i in range(start, len(text)):
+            c = text[i]
+            if in_str:
+                if esc:
+                    esc = False
+                elif c == "\\":
+                    esc = True
+                elif c == '"':
+                    in_str = False
+            elif c == '"':
+                in_str = True
+            elif c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start:i + 1]
+        start = text.find("{", start + 1)
+    return None
+
+
+def parse_reply(schema: type[BaseModel], text: str | None) -> tuple[BaseModel | None, str | None]:
+    """Tolerant parse of a model reply into `schema`: whole text, then a fenced block, then the first {...}."""
+    if not text or not text.strip():
+        return None, "empty reply"
+    candidates = [text.strip()]
+    m = re.search(r"(`{3,})[a-zA-Z]*\n(.*?)\n\1", text, re.S)
+    if m:
+        candidates.append(m.group(2))
+    block = _first_json_object(text)
+    if block:
+        candidates.append(block)
+    error = "invalid json"
+    for cand in candidates:
+        try:
+            data = json.loads(cand)
+        except ValueError:
+            continue
+        try:
+            return schema.model_validate(data), None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            error = f"schema: {'.'.join(str(p) for p in first['loc']) or 'object'} {first['msg']}"
+    return None, error
+
+
+# --------------------------------------------------------------------------- rule pre-filter
+
+@dataclass
+class PrefilterResult:
+    ok: bool
+    reasons: list[str]
+    fields: dict
+
+
+def is_placeholder(value: str) -> bool:
+    return re.sub(r"[\s.!:;]+$", "", value.strip().lower()).strip("\"'` ") in PLACEHOLDERS
+
+
+def prefilter(task: str, fields: dict) -> PrefilterResult:
+    """Cheap deterministic checks before any judge call; returns normalized fields and every failed rule."""
+    spec = get_task(task)
+    fields = {k: ("" if v is None else str(v)) for k, v in fields.items()}
+    reasons: list[str] = []
+    missing = [k for k in spec.keys if k not in fields]
+    if missing:
+        reasons.append(f"missing_fields: {', '.join(missing)}")
+    empty = [k for k in spec.keys if k in fields and not fields[k].strip()]
+    if len(empty) > 1:
+        reasons.append(f"empty_fields: {', '.join(empty)}")
+    if "information" in fields and is_placeholder(fields["information"]):
+        fields["information"] = NO_INPUT
+    if spec.instruction_field and fields.get(spec.instruction_field, "").strip():
+        n = count_sentences(fields[spec.instruction_field])
+        if n > 2:
+            reasons.append(f"instruction_too_long: {n} sentences (at most 2)")
+    if task in ("code_repair", "code_translation", "code_summarization") and fields.get("information") == NO_INPUT:
+        reasons.append("information_missing_code: this task needs the code in information")
+    if not fields.get("solution", "").strip() and "empty_fields" not in " ".join(reasons):
+        reasons.append("empty_solution")
+    return PrefilterResult(not reasons, reasons, fields)
+
+
+# --------------------------------------------------------------------------- judge
+
+def normalize_judgment(rules: list[str], judgment: Judgment) -> tuple[list[dict], bool]:
+    """Per-rule answers aligned with our rule list; a rule the judge skipped counts as 'no'.
+    Overall is yes only if every rule holds (whatever the judge's own overall says) and the judge agrees."""
+    answers = judgment.rules
+    out = []
+    for i, rule in enumerate(rules):
+        if i < len(answers):
+            out.append({"rule": rule, "answer": answers[i].answer, "reason": answers[i].reason})
+        else:
+            out.append({"rule": rule, "answer": "no", "reason": "the judge gave no answer for this rule"})
+    overall = all(r["answer"] == "yes" for r in out) and judgment.overall == "yes"
+    return out, overall
+
+
+# --------------------------------------------------------------------------- example pools
+
+@dataclass
+class PoolSnapshot:
+    """What the pools may draw from: generations up to an id, human reviews up to a time."""
+    max_generation_id: int
+    reviews_until: str   # ISO timestamp
+
+    def to_json(self) -> dict:
+        return {"max_generation_id": self.max_generation_id, "reviews_until": self.reviews_until}
+
+    @classmethod
+    def take(cls, store: Store) -> "PoolSnapshot":
+        gid = int(store.scalar("SELECT coalesce(max(id), 0) FROM generations") or 0)
+        ts = str(store.scalar("SELECT CAST(current_timestamp AS TIMESTAMP)"))
+        return cls(gid, ts)
+
+
+@dataclass
+class PoolConfig:
+    good: int = 2
+    bad: int = 1
+    seed: int = 0
+    strategy: str = "random"      # random | recent
+
+    def to_json(self) -> dict:
+        return {"good": self.good, "bad": self.bad, "seed": self.seed, "strategy": self.strategy}
+
+
+@dataclass
+class Pools:
+    """Good and bad candidates for one task, each list in priority tiers (human first, then judge)."""
+    task: str
+    good_human: list[dict] = field(default_factory=list)
+    good_judge: list[dict] = field(default_factory=list)
+    bad_human: list[dict] = field(default_factory=list)
+    bad_judge: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, store: Store, task: str, snapshot: PoolSnapshot | None = None, limit: int = 500) -> "Pools":
+        snap = snapshot or PoolSnapshot.take(store)
+        params = [task, snap.max_generation_id]
+        base = """
+            FROM generations g
+            LEFT JOIN reviews r ON r.generation_id = g.id AND r.updated_at <= CAST(? AS TIMESTAMP)
+            LEFT JOIN (SELECT generation_id, arg_max(overall, id) AS overall, arg_max(analysis, id) AS analysis,
+                              arg_max(rules, id) AS rules
+                       FROM judgments GROUP BY generation_id) j ON j.generation_id = g.id
+            WHERE g.task = ? AND g.id <= ? AND g.parse_ok AND g.prefilter_ok"""
+        p = [snap.reviews_until, *params]
+        pools = cls(task)
+        for row in store.rows(f"SELECT g.id, coalesce(r.edited_fields, g.fields) AS fields {base} "
+                              f"AND r.verdict = 'accepted' ORDER BY g.id DESC LIMIT {limit}", p):
+            pools.good_human.append({"id": row["id"], "fields": json.loads(row["fields"])})
+        for row in store.rows(f"SELECT g.id, g.fields {base} AND r.verdict IS NULL AND j.overall "
+                              f"ORDER BY g.id DESC LIMIT {limit}", p):
+            pools.good_judge.append({"id": row["id"], "fields": json.loads(row["fields"])})
+        for row in store.rows(f"SELECT g.id, g.fields, r.note {base} AND r.verdict = 'rejected' "
+                              f"AND coalesce(trim(r.note), '') <> '' ORDER BY g.id DESC LIMIT {limit}", p):
+            pools.bad_human.append({"id": row["id"], "fields": json.loads(row["fields"]), "analysis": row["note"]})
+        for row in store.rows(f"SELECT g.id, g.fields, j.analysis, j.rules {base} AND r.verdict IS NULL "
+                              f"AND NOT j.overall ORDER BY g.id DESC LIMIT {limit}", p):
+            pools.bad_judge.append({"id": row["id"], "fields": json.loads(row["fields"]),
+                                    "analysis": _judge_analysis(row["analysis"], row["rules"])})
+        return pools
+
+    def sample(self, config: PoolConfig, key: str, exclude_ids: set[int] = frozenset()) -> tuple[list[dict], list[dict]]:
+        """Few-shot examples for one prompt, seeded by (config.seed, key): deterministic per item."""
+        rng = random.Random(f"{config.seed}:{key}")
+
+        def pick(tiers: list[list[dict]], n: int) -> list[dict]:
+            chosen: list[dict] = []
+            for tier in tiers:
+                tier = [x for x in tier if x["id"] not in exclude_ids]
+                need = n - len(chosen)
+                if need <= 0:
+                    break
+                if config.strategy == "recent":
+                    chosen.extend(tier[:need])
+                else:
+                    chosen.extend(rng.sample(tier, min(need, len(tier))))
+            return chosen
+
+        return pick([self.good_human, self.good_judge], config.good), pick([self.bad_human, self.bad_judge], config.bad)
+
+    def sizes(self) -> dict:
+        return {"good_human": len(self.good_human), "good_judge": len(self.good_judge),
+                "bad_human": len(self.bad_human), "bad_judge": len(self.bad_judge)}
+
+
+def _judge_analysis(analysis: str | None, rules_json: str | None) -> str:
+    failed = []
+    if rules_json:
+        try:
+            failed = [f"{r['rule']} — {r.get('reason', '')}" for r in json.loads(rules_json) if r.get("answer") == "no"]
+        except (ValueError, TypeError, KeyError):
+            failed = []
+    text = (analysis or "").strip()
+    if failed:
+        text = (text + " Failed rules: " + "; ".join(failed)).strip()
+    return text or "The judge rejected this example."
+
+
+def few_shot(content: dict, pools: Pools | None, config: PoolConfig, key: str) -> tuple[list[dict], list[dict]]:
+    """Pool samples topped up with the task's built-in examples when the pools are still small."""
+    good, bad = (pools.sample(config, key) if pools else ([], []))
+    good_fields = [g["fields"] for g in good]
+    bad_items = [{"fields": b["fields"], "analysis": b["analysis"]} for b in bad]
+    builtin = content.get("examples") or {}
+    for g in builtin.get("good", []):
+        if len(good_fields) >= config.good:
+            break
+        good_fields.append(g)
+    for b in builtin.get("bad", []):
+        if len(bad_items) >= config.bad:
+            break
+        bad_items.append(b)
+    return good_fields, bad_items
+
+
+# --------------------------------------------------------------------------- one item, end to end
+
+@dataclass
+class CallInfo:
+    ok: bool
+    raw_text: str | None
+    error: str | None
+    call_id: int | None
+    cached: bool
+    cost_usd: float
+
+
+@dataclass
+class ItemResult:
+    """Everything the job writes for one item; `error` set means the item failed (retryable)."""
+    fields: dict | None = None
+    raw_text: str | None = None
+    parse_ok: bool = False
+    prefilter_ok: bool | None = None
+    prefilter_reasons: list[str] = field(default_factory=list)
+    gen_call_id: int | None = None
+    judge_rules: list[dict] | None = None
+    judge_overall: bool | None = None
+    judge_analysis: str | None = None
+    judge_raw: str | None = None
+    judge_parse_ok: bool | None = None
+    judge_call_id: int | None = None
+    error: str | None = None
+    calls: int = 0           # requests that were not served from the cache
+    cost_usd: float = 0.0
+    judged: bool = False
+
+    @property
+    def has_generation(self) -> bool:
+        return self.raw_text is not None or self.fields is not None
+
+
+def _account(result: ItemResult, call: Any) -> None:
+    """Count the HTTP requests a call really sent (0 when served from the cache) and their cost."""
+    if not getattr(call, "cached", False):
+        result.calls += int(getattr(call, "attempts", 1) or 0)
+        result.cost_usd += float(getattr(call, "cost_usd", 0.0) or 0.0)
+
+
+async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, content: dict, snippet: dict,
+                       target_language: str | None, good: list[dict], bad: list[dict], *,
+                       messages: list[dict] | None = None, gen_cache: bool = True) -> ItemResult:
+    """Generator call → parse → pre-filter → judge call. Never raises for LLM or parse errors.
+
+    `gen_cache=False` skips the cache lookup for a generator payload known not to be cached; the
+    judge call then skips it too unless the generator reply came from the cache (a fresh reply
+    makes a judge payload that cannot have been sent before)."""
+    result = ItemResult()
+    if messages is None:
+        messages = build_generator_messages(spec, content, snippet, target_language, good, bad)
+    call = await gen_client.complete(messages, spec.schema, role="generator", cache=gen_cache)
+    _account(result, call)
+    result.gen_call_id = call.call_id
+    result.raw_text = call.raw_text
+    parsed = call.parsed if call.ok else None
+    if parsed is None and call.raw_text:
+        parsed, _ = parse_reply(spec.schema, call.raw_text)
+    if parsed is None:
+        if call.raw_text is None:   # nothing came back: transport failure, no generation to store
+            result.error = f"generator: {call.error or 'no reply'}"
+        else:
+            result.error = f"generator: {call.error or 'unparseable reply'}"
+            result.prefilter_ok = False
+            result.prefilter_reasons = [f"unparseable: {call.error or 'invalid reply'}"]
+        return result
+    result.parse_ok = True
+    pf = prefilter(spec.name, parsed.model_dump())
+    result.fields, result.prefilter_ok, result.prefilter_reasons = pf.fields, pf.ok, pf.reasons
+    if not pf.ok:
+        return result   # stored with its reasons; no judge call
+    jmessages = build_judge_messages(spec, content, snippet, target_language, pf.fields)
+    jcall = await judge_client.complete(jmessages, Judgment, role="judge", cache=gen_cache or bool(call.cached))
+    _account(result, jcall)
+    result.judged = True
+    result.judge_call_id = jcall.call_id
+    result.judge_raw = jcall.raw_text
+    judgment = jcall.parsed if jcall.ok else None
+    if judgment is None and jcall.raw_text:
+        judgment, _ = parse_reply(Judgment, jcall.raw_text)
+    if judgment is None:
+        result.judge_parse_ok = False
+        result.error = f"judge: {jcall.error or 'unparseable reply'}"
+        return result
+    result.judge_parse_ok = True
+    result.judge_rules, result.judge_overall = normalize_judgment(content["rules"], judgment)
+    result.judge_analysis = judgment.analysis
+    return result
+
+
+def task_names() -> list[str]:
+    return list(TASKS)

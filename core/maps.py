@@ -1,0 +1,319 @@
+"""The corpus map: UMAP to 2D, clusters, and cluster labels, stored as runs.
+
+* Projection: UMAP (cosine metric, seeded: the same vectors and seed give the same map).
+  Corpora larger than `UMAP_FIT_SAMPLE` points are fitted on a seeded random sample and
+  the rest is placed with `UMAP.transform` in chunks (with progress).
+* Clusters: k-means on the embeddings (default; k from the corpus size, see
+  `auto_n_clusters`; MiniBatchKMeans above `MINIBATCH_ABOVE` points), or HDBSCAN on the
+  2D map coordinates (the islands a user sees; points in no island get cluster -1).
+  Clusters are renumbered by size, largest first, so numbers are stable across runs.
+* Labels: c-TF-IDF (as in BERTopic) over the words of each snippet's identifiers (split
+  on snake_case and camelCase, function names weighted up) and docstring: a term scores
+  high when many snippets of the cluster use it and few clusters overall do.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.errors import ShoalError
+from core.progress import ProgressFn, check_cancel, report
+from core.store import Store
+
+UMAP_FIT_SAMPLE = 20_000
+MINIBATCH_ABOVE = 30_000
+MAX_AUTO_CLUSTERS = 40
+CLUSTER_METHODS = ("kmeans", "hdbscan")
+NOISE = -1
+
+_STOPWORDS_CODE = """
+self cls return returns none true false def class args kwargs param params type raise raises import
+from function var let const public private protected static void int string str new this func err
+nil end null bool elif else while for try except finally with lambda yield async await pass break
+continue assert global nonlocal del not and or is in if the value values result obj object len isinstance
+instance true false undefined typeof instanceof package interface extends implements throws throw final
+abstract override struct impl pub mut use mod crate match case switch default goto char long short
+float double byte unsigned signed auto sizeof template typename namespace std include define ifdef endif
+echo array require once elseif foreach endforeach php rb begin rescue ensure unless until module then
+do done fi esac local export print println printf fmt log console var val fun
+arg argv arr tmp temp foo bar baz item items key keys res ret retval name names
+""".split()
+
+
+def auto_n_clusters(n: int) -> int:
+    """sqrt(n/4), at least 2 and at most MAX_AUTO_CLUSTERS (a map with more colours is unreadable)."""
+    if n < 2:
+        return 1
+    return int(min(MAX_AUTO_CLUSTERS, n, max(2, round(np.sqrt(n / 4)))))
+
+
+# --------------------------------------------------------------------------- projection
+
+def project_2d(X: np.ndarray, seed: int = 42, n_neighbors: int = 15, min_dist: float = 0.1,
+               sample: int = UMAP_FIT_SAMPLE, n_epochs: int | None = None, chunk: int = 10_000,
+               progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> tuple[np.ndarray, dict]:
+    """2D coordinates (n, 2) float32 and facts about the run (fit size, timings)."""
+    n = len(X)
+    info: dict = {"fit_points": n, "transformed_points": 0}
+    if n < 2:
+        return np.zeros((n, 2), dtype=np.float32), info
+    if n <= 10:  # too few for a neighbour graph: principal components are the honest picture
+        centred = X - X.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        out = centred @ vt[:2].T
+        if out.shape[1] < 2:
+            out = np.hstack([out, np.zeros((n, 2 - out.shape[1]))])
+        info["method"] = "pca"
+        return out.astype(np.float32), info
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import umap  # first import compiles numba kernels (~20 s, cached afterwards)
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist,
+                        metric="cosine", random_state=seed, n_epochs=n_epochs, low_memory=True,
+                        init="spectral" if n > 50 else "random")
+    t0 = time.perf_counter()
+    coords = np.zeros((n, 2), dtype=np.float32)
+    if n <= sample:
+        fit_idx, rest_idx = np.arange(n), np.array([], dtype=np.int64)
+    else:
+        rng = np.random.default_rng(seed)
+        fit_idx = np.sort(rng.choice(n, sample, replace=False))
+        rest_idx = np.setdiff1d(np.arange(n), fit_idx)
+    report(progress, 0, n, f"UMAP: fitting {len(fit_idx):,} points")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        coords[fit_idx] = reducer.fit_transform(X[fit_idx])
+    info.update(method="umap", fit_points=int(len(fit_idx)), fit_seconds=round(time.perf_counter() - t0, 2))
+    done = len(fit_idx)
+    report(progress, done, n, "UMAP: fitted")
+    t1 = time.perf_counter()
+    for s in range(0, len(rest_idx), chunk):
+        check_cancel(cancel)
+        part = rest_idx[s:s + chunk]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            coords[part] = reducer.transform(X[part])
+        done += len(part)
+        report(progress, done, n, "UMAP: placing the rest of the corpus")
+    if len(rest_idx):
+        info.update(transformed_points=int(len(rest_idx)), transform_seconds=round(time.perf_counter() - t1, 2))
+    return coords, info
+
+
+# --------------------------------------------------------------------------- clusters
+
+def _renumber_by_size(labels: np.ndarray) -> np.ndarray:
+    """Cluster ids 0..k-1 by size (largest first; ties by first member); noise stays -1."""
+    out = np.full(len(labels), NOISE, dtype=np.int64)
+    groups = [g for g in np.unique(labels) if g != NOISE]
+    order = sorted(groups, key=lambda g: (-int((labels == g).sum()), int(np.argmax(labels == g))))
+    for new, g in enumerate(order):
+        out[labels == g] = new
+    return out
+
+
+def cluster_points(X: np.ndarray, coords: np.ndarray, method: str = "kmeans", n_clusters: int | None = None,
+                   seed: int = 42) -> np.ndarray:
+    """Cluster id per point (see the module docstring)."""
+    n = len(X)
+    if method not in CLUSTER_METHODS:
+        raise ShoalError(f"Unknown clustering method {method!r}; use one of {', '.join(CLUSTER_METHODS)}.")
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if method == "kmeans":
+        k = auto_n_clusters(n) if not n_clusters else int(n_clusters)
+        if k < 1:
+            raise ShoalError("The number of clusters must be at least 1.")
+        if k > n:
+            raise ShoalError(f"Cannot make {k} clusters from {n} embedded snippets; ask for at most {n}.")
+        if k == 1:
+            return np.zeros(n, dtype=np.int64)
+        from sklearn.cluster import KMeans, MiniBatchKMeans
+        if n > MINIBATCH_ABOVE:
+            km = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096)
+        else:
+            km = KMeans(n_clusters=k, random_state=seed, n_init=3 if n <= 10_000 else 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            labels = km.fit_predict(X.astype(np.float32))
+    else:
+        from sklearn.cluster import HDBSCAN
+        min_size = int(n_clusters) if n_clusters else max(5, n // 100)
+        if n < max(min_size, 3):
+            return np.zeros(n, dtype=np.int64)
+        labels = HDBSCAN(min_cluster_size=max(2, min_size)).fit_predict(coords.astype(np.float64))
+    return _renumber_by_size(np.asarray(labels))
+
+
+# --------------------------------------------------------------------------- labels
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_NON_WORD = re.compile(r"[^A-Za-z]+")
+
+
+def label_words(text: str) -> str:
+    """Identifiers and prose split into lowercase words: ``parseHTTPHeader_v2`` -> ``parse http header v``."""
+    if not text:
+        return ""
+    return _NON_WORD.sub(" ", _CAMEL.sub(" ", text)).lower()
+
+
+def cluster_labels(labels: np.ndarray, func_names, docstrings, codes, top: int = 10,
+                   n_label_terms: int = 3) -> dict[int, tuple[str, list[dict]]]:
+    """c-TF-IDF terms per cluster: {cluster: (label, [{"term", "score"}...])}."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+    labels = np.asarray(labels)
+    stop = sorted(set(ENGLISH_STOP_WORDS) | set(_STOPWORDS_CODE))
+    vec = CountVectorizer(token_pattern=r"\b[a-z]{3,24}\b", stop_words=stop, binary=True, lowercase=False)
+    body = [label_words(f"{d or ''} {c or ''}") for d, c in zip(docstrings, codes)]
+    names = [label_words(f or "") for f in func_names]
+    try:
+        vec.fit(body + names)
+    except ValueError:  # no words at all
+        return {int(g): (f"cluster {int(g)}", []) for g in np.unique(labels)}
+    # a snippet "uses" a term (0/1) in its code/docstring; its function name counts 2 more
+    M = vec.transform(body) + 2 * vec.transform(names)
+    groups = np.unique(labels)
+    rows = np.searchsorted(groups, labels)
+    member = sparse.csr_matrix((np.ones(len(labels)), (rows, np.arange(len(labels)))),
+                               shape=(len(groups), len(labels)))
+    counts = np.asarray((member @ M).todense(), dtype=np.float64)  # clusters x terms
+    tf = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    avg_words = counts.sum() / max(len(groups), 1)
+    idf = np.log(1 + avg_words / np.maximum(counts.sum(axis=0), 1))
+    score = tf * idf
+    vocab = np.array(vec.get_feature_names_out())
+    out = {}
+    for r, g in enumerate(groups):
+        row = score[r]
+        # at least 2 snippets of the cluster (or all of a tiny one) must use the term
+        ok = counts[r] >= min(2, (labels == g).sum())
+        idx = [i for i in np.lexsort((vocab, -row)) if ok[i] and row[i] > 0][:top]
+        terms = [{"term": str(vocab[i]), "score": round(float(row[i]), 5)} for i in idx]
+        label = " · ".join(t["term"] for t in terms[:n_label_terms]) or f"cluster {int(g)}"
+        if int(g) == NOISE:
+            label = "unclustered"
+        out[int(g)] = (label, terms)
+    return out
+
+
+# --------------------------------------------------------------------------- runs
+
+@dataclass
+class MapResult:
+    map_id: int
+    name: str
+    model: str
+    n_points: int
+    n_clusters: int
+    n_missing: int
+    seconds: float
+    params: dict
+
+    def summary(self) -> dict:
+        return asdict(self)
+
+
+def build_map(store: Store, model: str | None = None, n_clusters: int | None = None, method: str = "kmeans",
+              seed: int = 42, name: str | None = None, sample: int = UMAP_FIT_SAMPLE, n_neighbors: int = 15,
+              min_dist: float = 0.1, n_epochs: int | None = None, progress: ProgressFn | None = None,
+              cancel: threading.Event | None = None) -> MapResult:
+    """Project, cluster and label every embedded snippet; store the run; return its summary."""
+    from core.embed import embedding_status, load_embeddings
+
+    t0 = time.perf_counter()
+    ids, X, key = load_embeddings(store, model)
+    if len(ids) == 0:
+        raise ShoalError(f"No snippet has an embedding under model {key!r}: run `shoal embed` first.")
+    if n_clusters is not None and n_clusters < 0:
+        raise ShoalError("The number of clusters cannot be negative (0 or empty = automatic).")
+    n_missing = embedding_status(store, key)["n_snippets"] - len(ids)
+    check_cancel(cancel)
+    coords, umap_info = project_2d(X, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, sample=sample,
+                                   n_epochs=n_epochs, progress=progress, cancel=cancel)
+    check_cancel(cancel)
+    report(progress, len(ids), len(ids), f"clustering ({method})")
+    t1 = time.perf_counter()
+    labels = cluster_points(X, coords, method=method, n_clusters=n_clusters or None, seed=seed)
+    cluster_seconds = time.perf_counter() - t1
+    check_cancel(cancel)
+    report(progress, len(ids), len(ids), "naming clusters")
+    meta = _snippet_meta(store, ids)
+    names = cluster_labels(labels, meta["func_name"].tolist(), meta["docstring"].tolist(), meta["code"].tolist())
+    sizes = pd.Series(labels).value_counts()
+    n_real = int(sum(1 for g in sizes.index if g != NOISE))
+    params = {"method": method, "n_clusters_requested": n_clusters or None, "seed": seed,
+              "n_neighbors": n_neighbors, "min_dist": min_dist, "n_epochs": n_epochs, "umap_sample": sample,
+              "umap": umap_info, "cluster_seconds": round(cluster_seconds, 2)}
+    with store.transaction() as cur:
+        map_id = cur.execute(
+            "INSERT INTO maps(name, model, params, n_points, n_clusters, status) VALUES (?, ?, ?, ?, ?, 'done') "
+            "RETURNING id", [name, key, json.dumps(params), len(ids), n_real]).fetchone()[0]
+        name = name or f"map {map_id}"
+        cur.execute("UPDATE maps SET name = ? WHERE id = ?", [name, map_id])
+        pts = pd.DataFrame({"map_id": map_id, "snippet_id": ids, "x": coords[:, 0].astype(np.float32),
+                            "y": coords[:, 1].astype(np.float32), "cluster": labels.astype(np.int32)})
+        cur.register("_map_pts", pts)
+        cur.execute("INSERT INTO map_points SELECT map_id, snippet_id, x, y, cluster FROM _map_pts")
+        cur.unregister("_map_pts")
+        cl = pd.DataFrame([{"map_id": map_id, "cluster": g, "label": names[g][0],
+                            "terms": json.dumps(names[g][1]), "size": int(sizes[g])} for g in sorted(names)])
+        cur.register("_map_cl", cl)
+        cur.execute("INSERT INTO clusters SELECT map_id, cluster, label, terms, size FROM _map_cl")
+        cur.unregister("_map_cl")
+    store.checkpoint()
+    params["seconds"] = round(time.perf_counter() - t0, 2)
+    return MapResult(int(map_id), name, key, len(ids), n_real, n_missing, params["seconds"], params)
+
+
+def _snippet_meta(store: Store, ids: list[str]) -> pd.DataFrame:
+    cur = store.cursor()
+    cur.register("_map_ids", pd.DataFrame({"id": ids, "ord": np.arange(len(ids))}))
+    try:
+        return cur.execute("SELECT s.id, s.func_name, s.docstring, s.code FROM _map_ids w "
+                           "JOIN snippets s ON s.id = w.id ORDER BY w.ord").df()
+    finally:
+        cur.unregister("_map_ids")
+
+
+def get_map(store: Store, map_id: int | None = None) -> dict:
+    """A stored map run (the latest when `map_id` is None)."""
+    if map_id is None:
+        row = store.one("SELECT * FROM maps WHERE status = 'done' ORDER BY id DESC LIMIT 1")
+        if row is None:
+            raise ShoalError("No map yet: run `shoal map` (or Build map on the Map page) first.")
+    else:
+        row = store.one("SELECT * FROM maps WHERE id = ?", [int(map_id)])
+        if row is None:
+            raise ShoalError(f"No map with id {map_id}.")
+    row["params"] = json.loads(row["params"]) if row.get("params") else {}
+    return row
+
+
+def list_maps(store: Store) -> pd.DataFrame:
+    return store.df("SELECT id, name, model, n_points, n_clusters, created_at FROM maps "
+                    "WHERE status = 'done' ORDER BY id DESC")
+
+
+def map_clusters(store: Store, map_id: int) -> pd.DataFrame:
+    df = store.df("SELECT cluster, label, size, terms FROM clusters WHERE map_id = ? ORDER BY cluster", [map_id])
+    df["terms"] = [json.loads(t) if t else [] for t in df["terms"]]
+    return df
+
+
+def map_points(store: Store, map_id: int) -> pd.DataFrame:
+    """Point table for drawing: coordinates, cluster and short metadata (never the code)."""
+    return store.df(
+        "SELECT p.snippet_id, p.x, p.y, p.cluster, c.label, s.func_name, s.language, s.source, s.path "
+        "FROM map_points p JOIN snippets s ON s.id = p.snippet_id "
+        "LEFT JOIN clusters c ON c.map_id = p.map_id AND c.cluster = p.cluster "
+        "WHERE p.map_id = ? ORDER BY p.snippet_id", [map_id])

@@ -1,0 +1,47 @@
+"""oss_instruct (Magicoder): a self-contained problem inspired by a 1-15 line seed, and its solution."""
+from core.tasks.base import OssInstructExample, TaskSpec
+
+TASK = TaskSpec(
+    name="oss_instruct",
+    title="OSS-Instruct",
+    schema=OssInstructExample,
+    input_kind="seed",
+    instruction_field=None,
+    definition=(
+        "OSS-Instruct: the input is a short fragment of real open-source code (the seed). Draw "
+        "inspiration from it to write a high-quality programming problem and its solution. The "
+        "problem need not reproduce the seed; it should be a realistic task that the seed suggests."),
+    requirements=[
+        "The output has exactly the keys problem and solution.",
+        "The problem is completely self-contained: it gives all the context, inputs, outputs and constraints needed to solve it, and does not refer to the seed.",
+        "The problem is inspired by the seed code (its domain, API or algorithm).",
+        "The solution is complete and correct and solves exactly the stated problem.",
+        "The solution is code in a fenced block, optionally followed by a short explanation.",
+    ],
+    rules=[
+        "The problem is self-contained: it can be solved without seeing the seed code.",
+        "The problem is clearly related to the seed code.",
+        "The problem states its inputs, outputs and constraints precisely.",
+        "The solution solves the stated problem completely and correctly.",
+        "The solution imports or defines everything it uses.",
+        "The problem is not a trivial restatement or copy of a well-known benchmark problem.",
+    ],
+    good_examples=[{
+        "problem": ("Write a Python function `parse_duration(text)` that converts strings such as \"1h30m\", "
+                    "\"45s\" or \"2h5s\" into a number of seconds. Units are h, m and s, each at most once and "
+                    "in that order; raise ValueError for anything else."),
+        "solution": ("```python\nimport re\n\n_PATTERN = re.compile(r\"^(?:(\\d+)h)?(?:(\\d+)m)?(?:(\\d+)s)?$\")\n\n"
+                     "def parse_duration(text):\n    m = _PATTERN.match(text)\n    if not text or not m:\n"
+                     "        raise ValueError(f\"bad duration: {text!r}\")\n"
+                     "    h, mi, s = (int(g) if g else 0 for g in m.groups())\n"
+                     "    return h * 3600 + mi * 60 + s\n```"),
+    }],
+    bad_examples=[{
+        "fields": {
+            "problem": "Fix the function above so that it works with the new config.",
+            "solution": "Change the config loader.",
+        },
+        "analysis": ("The problem refers to code and a config the reader cannot see, so it is not "
+                     "self-contained, and the solution contains no code."),
+    }],
+)

@@ -1,0 +1,181 @@
+"""Corpus: add sources, watch the ingest, see what came in and what was rejected and why."""
+import os
+
+import plotly.express as px
+import streamlit as st
+
+from core.errors import ShoalError
+from core.ingest import DEFAULT_BLACKLIST, FORMATS
+from core.ingest import browse
+from core.ingest.background import current_run, start_ingest
+from core.ingest.upload import save_upload
+from ui.common import page_setup
+
+store = page_setup("Corpus")
+HIGHLIGHT = {"cpp": "cpp", "csharp": "csharp", "shell": "bash", "typescript": "typescript"}
+
+st.title("Corpus")
+st.caption("Raw code in: CodeSearchNet files, whole-file corpora (The Stack style), local folders and git "
+           "checkouts, or the Python standard library as a demo. Every rejected record is counted with its reason.")
+
+stats = browse.overview(store)
+run = current_run(store)
+
+
+def _start(sources: list[str], fmt: str = "auto") -> None:
+    opts = st.session_state
+    words = [w.strip() for w in opts.get("corpus.blacklist", "").splitlines() if w.strip()]
+    try:
+        start_ingest(store, sources, fmt=fmt, min_chars=int(opts.get("corpus.min_chars", 50)),
+                     max_chars=int(opts.get("corpus.max_chars", 800)), blacklist=words,
+                     seed=int(opts.get("corpus.seed", 0)))
+    except ShoalError as exc:
+        st.error(str(exc))
+        return
+    st.rerun()
+
+
+# --------------------------------------------------------------------------- add a source
+busy = run is not None and run.running
+with st.expander("Add a source", expanded=stats["snippets"] == 0 and not busy):
+    demo_tab, path_tab, upload_tab, options_tab = st.tabs(
+        ["Demo corpus", "Path on the server", "Upload a file", "Filters"])
+    with demo_tab:
+        st.write("The functions of this Python's standard library: real code, no download needed.")
+        if st.button("Load demo corpus", key="corpus.demo", type="primary", disabled=busy):
+            _start([os.environ.get("SHOAL_DEMO_SOURCE", "stdlib")], "stdlib")
+    with path_tab:
+        st.text_input("File or folder on the server", key="corpus.path",
+                      placeholder="/data/codesearchnet/python  or  ~/src/my-repo  or  stack.parquet")
+        st.selectbox("Format", FORMATS, key="corpus.format",
+                     help="auto: CodeSearchNet or whole-file records are told apart by their fields; "
+                          "a folder with source code is read with tree-sitter.")
+        if st.button("Ingest", key="corpus.ingest_path", disabled=busy):
+            path = st.session_state.get("corpus.path", "").strip()
+            if not path:
+                st.warning("Type a path first.")
+            else:
+                _start([path], st.session_state.get("corpus.format", "auto"))
+    with upload_tab:
+        up = st.file_uploader("A .jsonl / .jsonl.gz / .parquet file, a source file, or a .zip of a repository",
+                              key="corpus.upload")
+        if st.button("Ingest upload", key="corpus.ingest_upload", disabled=busy or up is None):
+            try:
+                saved = save_upload(up.name, up.getvalue(), store.path.resolve().parent / "uploads")
+            except ShoalError as exc:
+                st.error(str(exc))
+            else:
+                _start([str(saved)])
+    with options_tab:
+        c1, c2, c3 = st.columns(3)
+        c1.number_input("Min chars", 0, 100_000, 50, key="corpus.min_chars")
+        c2.number_input("Max chars", 1, 1_000_000, 800, key="corpus.max_chars")
+        c3.number_input("Seed (OSS-Instruct seeds)", 0, 2**31 - 1, 0, key="corpus.seed")
+        st.text_area("Word blacklist (one per line; empty = off)", "\n".join(DEFAULT_BLACKLIST),
+                     key="corpus.blacklist", height=150)
+
+
+# --------------------------------------------------------------------------- progress
+def _progress_panel() -> None:
+    r = current_run(store)
+    if r is None:
+        return
+    if r.running:
+        pct = int(r.fraction * 100)
+        st.progress(r.fraction, text=f"Ingesting {', '.join(r.sources)} — {pct}% · {r.note}")
+        if st.button("Cancel ingest", key="corpus.cancel"):
+            r.cancel.set()
+        return
+    if st.session_state.get("corpus.shown_run") != id(r):
+        st.session_state["corpus.shown_run"] = id(r)
+        st.rerun()  # refresh the whole page with the new counts
+    if r.error:
+        st.error(r.error)
+    elif r.result is not None:
+        res = r.result
+        msg = (f"Ingest #{res.ingest_id} of {', '.join(res.sources)}: {res.ingested:,} new snippets, "
+               f"{res.duplicates:,} duplicates, {res.filtered:,} filtered, {len(res.errors):,} errors "
+               f"in {res.seconds:.1f} s.")
+        (st.warning if res.nothing_read else st.success)(msg)
+
+
+if run is not None:
+    st.fragment(run_every=1.0 if run.running else None)(_progress_panel)()
+
+# --------------------------------------------------------------------------- counts
+if stats["snippets"] == 0 and stats["filtered"] + stats["errors"] == 0:
+    st.info("No code yet: load the demo corpus or add a source above.")
+    st.stop()
+
+cols = st.columns(7)
+for col, (label, key) in zip(cols, [("Snippets", "snippets"), ("Functions", "functions"), ("Seeds", "seeds"),
+                                    ("Languages", "languages"), ("Sources", "sources"),
+                                    ("Duplicates", "duplicates"), ("Rejected", "filtered")]):
+    value = stats[key] + (stats["errors"] if key == "filtered" else 0)
+    col.metric(label, f"{value:,}", help="filtered + errors" if key == "filtered" else None)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Per language")
+    lang = browse.per_language(store)
+    if not lang.empty:
+        fig = px.bar(lang, x="language", y="n", color="kind", labels={"n": "snippets"})
+        fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10))
+        st.plotly_chart(fig, width="stretch", key="corpus.lang_chart")
+with right:
+    st.subheader("Length of the code (characters)")
+    hist = browse.length_histogram(store)
+    if not hist.empty:
+        fig = px.bar(hist, x="n_chars", y="n", color="language", labels={"n": "snippets", "n_chars": "chars"})
+        fig.update_layout(height=320, bargap=0.05, margin=dict(l=10, r=10, t=10, b=10))
+        st.plotly_chart(fig, width="stretch", key="corpus.length_chart")
+
+st.subheader("Per source")
+st.dataframe(browse.per_source(store), width="stretch", hide_index=True)
+
+# --------------------------------------------------------------------------- rejected
+st.subheader("Rejected records")
+counts = browse.rejection_counts(store)
+if counts.empty:
+    st.write("Nothing rejected.")
+else:
+    c1, c2 = st.columns([1, 2])
+    with c1:
+        st.dataframe(counts, width="stretch", hide_index=True)
+    with c2:
+        chosen = st.multiselect("Reasons", counts["reason"].tolist(), key="corpus.reasons")
+        st.dataframe(browse.rejections(store, chosen), width="stretch", hide_index=True, height=260)
+
+# --------------------------------------------------------------------------- search + viewer
+st.subheader("Browse snippets")
+s1, s2, s3 = st.columns([3, 2, 1])
+query = s1.text_input("Search name, path, docstring or code", key="corpus.query")
+langs = s2.multiselect("Languages", browse.languages(store), key="corpus.langs")
+kinds = s3.multiselect("Kind", ["function", "seed"], key="corpus.kinds")
+found = browse.search(store, query, langs, kinds)
+st.caption(f"{len(found)} shown" + (" (first 200)" if len(found) == 200 else ""))
+event = st.dataframe(found.drop(columns=["id"]), width="stretch", hide_index=True, height=280,
+                     on_select="rerun", selection_mode="single-row", key="corpus.results")
+rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
+if not found.empty:
+    pick = found.iloc[rows[0] if rows else 0]
+    snip = browse.snippet(store, pick["id"])
+    title = snip["func_name"] or f"seed from {snip['path']}"
+    st.markdown(f"**Snippet viewer** — {len(snip['code']):,} chars")
+    st.text(f"{title}  ·  {snip['language']}  ·  {snip['repo'] or ''} {snip['path'] or ''}"
+            f"{'  L%s-%s' % (snip['start_line'], snip['end_line']) if snip['start_line'] else ''}")
+    st.code(snip["code"], language=HIGHLIGHT.get(snip["language"], snip["language"]), line_numbers=True)
+    if snip["docstring"]:
+        with st.expander("Docstring / leading comment"):
+            st.text(snip["docstring"])
+    meta = [f"source: {snip['source']} ({snip['source_kind']})", f"id: {snip['id']}"]
+    if snip["url"]:
+        meta.append(f"url: {snip['url']}")
+    if snip["seed_rng"] is not None:
+        meta.append(f"seed_rng: {snip['seed_rng']} (reproduces this OSS-Instruct seed)")
+    st.text("\n".join(meta))
+
+with st.expander("Ingest history"):
+    st.dataframe(browse.history(store), width="stretch", hide_index=True)
+
+st.info("Next step: embed the corpus and build its map on the Map page.")

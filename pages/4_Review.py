@@ -1,0 +1,524 @@
+"""Review: one example at a time, judge reasoning beside the code; accept / reject / edit fast; bulk; agreement.
+
+Every decision is written to DuckDB (core.review) inside the button callback, before the page
+moves on; the page only keeps what it is showing (the example id and the review version it was
+loaded at, so a save over someone else's newer verdict is refused).
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from core import review as rv
+from core.errors import ShoalError
+from ui.common import page_setup, reviewer_name
+
+store = page_setup("Review")
+
+SS = st.session_state
+STATE_KEY = "review.state"           # ui_state: filter, sort, seed, current example (survives reloads)
+SHORTCUTS = {"accept": "A", "reject": "X", "edit": "E", "skip": "S", "undo": "U", "next": "J", "prev": "K"}
+CODE_LANG = {"c++": "cpp", "c#": "csharp", "shell": "bash", "sh": "bash", "js": "javascript", "ts": "typescript"}
+PROSE_FIELDS = {"instruction", "task_name"}
+
+
+# --------------------------------------------------------------------------- state
+
+@st.cache_data(ttl=30, show_spinner=False)
+def options(_store, db: str) -> dict:
+    return rv.filter_options(_store)
+
+
+def saved_state() -> dict:
+    return store.get_ui_state(STATE_KEY, {}) or {}
+
+
+def init_state() -> None:
+    """First run of a browser session: filter and position from the URL / DuckDB."""
+    if SS.get("rv_init"):
+        return
+    saved = saved_state()
+    f = rv.QueueFilter.from_dict(saved.get("filter"))
+    SS.update({
+        "rv_tasks": list(f.tasks), "rv_langs": list(f.languages), "rv_clusters": list(f.clusters),
+        "rv_selection": f.selection_id, "rv_judge": f.judge, "rv_rule": f.rule, "rv_rule_answer": f.rule_answer,
+        "rv_status": f.status, "rv_reviewer_filter": f.reviewer, "rv_search": f.search,
+        "rv_sort": saved.get("sort", "judge_failed_first"), "rv_seed": int(saved.get("seed", 0)),
+        "rv_mode": "Review", "rv_panel": None,
+    })
+    gid = st.query_params.get("g") or saved.get("generation_id")
+    try:
+        SS["rv_gid"] = int(gid) if gid is not None else None
+    except ValueError:
+        SS["rv_gid"] = None
+    SS["rv_init"] = True
+
+
+def current_filter() -> rv.QueueFilter:
+    return rv.QueueFilter(
+        tasks=tuple(SS.rv_tasks), languages=tuple(SS.rv_langs), clusters=tuple(SS.rv_clusters),
+        selection_id=SS.rv_selection, judge=SS.rv_judge, rule=SS.rv_rule or None,
+        rule_answer=SS.rv_rule_answer, status=SS.rv_status, reviewer=SS.rv_reviewer_filter or None,
+        search=SS.rv_search or "")
+
+
+def save_position(gid: int | None) -> None:
+    """Where the reviewer is: URL (?g=) and DuckDB, so a reload or a new tab lands here."""
+    if gid != SS.get("rv_gid"):
+        SS["rv_error"] = None
+    SS["rv_gid"] = gid
+    if gid is None:
+        st.query_params.pop("g", None)
+    else:
+        st.query_params["g"] = str(gid)
+    store.set_ui_state(STATE_KEY, {"filter": current_filter().to_dict(), "sort": SS.rv_sort,
+                                   "seed": int(SS.rv_seed), "generation_id": gid})
+
+
+def cursor() -> rv.QueueCursor:
+    f, sort, seed = current_filter(), SS.rv_sort, int(SS.rv_seed)
+    cur = SS.get("rv_cursor")
+    if cur is None or not cur.same_queue(f, sort, seed):
+        cur = SS["rv_cursor"] = rv.QueueCursor(f, sort, seed)
+    return cur
+
+
+def on_filter_change() -> None:
+    """A new filter starts at the top of its queue."""
+    SS["rv_panel"] = None
+    save_position(cursor().next_after(store, None))
+
+
+def flash(message: str, icon: str = "✅", error: bool = False) -> None:
+    SS["rv_flash"] = (message, icon)
+    SS["rv_error"] = message if error else None
+
+
+# --------------------------------------------------------------------------- actions (callbacks)
+
+def loaded(gid: int) -> int:
+    """The review version this session saw when it opened the example."""
+    seen = SS.get("rv_loaded") or {}
+    return int(seen["version"]) if seen.get("gid") == gid else rv.current_version(store, gid)
+
+
+def go_next(after: int | None) -> None:
+    nxt = cursor().next_after(store, after)
+    SS["rv_panel"] = None
+    save_position(nxt)
+
+
+def decide(verdict: str, gid: int, edited: dict | None = None, note: str | None = None,
+           reasons: list | None = None) -> None:
+    try:
+        res = rv.decide(store, gid, verdict, reviewer=reviewer_name(), expected_version=loaded(gid),
+                        note=note, reasons=reasons, edited_fields=edited)
+    except rv.StaleReview as exc:
+        flash(str(exc), "⚠️", error=True)
+        SS["rv_panel"] = None
+        return
+    except ShoalError as exc:
+        flash(str(exc), "⚠️", error=True)
+        return
+    word = {"accepted": "Accepted" + (" (edited)" if res["edited_fields"] and edited else ""),
+            "rejected": "Rejected", "skipped": "Skipped"}[verdict]
+    flash(f"{word} #{gid} — saved (version {res['version']})", "✅" if verdict == "accepted" else "📝")
+    go_next(gid)
+
+
+def do_reject(gid: int) -> None:
+    decide("rejected", gid, note=SS.get(f"rv_note_{gid}") or None, reasons=SS.get(f"rv_reasons_{gid}") or [])
+
+
+def do_edit(gid: int, names: list[str]) -> None:
+    decide("accepted", gid, edited={n: SS[f"rv_field_{gid}_{n}"] for n in names})
+
+
+def do_skip(gid: int) -> None:
+    review = rv.get_review(store, gid)
+    if review and review["verdict"] in ("accepted", "rejected"):
+        flash(f"#{gid} keeps its verdict ({review['verdict']}); moved on", "⏭️")
+        go_next(gid)
+        return
+    decide("skipped", gid)
+
+
+def do_undo() -> None:
+    try:
+        res = rv.undo_last(store, reviewer_name())
+    except ShoalError as exc:
+        flash(str(exc), "⚠️", error=isinstance(exc, rv.StaleReview))
+        return
+    if res.action == "review.decide" and res.generation_ids:
+        gid = res.generation_ids[0]
+        SS["rv_loaded"] = {"gid": gid, "version": rv.current_version(store, gid)}
+        save_position(gid)
+        flash(f"Undone: #{gid} is back to its previous state", "↩️")
+    else:
+        flash(f"Undone bulk action: {res.restored} examples restored"
+              + (f", {res.not_restored} changed since and left alone" if res.not_restored else ""), "↩️")
+    SS["rv_panel"] = None
+
+
+def do_prev(gid: int) -> None:
+    f = current_filter()
+    ids = rv.queue_window(store, f, SS.rv_sort, int(SS.rv_seed), gid, direction=-1, limit=1)
+    if ids:
+        SS["rv_panel"] = None
+        save_position(ids[0])
+    else:
+        flash("This is the first example in the queue", "ℹ️")
+
+
+def open_panel(name: str) -> None:
+    SS["rv_panel"] = None if SS.get("rv_panel") == name else name
+
+
+def reload_example(gid: int) -> None:
+    SS["rv_loaded"] = {"gid": gid, "version": rv.current_version(store, gid)}
+    SS["rv_error"] = None
+
+
+def show_cell(f: rv.QueueFilter) -> None:
+    """Agreement drill-down: put the cell's filter in the sidebar and review it."""
+    SS.update({"rv_tasks": list(f.tasks), "rv_judge": f.judge, "rv_rule": f.rule,
+               "rv_rule_answer": f.rule_answer, "rv_status": f.status, "rv_mode": "Review"})
+    on_filter_change()
+
+
+# --------------------------------------------------------------------------- drawing helpers
+
+def code_lang(lang: str | None) -> str | None:
+    if not lang:
+        return None
+    lang = lang.lower()
+    return CODE_LANG.get(lang, lang)
+
+
+def field_language(task: str, name: str, value: str, src: str | None, target: str | None) -> str | None:
+    """How to show a generated field: a code language for st.code, or None for plain text."""
+    if name in PROSE_FIELDS:
+        return None
+    if task == "oss_instruct":
+        return "markdown"
+    if name == "solution":
+        if task == "code_summarization":
+            return None
+        return code_lang(target if task == "code_translation" and target else src)
+    if name == "information":
+        return None if value.strip().lower() in ("no input", "") else code_lang(src)
+    return None
+
+
+def show_field(name: str, value, lang: str | None) -> None:
+    st.markdown(f"**{name}**")
+    text = value if isinstance(value, str) else json.dumps(value, indent=2)
+    if lang:
+        st.code(text, language=lang, wrap_lines=True)
+    else:
+        st.text(text)   # generated text is shown as text, never as HTML/markdown
+
+
+def focus(label: str, nonce: str) -> None:
+    """Put the keyboard focus in the input with this aria-label (keyboard-only review)."""
+    st.html(f"""<script>/* {nonce} */
+      setTimeout(() => {{
+        const el = window.parent.document.querySelector('[aria-label="{label}"]')
+                   || document.querySelector('[aria-label="{label}"]');
+        if (el) {{ el.focus(); if (el.select) el.select(); }}
+      }}, 50);</script>""", unsafe_allow_javascript=True, width="content")
+
+
+def verdict_badge(overall) -> str:
+    return {True: ":green-badge[judge: pass]", False: ":red-badge[judge: fail]"}.get(overall, ":gray-badge[not judged]")
+
+
+# --------------------------------------------------------------------------- review panel
+
+@st.fragment
+def review_panel() -> None:
+    show_flash()
+    f = current_filter()
+    gid = SS.get("rv_gid")
+    item = rv.get_item(store, gid) if gid is not None else None
+    if item is None:
+        gid = cursor().next_after(store, None)
+        if gid is not None:
+            save_position(gid)
+            item = rv.get_item(store, gid)
+    head = st.empty()
+    if item is None:
+        st.info("Nothing to review for this filter. Change the filter in the sidebar, or generate examples "
+                "on the Generate page.")
+        draw_counts(head, f, None)
+        return
+    g, snip, judg, review = item["generation"], item["snippet"], item["judgment"], item["review"]
+    version = review["version"] if review else 0
+    seen = SS.get("rv_loaded") or {}
+    if seen.get("gid") != gid:
+        SS["rv_loaded"] = seen = {"gid": gid, "version": version}
+    if SS.get("rv_error"):
+        st.error(SS["rv_error"])
+    if seen["version"] != version:
+        st.warning(f"This example changed since you opened it (now version {version}"
+                   f"{' by ' + review['reviewer'] if review else ''}). Saving is refused until you reload it.")
+        st.button("Reload example", on_click=reload_example, args=(gid,), key="rv_reload")
+
+    # ---- title line
+    src_lang, tgt = snip.get("language"), g.get("target_language")
+    langs = f"{src_lang} → {tgt}" if tgt else (src_lang or "?")
+    cluster = item["cluster"]
+    ctext = f" · cluster {cluster['cluster']}" + (f" ({cluster['label']})" if cluster and cluster.get("label") else "") \
+        if cluster else ""
+    human = (f":blue-badge[{review['verdict']} by {review['reviewer']} · v{review['version']}]" if review
+             else ":gray-badge[not reviewed]")
+    st.markdown(f"### Example #{gid}\n`{g['task']}` · {langs}{ctext} · {verdict_badge(judg['overall'] if judg else None)}"
+                f" {human}" + (" :orange-badge[edited]" if review and review.get("edited_fields") else ""))
+
+    # ---- decisions
+    draw_actions(gid)
+    panel = SS.get("rv_panel")
+    fields = g["fields"] or {}
+    shown = review["edited_fields"] if review and review.get("edited_fields") else fields
+    if panel == "reject":
+        with st.form(f"rv_reject_form_{gid}", border=True):
+            st.text_input("Reject note", key=f"rv_note_{gid}", placeholder="Why is this example bad? (Enter saves)")
+            st.pills("Quick reasons", rv.QUICK_REASONS, selection_mode="multi", key=f"rv_reasons_{gid}")
+            st.form_submit_button("Confirm reject (Enter)", type="primary", on_click=do_reject, args=(gid,))
+        focus("Reject note", f"reject-{gid}")
+    elif panel == "edit":
+        names = [n for n in fields if n != "task_name"]
+        with st.form(f"rv_edit_form_{gid}", border=True):
+            st.caption("Edit any field, then Ctrl+Enter (or the button) saves and accepts.")
+            for n in names:
+                v = shown.get(n, "")
+                st.text_area(n, value=v if isinstance(v, str) else json.dumps(v), key=f"rv_field_{gid}_{n}",
+                             height=max(68, min(400, 22 * (str(v).count("\n") + 2))))
+            st.form_submit_button("Save edit & accept", type="primary", on_click=do_edit, args=(gid, names))
+        if names:
+            focus(names[0], f"edit-{gid}")
+
+    # ---- source and generated side by side
+    left, right = st.columns(2, gap="medium")
+    with left:
+        st.markdown(f"**Source snippet** · {src_lang}")
+        st.code(snip.get("code") or "(snippet missing)", language=code_lang(src_lang), line_numbers=True)
+        where = " · ".join(str(x) for x in (snip.get("repo"), snip.get("path"), snip.get("func_name")) if x)
+        if where:
+            st.caption(where)
+    with right:
+        st.markdown("**Generated**" + (" (your edited copy)" if shown is not fields else ""))
+        for name, value in shown.items():
+            if name == "task_name":
+                continue
+            show_field(name, value, field_language(g["task"], name, str(value), src_lang, tgt))
+
+    # ---- judge
+    st.markdown("**Judge** " + verdict_badge(judg["overall"] if judg else None))
+    if judg:
+        if judg["rules"]:
+            st.dataframe(pd.DataFrame([{"rule": r.get("rule"), "answer": r.get("answer"), "reason": r.get("reason")}
+                                       for r in judg["rules"]]), hide_index=True, width="stretch")
+        if judg.get("analysis"):
+            with st.expander("Judge analysis"):
+                st.text(judg["analysis"])
+    prompt, jprompt = item["prompt"], item["judge_prompt"]
+    st.caption(" · ".join(x for x in (
+        f"prompt {prompt['task']} v{prompt['version']} (#{prompt['id']})" if prompt else "prompt version unknown",
+        f"generator {g.get('generator_model') or '?'}",
+        f"judge {judg.get('judge_model') or '?'}" if judg else None,
+        f"judge prompt v{jprompt['version']}" if jprompt else None,
+        f"created {str(g.get('created_at'))[:19]}") if x))
+    with st.expander("Raw replies"):
+        st.markdown("Generator reply")
+        st.code(g.get("raw_text") or "(none)", language="json", wrap_lines=True)
+        if judg:
+            st.markdown("Judge reply")
+            st.code(judg.get("raw_text") or "(none)", language="json", wrap_lines=True)
+    if review and review.get("note"):
+        st.caption(f"Note: {review['note']}" + (f" · reasons: {', '.join(review['reasons'])}" if review["reasons"] else ""))
+    with st.expander("History of this example"):
+        trail = rv.audit_trail(store, gid)
+        if trail:
+            st.dataframe(pd.DataFrame([{"at": t["at"], "who": t["actor"], "action": t["action"],
+                                        "before": (t["before"] or {}).get("verdict"),
+                                        "after": (t["after"] or {}).get("verdict")} for t in trail]),
+                         hide_index=True, width="stretch")
+        else:
+            st.caption("No decisions yet.")
+    draw_counts(head, f, gid)
+
+
+def draw_actions(gid: int) -> None:
+    cols = st.columns(7)
+    k = SHORTCUTS
+    cols[0].button("Accept", key="rv_accept", type="primary", shortcut=k["accept"], on_click=decide,
+                   args=("accepted", gid), width="stretch")
+    cols[1].button("Reject…", key="rv_reject", shortcut=k["reject"], on_click=open_panel, args=("reject",),
+                   width="stretch")
+    cols[2].button("Edit…", key="rv_edit", shortcut=k["edit"], on_click=open_panel, args=("edit",), width="stretch")
+    cols[3].button("Skip", key="rv_skip", shortcut=k["skip"], on_click=do_skip, args=(gid,), width="stretch")
+    cols[4].button("Undo", key="rv_undo", shortcut=k["undo"], on_click=do_undo, width="stretch")
+    cols[5].button("Prev", key="rv_prev", shortcut=k["prev"], on_click=do_prev, args=(gid,), width="stretch")
+    cols[6].button("Next", key="rv_next", shortcut=k["next"], on_click=go_next, args=(gid,), width="stretch")
+    st.caption("Keys: **A** accept · **X** reject (type a note, Enter) · **E** edit (Ctrl+Enter saves & accepts) · "
+               "**S** skip · **U** undo your last decision · **J** / **K** next / previous. "
+               f"Reviewing as **{reviewer_name()}**.")
+
+
+def draw_counts(slot, f: rv.QueueFilter, gid: int | None) -> None:
+    """Counts for the current filter; drawn last into a slot at the top so the example shows first."""
+    c = rv.queue_summary(store, f, SS.rv_sort, int(SS.rv_seed), gid)
+    pos = f"{c['position']} of {c['in_filter']}" if c["position"] else f"– of {c['in_filter']}"
+    slot.markdown(
+        f"**Queue** {pos} · to do {c['todo']} · accepted {c['accepted']} · rejected {c['rejected']} · "
+        f"skipped {c['skipped']} · edited {c['edited']} · judge pass {c['judge_passed']} / fail "
+        f"{c['judge_failed']} / not judged {c['unjudged']}")
+
+
+# --------------------------------------------------------------------------- bulk panel
+
+def bulk_panel() -> None:
+    show_flash()
+    if SS.get("rv_error"):
+        st.error(SS.pop("rv_error"))
+    f = current_filter()
+    st.markdown("Apply one verdict to **every example matching the sidebar filter**, as one action you can undo.")
+    verdict = st.radio("Verdict", ["accepted", "rejected"], horizontal=True, key="rv_bulk_verdict",
+                       format_func=lambda v: {"accepted": "Accept all", "rejected": "Reject all"}[v])
+    overwrite = st.checkbox("Also change examples that already have a human verdict", key="rv_bulk_overwrite")
+    note = st.text_input("Note for these verdicts (optional)", key="rv_bulk_note")
+    pre = rv.bulk_preview(store, f, verdict, overwrite)
+    st.markdown(f"{pre.matching} examples match the filter; **{pre.to_change} will be {verdict}**"
+                + (f" ({pre.overriding} overriding a human verdict)" if pre.overriding else "")
+                + (f"; {pre.already} already are." if pre.already else "."))
+    st.checkbox(f"Yes, mark {pre.to_change} examples as {verdict}", key="rv_bulk_confirm",
+                disabled=pre.to_change == 0)
+    st.button("Apply bulk action", type="primary", key="rv_bulk_go", on_click=do_bulk,
+              args=(f, verdict, overwrite, note), disabled=not SS.get("rv_bulk_confirm") or pre.to_change == 0)
+    st.subheader("Recent actions")
+    acts = rv.recent_actions(store, 15)
+    if not acts:
+        st.caption("No decisions yet.")
+    for a in acts:
+        c1, c2 = st.columns([5, 1])
+        kind = "bulk" if a["action"] == "review.bulk" else f"#{a['first_generation']}"
+        c1.markdown(f"{str(a['at'])[:19]} · **{a['reviewer']}** · {kind} · {a['verdict']} · {a['n']} example(s)"
+                    + (" · _undone_" if a["undone"] else ""))
+        if not a["undone"]:
+            c2.button("Undo", key=f"rv_undo_{a['action_id']}", on_click=do_undo_action, args=(a["action_id"],))
+
+
+def do_bulk(f: rv.QueueFilter, verdict: str, overwrite: bool, note: str) -> None:
+    try:
+        res = rv.bulk_decide(store, f, verdict, reviewer=reviewer_name(), note=note, overwrite=overwrite)
+    except ShoalError as exc:
+        flash(str(exc), "⚠️", error=True)
+        return
+    SS["rv_bulk_confirm"] = False
+    flash(f"{res.changed} examples {verdict} as one action — saved", "✅")
+
+
+def do_undo_action(action_id: str) -> None:
+    try:
+        res = rv.undo_action(store, action_id, reviewer=reviewer_name())
+    except ShoalError as exc:
+        flash(str(exc), "⚠️", error=True)
+        return
+    flash(f"Undone: {res.restored} restored"
+          + (f", {res.not_restored} changed since and left alone" if res.not_restored else ""), "↩️")
+
+
+def show_flash() -> None:
+    if SS.get("rv_flash"):
+        msg, icon = SS.pop("rv_flash")
+        st.toast(msg, icon=icon)
+
+
+# --------------------------------------------------------------------------- agreement panel
+
+def agreement_panel() -> None:
+    base = current_filter()
+    res = rv.agreement(store, base)
+    o = res["overall"]
+    st.markdown("How often the judge's verdict matches yours, on examples that have both (the sidebar filter "
+                "applies, except status/judge/rule). High agreement and kappa mean the judge can be trusted on "
+                "the rest.")
+    if o["n"] == 0:
+        st.info("No example has both a judge verdict and a human accept/reject yet.")
+        return
+    fmt = lambda v: "–" if v is None else f"{v:.2f}"
+    m = st.columns(3)
+    m[0].metric("Examples with both", o["n"])
+    m[1].metric("Agreement", fmt(o["agreement"]))
+    m[2].metric("Cohen's kappa", fmt(o["kappa"]))
+    scopes = ["all"] + [f"task: {t}" for t in res["per_task"]] + [f"rule: {r}" for r in res["per_rule"]]
+    scope = st.selectbox("Confusion matrix for", scopes, key="rv_agree_scope")
+    task = scope[6:] if scope.startswith("task: ") else None
+    rule = scope[6:] if scope.startswith("rule: ") else None
+    cell = o if scope == "all" else (res["per_task"][task] if task else res["per_rule"][rule])
+    st.caption(f"n={cell['n']} · agreement {fmt(cell['agreement'])} · kappa {fmt(cell['kappa'])} — "
+               "click a cell to review its examples.")
+    hdr = st.columns([2, 2, 2])
+    hdr[1].markdown("**human accepted**")
+    hdr[2].markdown("**human rejected**")
+    judge_word = "rule says yes" if rule else "judge pass"
+    for judge_yes in (True, False):
+        row = st.columns([2, 2, 2])
+        row[0].markdown(f"**{judge_word if judge_yes else judge_word.replace('yes', 'no').replace('pass', 'fail')}**")
+        for col, human in ((row[1], True), (row[2], False)):
+            key = f"judge_{'yes' if judge_yes else 'no'}_{'accepted' if human else 'rejected'}"
+            col.button(str(cell[key]), key=f"rv_cell_{key}", width="stretch", on_click=show_cell,
+                       args=(rv.cell_filter(base, judge_yes, human, task=task, rule=rule),))
+    st.subheader("Per task")
+    st.dataframe(pd.DataFrame([{"task": k, **v} for k, v in res["per_task"].items()]), hide_index=True)
+    st.subheader("Per rule")
+    st.dataframe(pd.DataFrame([{"rule": k, **v} for k, v in res["per_rule"].items()]), hide_index=True)
+
+
+# --------------------------------------------------------------------------- page
+
+init_state()
+opts = options(store, str(store.path))
+with st.sidebar:
+    st.subheader("Review queue")
+    st.multiselect("Task", opts["tasks"], key="rv_tasks", on_change=on_filter_change)
+    st.multiselect("Language", opts["languages"], key="rv_langs", on_change=on_filter_change)
+    clusters = {c["cluster"]: c["label"] for c in opts["clusters"]}
+    SS["rv_clusters"] = [c for c in SS.rv_clusters if c in clusters]
+    st.multiselect("Cluster (latest map)", list(clusters), key="rv_clusters", on_change=on_filter_change,
+                   format_func=lambda c: f"{c} · {clusters.get(c) or ''}", disabled=not clusters)
+    sels = {s["id"]: s["name"] for s in opts["selections"]}
+    if SS.rv_selection not in sels:
+        SS["rv_selection"] = None
+    st.selectbox("Selection", [None, *sels], key="rv_selection", on_change=on_filter_change,
+                 format_func=lambda i: "all snippets" if i is None else sels[i])
+    st.selectbox("Judge verdict", rv.JUDGE_CHOICES, key="rv_judge", on_change=on_filter_change)
+    if SS.rv_rule not in opts["rules"]:
+        SS["rv_rule"] = None
+    st.selectbox("Judge rule", [None, *opts["rules"]], key="rv_rule", on_change=on_filter_change,
+                 format_func=lambda r: "any rule" if r is None else r)
+    if SS.rv_rule:
+        st.radio("…answered", ["no", "yes"], key="rv_rule_answer", horizontal=True, on_change=on_filter_change)
+    st.selectbox("Review status", rv.STATUS_CHOICES, key="rv_status", on_change=on_filter_change,
+                 format_func=lambda s: {"todo": "to do (not accepted/rejected)"}.get(s, s))
+    if SS.rv_reviewer_filter not in opts["reviewers"]:
+        SS["rv_reviewer_filter"] = None
+    st.selectbox("Reviewer", [None, *opts["reviewers"]], key="rv_reviewer_filter", on_change=on_filter_change,
+                 format_func=lambda r: "anyone" if r is None else r)
+    st.text_input("Search text (or #id)", key="rv_search", on_change=on_filter_change)
+    st.selectbox("Sort", list(rv.SORTS), key="rv_sort", format_func=rv.SORTS.get, on_change=on_filter_change)
+    if SS.rv_sort == "random":
+        st.number_input("Random seed", min_value=0, step=1, key="rv_seed", on_change=on_filter_change)
+
+st.title("Review")
+mode = st.segmented_control("View", ["Review", "Bulk", "Agreement"], key="rv_mode", required=True,
+                            label_visibility="collapsed")
+if mode == "Bulk":
+    bulk_panel()
+elif mode == "Agreement":
+    agreement_panel()
+else:
+    review_panel()

@@ -1,0 +1,268 @@
+"""Dataset: check the curated set (benchmarks, near-duplicates, execution), see what it is made of, export it."""
+import json
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core.checks import analytics as an
+from core.checks.benchmarks import KNOWN as BENCHMARKS
+from core.checks.examples import load_examples
+from core.checks.results import current_checks, latest_run, set_override
+from core.errors import ShoalError
+from core.export import FORMATS, export_dataset, export_zip, select_rows
+from ui.common import page_setup, reviewer_name
+
+store = page_setup("Dataset")
+st.title("📦 Dataset")
+st.caption("Check the generated set, see what it is made of, and export the accepted examples for fine-tuning.")
+
+ex = load_examples(store)
+if ex.empty:
+    st.info("No generated examples yet. Generate some on the **Generate** page, review them on the "
+            "**Review** page, then come back here to check and export them.")
+    st.stop()
+
+selection = select_rows(store)
+verdicts = ex["verdict"].fillna("unreviewed")
+c = st.columns(5)
+c[0].metric("Generated examples", len(ex))
+c[1].metric("Accepted", int((verdicts == "accepted").sum()))
+c[2].metric("Rejected", int((verdicts == "rejected").sum()))
+c[3].metric("Not reviewed", int((~verdicts.isin(["accepted", "rejected"])).sum()))
+c[4].metric("Exportable now", len(selection.rows), help="Accepted, and no failing check unless overridden.")
+
+# =========================================================================== checks
+st.header("Checks")
+with st.form("ds_check_form"):
+    cols = st.columns([2, 2, 1])
+    chosen = cols[0].multiselect("Benchmarks", list(BENCHMARKS), default=["humaneval"], key="ds_benchmarks",
+                                 help="HumanEval is built in. Others need a JSONL/Parquet file path "
+                                      "(or are loaded from the Hugging Face hub when online).")
+    paths = cols[1].text_input("Benchmark files", key="ds_bench_paths", placeholder="mbpp=/data/mbpp.jsonl, gsm8k=…",
+                               help="name=PATH pairs, comma-separated.")
+    ngram = cols[2].number_input("N-gram overlap (0 = off)", 0, 64, 0, key="ds_ngram",
+                                 help="datatrove uses 12-grams.")
+    cols = st.columns([2, 1, 1, 1])
+    threshold = cols[0].slider("Near-duplicate Jaccard threshold", 0.3, 1.0, 0.58, 0.01, key="ds_threshold")
+    rouge = cols[1].checkbox("ROUGE-L > 0.7 on instructions", key="ds_rouge")
+    run_exec = cols[2].checkbox("Execute Python solutions", key="ds_exec")
+    exec_sample = cols[3].number_input("Execute at most", 1, 100_000, 200, key="ds_exec_sample")
+    submitted = st.form_submit_button("Run checks", type="primary")
+
+if submitted:
+    from core.checks.decontam import run_decontamination
+    from core.checks.execution import run_execution_checks
+    from core.checks.neardup import run_near_duplicates
+    files = dict(p.split("=", 1) for p in paths.replace(" ", "").split(",") if "=" in p)
+    spec = ",".join(f"{b}={files[b]}" if b in files else b for b in chosen) or "humaneval"
+    bar = st.progress(0.0, text="Checking…")
+
+    def progress(done, total, note=""):
+        bar.progress(min(1.0, done / total) if total else 0.0, text=f"{note} {done}/{total or '?'}")
+    try:
+        d = run_decontamination(store, spec, int(ngram) or None, progress=progress)
+        n = run_near_duplicates(store, threshold, rouge, progress=progress)
+        msg = (f"Decontamination: {d['n_flagged']} of {d['n_examples']} flagged. "
+               f"Near-duplicates: {n['n_groups']} groups, {n['n_flagged']} flagged.")
+        if run_exec:
+            e = run_execution_checks(store, sample=int(exec_sample), progress=progress)
+            msg += f" Execution: {e['n_passed']} of {e['n_examples']} ran cleanly."
+        st.success(msg)
+        selection = select_rows(store)
+    except ShoalError as exc:
+        st.error(str(exc))
+    bar.empty()
+
+summary = an.check_summary(store)
+if summary.empty:
+    st.info("No checks run yet: run them before exporting (the dataset card reports the result).")
+else:
+    st.dataframe(summary, hide_index=True, width="content")
+
+titles = ex.set_index("generation_id")["instruction"].str.slice(0, 90).to_dict()
+dec = current_checks(store, "decontamination")
+dec = dec[~dec["passed"].astype(bool)] if not dec.empty else dec
+with st.expander(f"Benchmark contamination: {len(dec)} flagged", expanded=bool(len(dec))):
+    rows = []
+    for r in dec.itertuples():
+        for h in json.loads(r.detail or "{}").get("hits", []):
+            rows.append({"example": r.generation_id, "overridden": bool(r.overridden), "benchmark": h["benchmark"],
+                         "item": h["item"], "field": h["field"], "method": h["method"], "matched text": h["matched"]})
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        pick = st.multiselect("Examples", sorted(dec["generation_id"].astype(int)), key="ds_dec_pick",
+                              format_func=lambda g: f"#{g} {titles.get(g, '')}")
+        b1, b2 = st.columns(2)
+        if b1.button("Allow in export anyway (override)", key="ds_dec_override", disabled=not pick):
+            for g in pick:
+                set_override(store, g, "decontamination", True, actor=reviewer_name())
+            st.rerun()
+        if b2.button("Remove override", key="ds_dec_unoverride", disabled=not pick):
+            for g in pick:
+                set_override(store, g, "decontamination", False, actor=reviewer_name())
+            st.rerun()
+    else:
+        st.write("No example contains benchmark text.")
+
+from core.checks.neardup import duplicate_groups, keep_one  # noqa: E402
+
+groups = duplicate_groups(store)
+with st.expander(f"Near-duplicate groups: {len(groups)}", expanded=bool(groups)):
+    if not groups:
+        st.write("No near-duplicates.")
+    for g in groups[:30]:
+        members = [m["generation_id"] for m in g["members"]]
+        st.markdown(f"**Group of {len(members)}** — kept now: #{g['keep']}")
+        st.dataframe(pd.DataFrame([{"example": m["generation_id"], "kept": m["passed"],
+                                    "similarity": m["similarity"], "method": m["method"],
+                                    "instruction": titles.get(m["generation_id"], "")} for m in g["members"]]),
+                     hide_index=True, width="stretch")
+        k1, k2 = st.columns([3, 1])
+        keep = k1.selectbox("Keep", members, index=members.index(g["keep"]) if g["keep"] in members else 0,
+                            key=f"ds_keep_{g['group']}", format_func=lambda x: f"#{x} {titles.get(x, '')}")
+        if k2.button("Keep one, reject the rest", key=f"ds_keep_btn_{g['group']}"):
+            try:
+                out = keep_one(store, members, int(keep), reviewer=reviewer_name())
+                st.toast(f"Kept #{out['kept']}, rejected {len(out['rejected'])}")
+                st.rerun()
+            except ShoalError as exc:
+                st.error(str(exc))
+    if len(groups) > 30:
+        st.caption(f"Showing 30 of {len(groups)} groups.")
+
+exe = current_checks(store, "execution")
+with st.expander(f"Execution results: {len(exe)} examples run", expanded=False):
+    if exe.empty:
+        st.write("Not run yet (tick “Execute Python solutions” above; code runs in a sandboxed subprocess).")
+    else:
+        details = [json.loads(d or "{}") for d in exe["detail"]]
+        st.dataframe(pd.DataFrame({"example": exe["generation_id"], "status": [d.get("status") for d in details],
+                                   "seconds": [d.get("seconds") for d in details],
+                                   "stderr": [(d.get("stderr") or "")[-300:] for d in details]}),
+                     hide_index=True, width="stretch")
+
+# =========================================================================== analytics
+st.header("Analytics")
+scope = st.radio("Examples", ["All generated", "Accepted only"], horizontal=True, key="ds_scope")
+view = ex if scope == "All generated" else ex[ex["verdict"] == "accepted"]
+if view.empty:
+    st.info("No accepted examples yet; showing nothing for this scope.")
+else:
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Task and language mix")
+        m = an.mix(view).groupby(["task", "language"], as_index=False)["examples"].sum()
+        st.plotly_chart(px.bar(m, x="task", y="examples", color="language", barmode="stack"),
+                        key="ds_chart_mix")
+    with right:
+        st.subheader("Length (tokens)")
+        lens = an.lengths(view)
+        st.plotly_chart(px.histogram(lens, x="tokens", color="field", barmode="overlay", nbins=40, opacity=0.65),
+                        key="ds_chart_lengths")
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Categories (Magicoder's ten)")
+
+        @st.cache_data(show_spinner="Embedding examples for the category breakdown…", max_entries=8)
+        def _categories(frame: pd.DataFrame) -> pd.DataFrame:
+            return an.categories(frame, an.default_embedder(store))
+        try:
+            cats = _categories(view[["generation_id", "instruction", "solution"]].reset_index(drop=True))
+            counts = cats["category"].value_counts().reindex(list(an.CATEGORIES), fill_value=0).rename_axis(
+                "category").reset_index(name="examples")
+            st.plotly_chart(px.bar(counts, x="examples", y="category", orientation="h"), key="ds_chart_categories")
+        except ShoalError as exc:
+            st.warning(f"Category breakdown unavailable: {exc}")
+    with right:
+        st.subheader("Similarity to HumanEval (TF-IDF)")
+        sim = an.humaneval_similarity(view)
+        fig = px.histogram(sim, x="max_similarity", nbins=30, range_x=[0, 1],
+                           labels={"max_similarity": "max cosine similarity to the 164 HumanEval problems"})
+        st.plotly_chart(fig, key="ds_chart_humaneval")
+        st.caption(f"Median {sim['max_similarity'].median():.2f}; "
+                   f"{int((sim['max_similarity'] > 0.5).sum())} examples above 0.5.")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Acceptance rate per task")
+    acc = an.acceptance_by_task(ex)
+    st.plotly_chart(px.bar(acc, x="task", y="acceptance_rate", hover_data=["accepted", "rejected", "unreviewed"],
+                           range_y=[0, 1]), key="ds_chart_acc_task")
+with right:
+    st.subheader("Acceptance rate per cluster")
+    accc = an.acceptance_by_cluster(store, ex)
+    if accc.empty:
+        st.info("No corpus map yet (Map page).")
+    else:
+        accc["cluster_name"] = accc["cluster"].astype(str) + " " + accc["label"].astype(str).str.slice(0, 30)
+        st.plotly_chart(px.bar(accc, x="cluster_name", y="acceptance_rate", range_y=[0, 1],
+                               hover_data=["accepted", "rejected", "unreviewed"]), key="ds_chart_acc_cluster")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Judge vs human")
+    ag = an.judge_human_agreement(store, ex)
+    a1, a2, a3 = st.columns(3)
+    a1.metric("Both decided", ag["n"])
+    a2.metric("Agreement", "–" if ag["agreement"] is None else f"{ag['agreement']:.0%}")
+    a3.metric("Cohen's κ", "–" if ag["kappa"] is None else f"{ag['kappa']:.2f}")
+    t = ag["table"].pivot(index="judge", columns="human", values="examples")
+    st.plotly_chart(px.imshow(t, text_auto=True, color_continuous_scale="Blues",
+                              labels={"x": "human", "y": "judge", "color": "examples"}), key="ds_chart_agreement")
+with right:
+    st.subheader("Accepted set on the corpus map")
+    pts = an.accepted_on_map(store, ex)
+    if pts.empty:
+        st.info("No corpus map yet (Map page).")
+    else:
+        colors = {"accepted": "#2ca02c", "rejected": "#d62728", "unreviewed": "#ff7f0e", "no example": "#d0d0d0"}
+        fig = px.scatter(pts.sort_values("status", key=lambda s: s.map({"no example": 0}).fillna(1)),
+                         x="x", y="y", color="status", color_discrete_map=colors, render_mode="webgl",
+                         hover_data={"cluster": True, "x": False, "y": False})
+        fig.update_traces(marker={"size": 5})
+        fig.update_layout(xaxis_visible=False, yaxis_visible=False)
+        st.plotly_chart(fig, key="ds_chart_map")
+
+# =========================================================================== export
+st.header("Export")
+cols = st.columns([2, 1, 1])
+fmt = cols[0].selectbox("Format", list(FORMATS), format_func=lambda f: FORMATS[f], key="ds_fmt")
+include_judged = cols[1].checkbox("Include judge-passed unreviewed", key="ds_include_judged")
+apply_checks = cols[2].checkbox("Apply check verdicts", value=True, key="ds_apply_checks")
+name = st.text_input("Dataset name (card title)", "Shoal dataset", key="ds_name")
+sel = select_rows(store, include_judged, apply_checks)
+st.write(f"**{len(sel.rows)}** examples will be exported."
+         + ("" if not sel.excluded else " Left out: " + ", ".join(f"{k}: {v}" for k, v in sel.excluded.most_common())))
+
+b1, b2 = st.columns(2)
+with b1:
+    if st.button("Prepare download", key="ds_prepare", disabled=not sel.rows, type="primary"):
+        try:
+            data, res = export_zip(store, fmt, include_judged, apply_checks, name=name)
+            st.session_state["ds_zip"] = (data, res.path, res.card)
+        except ShoalError as exc:
+            st.error(str(exc))
+    if "ds_zip" in st.session_state:
+        data, fname, card = st.session_state["ds_zip"]
+        st.download_button(f"Download {fname}", data, file_name=fname, mime="application/zip", key="ds_download")
+        with st.expander("Dataset card"):
+            st.code(card, language="markdown")
+with b2:
+    out = st.text_input("…or write to a folder on this machine", key="ds_out", placeholder="/path/to/my-dataset")
+    overwrite = st.checkbox("Overwrite an existing folder", key="ds_overwrite")
+    if st.button("Export to folder", key="ds_export_folder", disabled=not (out and sel.rows)):
+        try:
+            res = export_dataset(store, fmt, out, include_judged, apply_checks, overwrite=overwrite, name=name)
+            st.success(f"Wrote {res.n_rows} examples to {res.path}")
+        except ShoalError as exc:
+            st.error(str(exc))
+
+past = store.df("SELECT created_at, format, n_rows, path FROM exports ORDER BY id DESC LIMIT 10")
+if not past.empty:
+    st.caption("Recent exports")
+    st.dataframe(past, hide_index=True, width="stretch")
+run = latest_run(store, "decontamination")
+if run is None:
+    st.warning("Decontamination has not been run: the dataset card will say so.")

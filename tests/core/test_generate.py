@@ -1,0 +1,170 @@
+"""Pre-filter rules, prompt versions, judge normalization, example pools feeding prompts."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.errors import ShoalError
+from core.generate import (PoolConfig, Pools, PoolSnapshot, build_generator_messages, current_prompt_version,
+                           few_shot, list_prompt_versions, normalize_judgment, prefilter, save_prompt_version)
+from core.tasks import Judgment, get_task
+
+# --------------------------------------------------------------------------- pre-filter
+
+
+def _ex(**kw):
+    base = {"task_name": "t", "instruction": "Write a Python function that adds two numbers.",
+            "information": "no input", "solution": "def add(a, b):\n    return a + b\n"}
+    base.update(kw)
+    return base
+
+
+@pytest.mark.parametrize("placeholder", ["None", "N/A", "no additional information is required.", "  none  ",
+                                         "No additional input", "", "-", "null", "Not applicable."])
+def test_placeholders_are_normalized_to_no_input(placeholder):
+    r = prefilter("code_generation", _ex(information=placeholder))
+    assert r.ok, r.reasons
+    assert r.fields["information"] == "no input"
+
+
+def test_real_information_is_kept():
+    r = prefilter("code_generation", _ex(information="a = [3, 1, 2]"))
+    assert r.ok and r.fields["information"] == "a = [3, 1, 2]"
+
+
+def test_more_than_one_empty_field_fails():
+    assert prefilter("code_generation", _ex(task_name="")).ok          # one empty field is allowed
+    r = prefilter("code_generation", _ex(task_name="", information=" ", solution="x"))
+    assert not r.ok and r.reasons == ["empty_fields: task_name, information"]
+
+
+def test_instruction_of_three_sentences_fails():
+    r = prefilter("code_generation", _ex(instruction="Write a function. Make it fast. Add tests."))
+    assert not r.ok and r.reasons == ["instruction_too_long: 3 sentences (at most 2)"]
+    assert prefilter("code_generation", _ex(instruction="Write a Python function. Make it fast.")).ok
+
+
+def test_task_specific_rules():
+    assert prefilter("code_repair", _ex(information="none")).reasons == [
+        "information_missing_code: this task needs the code in information"]
+    r = prefilter("oss_instruct", {"problem": "One. Two. Three. Four sentences are fine in a problem.",
+                                   "solution": "x = 1"})
+    assert r.ok
+    assert prefilter("oss_instruct", {"problem": "p", "solution": ""}).reasons == ["empty_solution"]
+    assert prefilter("oss_instruct", {"problem": "p"}).reasons[0] == "missing_fields: solution"
+
+
+# --------------------------------------------------------------------------- judge
+
+
+def test_overall_is_yes_only_when_every_rule_holds():
+    rules = ["r1", "r2", "r3"]
+    ok = Judgment.model_validate({"rules": [{"rule": str(i), "reason": "fine", "answer": "yes"} for i in range(3)],
+                                  "analysis": "good", "overall": "yes"})
+    out, overall = normalize_judgment(rules, ok)
+    assert overall and [r["rule"] for r in out] == rules
+    one_no = ok.model_copy(deep=True)
+    one_no.rules[1].answer = "no"
+    assert normalize_judgment(rules, one_no)[1] is False          # the judge's own "yes" does not override
+    short = Judgment.model_validate({"rules": [{"rule": "1", "reason": "x", "answer": "yes"}],
+                                     "analysis": "", "overall": "yes"})
+    out, overall = normalize_judgment(rules, short)
+    assert not overall and out[2]["answer"] == "no" and "no answer" in out[2]["reason"]
+
+
+# --------------------------------------------------------------------------- prompt versions
+
+
+def test_prompt_versions_are_created_on_edit_and_reused_when_unchanged(store):
+    v1 = current_prompt_version(store, "code_generation")
+    assert v1.version == 1 and v1.content["rules"] == get_task("code_generation").rules
+    assert current_prompt_version(store, "code_generation").id == v1.id
+    edited = dict(v1.content, rules=v1.content["rules"] + ["The solution has a docstring."])
+    v2 = save_prompt_version(store, "code_generation", edited, note="more rules")
+    assert v2.version == 2 and v2.id != v1.id and v2.content_hash != v1.content_hash
+    assert save_prompt_version(store, "code_generation", edited).id == v2.id      # same content: same version
+    assert current_prompt_version(store, "code_generation").id == v2.id
+    assert [r["version"] for r in list_prompt_versions(store, "code_generation")] == [2, 1]
+    with pytest.raises(ShoalError, match="does not render"):
+        save_prompt_version(store, "code_generation", dict(edited, generator_template="{{ nonsense_var }}"))
+    with pytest.raises(ShoalError, match="rules"):
+        save_prompt_version(store, "code_generation", dict(edited, rules=[]))
+
+
+# --------------------------------------------------------------------------- pools
+
+
+def _snippet(store, sid="s1"):
+    store.execute("INSERT INTO snippets(id, kind, source, source_kind, language, code, n_chars) "
+                  "VALUES (?, 'function', 'test', 'stdlib', 'python', 'def f():\n    return 1\n', 20) "
+                  "ON CONFLICT DO NOTHING", [sid])
+
+
+def _gen(store, fields, overall=None, analysis=None, review=None, note=None, edited=None, task="code_generation"):
+    _snippet(store)
+    gid = store.scalar("INSERT INTO generations(snippet_id, task, fields, raw_text, parse_ok, prefilter_ok) "
+                       "VALUES ('s1', ?, ?, ?, TRUE, TRUE) RETURNING id", [task, json.dumps(fields), json.dumps(fields)])
+    if overall is not None:
+        store.execute("INSERT INTO judgments(generation_id, rules, overall, analysis, parse_ok) VALUES (?, ?, ?, ?, TRUE)",
+                      [gid, json.dumps([{"rule": "The solution imports what it needs.", "answer": "yes" if overall else "no",
+                                         "reason": "uses re without importing it"}]), overall, analysis])
+    if review:
+        store.execute("INSERT INTO reviews(generation_id, verdict, note, edited_fields, reviewer) VALUES (?, ?, ?, ?, 'ann')",
+                      [gid, review, note, None if edited is None else json.dumps(edited)])
+    return gid
+
+
+def test_pools_prefer_human_verdicts_and_feed_the_prompt(store):
+    human_good = _gen(store, _ex(task_name="HUMAN-GOOD"), overall=False, review="accepted",
+                      edited=_ex(task_name="HUMAN-EDITED"))
+    judge_good = _gen(store, _ex(task_name="JUDGE-GOOD"), overall=True)
+    human_bad = _gen(store, _ex(task_name="HUMAN-BAD"), overall=True, review="rejected", note="REVIEWER-NOTE: vague")
+    judge_bad = _gen(store, _ex(task_name="JUDGE-BAD"), overall=False, analysis="JUDGE-ANALYSIS: no import")
+    _gen(store, _ex(task_name="OTHER-TASK"), overall=True, task="code_repair")
+    pools = Pools.load(store, "code_generation")
+    assert pools.sizes() == {"good_human": 1, "good_judge": 1, "bad_human": 1, "bad_judge": 1}
+    # human verdicts override the judge: the accepted one (judge said no) is good, the rejected one bad
+    good, bad = pools.sample(PoolConfig(good=1, bad=1), "item")
+    assert good[0]["id"] == human_good and good[0]["fields"]["task_name"] == "HUMAN-EDITED"
+    assert bad[0]["id"] == human_bad and bad[0]["analysis"] == "REVIEWER-NOTE: vague"
+    good, bad = pools.sample(PoolConfig(good=2, bad=2), "item")
+    assert [g["id"] for g in good] == [human_good, judge_good]
+    assert [b["id"] for b in bad] == [human_bad, judge_bad]
+    assert "JUDGE-ANALYSIS: no import" in bad[1]["analysis"] and "uses re without" in bad[1]["analysis"]
+
+    spec = get_task("code_generation")
+    pv = current_prompt_version(store, "code_generation")
+    g, b = few_shot(pv.content, pools, PoolConfig(good=2, bad=2), "item")
+    user = build_generator_messages(spec, pv.content, {"code": "def g(): pass\n", "language": "python"},
+                                    None, g, b)[1]["content"]
+    for marker in ("HUMAN-EDITED", "JUDGE-GOOD", "HUMAN-BAD", "REVIEWER-NOTE: vague", "JUDGE-BAD"):
+        assert marker in user
+    assert "OTHER-TASK" not in user and "HUMAN-GOOD" not in user
+    assert user.index("JUDGE-GOOD") < user.index("## Bad examples") < user.index("REVIEWER-NOTE")
+
+
+def test_pool_sampling_is_seeded_and_topped_up_with_builtins(store):
+    ids = [_gen(store, _ex(task_name=f"G{i}"), overall=True) for i in range(10)]
+    pools = Pools.load(store, "code_generation")
+    a = [g["id"] for g in pools.sample(PoolConfig(good=3, seed=1), "k1")[0]]
+    assert a == [g["id"] for g in pools.sample(PoolConfig(good=3, seed=1), "k1")[0]]
+    others = {tuple(g["id"] for g in pools.sample(PoolConfig(good=3, seed=s), k)[0])
+              for s in range(3) for k in ("k1", "k2", "k3")}
+    assert len(others) > 1 and set(a) <= set(ids)
+    assert [g["id"] for g in pools.sample(PoolConfig(good=3, strategy="recent"), "k")[0]] == ids[::-1][:3]
+    # an empty pool: the task's built-in examples fill the prompt
+    content = get_task("code_repair").default_content()
+    g, b = few_shot(content, Pools.load(store, "code_repair"), PoolConfig(good=2, bad=1), "k")
+    assert g == content["examples"]["good"][:2] and b == content["examples"]["bad"][:1]
+
+
+def test_pool_snapshot_freezes_what_a_job_sees(store):
+    first = _gen(store, _ex(task_name="BEFORE"), overall=True)
+    snap = PoolSnapshot.take(store)
+    _gen(store, _ex(task_name="AFTER"), overall=True)
+    later_rejected = store.scalar("SELECT max(id) FROM generations")
+    pools = Pools.load(store, "code_generation", snap)
+    assert [g["id"] for g in pools.good_judge] == [first]
+    assert later_rejected not in [g["id"] for g in pools.good_judge]
+    assert len(Pools.load(store, "code_generation").good_judge) == 2

@@ -1,0 +1,195 @@
+"""Jobs against the real fake OpenAI server: pipeline rows, cache, faults, budgets, pause/resume, idempotency."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from core.config import Profile
+from core.errors import ShoalError
+from core.jobs import (assign_tasks, cancel_job, create_job, estimate_cost, get_job, job_counts, job_summary,
+                       list_jobs, pause_job, plan_items, retry_failed, run_job, start_worker, wait_for_worker)
+from core.tasks import DEFAULT_MIX
+from tests.support.openai_server import FakeOpenAIServer
+from tests.support.shoal_responder import shoal_responder
+
+FUNCS = ["<=", "+", "==", ">"]
+
+
+def add_snippets(store, n: int, kind: str = "function", language: str = "python") -> list[str]:
+    ids = []
+    for i in range(n):
+        op = FUNCS[i % len(FUNCS)]
+        code = (f"def func_{kind}_{i}(x, y):\n    \"\"\"Combine x and y the way number {i} needs.\"\"\"\n"
+                f"    if x {op} y:\n        return x + y * {i}\n    return x - {i}\n")
+        sid = f"{kind[0]}{i:05d}"
+        store.execute("INSERT INTO snippets(id, kind, source, source_kind, language, code, n_chars, func_name) "
+                      "VALUES (?, ?, 'test', 'stdlib', ?, ?, ?, ?)", [sid, kind, language, code, len(code), f"func_{i}"])
+        ids.append(sid)
+    return ids
+
+
+def profiles(server: FakeOpenAIServer, timeout_s: float = 10.0) -> dict:
+    return {role: Profile(role=role, base_url=server.base_url, model="fake-model", timeout_s=timeout_s,
+                          max_tokens=256, temperature=1.0 if role == "generator" else 0.0)
+            for role in ("generator", "judge")}
+
+
+def gens_per_item(store, job_id):
+    return store.rows("SELECT i.item_key, count(g.id) AS n FROM job_items i LEFT JOIN generations g "
+                      "ON g.job_item_id = i.id WHERE i.job_id = ? GROUP BY 1", [job_id])
+
+
+def test_assign_tasks_matches_the_codeocean_shares_deterministically():
+    ids = [f"id{i}" for i in range(200)]
+    a = assign_tasks(ids, DEFAULT_MIX)
+    assert a == assign_tasks(ids, DEFAULT_MIX)
+    assert Counter(a) == {"code_generation": 114, "code_summarization": 32, "code_repair": 32, "code_translation": 22}
+    assert Counter(assign_tasks(ids[:20], DEFAULT_MIX)) == {"code_generation": 11, "code_summarization": 3,
+                                                            "code_repair": 3, "code_translation": 3} \
+        or sum(Counter(assign_tasks(ids[:20], DEFAULT_MIX)).values()) == 20
+    assert assign_tasks(ids, DEFAULT_MIX, seed=1) != a
+    with pytest.raises(ShoalError):
+        assign_tasks(ids, {"poetry": 1.0})
+
+
+def test_plan_rejects_bad_input_clearly(store):
+    ids = add_snippets(store, 3)
+    with pytest.raises(ShoalError, match="None of the given"):
+        plan_items(store, ["nope"], task="code_generation")
+    with pytest.raises(ShoalError, match="either one task or a task mix"):
+        plan_items(store, ids, task="code_generation", mix=DEFAULT_MIX)
+    plan = plan_items(store, ids + ["missing"], task="code_translation", target_languages=["python", "go"])
+    assert plan.unknown_ids == ["missing"] and plan.n_items == 3
+    assert {it["target_language"] for it in plan.items} == {"go"}     # never the source language
+    with pytest.raises(ShoalError, match="seed"):
+        plan_items(store, ids, task="oss_instruct", seeds_only=True)
+
+
+def test_job_runs_the_full_pipeline_and_a_rerun_is_served_from_the_cache(store):
+    ids = add_snippets(store, 24)
+    with FakeOpenAIServer(shoal_responder) as srv:
+        prof = profiles(srv)
+        est = estimate_cost(store, plan_items(store, ids, mix=DEFAULT_MIX), prof)
+        assert est["calls"] == 48 and est["prompt_tokens"] > 0
+        job = create_job(store, ids, profiles=prof, mix=DEFAULT_MIX, concurrency=6, target_languages=["go"])
+        seen = []
+        summary = run_job(store, job, progress=lambda d, t, n: seen.append((d, t)))
+        assert summary["status"] == "done" and summary["items"]["succeeded"] == 24
+        assert seen[-1] == (24, 24)
+        n_requests = len(srv.requests)
+        judged = summary["judged"]
+        assert n_requests == 24 + judged and summary["prefilter_rejected"] == 24 - judged
+        assert 0 < summary["prefilter_rejected"] < 8 and 0 < summary["judge_passed"] < judged
+
+        rows = store.rows("SELECT g.*, i.item_key, i.prompt_version_id AS ipv FROM generations g "
+                          "JOIN job_items i ON i.generation_id = g.id WHERE g.job_id = ?", [job])
+        assert len(rows) == 24 and all(r["prompt_version_id"] == r["ipv"] is not None for r in rows)
+        assert all(r["parse_ok"] and r["raw_text"] and r["llm_call_id"] for r in rows)
+        tasks = Counter(r["task"] for r in rows)
+        assert set(tasks) == set(DEFAULT_MIX)
+        assert all(r["target_language"] == "go" for r in rows if r["task"] == "code_translation")
+        rejected = [r for r in rows if not r["prefilter_ok"]]
+        assert all(json.loads(r["prefilter_reasons"])[0].startswith("instruction_too_long") for r in rejected)
+        j = store.rows("SELECT j.* FROM judgments j JOIN generations g ON g.id = j.generation_id WHERE g.job_id = ?", [job])
+        assert len(j) == judged and all(x["parse_ok"] and x["raw_text"] and x["llm_call_id"] for x in j)
+        for x in j:
+            rules = json.loads(x["rules"])
+            assert all(set(r) == {"rule", "answer", "reason"} for r in rules)
+            assert x["overall"] == all(r["answer"] == "yes" for r in rules)
+
+        # the results are lost (say, the database rows were deleted) and the job runs again: zero requests
+        fields_before = {r["item_key"]: r["fields"] for r in rows}
+        store.execute("DELETE FROM judgments")
+        store.execute("DELETE FROM generations")
+        store.execute("UPDATE job_items SET status = 'pending', generation_id = NULL WHERE job_id = ?", [job])
+        assert run_job(store, job)["items"]["succeeded"] == 24
+        assert len(srv.requests) == n_requests
+        after = store.rows("SELECT i.item_key, g.fields FROM generations g JOIN job_items i ON i.generation_id = g.id")
+        assert {r["item_key"]: r["fields"] for r in after} == fields_before
+
+        # the same work in a new job is recognised as done: items skipped, nothing sent
+        job2 = create_job(store, ids, profiles=prof, mix=DEFAULT_MIX, target_languages=["go"])
+        assert job_counts(store, job2)["skipped"] == 24
+        assert run_job(store, job2)["status"] == "done" and len(srv.requests) == n_requests
+
+
+def test_twenty_percent_faults_every_item_ends_with_a_reason_and_failed_ones_retry(store):
+    ids = add_snippets(store, 100)
+    faults = ("429", "500", "timeout", "truncated", "invalid_json", "schema_violation", "disconnect", "503")
+    with FakeOpenAIServer(shoal_responder, fault_rate=0.2, faults=faults, seed=3, timeout_sleep_s=1.5,
+                          retry_after=0.05) as srv:
+        prof = profiles(srv, timeout_s=0.5)
+        job = create_job(store, ids, profiles=prof, task="code_generation", concurrency=16)
+        from core import jobs as J
+        J_make = J._make_clients
+
+        def few_retries(profiles_, store_, c, prices):   # fewer retries than default, so items really fail
+            from core.llm import LLMClient
+            return tuple(LLMClient(store_, profiles_[r], max_concurrency=c, max_retries=1, max_parse_retries=0,
+                                   backoff_base_s=0.01, seed=1) for r in ("generator", "judge"))
+        J._make_clients = few_retries
+        try:
+            s = run_job(store, job)
+        finally:
+            J._make_clients = J_make
+        items = store.rows("SELECT status, error FROM job_items WHERE job_id = ?", [job])
+        assert len(items) == 100 and all(i["status"] in ("succeeded", "failed") for i in items)
+        failed = [i for i in items if i["status"] == "failed"]
+        assert failed and all(i["error"] and (i["error"].startswith("generator:") or i["error"].startswith("judge:"))
+                              for i in failed)
+        assert s["status"] == "done" and sum(f["n"] for f in s["failures"]) == len(failed)
+        assert {f for f in (e["fault"] for e in srv.log) if f} >= {"429", "500", "timeout", "invalid_json"}
+        # judge-side failures keep the generation (with its raw text) for the retry to replace
+        assert all(n["n"] <= 1 for n in gens_per_item(store, job))
+
+        srv.fault_rate = 0.0
+        assert retry_failed(store, job) == len(failed)
+        s2 = run_job(store, job)
+        assert s2["items"]["succeeded"] == 100 and s2["items"]["failed"] == 0
+        assert all(n["n"] == 1 for n in gens_per_item(store, job))       # no duplicates after the retry
+        assert store.scalar("SELECT count(*) FROM generations WHERE job_id = ?", [job]) == 100
+
+
+def test_call_budget_stops_the_job_and_resume_finishes_it(store):
+    ids = add_snippets(store, 30)
+    with FakeOpenAIServer(shoal_responder) as srv:
+        job = create_job(store, ids, profiles=profiles(srv), task="code_summarization", concurrency=4, max_calls=12)
+        s = run_job(store, job)
+        assert s["status"] == "paused" and s["stop_reason"].startswith("budget: call cap 12")
+        assert len(srv.requests) <= 12 and s["usage"]["calls"] == len(srv.requests)
+        assert s["items"]["pending"] > 0
+        # lift the cap and resume
+        store.execute("UPDATE jobs SET params = json_merge_patch(params, '{\"max_calls\": null}') WHERE id = ?", [job])
+        s2 = run_job(store, job)
+        assert s2["status"] == "done" and s2["items"]["succeeded"] == 30
+        assert all(n["n"] == 1 for n in gens_per_item(store, job))
+
+
+def test_worker_thread_pause_and_resume_through_the_database(store):
+    ids = add_snippets(store, 40)
+    with FakeOpenAIServer(shoal_responder, latency_s=0.05) as srv:
+        job = create_job(store, ids, profiles=profiles(srv), task="code_repair", concurrency=2)
+        start_worker(store, job)
+        deadline = time.time() + 20
+        while job_counts(store, job)["succeeded"] < 4 and time.time() < deadline:
+            time.sleep(0.05)
+        pause_job(store, job)
+        assert wait_for_worker(store, job, timeout=20)
+        c = job_counts(store, job)
+        assert get_job(store, job)["status"] == "paused" and c["pending"] > 0 and c["running"] == 0
+        assert list_jobs(store)[0]["id"] == job and not list_jobs(store)[0]["interrupted"]
+        start_worker(store, job)
+        assert wait_for_worker(store, job, timeout=60)
+        assert job_summary(store, job)["status"] == "done" and job_counts(store, job)["succeeded"] == 40
+
+        job2 = create_job(store, add_snippets(store, 10, kind="seed"), profiles=profiles(srv), task="oss_instruct",
+                          seeds_only=True, concurrency=1)
+        start_worker(store, job2)
+        time.sleep(0.2)
+        cancel_job(store, job2)
+        assert wait_for_worker(store, job2, timeout=20)
+        assert get_job(store, job2)["status"] == "cancelled" and job_counts(store, job2)["running"] == 0

@@ -1,0 +1,38 @@
+"""The Dataset page in Chromium on a demo set: every chart renders; screenshot saved as an artefact."""
+from __future__ import annotations
+
+import pytest
+
+from core.checks.decontam import run_decontamination
+from core.checks.neardup import run_near_duplicates
+from core.store import open_store
+from tests.core.checks.seed_data import demo_dataset
+from tests.e2e.conftest import screenshot, wait_for_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_dataset_page_shows_every_chart(tmp_path, app_server, page):
+    db = tmp_path / "dataset.duckdb"
+    store = open_store(db)
+    demo_dataset(store, n=60)
+    run_decontamination(store, "humaneval")
+    run_near_duplicates(store)
+    store.checkpoint()
+    store.close()
+
+    srv = app_server(db)
+    page.goto(f"{srv.url}/Dataset", timeout=120_000)
+    wait_for_app(page, timeout=180_000)
+    page.get_by_role("heading", name="Analytics").wait_for(timeout=180_000)
+    charts = page.locator("[data-testid='stPlotlyChart']")
+    page.wait_for_function("() => document.querySelectorAll(\"[data-testid='stPlotlyChart'] .main-svg\").length >= 8",
+                           timeout=180_000)
+    assert charts.count() == 8
+    assert page.locator("[data-testid='stException']").count() == 0
+    for title in ("Task and language mix", "Length (tokens)", "Categories (Magicoder's ten)",
+                  "Similarity to HumanEval (TF-IDF)", "Acceptance rate per task", "Acceptance rate per cluster",
+                  "Judge vs human", "Accepted set on the corpus map"):
+        assert page.get_by_text(title, exact=True).count() >= 1, title
+    path = screenshot(page, "dataset")
+    assert path.stat().st_size > 50_000
