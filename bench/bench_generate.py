@@ -47,6 +47,7 @@ def _snippets(store, n: int) -> list[str]:
 
 
 def run(items: int, latency: float, concurrency: int) -> dict:
+    load_before = os.getloadavg()[0]   # the machine is shared: record how busy it was
     with tempfile.TemporaryDirectory() as tmp, FakeOpenAIServer(shoal_responder, latency_s=latency) as srv:
         store = open_store(Path(tmp) / "bench.duckdb")
         ids = _snippets(store, items)
@@ -85,6 +86,7 @@ def run(items: int, latency: float, concurrency: int) -> dict:
         "max_in_flight_seen_by_server": srv.max_in_flight,
         "cached_rerun_wall_s": round(cached_wall, 3), "cached_rerun_requests": rerun_requests,
         "cached_rerun_items_per_s": round(items / cached_wall, 1),
+        "load_average_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "target": "calls_per_s >= 0.9 x wave bound",
         "meets_target": cps >= 0.9 * wave_bound,
     }

@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--in-process", action="store_true", help="run the fake server in a thread")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    if args.latency <= 0:
+        ap.error("--latency must be > 0 (the limit C/L is undefined otherwise)")
     report = run(args.calls, args.latency, args.concurrency, args.in_process)
     print(json.dumps(report, indent=2))
     if not args.no_write:

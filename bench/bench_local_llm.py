@@ -5,7 +5,7 @@ then 5 generator prompts (write an instruction + solution for a small Python fun
 a schema) and 5 judge prompts (one rule, yes/no + reason, with a known right answer), all through
 the `openai` package with `response_format={"type": "json_object", "schema": ...}` as core/llm.py
 sends it. Measures JSON validity (parses and validates with pydantic), plausibility (generator:
-instruction of 6+ words and a solution that parses as Python with a def; judge: the right answer),
+a sentence-long instruction about the given function and a solution that parses as Python with a def; judge: the right answer),
 and completion tokens per second.
 
     python -m bench.bench_local_llm [--models smollm2-135m gemma3-270m] [--max-tokens 384]
@@ -53,10 +53,14 @@ SNIPPETS = [
     "            out.extend(flatten(item))\n        else:\n            out.append(item)\n    return out\n",
 ]
 
-GEN_SYSTEM = ("You write training data for a coding assistant. Given a Python function, write a task "
-              "that a programmer could ask for, and a correct solution. Reply with one JSON object with "
-              "keys instruction (the task in plain English), information (extra input, or \"no input\") and "
-              "solution (complete Python code).")
+GEN_TASK = ("You write training data for a coding assistant. Given a Python function, write a task that a "
+            "programmer could ask for, and a correct solution. Reply with one JSON object with keys instruction "
+            "(the task in plain English), information (extra input, or \"no input\") and solution (complete "
+            "Python code).")
+GEN_SHOT = ("def mean(xs):\n    return sum(xs) / len(xs)\n",
+            {"instruction": "Write a Python function `mean(xs)` that returns the arithmetic mean of a non-empty "
+                            "list of numbers.", "information": "no input",
+             "solution": "def mean(xs):\n    return sum(xs) / len(xs)\n"})
 
 # (rule, instruction, solution, right answer)
 JUDGE_CASES = [
@@ -71,20 +75,33 @@ JUDGE_CASES = [
     ("The instruction is written in English.", "Escribe una función que sume dos números.",
      "def sumar(a, b):\n    return a + b", "no"),
 ]
+JUDGE_TASK = ("You check training examples for a coding assistant against one rule. Reply with one JSON object: "
+              "answer (\"yes\" if the example follows the rule, else \"no\") and reason (one sentence).")
+JUDGE_SHOT = (("The solution returns a value.", "Write a function that prints a greeting.",
+               "def greet(name):\n    print('Hello', name)"),
+              {"answer": "no", "reason": "greet only prints and has no return statement."})
 
-JUDGE_SYSTEM = ("You check training examples for a coding assistant against one rule. Reply with one JSON "
-                "object: answer (\"yes\" if the example follows the rule, else \"no\") and reason (one sentence).")
+
+def judge_case(rule: str, instruction: str, solution: str) -> str:
+    return f"Rule: {rule}\n\nInstruction:\n{instruction}\n\nSolution:\n```python\n{solution}\n```"
+
+
+def one_shot(task: str, shot_input: str, shot_output: dict, user: str) -> list[dict]:
+    """Task text + one worked example + the real input, all in user/assistant turns (no system role:
+    llama-cpp-python's `gemma` chat format silently drops system messages)."""
+    return [{"role": "user", "content": f"{task}\n\n{shot_input}"},
+            {"role": "assistant", "content": json.dumps(shot_output)},
+            {"role": "user", "content": user}]
 
 
 def schema_of(model: type[BaseModel]) -> dict:
     return model.model_json_schema()
 
 
-def _call(client, model: str, system: str, user: str, schema: type[BaseModel], max_tokens: int) -> dict:
+def _call(client, model: str, messages: list[dict], schema: type[BaseModel], max_tokens: int) -> dict:
     t0 = time.perf_counter()
     reply = client.chat.completions.create(
-        model=model, max_tokens=max_tokens, temperature=0.2, seed=7,
-        messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+        model=model, max_tokens=max_tokens, temperature=0.2, seed=7, messages=messages,
         response_format={"type": "json_object", "schema": schema_of(schema)})
     latency = time.perf_counter() - t0
     text = reply.choices[0].message.content or ""
@@ -98,17 +115,42 @@ def _call(client, model: str, system: str, user: str, schema: type[BaseModel], m
             "valid": parsed is not None, "error": error, "parsed": parsed, "raw": text[:600]}
 
 
-def _python_with_def(code: str) -> bool:
-    code = code.strip().removeprefix("```python").removeprefix("```").removesuffix("```")
+def _strip_fence(code: str) -> str:
+    return code.strip().removeprefix("```python").removeprefix("```").removesuffix("```")
+
+
+def generation_score(ex: Example | None, snippet: str) -> float:
+    """0..1, the share of four checks a usable code_generation example passes."""
+    if ex is None:
+        return 0.0
+    code = _strip_fence(ex.solution)
     try:
         tree = ast.parse(code)
+        has_def = any(isinstance(n, ast.FunctionDef) for n in ast.walk(tree))
     except SyntaxError:
-        return False
-    return any(isinstance(n, ast.FunctionDef) for n in ast.walk(tree))
+        has_def = False
+    name = snippet.split("(")[0].removeprefix("def ").strip()
+    checks = [len(ex.instruction.split()) >= 6,           # a sentence, not an identifier
+              "def " in code or "return" in code,          # looks like code
+              has_def,                                     # is Python with a function
+              name in ex.instruction or name in code]      # about the given function
+    return sum(checks) / len(checks)
+
+
+def text_speed(client, model: str) -> dict:
+    """Unconstrained decoding speed (no grammar), one short reply."""
+    t0 = time.perf_counter()
+    reply = client.chat.completions.create(
+        model=model, max_tokens=64, temperature=0.0,
+        messages=[{"role": "user", "content": "Explain in three sentences what a Python generator is."}])
+    dt = time.perf_counter() - t0
+    return {"completion_tokens": reply.usage.completion_tokens, "seconds": round(dt, 2),
+            "tokens_per_s": round(reply.usage.completion_tokens / dt, 1), "text": reply.choices[0].message.content}
 
 
 def bench_model(name: str, max_tokens: int) -> dict:
     import openai
+    load_avg = round(os.getloadavg()[0], 2)  # 2 shared cores: speed figures depend on what else runs
     t0 = time.perf_counter()
     path = local_llm.model_file(name)
     prepare_s = time.perf_counter() - t0
@@ -118,41 +160,45 @@ def bench_model(name: str, max_tokens: int) -> dict:
     items = []
     try:
         client = openai.OpenAI(base_url=server.base_url, api_key="none", timeout=600, max_retries=0)
+        plain = text_speed(client, server.model)
         for snippet in SNIPPETS:
-            r = _call(client, server.model, GEN_SYSTEM, f"Function:\n```python\n{snippet}```", Example, max_tokens)
-            ex = r.pop("parsed")
+            messages = one_shot(GEN_TASK, f"Function:\n```python\n{GEN_SHOT[0]}```", GEN_SHOT[1],
+                                f"Function:\n```python\n{snippet}```")
+            r = _call(client, server.model, messages, Example, max_tokens)
             r["kind"] = "generate"
-            r["plausible"] = bool(ex and len(ex.instruction.split()) >= 6 and _python_with_def(ex.solution))
+            r["plausible"] = generation_score(r.pop("parsed"), snippet)
             items.append(r)
         for rule, instruction, solution, truth in JUDGE_CASES:
-            user = (f"Rule: {rule}\n\nInstruction:\n{instruction}\n\nSolution:\n```python\n{solution}\n```")
-            r = _call(client, server.model, JUDGE_SYSTEM, user, Verdict, 128)
+            messages = one_shot(JUDGE_TASK, judge_case(*JUDGE_SHOT[0]), JUDGE_SHOT[1],
+                                judge_case(rule, instruction, solution))
+            r = _call(client, server.model, messages, Verdict, 128)
             v = r.pop("parsed")
             r["kind"] = "judge"
             r["expected"] = truth
-            r["plausible"] = bool(v and v.answer == truth)
+            r["plausible"] = float(bool(v and v.answer == truth))
             items.append(r)
     finally:
         local_llm.stop_server(server)
 
     def rate(kind: str, key: str) -> float:
         sel = [i for i in items if i["kind"] == kind]
-        return round(sum(bool(i[key]) for i in sel) / len(sel), 2)
+        return round(sum(float(i[key]) for i in sel) / len(sel), 2)
 
     tokens = sum(i["completion_tokens"] for i in items)
     seconds = sum(i["latency_s"] for i in items)
     return {
         "model": name, "file": str(path), "file_mb": round(path.stat().st_size / 2**20, 1),
-        "prepare_s": round(prepare_s, 2), "load_s": round(load_s, 2),
+        "load_average_1m_at_start": load_avg, "prepare_s": round(prepare_s, 2), "load_s": round(load_s, 2),
         "json_valid_rate": round(sum(i["valid"] for i in items) / len(items), 2),
         "generate_json_valid_rate": rate("generate", "valid"),
-        "generate_plausible_rate": rate("generate", "plausible"),
+        "generate_plausibility": rate("generate", "plausible"),
         "judge_json_valid_rate": rate("judge", "valid"),
         "judge_accuracy": rate("judge", "plausible"),
         "truncated": sum(i["finish_reason"] == "length" for i in items),
         "completion_tokens": tokens, "seconds": round(seconds, 2),
         "tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
         "mean_latency_s": round(seconds / len(items), 2),
+        "text_tokens_per_s": plain["tokens_per_s"], "text_sample": plain["text"],
         "items": items,
     }
 
@@ -160,7 +206,7 @@ def bench_model(name: str, max_tokens: int) -> dict:
 def choose(results: list[dict]) -> str:
     """Quality first (valid JSON + plausible generations + right verdicts), speed breaks near-ties."""
     def quality(r: dict) -> float:
-        return r["json_valid_rate"] + r["generate_plausible_rate"] + r["judge_accuracy"]
+        return r["json_valid_rate"] + r["generate_plausibility"] + r["judge_accuracy"]
     best = max(quality(r) for r in results)
     close = [r for r in results if quality(r) >= best - 0.2]
     return max(close, key=lambda r: (quality(r) == best, r["tokens_per_s"]))["model"]
@@ -177,12 +223,13 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.models:
         print(f"benchmarking {name} ...", file=sys.stderr, flush=True)
         r = bench_model(name, args.max_tokens)
-        print(f"  load {r['load_s']} s, JSON valid {r['json_valid_rate']:.0%}, plausible generations "
-              f"{r['generate_plausible_rate']:.0%}, judge accuracy {r['judge_accuracy']:.0%}, "
-              f"{r['tokens_per_s']} tok/s", file=sys.stderr, flush=True)
+        print(f"  load {r['load_s']} s, JSON valid {r['json_valid_rate']:.0%}, generation plausibility "
+              f"{r['generate_plausibility']:.0%}, judge accuracy {r['judge_accuracy']:.0%}, "
+              f"{r['tokens_per_s']} tok/s with grammar, {r['text_tokens_per_s']} tok/s plain", file=sys.stderr, flush=True)
         results.append(r)
     report = {"bench": "local_llm", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "threads": local_llm.threads(), "n_ctx": local_llm.N_CTX, "max_tokens": args.max_tokens,
+              "threads": local_llm.threads(),
+              "load_average_1m": round(os.getloadavg()[0], 2), "n_ctx": local_llm.N_CTX, "max_tokens": args.max_tokens,
               "chosen": choose(results), "default_in_code": local_llm.DEFAULT_MODEL, "models": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

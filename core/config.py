@@ -18,7 +18,7 @@ from typing import Any, Literal
 from urllib.parse import urlparse
 
 import pydantic
-from pydantic import model_serializer
+from pydantic import Field, field_validator, model_serializer
 
 from core.errors import ShoalError
 
@@ -36,11 +36,19 @@ class Profile(pydantic.BaseModel):
     base_url: str                  # e.g. http://127.0.0.1:8000/v1
     model: str                     # "" = ask the server (GET /models) and use its first model
     api_key_env: str = DEFAULT_KEY_ENV
-    temperature: float = 1.0
-    max_tokens: int = 512
-    timeout_s: float = 60.0
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
     response_format: ResponseFormat = "auto"
     source: str = "explicit"       # where the profile came from, for display: env | openai | local
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https:// (got {value!r})")
+        return value
 
     @model_serializer(mode="wrap")
     def _omit_default_key_env(self, handler):

@@ -434,17 +434,11 @@ def _account(result: ItemResult, call: Any) -> None:
 
 
 async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, content: dict, snippet: dict,
-                       target_language: str | None, good: list[dict], bad: list[dict], *,
-                       messages: list[dict] | None = None, gen_cache: bool = True) -> ItemResult:
-    """Generator call → parse → pre-filter → judge call. Never raises for LLM or parse errors.
-
-    `gen_cache=False` skips the cache lookup for a generator payload known not to be cached; the
-    judge call then skips it too unless the generator reply came from the cache (a fresh reply
-    makes a judge payload that cannot have been sent before)."""
+                       target_language: str | None, good: list[dict], bad: list[dict]) -> ItemResult:
+    """Generator call → parse → pre-filter → judge call. Never raises for LLM or parse errors."""
     result = ItemResult()
-    if messages is None:
-        messages = build_generator_messages(spec, content, snippet, target_language, good, bad)
-    call = await gen_client.complete(messages, spec.schema, role="generator", cache=gen_cache)
+    messages = build_generator_messages(spec, content, snippet, target_language, good, bad)
+    call = await gen_client.complete(messages, spec.schema, role="generator")
     _account(result, call)
     result.gen_call_id = call.call_id
     result.raw_text = call.raw_text
@@ -465,7 +459,7 @@ async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, conte
     if not pf.ok:
         return result   # stored with its reasons; no judge call
     jmessages = build_judge_messages(spec, content, snippet, target_language, pf.fields)
-    jcall = await judge_client.complete(jmessages, Judgment, role="judge", cache=gen_cache or bool(call.cached))
+    jcall = await judge_client.complete(jmessages, Judgment, role="judge")
     _account(result, jcall)
     result.judged = True
     result.judge_call_id = jcall.call_id

@@ -26,8 +26,8 @@ from typing import Any, Callable, Sequence
 import duckdb
 
 from core.errors import ShoalError
-from core.generate import (ItemResult, PoolConfig, Pools, PoolSnapshot, build_generator_messages,
-                           current_prompt_version, few_shot, generate_one, get_prompt_version)
+from core.generate import (ItemResult, PoolConfig, Pools, PoolSnapshot, current_prompt_version, few_shot,
+                           generate_one, get_prompt_version)
 from core.progress import ProgressFn
 from core.store import Store
 from core.tasks import DEFAULT_MIX, TASKS, get_task
@@ -356,56 +356,10 @@ class _RunState:
     item_costs: list[float] = field(default_factory=list)
 
 
-class _CacheIndex:
-    """Which generator payloads have a successful reply in `llm_calls`, looked up in bulk.
-
-    A per-call cache lookup is one DuckDB query on the client's database thread; for a fresh job
-    almost all of them miss. One query per chunk of items finds the few that can hit, and only
-    those calls consult the cache (same payload hash as core.llm, so nothing answered is resent)."""
-
-    CHUNK = 64
-
-    def __init__(self, store: Store, profile: Any, client: Any):
-        self.store, self.profile, self.client = store, profile, client
-        self.hashes: dict[int, str] = {}
-        self.cached: set[str] = set()
-        self._pending: list[tuple[dict, str]] = []
-        self._lock = asyncio.Lock()
-
-    def _hash(self, spec, messages: list[dict]) -> str | None:
-        from core.llm import payload_hash
-        model = getattr(self.client, "model", None)
-        if not model:       # the model name comes from the server later: no shortcut
-            return None
-        return payload_hash(self.profile.base_url, model, messages, self.profile.temperature,
-                            self.profile.max_tokens, spec.schema.model_json_schema())
-
-    def _lookup(self, hashes: list[str]) -> set[str]:
-        return {r[0] for r in self.store.cursor().execute(
-            "SELECT DISTINCT payload_hash FROM llm_calls WHERE error IS NULL AND response_text IS NOT NULL "
-            "AND list_contains(?, payload_hash)", [hashes]).fetchall()}
-
-    def maybe_cached(self, item: dict) -> bool:
-        """False only for an item whose generator payload was looked up and is not in the cache."""
-        h = self.hashes.get(item["id"])
-        return h is None or h in self.cached
-
-    async def prefetch(self, batch: list[tuple[dict, Any, list[dict]]]) -> None:
-        """Look up a chunk of items' generator payloads in one query."""
-        pairs = [(it["id"], self._hash(spec, msgs)) for it, spec, msgs in batch]
-        pairs = [(i, h) for i, h in pairs if h is not None]
-        if not pairs:
-            return
-        found = await asyncio.get_running_loop().run_in_executor(None, self._lookup, [h for _, h in pairs])
-        self.cached |= found
-        self.hashes.update(pairs)
-
-
-def _make_clients(profiles: dict, store: Store, concurrency: int, prices: dict | None):
+def _make_clients(profiles: dict, store: Store, concurrency: int, prices: dict | None, options: dict | None):
     from core.llm import LLMClient
-    gen = LLMClient(store, profiles["generator"], prices=prices, max_concurrency=concurrency)
-    judge = LLMClient(store, profiles["judge"], prices=prices, max_concurrency=concurrency)
-    return gen, judge
+    return tuple(LLMClient(store, profiles[role], prices=prices, max_concurrency=concurrency, **(options or {}))
+                 for role in ("generator", "judge"))
 
 
 def _profiles_of(job: dict) -> dict:
@@ -416,14 +370,25 @@ def _profiles_of(job: dict) -> dict:
     return {role: Profile(**stored[role]) for role in ("generator", "judge")}
 
 
-def _write_batch(store: Store, job_id: int, running: list[int], results: list[tuple[dict, ItemResult]]) -> None:
+def _values(rows: list[list], casts: Sequence[str] | None = None) -> tuple[str, list]:
+    """A multi-row VALUES list and its flat parameters (one statement instead of one per row)."""
+    one = "(" + ", ".join(f"?::{c}" if c else "?" for c in (casts or [""] * len(rows[0]))) + ")"
+    return ", ".join([one] * len(rows)), [x for row in rows for x in row]
+
+
+_GEN_COLS = ("job_id, job_item_id, snippet_id, task, target_language, prompt_version_id, generator_model, fields, "
+             "raw_text, parse_ok, prefilter_ok, prefilter_reasons, llm_call_id")
+_JUDGE_COLS = "generation_id, judge_model, prompt_version_id, rules, overall, analysis, raw_text, parse_ok, llm_call_id"
+
+
+def _write_batch(store: Store, job_id: int, running: list[int], results: list[tuple[dict, ItemResult]],
+                 count_attempt: set[int] = frozenset()) -> None:
     """One transaction for everything the writer collected: items newly in flight are marked running;
     each finished item gets its generation + judgment + status. An item is written whole or not at all;
-    an item's earlier (failed, unreviewed) generation is replaced, never duplicated."""
-    import pandas as pd
+    an item's earlier (failed, unreviewed) generation is replaced, never duplicated. A handful of
+    statements per batch whatever its size: DuckDB's cost is per statement, not per row."""
     with store.transaction() as cur:
-        finished = {item["id"] for item, _ in results}
-        mark = [i for i in running if i not in finished]
+        mark = running
         if mark:
             cur.execute("UPDATE job_items SET status = 'running', attempts = attempts + 1, error = NULL, "
                         "updated_at = current_timestamp WHERE list_contains(?, id) AND status = 'pending'", [mark])
@@ -437,61 +402,42 @@ def _write_batch(store: Store, job_id: int, running: list[int], results: list[tu
             if old:
                 cur.execute("DELETE FROM judgments WHERE list_contains(?, generation_id)", [old])
                 cur.execute("DELETE FROM generations WHERE list_contains(?, id)", [old])
-        with_gen = [(item, res) for item, res in results if res.has_generation]
-        ids = [r[0] for r in cur.execute("SELECT nextval('seq_generations') FROM range(?)",
-                                         [len(with_gen)]).fetchall()] if with_gen else []
-        gen_rows, judge_rows, gen_of = [], [], {}
-        for gid, (item, res) in zip(ids, with_gen):
-            gen_of[item["id"]] = gid
-            gen_rows.append({
-                "id": gid, "job_id": job_id, "job_item_id": item["id"], "snippet_id": item["snippet_id"],
-                "task": item["task"], "target_language": item["target_language"],
-                "prompt_version_id": item["prompt_version_id"], "generator_model": item["generator_model"],
-                "fields": None if res.fields is None else json.dumps(res.fields, ensure_ascii=False),
-                "raw_text": res.raw_text, "parse_ok": res.parse_ok, "prefilter_ok": res.prefilter_ok,
-                "prefilter_reasons": json.dumps(res.prefilter_reasons), "llm_call_id": res.gen_call_id})
-            if res.judged:
-                judge_rows.append({
-                    "generation_id": gid, "judge_model": item["judge_model"],
-                    "prompt_version_id": item["prompt_version_id"],
-                    "rules": None if res.judge_rules is None else json.dumps(res.judge_rules, ensure_ascii=False),
-                    "overall": res.judge_overall, "analysis": res.judge_analysis, "raw_text": res.judge_raw,
-                    "parse_ok": res.judge_parse_ok, "llm_call_id": res.judge_call_id})
+        by_item = {item["id"]: (item, res) for item, res in results}
+        gen_rows = [[job_id, item["id"], item["snippet_id"], item["task"], item["target_language"],
+                     item["prompt_version_id"], item["generator_model"],
+                     None if res.fields is None else json.dumps(res.fields, ensure_ascii=False),
+                     res.raw_text, res.parse_ok, res.prefilter_ok, json.dumps(res.prefilter_reasons), res.gen_call_id]
+                    for item, res in results if res.has_generation]
+        gen_of: dict[int, int] = {}
         if gen_rows:
-            _insert(cur, "generations", pd.DataFrame(gen_rows).astype(
-                {"id": "int64", "job_item_id": "int64", "prompt_version_id": "Int64", "llm_call_id": "Int64",
-                 "parse_ok": "boolean", "prefilter_ok": "boolean", "target_language": "object"}))
+            values, params = _values(gen_rows, ["BIGINT", "BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "BIGINT", "VARCHAR",
+                                                "JSON", "VARCHAR", "BOOLEAN", "BOOLEAN", "JSON", "BIGINT"])
+            for gid, item_id in cur.execute(f"INSERT INTO generations ({_GEN_COLS}) VALUES {values} "
+                                            f"RETURNING id, job_item_id", params).fetchall():
+                gen_of[int(item_id)] = int(gid)
+        judge_rows = [[gen_of[item_id], item["judge_model"], item["prompt_version_id"],
+                       None if res.judge_rules is None else json.dumps(res.judge_rules, ensure_ascii=False),
+                       res.judge_overall, res.judge_analysis, res.judge_raw, res.judge_parse_ok, res.judge_call_id]
+                      for item_id, (item, res) in by_item.items() if res.judged and item_id in gen_of]
         if judge_rows:
-            _insert(cur, "judgments", pd.DataFrame(judge_rows).astype(
-                {"generation_id": "int64", "prompt_version_id": "Int64", "llm_call_id": "Int64",
-                 "overall": "boolean", "parse_ok": "boolean", "analysis": "object", "rules": "object",
-                 "raw_text": "object"}))
-        status = pd.DataFrame({
-            "id": [item["id"] for item, _ in results],
-            "status": ["failed" if res.error else "succeeded" for _, res in results],
-            "error": [res.error for _, res in results],
-            "generation_id": pd.array([gen_of.get(item["id"]) for item, _ in results], dtype="Int64"),
-            "bump": [1 if item["id"] in running else 0 for item, _ in results]})
-        cur.register("_item_status", status)
-        try:
-            cur.execute("""UPDATE job_items SET status = s.status, error = s.error, generation_id = s.generation_id,
-                           attempts = job_items.attempts + s.bump, updated_at = current_timestamp FROM _item_status s WHERE job_items.id = s.id""")
-        finally:
-            cur.unregister("_item_status")
-
-
-def _insert(cur, table: str, frame) -> None:
-    cur.register("_rows", frame)
-    try:
-        cols = ", ".join(frame.columns)
-        cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _rows")
-    finally:
-        cur.unregister("_rows")
+            values, params = _values(judge_rows, ["BIGINT", "VARCHAR", "BIGINT", "JSON", "BOOLEAN", "VARCHAR",
+                                                  "VARCHAR", "BOOLEAN", "BIGINT"])
+            cur.execute(f"INSERT INTO judgments ({_JUDGE_COLS}) VALUES {values}", params)
+        status_rows = [[item["id"], "failed" if res.error else "succeeded", res.error, gen_of.get(item["id"]),
+                        1 if item["id"] in count_attempt else 0] for item, res in results]
+        values, params = _values(status_rows, ["BIGINT", "VARCHAR", "VARCHAR", "BIGINT", "INTEGER"])
+        cur.execute(f"""UPDATE job_items SET status = v.status, error = v.error, generation_id = v.generation_id,
+                        attempts = job_items.attempts + v.bump, updated_at = current_timestamp
+                        FROM (VALUES {values}) v(id, status, error, generation_id, bump)
+                        WHERE job_items.id = v.id""", params)
 
 
 class _BatchWriter:
     """The one thread that writes job progress. Results that finish while a write is under way are
     committed together in the next transaction (group commit), so DuckDB never limits throughput."""
+
+    LINGER_S = 0.1
+    MARK_EVERY_S = 1.0
 
     def __init__(self, store: Store, job_id: int, loop: asyncio.AbstractEventLoop):
         self.store, self.job_id, self.loop = store, job_id, loop
@@ -500,13 +446,13 @@ class _BatchWriter:
         self._running: list[int] = []
         self._results: list[tuple[dict, ItemResult, asyncio.Future]] = []
         self._closed = False
+        self._marked_at = 0.0
         self._thread = threading.Thread(target=self._loop, name=f"shoal-job-{job_id}-writer", daemon=True)
         self._thread.start()
 
     def mark_running(self, item_id: int) -> None:
         with self._lock:
             self._running.append(item_id)
-        self._wake.set()
 
     def submit(self, item: dict, res: ItemResult) -> asyncio.Future:
         fut = self.loop.create_future()
@@ -527,20 +473,34 @@ class _BatchWriter:
     def _loop(self) -> None:
         while True:
             self._wake.wait(0.5)
+            if not self._closed:
+                time.sleep(self.LINGER_S)   # let results that finish together share one commit
             with self._lock:
                 self._wake.clear()
-                running, self._running = self._running, []
                 batch, self._results = self._results, []
+                unmarked = set(self._running)
+                finished = {item["id"] for item, _, _ in batch}
+                now = time.monotonic()
+                # 'running' marks are informational: written at most once a second, never for an item
+                # that finished meanwhile (its status update counts the attempt instead)
+                if now - self._marked_at >= self.MARK_EVERY_S:
+                    running = [i for i in self._running if i not in finished]
+                    self._running = []
+                    self._marked_at = now
+                else:
+                    running = []
+                    self._running = [i for i in self._running if i not in finished]
+            bump = finished & unmarked
             if running or batch:
                 try:
                     _retry_write(lambda: _write_batch(self.store, self.job_id, running,
-                                                      [(i, r) for i, r, _ in batch]))
+                                                      [(i, r) for i, r, _ in batch], bump))
                     errors = [None] * len(batch)
                 except Exception:
                     errors = []   # isolate the bad item: write the rest one by one
                     for item, res, _ in batch:
                         try:
-                            _retry_write(lambda: _write_batch(self.store, self.job_id, [], [(item, res)]))
+                            _retry_write(lambda: _write_batch(self.store, self.job_id, [], [(item, res)], bump))
                             errors.append(None)
                         except Exception as exc:  # noqa: BLE001 - reported to the item's coroutine
                             errors.append(exc)
@@ -594,7 +554,7 @@ def _finish(store: Store, job_id: int, state: _RunState) -> str:
 
 
 async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: threading.Event | None,
-               prices: dict | None, concurrency: int | None) -> str:
+               prices: dict | None, concurrency: int | None, client_options: dict | None) -> str:
     job = get_job(store, job_id)
     params = job["params"]
     profiles = _profiles_of(job)
@@ -612,6 +572,11 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
                         "updated_at = current_timestamp WHERE id = ?", [job_id])
     _retry_write(reset_and_start)
 
+    def fail_orphans():   # an item whose snippet was deleted since planning can never run
+        store.execute("""UPDATE job_items SET status = 'failed', error = 'snippet no longer in the database',
+                         updated_at = current_timestamp WHERE job_id = ? AND status = 'pending'
+                         AND snippet_id NOT IN (SELECT id FROM snippets)""", [job_id])
+    _retry_write(fail_orphans)
     items = store.rows("""SELECT i.*, s.code, s.language, s.kind FROM job_items i
                           JOIN snippets s ON s.id = i.snippet_id
                           WHERE i.job_id = ? AND i.status = 'pending' ORDER BY i.id""", [job_id])
@@ -632,9 +597,8 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
         if progress is not None:
             progress(state.done, state.total, note)
 
-    gen_client, judge_client = _make_clients(profiles, store, C, prices)
+    gen_client, judge_client = _make_clients(profiles, store, C, prices, client_options)
     sem = asyncio.Semaphore(C)
-    known = _CacheIndex(store, profiles["generator"], gen_client)
     tasks: set[asyncio.Task] = set()
 
     async def run_item(item: dict) -> None:
@@ -642,13 +606,11 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
             batch_writer.mark_running(item["id"])
             spec = get_task(item["task"])
             content = contents[item["prompt_version_id"]]
-            good, bad, messages = prepared.pop(item["id"])
+            good, bad = few_shot(content, pools[item["task"]], pool_cfg, item["item_key"])
             snippet = {"id": item["snippet_id"], "code": item["code"], "language": item["language"]}
             try:
-                gen_cache = known.maybe_cached(item)
                 res = await generate_one(gen_client, judge_client, spec, content, snippet,
-                                         item["target_language"], good, bad, messages=messages,
-                                         gen_cache=gen_cache)
+                                         item["target_language"], good, bad)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug or an unexpected client error: fail the item, keep the job going
@@ -666,7 +628,10 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
 
     async def heartbeat() -> None:
         while True:
-            status = await db(_heartbeat, store, job_id, state)
+            try:
+                status = await db(_heartbeat, store, job_id, state)
+            except duckdb.Error:      # a missed beat is harmless; the next one retries
+                status = None
             if status in ("paused", "cancelled") and state.stop is None:
                 state.stop, state.stop_reason = status, f"{status} by user"
             if cancel is not None and cancel.is_set() and state.stop is None:
@@ -682,27 +647,10 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
                 return f"budget: cost cap ${max_cost} reached (${state.cost_usd:.4f} spent)"
         return None
 
-    prepared: dict[int, tuple[list[dict], list[dict], list[dict]]] = {}
-
-    async def prepare(chunk: list[dict]) -> None:
-        """Assemble a chunk of prompts (few-shot from the frozen pools) and look up their cache state."""
-        batch = []
-        for it in chunk:
-            spec = get_task(it["task"])
-            content = contents[it["prompt_version_id"]]
-            good, bad = few_shot(content, pools[it["task"]], pool_cfg, it["item_key"])
-            snippet = {"id": it["snippet_id"], "code": it["code"], "language": it["language"]}
-            msgs = build_generator_messages(spec, content, snippet, it["target_language"], good, bad)
-            prepared[it["id"]] = (good, bad, msgs)
-            batch.append((it, spec, msgs))
-        await known.prefetch(batch)
-
     hb = asyncio.create_task(heartbeat())
     report("starting")
     try:
-        for n, item in enumerate(items):
-            if n % _CacheIndex.CHUNK == 0:
-                await prepare(items[n:n + _CacheIndex.CHUNK])
+        for item in items:
             await sem.acquire()
             if cancel is not None and cancel.is_set() and state.stop is None:
                 state.stop, state.stop_reason = "cancelled", "cancelled"
@@ -728,8 +676,11 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
         if tasks:
             await asyncio.gather(*list(tasks), return_exceptions=True)
     finally:
+        leftover = [t for t in tasks if not t.done()]   # interrupted (Ctrl-C, error): items stay pending
+        for t in leftover:
+            t.cancel()
         hb.cancel()
-        await asyncio.gather(hb, return_exceptions=True)
+        await asyncio.gather(hb, *leftover, return_exceptions=True)
         for c in (gen_client, judge_client):
             try:
                 await c.aclose()
@@ -745,9 +696,10 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
 
 def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
             cancel: threading.Event | None = None, prices: dict | None = None,
-            concurrency: int | None = None) -> dict:
+            concurrency: int | None = None, client_options: dict | None = None) -> dict:
     """Run (or resume) a job until its pending items are done, it is paused/cancelled or a budget
-    cap stops it. Blocking; returns the job summary."""
+    cap stops it. Blocking; returns the job summary. `client_options` go to both LLMClients
+    (max_retries, max_parse_retries, backoff_base_s, ...)."""
     job = get_job(store, job_id)
     key = (str(store.path), int(job_id))
     with _WORKERS_LOCK:
@@ -757,7 +709,7 @@ def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
     try:
         if job["status"] == "cancelled":
             set_job_status(store, job_id, "pending")
-        asyncio.run(_run(store, job_id, progress, cancel, prices, concurrency))
+        asyncio.run(_run(store, job_id, progress, cancel, prices, concurrency, client_options))
     finally:
         with _WORKERS_LOCK:
             _RUNNING.discard(key)

@@ -6,8 +6,9 @@ server. One `complete()` call:
 * is served from the cache when an earlier call with the same payload (base URL, model,
   messages, temperature, max_tokens, schema) succeeded and validated -- no HTTP request;
 * otherwise asks for structured output in the best mode the server accepts:
-  `json_schema` -> on a 400/422 `{"type": "json_object", "schema": ...}` (llama.cpp) ->
-  plain text with the schema in the prompt; the mode that works is remembered per client;
+  `json_schema` -> when refused (400/415/422, or a 500 naming response_format as
+  llama-cpp-python's server sends) `{"type": "json_object", "schema": ...}` -> plain text
+  with the schema in the prompt; the mode that works is remembered per client;
 * retries transport failures (429, 5xx, timeouts, dropped connections) with exponential
   backoff and jitter, honouring `retry-after` (seconds or HTTP date); the openai package's
   own retries are off so that every attempt is visible and logged;
@@ -18,6 +19,8 @@ server. One `complete()` call:
 * logs every HTTP attempt in `llm_calls` (never the key), with tokens, latency and cost.
 
 At most `max_concurrency` requests of one client are in flight at once (per event loop).
+Log rows are written by one background thread per client with group commit; call
+`close()` when done (it also happens at garbage collection and interpreter exit).
 """
 from __future__ import annotations
 
@@ -38,9 +41,11 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import openai
 import pydantic
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
 from core.config import Profile, resolve_api_key
+from core.errors import ShoalError
 from core.prices import estimate_cost, load_prices
 from core.store import Store
 
@@ -252,6 +257,7 @@ class _Attempt:
     parsed: BaseModel | None = None
     error: str | None = None
     retry_after: float | None = None
+    retryable: bool = False       # forced retry for a 2xx that is not a chat completion
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -266,10 +272,22 @@ class _LoopState:
     inflight: dict[str, asyncio.Future] = field(default_factory=dict)
 
 
-_INSERT_CALL = (
-    "INSERT INTO llm_calls (payload_hash, role, base_url, model, request, response_text, "
-    "response_format, prompt_tokens, completion_tokens, latency_ms, cost_usd, error, status_code) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id")
+_CALL_COLUMNS = ("payload_hash, role, base_url, model, request, response_text, response_format, "
+                 "prompt_tokens, completion_tokens, latency_ms, cost_usd, error, status_code")
+_INSERT_CALL = f"INSERT INTO llm_calls ({_CALL_COLUMNS}) VALUES ({', '.join(['?'] * 13)}) RETURNING id"
+
+
+def _insert_calls(cur, rows: list[list]) -> list[int]:
+    """Insert rows into llm_calls; their ids in order. Several rows go in one statement with
+    ids drawn from the sequence first (DuckDB's per-statement cost dominates small inserts)."""
+    if len(rows) == 1:
+        return [int(cur.execute(_INSERT_CALL, rows[0]).fetchone()[0])]
+    ids = [int(r[0]) for r in cur.execute("SELECT nextval('seq_llm_calls') FROM range(?)",
+                                          [len(rows)]).fetchall()]
+    one = "(" + ", ".join(["?"] * 14) + ")"
+    cur.execute(f"INSERT INTO llm_calls (id, {_CALL_COLUMNS}) VALUES {', '.join([one] * len(rows))}",
+                [v for call_id, row in zip(ids, rows) for v in (call_id, *row)])
+    return ids
 
 
 def _successful_replies(store: Store, key: str) -> list[dict]:
@@ -335,7 +353,7 @@ class _CallLog:
             if item is None:
                 return
             batch = [item]
-            while len(batch) < 512:
+            while len(batch) < 256:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
@@ -358,7 +376,7 @@ class _CallLog:
     def _write(self, inserts: list) -> None:
         try:
             with self.store.transaction() as cur:
-                ids = [cur.execute(_INSERT_CALL, row).fetchone()[0] for _, row, _ in inserts]
+                ids = _insert_calls(cur, [row for _, row, _ in inserts])
         except BaseException as exc:  # handed to every awaiting coroutine
             for _, _, fut in inserts:
                 if not fut.done():
@@ -378,6 +396,9 @@ class LLMClient:
                  max_retry_after_s: float = 120.0, seed: int | None = None):
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
+        if not profile.base_url:
+            raise ShoalError(f"The {profile.role} profile has no server URL: set SHOAL_{profile.role.upper()}"
+                             "_BASE_URL, or start the local model (`shoal llm serve`).")
         self.store = store
         self.profile = profile
         self.prices = prices if prices is not None else load_prices()
@@ -568,8 +589,7 @@ class LLMClient:
                                "Answer again with only the JSON object that matches the schema."}]
                 continue
             # an HTTP-level failure
-            if (out.status in FORMAT_REJECTED_STATUS and self._fixed_mode is None
-                    and mode != MODES[-1]):
+            if _format_rejected(out, mode) and self._fixed_mode is None:
                 mode = MODES[MODES.index(mode) + 1]
                 self.counters["fallbacks"] += 1
                 continue
@@ -622,6 +642,10 @@ class LLMClient:
             out.status = raw.status_code
             completion = raw.parse()
             out.latency_ms = (time.perf_counter() - t) * 1000
+            if not isinstance(completion, ChatCompletion):   # e.g. a proxy's HTML page with 200
+                out.text = str(completion)[:4000]
+                raise _BadBody(f"bad response body: not a chat completion "
+                               f"({raw.headers.get('content-type', 'no content-type')})")
             choice = completion.choices[0] if completion.choices else None
             out.text = choice.message.content if choice is not None and choice.message else None
             if completion.usage is not None:
@@ -643,6 +667,9 @@ class LLMClient:
         except openai.APIError as exc:   # timeouts, refused or dropped connections, bad bodies
             out.latency_ms = (time.perf_counter() - t) * 1000
             out.error = _short_error(exc)
+        except _BadBody as exc:
+            out.error = str(exc)
+            out.retryable = True
         request = {**params, **meta}
         request.pop("model")
         return out, request, mode if rf else "text"
@@ -678,7 +705,7 @@ class LLMClient:
         for mode in structured:
             out = await send(mode)
             if out.kind == "http":
-                if out.status in FORMAT_REJECTED_STATUS:
+                if _format_rejected(out, mode):
                     continue           # this server does not know the mode: try the next
                 report["error"] = out.error
                 return report
@@ -706,8 +733,23 @@ class _Probe(BaseModel):
     word_count: int
 
 
+class _BadBody(Exception):
+    """A 2xx answer that is not a chat completion: retried like a transport error."""
+
+
+def _format_rejected(out: _Attempt, mode: str) -> bool:
+    """Did the server refuse the response_format of this mode? A 400/415/422, or -- as
+    llama-cpp-python's server does for json_schema -- a 500 whose message names it."""
+    if mode == "text" or out.kind != "http" or out.status is None:
+        return False
+    if out.status in FORMAT_REJECTED_STATUS:
+        return True
+    text = f"{out.error} {out.text or ''}".lower()
+    return out.status >= 500 and ("response_format" in text or mode in text)
+
+
 def _retryable(out: _Attempt) -> bool:
-    return out.status is None or out.status in RETRYABLE_STATUS
+    return out.retryable or out.status is None or out.status in RETRYABLE_STATUS
 
 
 def _short_error(exc: Exception) -> str:

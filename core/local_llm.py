@@ -39,6 +39,11 @@ from core.errors import MissingDependency, ShoalError
 SERVER_PIP = "llama-cpp-python[server]"
 N_CTX = 4096  # our generator/judge prompts with few-shot examples stay well under this
 START_TIMEOUT_S = 180.0  # generous: 2 shared cores can make a cold model load slow
+# The server answers one request at a time (others queue behind a lock), so clients should send
+# few at once and wait long: 8 queued replies of ~300 tokens at ~10 tok/s take minutes.
+RECOMMENDED_CONCURRENCY = 1
+RECOMMENDED_TIMEOUT_S = 600.0
+API_KEY = "local"  # the server checks no key, but the openai package wants a non-empty one
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ MODELS: dict[str, LocalModel] = {
         "Gemma 3 270M instruct, Q4_K_M (Google)", chunked=True),
 }
 # Chosen by bench/bench_local_llm.py (JSON validity, plausibility, speed); see docs/local-model.md.
-DEFAULT_MODEL = "gemma3-270m"
+DEFAULT_MODEL = "smollm2-135m"
 
 
 @dataclass

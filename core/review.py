@@ -496,11 +496,10 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
     if not reviewer:
         raise ShoalError("Set a reviewer name first (sidebar, or --reviewer on the command line).")
     gid = int(generation_id)
-    fields_json = store.scalar("SELECT fields FROM generations WHERE id = ?", [gid])
-    exists = store.scalar("SELECT count(*) FROM generations WHERE id = ?", [gid])
-    if not exists:
+    gen = store.one("SELECT fields FROM generations WHERE id = ?", [gid])
+    if gen is None:
         raise ShoalError(f"There is no generated example #{gid}.")
-    original = _loads(fields_json)
+    original = _loads(gen["fields"])
     original = original if isinstance(original, dict) else {}
     batch_id = uuid.uuid4().hex
     with store._write_lock, store.transaction() as cur:
@@ -637,7 +636,7 @@ class UndoResult:
 def last_action(store: Store, reviewer: str) -> dict | None:
     """The reviewer's most recent decision or bulk action that has not been undone."""
     return store.one(f"""
-        SELECT batch_id AS action_id, any_value(action) AS action, count(*) AS n, max("at") AS "at", max(id) AS last_id
+        SELECT batch_id AS action_id, any_value(action) AS action, count(*) AS n, max(created_at) AS "at", max(id) AS last_id
         FROM audit_log
         WHERE actor = ? AND action IN {DECISION_ACTIONS} AND batch_id IS NOT NULL
           AND batch_id NOT IN (SELECT entity_id FROM audit_log WHERE action = '{UNDO_MARKER}')
@@ -648,7 +647,7 @@ def recent_actions(store: Store, limit: int = 10) -> list[dict]:
     """Recent decisions and bulk actions (anyone), newest first, with whether they were undone."""
     return store.rows(f"""
         SELECT a.batch_id AS action_id, any_value(a.action) AS action, any_value(a.actor) AS reviewer,
-               count(*) AS n, max(a."at") AS "at", max(a.id) AS last_id,
+               count(*) AS n, max(a.created_at) AS "at", max(a.id) AS last_id,
                any_value(json_extract_string(a.after, '$.verdict')) AS verdict,
                min(a.entity_id) AS first_generation,
                a.batch_id IN (SELECT entity_id FROM audit_log WHERE action = '{UNDO_MARKER}') AS undone
@@ -737,7 +736,7 @@ def undo_action(store: Store, action_id: str, *, reviewer: str) -> UndoResult:
 
 
 def audit_trail(store: Store, generation_id: int) -> list[dict]:
-    rows = store.rows("SELECT id, \"at\", actor, action, before, after, batch_id FROM audit_log "
+    rows = store.rows("SELECT id, created_at AS \"at\", actor, action, before, after, batch_id FROM audit_log "
                       "WHERE entity = 'review' AND entity_id = ? ORDER BY id", [str(int(generation_id))])
     for r in rows:
         r["before"], r["after"] = _loads(r["before"]), _loads(r["after"])

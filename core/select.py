@@ -33,6 +33,7 @@ from core.progress import ProgressFn, check_cancel, report
 from core.store import Store
 
 METHODS = ("kcenter", "kcenter_fast", "random", "stratified")
+BASELINES = ("kcenter", "random", "stratified")  # measured next to every new selection
 
 
 # --------------------------------------------------------------------------- algorithms
@@ -365,7 +366,8 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
     if existing and not replace:
         raise ShoalError(f"A selection named {name!r} already exists: pick another name (or replace it).")
     if map_id is None and method == "stratified":
-        map_id = int(get_map_id_or_fail(store))
+        from core.maps import get_map
+        map_id = int(get_map(store)["id"])
     cands = load_candidates(store, model=model, map_id=map_id, clusters=clusters, ids=ids)
     base_ids = selection_ids(store, extend) if extend else []
     pos = {s: j for j, s in enumerate(cands.ids)}
@@ -388,7 +390,7 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
     cov = coverage(cands.X, centres)
     base_cov: dict = {}
     if baselines:
-        for bm in ("random", "stratified"):
+        for bm in BASELINES:
             if bm == method or (bm == "stratified" and cands.clusters is None):
                 continue
             idx = pick(bm, cands, budget, already, extra, seed)
@@ -420,38 +422,22 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
                            all_ids, base_cov)
 
 
-def get_map_id_or_fail(store: Store) -> int:
-    from core.maps import get_map
-    return int(get_map(store, None)["id"])
-
-
 def list_selections(store: Store) -> pd.DataFrame:
     return store.df("SELECT id, name, method, map_id, model, budget, n_items, n_candidates, coverage_mean, "
                     "coverage_max, params, created_at FROM selections ORDER BY id DESC")
 
 
-def compare_coverage(store: Store, selection_id: int, seed: int = 0) -> pd.DataFrame:
-    """Coverage of a stored selection next to the other methods for the same candidates and budget.
-
-    Re-derives the candidate pool from the selection's params (map, clusters) and measures
-    random, stratified (with a map) and k-center greedy picks of the same size on it.
-    """
+def compare_coverage(store: Store, selection_id: int) -> pd.DataFrame:
+    """Coverage of a stored selection next to the baselines measured with it (same pool, same budget)."""
     sel = store.one("SELECT * FROM selections WHERE id = ?", [selection_id])
     if sel is None:
         raise ShoalError(f"No selection with id {selection_id}.")
     params = json.loads(sel["params"]) if sel["params"] else {}
-    cands = load_candidates(store, model=sel["model"], map_id=sel["map_id"], clusters=params.get("clusters"))
-    ids = selection_ids(store, sel["name"])
-    pos = {s: j for j, s in enumerate(cands.ids)}
-    own = np.array([pos[s] for s in ids if s in pos], dtype=np.int64)
-    k = len(own)
-    rows = [{"method": f"{sel['method']} (this selection)", "picks": len(ids),
-             **coverage(cands.X, cands.X[own]) if k else {"coverage_mean": None, "coverage_max": None}}]
-    for m in ("kcenter", "random", "stratified"):
-        if m == sel["method"] or k == 0 or (m == "stratified" and cands.clusters is None):
-            continue
-        idx = pick(m, cands, k, [], None, seed)
-        rows.append({"method": m, "picks": k, **coverage(cands.X, cands.X[idx])})
+    rows = [{"method": f"{sel['method']} (this selection)", "coverage_mean": sel["coverage_mean"],
+             "coverage_max": sel["coverage_max"]}]
+    for m, c in (params.get("baselines") or {}).items():
+        rows.append({"method": m, "coverage_mean": c["coverage_mean"], "coverage_max": c["coverage_max"]})
     out = pd.DataFrame(rows)
-    out["candidates"] = len(cands.ids)
+    out["picks"] = sel["n_items"]
+    out["candidates"] = sel["n_candidates"]
     return out

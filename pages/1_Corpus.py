@@ -18,6 +18,12 @@ st.title("Corpus")
 st.caption("Raw code in: CodeSearchNet files, whole-file corpora (The Stack style), local folders and git "
            "checkouts, or the Python standard library as a demo. Every rejected record is counted with its reason.")
 
+
+def plain(text: str) -> str:
+    """User data inside Markdown-rendering widgets (progress text, alerts): shown literally."""
+    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$:" else ch for ch in str(text))
+
+
 stats = browse.overview(store)
 run = current_run(store)
 
@@ -30,7 +36,7 @@ def _start(sources: list[str], fmt: str = "auto") -> None:
                      max_chars=int(opts.get("corpus.max_chars", 800)), blacklist=words,
                      seed=int(opts.get("corpus.seed", 0)))
     except ShoalError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     st.rerun()
 
@@ -63,7 +69,7 @@ with st.expander("Add a source", expanded=stats["snippets"] == 0 and not busy):
             try:
                 saved = save_upload(up.name, up.getvalue(), store.path.resolve().parent / "uploads")
             except ShoalError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
             else:
                 _start([str(saved)])
     with options_tab:
@@ -82,7 +88,7 @@ def _progress_panel() -> None:
         return
     if r.running:
         pct = int(r.fraction * 100)
-        st.progress(r.fraction, text=f"Ingesting {', '.join(r.sources)} — {pct}% · {r.note}")
+        st.progress(r.fraction, text=plain(f"Ingesting {', '.join(r.sources)} — {pct}% · {r.note}"))
         if st.button("Cancel ingest", key="corpus.cancel"):
             r.cancel.set()
         return
@@ -90,13 +96,13 @@ def _progress_panel() -> None:
         st.session_state["corpus.shown_run"] = id(r)
         st.rerun()  # refresh the whole page with the new counts
     if r.error:
-        st.error(r.error)
+        st.error(plain(r.error))
     elif r.result is not None:
         res = r.result
         msg = (f"Ingest #{res.ingest_id} of {', '.join(res.sources)}: {res.ingested:,} new snippets, "
                f"{res.duplicates:,} duplicates, {res.filtered:,} filtered, {len(res.errors):,} errors "
-               f"in {res.seconds:.1f} s.")
-        (st.warning if res.nothing_read else st.success)(msg)
+               f"in {res.seconds:.2f} s.")
+        (st.warning if res.nothing_read else st.success)(plain(msg))
 
 
 if run is not None:
@@ -154,7 +160,8 @@ langs = s2.multiselect("Languages", browse.languages(store), key="corpus.langs")
 kinds = s3.multiselect("Kind", ["function", "seed"], key="corpus.kinds")
 found = browse.search(store, query, langs, kinds)
 st.caption(f"{len(found)} shown" + (" (first 200)" if len(found) == 200 else ""))
-event = st.dataframe(found.drop(columns=["id"]), width="stretch", hide_index=True, height=280,
+event = st.dataframe(found.drop(columns=["id"]), width="stretch", hide_index=True,
+                     height=min(300, 38 + 35 * max(1, len(found))),
                      on_select="rerun", selection_mode="single-row", key="corpus.results")
 rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
 if not found.empty:

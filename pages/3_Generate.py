@@ -80,13 +80,14 @@ with run_tab:
         if mode == "One task":
             task = st.selectbox("Task", list(TASKS), key="gen.task",
                                 format_func=lambda t: get_task(t).title)
-        else:
-            cols = st.columns(len(DEFAULT_MIX))
-            mix = {}
-            for col, (t, share) in zip(cols, DEFAULT_MIX.items()):
-                mix[t] = col.number_input(get_task(t).title, 0.0, 1.0, float(share), 0.01, key=f"gen.mix.{t}")
     with c3:
         limit = st.number_input("At most", 1, 100_000, 20, key="gen.limit", help="Snippets to use.")
+    if mode != "One task":
+        st.caption("Task shares (CodeOcean: 57% generation, 16% summarization, 16% repair, 11% translation); "
+                   "tasks are assigned to snippets deterministically.")
+        mix = {}
+        for col, (t, share) in zip(st.columns(len(DEFAULT_MIX)), DEFAULT_MIX.items()):
+            mix[t] = col.number_input(get_task(t).title, 0.0, 1.0, float(share), 0.01, key=f"gen.mix.{t}")
     targets = st.multiselect("Target languages (code translation)", J.DEFAULT_TARGETS, default=["java", "go"],
                              key="gen.targets")
     seeds_only = st.checkbox("Only OSS-Instruct seeds (kind = seed)", key="gen.seeds_only",
@@ -196,9 +197,9 @@ def job_panel() -> None:
     k[2].metric("Pending", items["pending"] + items["running"])
     k[3].metric("Judge passed", s["judge_passed"])
     k[4].metric("Pre-filter stopped", s["prefilter_rejected"])
-    k[5].metric("Calls / cost", f"{s['usage'].get('calls', 0)} / ${s['usage'].get('cost_usd', 0):.4f}")
-    if s.get("stop_reason"):
-        st.caption(f"Stopped: {s['stop_reason']}")
+    k[5].metric("LLM requests", s["usage"].get("calls", 0))
+    st.caption(f"Spent ${s['usage'].get('cost_usd', 0):.4f} (estimated from the price table)"
+               + (f" · stopped: {s['stop_reason']}" if s.get("stop_reason") else ""))
     b = st.columns(4)
     if b[0].button("Pause", disabled=not alive, key="gen.pause"):
         J.pause_job(store, job_id)
@@ -283,10 +284,12 @@ with prompts_tab:
             st.error(str(exc))
 
     st.subheader("Preview: the exact generator prompt for one snippet")
-    sample = store.one("SELECT id, code, language FROM snippets " +
-                       ("WHERE kind = 'seed' " if ptask == "oss_instruct" and
-                        store.scalar("SELECT count(*) FROM snippets WHERE kind = 'seed'") else "") +
-                       "ORDER BY id LIMIT 1")
+    preview_ids = snippet_ids[:50] if snippet_ids else [r["id"] for r in store.rows(
+        "SELECT id FROM snippets ORDER BY (kind = 'seed') = ? DESC, id LIMIT 50", [ptask == "oss_instruct"])]
+    sample = None
+    if preview_ids:
+        pid = st.selectbox("Snippet", preview_ids, key="gen.preview_snippet")
+        sample = store.one("SELECT id, code, language FROM snippets WHERE id = ?", [pid])
     if sample is None:
         st.info("Ingest snippets to see a preview.")
     else:

@@ -43,8 +43,10 @@ def init_state() -> None:
     f = rv.QueueFilter.from_dict(saved.get("filter"))
     SS.update({
         "rv_tasks": list(f.tasks), "rv_langs": list(f.languages), "rv_clusters": list(f.clusters),
-        "rv_selection": f.selection_id, "rv_judge": f.judge, "rv_rule": f.rule, "rv_rule_answer": f.rule_answer,
-        "rv_status": f.status, "rv_reviewer_filter": f.reviewer, "rv_search": f.search,
+        # selectboxes use 0 / "" for "no restriction" (a None value would show as an empty widget)
+        "rv_selection": f.selection_id or 0, "rv_judge": f.judge, "rv_rule": f.rule or "",
+        "rv_rule_answer": f.rule_answer, "rv_status": f.status, "rv_reviewer_filter": f.reviewer or "",
+        "rv_search": f.search,
         "rv_sort": saved.get("sort", "judge_failed_first"), "rv_seed": int(saved.get("seed", 0)),
         "rv_mode": "Review", "rv_panel": None,
     })
@@ -59,7 +61,7 @@ def init_state() -> None:
 def current_filter() -> rv.QueueFilter:
     return rv.QueueFilter(
         tasks=tuple(SS.rv_tasks), languages=tuple(SS.rv_langs), clusters=tuple(SS.rv_clusters),
-        selection_id=SS.rv_selection, judge=SS.rv_judge, rule=SS.rv_rule or None,
+        selection_id=SS.rv_selection or None, judge=SS.rv_judge, rule=SS.rv_rule or None,
         rule_answer=SS.rv_rule_answer, status=SS.rv_status, reviewer=SS.rv_reviewer_filter or None,
         search=SS.rv_search or "")
 
@@ -183,7 +185,7 @@ def reload_example(gid: int) -> None:
 
 def show_cell(f: rv.QueueFilter) -> None:
     """Agreement drill-down: put the cell's filter in the sidebar and review it."""
-    SS.update({"rv_tasks": list(f.tasks), "rv_judge": f.judge, "rv_rule": f.rule,
+    SS.update({"rv_tasks": list(f.tasks), "rv_judge": f.judge, "rv_rule": f.rule or "",
                "rv_rule_answer": f.rule_answer, "rv_status": f.status, "rv_mode": "Review"})
     on_filter_change()
 
@@ -222,13 +224,20 @@ def show_field(name: str, value, lang: str | None) -> None:
 
 
 def focus(label: str, nonce: str) -> None:
-    """Put the keyboard focus in the input with this aria-label (keyboard-only review)."""
+    """Put the keyboard focus in the input with this aria-label (keyboard-only review).
+    A fixed script of ours; the only data in it is the label, JSON-encoded."""
+    js_label = json.dumps(label).replace("</", "<\\/")   # never let a field name close the script
     st.html(f"""<script>/* {nonce} */
-      setTimeout(() => {{
-        const el = window.parent.document.querySelector('[aria-label="{label}"]')
-                   || document.querySelector('[aria-label="{label}"]');
-        if (el) {{ el.focus(); if (el.select) el.select(); }}
-      }}, 50);</script>""", unsafe_allow_javascript=True, width="content")
+      (() => {{
+        const sel = '[aria-label="' + CSS.escape({js_label}) + '"]';
+        let tries = 0;   // widgets are lazy-loaded: retry until the input exists
+        const tick = () => {{
+          const el = document.querySelector(sel);
+          if (el) {{ el.focus(); if (el.select) el.select(); }}
+          else if (tries++ < 100) setTimeout(tick, 50);
+        }};
+        tick();
+      }})();</script>""", unsafe_allow_javascript=True, width="content")
 
 
 def verdict_badge(overall) -> str:
@@ -319,8 +328,9 @@ def review_panel() -> None:
     st.markdown("**Judge** " + verdict_badge(judg["overall"] if judg else None))
     if judg:
         if judg["rules"]:
-            st.dataframe(pd.DataFrame([{"rule": r.get("rule"), "answer": r.get("answer"), "reason": r.get("reason")}
-                                       for r in judg["rules"]]), hide_index=True, width="stretch")
+            # st.table: static HTML, much lighter in the browser than the st.dataframe grid
+            st.table(pd.DataFrame([{"rule": r.get("rule"), "answer": r.get("answer"), "reason": r.get("reason")}
+                                   for r in judg["rules"]]).set_index("rule"))
         if judg.get("analysis"):
             with st.expander("Judge analysis"):
                 st.text(judg["analysis"])
@@ -339,13 +349,12 @@ def review_panel() -> None:
             st.code(judg.get("raw_text") or "(none)", language="json", wrap_lines=True)
     if review and review.get("note"):
         st.caption(f"Note: {review['note']}" + (f" · reasons: {', '.join(review['reasons'])}" if review["reasons"] else ""))
-    with st.expander("History of this example"):
+    if st.toggle("History of this example", key="rv_history"):
         trail = rv.audit_trail(store, gid)
         if trail:
-            st.dataframe(pd.DataFrame([{"at": t["at"], "who": t["actor"], "action": t["action"],
-                                        "before": (t["before"] or {}).get("verdict"),
-                                        "after": (t["after"] or {}).get("verdict")} for t in trail]),
-                         hide_index=True, width="stretch")
+            st.table(pd.DataFrame([{"at": str(t["at"])[:19], "who": t["actor"], "action": t["action"],
+                                    "before": (t["before"] or {}).get("verdict"),
+                                    "after": (t["after"] or {}).get("verdict")} for t in trail]))
         else:
             st.caption("No decisions yet.")
     draw_counts(head, f, gid)
@@ -492,22 +501,22 @@ with st.sidebar:
                    format_func=lambda c: f"{c} · {clusters.get(c) or ''}", disabled=not clusters)
     sels = {s["id"]: s["name"] for s in opts["selections"]}
     if SS.rv_selection not in sels:
-        SS["rv_selection"] = None
-    st.selectbox("Selection", [None, *sels], key="rv_selection", on_change=on_filter_change,
-                 format_func=lambda i: "all snippets" if i is None else sels[i])
+        SS["rv_selection"] = 0
+    st.selectbox("Selection", [0, *sels], key="rv_selection", on_change=on_filter_change,
+                 format_func=lambda i: sels.get(i, "all snippets"))
     st.selectbox("Judge verdict", rv.JUDGE_CHOICES, key="rv_judge", on_change=on_filter_change)
     if SS.rv_rule not in opts["rules"]:
-        SS["rv_rule"] = None
-    st.selectbox("Judge rule", [None, *opts["rules"]], key="rv_rule", on_change=on_filter_change,
-                 format_func=lambda r: "any rule" if r is None else r)
+        SS["rv_rule"] = ""
+    st.selectbox("Judge rule", ["", *opts["rules"]], key="rv_rule", on_change=on_filter_change,
+                 format_func=lambda r: r or "any rule")
     if SS.rv_rule:
         st.radio("…answered", ["no", "yes"], key="rv_rule_answer", horizontal=True, on_change=on_filter_change)
     st.selectbox("Review status", rv.STATUS_CHOICES, key="rv_status", on_change=on_filter_change,
                  format_func=lambda s: {"todo": "to do (not accepted/rejected)"}.get(s, s))
     if SS.rv_reviewer_filter not in opts["reviewers"]:
-        SS["rv_reviewer_filter"] = None
-    st.selectbox("Reviewer", [None, *opts["reviewers"]], key="rv_reviewer_filter", on_change=on_filter_change,
-                 format_func=lambda r: "anyone" if r is None else r)
+        SS["rv_reviewer_filter"] = ""
+    st.selectbox("Reviewer", ["", *opts["reviewers"]], key="rv_reviewer_filter", on_change=on_filter_change,
+                 format_func=lambda r: r or "anyone")
     st.text_input("Search text (or #id)", key="rv_search", on_change=on_filter_change)
     st.selectbox("Sort", list(rv.SORTS), key="rv_sort", format_func=rv.SORTS.get, on_change=on_filter_change)
     if SS.rv_sort == "random":

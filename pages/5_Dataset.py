@@ -14,7 +14,7 @@ from core.export import FORMATS, export_dataset, export_zip, select_rows
 from ui.common import page_setup, reviewer_name
 
 store = page_setup("Dataset")
-st.title("📦 Dataset")
+st.title("Dataset")
 st.caption("Check the generated set, see what it is made of, and export the accepted examples for fine-tuning.")
 
 ex = load_examples(store)
@@ -108,7 +108,7 @@ with st.expander(f"Benchmark contamination: {len(dec)} flagged", expanded=bool(l
 from core.checks.neardup import duplicate_groups, keep_one  # noqa: E402
 
 groups = duplicate_groups(store)
-with st.expander(f"Near-duplicate groups: {len(groups)}", expanded=bool(groups)):
+with st.expander(f"Near-duplicate groups: {len(groups)} (keep one of each)", expanded=0 < len(groups) <= 3):
     if not groups:
         st.write("No near-duplicates.")
     for g in groups[:30]:

@@ -85,16 +85,15 @@ def default_embedder(store: Store | None = None) -> Embedder:
     from core import embed
 
     def run(texts: list[str]) -> np.ndarray:
-        model = embed.load_model(None)
         if store is None:
-            return embed.encode(model, texts)
+            return embed.encode(embed.load_model(None), texts)
         key = embed.model_key(None)
         hashes = [embed.text_hash(t) for t in texts]
         have = _cached_vectors(store, key, sorted(set(hashes)))
         missing = sorted({h for h in hashes if h not in have})
         if missing:
             by_hash = dict(zip(hashes, texts))
-            vecs = embed.encode(model, [by_hash[h] for h in missing])
+            vecs = embed.encode(embed.load_model(None), [by_hash[h] for h in missing])  # only when needed
             try:
                 with store._write_lock:
                     embed._store_vectors(store, key, missing, vecs)

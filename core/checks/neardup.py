@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -104,17 +105,25 @@ def minhash_pairs(texts: dict[int, str], threshold: float = DEFAULT_THRESHOLD, n
         raise ShoalError("The near-duplicate threshold must be in (0, 1].")
     keys = list(texts)
     sets = [token_set(texts[k]) for k in keys]
-    hashes = MinHash.bulk([[t.encode("utf-8") for t in s] for s in sets], num_perm=num_perm)
+    from datasketch.hashfunc import sha1_hash32
+    token_hash = lru_cache(maxsize=1 << 20)(sha1_hash32)   # code reuses tokens: hash each once
+    hashes = MinHash.bulk([[t.encode("utf-8") for t in s] for s in sets], num_perm=num_perm, hashfunc=token_hash)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    sig = np.stack([m.hashvalues for m in hashes]) if hashes else np.zeros((0, num_perm))
+    # LSH candidates are first screened by their MinHash estimate (one vectorized compare), with a
+    # margin of ~3 standard errors so true pairs are kept; survivors get the exact Jaccard.
+    screen = threshold - 3 * np.sqrt(threshold * (1 - threshold) / num_perm)
     pairs: list[Pair] = []
     total = len(keys)
     for i, (k, s, m) in enumerate(zip(keys, sets, hashes)):
         if s:
-            for other in lsh.query(m):
-                j = int(other)
-                sim = jaccard(s, sets[j])
-                if sim >= threshold:
-                    pairs.append(Pair(keys[j], k, round(sim, 4), "minhash"))
+            cand = np.fromiter((int(o) for o in lsh.query(m)), dtype=np.int64)
+            if cand.size:
+                est = (sig[cand] == sig[i]).mean(axis=1)
+                for j in cand[est >= screen]:
+                    sim = jaccard(s, sets[j])
+                    if sim >= threshold:
+                        pairs.append(Pair(keys[j], k, round(sim, 4), "minhash"))
             lsh.insert(str(i), m)
         if (i + 1) % 1000 == 0 or i + 1 == total:
             check_cancel(cancel)

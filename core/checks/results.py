@@ -91,3 +91,21 @@ def latest_run(store: Store, kind: str) -> dict | None:
         row["params"] = json.loads(row["params"]) if row["params"] else {}
         row["summary"] = json.loads(row["summary"]) if row["summary"] else {}
     return row
+
+
+def check_filter_sql(kind: str | None = None, state: str = "failed", id_column: str = "g.id") -> tuple[str, list]:
+    """A WHERE predicate (and its parameters) on a generation id column for the review queue:
+    state 'failed' (current verdict fails, not overridden), 'passed', 'overridden' or 'unchecked';
+    kind None means any check kind."""
+    if kind is not None and kind not in KINDS:
+        raise ShoalError(f"Unknown check kind {kind!r}; use one of {', '.join(KINDS)}.")
+    cond = {"failed": "NOT passed AND NOT coalesce(overridden, FALSE)", "passed": "passed",
+            "overridden": "NOT passed AND coalesce(overridden, FALSE)"}
+    kind_sql, params = ("kind = ? AND ", [kind]) if kind else ("", [])
+    latest = (f"SELECT generation_id FROM (SELECT generation_id, passed, overridden FROM checks "
+              f"WHERE {kind_sql}TRUE QUALIFY row_number() OVER (PARTITION BY generation_id, kind ORDER BY id DESC) = 1)")
+    if state == "unchecked":
+        return f"{id_column} NOT IN ({latest})", params
+    if state not in cond:
+        raise ShoalError("Check filter state must be failed, passed, overridden or unchecked.")
+    return f"{id_column} IN ({latest} WHERE {cond[state]})", params

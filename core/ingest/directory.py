@@ -80,7 +80,14 @@ def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, 
     plan = Plan()
     ignore = _GitIgnore()
     root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root):
+    def unreadable(exc: OSError) -> None:
+        try:
+            rel = Path(exc.filename).resolve().relative_to(root).as_posix()
+        except (TypeError, ValueError):
+            rel = str(exc.filename or root)
+        plan.problems.append(Problem(rel + "/", "unreadable", f"cannot list the folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         here = Path(dirpath)
         rel_here = here.relative_to(root).as_posix()
         rel_here = "" if rel_here == "." else rel_here

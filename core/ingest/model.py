@@ -125,9 +125,10 @@ def _fix_stripped_first_line(lines: list[str], language: str) -> list[str]:
     if shift == 0:
         return lines
     if language == "python":
-        # The body of a def is one level deeper than the def: find the shift that parses.
+        # The body of a def is one level deeper than the def (or, after a decorator line, the def
+        # is at the decorator's level): find the shift that parses.
         import ast
-        for extra in (4, 2, 8, 1, 3):
+        for extra in (0, 4, 2, 8, 1, 3):
             if shift - extra < 0:
                 continue
             trial = [lines[0]] + [l[shift - extra:] if l.strip() else "" for l in lines[1:]]

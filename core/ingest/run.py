@@ -308,7 +308,7 @@ def ingest_sources(store: Store, sources: list[str], fmt: str = "auto", min_char
                     check_cancel(cancel)
             base += job.total
         result.status = "done"
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt):
         result.status = "cancelled"
         raise
     except BaseException:

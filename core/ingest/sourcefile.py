@@ -48,9 +48,9 @@ def read_source_file(path: Path, rel: str, language: str, source: str, source_ki
     if is_binary(data):
         yield Problem(rel, "binary_file", "the file contains NUL bytes", "filtered")
         return
-    text, why = decode_utf8(data)
+    text, line, why = decode_utf8(data)
     if text is None:
-        yield Problem(rel, "invalid_utf8", why)
+        yield Problem(f"{rel}:{line}", "invalid_utf8", why)
         return
     skip = skip_reason(path.name, text)
     if skip:

@@ -147,3 +147,17 @@ def test_agreement_cell_opens_its_examples(app_db):
     gid = shown_gid(at)
     behind = rv.queue_ids(store, rv.QueueFilter(judge="failed", status="accepted"))
     assert len(behind) == res["overall"]["judge_no_accepted"] and gid in behind
+
+
+def test_url_position_and_empty_database(app_db, tmp_path, monkeypatch):
+    db, info = app_db
+    target = info["generation_ids"][17]
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["g"] = str(target)
+    at.run()
+    assert not at.exception and shown_gid(at) == target          # a shared link opens that example
+    empty = tmp_path / "empty.duckdb"
+    monkeypatch.setenv("SHOAL_DB", str(empty))
+    at = run_page()
+    assert shown_gid(at) is None
+    assert any("Nothing to review" in i.value for i in at.info)

@@ -45,6 +45,13 @@ def test_openai_env_fallback_and_invalid_numbers(monkeypatch):
     monkeypatch.setenv("SHOAL_JUDGE_MAX_TOKENS", "lots")
     with pytest.raises(ShoalError, match="SHOAL_JUDGE_MAX_TOKENS"):
         load_profiles(start_local=False)
+    monkeypatch.setenv("SHOAL_JUDGE_MAX_TOKENS", "0")
+    with pytest.raises(ShoalError, match="max_tokens"):
+        load_profiles(start_local=False)
+    monkeypatch.delenv("SHOAL_JUDGE_MAX_TOKENS")
+    monkeypatch.setenv("SHOAL_GENERATOR_BASE_URL", "localhost:8000/v1")
+    with pytest.raises(ShoalError, match="http://"):
+        load_profiles(start_local=False)
 
 
 def test_without_configuration_the_local_model_is_used():
@@ -52,6 +59,9 @@ def test_without_configuration_the_local_model_is_used():
     profiles = load_profiles(start_local=False)   # start_local=True would start llama.cpp
     assert {p.source for p in profiles.values()} == {"local"}
     assert profiles["generator"].model and profiles["generator"].base_url == ""
+    from core.llm import LLMClient
+    with pytest.raises(ShoalError, match="no server URL"):
+        LLMClient(None, profiles["generator"])
 
 
 def test_custom_url_never_gets_the_default_openai_key(monkeypatch):

@@ -80,6 +80,8 @@ def test_job_runs_the_full_pipeline_and_a_rerun_is_served_from_the_cache(store):
         summary = run_job(store, job, progress=lambda d, t, n: seen.append((d, t)))
         assert summary["status"] == "done" and summary["items"]["succeeded"] == 24
         assert seen[-1] == (24, 24)
+        assert store.one("SELECT min(attempts) AS lo, max(attempts) AS hi FROM job_items WHERE job_id = ?",
+                         [job]) == {"lo": 1, "hi": 1}
         n_requests = len(srv.requests)
         judged = summary["judged"]
         assert n_requests == 24 + judged and summary["prefilter_rejected"] == 24 - judged
@@ -124,18 +126,8 @@ def test_twenty_percent_faults_every_item_ends_with_a_reason_and_failed_ones_ret
                           retry_after=0.05) as srv:
         prof = profiles(srv, timeout_s=0.5)
         job = create_job(store, ids, profiles=prof, task="code_generation", concurrency=16)
-        from core import jobs as J
-        J_make = J._make_clients
-
-        def few_retries(profiles_, store_, c, prices):   # fewer retries than default, so items really fail
-            from core.llm import LLMClient
-            return tuple(LLMClient(store_, profiles_[r], max_concurrency=c, max_retries=1, max_parse_retries=0,
-                                   backoff_base_s=0.01, seed=1) for r in ("generator", "judge"))
-        J._make_clients = few_retries
-        try:
-            s = run_job(store, job)
-        finally:
-            J._make_clients = J_make
+        # fewer retries than the defaults, so that some items really fail
+        s = run_job(store, job, client_options=dict(max_retries=1, max_parse_retries=0, backoff_base_s=0.01, seed=1))
         items = store.rows("SELECT status, error FROM job_items WHERE job_id = ?", [job])
         assert len(items) == 100 and all(i["status"] in ("succeeded", "failed") for i in items)
         failed = [i for i in items if i["status"] == "failed"]
@@ -167,6 +159,21 @@ def test_call_budget_stops_the_job_and_resume_finishes_it(store):
         s2 = run_job(store, job)
         assert s2["status"] == "done" and s2["items"]["succeeded"] == 30
         assert all(n["n"] == 1 for n in gens_per_item(store, job))
+
+
+def test_cost_cap_stops_the_job_and_a_deleted_snippet_fails_with_a_reason(store):
+    ids = add_snippets(store, 20)
+    with FakeOpenAIServer(shoal_responder) as srv:
+        prof = {r: Profile(role=r, base_url=srv.base_url, model="gpt-4", timeout_s=10) for r in ("generator", "judge")}
+        job = create_job(store, ids, profiles=prof, task="code_generation", concurrency=2, max_cost=0.25)
+        store.execute("DELETE FROM snippets WHERE id = ?", [ids[-1]])
+        s = run_job(store, job)
+        assert s["status"] == "paused" and s["stop_reason"].startswith("budget: cost cap")
+        spent = store.scalar("SELECT sum(cost_usd) FROM llm_calls")
+        assert 0 < spent <= 0.25 + 0.1 and abs(s["usage"]["cost_usd"] - spent) < 1e-6
+        assert s["items"]["pending"] > 0
+        assert store.scalar("SELECT error FROM job_items WHERE snippet_id = ?", [ids[-1]]) == \
+            "snippet no longer in the database"
 
 
 def test_worker_thread_pause_and_resume_through_the_database(store):

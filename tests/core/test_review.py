@@ -42,7 +42,7 @@ def test_decide_writes_review_and_audit(filled):
     assert [(a["actor"], a["entity_id"]) for a in log] == [("ann", str(gid)), ("bob", str(gid))]
     assert log[0]["before"] is None and log[0]["after"]["verdict"] == "accepted"
     assert log[1]["before"]["verdict"] == "accepted" and log[1]["after"]["verdict"] == "rejected"
-    assert log[0]["at"] is not None and log[0]["batch_id"] != log[1]["batch_id"]
+    assert log[0]["created_at"] is not None and log[0]["batch_id"] != log[1]["batch_id"]
 
 
 def test_bad_decisions_are_refused_with_a_message(filled):
@@ -282,7 +282,7 @@ def test_agreement_and_kappa_match_sklearn(filled):
     store, info = filled
     rng = np.random.default_rng(0)
     judged = store.df("SELECT generation_id, overall, rules FROM latest_judgments ORDER BY generation_id")
-    pick = judged.sample(120, random_state=1)
+    pick = judged.sample(80, random_state=1)
     for row in pick.itertuples():   # humans agree with the judge ~75% of the time
         human = bool(row.overall) if rng.random() < 0.75 else not bool(row.overall)
         rv.decide(store, int(row.generation_id), "accepted" if human else "rejected", reviewer="ann", expected_version=0)
@@ -292,7 +292,7 @@ def test_agreement_and_kappa_match_sklearn(filled):
     pairs = store.df("""SELECT g.task, j.overall, r.verdict = 'accepted' AS human, j.rules FROM generations g
                         JOIN latest_judgments j ON j.generation_id = g.id JOIN reviews r ON r.generation_id = g.id
                         WHERE r.verdict IN ('accepted', 'rejected')""")
-    assert res["overall"]["n"] == len(pairs) == 120
+    assert res["overall"]["n"] == len(pairs) == 80
     assert res["overall"]["kappa"] == pytest.approx(cohen_kappa_score(pairs["overall"], pairs["human"]))
     assert res["overall"]["agreement"] == pytest.approx((pairs["overall"] == pairs["human"]).mean())
     for task, grp in pairs.groupby("task"):

@@ -14,6 +14,7 @@ GET /v1/models, reports usage token counts, answers through a `responder(body) -
   invalid_json      prose around broken JSON
   schema_violation  valid JSON that misses the schema's required fields
   slow              waits an extra `slow_s` before answering
+  garbage           status 200 with an HTML body instead of JSON (a misconfigured proxy)
 
 Faults are drawn with a seeded RNG (`fault_rate`, `faults`) or scripted exactly with
 `queue(...)`. Every request body, its arrival time and the fault it got are recorded, as
@@ -37,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Sequence
 
 FAULTS = ("429", "503", "500", "timeout", "disconnect", "truncated", "invalid_json",
-          "schema_violation", "slow")
+          "schema_violation", "slow", "garbage")
 DEFAULT_FAULTS = ("429", "500", "timeout", "truncated", "invalid_json", "schema_violation")
 OK = "ok"  # a scripted "no fault"
 
@@ -153,7 +154,7 @@ class FakeOpenAIServer:
                  fault_rate: float = 0.0, faults: Sequence[str] = DEFAULT_FAULTS, seed: int = 0,
                  reject_json_schema: bool = False, timeout_sleep_s: float = 5.0, *,
                  reject_json_object: bool = False, retry_after: float = 0.2,
-                 retry_after_http_date: bool = False, slow_s: float = 1.0,
+                 retry_after_http_date: bool = False, slow_s: float = 1.0, reject_status: int = 400,
                  model: str = "fake-model", port: int = 0, host: str = "127.0.0.1"):
         unknown = set(faults) - set(FAULTS)
         if unknown:
@@ -164,6 +165,7 @@ class FakeOpenAIServer:
         self.faults = tuple(faults)
         self.reject_json_schema = reject_json_schema
         self.reject_json_object = reject_json_object
+        self.reject_status = reject_status   # llama-cpp-python's server answers 500, most others 400
         self.timeout_sleep_s = timeout_sleep_s
         self.retry_after = retry_after
         self.retry_after_http_date = retry_after_http_date
@@ -349,9 +351,10 @@ class _Handler(BaseHTTPRequestHandler):
         rf_type = (body.get("response_format") or {}).get("type")
         if (rf_type == "json_schema" and fake.reject_json_schema) or \
                 (rf_type == "json_object" and fake.reject_json_object):
-            self._error(400, f"response_format type {rf_type!r} is not supported by this server",
+            self._error(fake.reject_status, f"response_format type {rf_type!r} is not supported by this "
+                        "server; ('body', 'response_format', 'type'): Input should be 'text' or 'json_object'",
                         "invalid_request_error", param="response_format")
-            return 400
+            return fake.reject_status
         fault = fake._next_fault()
         entry["fault"] = fault
         fake.sleep(fake.latency_s)
@@ -370,12 +373,24 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return 0
+        if fault == "garbage":
+            data = b"<html><body>502 Bad Gateway (nginx)</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return 200
         if fault == "timeout":
             fake.sleep(fake.timeout_sleep_s)
         elif fault == "slow":
             fake.sleep(fake.slow_s)
 
-        content = fake.responder(body)
+        try:
+            content = fake.responder(body)
+        except Exception as exc:  # a broken responder is a test bug: say so in a 500
+            self._error(500, f"responder failed: {type(exc).__name__}: {exc}", "server_error")
+            return 500
         finish = "stop"
         if fault == "truncated":
             content, finish = content[: max(1, len(content) // 2)], "length"

@@ -56,6 +56,7 @@ def test_cli_check_flags_every_planted_example_and_no_clean_one(tmp_path):
     from core.store import open_store
     db = tmp_path / "planted.duckdb"
     store = open_store(db)
+    store.execute("BEGIN TRANSACTION")   # one commit for ~400 inserts
     planted: dict[int, str] = {}
     clean: set[int] = set()
     allowed: set[int] = set()
@@ -87,6 +88,7 @@ def test_cli_check_flags_every_planted_example_and_no_clean_one(tmp_path):
         topic = TOPICS[i % len(TOPICS)]
         clean.add(add_example(store, wave(f"Write a Python function to {topic} (case {i}).",
                                           clean_python_solution(i)), judge=bool(i % 2)))
+    store.execute("COMMIT")
     store.close()
 
     res = CliRunner().invoke(app, ["--db", str(db), "check", "--benchmarks", f"humaneval,mbpp={MBPP}",

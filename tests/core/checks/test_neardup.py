@@ -93,3 +93,20 @@ def test_override_is_kept_across_runs(store):
     run_near_duplicates(store)
     assert b not in blocking_checks(store)
     assert store.scalar("SELECT count(*) FROM audit_log WHERE action = 'check_override'") == 1
+
+
+def test_check_filter_sql_selects_by_state(store):
+    from core.checks.results import check_filter_sql
+    sol = clean_python_solution(9)
+    a = add_example(store, wave("Write a Python function to walk a directory tree.", sol))
+    b = add_example(store, wave("Write a Python function to walk a directory tree.", sol))
+    c = add_example(store, wave("Write a Python function to encode run-length strings.", distinct_python_solution(9)))
+    run_near_duplicates(store)
+
+    def ids(kind, state):
+        sql, p = check_filter_sql(kind, state)
+        return {r[0] for r in store.execute(f"SELECT g.id FROM generations g WHERE {sql}", p).fetchall()}
+    assert ids("near_duplicate", "failed") == {b} and ids(None, "failed") == {b}
+    assert ids("near_duplicate", "passed") == {a, c} and ids("execution", "unchecked") == {a, b, c}
+    set_override(store, b, "near_duplicate")
+    assert ids("near_duplicate", "overridden") == {b} and ids("near_duplicate", "failed") == set()

@@ -53,6 +53,8 @@ def multilang_repo(tmp_path) -> Path:
     (root / "web" / "bundle.min.js").write_text("function minifiedThing(a){return a+1};" * 200)
     (root / "web" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
     (root / "README.md").write_text("# Demo repo\n")
+    (root / "src" / "compiled.py").write_bytes(b"def f():\n    return 1\n\x00\x00\x00\x01binary tail")
+    (root / "src" / "latin1.py").write_bytes("def caf\u00e9_menu():\n    return 'caf\u00e9 cr\u00e8me'\n".encode("latin-1"))
     (root / "src" / "payroll.cob").write_text("       IDENTIFICATION DIVISION.\n       PROGRAM-ID. PAYROLL.\n")
     (root / "src" / "broken.py").write_text(
         "def intact_before_error(values):\n    \"\"\"Sum of squares.\"\"\"\n    return sum(v * v for v in values)\n\n\n"

@@ -19,12 +19,12 @@ def test_overview_histogram_search_and_rejections(store, tmp_path):
     bad.write_bytes(b"nope\n")
     ingest_sources(store, [str(CSN_ORIGINAL), str(CSN_HF), str(bad)])
     ov = browse.overview(store)
-    assert (ov["snippets"], ov["functions"], ov["seeds"], ov["languages"], ov["errors"]) == (12, 12, 0, 6, 1)
+    assert (ov["snippets"], ov["functions"], ov["seeds"], ov["languages"], ov["errors"]) == (18, 18, 0, 6, 1)
     hist = browse.length_histogram(store, 100)
-    assert hist["n"].sum() == 12 and set(hist["n_chars"]) <= {0, 100, 200, 300, 400}
+    assert hist["n"].sum() == 18 and set(hist["n_chars"]) <= {0, 100, 200, 300, 400}
     assert browse.search(store, "gcd")["func_name"].tolist() == ["IntMath.gcd"]
     assert browse.search(store, "GET_NAMESPACE")["func_name"].tolist() == ["Config.get_namespace"]
-    assert len(browse.search(store, "", languages=["go"])) == 2
+    assert len(browse.search(store, "", languages=["go"])) == 3
     assert browse.search(store, "100%").empty                      # % is literal, not a wildcard
     # _ is literal too: as a wildcard "str_" would also match "strLen" in StringUtils.isBlank.
     assert set(browse.search(store, "str_")["func_name"]) == {"Php80.str_contains", "Str.startsWith"}

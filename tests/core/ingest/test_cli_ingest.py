@@ -22,11 +22,11 @@ def test_json_output_counts_and_reingest(tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert {"ingested", "duplicates", "filtered", "errors"} <= set(out)
-    assert out["ingested"] == 12 and out["errors"] == [] and out["languages"]["python"] == 2
+    assert out["ingested"] == 18 and out["errors"] == [] and out["languages"]["python"] == 3
     again = json.loads(_ingest(db, "--json", str(CSN_ORIGINAL)).stdout)
-    assert again["ingested"] == 0 and again["duplicates"] == 6
+    assert again["ingested"] == 0 and again["duplicates"] == 12
     with open_store(db) as s:
-        assert s.scalar("SELECT count(*) FROM snippets") == 12
+        assert s.scalar("SELECT count(*) FROM snippets") == 18
 
 
 def test_options_min_max_blacklist(tmp_path):

@@ -28,7 +28,7 @@ def _errors(store, **where) -> pd.DataFrame:
 
 def test_codesearchnet_original_schema_folder_of_shards(store):
     r = ingest_sources(store, [str(CSN_ORIGINAL)])
-    assert (r.ingested, r.duplicates, r.filtered, r.errors) == (6, 0, 0, [])
+    assert (r.ingested, r.duplicates, r.filtered, r.errors) == (12, 0, 0, [])
     rows = store.df("SELECT * FROM snippets ORDER BY language")
     assert set(rows.language) == SIX and set(rows.source_kind) == {"codesearchnet"}
     gcd = rows[rows.func_name == "IntMath.gcd"].iloc[0]
@@ -39,7 +39,8 @@ def test_codesearchnet_original_schema_folder_of_shards(store):
     assert gcd.docstring.startswith("Returns the greatest common divisor")
     assert gcd.n_chars == len(gcd.code)
     row = store.one("SELECT * FROM ingests WHERE id = ?", [r.ingest_id])
-    assert row["status"] == "done" and row["ingested"] == 6 and row["finished_at"] is not None
+    assert row["status"] == "done" and row["ingested"] == 12 and row["finished_at"] is not None
+    assert rows.groupby("language").size().to_dict() == {lang: 2 for lang in SIX}
 
 
 def test_codesearchnet_hf_schema_jsonl_and_parquet(store, tmp_path):
@@ -119,10 +120,12 @@ def test_multilanguage_checkout(store, multilang_repo):
     skips = {(e.location, e.reason) for e in _errors(store).itertuples()}
     assert {("build/", "gitignored"), ("src/secret_notes.py", "gitignored"), ("debug.log", "gitignored"),
             ("web/node_modules/", "vendored"), ("cmd/api.pb.go", "generated"), ("web/bundle.min.js", "minified"),
-            ("src/payroll.cob", "unsupported_language"), ("src/broken.py:6", "parse_error")} <= skips
+            ("src/payroll.cob", "unsupported_language"), ("src/broken.py:6", "parse_error"),
+            ("src/compiled.py", "binary_file"), ("src/latin1.py:1", "invalid_utf8")} <= skips
     not_src = _errors(store, reason="not_source_code").iloc[0]
     assert ".md ×1" in not_src.detail and ".png ×1" in not_src.detail
-    assert [e["reason"] for e in r.errors] == ["parse_error"]
+    assert sorted(e["reason"] for e in r.errors) == ["invalid_utf8", "parse_error"]
+    assert "invalid UTF-8 byte 0xe9 at column 8" in _errors(store, reason="invalid_utf8").iloc[0].detail
 
 
 def test_single_source_file(store, multilang_repo):
@@ -134,7 +137,7 @@ def test_single_source_file(store, multilang_repo):
 # --------------------------------------------------------------------------- stdlib
 
 def test_stdlib_subset(store):
-    r = ingest_sources(store, ["stdlib:json,textwrap"])
+    r = ingest_sources(store, ["stdlib:json,textwrap"], fmt="stdlib")  # as `shoal app --demo` calls it
     rows = store.df("SELECT * FROM snippets")
     assert r.ingested == len(rows) > 10 and not r.errors
     assert set(rows.language) == {"python"} and set(rows.source_kind) == {"stdlib"}
@@ -167,7 +170,8 @@ def test_bad_input_folder_every_case_counted_good_records_kept(store, bad_data, 
     assert ("huge_line.jsonl:2", "line_too_long") in by_loc
     trunc = errs[errs.reason == "truncated_gzip"]
     assert len(trunc) == 1 and trunc.iloc[0].location.startswith("truncated.jsonl.gz:")
-    assert ("src/broken.py:6", "parse_error") in by_loc
+    assert {("src/broken.py:6", "parse_error"), ("src/latin1.py:1", "invalid_utf8"),
+            ("src/compiled.py", "binary_file"), ("src/payroll.cob", "unsupported_language")} <= by_loc
     # Every good record around the bad ones is in.
     names = set(store.df("SELECT func_name FROM snippets").func_name)
     assert {"shout_1", "shout_2", "shout_3", "shout_4", "shout_8", "shout_9", "shout_10"} <= names

@@ -52,6 +52,8 @@ def test_normalize_reindents_stripped_first_line_and_ids_ignore_whitespace():
     norm = normalize_code(method, "python")
     assert norm == 'def area(self):\n    """Area."""\n    return self.w * self.h'
     compile(norm, "<m>", "exec")
+    decorated = "@property\n    def area(self):\n        return self.w * self.h"
+    assert normalize_code(decorated, "python") == "@property\ndef area(self):\n    return self.w * self.h"
     java = "public int size() {\n        return items.size();\n    }"
     assert normalize_code(java, "java") == "public int size() {\n    return items.size();\n}"
     assert snippet_id("def f():\r\n    return 1   \n") == snippet_id(normalize_code("  def f():\n      return 1"))

@@ -1,0 +1,173 @@
+"""Review latency in a real browser: press A (accept) -> the next example is shown.
+
+Fills a database with 100k generated examples (+ judgments, snippets, a map), starts the real
+app, drives Debian Chromium with Playwright and times each accept -> next example inside the page
+(keydown to the DOM showing the new example id, performance.now()). The same run repeats it on a
+1k database, so the effect of size is a ratio. Target (QUALITY.md): p95 < 300 ms at 100k.
+
+    python -m bench.bench_review [--n 100000] [--presses 40]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.store import open_store  # noqa: E402
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, wait_for_app  # noqa: E402
+from tests.support.fake_generations import fill_fake  # noqa: E402
+from tests.support.streamlit_server import StreamlitServer  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+TARGET_P95_MS = 300.0
+
+OBSERVER_JS = """() => {
+  const gid = () => {
+    const h = [...document.querySelectorAll('h3')].map(e => e.innerText).find(t => t.includes('Example #'));
+    const m = h && h.match(/Example #(\\d+)/);
+    return m ? Number(m[1]) : null;
+  };
+  window.__gid = gid(); window.__lat = []; window.__t0 = null;
+  document.addEventListener('keydown', e => { if (e.key === 'a') window.__t0 = performance.now(); }, true);
+  new MutationObserver(() => {
+    const g = gid();
+    if (g !== null && g !== window.__gid) {
+      window.__gid = g;
+      if (window.__t0 !== null) { window.__lat.push(performance.now() - window.__t0); window.__t0 = null; }
+    }
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+BASELINE_APP = """
+import streamlit as st
+if "n" not in st.session_state:
+    st.session_state.n = 1
+def nxt():
+    st.session_state.n += 1
+st.button("Accept", shortcut="A", on_click=nxt)
+st.markdown(f"### Example #{st.session_state.n}")
+st.code("def f():\\n    return 1")
+"""
+
+
+class BaselineServer(StreamlitServer):
+    """The smallest Streamlit app with an A-shortcut button: the floor for any accept -> next."""
+
+    def __init__(self, script: Path, db_path: Path):
+        super().__init__(db_path)
+        self.script = script
+
+    def start(self, timeout: float = 90):
+        import subprocess
+        import urllib.request
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(self.script), "--server.port", str(self.port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=str(self.script.parent), env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("baseline streamlit app did not start")
+
+
+def measure(db: Path, presses: int, warmup: int = 3, srv: StreamlitServer | None = None,
+            path: str = "/Review") -> dict:
+    from playwright.sync_api import sync_playwright
+    srv = (srv or StreamlitServer(db, env={"USER": "bench"})).start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(srv.url + path)
+            wait_for_app(page)
+            page.wait_for_selector("button:has-text('Accept')", state="visible")
+            page.wait_for_selector("[data-testid='stCode'] pre")
+            page.evaluate(OBSERVER_JS)
+            wall = []
+            for i in range(warmup + presses):
+                time.sleep(0.15)        # a reviewer glances at the example; the app is idle again
+                wait_for_app(page)
+                t0 = time.perf_counter()
+                page.keyboard.press("a")
+                page.wait_for_function(f"() => window.__lat.length >= {i + 1}")
+                wall.append((time.perf_counter() - t0) * 1000)
+            lat = page.evaluate("() => window.__lat")[warmup:]
+            wall = wall[warmup:]
+            browser.close()
+    finally:
+        srv.stop()
+    accepted = None
+    if db.exists():
+        with open_store(db, read_only=True) as s:
+            accepted = int(s.scalar("SELECT count(*) FROM reviews WHERE verdict = 'accepted'"))
+    return {"presses": presses, "accepted_in_db": accepted,
+            "p50_ms": round(statistics.median(lat), 1), "p95_ms": round(pct(lat, 0.95), 1),
+            "max_ms": round(max(lat), 1), "mean_ms": round(statistics.fmean(lat), 1),
+            "playwright_p50_ms": round(statistics.median(wall), 1), "playwright_p95_ms": round(pct(wall, 0.95), 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000, help="generated examples in the big database")
+    ap.add_argument("--small", type=int, default=1_000, help="examples in the comparison database")
+    ap.add_argument("--presses", type=int, default=40)
+    args = ap.parse_args()
+    out: dict = {"target": f"accept -> next p95 < {TARGET_P95_MS:.0f} ms with {args.n} generations"}
+    import os
+    out["load_average_1min_at_start"] = round(os.getloadavg()[0], 2)
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-review-") as tmp:
+        script = Path(tmp) / "baseline_app.py"
+        script.write_text(BASELINE_APP)
+        res = measure(Path(tmp) / "none.duckdb", args.presses, srv=BaselineServer(script, Path(tmp) / "none.duckdb"),
+                      path="/")
+        out["baseline_minimal_streamlit_app"] = res
+        print(f"baseline minimal Streamlit app: keypress->new heading p50 {res['p50_ms']} ms, "
+              f"p95 {res['p95_ms']} ms", flush=True)
+        for label, n in (("big", args.n), ("small", args.small)):
+            db = Path(tmp) / f"{label}.duckdb"
+            t0 = time.perf_counter()
+            with open_store(db) as s:
+                fill_fake(s, n, seed=42)
+                s.checkpoint()
+            fill_s = time.perf_counter() - t0
+            res = measure(db, args.presses)
+            res.update({"generations": n, "fill_seconds": round(fill_s, 1)})
+            assert res["accepted_in_db"] == args.presses + 3, res
+            out[label] = res
+            print(f"{label:5s} n={n:>7}: accept->next p50 {res['p50_ms']} ms, p95 {res['p95_ms']} ms, "
+                  f"max {res['max_ms']} ms (playwright wall p50 {res['playwright_p50_ms']} ms); "
+                  f"filled in {fill_s:.1f} s", flush=True)
+    out["p95_ratio_big_vs_small"] = round(out["big"]["p95_ms"] / out["small"]["p95_ms"], 2)
+    out["p50_ratio_big_vs_minimal_streamlit"] = round(out["big"]["p50_ms"] / out["baseline_minimal_streamlit_app"]["p50_ms"], 2)
+    out["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
+    out["p95_ratio_to_target"] = round(out["big"]["p95_ms"] / TARGET_P95_MS, 2)
+    out["meets_target"] = out["big"]["p95_ms"] < TARGET_P95_MS
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "review.json").write_text(json.dumps(out, indent=2))
+    print(json.dumps({k: v for k, v in out.items() if k not in ("big", "small", "baseline_minimal_streamlit_app")},
+                     indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""`shoal embed`, `shoal map`, `shoal select`: embeddings, the corpus map, diverse selections."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from core.commands.common import console, fail, print_json, progress_bar, store_from
+from core.errors import ShoalError
+
+
+def _parse_clusters(text: Optional[str]) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return sorted({int(p) for p in text.replace(" ", "").split(",") if p != ""})
+    except ValueError:
+        fail(f"--clusters takes cluster numbers separated by commas (e.g. 0,3,7), not {text!r}.")
+
+
+def _read_ids(path: Optional[Path]) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        fail(f"Cannot read the id file {path}: {exc}")
+    if not ids:
+        fail(f"The id file {path} has no snippet ids (one per line).")
+    return ids
+
+
+def register(app: typer.Typer) -> None:
+
+    @app.command()
+    def embed(ctx: typer.Context,
+              model: Optional[str] = typer.Option(None, "--model", help="sentence-transformers model name or "
+                                                  "local folder (default: built-in all-MiniLM-L6-v2, offline)."),
+              batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
+              backend: str = typer.Option("torch", "--backend", help="torch, or fast (int8-quantized)."),
+              as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+        """Embed every snippet not embedded yet under this model (cached by text hash and model)."""
+        from core.embed import embed_corpus
+        store = store_from(ctx)
+        try:
+            with progress_bar("Embedding", enabled=not as_json) as bar:
+                result = embed_corpus(store, model=model, backend=backend, batch_size=batch_size, progress=bar)
+        except ShoalError as exc:
+            fail(str(exc))
+        if as_json:
+            print_json(result.summary())
+            return
+        console.print(f"model key [bold]{result.model_key}[/]: {result.n_embedded} embedded, "
+                      f"{result.n_cached} already cached, {result.n_snippets} snippets "
+                      f"({result.seconds:.1f} s)", highlight=False)
+
+    @app.command("map")
+    def map_cmd(ctx: typer.Context,
+                clusters: int = typer.Option(0, "--clusters", min=0, help="Number of clusters (0 = from the "
+                                             "corpus size); for hdbscan, the minimum cluster size."),
+                model: Optional[str] = typer.Option(None, "--model", help="Model key of the embeddings "
+                                                    "(default: the most recently used)."),
+                method: str = typer.Option("kmeans", "--method", help="kmeans or hdbscan."),
+                seed: int = typer.Option(42, "--seed", help="Seed for UMAP and k-means."),
+                name: Optional[str] = typer.Option(None, "--name", help="A name for this map."),
+                as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+        """Project the embeddings to 2D (UMAP), cluster them, name the clusters; store the map."""
+        from core.maps import build_map, map_clusters
+        store = store_from(ctx)
+        try:
+            with progress_bar("Building the map", enabled=not as_json) as bar:
+                result = build_map(store, model=model, n_clusters=clusters or None, method=method, seed=seed,
+                                   name=name, progress=bar)
+        except ShoalError as exc:
+            fail(str(exc))
+        cl = map_clusters(store, result.map_id)
+        if as_json:
+            out = result.summary()
+            out["clusters"] = [{"cluster": int(r.cluster), "label": r.label, "size": int(r.size)}
+                               for r in cl.itertuples()]
+            print_json(out)
+            return
+        from rich.table import Table
+        t = Table(title=f"map {result.map_id} ({result.name}): {result.n_points} points, model {result.model}")
+        t.add_column("cluster", justify="right"); t.add_column("size", justify="right"); t.add_column("label")
+        for r in cl.itertuples():
+            t.add_row(str(r.cluster), str(r.size), r.label)
+        console.print(t)
+        if result.n_missing:
+            console.print(f"{result.n_missing} snippets have no embedding under this model and are not on "
+                          "the map: run `shoal embed` first.", highlight=False)
+
+    @app.command()
+    def select(ctx: typer.Context,
+               budget: int = typer.Option(..., "--budget", min=1, help="How many snippets to pick."),
+               name: str = typer.Option(..., "--name", help="Name of the stored selection."),
+               method: str = typer.Option("kcenter", "--method",
+                                          help="kcenter (exact), kcenter_fast (PCA-64), random or stratified."),
+               clusters: Optional[str] = typer.Option(None, "--clusters", help="Only these clusters, e.g. 0,3,7."),
+               map_id: Optional[int] = typer.Option(None, "--map", help="Map id for --clusters / stratified "
+                                                    "(default: the latest map)."),
+               ids_file: Optional[Path] = typer.Option(None, "--ids-file", help="Only these snippet ids "
+                                                       "(one per line)."),
+               model: Optional[str] = typer.Option(None, "--model", help="Model key of the embeddings."),
+               extend: Optional[str] = typer.Option(None, "--extend", help="Start from this stored selection "
+                                                    "(its items are kept and act as centres)."),
+               seed: int = typer.Option(0, "--seed", help="Seed for the first pick and the baselines."),
+               replace: bool = typer.Option(False, "--replace", help="Overwrite a selection with this name."),
+               as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+        """Pick the most diverse snippets (k-center greedy) or a baseline sample; store it by name."""
+        from core.select import select as run_select
+        store = store_from(ctx)
+        wanted = _parse_clusters(clusters)
+        if wanted and map_id is None:
+            from core.maps import get_map
+            try:
+                map_id = int(get_map(store)["id"])
+            except ShoalError as exc:
+                fail(str(exc))
+        try:
+            with progress_bar("Selecting", enabled=not as_json) as bar:
+                result = run_select(store, name=name, budget=budget, method=method, model=model, map_id=map_id,
+                                    clusters=wanted, ids=_read_ids(ids_file), extend=extend, seed=seed,
+                                    replace=replace, progress=bar)
+        except ShoalError as exc:
+            fail(str(exc))
+        if as_json:
+            print_json(result.summary())
+            return
+        console.print(f"selection [bold]{result.name}[/] (id {result.id}): {result.n_items} snippets by "
+                      f"{result.method} from {result.n_candidates} candidates in {result.seconds:.2f} s",
+                      highlight=False)
+        from rich.table import Table
+        t = Table(title="coverage: distance from each candidate to its nearest pick (lower is better)")
+        t.add_column("method"); t.add_column("mean", justify="right"); t.add_column("max", justify="right")
+        t.add_row(result.method, f"{result.coverage_mean:.4f}", f"{result.coverage_max:.4f}")
+        for m, c in result.baselines.items():
+            t.add_row(f"{m} (baseline)", f"{c['coverage_mean']:.4f}", f"{c['coverage_max']:.4f}")
+        console.print(t)
