@@ -357,7 +357,29 @@ def review_panel() -> None:
                                     "after": (t["after"] or {}).get("verdict")} for t in trail]))
         else:
             st.caption("No decisions yet.")
+    if st.toggle("Queue list (next 50 from here)", key="rv_list"):
+        draw_queue_list(f, gid)
     draw_counts(head, f, gid)
+
+
+def jump_to(ids: list[int]) -> None:
+    state = SS.get("rv_list_table")
+    rows = list(state["selection"]["rows"]) if state else []
+    if rows and rows[0] < len(ids):
+        SS["rv_panel"] = None
+        save_position(ids[rows[0]])
+
+
+def draw_queue_list(f: rv.QueueFilter, gid: int) -> None:
+    """The next examples in queue order (keyset from the current one); click a row to open it."""
+    ids = [gid] + rv.queue_window(store, f, SS.rv_sort, int(SS.rv_seed), gid, 1, 49)
+    df = store.df(f"""
+        SELECT g.id, g.task, s.language, g.target_language AS target, j.overall AS judge, r.verdict, r.reviewer
+        FROM generations g LEFT JOIN snippets s ON s.id = g.snippet_id
+        LEFT JOIN latest_judgments j ON j.generation_id = g.id LEFT JOIN reviews r ON r.generation_id = g.id
+        WHERE g.id IN ({", ".join("?" * len(ids))})""", ids).set_index("id").loc[ids].reset_index()
+    st.dataframe(df, hide_index=True, key="rv_list_table", on_select=lambda: jump_to(ids),
+                 selection_mode="single-row", width="stretch")
 
 
 def draw_actions(gid: int) -> None:

@@ -15,6 +15,16 @@ CODE_TASKS = ("code_generation", "code_translation", "code_repair", "oss_instruc
 PYTHON_NAMES = {"python", "py", "python3"}
 
 
+def with_tests(code: str, fields: dict) -> str:
+    """Append the example's own tests (a `tests` / `test_list` field: text or list of asserts), if any."""
+    tests = (fields or {}).get("tests") or (fields or {}).get("test_list")
+    if isinstance(tests, list):
+        tests = "\n".join(str(t) for t in tests)
+    if isinstance(tests, str) and tests.strip():
+        return f"{code}\n\n# --- tests ---\n{solution_code(tests, 'python')}\n"
+    return code
+
+
 def python_examples(store, sample: int | None = None, seed: int = 0):
     ex = load_examples(store, "coalesce(r.verdict, '') <> 'rejected'")
     ex = ex[ex["task"].isin(CODE_TASKS) & ex["language"].str.lower().isin(PYTHON_NAMES)]
@@ -32,7 +42,8 @@ def run_execution_checks(store, sample: int | None = None, timeout: float = DEFA
     from core.checks.results import record_run
 
     ex = python_examples(store, sample, seed)
-    jobs = {int(g): solution_code(s, "python") for g, s in zip(ex["generation_id"], ex["solution"])}
+    jobs = {int(g): with_tests(solution_code(s, "python"), f)
+            for g, s, f in zip(ex["generation_id"], ex["solution"], ex["fields_eff"])}
     results: list[tuple[int, bool, dict]] = []
     statuses: dict[str, int] = {}
     t0 = time.perf_counter()

@@ -161,3 +161,14 @@ def test_url_position_and_empty_database(app_db, tmp_path, monkeypatch):
     at = run_page()
     assert shown_gid(at) is None
     assert any("Nothing to review" in i.value for i in at.info)
+
+
+def test_queue_list_shows_the_next_examples_in_order(app_db):
+    db, info = app_db
+    at = run_page()
+    store = shared_store(db)
+    at.toggle(key="rv_list").set_value(True).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    order = list(rv.queue_page(store, rv.QueueFilter(), "judge_failed_first", limit=50)["id"])
+    assert list(table["id"]) == order[:len(table)] and len(table) == 50

@@ -117,10 +117,14 @@ def test_execution_check_records_results(store):
     ok = add_example(store, wave("Write a Python function.", "```python\ndef f(x):\n    return x + 1\n\nassert f(1) == 2\n```"))
     bad = add_example(store, wave("Write a Python function.", "def f(x):\n    return x +\n"))
     fail = add_example(store, oss("A problem", "```python\nassert 1 + 1 == 3\n```"), task="oss_instruct")
+    tested_bad = add_example(store, {**wave("Write a Python function.", "def inc(x):\n    return x + 2\n"),
+                                      "tests": ["assert inc(1) == 2"]})   # its own test fails
     add_example(store, wave("Write a Java method.", "class A {}"), language="java")  # not Python: skipped
     add_example(store, wave("Summarize.", "It adds one.", task="code_summarization"), task="code_summarization")
     s = run_execution_checks(store, timeout=10)
-    assert s["n_examples"] == 3 and s["n_passed"] == 1
+    assert s["n_examples"] == 4 and s["n_passed"] == 1
+    assert "AssertionError" in json.loads(current_checks(store, "execution").set_index("generation_id")
+                                          .loc[tested_bad, "detail"])["stderr"]
     cur = current_checks(store, "execution").set_index("generation_id")
     assert bool(cur.loc[ok, "passed"]) and not bool(cur.loc[bad, "passed"]) and not bool(cur.loc[fail, "passed"])
     assert json.loads(cur.loc[bad, "detail"])["status"] == "syntax_error"
