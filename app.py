@@ -1,4 +1,6 @@
 """Shoal home: where the user is in the pipeline and what to do next."""
+from pathlib import Path
+
 import streamlit as st
 
 from core.pipeline import pipeline_status
@@ -21,4 +23,5 @@ if next_step is None:
     st.success("Every stage has data. Export the accepted set from the Dataset page.")
 else:
     st.info(f"**Next step:** {next_step['next']}")
-    st.page_link(next_step["page"], label=f"Go to {next_step['page_title']}", icon="➡️")
+    if Path(next_step["page"]).exists():
+        st.page_link(next_step["page"], label=f"Go to {next_step['page_title']}", icon="➡️")

@@ -85,6 +85,8 @@ def run(calls: int, latency: float, concurrency: int, in_process: bool) -> dict:
             client = LLMClient(store, profile, max_concurrency=concurrency)
             results, wall, cpu = asyncio.run(_pass(client, calls))
             sent = int(store.scalar("SELECT count(*) FROM llm_calls"))
+            http_ms = store.one("SELECT avg(latency_ms) AS mean, quantile_cont(latency_ms, 0.95) AS p95 "
+                                "FROM llm_calls")
             cached, cached_wall, _ = asyncio.run(_pass(LLMClient(store, profile, max_concurrency=concurrency), calls))
             sent_again = int(store.scalar("SELECT count(*) FROM llm_calls")) - sent
             store.close()
@@ -99,6 +101,7 @@ def run(calls: int, latency: float, concurrency: int, in_process: bool) -> dict:
         "ok": sum(r.ok for r in results), "requests_sent": sent,
         "wall_s": round(wall, 3), "calls_per_s": round(rate, 2),
         "client_cpu_ms_per_call": round(cpu / calls * 1000, 2),   # includes the in-process server
+        "http_latency_ms": {"mean": round(http_ms["mean"], 1), "p95": round(http_ms["p95"], 1)},
         "limit_C_over_L": round(limit, 2), "ratio_to_limit": round(rate / limit, 3),
         "wave_bound": round(wave_bound, 2), "ratio_to_wave_bound": round(rate / wave_bound, 3),
         "cached_rerun": {"ok": sum(r.ok and r.cached for r in cached), "requests_sent": sent_again,

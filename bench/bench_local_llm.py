@@ -8,7 +8,7 @@ sends it. Measures JSON validity (parses and validates with pydantic), plausibil
 a sentence-long instruction about the given function and a solution that parses as Python with a def; judge: the right answer),
 and completion tokens per second.
 
-    python -m bench.bench_local_llm [--models smollm2-135m gemma3-270m] [--max-tokens 384]
+    python -m bench.bench_local_llm [--models smollm2-135m gemma3-270m] [--max-tokens 256]
 """
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ def choose(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(local_llm.MODELS))
-    ap.add_argument("--max-tokens", type=int, default=384)
+    ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

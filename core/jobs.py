@@ -436,7 +436,7 @@ class _BatchWriter:
     """The one thread that writes job progress. Results that finish while a write is under way are
     committed together in the next transaction (group commit), so DuckDB never limits throughput."""
 
-    LINGER_S = 0.1
+    LINGER_S = 0.05
     MARK_EVERY_S = 1.0
 
     def __init__(self, store: Store, job_id: int, loop: asyncio.AbstractEventLoop):
@@ -559,6 +559,8 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
     params = job["params"]
     profiles = _profiles_of(job)
     C = int(concurrency or params.get("concurrency") or 8)
+    if any(getattr(p, "source", "") == "local" for p in profiles.values()):
+        C = 1   # the embedded llama.cpp server answers one request at a time: more only queue into timeouts
     usage = params.get("usage") or {}
     state = _RunState(calls=int(usage.get("calls", 0)), cost_usd=float(usage.get("cost_usd", 0.0)))
     max_calls, max_cost = params.get("max_calls"), params.get("max_cost")
@@ -602,6 +604,7 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
     tasks: set[asyncio.Task] = set()
 
     async def run_item(item: dict) -> None:
+        slot = True   # the concurrency slot bounds LLM calls in flight; the database write does not need it
         try:
             batch_writer.mark_running(item["id"])
             spec = get_task(item["task"])
@@ -618,13 +621,17 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
             state.calls += res.calls
             state.cost_usd += res.cost_usd
             state.item_costs.append(res.cost_usd)
+            state.in_flight -= 1
+            sem.release()
+            slot = False
             await batch_writer.submit(item, res)
             state.done += 1
             state.completed_here += 1
             report(res.error or ("judged" if res.judged else "pre-filtered"))
         finally:
-            state.in_flight -= 1
-            sem.release()
+            if slot:
+                state.in_flight -= 1
+                sem.release()
 
     async def heartbeat() -> None:
         while True:

@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import fcntl
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -350,10 +351,37 @@ def start_server(model: str | None = None, port: int | None = None, *, n_ctx: in
         raise ShoalError(f"Port {port} on 127.0.0.1 is already in use; choose another with --port "
                          "or leave it out to pick a free one.")
     path = model_file(model)
-    if port is None:
-        port = free_port()
+    for attempt in range(3):
+        chosen = port or free_port()
+        try:
+            server = _spawn_and_wait(spec, path, chosen, n_ctx, n_threads, timeout_s)
+            break
+        except _PortTaken:
+            if port is not None or attempt == 2:  # the user's port, or bad luck three times
+                raise ShoalError(f"Port {chosen} on 127.0.0.1 was taken while the server started.") from None
+    if record_state:
+        write_state(server)
+    return server
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed meanwhile by another process pruning
+        return 0.0
+
+
+class _PortTaken(Exception):
+    """Another program bound the free port between our check and the server's bind."""
+
+
+def _spawn_and_wait(spec: LocalModel, path: Path, port: int, n_ctx: int, n_threads: int | None,
+                    timeout_s: float) -> LocalServer:
     logs = cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    old_logs = sorted(logs.glob("llm-server-*.log"), key=_mtime)
+    for stale in old_logs[:-20]:  # one log per start: keep the latest 20
+        stale.unlink(missing_ok=True)
     log_path = logs / f"llm-server-{spec.name}-{port}.log"
     cmd = server_command(spec, path, port, n_ctx=n_ctx, n_threads=n_threads)
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
@@ -374,18 +402,18 @@ def start_server(model: str | None = None, port: int | None = None, *, n_ctx: in
         code = proc.poll()
         if code is not None:
             _forget(proc.pid)
+            tail = _log_tail(str(log_path))
+            if "address already in use" in tail.lower():
+                raise _PortTaken()
             raise ShoalError(f"The local model server ({spec.name}) exited with code {code} while starting. "
-                             f"Last log lines ({log_path}):\n{_log_tail(str(log_path))}")
+                             f"Last log lines ({log_path}):\n{tail}")
         if spec.name in (served_models(server.base_url, timeout=1.0) or []):
-            break
+            return server
         if time.monotonic() > deadline:
             stop_server(server)
             raise ShoalError(f"The local model server ({spec.name}) did not answer within {timeout_s:.0f} s. "
                              f"Log: {log_path}")
         time.sleep(0.2)
-    if record_state:
-        write_state(server)
-    return server
 
 
 def _forget(pid: int) -> None:
@@ -454,8 +482,9 @@ def status() -> dict:
     """What is installed and running: for `shoal llm status` and the app's settings panel."""
     try:
         check_server_package()
-        import llama_cpp
-        server_pkg = {"installed": True, "version": getattr(llama_cpp, "__version__", "?")}
+        server_pkg = {"installed": True, "version": importlib.metadata.version("llama-cpp-python")}
+    except importlib.metadata.PackageNotFoundError:  # importable but not pip-installed (a source tree)
+        server_pkg = {"installed": True, "version": "?"}
     except MissingDependency as exc:
         server_pkg = {"installed": False, "error": str(exc)}
     default = resolve_model(None).name

@@ -148,7 +148,7 @@ def cluster_points(X: np.ndarray, coords: np.ndarray, method: str = "kmeans", n_
         min_size = int(n_clusters) if n_clusters else max(5, n // 100)
         if n < max(min_size, 3):
             return np.zeros(n, dtype=np.int64)
-        labels = HDBSCAN(min_cluster_size=max(2, min_size)).fit_predict(coords.astype(np.float64))
+        labels = HDBSCAN(min_cluster_size=max(2, min_size), copy=True).fit_predict(coords.astype(np.float64))
     return _renumber_by_size(np.asarray(labels))
 
 

@@ -172,7 +172,11 @@ def _verdict(row: dict) -> str:
     return "judge: pass" if row["overall"] else "judge: fail"
 
 
-@st.fragment(run_every=1.0)
+# Poll once a second while a job runs in this process; a still page costs nothing.
+_LIVE = any(J.worker_alive(store, j["id"]) for j in J.list_jobs(store, limit=20))
+
+
+@st.fragment(run_every=1.0 if _LIVE else None)
 def job_panel() -> None:
     jobs = J.list_jobs(store, limit=50)
     if not jobs:

@@ -1,6 +1,7 @@
 """`shoal llm serve` and `shoal llm status`: the embedded local model."""
 from __future__ import annotations
 
+import signal
 from typing import Optional
 
 import typer
@@ -36,6 +37,9 @@ def register(app: typer.Typer) -> None:
                    f"Shoal processes without a configured endpoint use it; other OpenAI clients can too:\n"
                    f"  OPENAI_BASE_URL={server.base_url} OPENAI_API_KEY=none, model {server.model!r}\n"
                    "Press Ctrl-C to stop.", err=True)
+        def _interrupt(signum, frame):
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops it as cleanly as Ctrl-C
         try:
             code = local_llm.wait_server(server)
         except KeyboardInterrupt:

@@ -127,19 +127,22 @@ def _print_status(data: dict) -> None:
     if not data["per_task"]:
         out.print("No generated examples yet.")
         return
-    cols = ["total", "unreviewed", "accepted", "rejected", "skipped", "edited", "judge_passed",
-            "judge_failed", "effective_accepted", "effective_rejected"]
-    t = Table(title="Review status per task (effective = human verdict, else judge)")
-    t.add_column("task")
-    for c in cols:
-        t.add_column(c.replace("_", " "), justify="right")
-    for r in data["per_task"] + [{"task": "[bold]all", **data["totals"]}]:
+    cols = {"total": "total", "unreviewed": "unrev", "accepted": "acc", "rejected": "rej", "skipped": "skip",
+            "edited": "edit", "judge_passed": "J pass", "judge_failed": "J fail", "effective_accepted": "eff acc",
+            "effective_rejected": "eff rej"}
+    t = Table(title="Review status per task", caption="acc/rej/skip/edit: human; J: judge; "
+              "eff: what counts (human verdict, else judge)")
+    t.add_column("task", overflow="fold")
+    for c in cols.values():
+        t.add_column(c, justify="right")
+    for r in data["per_task"] + [{"task": "all", **data["totals"]}]:
         t.add_row(r["task"], *[str(r.get(c, 0)) for c in cols])
     out.print(t)
-    t2 = Table(title="Judge vs human (examples with both)")
-    for c in ("scope", "n", "agreement", "kappa", "judge yes / human accept", "judge no / human accept",
-              "judge yes / human reject", "judge no / human reject"):
-        t2.add_column(c, justify="right" if c != "scope" else "left")
+    t2 = Table(title="Judge vs human (examples with both)",
+               caption="J+/J-: judge pass/fail; H+/H-: human accepted/rejected")
+    t2.add_column("scope", overflow="fold")
+    for c in ("n", "agree", "kappa", "J+H+", "J-H+", "J+H-", "J-H-"):
+        t2.add_column(c, justify="right")
 
     def fmt(v):
         return "-" if v is None else f"{v:.3f}"

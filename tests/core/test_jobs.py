@@ -119,6 +119,19 @@ def test_job_runs_the_full_pipeline_and_a_rerun_is_served_from_the_cache(store):
         assert run_job(store, job2)["status"] == "done" and len(srv.requests) == n_requests
 
 
+@pytest.mark.parametrize("mode", ["json_object", "text"])
+def test_servers_without_json_schema_still_give_parsed_examples(store, mode):
+    ids = add_snippets(store, 6)
+    with FakeOpenAIServer(shoal_responder, reject_json_schema=True, reject_json_object=(mode == "text")) as srv:
+        job = create_job(store, ids, profiles=profiles(srv), task="code_translation", concurrency=3,
+                         target_languages=["rust"])
+        s = run_job(store, job)
+        assert s["items"]["succeeded"] == 6 and s["judged"] >= 4
+        modes = {r["response_format"] for r in store.rows("SELECT DISTINCT response_format FROM llm_calls "
+                                                          "WHERE error IS NULL")}
+        assert modes == {mode}
+
+
 def test_twenty_percent_faults_every_item_ends_with_a_reason_and_failed_ones_retry(store):
     ids = add_snippets(store, 100)
     faults = ("429", "500", "timeout", "truncated", "invalid_json", "schema_violation", "disconnect", "503")

@@ -225,12 +225,26 @@ def _needs_local_stack(model: str) -> None:
 
 @pytest.mark.llama
 @pytest.mark.slow
-def test_real_server_answers_json_object_with_schema_and_rejects_json_schema():
+def test_real_server_answers_json_object_with_schema_and_rejects_json_schema(monkeypatch):
     """Start the default model, get schema-shaped JSON through the openai package, stop it."""
     import openai
     model = local_llm.DEFAULT_MODEL
     _needs_local_stack(model)
-    server = local_llm.ensure_server()
+    # the first "free" port gets taken before the server binds it: start_server must retry on another
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    ports = iter([taken])
+    real_free_port = local_llm.free_port
+    monkeypatch.setattr(local_llm, "free_port", lambda: next(ports, None) or real_free_port())
+    try:
+        server = local_llm.ensure_server()
+    finally:
+        squatter.close()
+    assert server.port != taken
+    assert "address already in use" in Path(local_llm.cache_dir(), "logs", f"llm-server-{model}-{taken}.log"
+                                             ).read_text().lower()
     try:
         assert local_llm.ensure_server() is server  # reused, not restarted
         assert local_llm.read_state(model) == server  # recorded for other processes
@@ -284,3 +298,14 @@ def test_server_exits_when_the_process_that_started_it_is_killed():
         os.kill(pid, 9)
     assert not alive
     assert local_llm.live_recorded_server("smollm2-135m") is None  # stale record is cleaned
+
+
+def test_cli_serve_errors_are_messages_not_tracebacks(models_endpoint):
+    from typer.testing import CliRunner
+    from core.cli import app
+    runner = CliRunner()
+    result = runner.invoke(app, ["llm", "serve", "--model", "llama-70b"])
+    assert result.exit_code == 1 and "Unknown local model" in result.output
+    local_llm.write_state(_record(models_endpoint, os.getpid()))
+    result = runner.invoke(app, ["llm", "serve", "--model", "smollm2-135m"])
+    assert result.exit_code == 1 and "already served" in result.output
