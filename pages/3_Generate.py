@@ -108,8 +108,12 @@ with run_tab:
                 from core.llm import LLMClient
                 try:
                     prof_now = ensure_endpoints(current_profiles())[role]
-                    with st.spinner("Calling the server…"):
-                        result = LLMClient(store, prof_now).test_connection()
+                    client = LLMClient(store, prof_now)
+                    try:
+                        with st.spinner("Calling the server…"):
+                            result = client.test_connection()
+                    finally:
+                        client.close()
                 except ShoalError as exc:
                     result = {"ok": False, "error": str(exc)}
                 (st.success if result.get("ok") else st.error)(

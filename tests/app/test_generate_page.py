@@ -65,6 +65,10 @@ def test_generate_page_estimates_starts_a_job_and_shows_verdicts(server):
     assert any("done" in p.proto.text for p in at.get("progress"))
     assert {m.label: m.value for m in at.metric}["Succeeded"] == "12"
 
+    at.button(key="gen.judge.test").click().run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith("judge: ok=True") for s in at.success)
+
     from ui.common import _store
     store = _store(os.environ["SHOAL_DB"])
     assert store.scalar("SELECT count(*) FROM generations") == 12
