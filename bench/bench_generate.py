@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import core.llm  # noqa: E402,F401  (imports openai now, so its import time is not measured as job time)
 from core.config import Profile  # noqa: E402
-from core.jobs import create_job, job_summary, run_job  # noqa: E402
+from core.generate import PoolConfig  # noqa: E402
+from core.jobs import create_job, run_job  # noqa: E402
 from core.store import open_store  # noqa: E402
 from core.tasks import DEFAULT_MIX  # noqa: E402
 from tests.support.openai_server import FakeOpenAIServer  # noqa: E402
@@ -89,8 +90,10 @@ def run(items: int, latency: float, concurrency: int, in_process: bool = False) 
         ids = _snippets(store, items)
         profiles = {r: Profile(role=r, base_url=srv.base_url, model="fake-model", timeout_s=30, max_tokens=256)
                     for r in ("generator", "judge")}
+        # one pool snapshot for the whole job, so that the replay below (results deleted) assembles the
+        # same prompts; refreshing costs a few reads per block of items
         job = create_job(store, ids, profiles=profiles, mix=DEFAULT_MIX, concurrency=concurrency,
-                         target_languages=["go", "java"])
+                         target_languages=["go", "java"], pool=PoolConfig(refresh_every=items))
         t0, c0 = time.perf_counter(), time.process_time()
         summary = run_job(store, job)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0

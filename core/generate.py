@@ -4,9 +4,10 @@ Prompt versions: a task's editable content (definition, requirements, rules, tem
 examples) is stored in `prompt_versions`; saving changed content creates the next version and
 every generation records the version it used.
 
-Example pools are frozen at a snapshot (the highest generation id and the time when the job
-started) so that a resumed job assembles byte-identical prompts and every call already answered
-is served from the LLM cache.
+Example pools are read at recorded snapshots (the highest generation id and the time), one per
+block of `refresh_every` items in job order, so later items learn from the examples judged
+before them while a resumed job still assembles byte-identical prompts (every call already
+answered is then served from the LLM cache).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.errors import ShoalError
 from core.store import Store
-from core.tasks import TASKS, Judgment, TaskSpec, count_sentences, get_task
+from core.tasks import Judgment, TaskSpec, count_sentences, get_task
 
 NO_INPUT = "no input"
 
@@ -293,9 +294,11 @@ class PoolConfig:
     bad: int = 1
     seed: int = 0
     strategy: str = "random"      # random | recent
+    refresh_every: int = 50       # a job re-reads the pools every this many items (in job order)
 
     def to_json(self) -> dict:
-        return {"good": self.good, "bad": self.bad, "seed": self.seed, "strategy": self.strategy}
+        return {"good": self.good, "bad": self.bad, "seed": self.seed, "strategy": self.strategy,
+                "refresh_every": self.refresh_every}
 
 
 @dataclass
@@ -476,6 +479,3 @@ async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, conte
     result.judge_analysis = judgment.analysis
     return result
 
-
-def task_names() -> list[str]:
-    return list(TASKS)

@@ -30,7 +30,7 @@ from core.generate import (ItemResult, PoolConfig, Pools, PoolSnapshot, current_
                            generate_one, get_prompt_version)
 from core.progress import ProgressFn
 from core.store import Store
-from core.tasks import DEFAULT_MIX, TASKS, get_task
+from core.tasks import TASKS, get_task
 
 DEFAULT_TARGETS = ["java", "python", "go", "javascript", "rust", "cpp"]
 HEARTBEAT_S = 0.5
@@ -212,7 +212,7 @@ def create_job(store: Store, snippet_ids: Sequence[str], *, profiles: dict, task
     params = {
         "task": task, "mix": mix, "target_languages": list(target_languages or []),
         "concurrency": concurrency, "max_calls": max_calls, "max_cost": max_cost,
-        "pool": (pool or PoolConfig()).to_json(), "pool_snapshot": PoolSnapshot.take(store).to_json(),
+        "pool": (pool or PoolConfig()).to_json(), "pool_snapshots": {"0": PoolSnapshot.take(store).to_json()},
         "seeds_only": seeds_only, "mix_seed": mix_seed, "source": source,
         "profiles": {r: p.public() if hasattr(p, "public") else p.model_dump() for r, p in profiles.items()},
         "prompt_versions": plan.prompt_versions, "unknown_ids": len(plan.unknown_ids),
@@ -367,7 +367,13 @@ def _profiles_of(job: dict) -> dict:
     stored = job["params"].get("profiles") or {}
     if set(stored) < {"generator", "judge"}:
         raise ShoalError(f"Job {job['id']} has no stored model profiles.")
-    return {role: Profile(**stored[role]) for role in ("generator", "judge")}
+    out = {role: Profile(**stored[role]) for role in ("generator", "judge")}
+    for role, prof in out.items():
+        if prof.source == "local":   # the embedded server's port changes between runs: find it (or start it) again
+            from core import local_llm
+            server = local_llm.ensure_server(prof.model or None)
+            out[role] = prof.model_copy(update={"base_url": server.base_url, "model": server.model})
+    return out
 
 
 def _values(rows: list[list], casts: Sequence[str] | None = None) -> tuple[str, list]:
@@ -513,6 +519,16 @@ class _BatchWriter:
                 return
 
 
+def _record_snapshot(store: Store, job_id: int, block: int, snap: PoolSnapshot) -> None:
+    def do():
+        with store.transaction() as cur:
+            row = cur.execute("SELECT params FROM jobs WHERE id = ?", [job_id]).fetchone()
+            params = json.loads(row[0]) if row[0] else {}
+            params.setdefault("pool_snapshots", {})[str(block)] = snap.to_json()
+            cur.execute("UPDATE jobs SET params = ? WHERE id = ?", [json.dumps(params), job_id])
+    _retry_write(do)
+
+
 def _heartbeat(store: Store, job_id: int, state: _RunState) -> str:
     """Record liveness and usage; return the status the database holds (the page may have paused us)."""
     def do():
@@ -565,7 +581,8 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
     state = _RunState(calls=int(usage.get("calls", 0)), cost_usd=float(usage.get("cost_usd", 0.0)))
     max_calls, max_cost = params.get("max_calls"), params.get("max_cost")
     pool_cfg = PoolConfig(**(params.get("pool") or {}))
-    snap = PoolSnapshot(**params["pool_snapshot"]) if params.get("pool_snapshot") else PoolSnapshot.take(store)
+    snapshots = {int(k): PoolSnapshot(**v) for k, v in (params.get("pool_snapshots") or {}).items()}
+    refresh_every = max(1, int(pool_cfg.refresh_every or 1))
 
     def reset_and_start():
         with store.transaction() as cur:
@@ -579,14 +596,16 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
                          updated_at = current_timestamp WHERE job_id = ? AND status = 'pending'
                          AND snippet_id NOT IN (SELECT id FROM snippets)""", [job_id])
     _retry_write(fail_orphans)
-    items = store.rows("""SELECT i.*, s.code, s.language, s.kind FROM job_items i
+    items = store.rows("""SELECT i.*, s.code, s.language, s.kind FROM
+                            (SELECT *, row_number() OVER (ORDER BY id) - 1 AS position FROM job_items
+                             WHERE job_id = ?) i
                           JOIN snippets s ON s.id = i.snippet_id
-                          WHERE i.job_id = ? AND i.status = 'pending' ORDER BY i.id""", [job_id])
+                          WHERE i.status = 'pending' ORDER BY i.id""", [job_id])
     counts = job_counts(store, job_id)
     state.total = int(job["n_items"])
     state.done = counts["succeeded"] + counts["failed"] + counts["skipped"]
     contents = {pid: get_prompt_version(store, pid).content for pid in {it["prompt_version_id"] for it in items}}
-    pools = {t: Pools.load(store, t, snap) for t in {it["task"] for it in items}}
+    job_tasks = sorted({it["task"] for it in items})
 
     loop = asyncio.get_running_loop()
     writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"shoal-job-{job_id}-db")
@@ -603,7 +622,23 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
     sem = asyncio.Semaphore(C)
     tasks: set[asyncio.Task] = set()
 
-    async def run_item(item: dict) -> None:
+    pools_of_block: dict[int, dict[str, Pools]] = {}
+
+    async def pools_for(block: int) -> dict[str, Pools]:
+        """The pools for a block of items: from its recorded snapshot, or a new one recorded now
+        (durably, before any of the block's prompts is sent, so a resume rebuilds the same prompts)."""
+        if block not in pools_of_block:
+            snap = snapshots.get(block)
+            if snap is None:
+                snap = await db(PoolSnapshot.take, store)
+                await db(_record_snapshot, store, job_id, block, snap)
+                snapshots[block] = snap
+            loaded = await db(lambda: {t: Pools.load(store, t, snap) for t in job_tasks})
+            pools_of_block.clear()       # earlier blocks are done launching
+            pools_of_block[block] = loaded
+        return pools_of_block[block]
+
+    async def run_item(item: dict, pools: dict[str, Pools]) -> None:
         slot = True   # the concurrency slot bounds LLM calls in flight; the database write does not need it
         try:
             batch_writer.mark_running(item["id"])
@@ -673,8 +708,9 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
             if state.stop:
                 sem.release()
                 break
+            item_pools = await pools_for(int(item["position"]) // refresh_every)
             state.in_flight += 1
-            t = asyncio.create_task(run_item(item))
+            t = asyncio.create_task(run_item(item, item_pools))
             tasks.add(t)
             t.add_done_callback(tasks.discard)
         if state.stop == "cancelled":

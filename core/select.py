@@ -43,17 +43,28 @@ def _row_distances(rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return np.linalg.norm(rows - centre, axis=1)
 
 
-def pca_basis(X: np.ndarray, dims: int, seed: int = 0, sample: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and orthonormal top-`dims` principal axes (rows) of X, fitted on a sample."""
+def pca_basis(X: np.ndarray, dims: int, seed: int = 0, sample: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and orthonormal top-`dims` principal axes (rows) of X, from a sample's covariance."""
     n, d = X.shape
-    dims = max(1, min(dims, d, n))
+    dims = max(1, min(dims, d))
     rng = np.random.default_rng(seed)
     rows = X if n <= sample else X[rng.choice(n, sample, replace=False)]
     rows = rows.astype(np.float64)
     mean = rows.mean(axis=0)
-    # Right singular vectors of the centred sample: orthonormal to float64 precision.
-    _, _, vt = np.linalg.svd(rows - mean, full_matrices=False)
-    return mean.astype(np.float32), np.ascontiguousarray(vt[:dims].astype(np.float32))
+    centred = rows - mean
+    _, vecs = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues; columns orthonormal
+    basis = vecs[:, ::-1][:, :dims].T
+    return mean.astype(np.float32), np.ascontiguousarray(basis.astype(np.float32))
+
+
+def _residual_norms(Xc: np.ndarray, basis: np.ndarray, chunk: int = 16384) -> np.ndarray:
+    """|x - P x| for each centred row, in float64 (no cancellation), as float32."""
+    b64 = basis.astype(np.float64)
+    out = np.empty(len(Xc), dtype=np.float32)
+    for s in range(0, len(Xc), chunk):
+        block = Xc[s:s + chunk].astype(np.float64)
+        out[s:s + chunk] = np.linalg.norm(block - (block @ b64.T) @ b64, axis=1)
+    return out
 
 
 def _first_pick(n: int, seed: int, first: int | None) -> int:
@@ -103,17 +114,20 @@ def kcenter_greedy(X: np.ndarray, budget: int, already: Sequence[int] | None = N
     picked, min_d, already = _prepare(X, budget, already, extra_centres)
     if budget == 0:
         return np.array([], dtype=np.int64), min_d
-    # Lower-bound space: projected distance <= true distance (orthonormal projection).
+    # Lower bound of |x - c|^2: |P(x - c)|^2 + (|x - Px| - |c - Pc|)^2 with P an orthonormal
+    # PCA projection (Pythagoras, then the reverse triangle inequality on the residuals).
     mean, basis = pca_basis(X, bound_dims, seed=seed)
-    low = (X - mean) @ basis.T
+    Xc = X - mean
+    low = Xc @ basis.T
     low_sq = np.einsum("ij,ij->i", low, low)
+    resid = _residual_norms(Xc, basis)
     # float32 slack so rounding in the bound can never prune a point that should move
-    tol = np.float32(1e-4 * max(float(low_sq.max()), 1e-12))
+    tol = np.float32(1e-4 * max(float(low_sq.max() + resid.max() ** 2), 1e-12))
 
-    def add_centre(vec: np.ndarray, vec_low: np.ndarray) -> None:
-        nonlocal min_d
+    def add_centre(vec: np.ndarray, vec_low: np.ndarray, vec_resid: float) -> None:
         d_low_sq = low_sq + np.dot(vec_low, vec_low) - 2.0 * (low @ vec_low)
-        cand = np.flatnonzero(d_low_sq < min_d * min_d + tol)
+        d_res = resid - vec_resid
+        cand = np.flatnonzero(d_low_sq + d_res * d_res < min_d * min_d + tol)
         if len(cand) == 0:
             return
         d = _row_distances(X[cand], vec)
@@ -121,11 +135,12 @@ def kcenter_greedy(X: np.ndarray, budget: int, already: Sequence[int] | None = N
         min_d[cand] = np.where(d < cur, d, cur)
 
     for i in already:
-        add_centre(X[i], low[i])
+        add_centre(X[i], low[i], resid[i])
     if extra_centres is not None and len(extra_centres):
         ec = np.asarray(extra_centres, dtype=np.float32)
-        for vec in ec:
-            add_centre(vec, (vec - mean) @ basis.T)
+        ec_resid = _residual_norms(ec - mean, basis)
+        for vec, r in zip(ec, ec_resid):
+            add_centre(vec, (vec - mean) @ basis.T, r)
 
     picks: list[int] = []
     started = not (already or (extra_centres is not None and len(extra_centres)))
@@ -136,7 +151,7 @@ def kcenter_greedy(X: np.ndarray, budget: int, already: Sequence[int] | None = N
             i = _argmax_unpicked(min_d, picked)
         picks.append(i)
         picked[i] = True
-        add_centre(X[i], low[i])
+        add_centre(X[i], low[i], resid[i])
         if step % 25 == 0 or step == budget - 1:
             check_cancel(cancel)
             report(progress, step + 1, budget, "k-center greedy")

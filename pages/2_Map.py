@@ -290,5 +290,5 @@ if highlight is not None:
     st.markdown(f"**Coverage of {sel_names[highlight]}** — distance from each candidate to its nearest "
                 "selected snippet (lower = no region left far from a chosen example):")
     table = compare_coverage(store, highlight)
-    st.dataframe(table.rename(columns={"coverage_mean": "mean distance", "coverage_max": "max distance"}),
-                 hide_index=True, width="stretch", key="map.coverage")
+    st.table(table.rename(columns={"coverage_mean": "mean distance", "coverage_max": "max distance"})
+             .set_index("method").round(4))

@@ -124,10 +124,12 @@ with run_tab:
         concurrency = b1.number_input("Concurrency (items in flight)", 1, 256, 8, key="gen.concurrency")
         max_calls = b2.number_input("Max calls (0 = no cap)", 0, 10_000_000, 0, key="gen.max_calls")
         max_cost = b3.number_input("Max cost USD (0 = no cap)", 0.0, 100_000.0, 0.0, key="gen.max_cost")
-        p1, p2, p3 = st.columns(3)
+        p1, p2, p3, p4 = st.columns(4)
         pool_good = p1.number_input("Good examples per prompt", 0, 10, 2, key="gen.pool_good")
         pool_bad = p2.number_input("Bad examples per prompt", 0, 10, 1, key="gen.pool_bad")
         pool_seed = p3.number_input("Sampling seed", 0, 1_000_000, 0, key="gen.pool_seed")
+        pool_refresh = p4.number_input("Refresh pools every N items", 1, 100_000, 50, key="gen.pool_refresh",
+                                       help="Later items see the examples judged (or reviewed) before them.")
 
     snippet_ids = snippet_source_ids(source, selection, int(limit)) if n_snippets else []
     plan = None
@@ -152,7 +154,8 @@ with run_tab:
             job_id = J.create_job(store, snippet_ids, profiles=profiles, task=task, mix=mix, target_languages=targets,
                                   concurrency=int(concurrency), max_calls=int(max_calls) or None,
                                   max_cost=float(max_cost) or None, seeds_only=seeds_only,
-                                  pool=PoolConfig(good=int(pool_good), bad=int(pool_bad), seed=int(pool_seed)),
+                                  pool=PoolConfig(good=int(pool_good), bad=int(pool_bad), seed=int(pool_seed),
+                                                  refresh_every=int(pool_refresh)),
                                   name=f"{source}{(': ' + selection) if selection else ''}",
                                   source=f"page:{source}")
             J.start_worker(store, job_id)

@@ -100,6 +100,8 @@ def register(app: typer.Typer) -> None:
         pool_good: int = typer.Option(2, "--pool-good", min=0, help="Good few-shot examples per prompt."),
         pool_bad: int = typer.Option(1, "--pool-bad", min=0, help="Bad few-shot examples per prompt."),
         pool_seed: int = typer.Option(0, "--pool-seed", help="Seed of the few-shot sampling."),
+        pool_refresh: int = typer.Option(50, "--pool-refresh", min=1,
+                                         help="Re-read the example pools every N items of the job."),
         name: Optional[str] = typer.Option(None, "--name", help="A name for the job."),
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N snippets."),
         resume: Optional[int] = typer.Option(None, "--resume", help="Resume job JOB (pending and interrupted items)."),
@@ -155,7 +157,7 @@ def register(app: typer.Typer) -> None:
                 job_id = J.create_job(
                     store, snippet_ids, profiles=profiles, task=task, mix=mix_map, target_languages=target_language,
                     concurrency=concurrency, max_calls=max_calls, max_cost=max_cost,
-                    pool=PoolConfig(good=pool_good, bad=pool_bad, seed=pool_seed), seeds_only=seeds_only,
+                    pool=PoolConfig(good=pool_good, bad=pool_bad, seed=pool_seed, refresh_every=pool_refresh), seeds_only=seeds_only,
                     name=name or (f"selection {selection}" if selection else None), selection_id=selection_id,
                     source=f"selection:{selection}" if selection else (f"ids:{ids}" if ids else "seeds"))
                 if not as_json:

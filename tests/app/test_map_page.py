@@ -27,19 +27,18 @@ def test_map_page_cluster_selection_is_stored():
     assert at.get("plotly_chart"), "the map is drawn"
     assert next(s for s in at.selectbox if s.label == "Map").value == map_id
     at.multiselect(key="map.clusters").set_value([0, 2])
-    at.number_input(key="map.budget").set_value(12)
+    at.number_input(key="map.budget").set_value(30)
     at.text_input(key="map.sel_name").input("apptest pick")
     next(b for b in at.button if b.label == "Select").click()
     at.run()
     assert not at.exception, at.exception
     assert any("Saved selection" in m.value for m in at.success)
-    table = at.dataframe(key="map.coverage").value
-    assert list(table["method"])[:2] == ["kcenter (this selection)", "random"]
-    row = table.set_index("method")
+    row = at.table[-1].value  # the coverage table, indexed by method
+    assert list(row.index)[:2] == ["kcenter (this selection)", "random"]
     assert row.loc["kcenter (this selection)", "max distance"] < row.loc["random", "max distance"]
     with open_store(_db()) as s:
         sel = s.one("SELECT * FROM selections WHERE name = 'apptest pick'")
-        assert sel["n_items"] == 12 and sel["n_candidates"] == 80
+        assert sel["n_items"] == 30 and sel["n_candidates"] == 80
         clusters = {r[0] for r in s.execute(
             "SELECT p.cluster FROM selection_items i JOIN map_points p ON p.snippet_id = i.snippet_id "
             "AND p.map_id = ? WHERE i.selection_id = ?", [map_id, sel["id"]]).fetchall()}

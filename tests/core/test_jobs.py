@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import threading
+import os
 import time
 from collections import Counter
 
@@ -12,6 +12,7 @@ from core.config import Profile
 from core.errors import ShoalError
 from core.jobs import (assign_tasks, cancel_job, create_job, estimate_cost, get_job, job_counts, job_summary,
                        list_jobs, pause_job, plan_items, retry_failed, run_job, start_worker, wait_for_worker)
+from core.generate import PoolConfig
 from core.tasks import DEFAULT_MIX
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
@@ -159,6 +160,23 @@ def test_twenty_percent_faults_every_item_ends_with_a_reason_and_failed_ones_ret
         assert store.scalar("SELECT count(*) FROM generations WHERE job_id = ?", [job]) == 100
 
 
+def test_later_items_learn_from_examples_judged_earlier_in_the_same_job(store):
+    ids = add_snippets(store, 12)
+    with FakeOpenAIServer(shoal_responder) as srv:
+        job = create_job(store, ids, profiles=profiles(srv), task="code_summarization", concurrency=2,
+                         pool=PoolConfig(good=12, bad=0, refresh_every=4))   # every pool example shown
+        assert run_job(store, job)["items"]["succeeded"] == 12
+        snaps = get_job(store, job)["params"]["pool_snapshots"]
+        assert sorted(snaps, key=int) == ["0", "1", "2"]
+        passed = store.rows("SELECT g.fields FROM generations g JOIN judgments j ON j.generation_id = g.id "
+                            "WHERE j.overall ORDER BY g.id")
+        first = json.loads(passed[0]["fields"])["task_name"]
+        gen_prompts = [b["messages"][-1]["content"] for b in srv.requests if "## Input code" in
+                       b["messages"][-1]["content"] and "## Example to judge" not in b["messages"][-1]["content"]]
+        assert first not in gen_prompts[0]                       # block 0: only built-in examples
+        assert any(f'"task_name": "{first}"' in p for p in gen_prompts[8:])   # a later block shows it as good
+
+
 def test_call_budget_stops_the_job_and_resume_finishes_it(store):
     ids = add_snippets(store, 30)
     with FakeOpenAIServer(shoal_responder) as srv:
@@ -213,3 +231,34 @@ def test_worker_thread_pause_and_resume_through_the_database(store):
         cancel_job(store, job2)
         assert wait_for_worker(store, job2, timeout=20)
         assert get_job(store, job2)["status"] == "cancelled" and job_counts(store, job2)["running"] == 0
+
+
+@pytest.mark.llama
+@pytest.mark.slow
+def test_one_item_end_to_end_on_the_embedded_llama_cpp_model(store, monkeypatch):
+    """No endpoint configured: the job runs on the embedded local model through the real llama.cpp server;
+    the item ends succeeded or failed-with-reason and every reply is kept."""
+    from core import local_llm
+    from core.config import load_profiles
+    from core.errors import MissingDependency
+    for k in list(os.environ):
+        if k.startswith(("OPENAI_", "SHOAL_GENERATOR_", "SHOAL_JUDGE_")):
+            monkeypatch.delenv(k)
+    try:
+        local_llm.check_server_package()
+        local_llm.model_file(None)
+    except MissingDependency as exc:
+        pytest.skip(str(exc))
+    prof = load_profiles()
+    assert {p.source for p in prof.values()} == {"local"}
+    prof = {r: p.model_copy(update={"max_tokens": 160, "timeout_s": 240}) for r, p in prof.items()}
+    ids = add_snippets(store, 1)
+    job = create_job(store, ids, profiles=prof, task="code_generation", concurrency=4)
+    s = run_job(store, job, client_options={"max_retries": 1})
+    item = store.one("SELECT status, error, generation_id FROM job_items WHERE job_id = ?", [job])
+    assert s["status"] == "done" and (item["status"] == "succeeded" or item["error"])
+    calls = store.rows("SELECT response_format, response_text, error FROM llm_calls")
+    assert any(c["response_format"] == "json_object" and c["response_text"] and c["error"] is None for c in calls)
+    if item["generation_id"] is not None:
+        g = store.one("SELECT raw_text, parse_ok FROM generations WHERE id = ?", [item["generation_id"]])
+        assert g["raw_text"]

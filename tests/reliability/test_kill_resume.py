@@ -46,7 +46,7 @@ def test_kill_minus_nine_then_resume_loses_and_duplicates_nothing(tmp_path):
                    SHOAL_DB=str(db), HF_HUB_OFFLINE="1",
                    PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
         proc = _cli(db, env, "generate", "--ids", str(ids_file), "--task", "code_generation",
-                    "--concurrency", "4", "--json")
+                    "--concurrency", "4", "--pool-refresh", "8", "--json")
         deadline = time.time() + 60
         while len(srv.requests) < 30 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.02)
@@ -64,6 +64,8 @@ def test_kill_minus_nine_then_resume_loses_and_duplicates_nothing(tmp_path):
         answered = {_messages_key(json.loads(r["request"])["messages"]) for r in store.rows(
             "SELECT request FROM llm_calls WHERE error IS NULL AND response_text IS NOT NULL")}
         assert answered
+        blocks_before = json.loads(store.scalar("SELECT params FROM jobs WHERE id = ?", [job_id]))["pool_snapshots"]
+        assert len(blocks_before) >= 2            # the pools were refreshed before the kill ...
         store.close()
 
         proc = _cli(db, env, "generate", "--resume", str(job_id), "--json")
@@ -77,6 +79,9 @@ def test_kill_minus_nine_then_resume_loses_and_duplicates_nothing(tmp_path):
         assert len(srv.requests) - sent_before > 0          # the rest of the job did run
 
     store = open_store(db, read_only=True)
+    blocks = json.loads(store.scalar("SELECT params FROM jobs"))["pool_snapshots"]
+    assert {k: blocks[k] for k in blocks_before} == blocks_before   # ... and resume reused those snapshots
+    assert len(blocks) == N // 8
     per_item = store.rows("SELECT i.item_key, count(g.id) AS n FROM job_items i LEFT JOIN generations g "
                           "ON g.job_item_id = i.id GROUP BY 1")
     assert len(per_item) == N and all(r["n"] == 1 for r in per_item)
