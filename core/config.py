@@ -182,6 +182,10 @@ ROLE_DEFAULTS = {"generator": {"temperature": 1.0, "max_tokens": 512},
                  "judge": {"temperature": 0.0, "max_tokens": 768}}
 
 
+LOCAL_TIMEOUT_S = 600.0
+LOCAL_MAX_TOKENS = {"generator": 512, "judge": 512}
+
+
 def endpoint_configured() -> bool:
     """True when some remote/explicit endpoint is set (else the embedded local model is used)."""
     return any(_env(f"SHOAL_{r.upper()}_BASE_URL") for r in ROLES) \
@@ -218,6 +222,9 @@ def load_profiles(start_local: bool = True) -> dict[str, Profile]:
                 source = "openai"
             else:
                 settings.update(_local_endpoint(start_local, settings.get("model")))
+                # a 135M model on 2 CPU cores: ~15 tokens/s, one request at a time
+                settings["timeout_s"] = own.get("timeout_s", LOCAL_TIMEOUT_S)
+                settings["max_tokens"] = own.get("max_tokens", LOCAL_MAX_TOKENS[role])
                 source = "local"
         settings.setdefault("model", "")
         try:

@@ -54,6 +54,7 @@ class ReadOptions:
     max_errors_per_file: int = 200          # then the rest of a file is given up as unreadable
     extract_functions: bool = True          # whole-file corpora: also yield tree-sitter functions
     draw_seeds: bool = True                 # whole-file corpora: yield one OSS-Instruct seed per file
+    file_seeds: bool = False                # source folders (the stdlib demo): also one seed per file
     extra: dict = field(default_factory=dict)
 
 

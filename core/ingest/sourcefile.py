@@ -57,6 +57,12 @@ def read_source_file(path: Path, rel: str, language: str, source: str, source_ki
         yield Problem(rel, skip[0], skip[1], "filtered")
         return
     common = dict(language=language, source=source, source_kind=source_kind, repo=repo, path=rel)
+    if opts.file_seeds:
+        from core.ingest.wholefile import seed_of  # wholefile imports this module
+        seed = seed_of(text, opts.seed, rel, common)
+        if isinstance(seed, Snippet) and url_fn is not None:
+            seed.url = url_fn(rel, seed.start_line or 0, seed.end_line or 0)
+        yield seed
     for item in functions_of(text.encode("utf-8"), language, rel, rel, common):
         if isinstance(item, Snippet) and url_fn is not None:
             item.url = url_fn(rel, item.start_line or 0, item.end_line or 0)

@@ -6,6 +6,7 @@ wheels are skipped. URLs point at the same file in the CPython repository.
 """
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sysconfig
 from pathlib import Path
@@ -58,6 +59,7 @@ def open_stdlib(source: str, opts: ReadOptions) -> tuple[int, Iterator[Snippet |
         return 0, iter([Problem(source, "not_found",
                                 f"no standard-library modules match {source!r} under {stdlib_root()}")])
     version = platform.python_version()
+    opts = dataclasses.replace(opts, file_seeds=True)  # the demo also offers OSS-Instruct seeds
 
     def url(rel: str, start: int, end: int) -> str:
         return f"https://github.com/python/cpython/blob/v{version}/Lib/{rel}#L{start}-L{end}"

@@ -45,6 +45,19 @@ def draw_seed(lines: list[str], seed_rng: int) -> tuple[int, int]:
     return start, start + n
 
 
+def seed_of(content: str, run_seed: int, where: str, common: dict) -> Snippet | Problem:
+    """The file's OSS-Instruct seed: 1-15 consecutive lines drawn reproducibly (seed_rng stored)."""
+    lines = content.split("\n")
+    rng_seed = seed_rng_for(run_seed, content)
+    start, end = draw_seed(lines, rng_seed)
+    seed_text = "\n".join(lines[start:end])
+    if not seed_text.strip():
+        return Problem(f"{where}:{start + 1}", "blank_seed", f"the drawn lines {start + 1}-{end} are blank",
+                       "filtered")
+    return Snippet(code=seed_text, kind="seed", start_line=start + 1, end_line=end,
+                   seed_rng=rng_seed, location=f"{where}:{start + 1}", **common)
+
+
 def _field(record: dict, keys: tuple[str, ...]) -> tuple[str | None, str | None]:
     """(value, error) for the first present key; non-strings are an error."""
     for k in keys:
@@ -100,16 +113,7 @@ def record_items(record: dict, location: str, source: str,
     common = dict(language=language, source=source, source_kind="wholefile", repo=meta["repo"],
                   path=path, url=meta["url"])
     if opts.draw_seeds:
-        lines = content.split("\n")
-        rng_seed = seed_rng_for(opts.seed, content)
-        start, end = draw_seed(lines, rng_seed)
-        seed_text = "\n".join(lines[start:end])
-        if not seed_text.strip():
-            yield Problem(f"{where}:{start + 1}", "blank_seed", f"the drawn lines {start + 1}-{end} are blank",
-                          "filtered")
-        else:
-            yield Snippet(code=seed_text, kind="seed", start_line=start + 1, end_line=end,
-                          seed_rng=rng_seed, location=f"{where}:{start + 1}", **common)
+        yield seed_of(content, opts.seed, where, common)
     if opts.extract_functions:
         yield from functions_of(content.encode("utf-8", "surrogatepass"), language, path, where, common)
 

@@ -109,3 +109,23 @@ def test_label_words_and_errors(store):
         maps.build_map(store)
     with pytest.raises(ShoalError, match="No map yet"):
         maps.get_map(store)
+
+
+def test_cli_map_json(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from core.cli import app
+    from core.store import open_store
+    db = tmp_path / "cli.duckdb"
+    with open_store(db) as s:
+        snips, X = planted_corpus(20)
+        s.insert_df("snippets", snips)
+        add_vectors(s, snips, X)
+    res = CliRunner().invoke(app, ["--db", str(db), "map", "--clusters", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["n_points"] == 60 and out["model"] == "test-model" and len(out["clusters"]) == 3
+    res = CliRunner().invoke(app, ["--db", str(db), "map", "--method", "spectral"])
+    assert res.exit_code == 1 and "Unknown clustering method" in res.output

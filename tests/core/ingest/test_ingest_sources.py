@@ -142,8 +142,12 @@ def test_stdlib_subset(store):
     assert r.ingested == len(rows) > 10 and not r.errors
     assert set(rows.language) == {"python"} and set(rows.source_kind) == {"stdlib"}
     assert set(p.split("/")[0] for p in rows.path) == {"json", "textwrap.py"}
-    assert "JSONDecoder.decode" in set(rows.func_name)
-    assert any(n.startswith("TextWrapper.") for n in rows.func_name)
+    funcs, seeds = rows[rows.kind == "function"], rows[rows.kind == "seed"]
+    assert "JSONDecoder.decode" in set(funcs.func_name)
+    assert any(n.startswith("TextWrapper.") for n in funcs.func_name)
+    # the demo also offers OSS-Instruct seeds: 1-15 lines per file, reproducible from seed_rng
+    assert len(seeds) >= 1 and seeds.seed_rng.notna().all()
+    assert ((seeds.end_line - seeds.start_line + 1).between(1, 15)).all()
     assert all(u.startswith("https://github.com/python/cpython/blob/v") for u in rows.url)
     assert rows.n_chars.between(50, 800).all()
     assert r.filtered_by_reason["too_long"] > 0

@@ -1,0 +1,34 @@
+"""UMAP time for 10k and 50k points (384-d embedding-like vectors), as `core.maps.project_2d`
+runs it: seeded; above 20k points it fits on a 20k sample and transforms the rest.
+
+    python -m bench.bench_umap [--sizes 10000,50000]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench.common import embedding_like, timed, write_result
+from core.maps import UMAP_FIT_SAMPLE, cluster_points, project_2d
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,50000")
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    import umap  # noqa: F401  (numba compiles here on a first run)
+    res = {"import_seconds": round(time.perf_counter() - t0, 1), "fit_sample": UMAP_FIT_SAMPLE, "runs": []}
+    project_2d(embedding_like(500), n_epochs=20)  # jit warm-up of the UMAP kernels
+    for n in [int(x) for x in a.sizes.split(",")]:
+        X = embedding_like(n)
+        (coords, info), wall, cpu = timed(lambda: project_2d(X, seed=42))
+        labels, kwall, _ = timed(lambda: cluster_points(X, coords, n_clusters=None))
+        res["runs"].append({"n": n, "umap_seconds": round(wall, 1), "umap_cpu_seconds": round(cpu, 1), **info,
+                            "kmeans_seconds": round(kwall, 1), "clusters": int(labels.max() + 1)})
+        print(res["runs"][-1], flush=True)
+    write_result("umap", res)
+
+
+if __name__ == "__main__":
+    main()
