@@ -94,12 +94,14 @@ def run(items: int, latency: float, concurrency: int, in_process: bool = False) 
         # same prompts; refreshing costs a few reads per block of items
         job = create_job(store, ids, profiles=profiles, mix=DEFAULT_MIX, concurrency=concurrency,
                          target_languages=["go", "java"], pool=PoolConfig(refresh_every=items))
-        t0, c0 = time.perf_counter(), time.process_time()
-        summary = run_job(store, job)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        t0, c0, l0 = time.perf_counter(), time.process_time(), time.thread_time()
+        summary = run_job(store, job)   # its event loop runs in this thread
+        wall, cpu, loop_cpu = time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - l0
         calls = int(store.scalar("SELECT count(*) FROM llm_calls"))   # every HTTP request is logged
         span = store.one("SELECT epoch(max(created_at) - min(created_at)) AS s FROM llm_calls")["s"]
         active = float(span) + latency   # first answer logged - L .. last answer logged
+        http = store.one("SELECT avg(latency_ms) AS mean, quantile_cont(latency_ms, 0.95) AS p95, "
+                         "sum(latency_ms) / 1000 AS busy FROM llm_calls")
         stored = int(store.scalar("SELECT count(*) FROM generations WHERE job_id = ?", [job]))
         judged = int(store.scalar("SELECT count(*) FROM judgments j JOIN generations g ON g.id = j.generation_id "
                                   "WHERE g.job_id = ?", [job]))
@@ -121,11 +123,15 @@ def run(items: int, latency: float, concurrency: int, in_process: bool = False) 
         "items": items, "latency_s": latency, "concurrency": concurrency,
         "calls": calls, "generations_stored": stored, "judgments_stored": judged,
         "succeeded": summary["items"]["succeeded"], "failed": summary["items"]["failed"],
-        "wall_s": round(wall, 3), "cpu_s_this_process": round(cpu, 3), "calls_per_s": round(cps, 2),
+        "wall_s": round(wall, 3), "cpu_s_this_process": round(cpu, 3),
+        "cpu_ms_per_call": {"process": round(cpu / calls * 1000, 2), "event_loop_thread": round(loop_cpu / calls * 1000, 2)}, "calls_per_s": round(cps, 2),
         "wave_bound_calls_per_s": round(wave_bound, 2), "limit_C_over_L": round(limit, 2),
         "ratio_to_wave_bound": round(cps / wave_bound, 3), "ratio_to_C_over_L": round(cps / limit, 3),
         "active_s_first_request_to_last_answer": round(active, 3),
         "ratio_to_wave_bound_active_span": round(calls / active / wave_bound, 3),
+        "http_latency_ms": {"mean": round(http["mean"], 1), "p95": round(http["p95"], 1)},
+        # share of the C slots x wall time spent waiting on an HTTP answer (1.0 = never idle)
+        "slot_utilisation": round(float(http["busy"]) / (concurrency * wall), 3),
         "server": "in-process thread" if in_process else "separate process",
         "cached_rerun_wall_s": round(cached_wall, 3), "cached_rerun_requests": rerun_requests,
         "cached_rerun_items_per_s": round(items / cached_wall, 1),

@@ -27,7 +27,7 @@ def main() -> None:
         res["runs"].append({"n": n, "umap_seconds": round(wall, 1), "umap_cpu_seconds": round(cpu, 1), **info,
                             "kmeans_seconds": round(kwall, 1), "clusters": int(labels.max() + 1)})
         print(res["runs"][-1], flush=True)
-    write_result("umap", res)
+        write_result("umap", res)  # after each size, so a long run still leaves its figures
 
 
 if __name__ == "__main__":

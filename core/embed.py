@@ -17,7 +17,9 @@ Backends: ``torch`` (sentence-transformers as is) and ``fast``: the same weights
 once to ONNX and quantized to int8 (ONNX Runtime dynamic quantization, per channel), run
 by ONNX Runtime with the model's own tokenizer and pooling. The exported files are cached
 under ``$SHOAL_CACHE_DIR`` (default ``~/.cache/shoal``). Mean cosine to the PyTorch
-vectors is about 0.994 for all-MiniLM-L6-v2 (checked in tests and `bench/bench_embed.py`).
+vectors is about 0.993 for all-MiniLM-L6-v2 (checked in tests and `bench/bench_embed.py`).
+Its speed depends on the CPU: on the 2-core development Xeon it only matched PyTorch
+(about 1.0-1.06x; PyTorch's oneDNN kernels are already good there).
 PyTorch's own int8 dynamic quantization was tried and rejected: mean cosine 0.93-0.99.
 """
 from __future__ import annotations

@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -358,7 +359,11 @@ class _RunState:
 
 def _make_clients(profiles: dict, store: Store, concurrency: int, prices: dict | None, options: dict | None):
     from core.llm import LLMClient
-    return tuple(LLMClient(store, profiles[role], prices=prices, max_concurrency=concurrency, **(options or {}))
+    # defer_log: an item's judge call need not wait for the commit of its generator call's log row;
+    # run_item flushes both logs before the item's own result is written (so no generation ever
+    # refers to an uncommitted llm_calls row)
+    options = {"defer_log": os.environ.get("SHOAL_DEFER_LOG", "1") == "1", **(options or {})}
+    return tuple(LLMClient(store, profiles[role], prices=prices, max_concurrency=concurrency, **options)
                  for role in ("generator", "judge"))
 
 
@@ -659,6 +664,11 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
             state.in_flight -= 1
             sem.release()
             slot = False
+            try:
+                await gen_client.flush_log()
+                await judge_client.flush_log()
+            except Exception as exc:  # noqa: BLE001 - the item fails with the reason, the job goes on
+                res = ItemResult(error=f"internal: call log not written: {exc}"[:500])
             await batch_writer.submit(item, res)
             state.done += 1
             state.completed_here += 1
@@ -752,11 +762,24 @@ def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
     try:
         if job["status"] == "cancelled":
             set_job_status(store, job_id, "pending")
-        asyncio.run(_run(store, job_id, progress, cancel, prices, concurrency, client_options))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_run(store, job_id, progress, cancel, prices, concurrency, client_options))
     finally:
         with _WORKERS_LOCK:
             _RUNNING.discard(key)
     return job_summary(store, job_id)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when installed (SHOAL_UVLOOP=0 turns it off): with C replies landing at
+    once on a busy 2-core machine the loop's own per-call CPU decides how late each one is handled."""
+    if os.environ.get("SHOAL_UVLOOP", "1") == "0":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 # --------------------------------------------------------------------------- worker threads (for the app)

@@ -41,7 +41,6 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import openai
 import pydantic
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
 from core.config import Profile, resolve_api_key
@@ -277,13 +276,17 @@ _CALL_COLUMNS = ("payload_hash, role, base_url, model, request, response_text, r
 _INSERT_CALL = f"INSERT INTO llm_calls ({_CALL_COLUMNS}) VALUES ({', '.join(['?'] * 13)}) RETURNING id"
 
 
-def _insert_calls(cur, rows: list[list]) -> list[int]:
-    """Insert rows into llm_calls; their ids in order. Several rows go in one statement with
-    ids drawn from the sequence first (DuckDB's per-statement cost dominates small inserts)."""
-    if len(rows) == 1:
+def _insert_calls(cur, rows: list[list], preset: list[int | None] | None = None) -> list[int]:
+    """Insert rows into llm_calls; their ids in order (`preset` ids are used as given). Several
+    rows go in one statement with ids drawn from the sequence first (DuckDB's per-statement
+    cost dominates small inserts)."""
+    preset = preset or [None] * len(rows)
+    if len(rows) == 1 and preset[0] is None:
         return [int(cur.execute(_INSERT_CALL, rows[0]).fetchone()[0])]
-    ids = [int(r[0]) for r in cur.execute("SELECT nextval('seq_llm_calls') FROM range(?)",
-                                          [len(rows)]).fetchall()]
+    missing = [i for i, call_id in enumerate(preset) if call_id is None]
+    fresh = iter(int(r[0]) for r in cur.execute("SELECT nextval('seq_llm_calls') FROM range(?)",
+                                                [len(missing)]).fetchall()) if missing else iter(())
+    ids = [call_id if call_id is not None else next(fresh) for call_id in preset]
     one = "(" + ", ".join(["?"] * 14) + ")"
     cur.execute(f"INSERT INTO llm_calls (id, {_CALL_COLUMNS}) VALUES {', '.join([one] * len(rows))}",
                 [v for call_id, row in zip(ids, rows) for v in (call_id, *row)])
@@ -305,27 +308,53 @@ class _CallLog:
     run -- needs no query at all.
     """
 
-    def __init__(self, store: Store):
+    ID_BLOCK = 256   # ids reserved from the sequence at once for deferred rows
+
+    def __init__(self, store: Store, linger_s: float = 0.0):
         self.store = store
+        self.linger_s = linger_s   # wait this long after a first row so more share its commit
         self._queue: "queue.SimpleQueue[tuple[str, Any, Future] | None]" = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._ok_hashes: set[str] | None = None
+        self._free_ids: list[int] = []
+        self.failed_rows = 0                 # deferred rows that could not be written
+        self.last_error: str | None = None
 
-    def _submit(self, kind: str, payload: Any) -> "asyncio.Future":
+    def _submit(self, kind: str, payload: Any) -> "asyncio.Future | None":
         fut: Future = Future()
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._work, name="llm-calls-writer", daemon=True)
                 self._thread.start()
             self._queue.put((kind, payload, fut))
-        return asyncio.wrap_future(fut)
+        return None if isinstance(payload, tuple) and kind == "insert" else asyncio.wrap_future(fut)
 
     async def insert(self, row: list, success: bool) -> int:
         call_id = await self._submit("insert", row)
         if success and self._ok_hashes is not None:
             self._ok_hashes.add(row[0])
         return call_id
+
+    def insert_deferred(self, row: list, success: bool) -> int:
+        """Queue a row under an id reserved now; its commit is not awaited (see `flush`)."""
+        if not self._free_ids:
+            block = self.store.execute("SELECT nextval('seq_llm_calls') FROM range(?)",
+                                       [self.ID_BLOCK]).fetchall()
+            self._free_ids = [int(r[0]) for r in reversed(block)]
+        call_id = self._free_ids.pop()
+        self._submit("insert", (row, call_id))
+        if success and self._ok_hashes is not None:
+            self._ok_hashes.add(row[0])
+        return call_id
+
+    async def flush(self) -> None:
+        """Return once every row queued before this call is committed (FIFO writer); raise if a
+        deferred row could not be written since the last flush."""
+        await self.run(lambda store: None)
+        if self.failed_rows:
+            failed, self.failed_rows = self.failed_rows, 0
+            raise RuntimeError(f"{failed} llm_calls row(s) not written: {self.last_error}")
 
     async def run(self, fn: Callable[..., T], *args) -> T:
         return await self._submit("call", (fn, args))
@@ -353,6 +382,8 @@ class _CallLog:
             if item is None:
                 return
             batch = [item]
+            if self.linger_s > 0 and item[0] == "insert":
+                time.sleep(self.linger_s)
             while len(batch) < 256:
                 try:
                     nxt = self._queue.get_nowait()
@@ -374,11 +405,16 @@ class _CallLog:
                         fut.set_exception(exc)
 
     def _write(self, inserts: list) -> None:
+        rows = [payload[0] if isinstance(payload, tuple) else payload for _, payload, _ in inserts]
+        preset = [payload[1] if isinstance(payload, tuple) else None for _, payload, _ in inserts]
         try:
             with self.store.transaction() as cur:
-                ids = _insert_calls(cur, [row for _, row, _ in inserts])
-        except BaseException as exc:  # handed to every awaiting coroutine
-            for _, _, fut in inserts:
+                ids = _insert_calls(cur, rows, preset)
+        except BaseException as exc:  # handed to every awaiting coroutine; deferred rows are counted
+            for (_, payload, fut) in inserts:
+                if isinstance(payload, tuple):
+                    self.failed_rows += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 if not fut.done():
                     fut.set_exception(exc)
             return
@@ -390,10 +426,15 @@ class _CallLog:
 class LLMClient:
     """One profile's client. Safe to use from several event loops (one AsyncOpenAI each)."""
 
+    DEFERRED_LINGER_S = 0.0
+
     def __init__(self, store: Store, profile: Profile, prices: dict | None = None,
                  max_concurrency: int = 8, max_retries: int = 4, max_parse_retries: int = 1, *,
                  backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0,
-                 max_retry_after_s: float = 120.0, seed: int | None = None):
+                 max_retry_after_s: float = 120.0, seed: int | None = None, defer_log: bool = False):
+        """`defer_log`: a call returns without waiting for its `llm_calls` row to be committed
+        (its id is reserved up front, rows are committed in batches); the caller then awaits
+        `flush_log()` before it relies on the rows being in the database."""
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
         if not profile.base_url:
@@ -416,7 +457,8 @@ class LLMClient:
         self._rng = random.Random(seed)
         self._states: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = \
             weakref.WeakKeyDictionary()
-        self._log_writer = _CallLog(store)
+        self._defer_log = defer_log
+        self._log_writer = _CallLog(store, linger_s=self.DEFERRED_LINGER_S if defer_log else 0.0)
         weakref.finalize(self, self._log_writer.close)
         self._model_lock: asyncio.Lock | None = None
         self.counters: dict[str, int] = {"requests": 0, "cache_hits": 0, "transport_retries": 0,
@@ -474,6 +516,11 @@ class LLMClient:
         state = self._states.pop(loop, None)
         if state is not None:
             await state.client.close()
+
+    async def flush_log(self) -> None:
+        """Wait until every `llm_calls` row of calls made so far is committed (raises if one of
+        them could not be written). Instant-ish without `defer_log`."""
+        await self._log_writer.flush()
 
     def close(self) -> None:
         """Stop the log-writer thread after it has written everything queued."""
@@ -544,7 +591,10 @@ class LLMClient:
         row = [key, role, self.profile.base_url, self.model, canonical_json(request), out.text, mode,
                out.prompt_tokens, out.completion_tokens, round(out.latency_ms, 3), out.cost_usd,
                out.error, out.status]
-        return await self._log_writer.insert(row, success=out.error is None and out.text is not None)
+        success = out.error is None and out.text is not None
+        if self._defer_log:
+            return self._log_writer.insert_deferred(row, success)
+        return await self._log_writer.insert(row, success=success)
 
     # -- one logical call ---------------------------------------------------------
     async def _complete_uncached(self, state: _LoopState, key: str, messages: list[dict],
@@ -640,22 +690,14 @@ class LLMClient:
             raw = await state.client.chat.completions.with_raw_response.create(
                 model=self.model, messages=[], extra_body=body)
             out.status = raw.status_code
-            completion = raw.parse()
             out.latency_ms = (time.perf_counter() - t) * 1000
-            if not isinstance(completion, ChatCompletion):   # e.g. a proxy's HTML page with 200
-                out.text = str(completion)[:4000]
-                raise _BadBody(f"bad response body: not a chat completion "
-                               f"({raw.headers.get('content-type', 'no content-type')})")
-            choice = completion.choices[0] if completion.choices else None
-            out.text = choice.message.content if choice is not None and choice.message else None
-            if completion.usage is not None:
-                out.prompt_tokens = completion.usage.prompt_tokens or 0
-                out.completion_tokens = completion.usage.completion_tokens or 0
+            text, finish_reason, out.prompt_tokens, out.completion_tokens = _read_completion(raw.http_response)
+            out.text = text
             out.cost_usd = estimate_cost(self.model, out.prompt_tokens, out.completion_tokens, self.prices)
             if schema is None:
                 out.kind = "ok"
             else:
-                truncated = choice is not None and choice.finish_reason == "length"
+                truncated = finish_reason == "length"
                 out.parsed, out.error = parse_reply(out.text, schema, truncated)
                 out.kind = "ok" if out.error is None else "parse"
         except openai.APIStatusError as exc:
@@ -669,6 +711,7 @@ class LLMClient:
             out.error = _short_error(exc)
         except _BadBody as exc:
             out.error = str(exc)
+            out.text = exc.text
             out.retryable = True
         request = {**params, **meta}
         request.pop("model")
@@ -735,6 +778,37 @@ class _Probe(BaseModel):
 
 class _BadBody(Exception):
     """A 2xx answer that is not a chat completion: retried like a transport error."""
+
+    def __init__(self, message: str, text: str | None = None):
+        super().__init__(message)
+        self.text = text
+
+
+def _read_completion(response: Any) -> tuple[str | None, str | None, int, int]:
+    """(content, finish_reason, prompt_tokens, completion_tokens) of a chat completion body.
+
+    Read straight from the JSON: building openai's ChatCompletion model (raw.parse()) took a
+    sizeable share of the client's CPU per call for the four values used here."""
+    ctype = response.headers.get("content-type", "")
+    try:
+        data = json.loads(response.content) if "json" in ctype else None
+    except ValueError:
+        data = None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+        raise _BadBody(f"bad response body: not a chat completion ({ctype or 'no content-type'})",
+                       response.text[:4000])
+    choice = choices[0] if choices else {}
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+
+    def count(key: str) -> int:
+        value = usage.get(key)
+        return value if isinstance(value, int) else 0
+
+    return (content if isinstance(content, str) else None, choice.get("finish_reason"),
+            count("prompt_tokens"), count("completion_tokens"))
 
 
 def _format_rejected(out: _Attempt, mode: str) -> bool:

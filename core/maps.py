@@ -160,7 +160,7 @@ _NON_WORD = re.compile(r"[^A-Za-z]+")
 
 def label_words(text: str) -> str:
     """Identifiers and prose split into lowercase words: ``parseHTTPHeader_v2`` -> ``parse http header v``."""
-    if not text:
+    if not isinstance(text, str) or not text:   # NULL columns arrive from pandas as NaN
         return ""
     return _NON_WORD.sub(" ", _CAMEL.sub(" ", text)).lower()
 
@@ -174,8 +174,9 @@ def cluster_labels(labels: np.ndarray, func_names, docstrings, codes, top: int =
     labels = np.asarray(labels)
     stop = sorted(set(ENGLISH_STOP_WORDS) | set(_STOPWORDS_CODE))
     vec = CountVectorizer(token_pattern=r"\b[a-z]{3,24}\b", stop_words=stop, binary=True, lowercase=False)
-    body = [label_words(f"{d or ''} {c or ''}") for d, c in zip(docstrings, codes)]
-    names = [label_words(f or "") for f in func_names]
+    body = [label_words(f"{d if isinstance(d, str) else ''} {c if isinstance(c, str) else ''}")
+            for d, c in zip(docstrings, codes)]   # NaN (a NULL docstring) must not become the word "nan"
+    names = [label_words(f) for f in func_names]
     try:
         vec.fit(body + names)
     except ValueError:  # no words at all

@@ -222,9 +222,12 @@ def job_panel() -> None:
             J.start_worker(store, job_id)
         except ShoalError as exc:
             st.error(str(exc))
+        else:
+            st.rerun()   # a full run turns on the panel's 1 s polling (run_every is fixed per full run)
     if b[3].button("Retry failed", disabled=alive or items["failed"] == 0, key="gen.retry"):
         J.retry_failed(store, job_id)
         J.start_worker(store, job_id)
+        st.rerun()
 
     latest = store.rows("""
         SELECT g.id, g.task, g.target_language, g.fields, g.parse_ok, g.prefilter_ok, g.prefilter_reasons,

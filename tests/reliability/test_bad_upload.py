@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.store import open_store
-from tests.core.ingest.conftest import bad_data, csn_record, jsonl, multilang_repo  # noqa: F401 (fixtures)
+from tests.core.ingest.conftest import bad_data, multilang_repo  # noqa: F401 (pytest fixtures)
 from tests.e2e.conftest import screenshot, wait_for_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -110,12 +110,6 @@ def short_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def table_after(page, heading: str):
-    """The first st.dataframe after a subheader."""
-    return page.locator(f"h3:has-text('{heading}') ~ div [data-testid='stDataFrame'], "
-                        f"[data-testid='stHeading']:has-text('{heading}') ~ div [data-testid='stDataFrame']").first
-
-
 def test_bad_input_uploads_are_counted_with_locations_and_good_records_kept(short_dir, wide_page, app_server,
                                                                           bad_data, multilang_repo):
     page = wide_page
@@ -152,6 +146,7 @@ def test_bad_input_uploads_are_counted_with_locations_and_good_records_kept(shor
     assert any(s == "shard.jsonl.gz" and l.startswith("shard.jsonl.gz:") and r == "truncated_gzip"
                for s, l, r in located)
     assert all(loc and reason for _, reason, _, loc, *_ in shown)
+    page.get_by_text("Rejected records").first.scroll_into_view_if_needed()
     screenshot(page, "reliability_bad_upload")
 
     # The app survives: a fresh load of the page shows the same numbers.

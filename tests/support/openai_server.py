@@ -287,6 +287,9 @@ class FakeOpenAIServer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"   # keep-alive: the client reuses connections
+    # Headers and body go out in two writes; with Nagle on, the body waits for the client's
+    # delayed ACK of the headers (up to 40 ms on Linux) -- a latency no real server adds.
+    disable_nagle_algorithm = True
     fake: FakeOpenAIServer
 
     def log_message(self, *args) -> None:  # quiet
