@@ -20,7 +20,9 @@ server. One `complete()` call:
 
 At most `max_concurrency` requests of one client are in flight at once (per event loop).
 Log rows are written by one background thread per client with group commit; call
-`close()` when done (it also happens at garbage collection and interpreter exit).
+`close()` when done (it also happens at garbage collection and interpreter exit). With
+`defer_log=True` (what jobs use) a call does not wait for its row's commit: the id is
+reserved from the sequence up front and `flush_log()` waits for the rows when it matters.
 """
 from __future__ import annotations
 

@@ -176,7 +176,12 @@ if highlight is not None:
     chosen_mask = pts["snippet_id"].isin(set(selection_ids(store, sels.set_index("id").loc[highlight, "name"]))).to_numpy()
 
 
-def _figure() -> go.Figure:
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _figure(db: str, map_id: int, colour_by: str, highlight: int | None, _pts: pd.DataFrame,
+            _chosen_mask: np.ndarray, _cluster_label: dict) -> go.Figure:
+    """The map figure, built once per (map, colouring, highlighted selection): building 100k
+    validated plotly points takes about a second, so reruns reuse it."""
+    pts, chosen_mask, cluster_label = _pts, _chosen_mask, _cluster_label
     fig = go.Figure()
     n = len(pts)
     size = 7 if n < 2_000 else 4 if n < 30_000 else 2.5
@@ -213,7 +218,8 @@ def _figure() -> go.Figure:
 
 left, right = st.columns([3, 2])
 with left:
-    event = st.plotly_chart(_figure(), key=f"map.chart.{map_id}", on_select="rerun",
+    event = st.plotly_chart(_figure(str(store.path), map_id, colour_by, highlight, pts, chosen_mask, cluster_label),
+                            key=f"map.chart.{map_id}", on_select="rerun",
                             selection_mode=("points", "box", "lasso"), config={"scrollZoom": True})
 
 
