@@ -134,7 +134,13 @@ def fence(text: str, info: str = "") -> str:
 
 
 def _example_block(fields: dict) -> str:
-    return fence(json.dumps(fields, indent=2, ensure_ascii=False), "json")
+    # The same pool examples recur in every prompt; the indented dump is pure-Python and slow.
+    return _example_block_of(json.dumps(fields, ensure_ascii=False))
+
+
+@functools.lru_cache(maxsize=4096)
+def _example_block_of(compact_json: str) -> str:
+    return fence(json.dumps(json.loads(compact_json), indent=2, ensure_ascii=False), "json")
 
 
 def build_generator_messages(spec: TaskSpec, content: dict, snippet: dict, target_language: str | None,

@@ -628,6 +628,7 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
     tasks: set[asyncio.Task] = set()
 
     pools_of_block: dict[int, dict[str, Pools]] = {}
+    writing: set[asyncio.Future] = set()   # items past their LLM calls whose result is being written
 
     async def pools_for(block: int) -> dict[str, Pools]:
         """The pools for a block of items: from its recorded snapshot, or a new one recorded now
@@ -635,6 +636,8 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
         if block not in pools_of_block:
             snap = snapshots.get(block)
             if snap is None:
+                if writing:   # results already answered belong in the new snapshot: let them land first
+                    await asyncio.gather(*list(writing), return_exceptions=True)
                 snap = await db(PoolSnapshot.take, store)
                 await db(_record_snapshot, store, job_id, block, snap)
                 snapshots[block] = snap
@@ -664,12 +667,18 @@ async def _run(store: Store, job_id: int, progress: ProgressFn | None, cancel: t
             state.in_flight -= 1
             sem.release()
             slot = False
+            written = loop.create_future()
+            writing.add(written)
             try:
-                await gen_client.flush_log()
-                await judge_client.flush_log()
-            except Exception as exc:  # noqa: BLE001 - the item fails with the reason, the job goes on
-                res = ItemResult(error=f"internal: call log not written: {exc}"[:500])
-            await batch_writer.submit(item, res)
+                try:
+                    await gen_client.flush_log()
+                    await judge_client.flush_log()
+                except Exception as exc:  # noqa: BLE001 - the item fails with the reason, the job goes on
+                    res = ItemResult(error=f"internal: call log not written: {exc}"[:500])
+                await batch_writer.submit(item, res)
+            finally:
+                writing.discard(written)
+                written.set_result(None)
             state.done += 1
             state.completed_here += 1
             report(res.error or ("judged" if res.judged else "pre-filtered"))
@@ -762,24 +771,13 @@ def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
     try:
         if job["status"] == "cancelled":
             set_job_status(store, job_id, "pending")
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_run(store, job_id, progress, cancel, prices, concurrency, client_options))
+        from core.llm import run_sync
+        # run_sync: also from a thread that already runs an event loop (Jupyter, Playwright's sync API)
+        run_sync(_run(store, job_id, progress, cancel, prices, concurrency, client_options))
     finally:
         with _WORKERS_LOCK:
             _RUNNING.discard(key)
     return job_summary(store, job_id)
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop when installed (SHOAL_UVLOOP=0 turns it off): with C replies landing at
-    once on a busy 2-core machine the loop's own per-call CPU decides how late each one is handled."""
-    if os.environ.get("SHOAL_UVLOOP", "1") == "0":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 # --------------------------------------------------------------------------- worker threads (for the app)

@@ -510,7 +510,7 @@ class LLMClient:
 
     def complete_sync(self, messages: list[dict], schema: type[BaseModel], **kw) -> CallResult:
         """`complete` for scripts and the CLI (runs its own event loop)."""
-        return _run_sync(self._closing(self.complete(messages, schema, **kw)))
+        return run_sync(self._closing(self.complete(messages, schema, **kw)))
 
     async def aclose(self) -> None:
         """Close this event loop's HTTP connections (the client stays usable)."""
@@ -535,7 +535,7 @@ class LLMClient:
         prose while requesting a schema: only a server that constrains decoding returns a
         valid object. The best enforcing mode found is remembered for later calls.
         """
-        return _run_sync(self._closing(self._test_connection()))
+        return run_sync(self._closing(self._test_connection()))
 
     # -- internals: event loop state and DB thread ------------------------------
     def _state(self) -> _LoopState:
@@ -854,7 +854,7 @@ def _body_text(exc: openai.APIStatusError) -> str | None:
         return None
 
 
-def _run_sync(coro: Awaitable[T]) -> T:
+def run_sync(coro: Awaitable[T]) -> T:
     """asyncio.run, also from a thread that already runs an event loop (then in a new thread)."""
     try:
         asyncio.get_running_loop()

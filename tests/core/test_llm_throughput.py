@@ -120,13 +120,6 @@ def test_fake_server_answers_without_nagle_delay():
     assert sorted(times)[len(times) // 2] < 0.035   # 40 ms delayed ACKs made this ~0.04 s
 
 
-def test_run_job_loop_factory_prefers_uvloop(monkeypatch):
-    uvloop = pytest.importorskip("uvloop")
-    assert jobs._loop_factory() is uvloop.new_event_loop
-    monkeypatch.setenv("SHOAL_UVLOOP", "0")
-    assert jobs._loop_factory() is None
-
-
 def test_job_clients_defer_their_logs(store):
     prof = Profile(role="generator", base_url="http://127.0.0.1:9/v1", model="m")
     gen, judge = jobs._make_clients({"generator": prof, "judge": prof.model_copy(update={"role": "judge"})},
