@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.streamlit_server import StreamlitServer
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 SHARED = ROOT.parent / "shared"
@@ -26,3 +29,42 @@ def store(tmp_path):
     s = open_store(tmp_path / "test.duckdb")
     yield s
     s.close()
+
+
+# --------------------------------------------------------------------------- browser (one per test module)
+
+@pytest.fixture(scope="module")
+def browser():
+    """Module-scoped: Playwright's sync API leaves an event loop running in the main thread while it
+    is open, which would leak into every later (non-browser) test of the session."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: `make test` installs Debian's chromium (apt-get).")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    ctx.close()
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    """Factory: app_server(db_path=None, env=None) -> running StreamlitServer (stopped after the test)."""
+    started = []
+
+    def start(db_path: Path | None = None, env: dict | None = None) -> StreamlitServer:
+        srv = StreamlitServer(db_path or tmp_path / "app.duckdb", env=env).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
