@@ -233,8 +233,19 @@ def focus(label: str, nonce: str) -> None:
         let tries = 0;   // widgets are lazy-loaded: retry until the input exists
         const tick = () => {{
           const el = document.querySelector(sel);
-          if (el) {{ el.focus(); if (el.select) el.select(); }}
-          else if (tries++ < 100) setTimeout(tick, 50);
+          if (!el || (el.tagName === 'TEXTAREA' && !el.value && tries < 20)) {{  // not there or not filled yet
+            if (tries++ < 100) setTimeout(tick, 50);
+            return;
+          }}
+          el.focus();
+          if (!el.select) return;
+          el.select();
+          // a late re-render can collapse the selection: select again while the user has not typed
+          const text = el.value;
+          [100, 300, 700].forEach(ms => setTimeout(() => {{
+            if (document.activeElement === el && el.value === text && el.selectionStart === el.selectionEnd)
+              el.select();
+          }}, ms));
         }};
         tick();
       }})();</script>""", unsafe_allow_javascript=True, width="content")

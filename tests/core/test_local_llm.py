@@ -230,6 +230,7 @@ def test_real_server_answers_json_object_with_schema_and_rejects_json_schema(mon
     import openai
     model = local_llm.DEFAULT_MODEL
     _needs_local_stack(model)
+    local_llm.stop_all()  # earlier tests in this process leave their server for reuse: this one must start anew
     # the first "free" port gets taken before the server binds it: start_server must retry on another
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))

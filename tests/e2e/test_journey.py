@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from core.store import open_store
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.e2e.conftest import ALL_TEXT_SELECTED, screenshot, wait_for_app
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
 
@@ -162,7 +162,7 @@ def review_step(page, url: str) -> dict:
     edited = wait_gid_changes(page, rejected)
 
     page.keyboard.press("e")
-    page.wait_for_function("() => document.activeElement && document.activeElement.tagName === 'TEXTAREA'")
+    page.wait_for_function(ALL_TEXT_SELECTED)
     field = page.evaluate("() => document.activeElement.getAttribute('aria-label')")
     page.keyboard.type(EDITED_TEXT)                          # the field's text is selected: replaced
     page.keyboard.press("Control+Enter")

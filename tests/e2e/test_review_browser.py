@@ -7,7 +7,7 @@ import pytest
 
 from core import review as rv
 from core.store import open_store
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.e2e.conftest import ALL_TEXT_SELECTED, screenshot, wait_for_app
 from tests.support.fake_generations import fill_fake
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -66,7 +66,7 @@ def test_keyboard_only_review_lands_in_duckdb(tmp_path, page, app_server):
     third = wait_gid(page, f"g !== {second}")
 
     page.keyboard.press("e")                                     # edit: first field focused, text selected
-    page.wait_for_function("() => document.activeElement && document.activeElement.tagName === 'TEXTAREA'")
+    page.wait_for_function(ALL_TEXT_SELECTED)
     field = page.evaluate("() => document.activeElement.getAttribute('aria-label')")
     page.keyboard.type("Write it better, in Python.")
     page.keyboard.press("Control+Enter")
@@ -106,7 +106,7 @@ def test_second_browser_context_gets_the_stale_save_message(tmp_path, browser, a
             assert open_review(pg, srv.url, gid) == gid
         for pg, text in ((a, "First tab's edit."), (b, "Second tab's edit.")):
             pg.keyboard.press("e")
-            pg.wait_for_function("() => document.activeElement && document.activeElement.tagName === 'TEXTAREA'")
+            pg.wait_for_function(ALL_TEXT_SELECTED)
             pg.keyboard.type(text)
             pg.keyboard.press("Control+Enter")
             wait_for_app(pg)

@@ -8,6 +8,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
+# the Review page's edit box has the focus and all its text selected, so typing replaces it
+ALL_TEXT_SELECTED = ("() => { const el = document.activeElement; return !!el && el.tagName === 'TEXTAREA' "
+                     "&& el.value.length > 0 && el.selectionStart === 0 && el.selectionEnd === el.value.length; }")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
