@@ -38,7 +38,7 @@ def test_pick_two_clusters_and_select_by_kcenter(page, app_server, tmp_path):
     page.get_by_role("button", name="Select", exact=True).click()
     page.get_by_text("Saved selection").wait_for(timeout=60_000)
     wait_for_app(page)
-    assert page.get_by_text("kcenter (this selection)").first.is_visible()
+    page.get_by_text("kcenter (this selection)").first.wait_for(timeout=30_000)
     page.get_by_text("selected", exact=True).first.wait_for()  # the highlight trace in the legend
     screenshot(page, "map_selection")
     srv.stop()
