@@ -9,7 +9,9 @@ Euclidean distance to its nearest chosen centre is largest. Ties go to the lowes
   does. It is fast because it skips points that provably cannot move: with P a 32-dim
   PCA projection, |P(x-c)|^2 + (|x-Px| - |c-Pc|)^2 <= |x-c|^2, so a point whose bound to
   the new centre already exceeds its current nearest-centre distance keeps that distance.
-  Pruning pays off once the centres cover the space (after the first ~100 picks).
+  Pruning pays off once the centres cover the space (after the first ~100 picks). 96 bound
+  dimensions measured best at k=1000 of 100k x 384 (32: 6.2 s, 64: 4.3 s, 96: 2.6-3.2 s,
+  128+: no better, the per-pick projection costs more than the exact distances it saves).
 * `kcenter_greedy_fast` (method ``kcenter_fast``) runs the same greedy entirely in a
   64-dimensional PCA space: approximate picks, a fraction of the time.
 * Baselines: `random_sample` and `stratified_sample` (random within each cluster, in
@@ -101,7 +103,7 @@ def _prepare(X: np.ndarray, budget: int, already: Sequence[int] | None,
 
 def kcenter_greedy(X: np.ndarray, budget: int, already: Sequence[int] | None = None,
                    extra_centres: np.ndarray | None = None, seed: int = 0, first: int | None = None,
-                   bound_dims: int = 32, progress: ProgressFn | None = None,
+                   bound_dims: int = 96, progress: ProgressFn | None = None,
                    cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k-center greedy. Returns (picked indices in order, final nearest-centre distances).
 
