@@ -142,7 +142,7 @@ with run_tab:
             est = J.estimate_cost(store, plan, profiles)
             m1, m2, m3, m4 = st.columns(4)
             m1.metric("Items", plan.n_items)
-            m2.metric("LLM calls (at most)", est["calls"])
+            m2.metric("LLM calls (before retries)", est["calls"])
             m3.metric("Tokens (upper bound)", f"{est['prompt_tokens'] + est['completion_tokens']:,}")
             m4.metric("Estimated cost", f"${est['cost_usd']:.4f}")
             st.caption("Tasks: " + ", ".join(f"{t} {n}" for t, n in plan.task_counts().items()))
@@ -191,9 +191,9 @@ def job_panel() -> None:
         return
     ids = [j["id"] for j in jobs]
     default = st.session_state.get("gen.job", ids[0])
+    # the label leaves the status out: it changes while the job runs, and the progress bar shows it
     job_id = st.selectbox("Job", ids, index=ids.index(default) if default in ids else 0, key="gen.panel_job",
-                          format_func=lambda i: next(f"#{j['id']} {j['name'] or ''} · {j['task']} · "
-                                                     f"{'interrupted' if j['interrupted'] else j['status']}"
+                          format_func=lambda i: next(f"#{j['id']} {j['name'] or ''} · {j['task']}"
                                                      for j in jobs if j["id"] == i))
     s = J.job_summary(store, job_id)
     items = s["items"]

@@ -51,7 +51,7 @@ def test_generate_page_estimates_starts_a_job_and_shows_verdicts(server):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Items"] == "12" and metrics["LLM calls (at most)"] == "24"
+    assert metrics["Items"] == "12" and metrics["LLM calls (before retries)"] == "24"
     assert at.selectbox(key="gen.selection").value == "demo-pick"
 
     at.button(key="gen.start").click().run()
