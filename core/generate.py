@@ -25,6 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
 from core.errors import ShoalError
+from core.llm import balanced_objects
 from core.store import Store
 from core.tasks import Judgment, TaskSpec, count_sentences, get_task
 
@@ -172,32 +173,6 @@ def build_judge_messages(spec: TaskSpec, content: dict, snippet: dict, target_la
 
 # --------------------------------------------------------------------------- parsing
 
-def _first_json_object(text: str) -> str | None:
-    """The first balanced {...} block in text (string-aware), or None."""
-    start = text.find("{")
-    while start != -1:
-        depth, in_str, esc = 0, False, False
-        for i in range(start, len(text)):
-            c = text[i]
-            if in_str:
-                if esc:
-                    esc = False
-                elif c == "\\":
-                    esc = True
-                elif c == '"':
-                    in_str = False
-            elif c == '"':
-                in_str = True
-            elif c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i + 1]
-        start = text.find("{", start + 1)
-    return None
-
-
 def parse_reply(schema: type[BaseModel], text: str | None) -> tuple[BaseModel | None, str | None]:
     """Tolerant parse of a model reply into `schema`: whole text, then a fenced block, then the first {...}."""
     if not text or not text.strip():
@@ -206,7 +181,7 @@ def parse_reply(schema: type[BaseModel], text: str | None) -> tuple[BaseModel | 
     m = re.search(r"(`{3,})[a-zA-Z]*\n(.*?)\n\1", text, re.S)
     if m:
         candidates.append(m.group(2))
-    block = _first_json_object(text)
+    block = next(balanced_objects(text), None)
     if block:
         candidates.append(block)
     error = "invalid json"

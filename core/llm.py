@@ -98,7 +98,7 @@ _FENCE_RE = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n?(.*?)```", re.S)
 _TRAILING_COMMA_RE = re.compile(r",\s*([}\]])")
 
 
-def _balanced_objects(text: str):
+def balanced_objects(text: str):
     """Yield each top-level {...} block (string-aware brace matching), in order."""
     start = text.find("{")
     while start != -1:
@@ -147,7 +147,7 @@ def extract_json(text: str | None, truncated: bool = False) -> Any:
         except ValueError:
             pass
     unclosed = False
-    for block in _balanced_objects(s):
+    for block in balanced_objects(s):
         if block is None:
             unclosed = True
             break
