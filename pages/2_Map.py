@@ -298,3 +298,6 @@ if highlight is not None:
     table = compare_coverage(store, highlight)
     st.table(table.rename(columns={"coverage_mean": "mean distance", "coverage_max": "max distance"})
              .set_index("method").round(4))
+    st.caption("k-center greedy minimises the **max** distance: no snippet is left far from every pick. It "
+               "reaches into sparse corners, so its mean distance can be a little higher than a random pick's, "
+               "which follows the dense regions.")
