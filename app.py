@@ -15,7 +15,7 @@ steps = pipeline_status(store)
 cols = st.columns(len(steps))
 for col, step in zip(cols, steps):
     with col:
-        st.metric(step["title"], step["count"], help=step["help"])
+        st.metric(step["title"], f"{step['count']:,}", help=step["help"])
         st.caption("✅ done" if step["done"] else "⬜ to do")
 
 next_step = next((s for s in steps if not s["done"]), None)
