@@ -35,9 +35,10 @@ from core.checks.examples import load_examples  # noqa: E402
 from core.checks.execution import run_execution_checks  # noqa: E402
 from core.checks.neardup import jaccard, minhash_pairs, run_near_duplicates, token_set  # noqa: E402
 from core.store import open_store  # noqa: E402
+from tests.conftest import SHARED  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "checks.json"
-DEFAULT_MBPP = ROOT.parent / "shared" / "data" / "benchmarks" / "mbpp.jsonl"
+DEFAULT_MBPP = SHARED / "data" / "benchmarks" / "mbpp.jsonl"
 WORDS = ("value items index count total result buffer record parse load save merge split filter sort key "
          "node graph path cost queue stack cache limit rate user order price date table row column file "
          "line token word text score model train batch epoch loss vector matrix sum mean median").split()

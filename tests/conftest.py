@@ -11,7 +11,10 @@ from tests.support.streamlit_server import StreamlitServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
-SHARED = ROOT.parent / "shared"
+# The team's shared folder (MBPP for the decontamination tests) sits beside the checkout; a clone
+# elsewhere finds it through SHOAL_SHARED_DIR or at its usual place.
+SHARED = next((p for p in (Path(os.environ.get("SHOAL_SHARED_DIR", ROOT.parent / "shared")),
+                           ROOT.parent / "shared", Path("/work/shared")) if p.is_dir()), ROOT.parent / "shared")
 
 
 @pytest.fixture(autouse=True)
