@@ -176,6 +176,10 @@ if highlight is not None:
     chosen_mask = pts["snippet_id"].isin(set(selection_ids(store, sels.set_index("id").loc[highlight, "name"]))).to_numpy()
 
 
+def _short(label: str, limit: int = 40) -> str:
+    return label if len(label) <= limit else label[:limit - 1] + "…"
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _figure(db: str, map_id: int, colour_by: str, highlight: int | None, _pts: pd.DataFrame,
             _chosen_mask: np.ndarray, _cluster_label: dict) -> go.Figure:
@@ -187,7 +191,7 @@ def _figure(db: str, map_id: int, colour_by: str, highlight: int | None, _pts: p
     size = 7 if n < 2_000 else 4 if n < 30_000 else 2.5
     if colour_by == "cluster":
         groups = pts["cluster"].astype(int)
-        names = {g: f"{g}: {cluster_label.get(g, '')}" for g in groups.unique()}
+        names = {g: _short(f"{g}: {cluster_label.get(g, '')}") for g in groups.unique()}
     elif colour_by == "selection":
         groups = pd.Series(np.where(chosen_mask, "selected", "not selected"), index=pts.index)
         names = {"selected": "selected", "not selected": "not selected"}
@@ -210,9 +214,16 @@ def _figure(db: str, map_id: int, colour_by: str, highlight: int | None, _pts: p
             name="selected", marker=dict(size=size + 5, color="rgba(0,0,0,0)", line=dict(width=1.5, color="black")),
             customdata=rows[chosen_mask], text=pts["func_name"].fillna("").to_numpy()[chosen_mask],
             hovertemplate="%{text}<br>selected<extra></extra>"))
-    fig.update_layout(height=640, margin=dict(l=0, r=0, t=10, b=0), dragmode="lasso", uirevision=str(map_id),
-                      legend=dict(itemsizing="constant", font=dict(size=11)),
-                      xaxis=dict(visible=False), yaxis=dict(visible=False))
+    # Many clusters: the legend goes below the map in rows, so it never squeezes the map into a strip.
+    n_traces = len(fig.data)
+    legend = dict(itemsizing="constant", font=dict(size=11))
+    height = 640
+    if n_traces > 8:
+        legend.update(orientation="h", x=0, xanchor="left", y=-0.01, yanchor="top", entrywidth=0.33,
+                      entrywidthmode="fraction")
+        height += 20 * -(-n_traces // 3)
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0), dragmode="lasso", uirevision=str(map_id),
+                      legend=legend, xaxis=dict(visible=False), yaxis=dict(visible=False))
     return fig
 
 
