@@ -211,8 +211,30 @@ def is_placeholder(value: str) -> bool:
     return re.sub(r"[\s.!:;]+$", "", value.strip().lower()).strip("\"'` ") in PLACEHOLDERS
 
 
-def prefilter(task: str, fields: dict) -> PrefilterResult:
-    """Cheap deterministic checks before any judge call; returns normalized fields and every failed rule."""
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+# words every language shares: they say nothing about where a piece of code came from
+_COMMON_WORDS = {"def", "return", "self", "none", "true", "false", "null", "nil", "for", "while", "and", "not",
+                 "else", "elif", "import", "from", "class", "function", "func", "var", "let", "const", "int",
+                 "str", "string", "print", "len", "range", "public", "private", "static", "void", "new", "this",
+                 "end", "the", "with", "pass", "raise", "try", "except", "finally", "yield", "lambda", "bool"}
+FROM_SNIPPET_MIN_SHARE = 0.5
+
+
+def identifier_share(text: str, source: str) -> tuple[float, int]:
+    """Share of the distinct identifiers of `text` that also occur in `source` (case-insensitive), and their count."""
+    words = {w.lower() for w in _IDENT_RE.findall(text)} - _COMMON_WORDS
+    if not words:
+        return 1.0, 0
+    known = {w.lower() for w in _IDENT_RE.findall(source)}
+    return len(words & known) / len(words), len(words)
+
+
+def prefilter(task: str, fields: dict, source_code: str | None = None) -> PrefilterResult:
+    """Cheap deterministic checks before any judge call; returns normalized fields and every failed rule.
+
+    With `source_code` (the snippet), tasks whose information must be that snippet (summarization,
+    translation) or a broken copy of it (repair) fail when it is mostly other code — a small model
+    tends to copy a few-shot example instead."""
     spec = get_task(task)
     fields = {k: ("" if v is None else str(v)) for k, v in fields.items()}
     reasons: list[str] = []
@@ -230,6 +252,10 @@ def prefilter(task: str, fields: dict) -> PrefilterResult:
             reasons.append(f"instruction_too_long: {n} sentences (at most 2)")
     if task in ("code_repair", "code_translation", "code_summarization") and fields.get("information") == NO_INPUT:
         reasons.append("information_missing_code: this task needs the code in information")
+    elif task in ("code_repair", "code_translation", "code_summarization") and source_code:
+        share, n = identifier_share(fields.get("information", ""), source_code)
+        if n >= 3 and share < FROM_SNIPPET_MIN_SHARE:
+            reasons.append(f"information_not_from_snippet: {share:.0%} of its {n} identifiers are in the snippet")
     if not fields.get("solution", "").strip() and "empty_fields" not in " ".join(reasons):
         reasons.append("empty_solution")
     return PrefilterResult(not reasons, reasons, fields)
@@ -438,7 +464,7 @@ async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, conte
             result.prefilter_reasons = [f"unparseable: {call.error or 'invalid reply'}"]
         return result
     result.parse_ok = True
-    pf = prefilter(spec.name, parsed.model_dump())
+    pf = prefilter(spec.name, parsed.model_dump(), source_code=snippet.get("code"))
     result.fields, result.prefilter_ok, result.prefilter_reasons = pf.fields, pf.ok, pf.reasons
     if not pf.ok:
         return result   # stored with its reasons; no judge call

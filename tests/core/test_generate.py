@@ -55,6 +55,27 @@ def test_task_specific_rules():
     assert prefilter("oss_instruct", {"problem": "p"}).reasons[0] == "missing_fields: solution"
 
 
+SNIPPET = ('def open(filename, flag="c", protocol=None, writeback=False):\n'
+           '    """Open a persistent dictionary for reading and writing."""\n'
+           '    return DbfilenameShelf(filename, flag, protocol, writeback)\n')
+
+
+def test_information_must_come_from_the_snippet():
+    copied = "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n"   # a few-shot example, not the snippet
+    r = prefilter("code_translation", _ex(information=copied), source_code=SNIPPET)
+    assert r.reasons == ["information_not_from_snippet: 0% of its 3 identifiers are in the snippet"]
+    assert prefilter("code_summarization", _ex(information=copied), source_code=SNIPPET).reasons
+    # the snippet itself, without its docstring, or with a bug planted: all fine
+    body = SNIPPET.replace('    """Open a persistent dictionary for reading and writing."""\n', "")
+    assert prefilter("code_translation", _ex(information=body), source_code=SNIPPET).ok
+    buggy = SNIPPET.replace("flag, protocol", "protocol, flag")
+    assert prefilter("code_repair", _ex(information=buggy), source_code=SNIPPET).ok
+    # too few identifiers to judge, other tasks, or no snippet given: the rule stays out of it
+    assert prefilter("code_repair", _ex(information="x = y"), source_code=SNIPPET).ok
+    assert prefilter("code_generation", _ex(information=copied), source_code=SNIPPET).ok
+    assert prefilter("code_translation", _ex(information=copied)).ok
+
+
 # --------------------------------------------------------------------------- judge
 
 
