@@ -218,6 +218,7 @@ _COMMON_WORDS = {"def", "return", "self", "none", "true", "false", "null", "nil"
                  "str", "string", "print", "len", "range", "public", "private", "static", "void", "new", "this",
                  "end", "the", "with", "pass", "raise", "try", "except", "finally", "yield", "lambda", "bool"}
 FROM_SNIPPET_MIN_SHARE = 0.5
+CODE_IN_INFORMATION = ("code_repair", "code_translation", "code_summarization")  # information = the snippet
 
 
 def identifier_share(text: str, source: str) -> tuple[float, int]:
@@ -250,9 +251,9 @@ def prefilter(task: str, fields: dict, source_code: str | None = None) -> Prefil
         n = count_sentences(fields[spec.instruction_field])
         if n > 2:
             reasons.append(f"instruction_too_long: {n} sentences (at most 2)")
-    if task in ("code_repair", "code_translation", "code_summarization") and fields.get("information") == NO_INPUT:
+    if task in CODE_IN_INFORMATION and fields.get("information") == NO_INPUT:
         reasons.append("information_missing_code: this task needs the code in information")
-    elif task in ("code_repair", "code_translation", "code_summarization") and source_code:
+    elif task in CODE_IN_INFORMATION and source_code:
         share, n = identifier_share(fields.get("information", ""), source_code)
         if n >= 3 and share < FROM_SNIPPET_MIN_SHARE:
             reasons.append(f"information_not_from_snippet: {share:.0%} of its {n} identifiers are in the snippet")

@@ -6,7 +6,7 @@ Euclidean distance to its nearest chosen centre is largest. Ties go to the lowes
 
 * `kcenter_greedy` (method ``kcenter``) is exact: every distance that can change a pick is
   computed as ``np.linalg.norm(x - c)`` in float32, exactly as the plain numpy reference
-  does. It is fast because it skips points that provably cannot move: with P a 32-dim
+  does. It is fast because it skips points that provably cannot move: with P a 96-dim
   PCA projection, |P(x-c)|^2 + (|x-Px| - |c-Pc|)^2 <= |x-c|^2, so a point whose bound to
   the new centre already exceeds its current nearest-centre distance keeps that distance.
   Pruning pays off once the centres cover the space (after the first ~100 picks). 96 bound
