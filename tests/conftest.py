@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 # The team's shared folder (MBPP for the decontamination tests) sits beside the checkout; a clone
 # elsewhere finds it through SHOAL_SHARED_DIR or at its usual place.
-SHARED = next((p for p in (Path(os.environ.get("SHOAL_SHARED_DIR", ROOT.parent / "shared")),
-                           ROOT.parent / "shared", Path("/work/shared")) if p.is_dir()), ROOT.parent / "shared")
+_SHARED_PLACES = [Path(p) for p in (os.environ.get("SHOAL_SHARED_DIR"), ROOT.parent / "shared", "/work/shared") if p]
+SHARED = next((p for p in _SHARED_PLACES if p.is_dir()), _SHARED_PLACES[0])
 
 
 @pytest.fixture(autouse=True)

@@ -12,15 +12,29 @@ from tests.e2e.conftest import screenshot, wait_for_app
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
+def open_map(page, srv) -> None:
+    page.goto(srv.url + "/Map")
+    wait_for_app(page)
+    page.wait_for_selector(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=60_000)
+
+
+def submit_selection(page, budget: int, name: str) -> None:
+    """Fill the selection form's budget and name, press Select, wait for the saved message."""
+    for label, value in (("Budget", str(budget)), ("Name", name)):
+        box = page.get_by_label(label)
+        box.fill(value)
+        box.press("Tab")
+    page.get_by_role("button", name="Select", exact=True).click()
+    page.get_by_text("Saved selection").wait_for(timeout=60_000)
+
+
 def test_pick_two_clusters_and_select_by_kcenter(page, app_server, tmp_path):
     db = tmp_path / "map.duckdb"
     with open_store(db) as s:
         map_id = make_mapped_store(s)
         labels = dict(s.execute("SELECT cluster, label FROM clusters WHERE map_id = ?", [map_id]).fetchall())
     srv = app_server(db)
-    page.goto(srv.url + "/Map")
-    wait_for_app(page)
-    page.wait_for_selector(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=60_000)
+    open_map(page, srv)
     assert page.get_by_text(f"0: {labels[0]}").first.is_visible()  # cluster names in the legend
 
     ms = page.get_by_test_id("stMultiSelect").filter(has_text="Clusters")
@@ -29,14 +43,7 @@ def test_pick_two_clusters_and_select_by_kcenter(page, app_server, tmp_path):
         page.keyboard.press("ArrowDown")  # opens the option list
         page.get_by_role("option").filter(has_text=re.compile(rf"^{c}: ")).first.click()
         page.keyboard.press("Escape")
-    budget = page.get_by_label("Budget")
-    budget.fill("25")
-    budget.press("Tab")
-    name = page.get_by_label("Name")
-    name.fill("browser pick")
-    name.press("Tab")
-    page.get_by_role("button", name="Select", exact=True).click()
-    page.get_by_text("Saved selection").wait_for(timeout=60_000)
+    submit_selection(page, 25, "browser pick")
     wait_for_app(page)
     page.get_by_text("kcenter (this selection)").first.wait_for(timeout=30_000)
     page.get_by_text("selected", exact=True).first.wait_for()  # the highlight trace in the legend
@@ -63,9 +70,7 @@ def test_lasso_limits_the_candidates(page, app_server, tmp_path):
         map_id = make_mapped_store(s)
         pts = s.execute("SELECT snippet_id, x, y FROM map_points WHERE map_id = ?", [map_id]).fetchall()
     srv = app_server(db)
-    page.goto(srv.url + "/Map")
-    wait_for_app(page)
-    page.wait_for_selector(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=60_000)
+    open_map(page, srv)
     box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
     axes = page.evaluate(AXES)
     # a rectangular lasso over the left 45% of the plot, 5%..95% of its height
@@ -88,12 +93,7 @@ def test_lasso_limits_the_candidates(page, app_server, tmp_path):
     inside = {sid for sid, x, y in pts if xa <= x <= xb and ya <= y <= yb}
     assert 0 < len(inside) < len(pts) and shown == len(inside)
 
-    page.get_by_label("Budget").fill("5")
-    page.get_by_label("Budget").press("Tab")
-    page.get_by_label("Name").fill("lasso pick")
-    page.get_by_label("Name").press("Tab")
-    page.get_by_role("button", name="Select", exact=True).click()
-    page.get_by_text("Saved selection").wait_for(timeout=60_000)
+    submit_selection(page, 5, "lasso pick")
     srv.stop()
     with open_store(db) as s:
         sel = s.one("SELECT * FROM selections WHERE name = 'lasso pick'")
