@@ -9,6 +9,7 @@ import json
 import os
 import re
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -416,6 +417,22 @@ class Store:
             cur.execute("ROLLBACK")
             raise
         cur.execute("COMMIT")
+
+    def write(self, fn: Callable[[duckdb.DuckDBPyConnection], Any], *, attempts: int = 20) -> Any:
+        """The one path for writes: run `fn(cursor)` in a transaction under the store's write lock.
+
+        DuckDB's optimistic concurrency can still refuse a commit when another process-local
+        connection (a page and a worker) touched the same rows; such conflicts are retried with a
+        short back-off, up to `attempts` times. Returns what `fn` returns.
+        """
+        for i in range(attempts):
+            try:
+                with self._write_lock, self.transaction() as cur:
+                    return fn(cur)
+            except duckdb.TransactionException:
+                if i == attempts - 1:
+                    raise
+                time.sleep(0.02 * (i + 1))
 
     def insert_df(self, table: str, frame: pd.DataFrame) -> int:
         """Append a DataFrame whose columns are a subset of `table`'s columns."""
