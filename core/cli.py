@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
@@ -63,8 +62,18 @@ def stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help
 def run_app(ctx: typer.Context,
             port: int = typer.Option(8501, help="Port for the web app."),
             demo: bool = typer.Option(False, help="Load the built-in demo corpus first if the database is empty."),
-            headless: bool = typer.Option(True, help="Do not open a browser window.")):
-    """Start the Streamlit app on this database."""
+            headless: bool = typer.Option(True, help="Do not open a browser window."),
+            host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but loopback "
+                                     "needs sign-in configured ([auth] in .streamlit/secrets.toml).")):
+    """Start the Streamlit app on this database (private to this machine unless --host says otherwise)."""
+    from core.config import is_loopback_host, sign_in_configured
+    secrets = [REPO_ROOT / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"]
+    if not is_loopback_host(host) and not sign_in_configured(secrets):
+        raise ShoalError(
+            f"Refusing to serve on {host}: anyone who can reach it could read the corpus, spend the API "
+            "keys and change reviews. Configure sign-in first (an [auth] section with redirect_uri, "
+            "cookie_secret and your OIDC provider in .streamlit/secrets.toml; see the README), "
+            "or keep the default --host 127.0.0.1.")
     store = store_from(ctx)
     db_path = str(store.path.resolve())
     if demo and store.scalar("SELECT count(*) FROM snippets") == 0:
@@ -77,9 +86,13 @@ def run_app(ctx: typer.Context,
     store.close()  # the app process opens the file itself
     ctx.obj.pop("store", None)
     env = dict(os.environ, SHOAL_DB=db_path)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"), "--server.address", host,
            "--server.port", str(port), "--server.headless", str(headless).lower()]
-    raise typer.Exit(subprocess.call(cmd, env=env, cwd=str(REPO_ROOT)))
+    # Become Streamlit instead of waiting on it: a signal to this PID then stops the server itself,
+    # so `kill` never leaves a child serving and holding the database lock.
+    sys.stdout.flush(); sys.stderr.flush()
+    os.chdir(REPO_ROOT)
+    os.execve(sys.executable, cmd, env)
 
 
 for _name in COMMAND_MODULES:

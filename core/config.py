@@ -125,6 +125,29 @@ def _read_secret(name: str, paths: list[Path] | None = None) -> str | None:
     return None
 
 
+def sign_in_configured(paths: list[Path] | None = None) -> bool:
+    """Whether Streamlit's `st.login` has an `[auth]` section to work with (redirect + cookie secret)."""
+    for path in paths if paths is not None else secrets_paths():
+        if not path.is_file():
+            continue
+        try:
+            auth = tomllib.loads(path.read_text(encoding="utf-8")).get("auth")
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ShoalError(f"Cannot read secrets file {path}: {exc}") from None
+        if isinstance(auth, dict) and auth.get("redirect_uri") and auth.get("cookie_secret"):
+            return True
+    return False
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def resolve_api_key(profile: Profile, secrets: list[Path] | None = None) -> str:
     """The key to send for this profile (read now, never cached on disk).
 
