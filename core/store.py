@@ -305,6 +305,7 @@ MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_indexes", _m002_indexes),
     ("003_review_views", lambda con: __import__("core.review", fromlist=["x"]).create_review_views(con)),
+    ("004_job_liveness", lambda con: con.execute((Path(__file__).parent / "migrations" / "004_job_liveness.sql").read_text())),
 ]
 
 

@@ -229,12 +229,7 @@ def job_panel() -> None:
         J.start_worker(store, job_id)
         st.rerun()
 
-    latest = store.rows("""
-        SELECT g.id, g.task, g.target_language, g.fields, g.parse_ok, g.prefilter_ok, g.prefilter_reasons,
-               g.raw_text, j.overall, j.rules, j.analysis, r.verdict AS review, s.language, s.code
-        FROM generations g JOIN snippets s ON s.id = g.snippet_id
-        LEFT JOIN judgments j ON j.generation_id = g.id LEFT JOIN reviews r ON r.generation_id = g.id
-        WHERE g.job_id = ? ORDER BY g.id DESC LIMIT 8""", [job_id])
+    latest = J.latest_examples(store, job_id, limit=8)
     st.subheader("Latest examples")
     for row in latest:
         with st.expander(f"#{row['id']} · {row['task']} · {_verdict(row)}"):
@@ -249,8 +244,7 @@ def job_panel() -> None:
             if row["rules"]:
                 st.dataframe(pd.DataFrame(json.loads(row["rules"])), hide_index=True, width="stretch")
                 st.text(f"Judge analysis: {row['analysis'] or ''}")
-    failures = store.rows("SELECT i.id, i.task, i.snippet_id, i.error, i.attempts FROM job_items i "
-                          "WHERE i.job_id = ? AND i.status = 'failed' ORDER BY i.id LIMIT 200", [job_id])
+    failures = J.failed_items(store, job_id, limit=200)
     if failures or s["prefilter_reasons"]:
         st.subheader("Failures")
         if failures:

@@ -262,3 +262,40 @@ def test_one_item_end_to_end_on_the_embedded_llama_cpp_model(store, monkeypatch)
     if item["generation_id"] is not None:
         g = store.one("SELECT raw_text, parse_ok FROM generations WHERE id = ?", [item["generation_id"]])
         assert g["raw_text"]
+
+
+def test_migration_004_moves_usage_and_stop_reason_out_of_the_params_bag(tmp_path, monkeypatch):
+    import core.store as store_module
+    every = list(store_module.MIGRATIONS)
+    monkeypatch.setattr(store_module, "MIGRATIONS", [m for m in every if m[0] < "004"])
+    old = store_module.open_store(tmp_path / "old.duckdb")
+    bag = {"task": "code_generation", "pool_snapshots": {"0": {"max_generation_id": 0, "reviews_until": "x"}},
+           "usage": {"calls": 7, "cost_usd": 0.125}, "stop_reason": "budget: call cap 8 reached (7 calls made)"}
+    old.execute("INSERT INTO jobs(name, params) VALUES ('before', ?), ('empty', NULL)", [json.dumps(bag)])
+    old.checkpoint()
+    old.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", every)
+    new = store_module.open_store(tmp_path / "old.duckdb")
+    before = get_job(new, 1)
+    assert (before["calls"], before["cost_usd"], before["stop_reason"]) == (7, 0.125, bag["stop_reason"])
+    assert before["params"] == {"task": "code_generation", "pool_snapshots": bag["pool_snapshots"]}
+    assert job_summary(new, 1)["usage"] == {"calls": 7, "cost_usd": 0.125}
+    empty = get_job(new, 2)
+    assert (empty["calls"], empty["cost_usd"], empty["stop_reason"]) == (0, 0.0, None)
+    new.close()
+
+
+def test_a_run_keeps_liveness_in_columns_and_leaves_params_as_planned(store):
+    ids = add_snippets(store, 6)
+    with FakeOpenAIServer(shoal_responder) as srv:
+        job = create_job(store, ids, profiles=profiles(srv), task="code_generation", concurrency=2, max_calls=4)
+        planned = get_job(store, job)["params"]
+        s = run_job(store, job)
+        row = get_job(store, job)
+        assert s["stop_reason"] == row["stop_reason"] and row["stop_reason"].startswith("budget: call cap 4")
+        assert row["calls"] == len(srv.requests) == s["usage"]["calls"] and row["heartbeat_at"] is not None
+        assert row["params"] == planned and "usage" not in row["params"]
+        store.execute("UPDATE jobs SET params = json_merge_patch(params, '{\"max_calls\": null}') WHERE id = ?", [job])
+        s2 = run_job(store, job)
+        assert s2["status"] == "done" and s2["stop_reason"] is None      # a finished run clears the reason
+        assert get_job(store, job)["calls"] == len(srv.requests)

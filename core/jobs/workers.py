@@ -1,0 +1,55 @@
+"""Background worker threads for the app: one per running job, everything they do is in DuckDB."""
+from __future__ import annotations
+
+import threading
+
+from core.errors import ShoalError
+from core.jobs.records import record_stop_reason
+from core.jobs.registry import _RUNNING, _WORKERS, _WORKERS_LOCK, job_key, worker_alive
+from core.jobs.runner import run_job
+from core.store import Store
+
+__all__ = ["JobWorker", "start_worker", "worker_alive", "wait_for_worker"]
+
+
+class JobWorker(threading.Thread):
+    """Runs one job in the background; makes no UI calls; everything it does is in DuckDB."""
+
+    def __init__(self, store: Store, job_id: int, prices: dict | None = None):
+        super().__init__(name=f"shoal-job-{job_id}", daemon=True)
+        self.store, self.job_id, self.prices = store, int(job_id), prices
+        self.cancel = threading.Event()
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            run_job(self.store, self.job_id, cancel=self.cancel, prices=self.prices)
+        except Exception as exc:   # recorded for the page; the job stays resumable
+            self.error = str(exc) if isinstance(exc, ShoalError) else f"{type(exc).__name__}: {exc}"
+            try:
+                record_stop_reason(self.store, self.job_id, f"error: {self.error}"[:500], status="paused")
+            except Exception:
+                pass
+
+
+def start_worker(store: Store, job_id: int, prices: dict | None = None) -> JobWorker:
+    """Start (or return the live) background worker for a job."""
+    key = job_key(store, job_id)
+    with _WORKERS_LOCK:
+        w = _WORKERS.get(key)
+        if w is not None and w.is_alive():
+            return w
+        if key in _RUNNING:
+            raise ShoalError(f"Job {job_id} is already running in this process.")
+        w = JobWorker(store, job_id, prices)
+        _WORKERS[key] = w
+    w.start()
+    return w
+
+
+def wait_for_worker(store: Store, job_id: int, timeout: float | None = None) -> bool:
+    w = _WORKERS.get(job_key(store, job_id))
+    if w is None:
+        return True
+    w.join(timeout)
+    return not w.is_alive()
