@@ -34,6 +34,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
+from urllib.parse import urlparse
 
 from core.errors import MissingDependency, ShoalError
 
@@ -228,8 +229,20 @@ def served_models(base_url: str, timeout: float = 2.0) -> list[str] | None:
         return None
 
 
+def server_state(server: LocalServer, timeout: float = 2.0) -> str:
+    """"live" (answers and serves its model), "busy" (its process holds the port but is too busy to
+    answer: llama.cpp serves one request at a time) or "gone" (the record is stale)."""
+    if not pid_alive(server.pid):
+        return "gone"
+    models = served_models(server.base_url, timeout)
+    if models is not None:
+        return "live" if server.model in models else "gone"
+    port = urlparse(server.base_url).port
+    return "busy" if port is not None and port_in_use(port) else "gone"
+
+
 def server_alive(server: LocalServer, timeout: float = 2.0) -> bool:
-    return pid_alive(server.pid) and server.model in (served_models(server.base_url, timeout) or [])
+    return server_state(server, timeout) != "gone"
 
 
 def threads() -> int:
@@ -302,7 +315,10 @@ def clear_state(server: LocalServer, directory: Path | None = None) -> None:
 
 def live_recorded_server(model: str, directory: Path | None = None,
                          alive: Callable[[LocalServer], bool] = server_alive) -> LocalServer | None:
-    """The recorded server if it still answers; a stale record is deleted."""
+    """The recorded server if it is still there (answering, or busy answering someone else).
+
+    Only a record whose process is gone, or whose port is free or serves another model, is deleted:
+    a busy server must keep its record, or the next caller would start a second one beside it."""
     server = read_state(model, directory)
     if server is None:
         return None
@@ -500,6 +516,7 @@ def status() -> dict:
         server = live_recorded_server(spec.name)
         entry["server"] = None if server is None else {
             "base_url": server.base_url, "pid": server.pid, "owner_pid": server.owner_pid,
+            "state": server_state(server),
             "uptime_s": round(time.time() - server.started_at, 1)}
         models.append(entry)
     return {"server_package": server_pkg, "default_model": default, "cache_dir": str(cache_dir()),

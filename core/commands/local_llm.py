@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
                 file_cell = m["path"] if m["ready"] else "assembled on first use"
             srv = m["server"]
             t.add_row(m["name"], "yes" if m["default"] else "", m["package"], str(m["size_mb"]), file_cell,
-                      f"{srv['base_url']} pid {srv['pid']}" if srv else "not running")
+                      f"{srv['base_url']} pid {srv['pid']} ({srv['state']})" if srv else "not running")
         out.print(t)
 
     app.add_typer(llm, name="llm")

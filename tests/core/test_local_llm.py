@@ -310,3 +310,22 @@ def test_cli_serve_errors_are_messages_not_tracebacks(models_endpoint):
     local_llm.write_state(_record(models_endpoint, os.getpid()))
     result = runner.invoke(app, ["llm", "serve", "--model", "smollm2-135m"])
     assert result.exit_code == 1 and "already served" in result.output
+
+
+def test_a_busy_server_keeps_its_record(tmp_path):
+    """A server that holds its port but is too busy to answer /models (llama.cpp serves one request at
+    a time) is busy, not gone: `shoal llm status` must not delete its record and invite a second one."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()            # accepts connections but never answers: like a server mid-generation
+    try:
+        rec = _record(listener.getsockname()[1], os.getpid())
+        local_llm.write_state(rec, tmp_path)
+        assert local_llm.server_state(rec, timeout=0.5) == "busy"
+        assert local_llm.live_recorded_server("smollm2-135m", tmp_path,
+                                              alive=lambda s: local_llm.server_alive(s, 0.5)) == rec
+        assert local_llm.state_file("smollm2-135m", tmp_path).exists()
+    finally:
+        listener.close()
+    assert local_llm.server_state(rec, timeout=0.5) == "gone"      # port free again: the record is stale
