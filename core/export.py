@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from core.errors import MissingDependency, ShoalError
+from core.errors import ShoalError
+from core.review.effective import effective_verdicts
 from core.store import Store
 
 FORMATS = {
@@ -75,6 +76,16 @@ def _judge_verdict(v: Any) -> str | None:
     return "passed" if bool(v) else "failed"
 
 
+def _left_out_by_verdict(effective: str | None, decided_by: str | None, include_judged: bool) -> str | None:
+    """Why the effective verdict (core.review.effective: human over judge) keeps an example out,
+    or None when it may leave: accepted by a reviewer, or — with `include_judged` — passed by the judge."""
+    if effective == "accepted" and (decided_by == "human" or include_judged):
+        return None
+    if decided_by == "human":
+        return "rejected by reviewer"
+    return "not accepted (and judge did not pass it)" if include_judged else "not accepted by a reviewer"
+
+
 def select_rows(store: Store, include_judged: bool = False, apply_checks: bool = True) -> ExportSelection:
     """Which examples leave Shoal, with the reason every other one stays."""
     from core.checks.examples import load_examples
@@ -86,17 +97,14 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
     cur = current_checks(store)
     if not cur.empty:
         sel.n_overridden = int((cur["overridden"].fillna(False).astype(bool) & ~cur["passed"].astype(bool)).sum())
+    effective = effective_verdicts(store)
     for r in ex.itertuples(index=False):
         verdict = r.verdict if isinstance(r.verdict, str) else None
         judge = _judge_verdict(r.judge_overall)
-        if verdict == "rejected":
-            sel.excluded["rejected by reviewer"] += 1
+        reason = _left_out_by_verdict(*effective.get(int(r.generation_id), (None, None)), include_judged)
+        if reason:
+            sel.excluded[reason] += 1
             continue
-        if verdict != "accepted":
-            if not (include_judged and judge == "passed"):
-                sel.excluded["not accepted by a reviewer" if not include_judged
-                             else "not accepted (and judge did not pass it)"] += 1
-                continue
         if not r.solution.strip() or not r.instruction.strip():
             sel.excluded["empty instruction or solution"] += 1
             continue
@@ -255,10 +263,7 @@ def _arrow_schema():
 
 
 def _hf_dataset(shaped: list[dict]):
-    try:
-        import datasets
-    except ImportError:
-        raise MissingDependency("The Hugging Face export", "datasets") from None
+    import datasets
     import pyarrow as pa
     table = pa.Table.from_pylist(shaped, schema=_arrow_schema())
     return datasets.Dataset(table)

@@ -1,4 +1,4 @@
-"""DuckDB store: one file on disk, numbered migrations, small typed query helpers.
+"""DuckDB store: one file on disk, numbered SQL migrations (core/migrations/), small typed query helpers.
 
 One read-write connection per process (DuckDB allows only one writer process per
 file); every thread works through its own cursor of that connection.
@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -29,293 +30,43 @@ def default_db_path() -> Path:
 
 # --------------------------------------------------------------------------- schema
 
-def _m001_initial(con: duckdb.DuckDBPyConnection) -> None:
-    for seq in ("ingests", "ingest_errors", "maps", "selections", "prompt_versions", "jobs",
-                "job_items", "llm_calls", "generations", "judgments", "audit_log", "checks",
-                "exports", "check_runs"):
-        con.execute(f"CREATE SEQUENCE IF NOT EXISTS seq_{seq} START 1")
-    con.execute("""
-    CREATE TABLE ingests (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_ingests'),
-        started_at TIMESTAMP DEFAULT current_timestamp,
-        finished_at TIMESTAMP,
-        sources JSON,               -- list of source strings as given
-        format VARCHAR,
-        params JSON,                -- filters, seeds, ...
-        ingested INTEGER DEFAULT 0,
-        duplicates INTEGER DEFAULT 0,
-        filtered INTEGER DEFAULT 0,
-        errors INTEGER DEFAULT 0,
-        status VARCHAR DEFAULT 'running'   -- running | done | failed | cancelled
-    )""")
-    con.execute("""
-    CREATE TABLE snippets (
-        id VARCHAR PRIMARY KEY,     -- sha256 (hex, 32 chars) of the normalized code
-        kind VARCHAR NOT NULL,      -- function | seed
-        source VARCHAR NOT NULL,    -- the source as the user gave it (file, folder, 'stdlib')
-        source_kind VARCHAR NOT NULL, -- codesearchnet | wholefile | dir | stdlib
-        repo VARCHAR,
-        path VARCHAR,
-        func_name VARCHAR,
-        language VARCHAR NOT NULL,
-        code VARCHAR NOT NULL,
-        docstring VARCHAR,
-        url VARCHAR,
-        start_line INTEGER,         -- 1-based, inclusive
-        end_line INTEGER,
-        n_chars INTEGER NOT NULL,
-        seed_rng BIGINT,            -- OSS-Instruct seeds: the RNG seed that drew the lines
-        ingest_id BIGINT,
-        created_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE ingest_errors (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_ingest_errors'),
-        ingest_id BIGINT,
-        source VARCHAR,
-        location VARCHAR,           -- file:line, file#record, path inside a folder
-        kind VARCHAR NOT NULL,      -- error | filtered
-        reason VARCHAR NOT NULL,    -- short machine-countable reason, e.g. 'too_short'
-        detail VARCHAR,             -- human text
-        created_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE embeddings (
-        content_hash VARCHAR NOT NULL,  -- hash of the exact text that was embedded
-        model VARCHAR NOT NULL,
-        dim INTEGER NOT NULL,
-        vector FLOAT[] NOT NULL,
-        created_at TIMESTAMP DEFAULT current_timestamp,
-        PRIMARY KEY (content_hash, model)
-    )""")
-    con.execute("""
-    CREATE TABLE maps (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_maps'),
-        name VARCHAR,
-        model VARCHAR NOT NULL,
-        params JSON,
-        n_points INTEGER,
-        n_clusters INTEGER,
-        status VARCHAR DEFAULT 'done',
-        created_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE map_points (
-        map_id BIGINT NOT NULL,
-        snippet_id VARCHAR NOT NULL,
-        x FLOAT NOT NULL,
-        y FLOAT NOT NULL,
-        cluster INTEGER NOT NULL,
-        PRIMARY KEY (map_id, snippet_id)
-    )""")
-    con.execute("""
-    CREATE TABLE clusters (
-        map_id BIGINT NOT NULL,
-        cluster INTEGER NOT NULL,
-        label VARCHAR,
-        terms JSON,
-        size INTEGER,
-        PRIMARY KEY (map_id, cluster)
-    )""")
-    con.execute("""
-    CREATE TABLE selections (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_selections'),
-        name VARCHAR NOT NULL UNIQUE,
-        method VARCHAR NOT NULL,     -- kcenter | kcenter_fast | random | stratified | manual
-        map_id BIGINT,
-        model VARCHAR,
-        params JSON,
-        budget INTEGER,
-        n_items INTEGER,
-        n_candidates INTEGER,
-        coverage_mean DOUBLE,
-        coverage_max DOUBLE,
-        created_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE selection_items (
-        selection_id BIGINT NOT NULL,
-        snippet_id VARCHAR NOT NULL,
-        rank INTEGER NOT NULL,       -- order of picking
-        PRIMARY KEY (selection_id, snippet_id)
-    )""")
-    con.execute("""
-    CREATE TABLE prompt_versions (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_prompt_versions'),
-        task VARCHAR NOT NULL,
-        version INTEGER NOT NULL,
-        content JSON NOT NULL,       -- definition, requirements, schema, templates, rules
-        content_hash VARCHAR NOT NULL,
-        note VARCHAR,
-        created_at TIMESTAMP DEFAULT current_timestamp,
-        UNIQUE (task, version)
-    )""")
-    con.execute("""
-    CREATE TABLE jobs (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_jobs'),
-        name VARCHAR,
-        status VARCHAR NOT NULL DEFAULT 'pending', -- pending|running|paused|cancelled|done
-        params JSON,                 -- tasks/mix, target languages, profiles (no keys), caps
-        selection_id BIGINT,
-        n_items INTEGER DEFAULT 0,
-        created_at TIMESTAMP DEFAULT current_timestamp,
-        updated_at TIMESTAMP DEFAULT current_timestamp,
-        heartbeat_at TIMESTAMP
-    )""")
-    con.execute("""
-    CREATE TABLE job_items (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_job_items'),
-        job_id BIGINT NOT NULL,
-        item_key VARCHAR NOT NULL,   -- snippet x task x target x prompt version x models
-        snippet_id VARCHAR NOT NULL,
-        task VARCHAR NOT NULL,
-        target_language VARCHAR,
-        prompt_version_id BIGINT,
-        generator_model VARCHAR,
-        judge_model VARCHAR,
-        status VARCHAR NOT NULL DEFAULT 'pending', -- pending|running|succeeded|failed|skipped
-        error VARCHAR,
-        attempts INTEGER DEFAULT 0,
-        generation_id BIGINT,
-        updated_at TIMESTAMP DEFAULT current_timestamp,
-        UNIQUE (job_id, item_key)
-    )""")
-    con.execute("""
-    CREATE TABLE llm_calls (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_llm_calls'),
-        payload_hash VARCHAR NOT NULL,
-        role VARCHAR,                -- generator | judge | test
-        base_url VARCHAR,
-        model VARCHAR,
-        request JSON,                -- messages and parameters (never the key)
-        response_text VARCHAR,
-        response_format VARCHAR,     -- json_schema | json_object | text
-        prompt_tokens INTEGER,
-        completion_tokens INTEGER,
-        latency_ms DOUBLE,
-        cost_usd DOUBLE,
-        error VARCHAR,
-        status_code INTEGER,
-        created_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE generations (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_generations'),
-        job_id BIGINT,
-        job_item_id BIGINT,
-        snippet_id VARCHAR NOT NULL,
-        task VARCHAR NOT NULL,
-        target_language VARCHAR,
-        prompt_version_id BIGINT,
-        generator_model VARCHAR,
-        fields JSON,                 -- parsed output (task_name, instruction, information, solution / problem ...)
-        raw_text VARCHAR,
-        parse_ok BOOLEAN,
-        prefilter_ok BOOLEAN,
-        prefilter_reasons JSON,
-        llm_call_id BIGINT,
-        created_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE judgments (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_judgments'),
-        generation_id BIGINT NOT NULL,
-        judge_model VARCHAR,
-        prompt_version_id BIGINT,
-        rules JSON,                  -- [{rule, answer: yes|no, reason}]
-        overall BOOLEAN,
-        analysis VARCHAR,
-        raw_text VARCHAR,
-        parse_ok BOOLEAN,
-        llm_call_id BIGINT,
-        created_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE reviews (
-        generation_id BIGINT PRIMARY KEY,
-        verdict VARCHAR NOT NULL,    -- accepted | rejected | skipped
-        note VARCHAR,
-        reasons JSON,
-        edited_fields JSON,          -- the reviewer's edited copy of generations.fields
-        reviewer VARCHAR,
-        version INTEGER NOT NULL DEFAULT 1,
-        batch_id VARCHAR,            -- bulk action this verdict came from (undo as one)
-        updated_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE audit_log (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_audit_log'),
-        created_at TIMESTAMP DEFAULT current_timestamp,
-        actor VARCHAR,
-        action VARCHAR NOT NULL,
-        entity VARCHAR,
-        entity_id VARCHAR,
-        before JSON,
-        after JSON,
-        batch_id VARCHAR
-    )""")
-    con.execute("""
-    CREATE TABLE check_runs (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_check_runs'),
-        kind VARCHAR NOT NULL,       -- decontamination | near_duplicate | execution
-        params JSON,
-        summary JSON,
-        created_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE checks (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_checks'),
-        run_id BIGINT,
-        generation_id BIGINT NOT NULL,
-        kind VARCHAR NOT NULL,
-        passed BOOLEAN NOT NULL,
-        detail JSON,
-        overridden BOOLEAN DEFAULT FALSE,
-        created_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE exports (
-        id BIGINT PRIMARY KEY DEFAULT nextval('seq_exports'),
-        format VARCHAR NOT NULL,
-        path VARCHAR NOT NULL,
-        n_rows INTEGER,
-        params JSON,
-        card VARCHAR,
-        created_at TIMESTAMP DEFAULT current_timestamp
-    )""")
-    con.execute("""
-    CREATE TABLE ui_state (
-        key VARCHAR PRIMARY KEY,     -- e.g. 'review.position'
-        value JSON,
-        updated_at TIMESTAMP DEFAULT current_timestamp
-    )""")
+MIGRATIONS_PACKAGE = "core"
+MIGRATIONS_FOLDER = "migrations"
 
 
-def _m002_indexes(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE INDEX idx_snippets_lang ON snippets(language)")
-    con.execute("CREATE INDEX idx_llm_calls_hash ON llm_calls(payload_hash)")
-    con.execute("CREATE INDEX idx_generations_snippet ON generations(snippet_id)")
-    con.execute("CREATE INDEX idx_judgments_generation ON judgments(generation_id)")
-    con.execute("CREATE INDEX idx_job_items_job ON job_items(job_id)")
-    con.execute("CREATE INDEX idx_checks_generation ON checks(generation_id)")
+def migration_sql(name: str) -> str:
+    """The frozen SQL of migration `name` (core/migrations/<name>.sql, shipped as package data)."""
+    return (resources.files(MIGRATIONS_PACKAGE) / MIGRATIONS_FOLDER / f"{name}.sql").read_text(encoding="utf-8")
 
 
-# Ordered, append-only: never edit a migration that has shipped; add a new one.
+def sql_migration(name: str) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    """A migration body that executes one frozen SQL file (all of its statements)."""
+    def run(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(migration_sql(name))
+    run.__name__ = f"migration_{name}"
+    return run
+
+
+def _migration_names() -> list[str]:
+    folder = resources.files(MIGRATIONS_PACKAGE) / MIGRATIONS_FOLDER
+    return sorted(p.name[:-len(".sql")] for p in folder.iterdir() if p.name.endswith(".sql"))
+
+
+# Ordered by file name, append-only: never edit a migration that has shipped; add a new file.
+# Each is recorded in `_migrations` under its file name without ".sql" (e.g. "001_initial").
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
-    ("001_initial", _m001_initial),
-    ("002_indexes", _m002_indexes),
-    ("003_review_views", lambda con: __import__("core.review", fromlist=["x"]).create_review_views(con)),
-    ("004_job_liveness", lambda con: con.execute((Path(__file__).parent / "migrations" / "004_job_liveness.sql").read_text())),
+    (name, sql_migration(name)) for name in _migration_names()
 ]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply every migration not yet recorded in `_migrations`; return the names applied."""
+    """Apply every migration not yet recorded in `_migrations`, each in its own transaction;
+    return the names applied."""
     con.execute("""CREATE TABLE IF NOT EXISTS _migrations (
         name VARCHAR PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)""")
     done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
     applied = []
-    for name, fn in MIGRATIONS:
+    for name, fn in sorted(MIGRATIONS, key=lambda m: m[0]):
         if name in done:
             continue
         con.execute("BEGIN TRANSACTION")
@@ -326,6 +77,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
         except Exception:
             con.execute("ROLLBACK")
             raise
+        done.add(name)
         applied.append(name)
     return applied
 

@@ -384,11 +384,7 @@ def jump_to(ids: list[int]) -> None:
 def draw_queue_list(f: rv.QueueFilter, gid: int) -> None:
     """The next examples in queue order (keyset from the current one); click a row to open it."""
     ids = [gid] + rv.queue_window(store, f, SS.rv_sort, int(SS.rv_seed), gid, 1, 49)
-    df = store.df(f"""
-        SELECT g.id, g.task, s.language, g.target_language AS target, j.overall AS judge, r.verdict, r.reviewer
-        FROM generations g LEFT JOIN snippets s ON s.id = g.snippet_id
-        LEFT JOIN latest_judgments j ON j.generation_id = g.id LEFT JOIN reviews r ON r.generation_id = g.id
-        WHERE g.id IN ({", ".join("?" * len(ids))})""", ids).set_index("id").loc[ids].reset_index()
+    df = rv.queue_rows(store, ids)
     st.dataframe(df, hide_index=True, key="rv_list_table", on_select=lambda: jump_to(ids),
                  selection_mode="single-row", width="stretch")
 

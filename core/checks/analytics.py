@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from core.review import agreement, latest_map_id
 from core.store import Store
 
 # Magicoder's ten categories, with a short description to embed.
@@ -95,8 +96,7 @@ def default_embedder(store: Store | None = None) -> Embedder:
             by_hash = dict(zip(hashes, texts))
             vecs = embed.encode(embed.load_model(None), [by_hash[h] for h in missing])  # only when needed
             try:
-                with store._write_lock:
-                    embed._store_vectors(store, key, missing, vecs)
+                store.write(lambda cur: embed._store_vectors(store, key, missing, vecs))
             except Exception:  # a read-only store still gets its analytics
                 pass
             have.update(zip(missing, vecs))
@@ -181,10 +181,6 @@ def acceptance_by_task(ex: pd.DataFrame) -> pd.DataFrame:
     return _rate(ex.assign(verdict=ex["verdict"].fillna("")), "task")
 
 
-def latest_map_id(store: Store) -> int | None:
-    return store.scalar("SELECT max(id) FROM maps WHERE coalesce(status, 'done') = 'done'")
-
-
 def acceptance_by_cluster(store: Store, ex: pd.DataFrame, map_id: int | None = None) -> pd.DataFrame:
     map_id = map_id or latest_map_id(store)
     cols = ["cluster", "label", "accepted", "rejected", "unreviewed", "acceptance_rate", "examples"]
@@ -203,37 +199,17 @@ def acceptance_by_cluster(store: Store, ex: pd.DataFrame, map_id: int | None = N
     return out.sort_values("cluster")[cols].reset_index(drop=True)
 
 
-def judge_human_agreement(store: Store, ex: pd.DataFrame) -> dict:
-    """Confusion counts of judge overall vs human accept/reject, agreement rate and Cohen's kappa."""
-    try:
-        from core.review import agreement
-        a = agreement(store)
-        o = a["overall"]
-        return {"n": o["n"], "agreement": o["agreement"], "kappa": o["kappa"],
-                "table": pd.DataFrame({"judge": ["passed", "passed", "failed", "failed"],
-                                       "human": ["accepted", "rejected", "accepted", "rejected"],
-                                       "examples": [o["judge_yes_accepted"], o["judge_yes_rejected"],
-                                                    o["judge_no_accepted"], o["judge_no_rejected"]]}),
-                "per_task": pd.DataFrame([{"task": k, **v} for k, v in a["per_task"].items()])}
-    except ImportError:
-        pass
-    both = ex[ex["verdict"].isin(["accepted", "rejected"]) & ex["judge_overall"].notna()]
-    judge = both["judge_overall"].astype(bool)
-    human = both["verdict"] == "accepted"
-    cells = {(jv, hv): int(((judge == jv) & (human == hv)).sum()) for jv in (True, False) for hv in (True, False)}
-    n = len(both)
-    po = (cells[(True, True)] + cells[(False, False)]) / n if n else None
-    kappa = None
-    if n:
-        pj, ph = judge.mean(), human.mean()
-        pe = pj * ph + (1 - pj) * (1 - ph)
-        kappa = None if pe >= 1 else (po - pe) / (1 - pe)
-    return {"n": n, "agreement": po, "kappa": kappa,
+def judge_human_agreement(store: Store, ex: pd.DataFrame | None = None) -> dict:
+    """Confusion counts of judge overall vs human accept/reject, agreement rate and Cohen's kappa,
+    from core.review.agreement over the whole store (`ex` is not needed; kept for callers)."""
+    a = agreement(store)
+    o = a["overall"]
+    return {"n": o["n"], "agreement": o["agreement"], "kappa": o["kappa"],
             "table": pd.DataFrame({"judge": ["passed", "passed", "failed", "failed"],
                                    "human": ["accepted", "rejected", "accepted", "rejected"],
-                                   "examples": [cells[(True, True)], cells[(True, False)],
-                                                cells[(False, True)], cells[(False, False)]]}),
-            "per_task": pd.DataFrame()}
+                                   "examples": [o["judge_yes_accepted"], o["judge_yes_rejected"],
+                                                o["judge_no_accepted"], o["judge_no_rejected"]]}),
+            "per_task": pd.DataFrame([{"task": k, **v} for k, v in a["per_task"].items()])}
 
 
 def accepted_on_map(store: Store, ex: pd.DataFrame, map_id: int | None = None) -> pd.DataFrame:

@@ -19,8 +19,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from core.errors import MissingDependency, ShoalError
+from core.errors import ShoalError
 from core.progress import ProgressFn, check_cancel, report
+from core.review import current_version, decide
 
 NON_ALPHA = re.compile(r"[^A-Za-z_0-9]")
 _ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
@@ -97,15 +98,13 @@ class DupResult:
 def minhash_pairs(texts: dict[int, str], threshold: float = DEFAULT_THRESHOLD, num_perm: int = NUM_PERM,
                   progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> list[Pair]:
     """Pairs of keys whose token sets have Jaccard >= threshold (LSH candidates, verified exactly)."""
-    try:
-        from datasketch import MinHash, MinHashLSH
-    except ImportError:
-        raise MissingDependency("Near-duplicate detection", "datasketch") from None
+    from datasketch import MinHash, MinHashLSH
+    from datasketch.hashfunc import sha1_hash32
+
     if not 0 < threshold <= 1:
         raise ShoalError("The near-duplicate threshold must be in (0, 1].")
     keys = list(texts)
     sets = [token_set(texts[k]) for k in keys]
-    from datasketch.hashfunc import sha1_hash32
     token_hash = lru_cache(maxsize=1 << 20)(sha1_hash32)   # code reuses tokens: hash each once
     hashes = MinHash.bulk([[t.encode("utf-8") for t in s] for s in sets], num_perm=num_perm, hashfunc=token_hash)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
@@ -274,29 +273,11 @@ def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | No
     for g in members:
         if g == keep:
             continue
-        version = store.scalar("SELECT version FROM reviews WHERE generation_id = ?", [g]) or 0
-        _reject(store, g, version, reviewer, note)
+        decide(store, g, "rejected", reviewer=reviewer, expected_version=current_version(store, g), note=note,
+               reasons=["duplicate"])
         rejected.append(g)
     results = [(g, g == keep, {"group": min(members), "keep": keep, "members": sorted(members),
                                 "size": len(members), "decided_by": reviewer}) for g in members]
     record_run(store, "near_duplicate", {"action": "keep_one", "keep": keep, "reviewer": reviewer},
                {"n_examples": len(members), "kept": keep, "rejected": rejected}, results)
     return {"kept": keep, "rejected": rejected}
-
-
-def _reject(store, generation_id: int, version: int, reviewer: str, note: str) -> None:
-    try:
-        from core.review import decide
-    except ImportError:  # review module absent: write the review and its audit row directly
-        import json
-        with store._write_lock, store.transaction():
-            store.execute(
-                "INSERT INTO reviews(generation_id, verdict, note, reviewer, version) VALUES (?, 'rejected', ?, ?, ?) "
-                "ON CONFLICT (generation_id) DO UPDATE SET verdict = 'rejected', note = excluded.note, "
-                "reviewer = excluded.reviewer, version = excluded.version, updated_at = current_timestamp",
-                [generation_id, note, reviewer, version + 1])
-            store.audit("review.decide", "review", generation_id, after={"verdict": "rejected", "note": note,
-                        "version": version + 1}, actor=reviewer)
-        return
-    decide(store, generation_id, "rejected", reviewer=reviewer, expected_version=version, note=note,
-           reasons=["duplicate"])

@@ -21,7 +21,8 @@ def record_run(store: Store, kind: str, params: dict, summary: dict,
                results: Iterable[tuple[int, bool, Any]]) -> int:
     """One `check_runs` row and one `checks` row per (generation_id, passed, detail)."""
     results = list(results)
-    with store._write_lock, store.transaction() as cur:
+
+    def write(cur) -> int:
         run_id = cur.execute(
             "INSERT INTO check_runs(kind, params, summary) VALUES (?, ?, ?) RETURNING id",
             [kind, json.dumps(params, default=str), json.dumps(summary, default=str)]).fetchone()[0]
@@ -44,6 +45,9 @@ def record_run(store: Store, kind: str, params: dict, summary: dict,
                             "SELECT run_id, generation_id, kind, passed, detail, overridden FROM _shoal_checks")
             finally:
                 cur.unregister("_shoal_checks")
+        return run_id
+
+    run_id = store.write(write)
     store.checkpoint()
     return int(run_id)
 
@@ -77,11 +81,14 @@ def set_override(store: Store, generation_id: int, kind: str, overridden: bool =
                        ORDER BY id DESC LIMIT 1""", [generation_id, kind])
     if row is None:
         raise ShoalError(f"No {kind} check recorded for generation {generation_id}.")
-    with store._write_lock, store.transaction():
-        store.execute("UPDATE checks SET overridden = ? WHERE id = ?", [overridden, row["id"]])
+
+    def write(cur) -> None:
+        cur.execute("UPDATE checks SET overridden = ? WHERE id = ?", [overridden, row["id"]])
         store.audit("check_override" if overridden else "check_override_removed", "checks", row["id"],
                     before={"overridden": bool(row["overridden"])}, after={"overridden": overridden,
                     "generation_id": generation_id, "kind": kind}, actor=actor)
+
+    store.write(write)
 
 
 def latest_run(store: Store, kind: str) -> dict | None:

@@ -131,7 +131,7 @@ def _gen(store, fields, overall=None, analysis=None, review=None, note=None, edi
                       [gid, json.dumps([{"rule": "The solution imports what it needs.", "answer": "yes" if overall else "no",
                                          "reason": "uses re without importing it"}]), overall, analysis])
     if review:
-        store.execute("INSERT INTO reviews(generation_id, verdict, note, edited_fields, reviewer) VALUES (?, ?, ?, ?, 'ann')",
+        store.execute("INSERT INTO review_records(generation_id, verdict, note, edited_fields, reviewer) VALUES (?, ?, ?, ?, 'ann')",
                       [gid, review, note, None if edited is None else json.dumps(edited)])
     return gid
 

@@ -354,3 +354,31 @@ def test_cli_bulk_status_and_undo(tmp_path, monkeypatch):
     assert run("review").exit_code == 1
     human = run("review", "--status")
     assert human.exit_code == 0
+
+
+def test_undo_keeps_a_tombstone_that_reads_as_no_review(filled):
+    store, info = filled
+    gid = info["generation_ids"][20]
+    judge = store.scalar("SELECT overall FROM latest_judgments WHERE generation_id = ?", [gid])
+    rv.decide(store, gid, "rejected", reviewer="ann", expected_version=0, note="n", reasons=["trivial"])
+    rv.decide(store, gid, "accepted", reviewer="ann", expected_version=1)
+    rv.undo_last(store, "ann")
+    rv.undo_last(store, "ann")
+    tomb = store.one("SELECT * FROM review_records WHERE generation_id = ?", [gid])
+    assert tomb["undone_at"] is not None and tomb["version"] == 3
+    assert all(tomb[k] is None for k in ("verdict", "note", "reasons", "edited_fields", "reviewer", "batch_id"))
+    assert rv.get_review(store, gid) is None and rv.current_version(store, gid) == 0
+    assert store.scalar("SELECT count(*) FROM reviews WHERE generation_id = ?", [gid]) == 0
+    eff = store.one("SELECT human_verdict, reviewer, review_version, effective_verdict, decided_by "
+                    "FROM review_effective WHERE generation_id = ?", [gid])
+    want = None if judge is None else ("accepted" if judge else "rejected")
+    assert eff == {"human_verdict": None, "reviewer": None, "review_version": None,
+                   "effective_verdict": want, "decided_by": None if judge is None else "judge"}
+    assert gid in rv.queue_ids(store, rv.QueueFilter(status="unreviewed"))
+    # a bulk action over the tombstone revives it with the next version; its undo buries it again
+    res = rv.bulk_decide(store, rv.QueueFilter(status="any", search=f"#{gid}"), "accepted", reviewer="bob")
+    assert res.changed == 1 and rv.get_review(store, gid)["version"] == 4
+    rv.undo_action(store, res.batch_id, reviewer="bob")
+    assert rv.get_review(store, gid) is None
+    assert store.scalar("SELECT version FROM review_records WHERE generation_id = ?", [gid]) == 4
+    assert rv.decide(store, gid, "skipped", reviewer="cat", expected_version=0)["version"] == 5

@@ -34,7 +34,7 @@ def add_example(store: Store, fields: dict, task: str = "code_generation", langu
         store.execute("INSERT INTO judgments(generation_id, judge_model, rules, overall, parse_ok) "
                       "VALUES (?, ?, ?, ?, TRUE)", [gid, judge_model, json.dumps(rules), judge])
     if verdict is not None:
-        store.execute("INSERT INTO reviews(generation_id, verdict, edited_fields, reviewer, version) "
+        store.execute("INSERT INTO review_records(generation_id, verdict, edited_fields, reviewer, version) "
                       "VALUES (?, ?, ?, ?, 1)", [gid, verdict, None if edited is None else json.dumps(edited),
                                                  reviewer])
     return int(gid)

@@ -1,0 +1,35 @@
+"""Human review: the queue, verdicts and edits, undo, bulk actions, audit trail, judge–human agreement.
+
+* `filters`   — QueueFilter and the SQL it becomes;
+* `queue`     — counts, pages, keyset windows, the prefetching QueueCursor;
+* `items`     — one example as the review screen shows it;
+* `decisions` — single verdicts and bulk actions, with versions and the audit log;
+* `undo`      — undo one action as a unit (tombstones), the audit trail;
+* `agreement` — judge vs human tables and Cohen's kappa;
+* `effective` — the verdict that counts (human over judge);
+* `options`   — headless status and the filter widgets' values.
+
+Every write goes through `Store.write()`. The views it reads (`latest_judgments`,
+`review_effective`, `reviews`) are created by the frozen SQL migrations in core/migrations/.
+"""
+from core.review.agreement import agreement, cell_filter, kappa_from_counts
+from core.review.common import (DECISION_ACTIONS, JUDGE_CHOICES, QUICK_REASONS, SORTS, STATUS_CHOICES,
+                                UNDO_MARKER, VERDICTS, NothingToUndo, StaleReview)
+from core.review.decisions import BulkPreview, BulkResult, bulk_decide, bulk_preview, decide
+from core.review.effective import effective_verdict_sql, effective_verdicts
+from core.review.filters import QueueFilter, latest_map_id
+from core.review.items import current_version, get_item, get_review
+from core.review.options import filter_options, review_status
+from core.review.queue import (QueueCursor, first_in_queue, matches, neighbour, queue_count, queue_ids,
+                               queue_page, queue_rows, queue_summary, queue_window)
+from core.review.undo import UndoResult, audit_trail, last_action, recent_actions, undo_action, undo_last
+
+__all__ = [
+    "DECISION_ACTIONS", "JUDGE_CHOICES", "QUICK_REASONS", "SORTS", "STATUS_CHOICES", "UNDO_MARKER", "VERDICTS",
+    "NothingToUndo", "StaleReview", "QueueFilter", "QueueCursor", "BulkPreview", "BulkResult", "UndoResult",
+    "agreement", "audit_trail", "bulk_decide", "bulk_preview", "cell_filter", "current_version", "decide",
+    "effective_verdict_sql", "effective_verdicts", "filter_options", "first_in_queue", "get_item", "get_review",
+    "kappa_from_counts", "last_action", "latest_map_id", "matches", "neighbour", "queue_count", "queue_ids",
+    "queue_page", "queue_rows", "queue_summary", "queue_window", "recent_actions", "review_status",
+    "undo_action", "undo_last",
+]

@@ -1,0 +1,68 @@
+"""Judge vs human agreement: 2x2 tables, agreement rate and Cohen's kappa (the one definition)."""
+from __future__ import annotations
+
+from core.review.filters import QueueFilter, from_clause, where_clause
+from core.store import Store
+
+
+def kappa_from_counts(tp: int, fn: int, fp: int, tn: int) -> float | None:
+    """Cohen's kappa of a 2x2 table (judge yes/no x human accept/reject); None when undefined
+    (both raters used one label only, so chance agreement is 1)."""
+    n = tp + fn + fp + tn
+    if n == 0:
+        return None
+    po = (tp + tn) / n
+    pe = ((tp + fn) * (tp + fp) + (fp + tn) * (fn + tn)) / (n * n)
+    if pe >= 1.0:
+        return None
+    return (po - pe) / (1 - pe)
+
+
+def _cell_stats(tp: int, fn: int, fp: int, tn: int) -> dict:
+    """tp: judge yes & human accepted; fn: judge no & accepted; fp: judge yes & rejected; tn: both no."""
+    n = tp + fn + fp + tn
+    return {"n": n, "judge_yes_accepted": tp, "judge_no_accepted": fn, "judge_yes_rejected": fp,
+            "judge_no_rejected": tn, "agreement": (tp + tn) / n if n else None,
+            "kappa": kappa_from_counts(tp, fn, fp, tn)}
+
+
+_CELL = {(True, True): 0, (False, True): 1, (True, False): 2, (False, False): 3}
+
+
+def _tables(rows: list[dict], key: str | None) -> dict:
+    """Rows of (key, judge_yes, human_yes, n) -> key -> cell stats ("all" when key is None)."""
+    out: dict = {}
+    for r in rows:
+        c = out.setdefault(r[key] if key else "all", [0, 0, 0, 0])
+        c[_CELL[(bool(r["judge_yes"]), bool(r["human_yes"]))]] += int(r["n"])
+    return {k: _cell_stats(*v) for k, v in sorted(out.items())}
+
+
+def agreement(store: Store, f: QueueFilter | None = None) -> dict:
+    """Judge vs human on examples with both a judge verdict and a human accept/reject:
+    overall, per task and per rule (a rule's yes/no against the human's accept/reject)."""
+    f = (f or QueueFilter()).with_(status="reviewed", judge="any", rule=None)
+    frm, _ = from_clause(store, f)
+    where, p = where_clause(f)
+    by_task = store.rows(f"""
+        SELECT g.task, j.overall AS judge_yes, r.verdict = 'accepted' AS human_yes, count(*) AS n
+        {frm} WHERE {where} AND j.overall IS NOT NULL GROUP BY ALL""", p)
+    by_rule = store.rows(f"""
+        SELECT (e->>'rule') AS rule, lower(e->>'answer') = 'yes' AS judge_yes, human_yes, count(*) AS n
+        FROM (SELECT unnest(CAST(j.rules AS JSON[])) AS e, r.verdict = 'accepted' AS human_yes
+              {frm} WHERE {where} AND json_type(j.rules) = 'ARRAY')
+        WHERE lower(e->>'answer') IN ('yes', 'no') AND (e->>'rule') IS NOT NULL
+        GROUP BY ALL""", p)
+    overall = _tables(by_task, None).get("all", _cell_stats(0, 0, 0, 0))
+    return {"overall": overall, "per_task": _tables(by_task, "task"), "per_rule": _tables(by_rule, "rule")}
+
+
+def cell_filter(base: QueueFilter, judge_yes: bool, human_accepted: bool, task: str | None = None,
+                rule: str | None = None) -> QueueFilter:
+    """The queue filter that lists the examples behind one agreement cell."""
+    f = base.with_(status="accepted" if human_accepted else "rejected")
+    if task:
+        f = f.with_(tasks=(task,))
+    if rule:
+        return f.with_(judge="any", rule=rule, rule_answer="yes" if judge_yes else "no")
+    return f.with_(judge="passed" if judge_yes else "failed", rule=None)

@@ -1,0 +1,196 @@
+"""Human verdicts: one decision (optionally with edited fields) and bulk actions over a filter.
+
+Concurrency: every review carries a `version`. A save names the version it was based on
+(`expected_version`, 0 = "no review yet"); if the review changed since, `StaleReview` is raised
+and nothing is written. Versions only grow per generation (undo included: an undone review stays
+in `review_records` as a tombstone holding its highest version), so an old tab can never save
+over a newer verdict. Every change writes `audit_log` rows (who, when, before, after); one user
+action shares one `batch_id` and is undone as a unit (core.review.undo).
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Iterable
+
+from core.errors import ShoalError
+from core.review.common import VERDICTS, StaleReview, loads, require_reviewer, row_dict
+from core.review.filters import QueueFilter, from_clause, where_clause
+from core.store import Store
+
+
+def review_json(r: dict | None) -> dict | None:
+    """A review row as it is stored in the audit log's before/after."""
+    if r is None:
+        return None
+    return {"verdict": r["verdict"], "note": r.get("note"), "reasons": loads(r.get("reasons")) or [],
+            "edited_fields": loads(r.get("edited_fields")), "reviewer": r.get("reviewer"),
+            "version": int(r["version"]), "batch_id": r.get("batch_id")}
+
+
+def highest_version(cur, generation_id: int) -> int:
+    """The highest version this generation's review ever had (a tombstone keeps it), 0 if none."""
+    v = cur.execute("SELECT version FROM review_records WHERE generation_id = ?", [int(generation_id)]).fetchone()
+    return int(v[0]) if v else 0
+
+
+def _clean_edit(original: dict, edited: dict | None) -> dict | None:
+    """Validate an edited copy of the fields; None when nothing changed."""
+    if edited is None:
+        return None
+    if not isinstance(edited, dict):
+        raise ShoalError("Edited fields must be an object of field name -> text.")
+    unknown = set(edited) - set(original)
+    if unknown:
+        raise ShoalError(f"Cannot edit unknown field(s) {', '.join(sorted(unknown))}; "
+                         f"this example has {', '.join(original)}.")
+    merged = dict(original)
+    for k, v in edited.items():
+        if not isinstance(v, str):
+            raise ShoalError(f"Field {k!r} must be text.")
+        merged[k] = v
+    return None if merged == original else merged
+
+
+def _original_fields(store: Store, gid: int) -> dict:
+    gen = store.one("SELECT fields FROM generations WHERE id = ?", [gid])
+    if gen is None:
+        raise ShoalError(f"There is no generated example #{gid}.")
+    original = loads(gen["fields"])
+    return original if isinstance(original, dict) else {}
+
+
+_UPSERT_DECISION = (
+    "INSERT INTO review_records(generation_id, verdict, note, reasons, edited_fields, reviewer, version,"
+    " batch_id, updated_at, undone_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, current_timestamp, NULL) "
+    "ON CONFLICT (generation_id) DO UPDATE SET verdict = excluded.verdict, note = excluded.note,"
+    " reasons = excluded.reasons, edited_fields = excluded.edited_fields, reviewer = excluded.reviewer,"
+    " version = excluded.version, batch_id = NULL, updated_at = excluded.updated_at, undone_at = NULL")
+
+
+def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, expected_version: int,
+           note: str | None = None, reasons: Iterable[str] | None = None,
+           edited_fields: dict | None = None) -> dict:
+    """Record one human verdict (optionally with edited fields). Written and committed before it
+    returns; raises StaleReview if the review is no longer at `expected_version`."""
+    if verdict not in VERDICTS:
+        raise ShoalError(f"Unknown verdict {verdict!r}; use one of {', '.join(VERDICTS)}.")
+    reviewer = require_reviewer(reviewer)
+    gid = int(generation_id)
+    original = _original_fields(store, gid)
+    reasons = [str(x) for x in (reasons or [])]
+    note = (note or "").strip() or None
+    batch_id = uuid.uuid4().hex
+
+    def write(cur) -> dict:
+        current = row_dict(cur, cur.execute("SELECT * FROM reviews WHERE generation_id = ?", [gid]).fetchone())
+        if (current["version"] if current else 0) != int(expected_version):
+            raise StaleReview(gid, current, int(expected_version))
+        edited = _clean_edit(original, edited_fields) if edited_fields is not None else (
+            loads(current["edited_fields"]) if current else None)
+        after = {"verdict": verdict, "note": note, "reasons": reasons, "edited_fields": edited,
+                 "reviewer": reviewer, "version": highest_version(cur, gid) + 1, "batch_id": None}
+        cur.execute(_UPSERT_DECISION, [gid, verdict, note, json.dumps(reasons),
+                                       None if edited is None else json.dumps(edited), reviewer, after["version"]])
+        cur.execute(
+            "INSERT INTO audit_log(actor, action, entity, entity_id, before, after, batch_id) "
+            "VALUES (?, 'review.decide', 'review', ?, ?, ?, ?)",
+            [reviewer, str(gid), None if current is None else json.dumps(review_json(current), default=str),
+             json.dumps(after), batch_id])
+        return after
+
+    after = store.write(write)
+    return {**after, "generation_id": gid, "action_id": batch_id}
+
+
+# --------------------------------------------------------------------------- bulk
+
+@dataclass
+class BulkPreview:
+    matching: int          # examples in the filter
+    to_change: int         # would get the new verdict
+    overriding: int        # of those, already have the other human verdict (only with overwrite)
+    already: int           # already have this verdict
+
+
+@dataclass
+class BulkResult:
+    batch_id: str
+    changed: int
+    verdict: str
+
+
+def _bulk_scope(f: QueueFilter, verdict: str, overwrite: bool) -> tuple[str, list]:
+    where, p = where_clause(f)
+    guard = "r.verdict IS DISTINCT FROM ?"
+    if not overwrite:
+        guard += " AND (r.verdict IS NULL OR r.verdict = 'skipped')"
+    return f"{where} AND {guard}", p + [verdict]
+
+
+def bulk_preview(store: Store, f: QueueFilter, verdict: str, overwrite: bool = False) -> BulkPreview:
+    frm, _ = from_clause(store, f)
+    where, p = where_clause(f)
+    row = store.execute(f"""
+        SELECT count(*),
+               count(*) FILTER (WHERE r.verdict IS DISTINCT FROM ?
+                                AND ({'TRUE' if overwrite else 'FALSE'} OR r.verdict IS NULL OR r.verdict = 'skipped')),
+               count(*) FILTER (WHERE r.verdict IN ('accepted', 'rejected') AND r.verdict <> ?),
+               count(*) FILTER (WHERE r.verdict = ?)
+        {frm} WHERE {where}""", [verdict, verdict, verdict] + p).fetchone()
+    return BulkPreview(int(row[0]), int(row[1]), int(row[2]) if overwrite else 0, int(row[3]))
+
+
+_BEFORE_JSON = ("CASE WHEN r.verdict IS NULL THEN NULL ELSE json_object('verdict', r.verdict, 'note', r.note,"
+                " 'reasons', r.reasons, 'edited_fields', r.edited_fields, 'reviewer', r.reviewer,"
+                " 'version', r.version, 'batch_id', r.batch_id) END")
+
+
+def _write_bulk(cur, frm: str, where: str, p: list, verdict: str, note: str | None, reviewer: str,
+                batch_id: str) -> int:
+    """Inside the transaction: audit rows and review rows for every example in scope; their number."""
+    cur.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _bulk AS
+        SELECT g.id AS gid, {_BEFORE_JSON} AS before, r.edited_fields AS edited
+        {frm} WHERE {where}""", p)
+    cur.execute("""
+        CREATE OR REPLACE TEMP TABLE _bulk_v AS
+        SELECT b.*, coalesce(rr.version, 0) + 1 AS new_version
+        FROM _bulk b LEFT JOIN review_records rr ON rr.generation_id = b.gid""")
+    n = int(cur.execute("SELECT count(*) FROM _bulk_v").fetchone()[0])
+    if n:
+        cur.execute("""
+            INSERT INTO audit_log(actor, action, entity, entity_id, before, after, batch_id)
+            SELECT ?, 'review.bulk', 'review', CAST(gid AS VARCHAR), before,
+                   json_object('verdict', ?, 'note', ?, 'reasons', '[]'::JSON, 'edited_fields', edited,
+                               'reviewer', ?, 'version', new_version, 'batch_id', ?), ?
+            FROM _bulk_v ORDER BY gid""", [reviewer, verdict, note, reviewer, batch_id, batch_id])
+        cur.execute("""
+            INSERT INTO review_records(generation_id, verdict, note, reasons, edited_fields, reviewer, version,
+                                       batch_id, updated_at, undone_at)
+            SELECT gid, ?, ?, '[]', edited, ?, new_version, ?, current_timestamp, NULL FROM _bulk_v
+            ON CONFLICT (generation_id) DO UPDATE SET verdict = excluded.verdict, note = excluded.note,
+                reasons = excluded.reasons, edited_fields = excluded.edited_fields,
+                reviewer = excluded.reviewer, version = excluded.version, batch_id = excluded.batch_id,
+                updated_at = excluded.updated_at, undone_at = NULL""", [verdict, note, reviewer, batch_id])
+    cur.execute("DROP TABLE IF EXISTS _bulk")
+    cur.execute("DROP TABLE IF EXISTS _bulk_v")
+    return n
+
+
+def bulk_decide(store: Store, f: QueueFilter, verdict: str, *, reviewer: str, note: str | None = None,
+                overwrite: bool = False) -> BulkResult:
+    """Give every example matching the filter the verdict, in one transaction, as one undoable action.
+    Without `overwrite`, examples that already carry a human accept/reject keep it."""
+    if verdict not in ("accepted", "rejected"):
+        raise ShoalError("Bulk actions accept or reject.")
+    reviewer = require_reviewer(reviewer)
+    batch_id = uuid.uuid4().hex
+    note = (note or "").strip() or None
+    frm, _ = from_clause(store, f)
+    where, p = _bulk_scope(f, verdict, overwrite)
+    n = store.write(lambda cur: _write_bulk(cur, frm, where, p, verdict, note, reviewer, batch_id))
+    if n > 1000:
+        store.checkpoint()
+    return BulkResult(batch_id, n, verdict)

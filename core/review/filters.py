@@ -1,0 +1,156 @@
+"""What the reviewer is looking at (`QueueFilter`) and the SQL it becomes.
+
+Everything is SQL over the store, so the queue stays fast with 100k generations: the FROM clause
+joins only what a filter and sort need, and the WHERE clause is built with parameters.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, replace
+from typing import Iterable
+
+from core.errors import ShoalError
+from core.review.common import JUDGE_CHOICES, SORTS, STATUS_CHOICES
+from core.store import Store
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What the reviewer is looking at. Empty tuples / 'any' / None mean no restriction."""
+    tasks: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()          # snippet language or translation target
+    clusters: tuple[int, ...] = ()           # clusters of `map_id` (default: the latest map)
+    map_id: int | None = None
+    selection_id: int | None = None
+    judge: str = "any"                       # any | passed | failed | unjudged
+    rule: str | None = None                  # a judge rule ...
+    rule_answer: str = "no"                  # ... answered yes / no
+    status: str = "todo"                     # see STATUS_CHOICES; todo = not accepted/rejected
+    reviewer: str | None = None
+    search: str = ""
+
+    def __post_init__(self):
+        if self.judge not in JUDGE_CHOICES:
+            raise ShoalError(f"Unknown judge filter {self.judge!r}; use one of {', '.join(JUDGE_CHOICES)}.")
+        if self.status not in STATUS_CHOICES:
+            raise ShoalError(f"Unknown status filter {self.status!r}; use one of {', '.join(STATUS_CHOICES)}.")
+        if self.rule_answer not in ("yes", "no"):
+            raise ShoalError("rule_answer must be 'yes' or 'no'.")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("tasks", "languages", "clusters"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "QueueFilter":
+        d = dict(d or {})
+        known = {f for f in cls.__dataclass_fields__}
+        d = {k: v for k, v in d.items() if k in known}
+        for k in ("tasks", "languages"):
+            d[k] = tuple(str(x) for x in d.get(k) or ())
+        d["clusters"] = tuple(int(x) for x in d.get("clusters") or ())
+        return cls(**d)
+
+    def with_(self, **changes) -> "QueueFilter":
+        return replace(self, **changes)
+
+
+def latest_map_id(store: Store) -> int | None:
+    return store.scalar("SELECT max(id) FROM maps WHERE coalesce(status, 'done') = 'done'")
+
+
+def from_clause(store: Store, f: QueueFilter, sort: str | None = None) -> tuple[str, int | None]:
+    """FROM clause joining only what the filter and sort need (each join costs a scan at 100k)."""
+    parts = ["FROM generations g",
+             "LEFT JOIN latest_judgments j ON j.generation_id = g.id",
+             "LEFT JOIN reviews r ON r.generation_id = g.id"]
+    if f.languages or (f.search or "").strip():
+        parts.append("LEFT JOIN snippets s ON s.id = g.snippet_id")
+    map_id = None
+    if f.clusters or sort == "cluster":
+        map_id = f.map_id if f.map_id is not None else latest_map_id(store)
+        parts.append("LEFT JOIN map_points mp ON mp.snippet_id = g.snippet_id AND mp.map_id = "
+                     + (str(int(map_id)) if map_id is not None else "NULL"))
+    return "\n".join(parts) + "\n", map_id
+
+
+def _in(col: str, values: Iterable, params: list) -> str:
+    values = list(values)
+    params.extend(values)
+    return f"{col} IN ({', '.join('?' * len(values))})"
+
+
+_JUDGE_SQL = {"any": "TRUE", "passed": "j.overall", "failed": "NOT j.overall", "unjudged": "j.overall IS NULL"}
+_STATUS_SQL = {
+    "any": "TRUE",
+    "todo": "(r.verdict IS NULL OR r.verdict = 'skipped')",
+    "unreviewed": "r.verdict IS NULL",
+    "reviewed": "r.verdict IN ('accepted', 'rejected')",
+    "accepted": "r.verdict = 'accepted'",
+    "rejected": "r.verdict = 'rejected'",
+    "skipped": "r.verdict = 'skipped'",
+    "edited": "r.edited_fields IS NOT NULL",
+}
+
+
+def _rule_condition(f: QueueFilter, p: list) -> str:
+    if f.rule_answer == "no":
+        p.append(f.rule)
+        return "list_contains(j.failed_rules, ?)"
+    p.extend([f.rule, f.rule])   # answered, and not among the failed ones
+    return ("json_type(j.rules) = 'ARRAY' AND list_contains(json_extract_string(j.rules, '$[*].rule'), ?)"
+            " AND NOT coalesce(list_contains(j.failed_rules, ?), FALSE)")
+
+
+def _search_condition(text: str, p: list) -> str:
+    if text.startswith("#") and text[1:].isdigit():
+        p.append(int(text[1:]))
+        return "g.id = ?"
+    # RE2 with (?i) is ~5x faster than ILIKE on JSON text in DuckDB
+    p.extend(["(?i)" + re.escape(text)] * 5)
+    return ("(regexp_matches(CAST(g.fields AS VARCHAR), ?) OR regexp_matches(s.code, ?)"
+            " OR regexp_matches(coalesce(r.note, ''), ?)"
+            " OR regexp_matches(coalesce(CAST(r.edited_fields AS VARCHAR), ''), ?)"
+            " OR regexp_matches(coalesce(s.func_name, ''), ?))")
+
+
+def where_clause(f: QueueFilter) -> tuple[str, list]:
+    """The WHERE clause (without the keyword) and its parameters for a filter."""
+    conds, p = ["TRUE"], []
+    if f.tasks:
+        conds.append(_in("g.task", f.tasks, p))
+    if f.languages:
+        conds.append(f"({_in('s.language', f.languages, p)} OR {_in('g.target_language', f.languages, p)})")
+    if f.clusters:
+        conds.append(_in("mp.cluster", f.clusters, p))
+    if f.selection_id is not None:
+        conds.append("g.snippet_id IN (SELECT snippet_id FROM selection_items WHERE selection_id = ?)")
+        p.append(int(f.selection_id))
+    conds.append(_JUDGE_SQL[f.judge])
+    if f.rule:
+        conds.append(_rule_condition(f, p))
+    conds.append(_STATUS_SQL[f.status])
+    if f.reviewer:
+        conds.append("r.reviewer = ?")
+        p.append(f.reviewer)
+    text = (f.search or "").strip()
+    if text:
+        conds.append(_search_condition(text, p))
+    return " AND ".join(conds), p
+
+
+def sort_keys(sort: str, seed: int) -> tuple[str, str]:
+    """(k1, k2) expressions; the queue is ordered by k1, then k2 (both ascending, k2 unique)."""
+    if sort == "judge_failed_first":
+        return "(CASE WHEN j.overall = FALSE THEN 0 WHEN j.overall IS NULL THEN 1 ELSE 2 END)", "g.id"
+    if sort == "random":
+        return f"CAST(hash(g.id, {int(seed)}) >> 1 AS BIGINT)", "g.id"
+    if sort == "cluster":
+        return "coalesce(mp.cluster, 2147483647)", "g.id"
+    if sort == "newest":
+        return "(g.id * 0)", "-g.id"
+    if sort == "oldest":
+        return "(g.id * 0)", "g.id"
+    raise ShoalError(f"Unknown sort {sort!r}; use one of {', '.join(SORTS)}.")

@@ -1,0 +1,72 @@
+"""One example as the review screen shows it, and its current review."""
+from __future__ import annotations
+
+from core.review.common import loads
+from core.review.filters import latest_map_id
+from core.store import Store
+
+
+def get_review(store: Store, generation_id: int) -> dict | None:
+    """The live review of a generation; None when it has none (never decided, or undone)."""
+    row = store.one("SELECT * FROM reviews WHERE generation_id = ?", [int(generation_id)])
+    if row is None:
+        return None
+    row["reasons"] = loads(row["reasons"]) or []
+    row["edited_fields"] = loads(row["edited_fields"])
+    return row
+
+
+def current_version(store: Store, generation_id: int) -> int:
+    """The version a save must name as `expected_version`: the live review's, 0 when there is none."""
+    r = store.scalar("SELECT version FROM reviews WHERE generation_id = ?", [int(generation_id)])
+    return int(r or 0)
+
+
+def _generation(store: Store, generation_id: int) -> dict | None:
+    g = store.one("SELECT * FROM generations WHERE id = ?", [int(generation_id)])
+    if g is None:
+        return None
+    g["fields"] = loads(g["fields"])
+    if not isinstance(g["fields"], dict):
+        g["fields"] = {"raw": "" if g["fields"] is None else str(g["fields"])}
+    g["prefilter_reasons"] = loads(g.get("prefilter_reasons"))
+    return g
+
+
+def _judgment(store: Store, generation_id: int) -> dict | None:
+    """The generation's current (newest) judgment with its rules as a list of dicts."""
+    judgment = store.one("SELECT * EXCLUDE (failed_rules) FROM latest_judgments WHERE generation_id = ?",
+                         [int(generation_id)])
+    if judgment is not None:
+        rules = loads(judgment["rules"])
+        judgment["rules"] = [r for r in rules if isinstance(r, dict)] if isinstance(rules, list) else []
+    return judgment
+
+
+def _prompt(store: Store, prompt_version_id, columns: str) -> dict | None:
+    if prompt_version_id is None:
+        return None
+    return store.one(f"SELECT {columns} FROM prompt_versions WHERE id = ?", [prompt_version_id])
+
+
+def _cluster(store: Store, snippet: dict) -> dict | None:
+    map_id = latest_map_id(store)
+    if map_id is None or not snippet:
+        return None
+    return store.one(
+        "SELECT mp.cluster, c.label FROM map_points mp LEFT JOIN clusters c "
+        "ON c.map_id = mp.map_id AND c.cluster = mp.cluster WHERE mp.map_id = ? AND mp.snippet_id = ?",
+        [map_id, snippet["id"]])
+
+
+def get_item(store: Store, generation_id: int) -> dict | None:
+    """Everything the review screen shows for one example (point lookups only)."""
+    g = _generation(store, generation_id)
+    if g is None:
+        return None
+    snippet = store.one("SELECT * FROM snippets WHERE id = ?", [g["snippet_id"]]) or {}
+    judgment = _judgment(store, generation_id)
+    return {"generation": g, "snippet": snippet, "judgment": judgment, "review": get_review(store, generation_id),
+            "prompt": _prompt(store, g.get("prompt_version_id"), "id, task, version, note, created_at"),
+            "judge_prompt": _prompt(store, (judgment or {}).get("prompt_version_id"), "id, task, version"),
+            "cluster": _cluster(store, snippet)}
