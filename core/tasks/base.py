@@ -109,9 +109,13 @@ class TaskSpec:
         return out
 
     def prefilter(self, fields: dict, source_code: str | None = None) -> PrefilterResult:
-        """Normalized fields and every check that dropped them. `source_code` (the snippet) lets the
-        checks that compare information with the snippet run."""
-        return run_checks(self, self.checks, self.normalize(fields), source_code)
+        """Every check that drops the reply, and its normalized fields. The checks see the fields as
+        written (a blank input is an empty field, not "no input"); `source_code` (the snippet) lets
+        the checks that compare information with the snippet run."""
+        as_written = {k: ("" if v is None else str(v)) for k, v in fields.items()}
+        result = run_checks(self, self.checks, as_written, source_code)
+        result.fields = self.normalize(as_written)
+        return result
 
     # ----------------------------------------------------------------- code fields
 

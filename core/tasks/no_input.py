@@ -5,8 +5,6 @@ and the Review page shows it as plain text rather than as code.
 """
 from __future__ import annotations
 
-import re
-
 NO_INPUT = "no input"
 
 # Values meaning "nothing here", compared after lower-casing and trimming trailing punctuation and quotes.
@@ -24,4 +22,8 @@ def is_no_input(value: object) -> bool:
     """True when `value` says there is no input (None, blank, or a placeholder such as "N/A.")."""
     if value is None:
         return True
-    return re.sub(r"[\s.!:;]+$", "", str(value).strip().lower()).strip("\"'` ") in PLACEHOLDERS
+    text = str(value).strip().lower()
+    end = len(text)   # drop trailing whitespace and .!:; (a scan from the end: inputs can be long code)
+    while end and (text[end - 1].isspace() or text[end - 1] in ".!:;"):
+        end -= 1
+    return text[:end].strip("\"'` ") in PLACEHOLDERS

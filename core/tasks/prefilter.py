@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from core.tasks.no_input import NO_INPUT
+from core.tasks.no_input import is_no_input
 
 if TYPE_CHECKING:
     from core.tasks.base import TaskSpec
@@ -48,7 +48,7 @@ class PrefilterResult:
 
 def run_checks(spec: "TaskSpec", checks: tuple[Check, ...], fields: dict,
                source_code: str | None = None) -> PrefilterResult:
-    """Every check on `fields` (already normalized); the example passes when none drops it."""
+    """Every check on `fields` (string values); the example passes when none drops it."""
     reasons = [v.reason for v in (check(spec, fields, source_code) for check in checks) if not v.keep]
     return PrefilterResult(not reasons, reasons, fields)
 
@@ -109,13 +109,15 @@ def _instruction_too_long(spec, fields, source_code):
 
 
 def _information_missing_code(spec, fields, source_code):
-    return "this task needs the code in information" if fields.get("information") == NO_INPUT else None
+    if "information" in fields and is_no_input(fields["information"]):   # a missing one is missing_fields
+        return "this task needs the code in information"
+    return None
 
 
 def _information_not_from_snippet(spec, fields, source_code):
     """A small model tends to copy a few-shot example instead of using the snippet."""
     info = fields.get("information", "")
-    if not source_code or info == NO_INPUT:
+    if not source_code or is_no_input(info):
         return None
     share, n = identifier_share(info, source_code)
     if n >= 3 and share < FROM_SNIPPET_MIN_SHARE:
