@@ -26,14 +26,12 @@ from core.errors import ShoalError
 from core.llm import parse_reply
 from core.store import Store
 from core.tasks import Judgment, TaskSpec, get_task
-from core.tasks.no_input import NO_INPUT, PLACEHOLDERS, is_no_input
-from core.tasks.prefilter import FROM_SNIPPET_MIN_SHARE, PrefilterResult, identifier_share
+from core.tasks.prefilter import PrefilterResult
 from core.tasks.prompts import fence
 
 __all__ = ["PromptVersion", "content_hash", "validate_content", "save_prompt_version", "current_prompt_version",
            "get_prompt_version", "list_prompt_versions", "build_generator_messages", "build_judge_messages",
-           "fence", "prefilter", "PrefilterResult", "is_placeholder", "identifier_share", "NO_INPUT",
-           "PLACEHOLDERS", "FROM_SNIPPET_MIN_SHARE", "normalize_judgment", "PoolSnapshot", "PoolConfig", "Pools",
+           "fence", "prefilter", "PrefilterResult", "normalize_judgment", "PoolSnapshot", "PoolConfig", "Pools",
            "few_shot", "CallInfo", "ItemResult", "generate_one"]
 
 
@@ -119,11 +117,6 @@ def build_judge_messages(spec: TaskSpec, content: dict, snippet: dict, target_la
 def prefilter(task: str, fields: dict, source_code: str | None = None) -> PrefilterResult:
     """The task's pre-filter checks on one reply (TaskSpec.prefilter): normalized fields and every failed rule."""
     return get_task(task).prefilter(fields, source_code)
-
-
-def is_placeholder(value: str) -> bool:
-    """Whether `value` says there is no input (core.tasks.no_input.is_no_input)."""
-    return is_no_input(value)
 
 
 # --------------------------------------------------------------------------- judge
