@@ -1,4 +1,9 @@
-"""Generator–discriminator pipeline for one item: prompt assembly, rule pre-filter, judge, example pools.
+"""Generator–discriminator pipeline for one item, prompt versions and the example pools.
+
+What a task means (its prompts, pre-filter checks, code fields, export mapping) lives in its
+spec, core.tasks; this module runs the loop (generate → parse → pre-filter → judge) and picks
+the few-shot examples. The prompt-assembly and pre-filter names are re-exported here for the
+modules that import them from core.generate.
 
 Prompt versions: a task's editable content (definition, requirements, rules, templates, built-in
 examples) is stored in `prompt_versions`; saving changed content creates the next version and
@@ -11,42 +16,23 @@ answered is then served from the LLM cache).
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined
-from jinja2.exceptions import TemplateError
-from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ValidationError
-
 from core.errors import ShoalError
-from core.llm import balanced_objects
+from core.llm import parse_reply
 from core.store import Store
-from core.tasks import Judgment, TaskSpec, count_sentences, get_task
+from core.tasks import Judgment, TaskSpec, get_task
+from core.tasks.prefilter import PrefilterResult
+from core.tasks.prompts import fence
 
-NO_INPUT = "no input"
-
-# Values a generator writes when there is nothing to say; normalized to "no input".
-PLACEHOLDERS = {
-    "", "none", "no", "n/a", "na", "nil", "null", "nothing", "-", "--", "empty", "not applicable",
-    "no input", "no inputs", "no input required", "no input needed", "no additional input",
-    "no additional input required", "no additional information", "no additional information is required",
-    "no additional information required", "no information", "no extra information", "no extra input",
-    "not required", "no information needed", "none required", "none needed",
-}
-
-_JINJA = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
-
-
-@functools.lru_cache(maxsize=128)
-def _template(source: str):
-    """Compiled templates by source text (compiling costs far more than rendering)."""
-    return _JINJA.from_string(source)
+__all__ = ["PromptVersion", "content_hash", "validate_content", "save_prompt_version", "current_prompt_version",
+           "get_prompt_version", "list_prompt_versions", "build_generator_messages", "build_judge_messages",
+           "fence", "prefilter", "PrefilterResult", "normalize_judgment", "PoolSnapshot", "PoolConfig", "Pools",
+           "few_shot", "CallInfo", "ItemResult", "generate_one"]
 
 
 # --------------------------------------------------------------------------- prompt versions
@@ -71,27 +57,15 @@ def _pv_from_row(row: dict) -> PromptVersion:
 
 def validate_content(task: str, content: dict) -> None:
     """Refuse content that cannot render (missing parts, broken template) before it is saved."""
-    spec = get_task(task)
-    for key in ("definition", "requirements", "rules", "generator_template", "judge_template"):
-        if not content.get(key):
-            raise ShoalError(f"The {task} prompt needs a non-empty '{key}'.")
-    for key in ("requirements", "rules"):
-        if not isinstance(content[key], list) or not all(isinstance(x, str) and x.strip() for x in content[key]):
-            raise ShoalError(f"'{key}' must be a list of non-empty lines.")
-    probe = {"language": "python", "code": "def f():\n    return 1\n", "id": "probe"}
-    try:
-        build_generator_messages(spec, content, probe, "go" if spec.needs_target_language else None, [], [])
-        build_judge_messages(spec, content, probe, "go" if spec.needs_target_language else None,
-                             {k: "x" for k in spec.keys})
-    except TemplateError as exc:
-        raise ShoalError(f"The {task} template does not render: {exc}") from None
+    get_task(task).validate_content(content)
 
 
 def save_prompt_version(store: Store, task: str, content: dict, note: str | None = None) -> PromptVersion:
     """Store `content` as the next version of `task`, or return the existing version with the same content."""
     validate_content(task, content)
     h = content_hash(content)
-    with store.transaction() as cur:
+
+    def insert_if_new(cur) -> None:
         row = cur.execute("SELECT * FROM prompt_versions WHERE task = ? AND content_hash = ? ORDER BY version DESC",
                           [task, h]).fetchone()
         if row is None:
@@ -99,6 +73,8 @@ def save_prompt_version(store: Store, task: str, content: dict, note: str | None
                                       [task]).fetchone()[0])
             cur.execute("INSERT INTO prompt_versions(task, version, content, content_hash, note) VALUES (?, ?, ?, ?, ?)",
                         [task, version, json.dumps(content, ensure_ascii=False), h, note])
+
+    store.write(insert_if_new)
     row = store.one("SELECT * FROM prompt_versions WHERE task = ? AND content_hash = ? ORDER BY version DESC",
                     [task, h])
     return _pv_from_row(row)
@@ -124,142 +100,23 @@ def list_prompt_versions(store: Store, task: str) -> list[dict]:
                       "WHERE task = ? ORDER BY version DESC", [task])
 
 
-# --------------------------------------------------------------------------- prompt assembly
-
-def fence(text: str, info: str = "") -> str:
-    """Fence `text` with a backtick run longer than any inside it, so it cannot close the block."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    ticks = "`" * max(3, longest + 1)
-    body = text if text.endswith("\n") else text + "\n"
-    return f"{ticks}{info}\n{body}{ticks}"
-
-
-def _example_block(fields: dict) -> str:
-    # The same pool examples recur in every prompt; the indented dump is pure-Python and slow.
-    return _example_block_of(json.dumps(fields, ensure_ascii=False))
-
-
-@functools.lru_cache(maxsize=4096)
-def _example_block_of(compact_json: str) -> str:
-    return fence(json.dumps(json.loads(compact_json), indent=2, ensure_ascii=False), "json")
-
+# --------------------------------------------------------------------------- the task spec's parts, by their old names
 
 def build_generator_messages(spec: TaskSpec, content: dict, snippet: dict, target_language: str | None,
                              good: list[dict], bad: list[dict]) -> list[dict]:
-    """Chat messages for the generator. `good`: field dicts; `bad`: {"fields", "analysis"} dicts."""
-    language = snippet.get("language") or "code"
-    user = _template(content["generator_template"]).render(
-        task=spec.name, target_language=target_language, definition=content["definition"],
-        requirements=content["requirements"], keys=spec.keys, language=language,
-        good_examples=[{"block": _example_block(g)} for g in good],
-        bad_examples=[{"block": _example_block(b["fields"]), "analysis": b.get("analysis") or ""} for b in bad],
-        code_block=fence(snippet["code"], language),
-    )
-    return [{"role": "system", "content": content.get("generator_system") or ""},
-            {"role": "user", "content": user}]
+    """Chat messages for the generator (TaskSpec.generator_messages)."""
+    return spec.generator_messages(content, snippet, target_language, good, bad)
 
 
 def build_judge_messages(spec: TaskSpec, content: dict, snippet: dict, target_language: str | None,
                          fields: dict) -> list[dict]:
-    language = snippet.get("language") or "code"
-    user = _template(content["judge_template"]).render(
-        task=spec.name, target_language=target_language, definition=content["definition"],
-        rules=content["rules"], language=language, code_block=fence(snippet["code"], language),
-        example_block=_example_block(fields),
-    )
-    return [{"role": "system", "content": content.get("judge_system") or ""},
-            {"role": "user", "content": user}]
-
-
-# --------------------------------------------------------------------------- parsing
-
-def parse_reply(schema: type[BaseModel], text: str | None) -> tuple[BaseModel | None, str | None]:
-    """Tolerant parse of a model reply into `schema`: whole text, then a fenced block, then the first {...}."""
-    if not text or not text.strip():
-        return None, "empty reply"
-    candidates = [text.strip()]
-    m = re.search(r"(`{3,})[a-zA-Z]*\n(.*?)\n\1", text, re.S)
-    if m:
-        candidates.append(m.group(2))
-    block = next(balanced_objects(text), None)
-    if block:
-        candidates.append(block)
-    error = "invalid json"
-    for cand in candidates:
-        try:
-            data = json.loads(cand)
-        except ValueError:
-            continue
-        try:
-            return schema.model_validate(data), None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            error = f"schema: {'.'.join(str(p) for p in first['loc']) or 'object'} {first['msg']}"
-    return None, error
-
-
-# --------------------------------------------------------------------------- rule pre-filter
-
-@dataclass
-class PrefilterResult:
-    ok: bool
-    reasons: list[str]
-    fields: dict
-
-
-def is_placeholder(value: str) -> bool:
-    return re.sub(r"[\s.!:;]+$", "", value.strip().lower()).strip("\"'` ") in PLACEHOLDERS
-
-
-_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
-# words every language shares: they say nothing about where a piece of code came from
-_COMMON_WORDS = {"def", "return", "self", "none", "true", "false", "null", "nil", "for", "while", "and", "not",
-                 "else", "elif", "import", "from", "class", "function", "func", "var", "let", "const", "int",
-                 "str", "string", "print", "len", "range", "public", "private", "static", "void", "new", "this",
-                 "end", "the", "with", "pass", "raise", "try", "except", "finally", "yield", "lambda", "bool"}
-FROM_SNIPPET_MIN_SHARE = 0.5
-CODE_IN_INFORMATION = ("code_repair", "code_translation", "code_summarization")  # information = the snippet
-
-
-def identifier_share(text: str, source: str) -> tuple[float, int]:
-    """Share of the distinct identifiers of `text` that also occur in `source` (case-insensitive), and their count."""
-    words = {w.lower() for w in _IDENT_RE.findall(text)} - _COMMON_WORDS
-    if not words:
-        return 1.0, 0
-    known = {w.lower() for w in _IDENT_RE.findall(source)}
-    return len(words & known) / len(words), len(words)
+    """Chat messages for the judge (TaskSpec.judge_messages)."""
+    return spec.judge_messages(content, snippet, target_language, fields)
 
 
 def prefilter(task: str, fields: dict, source_code: str | None = None) -> PrefilterResult:
-    """Cheap deterministic checks before any judge call; returns normalized fields and every failed rule.
-
-    With `source_code` (the snippet), tasks whose information must be that snippet (summarization,
-    translation) or a broken copy of it (repair) fail when it is mostly other code — a small model
-    tends to copy a few-shot example instead."""
-    spec = get_task(task)
-    fields = {k: ("" if v is None else str(v)) for k, v in fields.items()}
-    reasons: list[str] = []
-    missing = [k for k in spec.keys if k not in fields]
-    if missing:
-        reasons.append(f"missing_fields: {', '.join(missing)}")
-    empty = [k for k in spec.keys if k in fields and not fields[k].strip()]
-    if len(empty) > 1:
-        reasons.append(f"empty_fields: {', '.join(empty)}")
-    if "information" in fields and is_placeholder(fields["information"]):
-        fields["information"] = NO_INPUT
-    if spec.instruction_field and fields.get(spec.instruction_field, "").strip():
-        n = count_sentences(fields[spec.instruction_field])
-        if n > 2:
-            reasons.append(f"instruction_too_long: {n} sentences (at most 2)")
-    if task in CODE_IN_INFORMATION and fields.get("information") == NO_INPUT:
-        reasons.append("information_missing_code: this task needs the code in information")
-    elif task in CODE_IN_INFORMATION and source_code:
-        share, n = identifier_share(fields.get("information", ""), source_code)
-        if n >= 3 and share < FROM_SNIPPET_MIN_SHARE:
-            reasons.append(f"information_not_from_snippet: {share:.0%} of its {n} identifiers are in the snippet")
-    if not fields.get("solution", "").strip() and "empty_fields" not in " ".join(reasons):
-        reasons.append("empty_solution")
-    return PrefilterResult(not reasons, reasons, fields)
+    """The task's pre-filter checks on one reply (TaskSpec.prefilter): normalized fields and every failed rule."""
+    return get_task(task).prefilter(fields, source_code)
 
 
 # --------------------------------------------------------------------------- judge
@@ -325,9 +182,7 @@ class Pools:
         base = """
             FROM generations g
             LEFT JOIN reviews r ON r.generation_id = g.id AND r.updated_at <= CAST(? AS TIMESTAMP)
-            LEFT JOIN (SELECT generation_id, arg_max(overall, id) AS overall, arg_max(analysis, id) AS analysis,
-                              arg_max(rules, id) AS rules
-                       FROM judgments GROUP BY generation_id) j ON j.generation_id = g.id
+            LEFT JOIN latest_judgments j ON j.generation_id = g.id
             WHERE g.task = ? AND g.id <= ? AND g.parse_ok AND g.prefilter_ok"""
         p = [snap.reviews_until, *params]
         pools = cls(task)
@@ -448,14 +303,14 @@ async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, conte
                        target_language: str | None, good: list[dict], bad: list[dict]) -> ItemResult:
     """Generator call → parse → pre-filter → judge call. Never raises for LLM or parse errors."""
     result = ItemResult()
-    messages = build_generator_messages(spec, content, snippet, target_language, good, bad)
+    messages = spec.generator_messages(content, snippet, target_language, good, bad)
     call = await gen_client.complete(messages, spec.schema, role="generator")
     _account(result, call)
     result.gen_call_id = call.call_id
     result.raw_text = call.raw_text
     parsed = call.parsed if call.ok else None
     if parsed is None and call.raw_text:
-        parsed, _ = parse_reply(spec.schema, call.raw_text)
+        parsed, _ = parse_reply(call.raw_text, spec.schema)
     if parsed is None:
         if call.raw_text is None:   # nothing came back: transport failure, no generation to store
             result.error = f"generator: {call.error or 'no reply'}"
@@ -465,11 +320,11 @@ async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, conte
             result.prefilter_reasons = [f"unparseable: {call.error or 'invalid reply'}"]
         return result
     result.parse_ok = True
-    pf = prefilter(spec.name, parsed.model_dump(), source_code=snippet.get("code"))
+    pf = spec.prefilter(parsed.model_dump(), source_code=snippet.get("code"))
     result.fields, result.prefilter_ok, result.prefilter_reasons = pf.fields, pf.ok, pf.reasons
     if not pf.ok:
         return result   # stored with its reasons; no judge call
-    jmessages = build_judge_messages(spec, content, snippet, target_language, pf.fields)
+    jmessages = spec.judge_messages(content, snippet, target_language, pf.fields)
     jcall = await judge_client.complete(jmessages, Judgment, role="judge")
     _account(result, jcall)
     result.judged = True
@@ -477,7 +332,7 @@ async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, conte
     result.judge_raw = jcall.raw_text
     judgment = jcall.parsed if jcall.ok else None
     if judgment is None and jcall.raw_text:
-        judgment, _ = parse_reply(Judgment, jcall.raw_text)
+        judgment, _ = parse_reply(jcall.raw_text, Judgment)
     if judgment is None:
         result.judge_parse_ok = False
         result.error = f"judge: {jcall.error or 'unparseable reply'}"

@@ -91,7 +91,7 @@ with run_tab:
     targets = st.multiselect("Target languages (code translation)", J.DEFAULT_TARGETS, default=["java", "go"],
                              key="gen.targets")
     seeds_only = st.checkbox("Only OSS-Instruct seeds (kind = seed)", key="gen.seeds_only",
-                             value=False, disabled=task != "oss_instruct")
+                             value=False, disabled=not (task and get_task(task).prefers_seeds))
 
     with st.expander("Models", expanded=False):
         base_profiles = load_profiles(start_local=False)
@@ -293,7 +293,7 @@ with prompts_tab:
 
     st.subheader("Preview: the exact generator prompt for one snippet")
     preview_ids = snippet_ids[:50] if snippet_ids else [r["id"] for r in store.rows(
-        "SELECT id FROM snippets ORDER BY (kind = 'seed') = ? DESC, id LIMIT 50", [ptask == "oss_instruct"])]
+        "SELECT id FROM snippets ORDER BY (kind = 'seed') = ? DESC, id LIMIT 50", [get_task(ptask).prefers_seeds])]
     sample = None
     if preview_ids:
         pid = st.selectbox("Snippet", preview_ids, key="gen.preview_snippet")

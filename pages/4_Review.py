@@ -13,6 +13,7 @@ import streamlit as st
 
 from core import review as rv
 from core.errors import ShoalError
+from core.tasks import get_task
 from ui.common import page_setup, reviewer_name
 
 store = page_setup("Review")
@@ -21,7 +22,6 @@ SS = st.session_state
 STATE_KEY = "review.state"           # ui_state: filter, sort, seed, current example (survives reloads)
 SHORTCUTS = {"accept": "A", "reject": "X", "edit": "E", "skip": "S", "undo": "U", "next": "J", "prev": "K"}
 CODE_LANG = {"c++": "cpp", "c#": "csharp", "shell": "bash", "sh": "bash", "js": "javascript", "ts": "typescript"}
-PROSE_FIELDS = {"instruction", "task_name"}
 
 
 # --------------------------------------------------------------------------- state
@@ -200,18 +200,8 @@ def code_lang(lang: str | None) -> str | None:
 
 
 def field_language(task: str, name: str, value: str, src: str | None, target: str | None) -> str | None:
-    """How to show a generated field: a code language for st.code, or None for plain text."""
-    if name in PROSE_FIELDS:
-        return None
-    if task == "oss_instruct":
-        return "markdown"
-    if name == "solution":
-        if task == "code_summarization":
-            return None
-        return code_lang(target if task == "code_translation" and target else src)
-    if name == "information":
-        return None if value.strip().lower() in ("no input", "") else code_lang(src)
-    return None
+    """How to show a generated field: a code language for st.code, or None for plain text (the task decides)."""
+    return code_lang(get_task(task).display_language(name, value, src, target))
 
 
 def show_field(name: str, value, lang: str | None) -> None:

@@ -1,7 +1,8 @@
 """The generated examples as the checks, analytics and export see them.
 
 One row per parsed generation with the *effective* fields (a reviewer's `edited_fields`
-replace `fields`), the human verdict, the latest judge verdict and the provenance.
+replace `fields`), the human verdict, the latest judge verdict and the provenance. How an
+example becomes an instruction / input / output row is its task's choice (TaskSpec.export_row).
 """
 from __future__ import annotations
 
@@ -12,16 +13,9 @@ from typing import Any
 import pandas as pd
 
 from core.store import Store
-
-WAVECODER_TASKS = ("code_generation", "code_summarization", "code_translation", "code_repair")
-NO_INPUT = {"", "no input", "none", "n/a", "<noinput>"}
+from core.tasks import get_task
 
 _EXAMPLES_SQL = """
-WITH lj AS (
-    SELECT generation_id, overall, judge_model, id AS judgment_id
-    FROM judgments
-    QUALIFY row_number() OVER (PARTITION BY generation_id ORDER BY id DESC) = 1
-)
 SELECT g.id AS generation_id, g.task, coalesce(g.target_language, s.language) AS language,
        s.language AS source_language, g.target_language,
        g.snippet_id, g.fields, r.edited_fields, r.verdict, r.reviewer, r.note AS review_note,
@@ -31,7 +25,7 @@ SELECT g.id AS generation_id, g.task, coalesce(g.target_language, s.language) AS
 FROM generations g
 LEFT JOIN snippets s ON s.id = g.snippet_id
 LEFT JOIN reviews r ON r.generation_id = g.id
-LEFT JOIN lj ON lj.generation_id = g.id
+LEFT JOIN latest_judgments lj ON lj.generation_id = g.id
 LEFT JOIN prompt_versions pv ON pv.id = g.prompt_version_id
 WHERE coalesce(g.parse_ok, TRUE) {extra}
 ORDER BY g.id
@@ -58,25 +52,13 @@ def effective_fields(fields: Any, edited: Any) -> dict:
     return base if isinstance(base, dict) else {}
 
 
-def instruction_of(task: str, f: dict) -> str:
-    return str(f.get("problem") if task == "oss_instruct" else f.get("instruction") or "") if f else ""
-
-
-def input_of(task: str, f: dict) -> str:
-    """WaveCoder's `information`, or '' when it says there is no input."""
-    if task == "oss_instruct":
-        return ""
-    info = str(f.get("information") or "")
-    return "" if info.strip().lower() in NO_INPUT else info
-
-
-def solution_of(f: dict) -> str:
-    return str(f.get("solution") or "")
+def _text(row: dict[str, str]) -> str:
+    """What decontamination and near-dup look at: instruction + input + solution."""
+    return "\n".join(p for p in (row["instruction"], row["input"], row["output"]) if p)
 
 
 def example_text(task: str, f: dict) -> str:
-    """What decontamination and near-dup look at: instruction + input + solution."""
-    return "\n".join(p for p in (instruction_of(task, f), input_of(task, f), solution_of(f)) if p)
+    return _text(get_task(task).export_row(f))
 
 
 def load_examples(store: Store, where: str = "", params: list | None = None) -> pd.DataFrame:
@@ -88,10 +70,11 @@ def load_examples(store: Store, where: str = "", params: list | None = None) -> 
         return df
     eff = [effective_fields(f, e) for f, e in zip(df["fields"], df["edited_fields"])]
     df["fields_eff"] = eff
-    df["instruction"] = [instruction_of(t, f) for t, f in zip(df["task"], eff)]
-    df["input"] = [input_of(t, f) for t, f in zip(df["task"], eff)]
-    df["solution"] = [solution_of(f) for f in eff]
-    df["text"] = [example_text(t, f) for t, f in zip(df["task"], eff)]
+    rows = [get_task(t).export_row(f) for t, f in zip(df["task"], eff)]
+    df["instruction"] = [r["instruction"] for r in rows]
+    df["input"] = [r["input"] for r in rows]
+    df["solution"] = [r["output"] for r in rows]
+    df["text"] = [_text(r) for r in rows]
     df["language"] = df["language"].fillna("unknown")
     return df
 

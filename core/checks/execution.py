@@ -6,12 +6,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+import pandas as pd
+
 from core.checks.examples import load_examples, solution_code
 from core.checks.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, network_isolation, run_python
 from core.progress import Cancelled, ProgressFn, check_cancel, report
+from core.tasks import TASKS
 
-# Tasks whose `solution` is code (summarization answers in prose).
-CODE_TASKS = ("code_generation", "code_translation", "code_repair", "oss_instruct")
 PYTHON_NAMES = {"python", "py", "python3"}
 
 
@@ -25,9 +26,25 @@ def with_tests(code: str, fields: dict) -> str:
     return code
 
 
+def _name(value) -> str | None:
+    return value if isinstance(value, str) else None   # NULL columns come back as None or NaN
+
+
+def solution_language(task: str, source_language, target_language) -> str | None:
+    """The language of an example's solution as its task says (None: prose, or a task we do not know)."""
+    spec = TASKS.get(task)
+    return spec.code_fields(_name(source_language), _name(target_language)).get("solution") if spec else None
+
+
+def _is_python(language: str | None) -> bool:
+    return (language or "").lower() in PYTHON_NAMES
+
+
 def python_examples(store, sample: int | None = None, seed: int = 0):
     ex = load_examples(store, "coalesce(r.verdict, '') <> 'rejected'")
-    ex = ex[ex["task"].isin(CODE_TASKS) & ex["language"].str.lower().isin(PYTHON_NAMES)]
+    python = [_is_python(solution_language(t, src, tgt))
+              for t, src, tgt in zip(ex["task"], ex["source_language"], ex["target_language"])]
+    ex = ex[pd.Series(python, index=ex.index, dtype=bool)]
     ex = ex[ex["solution"].str.strip() != ""]
     if sample is not None and sample < len(ex):
         ex = ex.iloc[sorted(random.Random(seed).sample(range(len(ex)), sample))]

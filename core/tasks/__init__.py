@@ -1,9 +1,17 @@
-"""The task registry: five task kinds, each a TaskSpec in its own module."""
+"""The task registry: five task kinds, each a TaskSpec in its own module.
+
+Everything that depends on which task an example belongs to is decided by its spec (see
+core.tasks.base); no other module names a task.
+"""
 from __future__ import annotations
 
 from core.errors import ShoalError
 from core.tasks import code_generation, code_repair, code_summarization, code_translation, oss_instruct
-from core.tasks.base import InstructionExample, Judgment, OssInstructExample, RuleVerdict, TaskSpec, count_sentences
+from core.tasks.base import PROSE_FIELDS, TaskSpec
+from core.tasks.no_input import NO_INPUT, PLACEHOLDERS, is_no_input
+from core.tasks.prefilter import Check, PrefilterResult, Verdict, count_sentences, identifier_share
+from core.tasks.prompts import fence
+from core.tasks.schemas import InstructionExample, Judgment, OssInstructExample, RuleVerdict
 
 TASKS: dict[str, TaskSpec] = {m.TASK.name: m.TASK for m in
                               (code_generation, code_summarization, code_translation, code_repair, oss_instruct)}
@@ -21,4 +29,5 @@ def get_task(name: str) -> TaskSpec:
 
 
 __all__ = ["TASKS", "DEFAULT_MIX", "get_task", "TaskSpec", "InstructionExample", "OssInstructExample",
-           "Judgment", "RuleVerdict", "count_sentences"]
+           "Judgment", "RuleVerdict", "count_sentences", "identifier_share", "NO_INPUT", "PLACEHOLDERS",
+           "is_no_input", "fence", "Check", "Verdict", "PrefilterResult", "PROSE_FIELDS"]

@@ -1,4 +1,10 @@
-"""What every task shares: output schemas, the judge schema, default prompt templates, the TaskSpec.
+"""TaskSpec: everything one task means, in one object.
+
+A spec bundles (the way distilabel's Task does) the task's editable content and defaults, how its
+prompts are formatted, its output schema, the pre-filter checks its replies must pass, which
+fields are code and in which language, how an example becomes an instruction/input/output row
+for export, and how the Review page shows each field. The per-task modules build one spec each
+and override what differs.
 
 A task's editable content (definition, requirements, rules, templates, built-in examples) is
 plain JSON so it can be stored as a `prompt_versions` row and edited on the Generate page; the
@@ -6,118 +12,23 @@ output schema stays in code because the pipeline validates against it.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from jinja2.exceptions import TemplateError
+from pydantic import BaseModel
 
+from core.errors import ShoalError
+from core.tasks import prompts
+from core.tasks.no_input import NO_INPUT, is_no_input
+from core.tasks.prefilter import INSTRUCTION_CHECKS, Check, PrefilterResult, count_sentences, run_checks
+from core.tasks.schemas import InstructionExample, Judgment, OssInstructExample, RuleVerdict
+from core.tasks.templates import GENERATOR_SYSTEM, GENERATOR_TEMPLATE, JUDGE_SYSTEM, JUDGE_TEMPLATE
 
-# --------------------------------------------------------------------------- output schemas
+# fields that are always prose, whatever the task
+PROSE_FIELDS = frozenset({"instruction", "task_name"})
 
-class InstructionExample(BaseModel):
-    """WaveCoder shape, shared by the four CodeOcean tasks."""
-    model_config = ConfigDict(extra="forbid")
-    task_name: str
-    instruction: str
-    information: str
-    solution: str
+_PROBE_SNIPPET = {"language": "python", "code": "def f():\n    return 1\n", "id": "probe"}
 
-
-class OssInstructExample(BaseModel):
-    """Magicoder OSS-Instruct shape."""
-    model_config = ConfigDict(extra="forbid")
-    problem: str
-    solution: str
-
-
-class RuleVerdict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    rule: str
-    reason: str
-    answer: Literal["yes", "no"]
-
-    @field_validator("answer", mode="before")
-    @classmethod
-    def _lower(cls, v):
-        return v.strip().lower().rstrip(".") if isinstance(v, str) else v
-
-
-class Judgment(BaseModel):
-    """The discriminator's reply: reason before answer for every rule (chain of thought), then overall."""
-    model_config = ConfigDict(extra="forbid")
-    rules: list[RuleVerdict]
-    analysis: str
-    overall: Literal["yes", "no"]
-
-    @field_validator("overall", mode="before")
-    @classmethod
-    def _lower(cls, v):
-        return v.strip().lower().rstrip(".") if isinstance(v, str) else v
-
-
-# --------------------------------------------------------------------------- templates (Jinja2, sandboxed)
-
-GENERATOR_SYSTEM = ("You write training data for code language models. "
-                    "Reply with exactly one JSON object and nothing else.")
-
-JUDGE_SYSTEM = ("You are a strict reviewer of training data for code language models. "
-                "Reply with exactly one JSON object and nothing else.")
-
-GENERATOR_TEMPLATE = """\
-Task: {{ task }}{% if target_language %} (target language: {{ target_language }}){% endif %}
-
-## Task definition
-{{ definition }}
-
-## Requirements
-{% for r in requirements %}{{ loop.index }}. {{ r }}
-{% endfor %}
-## Good examples
-{% for ex in good_examples %}Good example {{ loop.index }}:
-{{ ex.block }}
-{% else %}(none yet)
-{% endfor %}
-## Bad examples (do not generate data like this)
-{% for ex in bad_examples %}Bad example {{ loop.index }}:
-{{ ex.block }}
-Analysis: {{ ex.analysis }}
-{% else %}(none yet)
-{% endfor %}
-## Input code ({{ language }})
-{{ code_block }}
-{% if target_language %}
-Target language: {{ target_language }}
-{% endif %}
-Write one new example from the input code above. Reply with one JSON object with exactly \
-these keys: {{ keys | join(", ") }}.
-"""
-
-JUDGE_TEMPLATE = """\
-Task: {{ task }}{% if target_language %} (target language: {{ target_language }}){% endif %}
-
-## Task definition
-{{ definition }}
-
-## Input code ({{ language }})
-{{ code_block }}
-
-## Example to judge
-{{ example_block }}
-
-## Rules
-{% for r in rules %}{{ loop.index }}. {{ r }}
-{% endfor %}
-Check the example against every rule, one at a time and in order. For each rule first write \
-a short reason, then answer "yes" if the rule holds or "no" if it does not. Then write a one or \
-two sentence analysis of what is wrong with the example (or why it is good), and an overall \
-answer that is "yes" only if every rule was answered "yes".
-Reply with one JSON object: {"rules": [{"rule": "<rule number>", "reason": "...", \
-"answer": "yes" or "no"}, ...], "analysis": "...", "overall": "yes" or "no"}.
-"""
-
-
-# --------------------------------------------------------------------------- task spec
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -131,11 +42,21 @@ class TaskSpec:
     bad_examples: list[dict] = field(default_factory=list)   # each {"fields": {...}, "analysis": str}
     needs_target_language: bool = False
     input_kind: str = "function"     # function | seed (OSS-Instruct runs on any snippet, seeds preferred)
-    instruction_field: str | None = "instruction"
+    checks: tuple[Check, ...] = INSTRUCTION_CHECKS   # the pre-filter, in reporting order
+    instruction_key: str = "instruction"             # the field exported as the instruction
+    input_key: str | None = "information"            # the field exported as the input (None: no input)
+    solution_is_code: bool = True                    # False when the solution is prose (summaries)
+
+    # ----------------------------------------------------------------- content
 
     @property
     def keys(self) -> list[str]:
         return list(self.schema.model_fields)
+
+    @property
+    def prefers_seeds(self) -> bool:
+        """Whether the task is meant for OSS-Instruct seeds rather than whole functions."""
+        return self.input_kind == "seed"
 
     def default_content(self) -> dict:
         """The editable, versioned part of the task (stored in prompt_versions.content)."""
@@ -152,14 +73,97 @@ class TaskSpec:
             "output_keys": self.keys,
         }
 
+    def validate_content(self, content: dict) -> None:
+        """Refuse content that cannot render (missing parts, broken template) before it is saved."""
+        for key in ("definition", "requirements", "rules", "generator_template", "judge_template"):
+            if not content.get(key):
+                raise ShoalError(f"The {self.name} prompt needs a non-empty '{key}'.")
+        for key in ("requirements", "rules"):
+            if not isinstance(content[key], list) or not all(isinstance(x, str) and x.strip() for x in content[key]):
+                raise ShoalError(f"'{key}' must be a list of non-empty lines.")
+        target = "go" if self.needs_target_language else None
+        try:
+            self.generator_messages(content, _PROBE_SNIPPET, target, [], [])
+            self.judge_messages(content, _PROBE_SNIPPET, target, {k: "x" for k in self.keys})
+        except TemplateError as exc:
+            raise ShoalError(f"The {self.name} template does not render: {exc}") from None
 
-_SENTENCE_END = re.compile(r"[.!?]+(?=\s+[A-Z0-9`\"'(]|\s*$)")
+    # ----------------------------------------------------------------- prompts
+
+    def generator_messages(self, content: dict, snippet: dict, target_language: str | None,
+                           good: list[dict], bad: list[dict]) -> list[dict]:
+        """Chat messages for the generator. `good`: field dicts; `bad`: {"fields", "analysis"} dicts."""
+        return prompts.generator_messages(self, content, snippet, target_language, good, bad)
+
+    def judge_messages(self, content: dict, snippet: dict, target_language: str | None,
+                       fields: dict) -> list[dict]:
+        return prompts.judge_messages(self, content, snippet, target_language, fields)
+
+    # ----------------------------------------------------------------- pre-filter
+
+    def normalize(self, fields: dict) -> dict:
+        """Fields as strings, with every "nothing here" input spelled NO_INPUT."""
+        out = {k: ("" if v is None else str(v)) for k, v in fields.items()}
+        if self.input_key and self.input_key in out and is_no_input(out[self.input_key]):
+            out[self.input_key] = NO_INPUT
+        return out
+
+    def prefilter(self, fields: dict, source_code: str | None = None) -> PrefilterResult:
+        """Every check that drops the reply, and its normalized fields. The checks see the fields as
+        written (a blank input is an empty field, not "no input"); `source_code` (the snippet) lets
+        the checks that compare information with the snippet run."""
+        as_written = {k: ("" if v is None else str(v)) for k, v in fields.items()}
+        result = run_checks(self, self.checks, as_written, source_code)
+        result.fields = self.normalize(as_written)
+        return result
+
+    # ----------------------------------------------------------------- code fields
+
+    def solution_language(self, source_language: str | None, target_language: str | None) -> str | None:
+        """The language the solution is written in, or None when it is prose."""
+        return source_language if self.solution_is_code else None
+
+    def code_fields(self, source_language: str | None, target_language: str | None) -> dict[str, str | None]:
+        """The fields that hold code, each with its language (None when unknown)."""
+        out: dict[str, str | None] = {}
+        if self.input_key:
+            out[self.input_key] = source_language
+        if self.solution_is_code:
+            out["solution"] = self.solution_language(source_language, target_language)
+        return out
+
+    # ----------------------------------------------------------------- export
+
+    def instruction_of(self, fields: dict) -> str:
+        return str(fields.get(self.instruction_key) or "") if fields else ""
+
+    def input_of(self, fields: dict) -> str:
+        """The example's input, or '' when it says there is no input."""
+        if not self.input_key or not fields:
+            return ""
+        value = str(fields.get(self.input_key) or "")
+        return "" if is_no_input(value) else value
+
+    @staticmethod
+    def output_of(fields: dict) -> str:
+        return str(fields.get("solution") or "") if fields else ""
+
+    def export_row(self, fields: dict) -> dict[str, str]:
+        """The example as the neutral instruction / input / output row export and the checks use."""
+        return {"instruction": self.instruction_of(fields), "input": self.input_of(fields),
+                "output": self.output_of(fields)}
+
+    # ----------------------------------------------------------------- display
+
+    def display_language(self, name: str, value: object, source_language: str | None,
+                         target_language: str | None) -> str | None:
+        """How the Review page shows a field: the language to highlight it as, or None for plain text."""
+        if name in PROSE_FIELDS:
+            return None
+        if name == self.input_key and is_no_input(value):
+            return None
+        return self.code_fields(source_language, target_language).get(name)
 
 
-def count_sentences(text: str) -> int:
-    """Sentences in prose, ignoring inline code and dots inside names/numbers (foo.py, 3.5, e.g.)."""
-    prose = re.sub(r"`[^`]*`", "X", text.strip())
-    if not prose:
-        return 0
-    parts = [p for p in _SENTENCE_END.split(prose) if p.strip()]
-    return max(1, len(parts))
+__all__ = ["TaskSpec", "PROSE_FIELDS", "InstructionExample", "OssInstructExample", "Judgment", "RuleVerdict",
+           "count_sentences"]

@@ -1,10 +1,12 @@
 """code_repair: a buggy variant of the function, an instruction to fix it, the fix and what was wrong."""
 from core.tasks.base import InstructionExample, TaskSpec
+from core.tasks.prefilter import SNIPPET_INFORMATION_CHECKS
 
 TASK = TaskSpec(
     name="code_repair",
     title="Code repair",
     schema=InstructionExample,
+    checks=SNIPPET_INFORMATION_CHECKS,   # information is the snippet with a bug planted
     definition=(
         "Code repair: given a piece of real code, introduce one realistic bug into it and put the "
         "buggy code in information; write an instruction asking to find and fix the bug; write as the "

@@ -1,10 +1,13 @@
 """code_summarization: an instruction to explain or document a function, and a clear summary."""
 from core.tasks.base import InstructionExample, TaskSpec
+from core.tasks.prefilter import SNIPPET_INFORMATION_CHECKS
 
 TASK = TaskSpec(
     name="code_summarization",
     title="Code summarization",
     schema=InstructionExample,
+    checks=SNIPPET_INFORMATION_CHECKS,
+    solution_is_code=False,   # the solution is a summary in prose
     definition=(
         "Code summarization: given a piece of real code, write an instruction asking to explain or "
         "document that code, put the code itself in information, and write as the solution a clear, "

@@ -1,11 +1,20 @@
 """code_translation: the same behaviour written in a target language (a job parameter)."""
 from core.tasks.base import InstructionExample, TaskSpec
+from core.tasks.prefilter import SNIPPET_INFORMATION_CHECKS
 
-TASK = TaskSpec(
+
+class CodeTranslation(TaskSpec):
+    def solution_language(self, source_language: str | None, target_language: str | None) -> str | None:
+        """The solution is written in the target language (the source one when none was given)."""
+        return target_language or source_language
+
+
+TASK = CodeTranslation(
     name="code_translation",
     title="Code translation",
     schema=InstructionExample,
     needs_target_language=True,
+    checks=SNIPPET_INFORMATION_CHECKS,   # information is the source code to translate
     definition=(
         "Code translation: given a piece of real code and a target programming language, write an "
         "instruction asking to translate the code into the target language, put the source code in "

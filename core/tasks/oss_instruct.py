@@ -1,12 +1,23 @@
 """oss_instruct (Magicoder): a self-contained problem inspired by a 1-15 line seed, and its solution."""
-from core.tasks.base import OssInstructExample, TaskSpec
+from core.tasks.base import PROSE_FIELDS, OssInstructExample, TaskSpec
+from core.tasks.prefilter import SOLUTION_CHECKS
 
-TASK = TaskSpec(
+
+class OssInstruct(TaskSpec):
+    def display_language(self, name: str, value: object, source_language: str | None,
+                         target_language: str | None) -> str | None:
+        """Problem and solution are markdown (the solution's code sits in a fenced block)."""
+        return None if name in PROSE_FIELDS else "markdown"
+
+
+TASK = OssInstruct(
     name="oss_instruct",
     title="OSS-Instruct",
     schema=OssInstructExample,
     input_kind="seed",
-    instruction_field=None,
+    checks=SOLUTION_CHECKS,        # a problem may take as many sentences as it needs
+    instruction_key="problem",
+    input_key=None,                # the problem is self-contained
     definition=(
         "OSS-Instruct: the input is a short fragment of real open-source code (the seed). Draw "
         "inspiration from it to write a high-quality programming problem and its solution. The "
