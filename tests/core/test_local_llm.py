@@ -262,7 +262,7 @@ def test_real_server_answers_json_object_with_schema_and_rejects_json_schema(mon
         assert data["answer"] in ("yes", "no") and isinstance(data["reason"], str)
         assert reply.usage.completion_tokens > 0
 
-        with pytest.raises(openai.APIStatusError) as err:  # what core/llm.py falls back from
+        with pytest.raises(openai.APIStatusError) as err:  # what core/llm/ falls back from
             client.chat.completions.create(
                 model=server.model, messages=messages, max_tokens=8,
                 response_format={"type": "json_schema",

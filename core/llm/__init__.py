@@ -1,0 +1,54 @@
+"""OpenAI-compatible LLM client: structured output, retries, cache, usage and cost.
+
+Every request goes through the `openai` package (AsyncOpenAI) to any OpenAI-compatible
+server. One `LLMClient.complete()` call:
+
+* is served from the cache when an earlier call with the same payload (base URL, model,
+  messages, temperature, max_tokens, schema) succeeded and validated -- no HTTP request;
+* otherwise asks for structured output in the best mode the server accepts:
+  `json_schema` -> when refused (400/415/422, or a 500 naming response_format as
+  llama-cpp-python's server sends) `{"type": "json_object", "schema": ...}` -> plain text
+  with the schema in the prompt; the mode that works is remembered per client;
+* retries transport failures (429, 5xx, timeouts, dropped connections) with exponential
+  backoff and jitter, honouring `retry-after` (seconds or HTTP date); the openai package's
+  own retries are off so that every attempt is visible and logged;
+* retries, separately and boundedly, replies that do not parse or validate, telling the
+  model what was wrong;
+* validates with pydantic, keeps the raw text when that fails, and never raises for
+  server or parse errors (CallResult.ok / .error say what happened);
+* logs every HTTP attempt in `llm_calls` (never the key), with tokens, latency and cost.
+
+At most `max_concurrency` requests of one client are in flight at once (per event loop).
+Log rows are written by one background thread per client with group commit; call
+`close()` when done (it also happens at garbage collection and interpreter exit). With
+`defer_log=True` (what jobs use) a call does not wait for its row's commit: the id is
+reserved from the sequence up front and `flush_log()` waits for the rows when it matters.
+
+Where each part lives:
+  parsing    the JSON object in a reply, validated (parse_reply, extract_json, balanced_objects)
+  formats    structured-output modes: how a schema is asked for in each (MODES)
+  transport  one HTTP request and what its failure means (retryable, format refused, retry-after)
+  calllog    the llm_calls writer thread, the cache lookups and the payload hash
+  client     LLMClient: the call loop (cache, retries, fallback), run_sync
+  probe      LLMClient.test_connection
+"""
+from __future__ import annotations
+
+from core.llm.calllog import CallLog, canonical_json, insert_calls, payload_hash
+from core.llm.client import CallResult, LLMClient, run_sync
+from core.llm.formats import MODES, response_format_param, schema_instruction, schema_of
+from core.llm.parsing import ReplyError, balanced_objects, extract_json, parse_reply, schema_error
+from core.llm.transport import (FORMAT_REJECTED_STATUS, RETRYABLE_STATUS, BadBody, parse_retry_after,
+                                read_completion)
+from core.prices import estimate_cost
+
+# the names these had when core.llm was one module (tests import them)
+_CallLog = CallLog
+_insert_calls = insert_calls
+_read_completion = read_completion
+_BadBody = BadBody
+
+__all__ = ["CallResult", "LLMClient", "estimate_cost", "payload_hash", "parse_reply",
+           "extract_json", "parse_retry_after", "MODES", "balanced_objects", "run_sync",
+           "ReplyError", "schema_error", "canonical_json", "schema_of", "schema_instruction",
+           "response_format_param", "RETRYABLE_STATUS", "FORMAT_REJECTED_STATUS"]

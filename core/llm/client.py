@@ -1,0 +1,384 @@
+"""`LLMClient`: one profile's structured calls -- cache, concurrency, retries, format fallback.
+
+One logical call (`complete`) is a loop of HTTP attempts. After each attempt it either
+returns, or tries again: a reply that does not parse is retried (at most
+`max_parse_retries` times) with a correction telling the model what was wrong; a refused
+response_format falls back to the next mode of `MODES` (remembered for later calls); a
+transport failure is retried (at most `max_retries` times) after an exponential backoff with
+jitter, or after the server's `retry-after` when that is not over `max_retry_after_s`.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field, replace
+from typing import Any, Awaitable, TypeVar
+
+import openai
+from pydantic import BaseModel
+
+from core.config import Profile, resolve_api_key
+from core.errors import ShoalError
+from core.llm.calllog import CallLog, canonical_json, payload_hash, successful_replies
+from core.llm.formats import MODES, messages_for, response_format_param, schema_of
+from core.llm.parsing import parse_reply
+from core.llm.transport import Attempt, format_rejected, post_chat, retryable, short_error
+from core.prices import estimate_cost, load_prices
+from core.store import Store
+
+T = TypeVar("T")
+
+
+@dataclass
+class CallResult:
+    ok: bool                 # True when the reply parsed and validated against the schema
+    parsed: BaseModel | None
+    raw_text: str | None     # always kept, also when parsing failed
+    error: str | None        # short reason: "http 500", "timeout", "invalid json", "schema: <field> ..."
+    call_id: int | None      # llm_calls.id of the (last) call
+    cached: bool
+    prompt_tokens: int = 0   # summed over every attempt of this call (0 when cached)
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0  # wall time of the whole call, retries and waits included
+    attempts: int = 0        # HTTP requests sent for this call
+    response_format: str | None = None  # the mode of the last attempt
+
+
+@dataclass
+class _LoopState:
+    """What a client keeps per event loop: its HTTP client, its concurrency slots, and the
+    futures of requests in flight (a second identical request waits for the first)."""
+    client: openai.AsyncOpenAI
+    semaphore: asyncio.Semaphore
+    inflight: dict[str, asyncio.Future] = field(default_factory=dict)
+
+
+@dataclass
+class _CallProgress:
+    """One logical call so far: its current mode, pending correction, failure counts and the
+    tokens and cost summed over its attempts."""
+    mode: str
+    t0: float
+    correction: list[dict] = field(default_factory=list)
+    transport_failures: int = 0
+    parse_failures: int = 0
+    attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    model_text: str | None = None   # the last thing the model said (never an error body)
+
+    def meta(self) -> dict:
+        """Logged with the request so each retry is recognisable in llm_calls."""
+        return {"transport_retry": self.transport_failures, "parse_retry": self.parse_failures}
+
+    def add(self, out: Attempt) -> None:
+        self.attempts += 1
+        self.prompt_tokens += out.prompt_tokens
+        self.completion_tokens += out.completion_tokens
+        self.cost_usd += out.cost_usd
+        if out.kind != "http":
+            self.model_text = out.text
+
+    def result(self, out: Attempt, ok: bool) -> CallResult:
+        return CallResult(ok, out.parsed, self.model_text, out.error, out.call_id, False,
+                          self.prompt_tokens, self.completion_tokens, self.cost_usd,
+                          (time.perf_counter() - self.t0) * 1000, self.attempts, self.mode)
+
+
+class LLMClient:
+    """One profile's client. Safe to use from several event loops (one AsyncOpenAI each)."""
+
+    DEFERRED_LINGER_S = 0.0
+
+    def __init__(self, store: Store, profile: Profile, prices: dict | None = None,
+                 max_concurrency: int = 8, max_retries: int = 4, max_parse_retries: int = 1, *,
+                 backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0,
+                 max_retry_after_s: float = 120.0, seed: int | None = None, defer_log: bool = False):
+        """`defer_log`: a call returns without waiting for its `llm_calls` row to be committed
+        (its id is reserved up front, rows are committed in batches); the caller then awaits
+        `flush_log()` before it relies on the rows being in the database."""
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        if not profile.base_url:
+            raise ShoalError(f"The {profile.role} profile has no server URL: set SHOAL_{profile.role.upper()}"
+                             "_BASE_URL, or start the local model (`shoal llm serve`).")
+        self.store = store
+        self.profile = profile
+        self.prices = prices if prices is not None else load_prices()
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.max_parse_retries = max_parse_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        self.max_retry_after_s = max_retry_after_s
+        self.model = profile.model
+        self._api_key = resolve_api_key(profile)   # kept in memory only
+        fixed = profile.response_format
+        self._fixed_mode = None if fixed == "auto" else fixed
+        self._mode = self._fixed_mode or MODES[0]
+        self._rng = random.Random(seed)
+        self._states: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = \
+            weakref.WeakKeyDictionary()
+        self._defer_log = defer_log
+        self._log_writer = CallLog(store, linger_s=self.DEFERRED_LINGER_S if defer_log else 0.0)
+        weakref.finalize(self, self._log_writer.close)
+        self._model_lock: asyncio.Lock | None = None
+        self.counters: dict[str, int] = {"requests": 0, "cache_hits": 0, "transport_retries": 0,
+                                         "parse_retries": 0, "fallbacks": 0, "failures": 0}
+
+    # -- public -------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """The structured-output mode new calls start with."""
+        return self._mode
+
+    async def complete(self, messages: list[dict], schema: type[BaseModel], *,
+                       role: str | None = None, cache: bool = True) -> CallResult:
+        """One validated structured reply, or a failed CallResult with the reason."""
+        t0 = time.perf_counter()
+        role = role or self.profile.role
+        state = self._state()
+        model_error = await self._ensure_model(state)
+        schema_json = schema_of(schema)
+        key = self._payload_key(messages, schema_json)
+        if model_error:
+            self.counters["failures"] += 1
+            return CallResult(False, None, None, model_error, None, False,
+                              latency_ms=(time.perf_counter() - t0) * 1000)
+        if cache:
+            hit = await self._cached_or_inflight(state, key, schema)
+            if hit is not None:
+                self.counters["cache_hits"] += 1
+                return replace(hit, cached=True, prompt_tokens=0, completion_tokens=0, cost_usd=0.0,
+                               attempts=0, latency_ms=(time.perf_counter() - t0) * 1000)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        state.inflight.setdefault(key, future)
+        result: CallResult | None = None
+        try:
+            result = await self._complete_uncached(state, key, messages, schema, schema_json, role, t0)
+            return result
+        finally:
+            if state.inflight.get(key) is future:
+                del state.inflight[key]
+            if not future.done():
+                future.set_result(result)
+
+    def complete_sync(self, messages: list[dict], schema: type[BaseModel], **kw) -> CallResult:
+        """`complete` for scripts and the CLI (runs its own event loop)."""
+        return run_sync(self._closing(self.complete(messages, schema, **kw)))
+
+    async def aclose(self) -> None:
+        """Close this event loop's HTTP connections (the client stays usable)."""
+        loop = asyncio.get_running_loop()
+        state = self._states.pop(loop, None)
+        if state is not None:
+            await state.client.close()
+
+    async def flush_log(self) -> None:
+        """Wait until every `llm_calls` row of calls made so far is committed (raises if one of
+        them could not be written). Instant-ish without `defer_log`."""
+        await self._log_writer.flush()
+
+    def close(self) -> None:
+        """Stop the log-writer thread after it has written everything queued."""
+        self._log_writer.close()
+
+    def test_connection(self) -> dict:
+        """Can we reach the server, and does it enforce a JSON schema?
+
+        {ok, model, latency_ms, schema_enforced: bool|None, mode, error}. The probe asks for
+        prose while requesting a schema: only a server that constrains decoding returns a
+        valid object. The best enforcing mode found is remembered for later calls.
+        """
+        from core.llm.probe import probe_connection   # the probe drives this client's attempts
+        return run_sync(self._closing(probe_connection(self)))
+
+    # -- internals: event loop state and the model name ------------------------------
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            state = _LoopState(self._new_http_client(), asyncio.Semaphore(self.max_concurrency))
+            self._states[loop] = state
+        return state
+
+    def _new_http_client(self) -> openai.AsyncOpenAI:
+        client = openai.AsyncOpenAI(base_url=self.profile.base_url, api_key=self._api_key,
+                                    max_retries=0, timeout=self.profile.timeout_s)
+        if not self.profile.is_openai:
+            # OPENAI_ORG_ID / OPENAI_PROJECT_ID / OPENAI_ADMIN_KEY are for OpenAI only
+            client.organization = None
+            client.project = None
+            client.admin_api_key = None
+        return client
+
+    async def _closing(self, coro: Awaitable[T]) -> T:
+        try:
+            return await coro
+        finally:
+            await self.aclose()
+
+    async def _ensure_model(self, state: _LoopState) -> str | None:
+        """Fill in an empty profile model from the server's GET /models; error text or None."""
+        if self.model:
+            return None
+        if self._model_lock is None:
+            self._model_lock = asyncio.Lock()
+        async with self._model_lock:
+            if self.model:
+                return None
+            try:
+                page = await state.client.models.list()
+                ids = [m.id async for m in page]
+            except openai.APIError as exc:
+                return f"cannot list models: {short_error(exc)}"
+            if not ids:
+                return "the server lists no models; set the model name in the profile"
+            self.model = ids[0]
+        return None
+
+    # -- cache and log ---------------------------------------------------------
+    def _payload_key(self, messages: list[dict], schema_json: dict | None) -> str:
+        return payload_hash(self.profile.base_url, self.model, messages, self.profile.temperature,
+                            self.profile.max_tokens, schema_json)
+
+    async def _cached_or_inflight(self, state: _LoopState, key: str,
+                                  schema: type[BaseModel]) -> CallResult | None:
+        """A logged reply that validates, else the result of the same request already on its way
+        (when that one succeeds), else None."""
+        hit = await self._cache_lookup(key, schema)
+        if hit is None and key in state.inflight:
+            earlier = await asyncio.shield(state.inflight[key])
+            if earlier is not None and earlier.ok:
+                hit = earlier
+        return hit
+
+    async def _cache_lookup(self, key: str, schema: type[BaseModel]) -> CallResult | None:
+        if not await self._log_writer.may_hit(key):
+            return None
+        for row in await self._log_writer.run(successful_replies, key):
+            parsed, err = parse_reply(row["response_text"], schema)
+            if err is None:
+                return CallResult(True, parsed, row["response_text"], None, int(row["id"]), True,
+                                  response_format=row["response_format"])
+        return None
+
+    async def _log(self, key: str, role: str, request: dict, mode: str, out: Attempt) -> int:
+        row = [key, role, self.profile.base_url, self.model, canonical_json(request), out.text, mode,
+               out.prompt_tokens, out.completion_tokens, round(out.latency_ms, 3), out.cost_usd,
+               out.error, out.status]
+        success = out.error is None and out.text is not None
+        if self._defer_log:
+            return self._log_writer.insert_deferred(row, success)
+        return await self._log_writer.insert(row, success=success)
+
+    # -- one logical call ---------------------------------------------------------
+    async def _complete_uncached(self, state: _LoopState, key: str, messages: list[dict],
+                                 schema: type[BaseModel], schema_json: dict, role: str,
+                                 t0: float) -> CallResult:
+        call = _CallProgress(self._mode, t0)
+        while True:
+            sent = messages_for(call.mode, messages, schema) + call.correction
+            out = await self._attempt(state, key, role, sent, schema, schema_json, call.mode, call.meta())
+            call.add(out)
+            if out.kind != "http" and call.mode != self._mode and self._fixed_mode is None:
+                self._mode = call.mode   # the server accepted this mode: start there from now on
+            if out.kind == "ok":
+                return call.result(out, True)
+            again = self._retry_parse(call, out) if out.kind == "parse" else await self._retry_http(call, out)
+            if not again:
+                self.counters["failures"] += 1
+                return call.result(out, False)
+
+    def _retry_parse(self, call: _CallProgress, out: Attempt) -> bool:
+        """After a reply that did not parse or validate: ask again with a correction, or give up."""
+        call.parse_failures += 1
+        if call.parse_failures > self.max_parse_retries:
+            return False
+        self.counters["parse_retries"] += 1
+        call.correction = [{"role": "assistant", "content": (out.text or "")[:4000]},
+                           {"role": "user", "content": f"That reply was not valid ({out.error}). "
+                            "Answer again with only the JSON object that matches the schema."}]
+        return True
+
+    async def _retry_http(self, call: _CallProgress, out: Attempt) -> bool:
+        """After an HTTP-level failure: fall back to the next mode at once, or wait and retry the
+        same request, or give up (then `out.error` says why)."""
+        if format_rejected(out, call.mode) and self._fixed_mode is None:
+            call.mode = MODES[MODES.index(call.mode) + 1]
+            self.counters["fallbacks"] += 1
+            return True
+        if not retryable(out) or call.transport_failures >= self.max_retries:
+            return False
+        call.transport_failures += 1
+        delay = self._delay(call.transport_failures, out.retry_after)
+        if delay is None:
+            out.error = f"{out.error} (retry-after {out.retry_after:.0f}s is over the "\
+                        f"{self.max_retry_after_s:.0f}s limit)"
+            return False
+        self.counters["transport_retries"] += 1
+        await asyncio.sleep(delay)
+        return True
+
+    def _delay(self, failures: int, retry_after: float | None) -> float | None:
+        if retry_after is not None:
+            if retry_after > self.max_retry_after_s:
+                return None
+            return retry_after + self._rng.uniform(0, min(0.1 * retry_after, 1.0))
+        ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (failures - 1))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    # -- one HTTP attempt ---------------------------------------------------------
+    async def _attempt(self, state: _LoopState, key: str, role: str, messages: list[dict],
+                       schema: type[BaseModel] | None, schema_json: dict | None, mode: str,
+                       meta: dict) -> Attempt:
+        """One HTTP request (holding a concurrency slot), parsed, then logged (without the slot)."""
+        async with state.semaphore:
+            out, request, logged_mode = await self._request(state, messages, schema, schema_json, mode, meta)
+        out.call_id = await self._log(key, role, request, logged_mode, out)
+        return out
+
+    async def _request(self, state: _LoopState, messages: list[dict], schema: type[BaseModel] | None,
+                       schema_json: dict | None, mode: str, meta: dict) -> tuple[Attempt, dict, str]:
+        """Send one request; (its outcome with the reply parsed, the request as logged, the
+        mode as logged: "text" when no response_format was sent)."""
+        rf = response_format_param(mode, schema, schema_json) if schema is not None else None
+        body: dict[str, Any] = {"messages": messages, "temperature": self.profile.temperature,
+                                "max_tokens": self.profile.max_tokens}
+        if rf is not None:
+            body["response_format"] = rf
+        self.counters["requests"] += 1
+        out = await post_chat(state.client, self.model, body)
+        if out.kind == "ok":
+            out.cost_usd = estimate_cost(self.model, out.prompt_tokens, out.completion_tokens, self.prices)
+            if schema is not None:
+                out.parsed, out.error = parse_reply(out.text, schema, out.finish_reason == "length")
+                out.kind = "ok" if out.error is None else "parse"
+        return out, {**body, **meta}, mode if rf else "text"
+
+
+def run_sync(coro: Awaitable[T]) -> T:
+    """asyncio.run, also from a thread that already runs an event loop (then in a new thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    box: dict[str, Any] = {}
+
+    def target():
+        try:
+            box["value"] = asyncio.run(coro)  # type: ignore[arg-type]
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="llm-sync")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
