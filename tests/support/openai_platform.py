@@ -351,6 +351,8 @@ class OpenAIPlatform(FakeOpenAIServer):
         self.usage_log: list[tuple[float, int]] = []    # (t, prompt + completion tokens) per reply
         self.rate_limited = 0                           # 429s for RPM/TPM
         self.batch_lines_processed = 0
+        self.model_responder = self.responder      # what the "model" answers
+        self.responder = self.respond               # the base server asks through the platform
 
     @property
     def chat_request_count(self) -> int:
@@ -420,7 +422,7 @@ class OpenAIPlatform(FakeOpenAIServer):
                 loose = self._loose_rng.random() < self.loose_schema_fault_rate
             if loose:
                 return json.dumps({"answer": "the model ignored the (non-strict) schema"})
-        return self.responder(body)
+        return self.model_responder(body)
 
     def completion(self, body: dict, content: str, finish: str, prompt: int, request_id: str) -> dict:
         """The chat.completion object: usage with the model's tokenizer, reasoning tokens spent
