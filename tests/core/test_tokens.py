@@ -4,8 +4,6 @@ from __future__ import annotations
 import inspect
 import sys
 
-import pytest
-
 from core import tokens
 
 
