@@ -150,6 +150,8 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenAIServer:
     """Real HTTP server on 127.0.0.1 (free port) in a background thread. See module doc."""
 
+    handler_class: type | None = None   # a _Handler subclass with more routes (None: _Handler)
+
     def __init__(self, responder: Responder | None = None, latency_s: float = 0.0,
                  fault_rate: float = 0.0, faults: Sequence[str] = DEFAULT_FAULTS, seed: int = 0,
                  reject_json_schema: bool = False, timeout_sleep_s: float = 5.0, *,
@@ -199,7 +201,7 @@ class FakeOpenAIServer:
     def start(self) -> "FakeOpenAIServer":
         if self._httpd is not None:
             return self
-        handler = type("Handler", (_Handler,), {"fake": self})
+        handler = type("Handler", (self.handler_class or _Handler,), {"fake": self})
         self._httpd = _Server((self._host, self._port), handler)
         self._bound_port = self._httpd.server_address[1]
         self._stopping.clear()
@@ -291,6 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
     # delayed ACK of the headers (up to 40 ms on Linux) -- a latency no real server adds.
     disable_nagle_algorithm = True
     fake: FakeOpenAIServer
+    # Headers added to every reply of the current request (subclasses set them per request,
+    # e.g. the rate-limit headers of tests.support.openai_platform); none here.
+    reply_headers: dict = {}
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -314,7 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
+        for k, v in {**self.reply_headers, **(headers or {})}.items():
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
@@ -401,21 +406,26 @@ class _Handler(BaseHTTPRequestHandler):
             content = 'Sure! Here is the answer: {"instruction": "Write a function", solution: oops}'
         elif fault == "schema_violation":
             content = json.dumps({"unexpected_field": "this object ignores the schema"})
-        prompt_text = "".join(m.get("content") or "" for m in body.get("messages", [])
-                              if isinstance(m.get("content"), str))
-        p_tok, c_tok = count_tokens(prompt_text), count_tokens(content)
         try:
-            self._send_json(200, {
-                "id": f"chatcmpl-fake-{len(fake.requests)}", "object": "chat.completion",
-                "created": int(time.time()), "model": body.get("model") or fake.model,
-                "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
-                             "message": {"role": "assistant", "content": content}}],
-                "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok,
-                          "total_tokens": p_tok + c_tok},
-            })
+            self._send_json(200, self._completion(body, content, finish))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout) before we answered
         return 200
+
+    def _completion(self, body: dict, content: str, finish: str) -> dict:
+        """The chat.completion object for a reply (subclasses count usage their own way)."""
+        fake = self.fake
+        prompt_text = "".join(m.get("content") or "" for m in body.get("messages", [])
+                              if isinstance(m.get("content"), str))
+        p_tok, c_tok = count_tokens(prompt_text), count_tokens(content)
+        return {
+            "id": f"chatcmpl-fake-{len(fake.requests)}", "object": "chat.completion",
+            "created": int(time.time()), "model": body.get("model") or fake.model,
+            "choices": [{"index": 0, "finish_reason": finish, "logprobs": None,
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok,
+                      "total_tokens": p_tok + c_tok},
+        }
 
 
 # ---------------------------------------------------------------- standalone
