@@ -1,27 +1,21 @@
-"""Shoal home: where the user is in the pipeline and what to do next."""
-from pathlib import Path
+"""Shoal: the frame around every page — the navigation, the set-up done once, then the page.
 
+`streamlit run app.py` runs this file on every rerun; it sets the page up (tab title, wide
+layout, the shared store, the sidebar settings) and runs the page the user is on.
+"""
 import streamlit as st
 
-from core.pipeline import pipeline_status
 from ui.common import page_setup
 
-store = page_setup("Home")
+PAGES = [
+    st.Page("pages/0_Home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/1_Corpus.py", title="Corpus", icon=":material/database:", url_path="Corpus"),
+    st.Page("pages/2_Map.py", title="Map", icon=":material/scatter_plot:", url_path="Map"),
+    st.Page("pages/3_Generate.py", title="Generate", icon=":material/auto_awesome:", url_path="Generate"),
+    st.Page("pages/4_Review.py", title="Review", icon=":material/rate_review:", url_path="Review"),
+    st.Page("pages/5_Dataset.py", title="Dataset", icon=":material/dataset:", url_path="Dataset"),
+]
 
-st.title("🐟 Shoal")
-st.write("Turn an ocean of raw code into a small, diverse, high-quality instruction-tuning dataset.")
-
-steps = pipeline_status(store)
-cols = st.columns(len(steps))
-for col, step in zip(cols, steps):
-    with col:
-        st.metric(step["title"], f"{step['count']:,}", help=step["help"])
-        st.caption("✅ done" if step["done"] else "⬜ to do")
-
-next_step = next((s for s in steps if not s["done"]), None)
-if next_step is None:
-    st.success("Every stage has data. Export the accepted set from the Dataset page.")
-else:
-    st.info(f"**Next step:** {next_step['next']}")
-    if Path(next_step["page"]).exists():
-        st.page_link(next_step["page"], label=f"Go to {next_step['page_title']}", icon="➡️")
+page = st.navigation(PAGES)
+page_setup(page.title)
+page.run()

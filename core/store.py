@@ -300,11 +300,17 @@ def _m002_indexes(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE INDEX idx_checks_generation ON checks(generation_id)")
 
 
+def _migration_sql(name: str) -> str:
+    """The text of a frozen SQL migration in core/migrations/."""
+    return (Path(__file__).resolve().parent / "migrations" / name).read_text()
+
+
 # Ordered, append-only: never edit a migration that has shipped; add a new one.
 MIGRATIONS: list[tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     ("001_initial", _m001_initial),
     ("002_indexes", _m002_indexes),
     ("003_review_views", lambda con: __import__("core.review", fromlist=["x"]).create_review_views(con)),
+    ("005_background_tasks", lambda con: con.execute(_migration_sql("005_background_tasks.sql"))),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Things every page needs: the shared store, the sidebar, small display helpers."""
+"""Things every page needs: the shared store, the sidebar settings, the set-up the frame does once."""
 from __future__ import annotations
 
 import os
@@ -39,6 +39,7 @@ def sidebar(store: Store) -> None:
 
 
 def page_setup(title: str, icon: str = "🐟") -> Store:
+    """The frame's set-up, once per run before the page: tab title, wide layout, store, sidebar."""
     st.set_page_config(page_title=f"{title} · Shoal", page_icon=icon, layout="wide")
     store = get_store()
     sidebar(store)
