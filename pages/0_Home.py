@@ -4,9 +4,9 @@ from pathlib import Path
 import streamlit as st
 
 from core.pipeline import pipeline_status
-from ui.common import get_store
+from ui.common import page_store
 
-store = get_store()
+store = page_store()
 
 st.title("🐟 Shoal")
 st.write("Turn an ocean of raw code into a small, diverse, high-quality instruction-tuning dataset.")

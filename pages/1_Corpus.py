@@ -12,10 +12,10 @@ from core.ingest.background import INGEST, start_ingest
 from core.ingest.upload import save_upload
 from ui.background import task_panel
 from ui.code import code_lang
-from ui.common import get_store
+from ui.common import page_store
 from ui.text import plain
 
-store = get_store()
+store = page_store()
 
 st.title("Corpus")
 st.caption("Raw code in: CodeSearchNet files, whole-file corpora (The Stack style), local folders and git "

@@ -14,10 +14,10 @@ from core.select import METHODS, compare_coverage, list_selections, select, sele
 from core.snippets import count_snippets, get_snippet
 from ui.background import task_panel
 from ui.code import code_lang
-from ui.common import get_store, reviewer_name
+from ui.common import page_store, reviewer_name
 from ui.map_chart import map_figure, picked_rows
 
-store = get_store()
+store = page_store()
 st.title("Map")
 st.caption("Each point is a snippet, placed by meaning (embeddings → UMAP). Colours are clusters named by "
            "their most distinctive words. Pick clusters or draw a lasso, then ask for the N most diverse "

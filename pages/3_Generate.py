@@ -14,9 +14,9 @@ from core.generate import (PoolConfig, PoolSnapshot, Pools, build_generator_mess
 from core.snippets import (count_snippets, first_snippet_ids, get_snippet, preview_snippet_ids,
                            selection_names, selection_snippet_ids)
 from core.tasks import DEFAULT_MIX, TASKS, get_task
-from ui.common import get_store
+from ui.common import page_store
 
-store = get_store()
+store = page_store()
 st.title("Generate and judge")
 st.caption("A generator model writes one instruction example per snippet and task; a judge model checks it "
            "rule by rule. Examples that pass the judge (and those you accept later) become few-shot examples "

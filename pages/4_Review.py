@@ -14,11 +14,11 @@ import streamlit as st
 from core import review as rv
 from core.errors import ShoalError
 from ui.code import code_lang, show_field
-from ui.common import get_store, reviewer_name
+from ui.common import page_store, reviewer_name
 from ui.focus import focus
 from ui.text import verdict_badge
 
-store = get_store()
+store = page_store()
 
 SS = st.session_state
 STATE_KEY = "review.state"           # ui_state: filter, sort, seed, current example (survives reloads)

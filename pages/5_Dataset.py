@@ -15,10 +15,10 @@ from core.checks.results import current_checks, latest_run, set_override
 from core.errors import ShoalError
 from core.export import FORMATS, export_dataset, export_zip, recent_exports, select_rows
 from ui.background import task_panel
-from ui.common import get_store, reviewer_name
+from ui.common import page_store, reviewer_name
 from ui.palettes import REVIEW_STATUS
 
-store = get_store()
+store = page_store()
 st.title("Dataset")
 st.caption("Check the generated set, see what it is made of, and export the accepted examples for fine-tuning.")
 

@@ -24,6 +24,20 @@ def get_store() -> Store:
         st.stop()
 
 
+def page_store() -> Store:
+    """What every page calls first: the shared store, with the page inside the frame (app.py).
+
+    Until some session has called st.navigation, Streamlit treats the `pages/` folder next to
+    app.py as a legacy multipage app and runs a page file on its own (a fresh server whose
+    first request is /Corpus). Leave that mode and rerun, so app.py frames the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False   # what st.navigation itself sets
+        st.rerun()
+    return get_store()
+
+
 def reviewer_name() -> str:
     return st.session_state.get("reviewer") or os.environ.get("USER") or "reviewer"
 

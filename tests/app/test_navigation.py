@@ -1,0 +1,22 @@
+"""The frame (app.py): every page runs inside it, with the set-up (store, sidebar) done once."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+
+
+@pytest.mark.parametrize("page, heading", [("pages/1_Corpus.py", "Corpus"), ("pages/2_Map.py", "Map"),
+                                           ("pages/5_Dataset.py", "Dataset")])
+def test_every_page_runs_inside_the_frame_with_its_sidebar(page, heading):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == heading
+    assert at.sidebar.text_input(key="reviewer") is not None        # the frame's sidebar, drawn once
+    assert len([t for t in at.sidebar.text_input if t.key == "reviewer"]) == 1
