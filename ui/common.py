@@ -25,16 +25,17 @@ def get_store() -> Store:
 
 
 def page_store() -> Store:
-    """What every page calls first: the shared store, with the page inside the frame (app.py).
+    """What every page calls first: the shared store, with the page inside the frame.
 
     Until some session has called st.navigation, Streamlit treats the `pages/` folder next to
-    app.py as a legacy multipage app and runs a page file on its own (a fresh server whose
-    first request is /Corpus). Leave that mode and rerun, so app.py frames the same page.
+    app.py as a legacy multipage app and runs a page file on its own, without app.py (a fresh
+    server whose first request is /Corpus). Then the page sets the frame up itself, as app.py
+    would have; the menu it draws ends that mode for the whole server.
     """
     from streamlit.runtime.pages_manager import PagesManager
     if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False   # what st.navigation itself sets
-        st.rerun()
+        from ui.navigation import frame
+        frame()
     return get_store()
 
 

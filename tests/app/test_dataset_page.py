@@ -1,11 +1,9 @@
 """The Dataset page on a small curated set: metrics, checks, every chart, keep-one, export."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.background import wait_for_tasks

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.background import wait_for_tasks
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 
@@ -20,3 +22,19 @@ def test_every_page_runs_inside_the_frame_with_its_sidebar(page, heading):
     assert at.title[0].value == heading
     assert at.sidebar.text_input(key="reviewer") is not None        # the frame's sidebar, drawn once
     assert len([t for t in at.sidebar.text_input if t.key == "reviewer"]) == 1
+
+
+def test_an_ingest_goes_on_while_the_user_is_on_another_page():
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/1_Corpus.py").run()
+    at.text_input(key="corpus.path").input(str(ROOT / "tests" / "data" / "ingest" / "multilang_repo"))
+    at.button(key="corpus.ingest_path").click().run()
+    assert not at.exception, at.exception
+    at.switch_page("pages/0_Home.py").run()                          # leave the page while it runs
+    assert not at.exception, at.exception
+    assert wait_for_tasks(60), "the ingest did not finish"
+    at.run()
+    assert int({m.label: m.value for m in at.metric}["Corpus"].replace(",", "")) > 0   # Home sees the snippets
+    at.switch_page("pages/1_Corpus.py").run()
+    assert not at.exception, at.exception
+    assert any("new snippets" in s.value for s in at.success)          # the outcome waits on its page
