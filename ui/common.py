@@ -25,17 +25,17 @@ def get_store() -> Store:
 
 
 def page_store() -> Store:
-    """What every page calls first: the shared store, with the page inside the frame.
+    """What every page calls first: the shared store, with the page inside the frame (app.py).
 
     Until some session has called st.navigation, Streamlit treats the `pages/` folder next to
-    app.py as a legacy multipage app and runs a page file on its own, without app.py (a fresh
-    server whose first request is /Corpus). Then the page sets the frame up itself, as app.py
-    would have; the menu it draws ends that mode for the whole server.
+    app.py as a legacy multipage app and runs a page file on its own (a fresh server whose
+    first request is /Corpus). Leave that mode for good (what st.navigation itself does) and
+    rerun at once, before the page draws anything, so app.py frames the same page.
     """
     from streamlit.runtime.pages_manager import PagesManager
     if PagesManager.uses_pages_directory:
-        from ui.navigation import frame
-        frame()
+        PagesManager.uses_pages_directory = False
+        st.rerun()
     return get_store()
 
 
