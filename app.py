@@ -1,27 +1,9 @@
-"""Shoal home: where the user is in the pipeline and what to do next."""
-from pathlib import Path
+"""Shoal: the frame around every page — the navigation (ui/navigation.py), the set-up done once, then the page.
 
-import streamlit as st
+`streamlit run app.py` runs this file on every rerun: it draws the menu (Home, Corpus, Map,
+Generate, Review, Dataset), sets the page up (tab title, wide layout, the shared store, the
+sidebar settings) and runs the page the user is on.
+"""
+from ui.navigation import frame
 
-from core.pipeline import pipeline_status
-from ui.common import page_setup
-
-store = page_setup("Home")
-
-st.title("🐟 Shoal")
-st.write("Turn an ocean of raw code into a small, diverse, high-quality instruction-tuning dataset.")
-
-steps = pipeline_status(store)
-cols = st.columns(len(steps))
-for col, step in zip(cols, steps):
-    with col:
-        st.metric(step["title"], f"{step['count']:,}", help=step["help"])
-        st.caption("✅ done" if step["done"] else "⬜ to do")
-
-next_step = next((s for s in steps if not s["done"]), None)
-if next_step is None:
-    st.success("Every stage has data. Export the accepted set from the Dataset page.")
-else:
-    st.info(f"**Next step:** {next_step['next']}")
-    if Path(next_step["page"]).exists():
-        st.page_link(next_step["page"], label=f"Go to {next_step['page_title']}", icon="➡️")
+frame().run()

@@ -353,3 +353,8 @@ def export_zip(store: Store, fmt: str, include_judged: bool = False, apply_check
         store.execute("UPDATE exports SET path = ? WHERE id = ?", [f"download:{folder.name}.zip", res.export_id])
         res.path = f"{folder.name}.zip"
         return buf.getvalue(), res
+
+
+def recent_exports(store: Store, limit: int = 10) -> pd.DataFrame:
+    """The newest exports: when, which format, how many rows, where."""
+    return store.df("SELECT created_at, format, n_rows, path FROM exports ORDER BY id DESC LIMIT ?", [limit])

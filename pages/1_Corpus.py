@@ -4,28 +4,24 @@ import os
 import plotly.express as px
 import streamlit as st
 
+from core.background import TaskRecord, is_running
 from core.errors import ShoalError
-from core.ingest import DEFAULT_BLACKLIST, FORMATS
-from core.ingest import browse
-from core.ingest.background import current_run, start_ingest
+from core.ingest import DEFAULT_BLACKLIST, FORMATS, browse
+from core.ingest.background import INGEST, start_ingest
 from core.ingest.upload import save_upload
-from ui.common import page_setup
+from ui.background import task_panel
+from ui.code import code_lang
+from ui.common import page_store
+from ui.text import plain
 
-store = page_setup("Corpus")
-HIGHLIGHT = {"cpp": "cpp", "csharp": "csharp", "shell": "bash", "typescript": "typescript"}
+store = page_store()
 
 st.title("Corpus")
 st.caption("Raw code in: CodeSearchNet files, whole-file corpora (The Stack style), local folders and git "
            "checkouts, or the Python standard library as a demo. Every rejected record is counted with its reason.")
 
-
-def plain(text: str) -> str:
-    """User data inside Markdown-rendering widgets (progress text, alerts): shown literally."""
-    return "".join("\\" + ch if ch in "\\`*_{}[]()#+-.!|<>~$:" else ch for ch in str(text))
-
-
 stats = browse.overview(store)
-run = current_run(store)
+busy = is_running(store, INGEST.name)
 
 
 def _start(sources: list[str], fmt: str = "auto") -> None:
@@ -42,7 +38,6 @@ def _start(sources: list[str], fmt: str = "auto") -> None:
 
 
 # --------------------------------------------------------------------------- add a source
-busy = run is not None and run.running
 with st.expander("Add a source", expanded=stats["snippets"] == 0 and not busy):
     demo_tab, path_tab, upload_tab, options_tab = st.tabs(
         ["Demo corpus", "Path on the server", "Upload a file", "Filters"])
@@ -82,31 +77,16 @@ with st.expander("Add a source", expanded=stats["snippets"] == 0 and not busy):
 
 
 # --------------------------------------------------------------------------- progress
-def _progress_panel() -> None:
-    r = current_run(store)
-    if r is None:
-        return
-    if r.running:
-        pct = int(r.fraction * 100)
-        st.progress(r.fraction, text=plain(f"Ingesting {', '.join(r.sources)} — {pct}% · {r.note}"))
-        if st.button("Cancel ingest", key="corpus.cancel"):
-            r.cancel.set()
-        return
-    if st.session_state.get("corpus.shown_run") != id(r):
-        st.session_state["corpus.shown_run"] = id(r)
-        st.rerun()  # refresh the whole page with the new counts
-    if r.error:
-        st.error(plain(r.error))
-    elif r.result is not None:
-        res = r.result
-        msg = (f"Ingest #{res.ingest_id} of {', '.join(res.sources)}: {res.ingested:,} new snippets, "
-               f"{res.duplicates:,} duplicates, {res.filtered:,} filtered, {len(res.errors):,} errors "
-               f"in {res.seconds:.2f} s.")
-        (st.warning if res.nothing_read else st.success)(plain(msg))
+def _ingest_progress(rec: TaskRecord) -> str:
+    return f"Ingesting {rec.label} — {int(rec.fraction * 100)}% · {rec.message}"
 
 
-if run is not None:
-    st.fragment(run_every=1.0 if run.running else None)(_progress_panel)()
+def _ingest_outcome(rec: TaskRecord, fmt) -> None:
+    (st.warning if rec.result.get("nothing_read") else st.success)(fmt(rec.result["summary"]))
+
+
+task_panel(store, INGEST.name, "corpus", _ingest_progress, cancel_label="Cancel ingest", fmt=plain,
+           show_result=_ingest_outcome)
 
 # --------------------------------------------------------------------------- counts
 if stats["snippets"] == 0 and stats["filtered"] + stats["errors"] == 0:
@@ -171,7 +151,7 @@ if not found.empty:
     st.markdown(f"**Snippet viewer** — {len(snip['code']):,} chars")
     st.text(f"{title}  ·  {snip['language']}  ·  {snip['repo'] or ''} {snip['path'] or ''}"
             f"{'  L%s-%s' % (snip['start_line'], snip['end_line']) if snip['start_line'] else ''}")
-    st.code(snip["code"], language=HIGHLIGHT.get(snip["language"], snip["language"]), line_numbers=True)
+    st.code(snip["code"], language=code_lang(snip["language"]), line_numbers=True)
     if snip["docstring"]:
         with st.expander("Docstring / leading comment"):
             st.text(snip["docstring"])

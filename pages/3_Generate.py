@@ -11,10 +11,12 @@ from core.config import Profile, load_profiles
 from core.errors import ShoalError
 from core.generate import (PoolConfig, PoolSnapshot, Pools, build_generator_messages, current_prompt_version,
                            few_shot, get_prompt_version, list_prompt_versions, save_prompt_version)
+from core.snippets import (count_snippets, first_snippet_ids, get_snippet, preview_snippet_ids,
+                           selection_names, selection_snippet_ids)
 from core.tasks import DEFAULT_MIX, TASKS, get_task
-from ui.common import page_setup
+from ui.common import page_store
 
-store = page_setup("Generate")
+store = page_store()
 st.title("Generate and judge")
 st.caption("A generator model writes one instruction example per snippet and task; a judge model checks it "
            "rule by rule. Examples that pass the judge (and those you accept later) become few-shot examples "
@@ -27,13 +29,8 @@ run_tab, prompts_tab, jobs_tab = st.tabs(["Run", "Prompts", "Jobs"])
 
 def snippet_source_ids(source: str, selection: str | None, limit: int) -> list[str]:
     if source == "Selection" and selection:
-        rows = store.rows("SELECT si.snippet_id FROM selection_items si JOIN selections s ON s.id = si.selection_id "
-                          "WHERE s.name = ? ORDER BY si.rank LIMIT ?", [selection, limit])
-    elif source == "OSS-Instruct seeds":
-        rows = store.rows("SELECT id AS snippet_id FROM snippets WHERE kind = 'seed' ORDER BY id LIMIT ?", [limit])
-    else:
-        rows = store.rows("SELECT id AS snippet_id FROM snippets ORDER BY id LIMIT ?", [limit])
-    return [r["snippet_id"] for r in rows]
+        return selection_snippet_ids(store, selection, limit)
+    return first_snippet_ids(store, limit, seeds_only=source == "OSS-Instruct seeds")
 
 
 def current_profiles() -> dict[str, Profile]:
@@ -64,10 +61,10 @@ def ensure_endpoints(profiles: dict[str, Profile]) -> dict[str, Profile]:
 # --------------------------------------------------------------------------- Run tab
 
 with run_tab:
-    n_snippets = int(store.scalar("SELECT count(*) FROM snippets") or 0)
+    n_snippets = count_snippets(store)
     if n_snippets == 0:
         st.info("No snippets yet: add a corpus (or the built-in demo) on the Corpus page first.")
-    selections = [r["name"] for r in store.rows("SELECT name FROM selections ORDER BY id DESC")]
+    selections = selection_names(store)
     c1, c2, c3 = st.columns([2, 2, 1])
     with c1:
         sources = (["Selection"] if selections else []) + ["OSS-Instruct seeds", "All snippets"]
@@ -292,12 +289,12 @@ with prompts_tab:
             st.error(str(exc))
 
     st.subheader("Preview: the exact generator prompt for one snippet")
-    preview_ids = snippet_ids[:50] if snippet_ids else [r["id"] for r in store.rows(
-        "SELECT id FROM snippets ORDER BY (kind = 'seed') = ? DESC, id LIMIT 50", [get_task(ptask).prefers_seeds])]
+    preview_ids = snippet_ids[:50] if snippet_ids else preview_snippet_ids(
+        store, seeds_first=get_task(ptask).prefers_seeds)
     sample = None
     if preview_ids:
         pid = st.selectbox("Snippet", preview_ids, key="gen.preview_snippet")
-        sample = store.one("SELECT id, code, language FROM snippets WHERE id = ?", [pid])
+        sample = get_snippet(store, pid)
     if sample is None:
         st.info("Ingest snippets to see a preview.")
     else:

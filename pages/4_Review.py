@@ -14,14 +14,16 @@ import streamlit as st
 from core import review as rv
 from core.errors import ShoalError
 from core.tasks import get_task
-from ui.common import page_setup, reviewer_name
+from ui.code import code_lang, show_field
+from ui.common import page_store, reviewer_name
+from ui.focus import focus
+from ui.text import verdict_badge
 
-store = page_setup("Review")
+store = page_store()
 
 SS = st.session_state
 STATE_KEY = "review.state"           # ui_state: filter, sort, seed, current example (survives reloads)
 SHORTCUTS = {"accept": "A", "reject": "X", "edit": "E", "skip": "S", "undo": "U", "next": "J", "prev": "K"}
-CODE_LANG = {"c++": "cpp", "c#": "csharp", "shell": "bash", "sh": "bash", "js": "javascript", "ts": "typescript"}
 
 
 # --------------------------------------------------------------------------- state
@@ -192,57 +194,9 @@ def show_cell(f: rv.QueueFilter) -> None:
 
 # --------------------------------------------------------------------------- drawing helpers
 
-def code_lang(lang: str | None) -> str | None:
-    if not lang:
-        return None
-    lang = lang.lower()
-    return CODE_LANG.get(lang, lang)
-
-
 def field_language(task: str, name: str, value: str, src: str | None, target: str | None) -> str | None:
     """How to show a generated field: a code language for st.code, or None for plain text (the task decides)."""
     return code_lang(get_task(task).display_language(name, value, src, target))
-
-
-def show_field(name: str, value, lang: str | None) -> None:
-    st.markdown(f"**{name}**")
-    text = value if isinstance(value, str) else json.dumps(value, indent=2)
-    if lang:
-        st.code(text, language=lang, wrap_lines=True)
-    else:
-        st.text(text)   # generated text is shown as text, never as HTML/markdown
-
-
-def focus(label: str, nonce: str) -> None:
-    """Put the keyboard focus in the input with this aria-label (keyboard-only review).
-    A fixed script of ours; the only data in it is the label, JSON-encoded."""
-    js_label = json.dumps(label).replace("</", "<\\/")   # never let a field name close the script
-    st.html(f"""<script>/* {nonce} */
-      (() => {{
-        const sel = '[aria-label="' + CSS.escape({js_label}) + '"]';
-        let tries = 0;   // widgets are lazy-loaded: retry until the input exists
-        const tick = () => {{
-          const el = document.querySelector(sel);
-          if (!el || (el.tagName === 'TEXTAREA' && !el.value && tries < 20)) {{  // not there or not filled yet
-            if (tries++ < 100) setTimeout(tick, 50);
-            return;
-          }}
-          el.focus();
-          if (!el.select) return;
-          el.select();
-          // a late re-render can collapse the selection: select again while the user has not typed
-          const text = el.value;
-          [100, 300, 700].forEach(ms => setTimeout(() => {{
-            if (document.activeElement === el && el.value === text && el.selectionStart === el.selectionEnd)
-              el.select();
-          }}, ms));
-        }};
-        tick();
-      }})();</script>""", unsafe_allow_javascript=True, width="content")
-
-
-def verdict_badge(overall) -> str:
-    return {True: ":green-badge[judge: pass]", False: ":red-badge[judge: fail]"}.get(overall, ":gray-badge[not judged]")
 
 
 # --------------------------------------------------------------------------- review panel

@@ -5,15 +5,20 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core.background import TaskRecord, is_running
+from core.background_work import CHECKS, benchmark_spec, start_checks
 from core.checks import analytics as an
 from core.checks.benchmarks import KNOWN as BENCHMARKS
 from core.checks.examples import load_examples
+from core.checks.neardup import duplicate_groups, keep_one
 from core.checks.results import current_checks, latest_run, set_override
 from core.errors import ShoalError
-from core.export import FORMATS, export_dataset, export_zip, select_rows
-from ui.common import page_setup, reviewer_name
+from core.export import FORMATS, export_dataset, export_zip, recent_exports, select_rows
+from ui.background import task_panel
+from ui.common import page_store, reviewer_name
+from ui.palettes import REVIEW_STATUS
 
-store = page_setup("Dataset")
+store = page_store()
 st.title("Dataset")
 st.caption("Check the generated set, see what it is made of, and export the accepted examples for fine-tuning.")
 
@@ -34,6 +39,7 @@ c[4].metric("Exportable now", len(selection.rows), help="Accepted, and no failin
 
 # =========================================================================== checks
 st.header("Checks")
+checking = is_running(store, CHECKS.name)
 with st.form("ds_check_form"):
     cols = st.columns([2, 2, 1])
     chosen = cols[0].multiselect("Benchmarks", list(BENCHMARKS), default=["humaneval"], key="ds_benchmarks",
@@ -48,31 +54,23 @@ with st.form("ds_check_form"):
     rouge = cols[1].checkbox("ROUGE-L > 0.7 on instructions", key="ds_rouge")
     run_exec = cols[2].checkbox("Execute Python solutions", key="ds_exec")
     exec_sample = cols[3].number_input("Execute at most", 1, 100_000, 200, key="ds_exec_sample")
-    submitted = st.form_submit_button("Run checks", type="primary")
+    submitted = st.form_submit_button("Run checks", type="primary", disabled=checking)
 
-if submitted:
-    from core.checks.decontam import run_decontamination
-    from core.checks.execution import run_execution_checks
-    from core.checks.neardup import run_near_duplicates
-    files = dict(p.split("=", 1) for p in paths.replace(" ", "").split(",") if "=" in p)
-    spec = ",".join(f"{b}={files[b]}" if b in files else b for b in chosen) or "humaneval"
-    bar = st.progress(0.0, text="Checking…")
-
-    def progress(done, total, note=""):
-        bar.progress(min(1.0, done / total) if total else 0.0, text=f"{note} {done}/{total or '?'}")
+if submitted and not checking:
     try:
-        d = run_decontamination(store, spec, int(ngram) or None, progress=progress)
-        n = run_near_duplicates(store, threshold, rouge, progress=progress)
-        msg = (f"Decontamination: {d['n_flagged']} of {d['n_examples']} flagged. "
-               f"Near-duplicates: {n['n_groups']} groups, {n['n_flagged']} flagged.")
-        if run_exec:
-            e = run_execution_checks(store, sample=int(exec_sample), progress=progress)
-            msg += f" Execution: {e['n_passed']} of {e['n_examples']} ran cleanly."
-        st.success(msg)
-        selection = select_rows(store)
+        start_checks(store, benchmark_spec(chosen, paths), int(ngram) or None, threshold, rouge, run_exec,
+                     int(exec_sample))
     except ShoalError as exc:
         st.error(str(exc))
-    bar.empty()
+    else:
+        st.rerun()
+
+
+def _checks_progress(rec: TaskRecord) -> str:
+    return f"{rec.message} {rec.done}/{rec.total or '?'}"
+
+
+task_panel(store, CHECKS.name, "ds_checks", _checks_progress)
 
 summary = an.check_summary(store)
 if summary.empty:
@@ -104,8 +102,6 @@ with st.expander(f"Benchmark contamination: {len(dec)} flagged", expanded=bool(l
             st.rerun()
     else:
         st.write("No example contains benchmark text.")
-
-from core.checks.neardup import duplicate_groups, keep_one  # noqa: E402
 
 groups = duplicate_groups(store)
 with st.expander(f"Near-duplicate groups: {len(groups)} (keep one of each)", expanded=0 < len(groups) <= 3):
@@ -217,9 +213,8 @@ with right:
     if pts.empty:
         st.info("No corpus map yet (Map page).")
     else:
-        colors = {"accepted": "#2ca02c", "rejected": "#d62728", "unreviewed": "#ff7f0e", "no example": "#d0d0d0"}
         fig = px.scatter(pts.sort_values("status", key=lambda s: s.map({"no example": 0}).fillna(1)),
-                         x="x", y="y", color="status", color_discrete_map=colors, render_mode="webgl",
+                         x="x", y="y", color="status", color_discrete_map=REVIEW_STATUS, render_mode="webgl",
                          hover_data={"cluster": True, "x": False, "y": False})
         fig.update_traces(marker={"size": 5})
         fig.update_layout(xaxis_visible=False, yaxis_visible=False)
@@ -259,7 +254,7 @@ with b2:
         except ShoalError as exc:
             st.error(str(exc))
 
-past = store.df("SELECT created_at, format, n_rows, path FROM exports ORDER BY id DESC LIMIT 10")
+past = recent_exports(store)
 if not past.empty:
     st.caption("Recent exports")
     st.dataframe(past, hide_index=True, width="stretch")

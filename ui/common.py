@@ -1,4 +1,4 @@
-"""Things every page needs: the shared store, the sidebar, small display helpers."""
+"""Things every page needs: the shared store, the sidebar settings, the set-up the frame does once."""
 from __future__ import annotations
 
 import os
@@ -24,6 +24,21 @@ def get_store() -> Store:
         st.stop()
 
 
+def page_store() -> Store:
+    """What every page calls first: the shared store, with the page inside the frame (app.py).
+
+    Until some session has called st.navigation, Streamlit treats the `pages/` folder next to
+    app.py as a legacy multipage app and runs a page file on its own (a fresh server whose
+    first request is /Corpus). Leave that mode for good (what st.navigation itself does) and
+    rerun at once, before the page draws anything, so app.py frames the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    return get_store()
+
+
 def reviewer_name() -> str:
     return st.session_state.get("reviewer") or os.environ.get("USER") or "reviewer"
 
@@ -39,6 +54,7 @@ def sidebar(store: Store) -> None:
 
 
 def page_setup(title: str, icon: str = "🐟") -> Store:
+    """The frame's set-up, once per run before the page: tab title, wide layout, store, sidebar."""
     st.set_page_config(page_title=f"{title} · Shoal", page_icon=icon, layout="wide")
     store = get_store()
     sidebar(store)

@@ -7,8 +7,8 @@ Readers (one module per source kind) yield the same records:
   stdlib.py         the running interpreter's standard library (the built-in demo corpus)
 Shared pieces: records.py (robust JSONL/Parquet reading), sourcefile.py + treesitter.py
 (functions of one file), filecheck.py (binary/generated/minified), filters.py (length window,
-word blacklist), run.py (orchestration, dedup, bulk writes), background.py (a worker thread
-for the app).
+word blacklist), run.py (orchestration, dedup, bulk writes), background.py (the app's ingest
+as a core.background task).
 """
 from core.ingest.filters import DEFAULT_BLACKLIST
 from core.ingest.run import FORMATS, IngestResult, ingest_sources

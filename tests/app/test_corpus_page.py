@@ -6,7 +6,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core.ingest import background, ingest_sources
+from core.background import wait_for_tasks
+from core.ingest import ingest_sources
 from core.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,8 +21,7 @@ def _prepare(sources: list[str]) -> None:
 
 
 def _wait_for_ingest(timeout: float = 60) -> None:
-    for run in list(background._runs.values()):
-        assert run.wait(timeout), "the ingest thread did not finish"
+    assert wait_for_tasks(timeout), "the ingest thread did not finish"
 
 
 def test_empty_database_offers_sources():

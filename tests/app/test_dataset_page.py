@@ -1,13 +1,12 @@
 """The Dataset page on a small curated set: metrics, checks, every chart, keep-one, export."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.background import wait_for_tasks
 from core.store import open_store
 from tests.core.checks.seed_data import add_example, demo_dataset, distinct_python_solution, wave
 
@@ -42,6 +41,8 @@ def test_dataset_page_checks_charts_and_export():
 
     # run the checks from the form
     at.button(key="FormSubmitter:ds_check_form-Run checks").click()
+    _run(at)
+    assert wait_for_tasks(240), "the checks did not finish"   # they run in a worker thread
     _run(at)
     assert any("Decontamination:" in s.value for s in at.success), [s.value for s in at.success]
     charts = at.get("plotly_chart")

@@ -5,7 +5,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.store import open_store
