@@ -28,3 +28,59 @@ def test_no_task_name_literal_outside_core_tasks():
     offenders = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files
                  for n, line in enumerate(p.read_text().splitlines(), 1) if quoted.search(line)]
     assert offenders == []
+
+
+def _core_import_graph() -> dict[str, set[str]]:
+    """Module → the core modules it imports at run time (anywhere in the file; TYPE_CHECKING blocks excluded)."""
+    import ast
+    modules = {}
+    for path in (ROOT / "core").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+
+    def owner(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for mod, path in modules.items():
+        tree = ast.parse(path.read_text())
+        skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # `from pkg import submodule` depends on the submodule, `from pkg import name` on pkg
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                           for a in node.names]
+            else:
+                continue
+            for target in targets:
+                dep = owner(target) if target.startswith("core") else None
+                if dep and dep != mod:
+                    graph[mod].add(dep)
+    return graph
+
+
+def test_core_has_no_import_cycles():
+    graph, cycles = _core_import_graph(), []
+
+    def visit(mod: str, path: list[str], done: set[str]) -> None:
+        for dep in sorted(graph[mod]):
+            if dep in path:
+                cycles.append(path[path.index(dep):] + [dep])
+            elif dep not in done:
+                visit(dep, path + [dep], done)
+        done.add(mod)
+
+    done: set[str] = set()
+    for mod in sorted(graph):
+        if mod not in done:
+            visit(mod, [mod], done)
+    # a package's __init__ re-exporting its submodules, which import each other, is not a cycle
+    real = [c for c in cycles if not any(c[i + 1].startswith(c[i] + ".") for i in range(len(c) - 1))]
+    assert real == []

@@ -6,6 +6,7 @@ from typing import Callable, Iterator
 
 from core.ingest.filecheck import decode_utf8, is_binary, skip_reason
 from core.ingest.model import Problem, ReadOptions, Snippet
+from core.ingest.seeds import seed_of
 from core.ingest.treesitter import GrammarMissing, extract_functions, grammar_for
 
 UrlFn = Callable[[str, int, int], "str | None"]  # (relative path, start line, end line) -> url
@@ -58,7 +59,6 @@ def read_source_file(path: Path, rel: str, language: str, source: str, source_ki
         return
     common = dict(language=language, source=source, source_kind=source_kind, repo=repo, path=rel)
     if opts.file_seeds:
-        from core.ingest.wholefile import seed_of  # wholefile imports this module
         seed = seed_of(text, opts.seed, rel, common)
         if isinstance(seed, Snippet) and url_fn is not None:
             seed.url = url_fn(rel, seed.start_line or 0, seed.end_line or 0)

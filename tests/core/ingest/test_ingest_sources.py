@@ -10,7 +10,7 @@ import pytest
 from core.errors import ShoalError
 from core.ingest import ingest_sources
 from core.ingest.model import TREE_SITTER_LANGUAGES, normalize_code
-from core.ingest.wholefile import draw_seed
+from core.ingest.seeds import draw_seed
 from core.progress import Cancelled
 from tests.core.ingest.conftest import CSN_HF, CSN_ORIGINAL, STACK, csn_record, jsonl
 
