@@ -263,6 +263,7 @@ class BatchJobRunner(JobRunner):
 
     # -- the run ----------------------------------------------------------------
     async def run(self) -> str:
+        self._load_pending()      # marks the job running (a paused job is being resumed)
         self._report("starting")
         try:
             for role, llm in self.llm.items():
