@@ -44,7 +44,7 @@ from core.jobs.registry import running_here
 from core.jobs.runner import HEARTBEAT_S, JobRunner, _finish, _heartbeat, _record_snapshot
 from core.jobs.writer import write_batch
 from core.llm import CallResult, LLMClient, canonical_json, insert_calls, parse_reply
-from core.llm.batch import (MAX_LINES, BatchAPIError, BatchInfo, OpenAIBatches, batch_line, chunk_lines,
+from core.llm.batch import (BatchAPIError, BatchInfo, OpenAIBatches, batch_line, chunk_lines,
                             line_attempt, provider_for)
 from core.llm.calllog import successful_hashes, successful_replies
 from core.llm.client import parse_correction
@@ -254,7 +254,6 @@ class BatchJobRunner(JobRunner):
         self.max_retries = int(opts.get("max_retries", 4))
         self.max_parse_retries = int(opts.get("max_parse_retries", 1))
         self.poll_s = float(poll_s if poll_s is not None else os.environ.get("SHOAL_BATCH_POLL_S", DEFAULT_POLL_S))
-        self.batch_size = int(get_job(store, job_id)["params"].get("batch_size") or MAX_LINES)
         self.llm = {role: LLMClient(store, self.profiles[role], prices=prices) for role in ("generator", "judge")}
         self.providers: dict[tuple, OpenAIBatches] = {}
         self.schemas: dict[str, type[BaseModel]] = {}
@@ -318,7 +317,9 @@ class BatchJobRunner(JobRunner):
             planner.client(self.llm["judge"], "judge")
         pinned = self._pinned()
         results = []
-        for item in items:
+        for n, item in enumerate(items):
+            if n % 200 == 199:
+                self._beat()          # a large round takes a while to plan: stay visibly alive
             planner.item_id = int(item["id"])
             res = await self._call_models(item, self._pools_of_round(pinned.get(item["id"], round_no)))
             if planner.item_id not in planner.waiting:
@@ -353,7 +354,6 @@ class BatchJobRunner(JobRunner):
         """The lines this round may send under the call and cost caps (judge lines first: their items
         are further along); an empty list stops the run with the reason."""
         needs.sort(key=lambda n: (n.role != "judge", n.item_id))
-        needs = needs[: self.batch_size]
         if self.max_calls is not None:
             room = int(self.max_calls) - self.state.calls
             if room < len(needs):
@@ -596,7 +596,7 @@ def cancel_provider_batches(store: Store, job_id: int) -> int:
         try:
             _note_info(store, b["id"], provider_for(profile).cancel(b["provider_batch_id"]))
             n += 1
-        except BatchAPIError:
+        except ShoalError:
             pass   # the runner (or a later resume) tries again
     return n
 
