@@ -39,8 +39,10 @@ from pydantic import BaseModel
 from core.config import Profile
 from core.errors import ShoalError
 from core.generate import PoolSnapshot, Pools
+from core.jobs import records
 from core.jobs.records import get_job, job_summary, set_job_status
 from core.jobs.registry import running_here
+from core.jobs import runner as online
 from core.jobs.runner import HEARTBEAT_S, JobRunner, _finish, _heartbeat, _record_snapshot
 from core.jobs.writer import write_batch
 from core.llm import CallResult, LLMClient, canonical_json, insert_calls, parse_reply
@@ -601,7 +603,23 @@ def cancel_provider_batches(store: Store, job_id: int) -> int:
     return n
 
 
-def check_batch_profiles(profiles: dict) -> None:
-    """Refuse a batch job whose endpoints have no Batch API, before anything is planned."""
-    for profile in profiles.values():
-        provider_for(profile)
+# --------------------------------------------------------------------------- mode-aware entry points (core.jobs exports these)
+
+def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
+            cancel: threading.Event | None = None, prices: dict | None = None,
+            concurrency: int | None = None, client_options: dict | None = None) -> dict:
+    """Run (or resume) a job in its mode: batch-mode jobs in rounds here, the others through the
+    online runner (`core.jobs.runner.run_job`, see there). Blocking; returns the job summary."""
+    if get_job(store, job_id)["params"].get("batch"):
+        return run_batch_job(store, job_id, progress=progress, cancel=cancel, prices=prices,
+                             client_options=client_options)
+    return online.run_job(store, job_id, progress=progress, cancel=cancel, prices=prices,
+                          concurrency=concurrency, client_options=client_options)
+
+
+def cancel_job(store: Store, job_id: int) -> None:
+    """`core.jobs.records.cancel_job`, and a batch-mode job's provider batches are cancelled too
+    (also when no runner is alive to do it)."""
+    records.cancel_job(store, job_id)
+    if get_job(store, job_id)["params"].get("batch"):
+        cancel_provider_batches(store, job_id)

@@ -23,8 +23,8 @@ DONE_STATUSES = ("succeeded", "failed", "skipped")
 
 def _job_params(*, task, mix, target_languages, concurrency, max_calls, max_cost, pool, snapshot, seeds_only,
                 mix_seed, source, profiles, plan, batch=False) -> dict:
-    return {"batch": batch,
-        "task": task, "mix": mix, "target_languages": list(target_languages or []),
+    return {
+        "batch": batch, "task": task, "mix": mix, "target_languages": list(target_languages or []),
         "concurrency": concurrency, "max_calls": max_calls, "max_cost": max_cost,
         "pool": (pool or PoolConfig()).to_json(), "pool_snapshots": {"0": snapshot.to_json()},
         "seeds_only": seeds_only, "mix_seed": mix_seed, "source": source,
@@ -56,7 +56,7 @@ def create_job(store: Store, snippet_ids: Sequence[str], *, profiles: dict, task
         raise ShoalError("Concurrency must be at least 1.")
     gen, judge = profiles["generator"], profiles["judge"]
     if batch:
-        from core.jobs.batch import check_batch_profiles
+        from core.llm.batch import check_batch_profiles
         check_batch_profiles(profiles)
     plan = plan_items(store, snippet_ids, task=task, mix=mix, target_languages=target_languages,
                       generator_model=gen.model, judge_model=judge.model, seeds_only=seeds_only,
@@ -111,12 +111,9 @@ def pause_job(store: Store, job_id: int) -> None:
 
 def cancel_job(store: Store, job_id: int) -> None:
     """Stop the job; unfinished items stay pending (a later resume can still run them)."""
-    job = get_job(store, job_id)
+    get_job(store, job_id)
     set_job_status(store, job_id, "cancelled")
     signal_worker(store, job_id)
-    if job["params"].get("batch"):   # the provider batch stops too, even with no runner alive
-        from core.jobs.batch import cancel_provider_batches
-        cancel_provider_batches(store, job_id)
 
 
 def retry_failed(store: Store, job_id: int) -> int:

@@ -355,10 +355,6 @@ def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
     cap stops it. Blocking; returns the job summary. `client_options` go to both LLMClients
     (max_retries, max_parse_retries, backoff_base_s, ...)."""
     job = get_job(store, job_id)
-    if job["params"].get("batch"):
-        from core.jobs.batch import run_batch_job
-        return run_batch_job(store, job_id, progress=progress, cancel=cancel, prices=prices,
-                             client_options=client_options)
     with running_here(store, job_id):
         if job["status"] == "cancelled":
             set_job_status(store, job_id, "pending")

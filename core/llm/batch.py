@@ -236,3 +236,9 @@ def chunk_lines(lines: list[dict], max_lines: int = MAX_LINES, max_bytes: int = 
         chunks[-1].append(line)
         size += n
     return [c for c in chunks if c]
+
+
+def check_batch_profiles(profiles: dict) -> None:
+    """Refuse a batch job whose endpoints have no Batch API, before anything is planned."""
+    for profile in profiles.values():
+        provider_for(profile)
