@@ -5,6 +5,11 @@ prices change). Override or extend it with a JSON or TOML file named by $SHOAL_P
     {"my-model": {"input": 0.2, "output": 0.6}}        # JSON
     [my-model]\ninput = 0.2\noutput = 0.6               # TOML
 Unknown and local models cost 0.
+
+Batch APIs charge a share of the online price (`batch_discount`): 0.5 for OpenAI and
+Anthropic models (by provider, from the model name or the server's host), 1.0 for anyone
+else unless the price file says otherwise, per model (`{"my-model": {..., "batch_discount":
+0.4}}`) or per provider (`{"batch_discount": {"openai": 0.5}}`).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 from core.errors import ShoalError
 
@@ -34,9 +40,18 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 }
 
 
+# provider -> share of the online price a batch request costs
+BATCH_DISCOUNTS: dict[str, float] = {"openai": 0.5, "anthropic": 0.5}
+_PROVIDER_HOSTS = {"api.openai.com": "openai", "api.anthropic.com": "anthropic"}
+_PROVIDER_PREFIXES = {"openai": ("gpt-", "o1", "o3", "o4", "chatgpt-", "davinci", "babbage"),
+                      "anthropic": ("claude-",)}
+
+
 def _normalise(table: dict) -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
     for model, entry in table.items():
+        if model == "batch_discount":
+            continue
         try:
             if isinstance(entry, dict):
                 out[str(model)] = (float(entry.get("input", 0.0)), float(entry.get("output", 0.0)))
@@ -101,3 +116,61 @@ def estimate_cost(model: str, prompt_tokens: int, completion_tokens: int,
     """USD for one call; 0 for unknown or local models."""
     p_in, p_out = price_for(model, prices)
     return (max(prompt_tokens, 0) * p_in + max(completion_tokens, 0) * p_out) / 1_000_000
+
+
+# ---------------------------------------------------------------- batch prices
+
+
+def provider_of(model: str, base_url: str | None = None) -> str | None:
+    """"openai" / "anthropic" from the server's host, else from the model name; None if unknown."""
+    host = (urlparse(base_url or "").hostname or "").lower()
+    if host in _PROVIDER_HOSTS:
+        return _PROVIDER_HOSTS[host]
+    name = (model or "").lower().rsplit("/", 1)[-1]
+    for provider, prefixes in _PROVIDER_PREFIXES.items():
+        if name.startswith(prefixes):
+            return provider
+    return None
+
+
+def _raw_table(path: str | os.PathLike | None = None) -> dict:
+    path = path or os.environ.get("SHOAL_PRICES_FILE")
+    if not path:
+        return {}
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ShoalError(f"Cannot read the price table {p}: {exc}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _share(value, where: str) -> float:
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise ShoalError(f"batch_discount for {where} must be a share of the online price "
+                         f"between 0 and 1, got {value!r}.")
+    return share
+
+
+def batch_discount(model: str, base_url: str | None = None, path: str | os.PathLike | None = None) -> float:
+    """The share of the online price a batch request of `model` costs (see the module docstring)."""
+    table = _raw_table(path)
+    entry = table.get(model) if model else None
+    if isinstance(entry, dict) and "batch_discount" in entry:
+        return _share(entry["batch_discount"], model)
+    provider = provider_of(model, base_url)
+    per_provider = table.get("batch_discount")
+    if isinstance(per_provider, dict) and provider in per_provider:
+        return _share(per_provider[provider], provider)
+    return BATCH_DISCOUNTS.get(provider or "", 1.0)
+
+
+def estimate_batch_cost(model: str, prompt_tokens: int, completion_tokens: int, prices: dict | None = None,
+                        base_url: str | None = None) -> float:
+    """USD for one batch request: the online price times the batch discount."""
+    return estimate_cost(model, prompt_tokens, completion_tokens, prices) * batch_discount(model, base_url)

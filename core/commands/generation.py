@@ -61,6 +61,29 @@ def _run_with_bar(store: Store, job_id: int, quiet: bool, concurrency: int | Non
             return job_summary(store, job_id)
 
 
+def _batch_share(profiles: dict) -> float:
+    """The batch price as a share of the online one (the larger of the two roles': an upper bound)."""
+    from core.prices import batch_discount
+    return max(batch_discount(p.model, p.base_url) for p in profiles.values())
+
+
+def _print_batches(b: dict) -> None:
+    """Which provider batch is in flight, with its request counts."""
+    if not b["in_flight"]:
+        console.print(f"batch mode: {b['rounds']} round(s), nothing in flight, ${b['cost_usd']:.4f} at the batch price",
+                      highlight=False)
+    for r in b["in_flight"]:
+        console.print(f"batch in flight (round {r['round']}, {r['role']}): {r['provider_batch_id'] or 'not yet created'} "
+                      f"{r['status']} · {r['request_completed'] or 0} completed, {r['request_failed'] or 0} failed of "
+                      f"{r['request_total'] or r['n_lines']}", highlight=False)
+
+
+def _with_batches(store: Store, s: dict) -> dict:
+    from core.jobs import batch_status
+    b = batch_status(store, s["job_id"])
+    return {**s, "batch": b} if b["batch"] else s
+
+
 def _print_summary(s: dict) -> None:
     from rich.table import Table
     items = s["items"]
@@ -71,6 +94,8 @@ def _print_summary(s: dict) -> None:
                   highlight=False)
     if s.get("stop_reason"):
         console.print(f"stopped: {s['stop_reason']}", highlight=False)
+    if s.get("batch"):
+        _print_batches(s["batch"])
     if s["failures"]:
         t = Table(title="failed items by reason")
         t.add_column("reason"); t.add_column("n", justify="right")
@@ -106,6 +131,8 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N snippets."),
         resume: Optional[int] = typer.Option(None, "--resume", help="Resume job JOB (pending and interrupted items)."),
         retry_failed: Optional[int] = typer.Option(None, "--retry-failed", help="Re-run the failed items of job JOB."),
+        batch: bool = typer.Option(False, "--batch", help="Send the calls through the provider's Batch API: half "
+                                   "price, answers within 24h (resume with --resume JOB after an interruption)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Plan and estimate the cost; do not create the job."),
         as_json: bool = typer.Option(False, "--json", help="Print the job summary as JSON (no progress bar)."),
     ):
@@ -147,6 +174,9 @@ def register(app: typer.Typer) -> None:
                                         generator_model=profiles["generator"].model,
                                         judge_model=profiles["judge"].model, seeds_only=seeds_only)
                     est = J.estimate_cost(store, plan, profiles)
+                    if batch:
+                        est["cost_usd"] = round(est["cost_usd"] * _batch_share(profiles), 4)
+                        est["batch"] = True
                     out = {"items": plan.n_items, "tasks": plan.task_counts(), "unknown_ids": len(plan.unknown_ids),
                            "estimate": est}
                     if as_json:
@@ -159,13 +189,15 @@ def register(app: typer.Typer) -> None:
                     concurrency=concurrency, max_calls=max_calls, max_cost=max_cost,
                     pool=PoolConfig(good=pool_good, bad=pool_bad, seed=pool_seed, refresh_every=pool_refresh), seeds_only=seeds_only,
                     name=name or (f"selection {selection}" if selection else None), selection_id=selection_id,
-                    source=f"selection:{selection}" if selection else (f"ids:{ids}" if ids else "seeds"))
+                    source=f"selection:{selection}" if selection else (f"ids:{ids}" if ids else "seeds"),
+                    batch=batch)
                 if not as_json:
                     job = J.get_job(store, job_id)
                     unknown = job["params"].get("unknown_ids", 0)
                     console.print(f"Job {job_id}: {job['n_items']} items" +
                                   (f" ({unknown} unknown snippet ids ignored)" if unknown else ""), highlight=False)
                 summary = _run_with_bar(store, job_id, as_json, None)
+            summary = _with_batches(store, summary)
         except ShoalError as exc:
             fail(str(exc))
         if as_json:
@@ -178,19 +210,26 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         show: Optional[int] = typer.Option(None, "--show", help="Details of one job."),
         pause: Optional[int] = typer.Option(None, "--pause", help="Mark a job paused (resume with generate --resume)."),
-        cancel: Optional[int] = typer.Option(None, "--cancel", help="Cancel a job."),
+        cancel: Optional[int] = typer.Option(None, "--cancel", help="Cancel a job (and its provider batch)."),
+        resume: Optional[int] = typer.Option(None, "--resume", help="Resume a job (as `generate --resume`)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ):
         """List generation jobs with their item counts."""
         from core import jobs as J
         store = store_from(ctx)
         try:
+            if resume is not None:
+                J.get_job(store, resume)
+                s = _with_batches(store, _run_with_bar(store, resume, as_json, None))
+                print_json(s) if as_json else _print_summary(s)
+                return
             if pause is not None:
                 J.pause_job(store, pause)
             if cancel is not None:
                 J.cancel_job(store, cancel)
             if show is not None or pause is not None or cancel is not None:
-                s = J.job_summary(store, show if show is not None else (pause if pause is not None else cancel))
+                s = _with_batches(store, J.job_summary(store, show if show is not None else
+                                                       (pause if pause is not None else cancel)))
                 print_json(s) if as_json else _print_summary(s)
                 return
             rows = J.list_jobs(store)

@@ -6,14 +6,17 @@
   is planned as `skipped`), control through `jobs.status`, summaries and the pages' reads.
 * `runner`: `JobRunner` keeps up to C items in flight; `writer`: the one thread that writes their results.
 * `workers`: background threads for the app; `registry`: which jobs run in this process.
+* `batch`: batch mode (`create_job(..., batch=True)`): the calls go through the provider's Batch API in rounds.
 """
 from core.jobs.plan import DEFAULT_TARGETS, JobPlan, assign_tasks, choose_target, estimate_cost, item_key, plan_items
-from core.jobs.records import (DONE_STATUSES, STALE_AFTER_S, cancel_job, create_job, failed_items, failure_reasons,
+from core.jobs.records import (DONE_STATUSES, STALE_AFTER_S, create_job, failed_items, failure_reasons,
                                get_job, is_interrupted, job_counts, job_summary, latest_examples, list_jobs,
                                pause_job, prefilter_reasons, record_stop_reason, retry_failed, set_job_status)
 from core.jobs.registry import _RUNNING, _WORKERS, _WORKERS_LOCK, worker_alive
-from core.jobs.runner import HEARTBEAT_S, JobRunner, _make_clients, run_job
+from core.jobs.runner import HEARTBEAT_S, JobRunner, _make_clients
 from core.jobs.workers import JobWorker, start_worker, wait_for_worker
+# the mode-aware run_job / cancel_job (batch-mode jobs go through core.jobs.batch)
+from core.jobs.batch import batch_status, cancel_job, cancel_provider_batches, run_batch_job, run_job
 
 __all__ = [
     "DEFAULT_TARGETS", "JobPlan", "assign_tasks", "choose_target", "estimate_cost", "item_key", "plan_items",
@@ -22,4 +25,5 @@ __all__ = [
     "prefilter_reasons", "record_stop_reason", "retry_failed", "set_job_status",
     "worker_alive", "HEARTBEAT_S", "JobRunner", "run_job", "JobWorker", "start_worker", "wait_for_worker",
     "_RUNNING", "_WORKERS", "_WORKERS_LOCK", "_make_clients",
+    "batch_status", "cancel_provider_batches", "run_batch_job",
 ]

@@ -22,9 +22,9 @@ DONE_STATUSES = ("succeeded", "failed", "skipped")
 
 
 def _job_params(*, task, mix, target_languages, concurrency, max_calls, max_cost, pool, snapshot, seeds_only,
-                mix_seed, source, profiles, plan) -> dict:
+                mix_seed, source, profiles, plan, batch=False) -> dict:
     return {
-        "task": task, "mix": mix, "target_languages": list(target_languages or []),
+        "batch": batch, "task": task, "mix": mix, "target_languages": list(target_languages or []),
         "concurrency": concurrency, "max_calls": max_calls, "max_cost": max_cost,
         "pool": (pool or PoolConfig()).to_json(), "pool_snapshots": {"0": snapshot.to_json()},
         "seeds_only": seeds_only, "mix_seed": mix_seed, "source": source,
@@ -48,11 +48,16 @@ def create_job(store: Store, snippet_ids: Sequence[str], *, profiles: dict, task
                mix: dict[str, float] | None = None, target_languages: Sequence[str] | None = None,
                concurrency: int = 8, max_calls: int | None = None, max_cost: float | None = None,
                pool: PoolConfig | None = None, seeds_only: bool = False, name: str | None = None,
-               selection_id: int | None = None, mix_seed: int = 0, source: str | None = None) -> int:
-    """Plan and persist a job; returns its id. Items done in another job are stored as 'skipped'."""
+               selection_id: int | None = None, mix_seed: int = 0, source: str | None = None,
+               batch: bool = False) -> int:
+    """Plan and persist a job; returns its id. Items done in another job are stored as 'skipped'.
+    `batch`: run its calls through the provider's Batch API (core.jobs.batch)."""
     if concurrency < 1:
         raise ShoalError("Concurrency must be at least 1.")
     gen, judge = profiles["generator"], profiles["judge"]
+    if batch:
+        from core.llm.batch import check_batch_profiles
+        check_batch_profiles(profiles)
     plan = plan_items(store, snippet_ids, task=task, mix=mix, target_languages=target_languages,
                       generator_model=gen.model, judge_model=judge.model, seeds_only=seeds_only,
                       mix_seed=mix_seed)
@@ -62,7 +67,8 @@ def create_job(store: Store, snippet_ids: Sequence[str], *, profiles: dict, task
         [[it["item_key"] for it in plan.items]])}
     params = _job_params(task=task, mix=mix, target_languages=target_languages, concurrency=concurrency,
                          max_calls=max_calls, max_cost=max_cost, pool=pool, snapshot=PoolSnapshot.take(store),
-                         seeds_only=seeds_only, mix_seed=mix_seed, source=source, profiles=profiles, plan=plan)
+                         seeds_only=seeds_only, mix_seed=mix_seed, source=source, profiles=profiles, plan=plan,
+                         batch=batch)
     frame = _item_frame(plan.items, done_elsewhere)
 
     def insert(cur) -> int:

@@ -6,7 +6,7 @@ import threading
 from core.errors import ShoalError
 from core.jobs.records import record_stop_reason
 from core.jobs.registry import _RUNNING, _WORKERS, _WORKERS_LOCK, job_key, worker_alive
-from core.jobs.runner import run_job
+from core.jobs.batch import run_job   # mode-aware: batch-mode jobs run in rounds
 from core.store import Store
 
 __all__ = ["JobWorker", "start_worker", "worker_alive", "wait_for_worker"]

@@ -301,9 +301,7 @@ class LLMClient:
         if call.parse_failures > self.max_parse_retries:
             return False
         self.counters["parse_retries"] += 1
-        call.correction = [{"role": "assistant", "content": (out.text or "")[:4000]},
-                           {"role": "user", "content": f"That reply was not valid ({out.error}). "
-                            "Answer again with only the JSON object that matches the schema."}]
+        call.correction = parse_correction(out.text, out.error)
         return True
 
     async def _retry_http(self, call: _CallProgress, out: Attempt) -> bool:
@@ -333,6 +331,32 @@ class LLMClient:
         ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (failures - 1))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
+    # -- the request body: one place for the online and the batch path -----------------
+    def chat_params(self, messages: list[dict], schema: type[BaseModel] | None,
+                    schema_json: dict | None, mode: str) -> dict[str, Any]:
+        """The chat-completions body (all but the model) of one attempt sending `messages` as
+        they are, asking for `schema` in `mode`. The one function that decides the request's
+        parameters: online attempts post it, batch lines carry it."""
+        rf = response_format_param(mode, schema, schema_json) if schema is not None else None
+        body: dict[str, Any] = {"messages": messages, "temperature": self.profile.temperature,
+                                "max_tokens": self.profile.max_tokens}
+        if rf is not None:
+            body["response_format"] = rf
+        return body
+
+    def request_body(self, messages: list[dict], schema: type[BaseModel], mode: str | None = None,
+                     correction: list[dict] | None = None) -> dict[str, Any]:
+        """The full body (model included) the online path would post for the call
+        `complete(messages, schema)` in `mode` (default: the client's current mode), with an
+        optional parse correction appended: what a batch line sends."""
+        mode = mode or self._mode
+        sent = messages_for(mode, messages, schema) + list(correction or [])
+        return {"model": self.model, **self.chat_params(sent, schema, schema_of(schema), mode)}
+
+    def cache_key(self, messages: list[dict], schema: type[BaseModel]) -> str:
+        """The llm_calls payload hash of the call `complete(messages, schema)` (its cache key)."""
+        return self._payload_key(messages, schema_of(schema))
+
     # -- one HTTP attempt ---------------------------------------------------------
     async def _attempt(self, state: _LoopState, key: str, role: str, messages: list[dict],
                        schema: type[BaseModel] | None, schema_json: dict | None, mode: str,
@@ -347,11 +371,8 @@ class LLMClient:
                        schema_json: dict | None, mode: str, meta: dict) -> tuple[Attempt, dict, str]:
         """Send one request; (its outcome with the reply parsed, the request as logged, the
         mode as logged: "text" when no response_format was sent)."""
-        rf = response_format_param(mode, schema, schema_json) if schema is not None else None
-        body: dict[str, Any] = {"messages": messages, "temperature": self.profile.temperature,
-                                "max_tokens": self.profile.max_tokens}
-        if rf is not None:
-            body["response_format"] = rf
+        body = self.chat_params(messages, schema, schema_json, mode)
+        rf = body.get("response_format")
         self.counters["requests"] += 1
         out = await post_chat(state.client, self.model, body)
         if out.kind == "ok":
@@ -360,6 +381,13 @@ class LLMClient:
                 out.parsed, out.error = parse_reply(out.text, schema, out.finish_reason == "length")
                 out.kind = "ok" if out.error is None else "parse"
         return out, {**body, **meta}, mode if rf else "text"
+
+
+def parse_correction(text: str | None, error: str | None) -> list[dict]:
+    """Appended to the messages when a reply did not parse or validate (online and batch retries)."""
+    return [{"role": "assistant", "content": (text or "")[:4000]},
+            {"role": "user", "content": f"That reply was not valid ({error}). "
+             "Answer again with only the JSON object that matches the schema."}]
 
 
 def run_sync(coro: Awaitable[T]) -> T:

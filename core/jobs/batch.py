@@ -1,0 +1,625 @@
+"""Batch mode: a job's LLM calls go through the provider's Batch API in rounds (half price, slower).
+
+A round is plan → submit → poll → collect:
+
+* plan: every pending item walks the online chain (`core.generate.generate_one`, through
+  `JobRunner._call_models`) with stand-in clients (`_Planner`) that answer from the call log: a
+  call answered before is a cache hit; the first call not answered yet becomes a batch line and
+  the item waits. So round 1 holds the generator calls of every item, round 2 the judge calls of
+  those that passed the pre-filter, later rounds the retries (expired or failed lines, a parse
+  correction, a weaker response_format: the online client's rules, across rounds). Items whose
+  chain completes are written through `core.jobs.writer.write_batch`.
+* submit: the lines of one endpoint (base URL + model) go into one provider batch. Its rows in
+  `batches` / `batch_requests` are written before anything is sent; the input file id and the
+  batch id are recorded the moment the provider returns them, and a batch created just before a
+  crash (id never recorded) is found again by its input file. A restart never submits twice.
+* poll: heartbeat and pause / cancel as in the online runner; a cancel cancels the provider batch
+  (the lines it finished are still collected: they are paid for).
+* collect: every output and error line becomes an `llm_calls` row exactly like an online attempt
+  (payload hash = cache key, request, reply, tokens, cost at the batch price), in one transaction
+  with its `batch_requests` row and the job's calls and cost. A rerun or an online retry then hits
+  the cache.
+
+Few-shot pools: round r reads the pools at snapshot r (recorded in `jobs.params.pool_snapshots`
+before its prompts are built); an item always uses the snapshot of the round that first planned it
+(`batch_item_rounds`), so re-planning rebuilds byte-identical prompts and finds their answers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from core.config import Profile
+from core.errors import ShoalError
+from core.generate import PoolSnapshot, Pools
+from core.jobs import records
+from core.jobs.records import get_job, job_summary, set_job_status
+from core.jobs.registry import running_here
+from core.jobs import runner as online
+from core.jobs.runner import HEARTBEAT_S, JobRunner, _finish, _heartbeat, _record_snapshot
+from core.jobs.writer import write_batch
+from core.llm import CallResult, LLMClient, canonical_json, insert_calls, parse_reply
+from core.llm.batch import (BatchAPIError, BatchInfo, OpenAIBatches, batch_line, chunk_lines,
+                            line_attempt, provider_for)
+from core.llm.calllog import successful_hashes, successful_replies
+from core.llm.client import parse_correction
+from core.llm.formats import MODES
+from core.llm.transport import format_rejected, retryable
+from core.prices import estimate_batch_cost
+from core.progress import ProgressFn
+from core.store import Store
+from core.tasks import Judgment, get_task
+from core.tokens import count_messages
+
+DEFAULT_POLL_S = 30.0      # OpenAI batches take minutes to hours: polling faster buys nothing
+CANCEL_WAIT_S = 60.0       # after a cancel, wait this long for the provider to hand back finished lines
+DEFERRED = "waiting for a batch"
+WRITE_CHUNK = 500          # items / rows per statement when writing results
+
+
+# --------------------------------------------------------------------------- batch rows
+
+def _open_batches(store: Store, job_id: int) -> list[dict]:
+    return store.rows("SELECT * FROM batches WHERE job_id = ? AND status <> 'collected' ORDER BY id", [job_id])
+
+
+def _note_info(store: Store, batch_id: int, info: BatchInfo) -> None:
+    """Record what the provider says about a batch (id, status, counts, files)."""
+    store.write(lambda cur: cur.execute(
+        """UPDATE batches SET provider_batch_id = ?, status = ?, request_total = ?, request_completed = ?,
+           request_failed = ?, output_file_id = ?, error_file_id = ?, error = ?, updated_at = current_timestamp
+           WHERE id = ?""", [info.id, info.status, info.total, info.completed, info.failed, info.output_file_id,
+                            info.error_file_id, info.errors, batch_id]))
+
+
+def _frame_insert(cur, table: str, frame: pd.DataFrame, select: str) -> None:
+    cur.register("_batch_rows", frame)
+    try:
+        cur.execute(f"INSERT INTO {table} SELECT {select} FROM _batch_rows")
+    finally:
+        cur.unregister("_batch_rows")
+
+
+@dataclass
+class _Need:
+    """One batch line to send: the first call of an item not answered yet."""
+    item_id: int
+    role: str
+    key: str
+    mode: str
+    body: dict
+
+
+def _record_round(store: Store, job_id: int, round_no: int, groups: list[tuple[str, Profile, list[_Need]]],
+                  new_pins: list[int], waiting: list[int]) -> None:
+    """The round's batches and lines, the items it planned first, its items marked running: one transaction."""
+    def write(cur) -> None:
+        for roles, profile, needs in groups:
+            lines = [batch_line(f"{n.item_id}-{n.role}", n.body) for n in needs]
+            for chunk_needs in _split(needs, lines):
+                bid = int(cur.execute(
+                    "INSERT INTO batches(job_id, round, role, provider, base_url, model, n_lines) "
+                    "VALUES (?, ?, ?, 'openai', ?, ?, ?) RETURNING id",
+                    [job_id, round_no, roles, profile.base_url, chunk_needs[0].body["model"],
+                     len(chunk_needs)]).fetchone()[0])
+                frame = pd.DataFrame({"batch_id": bid, "custom_id": [f"{n.item_id}-{n.role}" for n in chunk_needs],
+                                      "job_item_id": [n.item_id for n in chunk_needs],
+                                      "role": [n.role for n in chunk_needs],
+                                      "payload_hash": [n.key for n in chunk_needs],
+                                      "mode": [n.mode for n in chunk_needs],
+                                      "body": [json.dumps(n.body, ensure_ascii=False) for n in chunk_needs]})
+                _frame_insert(cur, "batch_requests (batch_id, custom_id, job_item_id, role, payload_hash, mode, body)",
+                              frame, "batch_id, custom_id, job_item_id, role, payload_hash, mode, CAST(body AS JSON)")
+        if new_pins:
+            _frame_insert(cur, "batch_item_rounds (job_item_id, job_id, round)",
+                          pd.DataFrame({"job_item_id": new_pins, "job_id": job_id, "round": round_no}),
+                          "job_item_id, job_id, round")
+        cur.execute("UPDATE job_items SET status = 'running', updated_at = current_timestamp "
+                    "WHERE list_contains(?, id) AND status = 'pending'", [waiting])
+    store.write(write)
+
+
+def _split(needs: list[_Need], lines: list[dict]) -> list[list[_Need]]:
+    """Needs in chunks the provider accepts as one batch each."""
+    by_id = {line["custom_id"]: n for n, line in zip(needs, lines)}
+    return [[by_id[line["custom_id"]] for line in chunk] for chunk in chunk_lines(lines)]
+
+
+def _history(store: Store, job_id: int) -> dict[str, list[dict]]:
+    """payload hash -> the lines answered so far in this job, oldest first."""
+    out: dict[str, list[dict]] = {}
+    for r in store.rows("""SELECT r.payload_hash, r.role, r.status, r.error, r.mode, r.llm_call_id, c.response_text
+                           FROM batch_requests r JOIN batches b ON b.id = r.batch_id
+                           LEFT JOIN llm_calls c ON c.id = r.llm_call_id
+                           WHERE b.job_id = ? AND r.status <> 'pending' ORDER BY b.id, r.custom_id""", [job_id]):
+        out.setdefault(r["payload_hash"], []).append(r)
+    return out
+
+
+def _job_replies(store: Store, job_id: int) -> dict[str, list[dict]]:
+    """Successful llm_calls rows of the payloads this job sent in batches, newest first (one query)."""
+    out: dict[str, list[dict]] = {}
+    for r in store.rows("""SELECT payload_hash, id, response_text, response_format FROM llm_calls
+                           WHERE error IS NULL AND response_text IS NOT NULL AND payload_hash IN
+                             (SELECT r.payload_hash FROM batch_requests r JOIN batches b ON b.id = r.batch_id
+                              WHERE b.job_id = ?)
+                           ORDER BY id DESC""", [job_id]):
+        out.setdefault(r["payload_hash"], []).append(r)
+    return out
+
+
+# --------------------------------------------------------------------------- planning
+
+class _PlanningClient:
+    """Stands in for an LLMClient inside generate_one while a round is planned."""
+
+    def __init__(self, planner: "_Planner", llm: LLMClient, role: str):
+        self.planner, self.llm, self.role = planner, llm, role
+
+    async def complete(self, messages: list[dict], schema: type[BaseModel], *, role: str | None = None,
+                       cache: bool = True) -> CallResult:
+        return self.planner.answer(self.llm, self.role, messages, schema)
+
+
+@dataclass
+class _Planner:
+    """Answers calls from the call log; the first unanswered call of an item becomes a `_Need`."""
+    store: Store
+    history: dict[str, list[dict]]
+    replies: dict[str, list[dict]]
+    ok_hashes: set[str]
+    modes: dict[str, str]
+    max_retries: int
+    max_parse_retries: int
+    schemas: dict[str, type[BaseModel]]
+    needs: dict[str, _Need] = field(default_factory=dict)    # payload hash -> its line
+    waiting: dict[int, str] = field(default_factory=dict)    # item id -> the payload hash it waits for
+    item_id: int = 0
+
+    def client(self, llm: LLMClient, role: str) -> _PlanningClient:
+        return _PlanningClient(self, llm, role)
+
+    def answer(self, llm: LLMClient, role: str, messages: list[dict], schema: type[BaseModel]) -> CallResult:
+        key = llm.cache_key(messages, schema)
+        self.schemas[key] = schema
+        hit = self._cached(key, schema)
+        if hit is not None:
+            return hit
+        past = self.history.get(key, [])
+        given_up = self._given_up(past)
+        if given_up is not None:
+            return given_up
+        last_parse = next((p for p in reversed(past) if p["status"] == "parse"), None)
+        correction = parse_correction(last_parse["response_text"], last_parse["error"]) if last_parse else []
+        mode = self.modes[role]
+        if key not in self.needs:
+            self.needs[key] = _Need(self.item_id, role, key, mode, llm.request_body(messages, schema, mode, correction))
+        self.waiting[self.item_id] = key
+        return CallResult(False, None, None, DEFERRED, None, False)
+
+    def _cached(self, key: str, schema: type[BaseModel]) -> CallResult | None:
+        rows = self.replies.get(key)
+        if rows is None and key in self.ok_hashes:
+            rows = successful_replies(self.store, key)
+        for row in rows or []:
+            parsed, err = parse_reply(row["response_text"], schema)
+            if err is None:
+                return CallResult(True, parsed, row["response_text"], None, int(row["id"]), True,
+                                  response_format=row["response_format"])
+        return None
+
+    def _given_up(self, past: list[dict]) -> CallResult | None:
+        """The failed result the online client would return after these attempts, or None to try again."""
+        if not past:
+            return None
+        last = past[-1]
+        model_text = next((p["response_text"] for p in reversed(past) if p["status"] == "parse"), None)
+        parse_failures = sum(p["status"] == "parse" for p in past)
+        retries = sum(p["status"] == "retry" for p in past)
+        if last["status"] == "fatal" or (last["status"] == "retry" and retries > self.max_retries) or \
+                (last["status"] == "parse" and parse_failures > self.max_parse_retries):
+            return CallResult(False, None, model_text, last["error"], last["llm_call_id"], False)
+        return None
+
+
+def _modes(history: dict[str, list[dict]], llms: dict[str, LLMClient]) -> dict[str, str]:
+    """Each role's structured-output mode: the client's, moved past every mode the server refused."""
+    modes = {role: llm.mode for role, llm in llms.items()}
+    for lines in history.values():
+        for line in lines:
+            if line["status"] == "format" and line["mode"] in MODES[:-1]:
+                nxt = MODES[MODES.index(line["mode"]) + 1]
+                if MODES.index(nxt) > MODES.index(modes[line["role"]]):
+                    modes[line["role"]] = nxt
+    return modes
+
+
+# --------------------------------------------------------------------------- the runner
+
+class BatchJobRunner(JobRunner):
+    """One run of a batch-mode job: rounds until no item is left, a pause / cancel / budget stop,
+    or a provider error that needs the user (then the job is left paused with the reason)."""
+
+    def __init__(self, store: Store, job_id: int, *, progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None, prices: dict | None = None,
+                 client_options: dict | None = None, poll_s: float | None = None):
+        super().__init__(store, job_id, progress=progress, cancel=cancel, prices=prices,
+                         client_options=client_options)
+        opts = client_options or {}
+        self.max_retries = int(opts.get("max_retries", 4))
+        self.max_parse_retries = int(opts.get("max_parse_retries", 1))
+        self.poll_s = float(poll_s if poll_s is not None else os.environ.get("SHOAL_BATCH_POLL_S", DEFAULT_POLL_S))
+        self.llm = {role: LLMClient(store, self.profiles[role], prices=prices) for role in ("generator", "judge")}
+        self.providers: dict[tuple, OpenAIBatches] = {}
+        self.schemas: dict[str, type[BaseModel]] = {}
+        self._round_pools: dict[int, dict[str, Pools]] = {}
+        self._beat_at = 0.0
+
+    # -- the run ----------------------------------------------------------------
+    async def run(self) -> str:
+        self._load_pending()      # marks the job running (a paused job is being resumed)
+        self._report("starting")
+        try:
+            for role, llm in self.llm.items():
+                if not llm.model:
+                    llm.model = self._provider(self.profiles[role]).first_model()
+            while await self._step():
+                pass
+        except BatchAPIError as exc:
+            self.state.stop, self.state.stop_reason = "error", f"error: {exc}"[:500]
+        finally:
+            for llm in self.llm.values():
+                llm.close()
+            status = _finish(self.store, self.job_id, self.state)
+        self._report(status)
+        return status
+
+    async def _step(self) -> bool:
+        """See the open batches through, or plan and submit the next round; False when the run is over."""
+        if self._beat():
+            return False
+        if _open_batches(self.store, self.job_id):
+            if not self.schemas:
+                await self._plan(self._load_pending(), 0)   # a resumed run: learn each line's schema
+            return self._see_through()
+        items = self._load_pending()
+        if not items:
+            return False
+        round_no = int(self.store.scalar("SELECT coalesce(max(round), 0) + 1 FROM batches WHERE job_id = ?",
+                                         [self.job_id]))
+        planner, results = await self._plan(items, round_no)
+        self._write_results(results)
+        if not planner.needs:
+            return bool(results)
+        needs = self._within_budget(list(planner.needs.values()))
+        if not needs:
+            return False
+        pinned = self._pinned()
+        waiting = list(planner.waiting)
+        _record_round(self.store, self.job_id, round_no, self._groups(needs),
+                      [i for i in waiting if i not in pinned], waiting)
+        self._report(f"round {round_no}: {len(needs)} calls sent as a batch")
+        return True
+
+    # -- planning ---------------------------------------------------------------
+    async def _plan(self, items: list[dict], round_no: int) -> tuple[_Planner, list[tuple[dict, Any]]]:
+        """Walk every item's chain from the call log; (the planner with the lines to send, finished items).
+        Round 0 only learns the schemas of the lines in flight."""
+        history = _history(self.store, self.job_id)
+        planner = _Planner(self.store, history, _job_replies(self.store, self.job_id), successful_hashes(self.store),
+                           _modes(history, self.llm), self.max_retries, self.max_parse_retries, self.schemas)
+        self.gen_client, self.judge_client = planner.client(self.llm["generator"], "generator"), \
+            planner.client(self.llm["judge"], "judge")
+        pinned = self._pinned()
+        results = []
+        for n, item in enumerate(items):
+            if n % 200 == 199:
+                self._beat()          # a large round takes a while to plan: stay visibly alive
+            planner.item_id = int(item["id"])
+            res = await self._call_models(item, self._pools_of_round(pinned.get(item["id"], round_no)))
+            if planner.item_id not in planner.waiting:
+                results.append((item, res))
+        return planner, results
+
+    def _pinned(self) -> dict[int, int]:
+        return {int(r["job_item_id"]): int(r["round"]) for r in self.store.rows(
+            "SELECT job_item_id, round FROM batch_item_rounds WHERE job_id = ?", [self.job_id])}
+
+    def _pools_of_round(self, round_no: int) -> dict[str, Pools]:
+        """The pools at the round's snapshot (taken and recorded before its first prompt is built)."""
+        round_no = max(round_no, 1)
+        if round_no not in self._round_pools:
+            snap = self.snapshots.get(round_no)
+            if snap is None:
+                snap = PoolSnapshot.take(self.store)
+                _record_snapshot(self.store, self.job_id, round_no, snap)
+                self.snapshots[round_no] = snap
+            self._round_pools[round_no] = {t: Pools.load(self.store, t, snap) for t in self.job_tasks}
+        return self._round_pools[round_no]
+
+    def _write_results(self, results: list[tuple[dict, Any]]) -> None:
+        for start in range(0, len(results), WRITE_CHUNK):
+            chunk = results[start:start + WRITE_CHUNK]
+            self.store.write(lambda cur: write_batch(cur, self.job_id, [], chunk, {it["id"] for it, _ in chunk}))
+            self.state.done += len(chunk)
+            self.state.completed_here += len(chunk)
+            self._report(f"{len(chunk)} items written")
+
+    def _within_budget(self, needs: list[_Need]) -> list[_Need]:
+        """The lines this round may send under the call and cost caps (judge lines first: their items
+        are further along); an empty list stops the run with the reason."""
+        needs.sort(key=lambda n: (n.role != "judge", n.item_id))
+        if self.max_calls is not None:
+            room = int(self.max_calls) - self.state.calls
+            if room < len(needs):
+                needs = needs[: max(0, room)]
+                if not needs:
+                    self.state.stop, self.state.stop_reason = \
+                        "budget", f"budget: call cap {self.max_calls} reached ({self.state.calls} calls made)"
+        if self.max_cost is not None and needs:
+            spent, kept = self.state.cost_usd, []
+            for n in needs:   # prompt tokens counted, output at its limit: an upper bound at the batch price
+                prompt = count_messages(n.body["messages"], n.body["model"]).tokens
+                spent += estimate_batch_cost(n.body["model"], prompt, int(n.body.get("max_tokens") or 0),
+                                             self.prices, self.profiles[n.role].base_url)
+                if spent > float(self.max_cost):
+                    break
+                kept.append(n)
+            if not kept:
+                self.state.stop, self.state.stop_reason = \
+                    "budget", f"budget: cost cap ${self.max_cost} reached (${self.state.cost_usd:.4f} spent)"
+            needs = kept
+        return needs
+
+    def _groups(self, needs: list[_Need]) -> list[tuple[str, Profile, list[_Need]]]:
+        """Lines by endpoint (a provider batch holds one model's requests)."""
+        groups: dict[tuple, list[_Need]] = {}
+        for n in needs:
+            p = self.profiles[n.role]
+            groups.setdefault((p.base_url, n.body["model"], p.api_key_env), []).append(n)
+        out = []
+        for members in groups.values():
+            roles = ",".join(sorted({n.role for n in members}))
+            out.append((roles, self.profiles[members[0].role], members))
+        return out
+
+    # -- submitting and polling ---------------------------------------------------
+    def _provider(self, profile: Profile) -> OpenAIBatches:
+        key = (profile.base_url, profile.api_key_env)
+        if key not in self.providers:
+            self.providers[key] = provider_for(profile)
+        return self.providers[key]
+
+    def _profile_of(self, b: dict) -> Profile:
+        return self.profiles[str(b["role"]).split(",")[0]]
+
+    def _submit(self, b: dict) -> None:
+        """Upload the batch's file and create it at the provider, recording each id as it comes back."""
+        provider = self._provider(self._profile_of(b))
+        info = None
+        if b["input_file_id"] is None:
+            lines = [batch_line(r["custom_id"], json.loads(r["body"])) for r in self.store.rows(
+                "SELECT custom_id, body FROM batch_requests WHERE batch_id = ? ORDER BY custom_id", [b["id"]])]
+            file_id = provider.upload(lines, f"shoal-job{self.job_id}-batch{b['id']}.jsonl")
+            self.store.write(lambda cur: cur.execute(
+                "UPDATE batches SET input_file_id = ?, status = 'uploaded', updated_at = current_timestamp "
+                "WHERE id = ?", [file_id, b["id"]]))
+        else:   # uploaded before a restart: the batch may exist already
+            file_id = b["input_file_id"]
+            info = provider.find(file_id)
+        if info is None:
+            info = provider.create(file_id, {"shoal_job": str(self.job_id), "shoal_batch": str(b["id"])})
+        _note_info(self.store, b["id"], info)
+
+    def _see_through(self) -> bool:
+        """Poll the open batches until each is collected (True) or the run must stop (False)."""
+        last_poll, cancel_deadline = 0.0, None
+        while True:
+            stop = self._beat()
+            if stop and self.state.stop != "cancelled":
+                return False          # paused: the batches keep running; a resume polls them again
+            if stop and cancel_deadline is None:
+                cancel_deadline = time.monotonic() + CANCEL_WAIT_S
+                self._cancel_open()
+            if time.monotonic() - last_poll >= self.poll_s or last_poll == 0.0:
+                last_poll = time.monotonic()
+                if self._poll_once(submit=cancel_deadline is None):
+                    return cancel_deadline is None
+            if cancel_deadline is not None and time.monotonic() > cancel_deadline:
+                return False
+            time.sleep(min(self.poll_s, HEARTBEAT_S))
+
+    def _poll_once(self, submit: bool = True) -> bool:
+        """One look at every open batch (submitting those not yet sent); True when none is left open."""
+        left = 0
+        for b in _open_batches(self.store, self.job_id):
+            try:
+                if b["provider_batch_id"] is None:
+                    if not submit:
+                        continue
+                    self._submit(b)
+                    b = self.store.one("SELECT * FROM batches WHERE id = ?", [b["id"]])
+                info = self._provider(self._profile_of(b)).retrieve(b["provider_batch_id"])
+                if (info.status, info.completed, info.failed) != (b["status"], b["request_completed"],
+                                                                  b["request_failed"]):
+                    _note_info(self.store, b["id"], info)
+                    self._report(f"batch {b['id']} {info.status}: {info.completed + info.failed}/{info.total}")
+                if info.terminal:
+                    self._collect(b, info)
+                    continue
+            except BatchAPIError as exc:
+                if not exc.retryable:
+                    raise
+                self._report(f"batch {b['id']}: {exc} (trying again)")
+            left += 1
+        return left == 0
+
+    def _cancel_open(self) -> None:
+        for b in _open_batches(self.store, self.job_id):
+            if b["provider_batch_id"] and b["status"] not in ("completed", "expired", "failed", "cancelled"):
+                try:
+                    _note_info(self.store, b["id"], self._provider(self._profile_of(b)).cancel(b["provider_batch_id"]))
+                except BatchAPIError as exc:
+                    self._report(f"batch {b['id']}: cancel failed: {exc}")
+
+    def _beat(self) -> bool:
+        """Heartbeat (at most every HEARTBEAT_S) with pause / cancel read back; True when the run must stop."""
+        now = time.monotonic()
+        if now - self._beat_at >= HEARTBEAT_S:
+            self._beat_at = now
+            status = _heartbeat(self.store, self.job_id, self.state)
+            if status in ("paused", "cancelled") and self.state.stop is None:
+                self.state.stop, self.state.stop_reason = status, f"{status} by user"
+        self._note_cancel()
+        return self.state.stop is not None
+
+    # -- collecting ---------------------------------------------------------------
+    def _collect(self, b: dict, info: BatchInfo) -> None:
+        """Every line of a finished batch into llm_calls and batch_requests, with the job's calls and
+        cost, in one transaction."""
+        results = self._provider(self._profile_of(b)).results(info)
+        requests = self.store.rows("""SELECT r.custom_id, r.role, r.payload_hash, r.mode, r.body, i.task
+                                      FROM batch_requests r JOIN job_items i ON i.id = r.job_item_id
+                                      WHERE r.batch_id = ? AND r.status = 'pending' ORDER BY r.custom_id""", [b["id"]])
+        counts = {r["payload_hash"]: r for r in self.store.rows(
+            """SELECT r.payload_hash, count(*) FILTER (WHERE r.status = 'retry') AS retries,
+                      count(*) FILTER (WHERE r.status = 'parse') AS parses
+               FROM batch_requests r JOIN batches b ON b.id = r.batch_id
+               WHERE b.job_id = ? AND r.status <> 'pending' GROUP BY 1""", [self.job_id])}
+        calls, updates, ran, cost = [], [], 0, 0.0
+        for req in requests:
+            res = results.get(req["custom_id"])
+            if res is None:   # never ran: the batch was cancelled first, or refused as a whole
+                status = "retry" if info.status == "failed" else "not_run"
+                updates.append([req["custom_id"], status, info.errors or f"batch {info.status} before this line ran",
+                                False])
+                continue
+            out = line_attempt(res, self._schema_of(req), b["model"], prices=self.prices, base_url=b["base_url"])
+            body = {k: v for k, v in json.loads(req["body"]).items() if k != "model"}
+            seen = counts.get(req["payload_hash"]) or {}
+            request = {**body, "transport_retry": int(seen.get("retries") or 0),
+                       "parse_retry": int(seen.get("parses") or 0), "batch_id": b["provider_batch_id"]}
+            mode = req["mode"] if "response_format" in body else "text"
+            calls.append([req["payload_hash"], req["role"], b["base_url"], b["model"], canonical_json(request),
+                          out.text, mode, out.prompt_tokens, out.completion_tokens, None, out.cost_usd, out.error,
+                          out.status])
+            updates.append([req["custom_id"], self._classify(out, req["mode"], req["role"]), out.error, True])
+            ran += res.status_code is not None
+            cost += out.cost_usd
+        self.store.write(lambda cur: self._write_collected(cur, b["id"], calls, updates, ran, cost))
+        self.state.calls += ran
+        self.state.cost_usd += cost
+        self._report(f"batch {b['id']} collected: {ran} calls, ${cost:.4f}")
+
+    def _write_collected(self, cur, batch_id: int, calls: list[list], updates: list[list], ran: int,
+                         cost: float) -> None:
+        ids: list[int] = []
+        for start in range(0, len(calls), WRITE_CHUNK):
+            ids += insert_calls(cur, calls[start:start + WRITE_CHUNK])
+        call_ids = iter(ids)
+        frame = pd.DataFrame({"custom_id": [u[0] for u in updates], "status": [u[1] for u in updates],
+                              "error": [u[2] for u in updates],
+                              "llm_call_id": pd.array([next(call_ids) if u[3] else None for u in updates],
+                                                      dtype="Int64")})
+        cur.register("_collected", frame)
+        try:
+            cur.execute("""UPDATE batch_requests SET status = c.status, error = c.error, llm_call_id = c.llm_call_id,
+                           body = NULL FROM _collected c
+                           WHERE batch_requests.batch_id = ? AND batch_requests.custom_id = c.custom_id""", [batch_id])
+        finally:
+            cur.unregister("_collected")
+        cur.execute("UPDATE batches SET status = 'collected', cost_usd = ?, collected_at = current_timestamp, "
+                    "updated_at = current_timestamp WHERE id = ?", [round(cost, 8), batch_id])
+        cur.execute("UPDATE jobs SET calls = calls + ?, cost_usd = cost_usd + ? WHERE id = ?",
+                    [ran, round(cost, 8), self.job_id])
+
+    def _schema_of(self, req: dict) -> type[BaseModel]:
+        known = self.schemas.get(req["payload_hash"])
+        if known is not None:
+            return known
+        return get_task(req["task"]).schema if req["role"] == "generator" else Judgment
+
+    def _classify(self, out, mode: str, role: str) -> str:
+        """What the line's outcome means for the next round (the online client's rules)."""
+        if out.kind in ("ok", "parse"):
+            return out.kind
+        if format_rejected(out, mode) and self.profiles[role].response_format == "auto":
+            return "format"
+        return "retry" if retryable(out) else "fatal"
+
+
+# --------------------------------------------------------------------------- entry points
+
+def run_batch_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
+                  cancel: threading.Event | None = None, prices: dict | None = None,
+                  client_options: dict | None = None, poll_s: float | None = None) -> dict:
+    """Run (or resume) a batch-mode job until its items are done, it is paused / cancelled, a budget
+    cap stops it or the provider needs the user. Blocking; returns the job summary."""
+    job = get_job(store, job_id)
+    with running_here(store, job_id):
+        if job["status"] == "cancelled":
+            set_job_status(store, job_id, "pending")
+        from core.llm import run_sync
+        runner = BatchJobRunner(store, job_id, progress=progress, cancel=cancel, prices=prices,
+                                client_options=client_options, poll_s=poll_s)
+        run_sync(runner.run())
+    return job_summary(store, job_id)
+
+
+def batch_status(store: Store, job_id: int) -> dict:
+    """A job's provider batches for the page and `shoal jobs --show`: the ones in flight with their
+    request counts, every round, and the cost at the batch price."""
+    job = get_job(store, job_id)
+    rows = store.rows("""SELECT id, round, role, provider, model, provider_batch_id, status, n_lines,
+                                request_total, request_completed, request_failed, cost_usd,
+                                CAST(created_at AS VARCHAR) AS created_at, CAST(updated_at AS VARCHAR) AS updated_at
+                         FROM batches WHERE job_id = ? ORDER BY id""", [job_id])
+    return {"batch": bool(job["params"].get("batch")), "rounds": max((r["round"] for r in rows), default=0),
+            "in_flight": [r for r in rows if r["status"] != "collected"], "batches": rows,
+            "cost_usd": round(sum(float(r["cost_usd"] or 0) for r in rows), 6)}
+
+
+def cancel_provider_batches(store: Store, job_id: int) -> int:
+    """Cancel a job's provider batches still running (also when no runner is alive); how many."""
+    job = get_job(store, job_id)
+    stored = job["params"].get("profiles") or {}
+    n = 0
+    for b in _open_batches(store, job_id):
+        if not b["provider_batch_id"] or b["status"] in ("completed", "expired", "failed", "cancelled"):
+            continue
+        profile = Profile(**stored[str(b["role"]).split(",")[0]])
+        try:
+            _note_info(store, b["id"], provider_for(profile).cancel(b["provider_batch_id"]))
+            n += 1
+        except ShoalError:
+            pass   # the runner (or a later resume) tries again
+    return n
+
+
+# --------------------------------------------------------------------------- mode-aware entry points (core.jobs exports these)
+
+def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
+            cancel: threading.Event | None = None, prices: dict | None = None,
+            concurrency: int | None = None, client_options: dict | None = None) -> dict:
+    """Run (or resume) a job in its mode: batch-mode jobs in rounds here, the others through the
+    online runner (`core.jobs.runner.run_job`, see there). Blocking; returns the job summary."""
+    if get_job(store, job_id)["params"].get("batch"):
+        return run_batch_job(store, job_id, progress=progress, cancel=cancel, prices=prices,
+                             client_options=client_options)
+    return online.run_job(store, job_id, progress=progress, cancel=cancel, prices=prices,
+                          concurrency=concurrency, client_options=client_options)
+
+
+def cancel_job(store: Store, job_id: int) -> None:
+    """`core.jobs.records.cancel_job`, and a batch-mode job's provider batches are cancelled too
+    (also when no runner is alive to do it)."""
+    records.cancel_job(store, job_id)
+    if get_job(store, job_id)["params"].get("batch"):
+        cancel_provider_batches(store, job_id)
