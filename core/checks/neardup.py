@@ -260,8 +260,10 @@ def duplicate_groups(store) -> list[dict]:
     return [g for g in sorted(groups.values(), key=lambda g: g["group"]) if len(g["members"]) > 1]
 
 
-def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | None = None) -> dict:
-    """Keep `keep`, reject the other members with a review note; the kept one passes the check."""
+def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | None = None,
+             kind: str = "near_duplicate") -> dict:
+    """Keep `keep`, reject the other members with a review note; the kept one passes the check
+    (`kind`: near_duplicate, or semantic_duplicate for the embedding groups)."""
     from core.checks.results import record_run
 
     if keep not in members:
@@ -278,6 +280,6 @@ def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | No
         rejected.append(g)
     results = [(g, g == keep, {"group": min(members), "keep": keep, "members": sorted(members),
                                 "size": len(members), "decided_by": reviewer}) for g in members]
-    record_run(store, "near_duplicate", {"action": "keep_one", "keep": keep, "reviewer": reviewer},
+    record_run(store, kind, {"action": "keep_one", "keep": keep, "reviewer": reviewer},
                {"n_examples": len(members), "kept": keep, "rejected": rejected}, results)
     return {"kept": keep, "rejected": rejected}
