@@ -156,6 +156,17 @@ def test_groups_do_not_chain():
     assert S.similar_pairs(np.stack([a, a]).astype(np.float32), 1.0)
 
 
+def test_minhash_groups_do_not_chain_either():
+    """Issue 15: the MinHash / ROUGE-L groups follow the same rule."""
+    from core.checks.neardup import Pair, keeper_groups
+    pairs = [Pair(1, 2, 0.7, "minhash"), Pair(2, 3, 0.7, "minhash"), Pair(3, 4, 0.9, "rouge_l")]
+    assert [(g["keep"], sorted(m for m, _ in g["members"])) for g in keeper_groups(pairs, set(), set())] == \
+        [(1, [1, 2]), (3, [3, 4])]
+    # an accepted example is kept first: 2 keeps 1 and 3, 4 (similar to 3 only) stays alone
+    assert [(g["keep"], sorted(m for m, _ in g["members"])) for g in keeper_groups(pairs, {2}, set())] == \
+        [(2, [1, 2, 3])]
+
+
 def test_cli_check_semantic(planted):
     from typer.testing import CliRunner
     from core.cli import app
