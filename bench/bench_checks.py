@@ -9,9 +9,14 @@ others. Timed, each next to the straightforward reference in the same run:
 * near-duplicates: MinHash LSH vs all-pairs exact Jaccard (on a subset, extrapolated
   quadratically); the whole `run_near_duplicates`;
 * execution: the sandbox on a sample (seconds per example, with 2 workers);
-* analytics: max TF-IDF similarity to HumanEval for every example.
+* analytics: max TF-IDF similarity to HumanEval for every example;
+* semantic checks: embedding (all-MiniLM-L6-v2, measured on a sample of real example texts and
+  extrapolated to N; cached afterwards, so a rerun costs only the search), then on N vectors the
+  faiss exact range search for duplicate pairs + the non-chaining grouping, and the k-nearest
+  benchmark problems, each next to a plain numpy blocked matrix product finding the same pairs.
 
     python -m bench.bench_checks [--examples 10000] [--exec-sample 40] [--mbpp PATH]
+                                 [--semantic-sample 400] [--only semantic]
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from core.checks.decontam import Matcher, normalize, run_decontamination  # noqa
 from core.checks.examples import load_examples  # noqa: E402
 from core.checks.execution import run_execution_checks  # noqa: E402
 from core.checks.neardup import jaccard, minhash_pairs, run_near_duplicates, token_set  # noqa: E402
+from core.checks import semantic  # noqa: E402
 from core.store import open_store  # noqa: E402
 from tests.conftest import SHARED  # noqa: E402
 
@@ -83,12 +89,52 @@ def timed(fn, *a, **k):
     return out, time.perf_counter() - t0
 
 
+def numpy_pairs(vectors, threshold: float, block: int = 2048) -> set[tuple[int, int]]:
+    """The reference: blocked matrix products, every pair i < j with cosine >= threshold."""
+    import numpy as np
+    out = set()
+    for s in range(0, len(vectors), block):
+        sims = vectors[s:s + block] @ vectors.T
+        rows, cols = np.nonzero(sims >= threshold)
+        out.update((s + int(r), int(c)) for r, c in zip(rows, cols) if c > s + r)
+    return out
+
+
+def bench_semantic(store, ex, spec: str, n: int, sample: int) -> dict:
+    """Embedding rate on a sample of real example texts; search and grouping on n vectors."""
+    import numpy as np
+    texts = ex["text"].tolist()[:sample]
+    (vec, info), t_embed = timed(semantic.text_vectors, store, texts)
+    (vec2, info2), t_cached = timed(semantic.text_vectors, store, texts)
+    rng = np.random.default_rng(0)
+    base = np.vstack([vec] * (n // len(vec) + 1))[:n]
+    big = base + rng.normal(0, 0.02, base.shape).astype(np.float32)       # near copies of real vectors
+    big /= np.linalg.norm(big, axis=1, keepdims=True)
+    pairs, t_pairs = timed(semantic.similar_pairs, big, semantic.DEFAULT_DUP_THRESHOLD)
+    groups, t_group = timed(semantic.groups_around_keepers, list(range(n)), pairs)
+    ref, t_ref = timed(numpy_pairs, big, semantic.DEFAULT_DUP_THRESHOLD)
+    found = {(i, j) for i, j, _ in pairs}
+    problems = semantic.benchmark_problems(load_benchmarks(spec))
+    (bvec, _), t_bench_embed = timed(semantic.text_vectors, store, [p.text for p in problems])
+    _, t_near = timed(semantic.nearest, big, bvec, semantic.NEAREST_K)
+    rate = len(texts) / t_embed
+    return {"embedded_sample": info["n_embedded"], "embed_texts_per_s": round(rate, 1),
+            "embed_10k_s_extrapolated": round(10_000 / rate, 0), "cached_lookup_sample_s": round(t_cached, 3),
+            "benchmark_problems": len(problems), "benchmark_embed_s": round(t_bench_embed, 2),
+            "vectors": n, "pairs_faiss_s": round(t_pairs, 3), "pairs": len(pairs), "grouping_s": round(t_group, 3),
+            "groups": len(groups), "pairs_numpy_blocked_s": round(t_ref, 3),
+            "same_pairs_as_numpy": found == ref, "nearest_benchmarks_s": round(t_near, 3),
+            "search_total_10k_s": round((t_pairs + t_group + t_near) * 10_000 / n, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=10_000)
     ap.add_argument("--exec-sample", type=int, default=40)
     ap.add_argument("--pairs-subset", type=int, default=1_000)
     ap.add_argument("--mbpp", default=str(DEFAULT_MBPP))
+    ap.add_argument("--semantic-sample", type=int, default=400)
+    ap.add_argument("--only", choices=("all", "semantic"), default="all")
     args = ap.parse_args()
     spec = "humaneval" + (f",mbpp={args.mbpp}" if Path(args.mbpp).exists() else "")
     res: dict = {"examples": args.examples, "benchmarks": spec.split(",")[0] + (",mbpp" if "mbpp" in spec else "")}
@@ -101,6 +147,11 @@ def main() -> None:
         texts = dict(zip(ex["generation_id"].astype(int), ex["text"]))
         strings = load_benchmarks(spec)
         res["benchmark_strings"] = len(strings)
+        res["semantic"] = bench_semantic(store, ex, spec, args.examples, args.semantic_sample)
+        if args.only == "semantic":
+            store.close()
+            print(json.dumps(res, indent=2))
+            return
 
         # decontamination: Aho-Corasick vs one scan per string (same normalization, same hits)
         matcher, t_build = timed(Matcher, strings)
@@ -165,6 +216,8 @@ def main() -> None:
     res["decontam_vs_naive_scan_ratio"] = res["decontamination"]["speedup_vs_naive"]
     res["neardup_vs_all_pairs_ratio"] = res["near_duplicate"]["speedup_full_extrapolated"]
     res["neardup_recall_ratio"] = res["near_duplicate"]["recall_vs_all_pairs"]
+    res["semantic_pairs_faiss_vs_numpy_ratio"] = round(res["semantic"]["pairs_numpy_blocked_s"] /
+                                                       max(res["semantic"]["pairs_faiss_s"], 1e-9), 2)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))

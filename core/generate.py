@@ -25,14 +25,15 @@ from typing import Any
 from core.errors import ShoalError
 from core.llm import parse_reply
 from core.store import Store
-from core.tasks import Judgment, TaskSpec, get_task
+from core.tasks import Judgment, KeyedJudgment, TaskSpec, get_task, rule_keys
 from core.tasks.prefilter import PrefilterResult
 from core.tasks.prompts import fence
+from core.tasks.schemas import match_rule_items
 
 __all__ = ["PromptVersion", "content_hash", "validate_content", "save_prompt_version", "current_prompt_version",
            "get_prompt_version", "list_prompt_versions", "build_generator_messages", "build_judge_messages",
-           "fence", "prefilter", "PrefilterResult", "normalize_judgment", "PoolSnapshot", "PoolConfig", "Pools",
-           "few_shot", "CallInfo", "ItemResult", "generate_one"]
+           "fence", "prefilter", "PrefilterResult", "normalize_judgment", "JudgeOutcome", "judge_example",
+           "PoolSnapshot", "PoolConfig", "Pools", "few_shot", "CallInfo", "ItemResult", "generate_one"]
 
 
 # --------------------------------------------------------------------------- prompt versions
@@ -121,18 +122,63 @@ def prefilter(task: str, fields: dict, source_code: str | None = None) -> Prefil
 
 # --------------------------------------------------------------------------- judge
 
-def normalize_judgment(rules: list[str], judgment: Judgment) -> tuple[list[dict], bool]:
-    """Per-rule answers aligned with our rule list; a rule the judge skipped counts as 'no'.
-    Overall is yes only if every rule holds (whatever the judge's own overall says) and the judge agrees."""
-    answers = judgment.rules
+MISSING_REASON = "the judge gave no answer for this rule"
+
+
+def normalize_judgment(rules: list[str], judgment: Judgment | KeyedJudgment) -> tuple[list[dict], bool]:
+    """Per-rule answers in our rule order, matched by key (the keyed schema) or by the rule each
+    item names (the older list shape), never by position. A rule the judge did not answer is kept
+    as {"answer": "no", "missing": true}: the example does not pass it, and agreement figures can
+    leave it out. Overall is yes only if every rule holds (whatever the judge's own overall says)
+    and the judge agrees."""
+    if isinstance(judgment, KeyedJudgment):
+        keys = rule_keys(rules)
+        answers = [getattr(judgment, k, None) for k in keys]
+    else:
+        answers = match_rule_items(tuple(rules), list(judgment.rules))
     out = []
-    for i, rule in enumerate(rules):
-        if i < len(answers):
-            out.append({"rule": rule, "answer": answers[i].answer, "reason": answers[i].reason})
+    for rule, answer in zip(rules, answers):
+        if answer is None:
+            out.append({"rule": rule, "answer": "no", "reason": MISSING_REASON, "missing": True})
         else:
-            out.append({"rule": rule, "answer": "no", "reason": "the judge gave no answer for this rule"})
+            out.append({"rule": rule, "answer": answer.answer, "reason": answer.reason})
     overall = all(r["answer"] == "yes" for r in out) and judgment.overall == "yes"
     return out, overall
+
+
+@dataclass
+class JudgeOutcome:
+    """One judge call on one example: the normalized answers, or why there are none."""
+    call: Any                        # the client's CallResult (tokens, cost, cached)
+    parse_ok: bool
+    rules: list[dict] | None = None
+    overall: bool | None = None
+    analysis: str | None = None
+    error: str | None = None
+
+    @property
+    def raw_text(self) -> str | None:
+        return self.call.raw_text
+
+    @property
+    def call_id(self) -> int | None:
+        return self.call.call_id
+
+
+async def judge_example(judge_client: Any, spec: TaskSpec, content: dict, snippet: dict,
+                        target_language: str | None, fields: dict) -> JudgeOutcome:
+    """The judge path: the version's judge messages, its keyed schema, the reply normalized.
+    Used by generate_one and by judge calibration (core.judge_eval). Never raises for LLM errors."""
+    schema = spec.judge_schema(content)
+    jmessages = spec.judge_messages(content, snippet, target_language, fields)
+    jcall = await judge_client.complete(jmessages, schema, role="judge")
+    judgment = jcall.parsed if jcall.ok else None
+    if judgment is None and jcall.raw_text:
+        judgment, _ = parse_reply(jcall.raw_text, schema)
+    if judgment is None:
+        return JudgeOutcome(jcall, False, error=jcall.error or "unparseable reply")
+    rules, overall = normalize_judgment(content["rules"], judgment)
+    return JudgeOutcome(jcall, True, rules, overall, judgment.analysis)
 
 
 # --------------------------------------------------------------------------- example pools
@@ -324,21 +370,14 @@ async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, conte
     result.fields, result.prefilter_ok, result.prefilter_reasons = pf.fields, pf.ok, pf.reasons
     if not pf.ok:
         return result   # stored with its reasons; no judge call
-    jmessages = spec.judge_messages(content, snippet, target_language, pf.fields)
-    jcall = await judge_client.complete(jmessages, Judgment, role="judge")
-    _account(result, jcall)
+    judged = await judge_example(judge_client, spec, content, snippet, target_language, pf.fields)
+    _account(result, judged.call)
     result.judged = True
-    result.judge_call_id = jcall.call_id
-    result.judge_raw = jcall.raw_text
-    judgment = jcall.parsed if jcall.ok else None
-    if judgment is None and jcall.raw_text:
-        judgment, _ = parse_reply(jcall.raw_text, Judgment)
-    if judgment is None:
-        result.judge_parse_ok = False
-        result.error = f"judge: {jcall.error or 'unparseable reply'}"
+    result.judge_call_id = judged.call_id
+    result.judge_raw = judged.raw_text
+    result.judge_parse_ok = judged.parse_ok
+    if not judged.parse_ok:
+        result.error = f"judge: {judged.error}"
         return result
-    result.judge_parse_ok = True
-    result.judge_rules, result.judge_overall = normalize_judgment(content["rules"], judgment)
-    result.judge_analysis = judgment.analysis
+    result.judge_rules, result.judge_overall, result.judge_analysis = judged.rules, judged.overall, judged.analysis
     return result
-

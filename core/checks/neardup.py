@@ -4,9 +4,10 @@ Tokens are the pieces of instruction + solution split on non-identifier characte
 `[^A-Za-z_0-9]`). LSH (datasketch, 128 permutations) proposes candidate pairs; a pair is a
 duplicate when the exact Jaccard similarity of the two token sets is >= the threshold (0.58
 by default, as bigcode). The self-instruct filter adds pairs whose instructions have
-ROUGE-L F1 > 0.7. Pairs form groups (connected components); one member per group is kept —
-an accepted one if the group has one, else a judge-passed one, else the oldest — and the
-others fail the check until a person keeps a different one or overrides it.
+ROUGE-L F1 > 0.7. The recorded groups do not chain: in keep order — accepted, else judge-passed,
+else the oldest — each example not yet grouped keeps the others similar to it (so every member
+is similar to the kept one); the others fail the check until a person keeps a different one or
+overrides it. `group_pairs` (connected components) stays for callers that want the closure.
 """
 from __future__ import annotations
 
@@ -196,6 +197,17 @@ def choose_keep(group: list[int], accepted: set[int], judge_passed: set[int]) ->
     return min(group)
 
 
+def keeper_groups(pairs: Iterable[Pair], accepted: set[int], judge_passed: set[int]) -> list[dict]:
+    """Groups that do not chain (issue 15): in keep order (accepted, judge-passed, oldest), each
+    example not yet grouped keeps the ungrouped ones similar to it; members are similar to the
+    kept one itself, not only to another member. [{keep, members: [(id, similarity to keep)]}]"""
+    from core.checks.semantic import groups_around_keepers
+    pairs = list(pairs)
+    items = sorted({x for p in pairs for x in (p.a, p.b)},
+                   key=lambda g: (g not in accepted, g not in judge_passed, g))
+    return groups_around_keepers(items, [(p.a, p.b, p.similarity) for p in pairs])
+
+
 def run_near_duplicates(store, threshold: float = DEFAULT_THRESHOLD, rouge: bool = False,
                         progress: ProgressFn | None = None,
                         cancel: threading.Event | None = None) -> dict:
@@ -212,25 +224,22 @@ def run_near_duplicates(store, threshold: float = DEFAULT_THRESHOLD, rouge: bool
     seconds = time.perf_counter() - t0
     accepted = set(ex.loc[ex["verdict"] == "accepted", "generation_id"].astype(int))
     judged = set(ex.loc[ex["judge_overall"].fillna(False).astype(bool), "generation_id"].astype(int))
-    best: dict[int, tuple[float, int, str]] = {}
-    for p in res.pairs:
-        for x, y in ((p.a, p.b), (p.b, p.a)):
-            if p.similarity > best.get(x, (-1, 0, ""))[0]:
-                best[x] = (p.similarity, y, p.method)
+    groups = keeper_groups(res.pairs, accepted, judged)
+    method_of = {(min(p.a, p.b), max(p.a, p.b)): p.method for p in res.pairs}
     detail_of: dict[int, dict] = {}
-    keeps = []
-    for grp in res.groups:
-        keep = choose_keep(grp, accepted, judged)
-        keeps.append(keep)
-        for g in grp:
-            sim, other, method = best[g]
-            detail_of[g] = {"group": grp[0], "keep": keep, "members": grp[:50], "size": len(grp),
-                            "similarity": sim, "similar_to": other, "method": method}
+    for grp in groups:
+        keep, members = grp["keep"], sorted(m for m, _ in grp["members"])
+        closest, best = max(grp["members"][1:], key=lambda m: m[1])
+        for g, sim in grp["members"]:
+            other, sim = (closest, best) if g == keep else (keep, sim)
+            detail_of[g] = {"group": members[0], "keep": keep, "members": members[:50], "size": len(members),
+                            "similarity": round(sim, 4), "similar_to": other,
+                            "method": method_of[(min(g, other), max(g, other))]}
     results = []
     for g in ids:
         d = detail_of.get(g)
         results.append((g, d is None or d["keep"] == g, d or {}))
-    summary = {"n_examples": len(ids), "n_pairs": len(res.pairs), "n_groups": len(res.groups),
+    summary = {"n_examples": len(ids), "n_pairs": len(res.pairs), "n_groups": len(groups),
                "n_flagged": sum(1 for _, ok, _ in results if not ok),
                "n_rouge_pairs": sum(1 for p in res.pairs if p.method == "rouge_l"),
                "seconds": round(seconds, 3)}
@@ -260,8 +269,10 @@ def duplicate_groups(store) -> list[dict]:
     return [g for g in sorted(groups.values(), key=lambda g: g["group"]) if len(g["members"]) > 1]
 
 
-def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | None = None) -> dict:
-    """Keep `keep`, reject the other members with a review note; the kept one passes the check."""
+def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | None = None,
+             kind: str = "near_duplicate") -> dict:
+    """Keep `keep`, reject the other members with a review note; the kept one passes the check
+    (`kind`: near_duplicate, or semantic_duplicate for the embedding groups)."""
     from core.checks.results import record_run
 
     if keep not in members:
@@ -278,6 +289,6 @@ def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | No
         rejected.append(g)
     results = [(g, g == keep, {"group": min(members), "keep": keep, "members": sorted(members),
                                 "size": len(members), "decided_by": reviewer}) for g in members]
-    record_run(store, "near_duplicate", {"action": "keep_one", "keep": keep, "reviewer": reviewer},
+    record_run(store, kind, {"action": "keep_one", "keep": keep, "reviewer": reviewer},
                {"n_examples": len(members), "kept": keep, "rejected": rejected}, results)
     return {"kept": keep, "rejected": rejected}

@@ -14,7 +14,7 @@ import pandas as pd
 from core.errors import ShoalError
 from core.store import Store
 
-KINDS = ("decontamination", "near_duplicate", "execution")
+KINDS = ("decontamination", "near_duplicate", "execution", "semantic_duplicate", "semantic_decontamination")
 
 
 def record_run(store: Store, kind: str, params: dict, summary: dict,

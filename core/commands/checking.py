@@ -1,4 +1,4 @@
-"""`shoal check`: decontamination, near-duplicates and the execution sandbox over the generated set."""
+"""`shoal check`: decontamination, near-duplicates (MinHash, optionally semantic) and the execution sandbox."""
 from __future__ import annotations
 
 from typing import Optional
@@ -21,6 +21,13 @@ def register(app: typer.Typer) -> None:
               dedup: bool = typer.Option(True, "--dedup/--no-dedup", help="Run the MinHash near-duplicate check."),
               threshold: float = typer.Option(0.58, "--threshold", help="Near-duplicate Jaccard threshold."),
               rouge: bool = typer.Option(False, "--rouge", help="Also group instructions with ROUGE-L > 0.7."),
+              semantic: bool = typer.Option(False, "--semantic",
+                                            help="Also embed the examples: semantic duplicates and semantic leaks."),
+              semantic_threshold: float = typer.Option(0.90, "--semantic-threshold",
+                                                       help="Cosine at or above which two examples are duplicates."),
+              leak_threshold: float = typer.Option(0.65, "--leak-threshold",
+                                                   help="Cosine to a benchmark problem at or above which an example "
+                                                        "is flagged as a semantic leak."),
               run_exec: bool = typer.Option(False, "--exec", help="Run Python solutions in the sandbox."),
               exec_sample: Optional[int] = typer.Option(None, "--exec-sample", min=1,
                                                         help="Execute only a seeded random sample of N."),
@@ -40,6 +47,13 @@ def register(app: typer.Typer) -> None:
             if dedup:
                 with progress_bar("Near-duplicates", enabled=not as_json) as bar:
                     out["near_duplicate"] = run_near_duplicates(store, threshold, rouge, progress=bar)
+            if semantic:
+                from core.checks.semantic import run_semantic_decontamination, run_semantic_duplicates
+                with progress_bar("Semantic duplicates", enabled=not as_json) as bar:
+                    out["semantic_duplicate"] = run_semantic_duplicates(store, semantic_threshold, progress=bar)
+                with progress_bar("Semantic leaks", enabled=not as_json) as bar:
+                    out["semantic_decontamination"] = run_semantic_decontamination(store, benchmarks, leak_threshold,
+                                                                                   progress=bar)
             if run_exec:
                 with progress_bar("Execution (sandbox)", enabled=not as_json) as bar:
                     out["execution"] = run_execution_checks(store, exec_sample, timeout, memory_mb, progress=bar)
@@ -55,6 +69,13 @@ def register(app: typer.Typer) -> None:
             n = out["near_duplicate"]
             console.print(f"[bold]Near-duplicates[/]: {n['n_groups']} groups, {n['n_flagged']} examples flagged "
                           f"(of {n['n_examples']})")
+        if "semantic_duplicate" in out:
+            n = out["semantic_duplicate"]
+            console.print(f"[bold]Semantic duplicates[/] (cosine >= {n['threshold']}): {n['n_groups']} groups, "
+                          f"{n['n_flagged']} examples flagged (of {n['n_examples']})")
+            d = out["semantic_decontamination"]
+            console.print(f"[bold]Semantic leaks[/] (cosine >= {d['threshold']} to one of {d['n_problems']} problems): "
+                          f"{d['n_flagged']} of {d['n_examples']} examples {d['flagged_per_benchmark'] or ''}")
         if "execution" in out:
             e = out["execution"]
             console.print(f"[bold]Execution[/]: {e['n_passed']} of {e['n_examples']} Python solutions ran cleanly "

@@ -21,7 +21,8 @@ from core.errors import ShoalError
 from core.tasks import prompts
 from core.tasks.no_input import NO_INPUT, is_no_input
 from core.tasks.prefilter import INSTRUCTION_CHECKS, Check, PrefilterResult, count_sentences, run_checks
-from core.tasks.schemas import InstructionExample, Judgment, OssInstructExample, RuleVerdict
+from core.tasks.schemas import (InstructionExample, Judgment, KeyedJudgment, OssInstructExample, RuleVerdict,
+                                judgment_schema)
 from core.tasks.templates import GENERATOR_SYSTEM, GENERATOR_TEMPLATE, JUDGE_SYSTEM, JUDGE_TEMPLATE
 
 # fields that are always prose, whatever the task
@@ -98,6 +99,11 @@ class TaskSpec:
     def judge_messages(self, content: dict, snippet: dict, target_language: str | None,
                        fields: dict) -> list[dict]:
         return prompts.judge_messages(self, content, snippet, target_language, fields)
+
+    @staticmethod
+    def judge_schema(content: dict) -> type[KeyedJudgment]:
+        """The judge's reply schema for this content's rules: one property per rule, in order."""
+        return judgment_schema(content["rules"])
 
     # ----------------------------------------------------------------- pre-filter
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
+from core.tasks.schemas import rule_keys
+
 if TYPE_CHECKING:
     from core.tasks.base import TaskSpec
 
@@ -61,12 +63,13 @@ def generator_messages(spec: "TaskSpec", content: dict, snippet: dict, target_la
 
 def judge_messages(spec: "TaskSpec", content: dict, snippet: dict, target_language: str | None,
                    fields: dict) -> list[dict]:
-    """Chat messages for the judge: the snippet, the example and the numbered rules."""
+    """Chat messages for the judge: the snippet, the example and the numbered rules. The template
+    also gets `rule_keys`, the property name each rule's answer goes under (core.tasks.schemas)."""
     language = snippet.get("language") or "code"
     user = template(content["judge_template"]).render(
         task=spec.name, target_language=target_language, definition=content["definition"],
-        rules=content["rules"], language=language, code_block=fence(snippet["code"], language),
-        example_block=example_block(fields),
+        rules=content["rules"], rule_keys=rule_keys(content["rules"]), language=language,
+        code_block=fence(snippet["code"], language), example_block=example_block(fields),
     )
     return [{"role": "system", "content": content.get("judge_system") or ""},
             {"role": "user", "content": user}]

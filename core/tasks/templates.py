@@ -59,6 +59,7 @@ Check the example against every rule, one at a time and in order. For each rule 
 a short reason, then answer "yes" if the rule holds or "no" if it does not. Then write a one or \
 two sentence analysis of what is wrong with the example (or why it is good), and an overall \
 answer that is "yes" only if every rule was answered "yes".
-Reply with one JSON object: {"rules": [{"rule": "<rule number>", "reason": "...", \
-"answer": "yes" or "no"}, ...], "analysis": "...", "overall": "yes" or "no"}.
+Reply with one JSON object with one key per rule, in this order: \
+{{ rule_keys | join(", ") }}; each holds {"reason": "...", "answer": "yes" or "no"} for that rule. \
+Then "analysis": "..." and "overall": "yes" or "no".
 """

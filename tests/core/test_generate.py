@@ -8,7 +8,7 @@ import pytest
 from core.errors import ShoalError
 from core.generate import (PoolConfig, Pools, PoolSnapshot, build_generator_messages, current_prompt_version,
                            few_shot, list_prompt_versions, normalize_judgment, prefilter, save_prompt_version)
-from core.tasks import Judgment, get_task
+from core.tasks import Judgment, get_task, judgment_schema, rule_keys
 
 # --------------------------------------------------------------------------- pre-filter
 
@@ -92,6 +92,88 @@ def test_overall_is_yes_only_when_every_rule_holds():
                                      "analysis": "", "overall": "yes"})
     out, overall = normalize_judgment(rules, short)
     assert not overall and out[2]["answer"] == "no" and "no answer" in out[2]["reason"]
+
+
+# --------------------------------------------------------------------------- judge keyed by rule
+
+RULES3 = ["The instruction names the programming language.", "The solution is only code.",
+          "The solution imports what it needs."]
+
+
+def test_judge_schema_has_one_strict_property_per_rule_in_order():
+    from tests.support.openai_platform import strict_schema_problem
+    schema = judgment_schema(RULES3)
+    sent = schema.model_json_schema()
+    assert list(sent["properties"]) == [*rule_keys(RULES3), "analysis", "overall"]
+    assert sent["required"] == list(sent["properties"]) and sent["additionalProperties"] is False
+    assert [sent["properties"][k]["description"] for k in rule_keys(RULES3)] == RULES3
+    assert strict_schema_problem(sent) is None                     # OpenAI strict mode accepts it
+    assert rule_keys(RULES3)[0] == "rule_1_the_instruction_names_the_programming"
+    assert judgment_schema(list(RULES3)) is schema                   # one class per rule list (stable cache key)
+    assert judgment_schema(RULES3[:2]) is not schema
+
+
+def test_a_skipped_or_reordered_rule_does_not_shift_later_answers():
+    k1, k2, k3 = rule_keys(RULES3)
+    schema = judgment_schema(RULES3)
+    # rule 2 skipped, rule 3 before rule 1: each answer stays on its own rule, rule 2 is missing
+    reply = {k3: {"reason": "no import of re", "answer": "no"}, k1: {"reason": "says Python", "answer": "yes"},
+             "analysis": "missing import", "overall": "no"}
+    out, overall = normalize_judgment(RULES3, schema.model_validate(reply))
+    assert [r["rule"] for r in out] == RULES3 and not overall
+    assert out[0] == {"rule": RULES3[0], "answer": "yes", "reason": "says Python"}
+    assert out[1]["missing"] is True and "no answer" in out[1]["reason"]
+    assert out[2] == {"rule": RULES3[2], "answer": "no", "reason": "no import of re"}
+    # the old list shape, with the same skip and reorder, is matched by the rule each item names
+    legacy = {"rules": [{"rule": "3", "reason": "no import of re", "answer": "no"},
+                        {"rule": "Rule 1", "reason": "says Python", "answer": "yes"}],
+              "analysis": "missing import", "overall": "no"}
+    assert normalize_judgment(RULES3, schema.model_validate(legacy))[0] == out
+    assert normalize_judgment(RULES3, Judgment.model_validate(legacy))[0] == out
+    # keys that name a rule by number only, and rule text as the label, are matched too
+    by_number = {"rule_3": {"reason": "x", "answer": "yes"}, "rules": [{"rule": RULES3[1], "reason": "y",
+                 "answer": "no"}], "analysis": "", "overall": "no"}
+    got = schema.model_validate(by_number).answers()
+    assert got[0] is None and got[1].answer == "no" and got[2].answer == "yes"
+
+
+def test_generate_one_records_a_missing_rule_without_shifting(store):
+    """A real judge call through the client: the judge skips rule 2 and answers rule 3 first."""
+    from core.config import Profile
+    from core.generate import generate_one
+    from core.llm import LLMClient, run_sync
+    from tests.support.openai_server import FakeOpenAIServer
+    from tests.support.shoal_responder import shoal_responder
+
+    spec = get_task("code_generation")
+    content = current_prompt_version(store, "code_generation").content
+    keys = rule_keys(content["rules"])
+
+    def responder(body):
+        prompt = body["messages"][-1]["content"]
+        if "## Example to judge" not in prompt:
+            return shoal_responder(body)
+        answers = {k: {"reason": f"reason {i + 1}", "answer": "yes"} for i, k in enumerate(keys) if i != 1}
+        answers[keys[-1]]["answer"] = "no"
+        ordered = dict(reversed(list(answers.items())))                # last rule first
+        return json.dumps({**ordered, "analysis": "a", "overall": "no"})
+
+    snippet = {"id": "s1", "language": "python", "code": "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n"
+                                                              "    return a + b\n"}
+    with FakeOpenAIServer(responder) as srv:
+        clients = [LLMClient(store, Profile(role=r, base_url=srv.base_url, model="fake-model", timeout_s=10))
+                   for r in ("generator", "judge")]
+        result = run_sync(generate_one(*clients, spec, content, snippet, None, [], []))
+        for c in clients:
+            c.close()
+        sent = [b for b in srv.requests if "Example to judge" in b["messages"][-1]["content"]][0]
+    assert result.judge_parse_ok, result.error
+    assert list(sent["response_format"]["json_schema"]["schema"]["properties"])[:len(keys)] == keys
+    rules = result.judge_rules
+    assert rules[1]["missing"] is True
+    assert [r["reason"] for i, r in enumerate(rules) if i != 1] == [f"reason {i + 1}" for i in range(len(keys)) if i != 1]
+    assert rules[-1]["answer"] == "no" and all(r["answer"] == "yes" for r in rules[:-1] if not r.get("missing"))
+    assert result.judge_overall is False
 
 
 # --------------------------------------------------------------------------- prompt versions

@@ -1,0 +1,300 @@
+"""Semantic duplicates and leaks: the checks MinHash and substring matching cannot make.
+
+Two examples that say the same thing in other words, or an example that paraphrases a
+HumanEval / MBPP problem with renamed identifiers, share few tokens but lie close together in
+embedding space. Both checks embed texts with the corpus's sentence-transformers model
+(core.embed), caching every vector in `embeddings` by (text hash, model) like the snippet
+vectors, so a rerun embeds nothing new; search is exact inner product over unit vectors
+(cosine) with faiss (IndexFlatIP: `range_search` for every pair above a threshold, `search`
+for the k nearest benchmark problems), which is BLAS matrix products in blocks, not Python loops.
+
+* **Semantic duplicates** (`run_semantic_duplicates`): groups of examples whose cosine is at
+  least the threshold. Groups do not chain: a member must be similar to its group's kept
+  example, not merely to some other member. Examples are taken in keep order (accepted by a
+  person, else passed by the judge, else the oldest); each one not yet in a group keeps a group
+  of the others above the threshold to it. One per group is kept, the others fail the check
+  until a person keeps another one (`keep_semantic`) or overrides it.
+* **Semantic decontamination** (`run_semantic_decontamination`): every example's nearest
+  benchmark problems; an example whose best cosine is at least the threshold fails, and its
+  detail carries both texts for a side-by-side view (`semantic_leaks`).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.checks.benchmarks import BenchmarkString, humaneval_problems, load_benchmarks, parse_spec
+from core.errors import MissingDependency, ShoalError
+from core.progress import ProgressFn, check_cancel, report
+from core.store import Store
+
+DUP_KIND = "semantic_duplicate"
+LEAK_KIND = "semantic_decontamination"
+DEFAULT_DUP_THRESHOLD = 0.90
+DEFAULT_LEAK_THRESHOLD = 0.65   # planted set: paraphrases 0.50-0.92 to their source, clean stdlib examples <= 0.59
+NEAREST_K = 3
+SIDE_BY_SIDE_CHARS = 2000
+EMBED_CHARS = 4000
+MAX_GROUP_LISTED = 50
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise MissingDependency("The semantic checks", "faiss-cpu") from None
+    return faiss
+
+
+# --------------------------------------------------------------------------- vectors (cached like snippets')
+
+def text_vectors(store: Store, texts: Sequence[str], model: str | None = None, backend: str = "torch",
+                 batch_size: int = 32, progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None) -> tuple[np.ndarray, dict]:
+    """Unit vectors (n, dim) of `texts`, from the `embeddings` cache by (text hash, model key);
+    texts not cached yet are embedded (longest first, written chunk by chunk) and cached."""
+    from core import embed
+
+    key = embed.model_key(model, backend)
+    texts = [t[:EMBED_CHARS] for t in texts]
+    hashes = [embed.text_hash(t) for t in texts]
+    unique = dict(zip(hashes, texts))
+    missing = embed._missing_hashes(store, key, list(unique)) if unique else set()
+    todo = sorted(missing, key=lambda h: -len(unique[h]))
+    report(progress, 0, len(todo), f"{len(unique) - len(todo)} cached, {len(todo)} to embed")
+    if todo:
+        st_model = embed.load_model(model, backend)
+        chunk = batch_size * embed.CHUNK_BATCHES
+        for s in range(0, len(todo), chunk):
+            check_cancel(cancel)
+            part = todo[s:s + chunk]
+            embed._store_vectors(store, key, part, embed.encode(st_model, [unique[h] for h in part], batch_size))
+            report(progress, min(s + chunk, len(todo)), len(todo), "embedding")
+        store.checkpoint()
+    vectors = _cached(store, key, hashes)
+    return vectors, {"model_key": key, "n_texts": len(texts), "n_embedded": len(todo)}
+
+
+def _cached(store: Store, key: str, hashes: Sequence[str]) -> np.ndarray:
+    cur = store.cursor()
+    want = pd.DataFrame({"content_hash": list(dict.fromkeys(hashes))})
+    cur.register("_sem_want", want)
+    try:
+        rows = cur.execute("SELECT w.content_hash, e.vector FROM _sem_want w JOIN embeddings e "
+                           "ON e.content_hash = w.content_hash AND e.model = ?", [key]).fetchall()
+    finally:
+        cur.unregister("_sem_want")
+    by_hash = {h: np.asarray(v, dtype=np.float32) for h, v in rows}
+    if not hashes:
+        return np.zeros((0, 0), dtype=np.float32)
+    m = np.stack([by_hash[h] for h in hashes]).astype(np.float32)
+    return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+
+
+# --------------------------------------------------------------------------- search and grouping
+
+def similar_pairs(vectors: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
+    """Every pair (i < j) of rows with cosine >= threshold (exact: faiss range search, inner product)."""
+    if not 0 < threshold <= 1:
+        raise ShoalError("The semantic similarity threshold must be in (0, 1].")
+    if len(vectors) < 2:
+        return []
+    faiss = _faiss()
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    # faiss keeps results strictly above the radius; step just below so "at least" holds
+    lims, sims, ids = index.range_search(vectors, float(np.nextafter(np.float32(threshold), np.float32(-1))))
+    out = []
+    for i in range(len(vectors)):
+        for j, s in zip(ids[lims[i]:lims[i + 1]], sims[lims[i]:lims[i + 1]]):
+            if j > i:
+                out.append((i, int(j), float(s)))
+    return out
+
+
+def groups_around_keepers(order: Sequence[int], pairs: Iterable[tuple[int, int, float]]) -> list[dict]:
+    """Groups that do not chain. `order`: the items, best to keep first. Each item not yet grouped
+    keeps a group of the ungrouped items similar to it; [{keep, members: [(item, sim to keep)]}]."""
+    near: dict[int, dict[int, float]] = defaultdict(dict)
+    for a, b, s in pairs:
+        near[a][b] = s
+        near[b][a] = s
+    taken: set[int] = set()
+    groups = []
+    for item in order:
+        if item in taken or not near.get(item):
+            continue
+        members = [(o, s) for o, s in sorted(near[item].items(), key=lambda kv: -kv[1]) if o not in taken]
+        if not members:
+            continue
+        taken.add(item)
+        taken.update(o for o, _ in members)
+        groups.append({"keep": item, "members": [(item, 1.0)] + members})
+    return groups
+
+
+@dataclass
+class BenchmarkProblem:
+    benchmark: str
+    item: str
+    text: str        # problem statement + solution, what is embedded and shown side by side
+
+
+def benchmark_problems(strings: Iterable[BenchmarkString]) -> list[BenchmarkProblem]:
+    """One text per benchmark problem: its statement fields, then its code fields. HumanEval uses
+    the full prompt (signature + docstring) and canonical solution."""
+    parts: dict[tuple[str, str], list[str]] = {}
+    for s in strings:
+        if s.benchmark != "humaneval":
+            parts.setdefault((s.benchmark, s.item), []).append(s.text)
+    out = [BenchmarkProblem(b, i, "\n".join(t)) for (b, i), t in parts.items()]
+    if any(s.benchmark == "humaneval" for s in strings):
+        out = [BenchmarkProblem("humaneval", tid, p["prompt"] + p["canonical_solution"])
+               for tid, p in humaneval_problems().items()] + out
+    return out
+
+
+def nearest(queries: np.ndarray, base: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cosines, indices), each (n, k): the k nearest rows of `base` for each query (exact)."""
+    faiss = _faiss()
+    index = faiss.IndexFlatIP(base.shape[1])
+    index.add(base)
+    return index.search(queries, min(k, len(base)))
+
+
+# --------------------------------------------------------------------------- the checks, recorded
+
+def _examples(store: Store, where: str = "") -> pd.DataFrame:
+    from core.checks.examples import load_examples
+    return load_examples(store, where)
+
+
+def _keep_order(ex: pd.DataFrame) -> list[int]:
+    """Rows in keep order: accepted by a person, then passed by the judge, then oldest first."""
+    accepted = (ex["verdict"] == "accepted").to_numpy()
+    judged = ex["judge_overall"].fillna(False).astype(bool).to_numpy()
+    rank = np.where(accepted, 0, np.where(judged, 1, 2))
+    return list(np.lexsort((ex["generation_id"].to_numpy(), rank)))
+
+
+def run_semantic_duplicates(store: Store, threshold: float = DEFAULT_DUP_THRESHOLD, model: str | None = None,
+                            backend: str = "torch", progress: ProgressFn | None = None,
+                            cancel: threading.Event | None = None) -> dict:
+    """Group every example not rejected by a person by embedding similarity; record a run."""
+    from core.checks.results import record_run
+
+    ex = _examples(store, "coalesce(r.verdict, '') <> 'rejected'")
+    ids = ex["generation_id"].astype(int).tolist()
+    t0 = time.perf_counter()
+    vectors, info = text_vectors(store, ex["text"].tolist(), model, backend, progress=progress, cancel=cancel)
+    t1 = time.perf_counter()
+    pairs = similar_pairs(vectors, threshold)
+    groups = groups_around_keepers(_keep_order(ex), pairs)
+    t2 = time.perf_counter()
+    detail_of: dict[int, dict] = {}
+    for grp in groups:
+        keep = ids[grp["keep"]]
+        members = [ids[i] for i, _ in grp["members"]]
+        for i, sim in grp["members"]:
+            detail_of[ids[i]] = {"group": keep, "keep": keep, "members": members[:MAX_GROUP_LISTED],
+                                 "size": len(members), "similarity": round(sim, 4), "similar_to": keep,
+                                 "method": "embedding", "threshold": threshold}
+    results = [(g, g not in detail_of or detail_of[g]["keep"] == g, detail_of.get(g, {})) for g in ids]
+    summary = {"n_examples": len(ids), "n_pairs": len(pairs), "n_groups": len(groups),
+               "n_flagged": sum(1 for _, ok, _ in results if not ok), "threshold": threshold,
+               "model_key": info["model_key"], "n_embedded": info["n_embedded"],
+               "seconds_embed": round(t1 - t0, 3), "seconds_search": round(t2 - t1, 3)}
+    params = {"threshold": threshold, "model_key": info["model_key"], "text": "instruction + input + solution",
+              "grouping": "around the kept example (no chaining)"}
+    summary["run_id"] = record_run(store, DUP_KIND, params, summary, results)
+    return summary
+
+
+def run_semantic_decontamination(store: Store, benchmarks: str | list | None = "humaneval",
+                                 threshold: float = DEFAULT_LEAK_THRESHOLD, k: int = NEAREST_K,
+                                 model: str | None = None, backend: str = "torch",
+                                 progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> dict:
+    """Every parsed example's `k` nearest benchmark problems; flagged when the best is >= threshold."""
+    from core.checks.results import record_run
+
+    spec = parse_spec(benchmarks) if benchmarks is None or isinstance(benchmarks, str) else benchmarks
+    problems = benchmark_problems(load_benchmarks(spec))
+    ex = _examples(store)
+    ids = ex["generation_id"].astype(int).tolist()
+    t0 = time.perf_counter()
+    bench_vec, _ = text_vectors(store, [p.text for p in problems], model, backend, cancel=cancel)
+    ex_vec, info = text_vectors(store, ex["text"].tolist(), model, backend, progress=progress, cancel=cancel)
+    t1 = time.perf_counter()
+    sims, idx = nearest(ex_vec, bench_vec, k) if ids else (np.zeros((0, k)), np.zeros((0, k), dtype=int))
+    t2 = time.perf_counter()
+    results, per_benchmark = [], defaultdict(int)
+    for row, g in enumerate(ids):
+        near = [{"benchmark": problems[j].benchmark, "item": problems[j].item, "similarity": round(float(s), 4)}
+                for s, j in zip(sims[row], idx[row]) if j >= 0]
+        flagged = bool(near) and near[0]["similarity"] >= threshold
+        detail = {"nearest": near, "threshold": threshold}
+        if flagged:
+            detail["benchmark_text"] = problems[int(idx[row][0])].text[:SIDE_BY_SIDE_CHARS]
+            per_benchmark[near[0]["benchmark"]] += 1
+        results.append((g, not flagged, detail))
+    flagged_ids = [g for g, ok, _ in results if not ok]
+    summary = {"n_examples": len(ids), "n_flagged": len(flagged_ids), "flagged": flagged_ids[:1000],
+               "flagged_per_benchmark": dict(per_benchmark), "n_problems": len(problems), "threshold": threshold,
+               "model_key": info["model_key"], "n_embedded": info["n_embedded"],
+               "seconds_embed": round(t1 - t0, 3), "seconds_search": round(t2 - t1, 3)}
+    params = {"benchmarks": [f"{n}={p}" if p else n for n, p in spec], "threshold": threshold, "k": k,
+              "model_key": info["model_key"]}
+    summary["run_id"] = record_run(store, LEAK_KIND, params, summary, results)
+    return summary
+
+
+# --------------------------------------------------------------------------- what a page shows
+
+def semantic_groups(store: Store) -> list[dict]:
+    """The groups of the latest semantic-duplicate run, each member with its current state."""
+    from core.checks.results import current_checks
+
+    cur = current_checks(store, DUP_KIND)
+    groups: dict[int, dict] = {}
+    for _, row in cur.iterrows():
+        d = json.loads(row["detail"]) if row["detail"] else {}
+        if not d.get("group"):
+            continue
+        grp = groups.setdefault(int(d["group"]), {"group": int(d["group"]), "keep": d["keep"], "members": []})
+        grp["members"].append({"generation_id": int(row["generation_id"]), "passed": bool(row["passed"]),
+                               "overridden": bool(row["overridden"]), "similarity": d.get("similarity")})
+    return [g for g in sorted(groups.values(), key=lambda g: g["group"]) if len(g["members"]) > 1]
+
+
+def semantic_leaks(store: Store) -> list[dict]:
+    """Examples the latest semantic decontamination flagged, with both texts side by side."""
+    from core.checks.results import current_checks
+
+    cur = current_checks(store, LEAK_KIND)
+    if cur.empty:
+        return []
+    bad = cur[~cur["passed"].astype(bool)]
+    ex = _examples(store).set_index("generation_id")
+    out = []
+    for _, row in bad.iterrows():
+        d = json.loads(row["detail"]) if row["detail"] else {}
+        best = (d.get("nearest") or [{}])[0]
+        g = int(row["generation_id"])
+        out.append({"generation_id": g, "overridden": bool(row["overridden"]), "benchmark": best.get("benchmark"),
+                    "item": best.get("item"), "similarity": best.get("similarity"),
+                    "example_text": str(ex.loc[g, "text"])[:SIDE_BY_SIDE_CHARS] if g in ex.index else "",
+                    "benchmark_text": d.get("benchmark_text", "")})
+    return sorted(out, key=lambda r: -(r["similarity"] or 0))
+
+
+def keep_semantic(store: Store, members: list[int], keep: int, reviewer: str, note: str | None = None) -> dict:
+    """The user keeps another member of a semantic group: the others are rejected with a note."""
+    from core.checks.neardup import keep_one
+    return keep_one(store, members, keep, reviewer, note or f"semantic duplicate of #{keep}", kind=DUP_KIND)
