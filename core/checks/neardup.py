@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Sequence
@@ -201,7 +202,6 @@ def keeper_groups(pairs: Iterable[Pair], accepted: set[int], judge_passed: set[i
     """Groups that do not chain (issue 15): in keep order (accepted, judge-passed, oldest), each
     example not yet grouped keeps the ungrouped ones similar to it; members are similar to the
     kept one itself, not only to another member. [{keep, members: [(id, similarity to keep)]}]"""
-    from core.checks.semantic import groups_around_keepers
     pairs = list(pairs)
     items = sorted({x for p in pairs for x in (p.a, p.b)},
                    key=lambda g: (g not in accepted, g not in judge_passed, g))
@@ -292,3 +292,24 @@ def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | No
     record_run(store, kind, {"action": "keep_one", "keep": keep, "reviewer": reviewer},
                {"n_examples": len(members), "kept": keep, "rejected": rejected}, results)
     return {"kept": keep, "rejected": rejected}
+
+
+def groups_around_keepers(order: Sequence[int], pairs: Iterable[tuple[int, int, float]]) -> list[dict]:
+    """Groups that do not chain. `order`: the items, best to keep first. Each item not yet grouped
+    keeps a group of the ungrouped items similar to it; [{keep, members: [(item, sim to keep)]}]."""
+    near: dict[int, dict[int, float]] = defaultdict(dict)
+    for a, b, s in pairs:
+        near[a][b] = s
+        near[b][a] = s
+    taken: set[int] = set()
+    groups = []
+    for item in order:
+        if item in taken or not near.get(item):
+            continue
+        members = [(o, s) for o, s in sorted(near[item].items(), key=lambda kv: -kv[1]) if o not in taken]
+        if not members:
+            continue
+        taken.add(item)
+        taken.update(o for o, _ in members)
+        groups.append({"keep": item, "members": [(item, 1.0)] + members})
+    return groups

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from core.checks.benchmarks import BenchmarkString, humaneval_problems, load_benchmarks, parse_spec
+from core.checks.neardup import groups_around_keepers
 from core.errors import MissingDependency, ShoalError
 from core.progress import ProgressFn, check_cancel, report
 from core.store import Store
@@ -117,27 +118,6 @@ def similar_pairs(vectors: np.ndarray, threshold: float) -> list[tuple[int, int,
             if j > i:
                 out.append((i, int(j), float(s)))
     return out
-
-
-def groups_around_keepers(order: Sequence[int], pairs: Iterable[tuple[int, int, float]]) -> list[dict]:
-    """Groups that do not chain. `order`: the items, best to keep first. Each item not yet grouped
-    keeps a group of the ungrouped items similar to it; [{keep, members: [(item, sim to keep)]}]."""
-    near: dict[int, dict[int, float]] = defaultdict(dict)
-    for a, b, s in pairs:
-        near[a][b] = s
-        near[b][a] = s
-    taken: set[int] = set()
-    groups = []
-    for item in order:
-        if item in taken or not near.get(item):
-            continue
-        members = [(o, s) for o, s in sorted(near[item].items(), key=lambda kv: -kv[1]) if o not in taken]
-        if not members:
-            continue
-        taken.add(item)
-        taken.update(o for o, _ in members)
-        groups.append({"keep": item, "members": [(item, 1.0)] + members})
-    return groups
 
 
 @dataclass
