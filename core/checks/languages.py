@@ -149,8 +149,14 @@ def _javascript(solution: str, tests: str, timeout: float, memory_mb: int, types
     if typescript:
         flags.append("--experimental-strip-types")
     files = {name: source, "_shoal_preload.cjs": 'globalThis.assert = require("assert");\n'}
-    return files, [Step((_node(), *flags, "--require", "./_shoal_preload.cjs", name), "run", timeout,
-                        memory_mb + 256, "data", open_files=512)]
+    run = Step((_node(), *flags, "--require", "./_shoal_preload.cjs", name), "run", timeout, memory_mb + 256, "data",
+               open_files=512)
+    if typescript:
+        return files, [run]
+    # a syntax check first, so that code that does not parse is told apart from code that fails
+    check = Step((_node(), "--no-warnings", "--check", name), "compile", COMPILE_TIMEOUT, COMPILE_MEMORY_MB, "data",
+                 open_files=512)
+    return files, [check, run]
 
 
 _JAVA_IMPORT = re.compile(r"^\s*import\s+(?:static\s+)?[\w.]+(?:\.\*)?\s*;\s*$", re.M)
