@@ -180,3 +180,80 @@ def test_failing_examples_leave_only_when_the_user_says_so(store, generated, tmp
                                    "--include-judged", "--include-failed-execution"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["n_rows"] == n_items
+
+
+# --------------------------------------------------------------------------- the parts, one by one
+
+def test_the_three_tested_tasks_ask_for_tests_but_a_reply_without_them_still_parses():
+    from core.tasks import TASKS, get_task
+    tested = {name for name, spec in TASKS.items() if spec.tests_key}
+    assert tested == {"code_generation", "code_repair", "oss_instruct"}
+    for name in tested:
+        spec = get_task(name)
+        assert "tests" in spec.schema.model_json_schema()["required"] and "tests" not in spec.required_keys
+        fields = {k: "x" for k in spec.required_keys}
+        assert spec.schema.model_validate(fields).tests == ""
+        assert spec.prefilter(fields).ok or not any(r.startswith(("missing_fields", "empty_fields"))
+                                                    for r in spec.prefilter(fields).reasons)
+        assert spec.display_language("tests", "assert f(1) == 2", "python", None) == "python"
+        assert spec.export_row({**fields, "tests": "assert True"})["tests"] == "assert True"
+        content = spec.default_content()
+        prompt = spec.generator_messages(content, {"language": "python", "code": "def f(): pass\n"}, None, [], [])
+        assert "## Tests" in prompt[1]["content"] and "tests" in " ".join(content["requirements"])
+    assert "tests" not in get_task("code_summarization").keys
+
+
+@pytest.mark.parametrize("task", ["code_generation", "code_repair", "oss_instruct"])
+def test_the_built_in_good_examples_pass_their_own_tests(task):
+    from core.checks.execution import execute_example
+    from core.tasks import get_task
+    for example in get_task(task).good_examples:
+        r = execute_example("python", example, example["solution"])
+        assert r.status == "ok", (task, r.stderr)
+        broken = {**example, "solution": example["solution"].replace("return", "return None and", 1)}
+        assert execute_example("python", broken, broken["solution"]).outcome == "fail"
+
+
+def test_the_judge_is_told_the_execution_result_even_with_an_older_template():
+    from core.tasks import get_task
+    spec = get_task("code_generation")
+    content = spec.default_content()
+    snippet = {"language": "python", "code": "def f(): pass\n"}
+    fields = {k: "x" for k in spec.keys}
+    line = "failed: the solution did not pass its tests (error) (python); last output: AssertionError"
+    user = spec.judge_messages(content, snippet, None, fields, line)[1]["content"]
+    assert f"## Execution\n{line}" in user
+    assert "## Execution" not in spec.judge_messages(content, snippet, None, fields)[1]["content"]
+    old = {**content, "judge_template": content["judge_template"].replace(
+        "{% if execution %}\n## Execution\n{{ execution }}\n{% endif %}", "")}
+    assert "execution" not in old["judge_template"]
+    assert f"Execution: {line}" in spec.judge_messages(old, snippet, None, fields, line)[1]["content"]
+    repair = spec.repair_messages([{"role": "user", "content": "p"}], "{}", "error while running: boom")
+    assert [m["role"] for m in repair] == ["user", "assistant", "user"] and "boom" in repair[-1]["content"]
+
+
+def test_python_test_functions_run_and_their_failures_count():
+    from core.checks.languages import run_solution
+    assert run_solution("python", "def f():\n    return 1\n", "def test_f():\n    assert f() == 1\n").status == "ok"
+    r = run_solution("python", "def f():\n    return 1\n", "def test_f():\n    assert f() == 2, 'f is wrong'\n")
+    assert r.outcome == "fail" and "f is wrong" in r.stderr
+
+
+@pytest.mark.parametrize("language,solution,tests", [
+    ("cpp", "#include <cstdio>\nint twice(int x) { return 2 * x; }\nint main() { std::puts(\"demo\"); return 0; }\n",
+     "int main() { assert(twice(4) == 8); return 0; }\n"),
+    ("rust", "fn twice(x: i32) -> i32 { 2 * x }\nfn main() { println!(\"demo\"); }\n",
+     "fn main() { assert_eq!(twice(4), 8); }\n"),
+    ("java", "public class Twice {\n    public static int of(int x) { return 2 * x; }\n"
+             "    public static void main(String[] a) { System.out.println(\"demo\"); }\n}\n",
+     "import java.util.List;\npublic class TwiceTest {\n    public static void main(String[] a) {\n"
+     "        assert Twice.of(4) == List.of(8).get(0);\n    }\n}\n"),
+])
+def test_a_solution_with_its_own_main_is_run_by_the_tests_main(language, solution, tests):
+    from core.checks.languages import run_solution
+    if available_languages()[language]:
+        pytest.skip(available_languages()[language])
+    r = run_solution(language, solution, tests, timeout=20)
+    assert r.status == "ok" and "demo" not in r.stdout, (r.status, r.stderr)
+    r = run_solution(language, solution, tests.replace("8", "9"), timeout=20)
+    assert r.outcome == "fail", (r.status, r.stderr)
