@@ -97,6 +97,20 @@ def failure_report(r: SandboxResult, limit: int = 1500) -> str:
     return f"{r.status} while {where} the solution with its tests (exit code {r.returncode}):\n{out}"
 
 
+def execution_of(store, generation_id: int) -> dict | None:
+    """One example's current execution verdict (detail fields + passed / overridden), or None."""
+    row = store.one("SELECT passed, overridden, detail FROM checks WHERE generation_id = ? AND kind = 'execution' "
+                    "ORDER BY id DESC LIMIT 1", [generation_id])
+    if row is None:
+        return None
+    try:
+        detail = json.loads(row["detail"]) if isinstance(row["detail"], str) else {}
+    except ValueError:
+        detail = {}
+    outcome = detail.get("outcome") or ("pass" if row["passed"] else "fail")
+    return {**detail, "outcome": outcome, "passed": bool(row["passed"]), "overridden": bool(row["overridden"])}
+
+
 def execution_stats(store) -> pd.DataFrame:
     """Per task and solution language: executed, passed, failed, error (did not compile), repaired,
     over each generation's current execution verdict."""
