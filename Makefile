@@ -17,11 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[local,fast,test]"
 	@touch $(STAMP)
 
-# System packages only the browser tests need (Debian chromium + driver); needs root or sudo.
+# System packages the tests need (Debian): chromium + driver for the browser tests; node, a JDK, g++ and
+# rustc for the execution sandbox's languages. Needs root or sudo; nothing is installed when all are present.
 test-deps:
-	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "color emoji"; then \
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "color emoji" \
+	    || ! command -v node >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1 \
+	    || ! command -v g++ >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-noto-color-emoji >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-noto-color-emoji nodejs default-jdk-headless g++ rustc >/dev/null; \
 	fi
 
 run: setup

@@ -44,6 +44,8 @@ class ExportSelection:
     n_overridden: int = 0
     include_judged: bool = False
     apply_checks: bool = True
+    include_failed_execution: bool = False
+    n_failed_execution_included: int = 0
 
 
 @dataclass
@@ -86,15 +88,34 @@ def _left_out_by_verdict(effective: str | None, decided_by: str | None, include_
     return "not accepted (and judge did not pass it)" if include_judged else "not accepted by a reviewer"
 
 
-def select_rows(store: Store, include_judged: bool = False, apply_checks: bool = True) -> ExportSelection:
-    """Which examples leave Shoal, with the reason every other one stays."""
+def _execution_outcomes(cur: pd.DataFrame) -> dict[int, str]:
+    """generation_id -> pass | fail | error of its current execution check."""
+    out: dict[int, str] = {}
+    for g, kind, passed, detail in zip(cur["generation_id"], cur["kind"], cur["passed"], cur["detail"]):
+        if kind == "execution":
+            try:
+                d = json.loads(detail) if isinstance(detail, str) else {}
+            except ValueError:
+                d = {}
+            out[int(g)] = d.get("outcome") or ("pass" if bool(passed) else "fail")
+    return out
+
+
+def select_rows(store: Store, include_judged: bool = False, apply_checks: bool = True,
+                include_failed_execution: bool = False) -> ExportSelection:
+    """Which examples leave Shoal, with the reason every other one stays. An example whose solution
+    failed its tests in the sandbox stays unless a person overrode that check, or
+    `include_failed_execution` lets every such example through."""
     from core.checks.examples import load_examples
     from core.checks.results import blocking_checks, current_checks
+    from core.tasks import get_task
 
     ex = load_examples(store)
-    sel = ExportSelection([], Counter(), len(ex), include_judged=include_judged, apply_checks=apply_checks)
+    sel = ExportSelection([], Counter(), len(ex), include_judged=include_judged, apply_checks=apply_checks,
+                          include_failed_execution=include_failed_execution)
     blocked = blocking_checks(store) if apply_checks else {}
     cur = current_checks(store)
+    executed = _execution_outcomes(cur) if not cur.empty else {}
     if not cur.empty:
         sel.n_overridden = int((cur["overridden"].fillna(False).astype(bool) & ~cur["passed"].astype(bool)).sum())
     effective = effective_verdicts(store)
@@ -108,11 +129,15 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
         if not r.solution.strip() or not r.instruction.strip():
             sel.excluded["empty instruction or solution"] += 1
             continue
-        kinds = blocked.get(int(r.generation_id))
+        kinds = blocked.get(int(r.generation_id)) or []
+        if include_failed_execution and "execution" in kinds:
+            kinds = [k for k in kinds if k != "execution"]
+            sel.n_failed_execution_included += 1
         if kinds:
             for k in kinds:
                 sel.excluded[f"failed check: {k}"] += 1
             continue
+        spec = get_task(r.task)
         prompt = f"{r.prompt_task}@v{int(r.prompt_version)}" if isinstance(r.prompt_task, str) else None
         sel.rows.append({
             "instruction": r.instruction, "input": r.input, "output": r.solution,
@@ -125,6 +150,8 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
                 "judge_verdict": judge, "review_verdict": verdict, "reviewer": _s(r.reviewer),
                 "edited": r.edited_fields is not None and not (isinstance(r.edited_fields, float)),
                 "prompt_version": prompt,
+                "tests": spec.tests_of(r.fields_eff) or None,
+                "execution": executed.get(int(r.generation_id)),
             },
         })
     return sel
@@ -217,13 +244,43 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
         if run:
             out.append(f"Last run {str(run['created_at'])[:19]}: parameters {json.dumps(run['params'])}; "
                        f"result {json.dumps({k: v for k, v in run['summary'].items() if k != 'flagged'})}.")
-        else:
+        elif kind == "near_duplicate":
             out.append("Not run.")
+        else:
+            out.append("No separate run (`shoal check`); the generation loop's runs are below.")
+    out += ["", "## Execution pass rates", ""] + _execution_section(store, sel)
     out += ["", "## Provenance", "",
             "Every row carries `provenance`: generation_id, snippet_id, source, repo, path, url, func_name, "
             "task, language, generator_model, judge_model, judge_verdict, review_verdict, reviewer, edited, "
-            "prompt_version.", ""]
+            "prompt_version, tests (the generator's own tests, in the solution's language) and execution "
+            "(pass / fail / error of solution + tests in the sandbox; empty when not run).", ""]
     return "\n".join(out)
+
+
+def _execution_section(store: Store, sel: ExportSelection) -> list[str]:
+    """Pass rates of solution + tests in the sandbox, per task and language, over every example
+    with a current execution verdict; and what that means for this export."""
+    from core.checks.execution import execution_stats
+    stats = execution_stats(store)
+    if stats.empty:
+        return ["No example has been executed (no tests were generated, or no execution check ran)."]
+    lines = ["Every example that carries tests was run (solution, then its tests) in the sandbox; a failing one "
+             "got one repair round. Pass rate = passed / executed, over all generated examples.", "",
+             "| task | language | executed | passed | failed | did not compile | repaired | pass rate |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in stats.itertuples(index=False):
+        lines.append(f"| {r.task} | {r.language} | {r.executed} | {r.passed} | {r.failed} | {r.error} | "
+                     f"{r.repaired} | {r.passed / r.executed:.1%} |")
+    tot = stats[["executed", "passed"]].sum()
+    lines.append(f"| all | all | {int(tot.executed)} | {int(tot.passed)} | {int(stats.failed.sum())} | "
+                 f"{int(stats.error.sum())} | {int(stats.repaired.sum())} | {tot.passed / tot.executed:.1%} |")
+    shipped = Counter(r["provenance"]["execution"] or "not run" for r in sel.rows)
+    rule = ("failing examples were included on request" if sel.include_failed_execution
+            else "failing examples are left out unless a reviewer overrode the check" if sel.apply_checks
+            else "checks were NOT applied")
+    lines += ["", f"In this export ({rule}): " + ", ".join(f"{k}: {v}" for k, v in sorted(shipped.items()))
+              + f"; left out for failing: {sel.excluded.get('failed check: execution', 0)}."]
+    return lines
 
 
 # --------------------------------------------------------------------------- writers
@@ -257,7 +314,8 @@ def _arrow_schema():
     prov = pa.struct([("generation_id", pa.int64()), ("snippet_id", s), ("source", s), ("repo", s),
                       ("path", s), ("url", s), ("func_name", s), ("task", s), ("language", s),
                       ("generator_model", s), ("judge_model", s), ("judge_verdict", s),
-                      ("review_verdict", s), ("reviewer", s), ("edited", pa.bool_()), ("prompt_version", s)])
+                      ("review_verdict", s), ("reviewer", s), ("edited", pa.bool_()), ("prompt_version", s),
+                      ("tests", s), ("execution", s)])
     return pa.schema([("instruction", s), ("input", s), ("output", s), ("task", s), ("language", s),
                       ("provenance", prov)])
 
@@ -290,14 +348,15 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 
 def export_dataset(store: Store, fmt: str, out: str | os.PathLike, include_judged: bool = False,
                    apply_checks: bool = True, overwrite: bool = False, name: str = "Shoal dataset",
-                   push_to_hub: str | None = None, allow_empty: bool = False) -> ExportResult:
+                   push_to_hub: str | None = None, allow_empty: bool = False,
+                   include_failed_execution: bool = False) -> ExportResult:
     """Write the selected examples in `fmt` to the folder `out` (atomically); record an `exports` row."""
     if fmt not in FORMATS:
         raise ShoalError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     out = Path(out).expanduser()
     if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
         raise ShoalError(f"{out} already exists; choose another --out or pass --overwrite.")
-    sel = select_rows(store, include_judged, apply_checks)
+    sel = select_rows(store, include_judged, apply_checks, include_failed_execution)
     if not sel.rows and not allow_empty:
         why = ", ".join(f"{k}: {v}" for k, v in sel.excluded.most_common()) or "there are no generated examples"
         raise ShoalError(f"Nothing to export ({why}). Accept examples on the Review page first"
@@ -315,7 +374,8 @@ def export_dataset(store: Store, fmt: str, out: str | os.PathLike, include_judge
     pushed = None
     if push_to_hub:
         pushed = _push(out, fmt, push_to_hub)
-    params = {"include_judged": include_judged, "apply_checks": apply_checks, "excluded": dict(sel.excluded),
+    params = {"include_judged": include_judged, "apply_checks": apply_checks,
+              "include_failed_execution": include_failed_execution, "excluded": dict(sel.excluded),
               "n_candidates": sel.n_candidates, "pushed_to": pushed}
     export_id = store.scalar("INSERT INTO exports(format, path, n_rows, params, card) VALUES (?, ?, ?, ?, ?) "
                              "RETURNING id", [fmt, str(out.resolve()), len(sel.rows), json.dumps(params), card])
@@ -339,12 +399,13 @@ def _push(folder: Path, fmt: str, repo_id: str) -> str:
 
 
 def export_zip(store: Store, fmt: str, include_judged: bool = False, apply_checks: bool = True,
-               name: str = "Shoal dataset") -> tuple[bytes, ExportResult]:
+               name: str = "Shoal dataset", include_failed_execution: bool = False) -> tuple[bytes, ExportResult]:
     """The export as a zip archive in memory (for the app's download button)."""
     import tempfile
     with tempfile.TemporaryDirectory(prefix="shoal-export-") as tmp:
         folder = Path(tmp) / f"shoal-{fmt}"
-        res = export_dataset(store, fmt, folder, include_judged, apply_checks, name=name)
+        res = export_dataset(store, fmt, folder, include_judged, apply_checks, name=name,
+                             include_failed_execution=include_failed_execution)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for p in sorted(folder.rglob("*")):

@@ -1,8 +1,10 @@
 """Generator–discriminator pipeline for one item, prompt versions and the example pools.
 
 What a task means (its prompts, pre-filter checks, code fields, export mapping) lives in its
-spec, core.tasks; this module runs the loop (generate → parse → pre-filter → judge) and picks
-the few-shot examples. The prompt-assembly and pre-filter names are re-exported here for the
+spec, core.tasks; this module runs the loop (generate → parse → pre-filter → execute → judge)
+and picks the few-shot examples. Execute: an example that carries tests (code generation, code
+repair, OSS-Instruct) is run with them in the sandbox; a failing one gets one repair round (the
+generator sees the failure and answers again), and the judge is told the result. The prompt-assembly and pre-filter names are re-exported here for the
 modules that import them from core.generate.
 
 Prompt versions: a task's editable content (definition, requirements, rules, templates, built-in
@@ -16,9 +18,12 @@ answered is then served from the LLM cache).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +38,7 @@ from core.tasks.schemas import match_rule_items
 __all__ = ["PromptVersion", "content_hash", "validate_content", "save_prompt_version", "current_prompt_version",
            "get_prompt_version", "list_prompt_versions", "build_generator_messages", "build_judge_messages",
            "fence", "prefilter", "PrefilterResult", "normalize_judgment", "JudgeOutcome", "judge_example",
-           "PoolSnapshot", "PoolConfig", "Pools", "few_shot", "CallInfo", "ItemResult", "generate_one"]
+           "PoolSnapshot", "PoolConfig", "Pools", "few_shot", "CallInfo", "ItemResult", "generate_one", "execution_line"]
 
 
 # --------------------------------------------------------------------------- prompt versions
@@ -166,11 +171,12 @@ class JudgeOutcome:
 
 
 async def judge_example(judge_client: Any, spec: TaskSpec, content: dict, snippet: dict,
-                        target_language: str | None, fields: dict) -> JudgeOutcome:
-    """The judge path: the version's judge messages, its keyed schema, the reply normalized.
-    Used by generate_one and by judge calibration (core.judge_eval). Never raises for LLM errors."""
+                        target_language: str | None, fields: dict, execution: str | None = None) -> JudgeOutcome:
+    """The judge path: the version's judge messages (with the execution line, when the example was
+    run), its keyed schema, the reply normalized. Used by generate_one and by judge calibration
+    (core.judge_eval). Never raises for LLM errors."""
     schema = spec.judge_schema(content)
-    jmessages = spec.judge_messages(content, snippet, target_language, fields)
+    jmessages = spec.judge_messages(content, snippet, target_language, fields, execution)
     jcall = await judge_client.complete(jmessages, schema, role="judge")
     judgment = jcall.parsed if jcall.ok else None
     if judgment is None and jcall.raw_text:
@@ -332,6 +338,8 @@ class ItemResult:
     calls: int = 0           # requests that were not served from the cache
     cost_usd: float = 0.0
     judged: bool = False
+    execution: dict | None = None   # the sandbox run of solution + tests (a `checks` row when it ran)
+    repairs: int = 0                # repair rounds after a failed execution (0 or 1)
 
     @property
     def has_generation(self) -> bool:
@@ -345,18 +353,84 @@ def _account(result: ItemResult, call: Any) -> None:
         result.cost_usd += float(getattr(call, "cost_usd", 0.0) or 0.0)
 
 
+# Sandbox runs are processes, not coroutines: a small pool keeps them off the event loop and
+# bounds how many run at once (the machine's cores), whatever the job's LLM concurrency.
+_SANDBOX_POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thread_name_prefix="shoal-sandbox")
+
+
+async def _execute(spec: TaskSpec, snippet: dict, target_language: str | None, fields: dict):
+    """The sandbox run of the example's solution + tests; None when the task or example has no tests."""
+    from core.checks.execution import execute_example
+    language = spec.solution_language(snippet.get("language"), target_language)
+    if not spec.tests_key or language is None or not spec.tests_of(fields).strip():
+        return None
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_SANDBOX_POOL, execute_example, language, fields, fields.get("solution", ""))
+
+
+def execution_line(run) -> str:
+    """What the judge is told about the execution (one line; nothing that varies between runs, such
+    as timings, so that a resumed job's judge prompts stay identical and come from the cache)."""
+    from core.checks.execution import failure_report
+    where = run.language
+    if run.outcome == "pass":
+        return f"passed: the solution ran with its tests and every test passed ({where})."
+    if run.outcome == "skipped":
+        return f"not run: {run.stderr.strip()}."
+    tail = " | ".join(line.strip() for line in failure_report(run).splitlines()[1:][-3:])[:300]
+    what = "error: the solution with its tests did not compile" if run.outcome == "error" else \
+        f"failed: the solution did not pass its tests ({run.status})"
+    return f"{what} ({where}); last output: {tail or '(none)'}"
+
+
+def _parse(call: Any, spec: TaskSpec):
+    parsed = call.parsed if call.ok else None
+    if parsed is None and call.raw_text:
+        parsed, _ = parse_reply(call.raw_text, spec.schema)
+    return parsed
+
+
+async def _execute_and_repair(result: ItemResult, gen_client: Any, spec: TaskSpec, messages: list[dict],
+                              snippet: dict, target_language: str | None, repair: bool) -> str | None:
+    """Run the example; on failure, one repair round (kept only if the new reply passes the
+    pre-filter). Sets result.execution / result.repairs; returns the judge's execution line."""
+    from core.checks.execution import execution_detail, failure_report
+    run = await _execute(spec, snippet, target_language, result.fields)
+    if run is None:
+        return "not run: the example has no tests." if spec.tests_key else None
+    first = None
+    if repair and run.outcome in ("fail", "error") and result.raw_text:
+        first = run
+        rcall = await gen_client.complete(spec.repair_messages(messages, result.raw_text, failure_report(run)),
+                                          spec.schema, role="generator")
+        _account(result, rcall)
+        result.repairs = 1
+        reparsed = _parse(rcall, spec)
+        pf = spec.prefilter(reparsed.model_dump(), source_code=snippet.get("code")) if reparsed else None
+        if pf is not None and pf.ok:
+            result.fields, result.raw_text, result.gen_call_id = pf.fields, rcall.raw_text, rcall.call_id
+            run = await _execute(spec, snippet, target_language, result.fields) or run
+    extra = {"repair_rounds": result.repairs}
+    if first is not None:
+        extra.update(first_status=first.status, first_output=failure_report(first, 800),
+                     repaired=result.repairs == 1 and run is not first and run.ok)
+    if run.outcome != "skipped":
+        result.execution = {"passed": run.ok, **execution_detail(run, **extra)}
+    return execution_line(run)
+
+
 async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, content: dict, snippet: dict,
-                       target_language: str | None, good: list[dict], bad: list[dict]) -> ItemResult:
-    """Generator call → parse → pre-filter → judge call. Never raises for LLM or parse errors."""
+                       target_language: str | None, good: list[dict], bad: list[dict],
+                       execute: bool = True, repair: bool = True) -> ItemResult:
+    """Generator call → parse → pre-filter → sandboxed execution of solution + tests (one repair
+    round if it fails) → judge call, told the execution result. Never raises for LLM or parse errors."""
     result = ItemResult()
     messages = spec.generator_messages(content, snippet, target_language, good, bad)
     call = await gen_client.complete(messages, spec.schema, role="generator")
     _account(result, call)
     result.gen_call_id = call.call_id
     result.raw_text = call.raw_text
-    parsed = call.parsed if call.ok else None
-    if parsed is None and call.raw_text:
-        parsed, _ = parse_reply(call.raw_text, spec.schema)
+    parsed = _parse(call, spec)
     if parsed is None:
         if call.raw_text is None:   # nothing came back: transport failure, no generation to store
             result.error = f"generator: {call.error or 'no reply'}"
@@ -370,7 +444,9 @@ async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, conte
     result.fields, result.prefilter_ok, result.prefilter_reasons = pf.fields, pf.ok, pf.reasons
     if not pf.ok:
         return result   # stored with its reasons; no judge call
-    judged = await judge_example(judge_client, spec, content, snippet, target_language, pf.fields)
+    line = await _execute_and_repair(result, gen_client, spec, messages, snippet, target_language, repair) \
+        if execute else None
+    judged = await judge_example(judge_client, spec, content, snippet, target_language, result.fields, line)
     _account(result, judged.call)
     result.judged = True
     result.judge_call_id = judged.call_id

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core import review as rv
+from core.checks.execution import execution_of
 from core.errors import ShoalError
 from core.tasks import get_task
 from ui.code import code_lang, show_field
@@ -278,6 +279,13 @@ def review_panel() -> None:
             if name == "task_name":
                 continue
             show_field(name, value, field_language(g["task"], name, str(value), src_lang, tgt))
+        run = execution_of(store, gid)
+        if run:   # the sandbox run of solution + tests (core.checks.execution)
+            st.markdown(f"**Execution** :{'green' if run['passed'] else 'red'}-badge[{run['outcome']}] "
+                        f"{run.get('language', '')} · {run.get('status', '')}"
+                        + (f" · repair rounds: {run['repair_rounds']}" if run.get("repair_rounds") else ""))
+            if not run["passed"]:
+                st.code((run.get("stderr") or run.get("stdout") or "")[-1500:] or "(no output)", language=None)
 
     # ---- judge
     st.markdown("**Judge** " + verdict_badge(judg["overall"] if judg else None))

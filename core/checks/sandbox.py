@@ -1,6 +1,6 @@
-"""Run untrusted Python in a separate, limited process — never in the app process.
+"""Run untrusted code in a separate, limited process — never in the app process.
 
-Layers (each independent of the others):
+Python (`run_python`) layers (each independent of the others):
 * a fresh temporary working directory (also HOME and TMPDIR), deleted afterwards;
 * resource limits set in the child before exec: address space (RLIMIT_AS), CPU seconds,
   largest file written (RLIMIT_FSIZE), open files, and no core dumps;
@@ -15,6 +15,13 @@ Layers (each independent of the others):
 * output captured and truncated; stdin is empty; the environment is minimal.
 An audit hook cannot stop deliberate native-code attacks; it contains the ordinary ways
 generated code touches the network and the disk, and the rlimits bound the rest.
+
+Other languages (`run_program`: compile and run steps, see core.checks.languages) have no audit
+hook; instead each step runs in its own mount + network namespace where every mount but the
+working directory is remounted read-only, and (when we are root) the run step drops to the
+unprivileged `nobody` user, so the program can neither write outside the directory nor undo the
+read-only mounts. Where namespaces are not allowed the steps still get the rlimits, the timeout,
+the temporary directory and the minimal environment, and the result says `fs_isolation: none`.
 """
 from __future__ import annotations
 
@@ -107,21 +114,33 @@ _RUNNER = textwrap.dedent(r'''
 ''')
 
 
+# status -> outcome: the program passed, failed (ran and went wrong), did not build, or was not run
+_OUTCOME = {"ok": "pass", "syntax_error": "error", "compile_error": "error", "skipped": "skipped"}
+
+
 @dataclass
 class SandboxResult:
-    status: str        # ok | error | syntax_error | timeout | memory | blocked | killed
+    status: str   # ok | error | syntax_error | compile_error | timeout | memory | blocked | killed | skipped
     returncode: int | None
     stdout: str
     stderr: str
     seconds: float
-    network_isolation: str   # netns | userns | audit-hook
+    network_isolation: str   # netns | userns | audit-hook | none
+    language: str = "python"
+    fs_isolation: str = "audit-hook"   # audit-hook (Python) | mountns-nobody | mountns | none
+    phase: str = "run"                 # the step that decided the status: compile | run | none
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def outcome(self) -> str:
+        """pass | fail | error (did not compile) | skipped (no toolchain, nothing to run)."""
+        return _OUTCOME.get(self.status, "fail")
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "outcome": self.outcome}
 
 
 @lru_cache(maxsize=1)
@@ -208,3 +227,160 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
+
+
+# --------------------------------------------------------------------------- other languages
+
+NOBODY = 65534
+# Set up inside the new mount namespace, then exec the step: the working directory becomes its own
+# (writable) mount, every other mount is remounted read-only; the `cd` enters the new mount (the
+# inherited working directory still points at the old, now read-only one).
+_READ_ONLY_SETUP = r'''
+w="$1"; shift
+mount --make-rprivate / 2>/dev/null
+mount --bind "$w" "$w" || exit 125
+while read -r _ m _; do
+  [ "$m" = "$w" ] || mount -o remount,bind,ro "$m" 2>/dev/null
+done < /proc/self/mounts
+cd "$w" || exit 125
+exec "$@"
+'''
+_SETUP_FAILED = 125
+# what runtimes print when they run out of memory under the limits
+_MEMORY_MARKERS = ("MemoryError", "OutOfMemoryError", "JavaScript heap out of memory", "std::bad_alloc",
+                   "memory allocation of", "Allocation failed", "Cannot allocate memory",
+                   "Could not reserve enough space")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command of a program's build-and-run (argv relative to the working directory)."""
+    argv: tuple[str, ...]
+    phase: str = "run"              # compile | run
+    timeout: float = DEFAULT_TIMEOUT
+    memory_mb: int = DEFAULT_MEMORY_MB
+    memory_kind: str = "as"         # as (address space) | data: JVM and V8 reserve far more than they use
+    processes: int = 256            # RLIMIT_NPROC for the unprivileged user (threads count)
+    open_files: int = 256
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@lru_cache(maxsize=1)
+def fs_isolation() -> tuple[str, tuple[str, ...]]:
+    """How compiled / node programs are kept from writing outside their directory (and off the
+    network): `mountns-nobody` (root: read-only mounts, the run step drops to nobody),
+    `mountns` (a user namespace: read-only mounts, our own uid), or `none`."""
+    unshare, sh = shutil.which("unshare"), shutil.which("sh") or "/bin/sh"
+    if not (unshare and sys.platform.startswith("linux")):
+        return "none", ()
+    probe = tempfile.mkdtemp(prefix="shoal-probe-")
+    try:
+        for name, prefix in (("mountns-nobody", (unshare, "-m", "-n", "--")),
+                             ("mountns", (unshare, "-r", "-m", "-n", "--"))):
+            if name == "mountns-nobody" and (os.getuid() != 0 or not shutil.which("setpriv")):
+                continue
+            try:
+                r = subprocess.run([*prefix, sh, "-c", _READ_ONLY_SETUP, "sh", probe, sh, "-c",
+                                    "touch ok && ! touch /tmp/.shoal-ro-probe 2>/dev/null"],
+                                   cwd=probe, capture_output=True, timeout=20)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if r.returncode == 0:
+                return name, (*prefix, sh, "-c", _READ_ONLY_SETUP, "sh")
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return "none", ()
+
+
+def _step_limits(step: Step):
+    def apply() -> None:
+        os.umask(0o022)
+        mem = step.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS if step.memory_kind == "as" else resource.RLIMIT_DATA, (mem, mem))
+        cpu = max(1, int(step.timeout) + 1)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (step.open_files, step.open_files))
+        resource.setrlimit(resource.RLIMIT_NPROC, (step.processes, step.processes))  # binds once we are nobody
+    return apply
+
+
+def _command(step: Step, workdir: str, mode: str, prefix: tuple[str, ...]) -> list[str]:
+    argv = list(step.argv)
+    if mode == "none":
+        return [*network_isolation()[1], *argv]
+    if mode == "mountns-nobody" and step.phase == "run":
+        argv = [shutil.which("setpriv") or "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                "--clear-groups", "--no-new-privs", "--", *argv]
+    return [*prefix, workdir, *argv]
+
+
+def _run_step(step: Step, workdir: str, mode: str, prefix: tuple[str, ...]) -> tuple[str, int | None, bytes, bytes, float]:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+           **dict(step.env)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(_command(step, workdir, mode, prefix), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_step_limits(step),
+                            start_new_session=True)
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=step.timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+        out, err = proc.communicate()
+    seconds = time.perf_counter() - t0
+    rc = proc.returncode
+    tail = err[-4000:].decode("utf-8", "replace") + out[-1000:].decode("utf-8", "replace")
+    if timed_out or rc in (-signal.SIGXCPU, -signal.SIGKILL) and seconds >= step.timeout * 0.9:
+        status = "timeout"
+    elif rc == 0:
+        status = "ok"
+    elif rc == _SETUP_FAILED and mode != "none" and not out and b"mount" in err:
+        status = "killed"
+    elif any(m in tail for m in _MEMORY_MARKERS):
+        status = "memory"
+    elif step.phase == "compile":
+        status = "compile_error"
+    elif rc is not None and rc < 0 and rc != -signal.SIGABRT:
+        status = "killed"
+    else:
+        status = "error"
+    return status, rc, out, err, seconds
+
+
+def run_program(files: dict[str, str], steps: list[Step], language: str) -> SandboxResult:
+    """Write `files` into a fresh directory and run `steps` in order (a compile step that fails
+    stops there); never raises for what the program does."""
+    mode, prefix = fs_isolation()
+    net = {"mountns-nobody": "netns", "mountns": "userns"}.get(mode, network_isolation()[0])
+    workdir = tempfile.mkdtemp(prefix="shoal-sandbox-")
+    try:
+        os.chmod(workdir, 0o755)
+        for name, text in files.items():
+            with open(os.path.join(workdir, name), "w", encoding="utf-8") as fh:
+                fh.write(text)
+        if mode == "mountns-nobody":
+            os.chown(workdir, NOBODY, NOBODY)   # the run step (as nobody) may write here, nowhere else
+        total = 0.0
+        outs, errs = [], []
+        status, rc, phase = "ok", 0, "none"
+        for step in steps:
+            status, rc, out, err, seconds = _run_step(step, workdir, mode, prefix)
+            total += seconds
+            phase = step.phase
+            outs.append(out)
+            errs.append(err)
+            if status != "ok":
+                break
+        here = workdir.encode()   # the random directory name would make identical runs differ
+        return SandboxResult(status, rc, _decode(b"".join(outs).replace(here, b".")),
+                             _decode(b"".join(errs).replace(here, b".")), round(total, 3), net, language, mode, phase)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def skipped(language: str, reason: str) -> SandboxResult:
+    """The result for a program that was not run (no toolchain, a language we cannot run)."""
+    return SandboxResult("skipped", None, "", reason, 0.0, "none", language, "none", "none")

@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
                                                    help="Also export unreviewed examples the judge passed."),
                ignore_checks: bool = typer.Option(False, "--ignore-checks",
                                                   help="Do not leave out examples that failed a check."),
+               include_failed_execution: bool = typer.Option(
+                   False, "--include-failed-execution",
+                   help="Also export examples whose solution failed its tests in the sandbox."),
                overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
                name: str = typer.Option("Shoal dataset", "--name", help="Title of the dataset card."),
                push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub",
@@ -32,7 +35,7 @@ def register(app: typer.Typer) -> None:
         try:
             res = export_dataset(store_from(ctx), fmt.lower(), out, include_judged=include_judged,
                                  apply_checks=not ignore_checks, overwrite=overwrite, name=name,
-                                 push_to_hub=push_to_hub)
+                                 push_to_hub=push_to_hub, include_failed_execution=include_failed_execution)
         except ShoalError as exc:
             fail(str(exc))
         if as_json:

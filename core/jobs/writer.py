@@ -34,6 +34,7 @@ def _drop_replaced_generations(cur, results: list[tuple[dict, ItemResult]]) -> N
         "SELECT g.id FROM generations g LEFT JOIN reviews r ON r.generation_id = g.id "
         "WHERE list_contains(?, g.job_item_id) AND r.generation_id IS NULL", [redo]).fetchall()]
     if old:
+        cur.execute("DELETE FROM checks WHERE list_contains(?, generation_id)", [old])
         cur.execute("DELETE FROM judgments WHERE list_contains(?, generation_id)", [old])
         cur.execute("DELETE FROM generations WHERE list_contains(?, id)", [old])
 
@@ -63,6 +64,16 @@ def _insert_judgments(cur, results: list[tuple[dict, ItemResult]], gen_of: dict[
         cur.execute(f"INSERT INTO judgments ({_JUDGE_COLS}) VALUES {values}", params)
 
 
+def _insert_execution_checks(cur, results: list[tuple[dict, ItemResult]], gen_of: dict[int, int]) -> None:
+    """The generation loop's sandbox run of each example (core.generate) as its `execution` check."""
+    rows = [[gen_of[item["id"]], bool(res.execution["passed"]), json.dumps(res.execution, ensure_ascii=False)]
+            for item, res in results if res.execution and item["id"] in gen_of]
+    if rows:
+        values, params = _values(rows, ["BIGINT", "BOOLEAN", "JSON"])
+        cur.execute(f"INSERT INTO checks(generation_id, kind, passed, detail) "
+                    f"SELECT v.g, 'execution', v.p, v.d FROM (VALUES {values}) v(g, p, d)", params)
+
+
 def write_batch(cur, job_id: int, running: list[int], results: list[tuple[dict, ItemResult]],
                  count_attempt: set[int] = frozenset()) -> None:
     """Everything the writer collected, inside the caller's transaction: items newly in flight are
@@ -78,6 +89,7 @@ def write_batch(cur, job_id: int, running: list[int], results: list[tuple[dict, 
     _drop_replaced_generations(cur, results)
     gen_of = _insert_generations(cur, job_id, results)
     _insert_judgments(cur, results, gen_of)
+    _insert_execution_checks(cur, results, gen_of)
     status_rows = [[item["id"], "failed" if res.error else "succeeded", res.error, gen_of.get(item["id"]),
                     1 if item["id"] in count_attempt else 0] for item, res in results]
     values, params = _values(status_rows, ["BIGINT", "VARCHAR", "VARCHAR", "BIGINT", "INTEGER"])

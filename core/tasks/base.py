@@ -22,11 +22,12 @@ from core.tasks import prompts
 from core.tasks.no_input import NO_INPUT, is_no_input
 from core.tasks.prefilter import INSTRUCTION_CHECKS, Check, PrefilterResult, count_sentences, run_checks
 from core.tasks.schemas import (InstructionExample, Judgment, KeyedJudgment, OssInstructExample, RuleVerdict,
-                                judgment_schema)
+                                TestedInstructionExample, judgment_schema)
 from core.tasks.templates import GENERATOR_SYSTEM, GENERATOR_TEMPLATE, JUDGE_SYSTEM, JUDGE_TEMPLATE
 
 # fields that are always prose, whatever the task
 PROSE_FIELDS = frozenset({"instruction", "task_name"})
+TESTS_FIELD = "tests"   # the generator's own tests, in the solution's language (run by core.checks.execution)
 
 _PROBE_SNIPPET = {"language": "python", "code": "def f():\n    return 1\n", "id": "probe"}
 
@@ -53,6 +54,21 @@ class TaskSpec:
     @property
     def keys(self) -> list[str]:
         return list(self.schema.model_fields)
+
+    @property
+    def required_keys(self) -> list[str]:
+        """The keys a reply must have (the pre-filter drops it otherwise); `tests` is asked for, not required."""
+        return [k for k, f in self.schema.model_fields.items() if f.is_required()]
+
+    @property
+    def tests_key(self) -> str | None:
+        """The field holding the generator's tests, or None for a task without tests."""
+        return TESTS_FIELD if TESTS_FIELD in self.schema.model_fields else None
+
+    def tests_of(self, fields: dict) -> str:
+        """The example's tests as code ('' when it has none)."""
+        value = (fields or {}).get(self.tests_key) if self.tests_key else None
+        return value if isinstance(value, str) else ""
 
     @property
     def prefers_seeds(self) -> bool:
@@ -97,8 +113,13 @@ class TaskSpec:
         return prompts.generator_messages(self, content, snippet, target_language, good, bad)
 
     def judge_messages(self, content: dict, snippet: dict, target_language: str | None,
-                       fields: dict) -> list[dict]:
-        return prompts.judge_messages(self, content, snippet, target_language, fields)
+                       fields: dict, execution: str | None = None) -> list[dict]:
+        """`execution`: one line saying how the solution fared against its tests (None: not run)."""
+        return prompts.judge_messages(self, content, snippet, target_language, fields, execution)
+
+    def repair_messages(self, messages: list[dict], reply: str, failure: str) -> list[dict]:
+        """The generator's messages continued for the one repair round after a failed execution."""
+        return prompts.repair_messages(self, messages, reply, failure)
 
     @staticmethod
     def judge_schema(content: dict) -> type[KeyedJudgment]:
@@ -155,9 +176,13 @@ class TaskSpec:
         return str(fields.get("solution") or "") if fields else ""
 
     def export_row(self, fields: dict) -> dict[str, str]:
-        """The example as the neutral instruction / input / output row export and the checks use."""
-        return {"instruction": self.instruction_of(fields), "input": self.input_of(fields),
-                "output": self.output_of(fields)}
+        """The example as the neutral instruction / input / output row export and the checks use
+        (plus `tests` when the task has them and the example carries the field)."""
+        row = {"instruction": self.instruction_of(fields), "input": self.input_of(fields),
+               "output": self.output_of(fields)}
+        if self.tests_key and fields and self.tests_key in fields:
+            row["tests"] = self.tests_of(fields)
+        return row
 
     # ----------------------------------------------------------------- display
 
@@ -166,10 +191,12 @@ class TaskSpec:
         """How the Review page shows a field: the language to highlight it as, or None for plain text."""
         if name in PROSE_FIELDS:
             return None
+        if name == self.tests_key:
+            return self.solution_language(source_language, target_language)
         if name == self.input_key and is_no_input(value):
             return None
         return self.code_fields(source_language, target_language).get(name)
 
 
-__all__ = ["TaskSpec", "PROSE_FIELDS", "InstructionExample", "OssInstructExample", "Judgment", "RuleVerdict",
+__all__ = ["TaskSpec", "PROSE_FIELDS", "TESTS_FIELD", "InstructionExample", "TestedInstructionExample", "OssInstructExample", "Judgment", "RuleVerdict",
            "count_sentences"]

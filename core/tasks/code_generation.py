@@ -1,22 +1,23 @@
 """code_generation: from a function, an instruction a user could give and the code that answers it."""
-from core.tasks.base import InstructionExample, TaskSpec
+from core.tasks.base import TaskSpec, TestedInstructionExample
 
 TASK = TaskSpec(
     name="code_generation",
     title="Code generation",
-    schema=InstructionExample,
+    schema=TestedInstructionExample,
     definition=(
         "Code generation: given a piece of real code, write an instruction that a programmer could "
         "give to an assistant, any extra input the instruction needs, and a solution in code that "
         "carries out the instruction. The example must be inspired by the input code: it asks for "
         "the functionality the code implements, in the same programming language."),
     requirements=[
-        "The output has exactly the keys task_name, instruction, information and solution.",
+        "The output has exactly the keys task_name, instruction, information, solution and tests.",
         "The solution resolves the instruction together with the information, and is specific to them.",
         "The instruction is one or two sentences and names the programming language.",
         "The solution imports every library it uses.",
         "The algorithmic logic is readable, not hidden inside convoluted helper functions.",
         "information holds extra input the instruction needs, or exactly \"no input\" when there is none.",
+        "tests is plain code in the solution's language that checks the solution on typical and edge cases and fails if it is wrong.",
     ],
     rules=[
         "The instruction names the programming language.",
@@ -35,6 +36,8 @@ TASK = TaskSpec(
                      "def most_common_words(text, n):\n"
                      "    words = re.findall(r\"[a-z']+\", text.lower())\n"
                      "    return Counter(words).most_common(n)\n"),
+        "tests": ("assert most_common_words(\"b a B c b a\", 2) == [(\"b\", 3), (\"a\", 2)]\n"
+                  "assert most_common_words(\"\", 3) == []\n"),
     }],
     bad_examples=[{
         "fields": {

@@ -6,7 +6,9 @@ from core.tasks.prefilter import SOLUTION_CHECKS
 class OssInstruct(TaskSpec):
     def display_language(self, name: str, value: object, source_language: str | None,
                          target_language: str | None) -> str | None:
-        """Problem and solution are markdown (the solution's code sits in a fenced block)."""
+        """Problem and solution are markdown (the solution's code sits in a fenced block); tests are code."""
+        if name == self.tests_key:
+            return self.solution_language(source_language, target_language)
         return None if name in PROSE_FIELDS else "markdown"
 
 
@@ -23,11 +25,12 @@ TASK = OssInstruct(
         "inspiration from it to write a high-quality programming problem and its solution. The "
         "problem need not reproduce the seed; it should be a realistic task that the seed suggests."),
     requirements=[
-        "The output has exactly the keys problem and solution.",
+        "The output has exactly the keys problem, solution and tests.",
         "The problem is completely self-contained: it gives all the context, inputs, outputs and constraints needed to solve it, and does not refer to the seed.",
         "The problem is inspired by the seed code (its domain, API or algorithm).",
         "The solution is complete and correct and solves exactly the stated problem.",
         "The solution is code in a fenced block, optionally followed by a short explanation.",
+        "tests is plain code in the solution's language that checks the solution on typical and edge cases and fails if it is wrong.",
     ],
     rules=[
         "The problem is self-contained: it can be solved without seeing the seed code.",
@@ -46,6 +49,9 @@ TASK = OssInstruct(
                      "        raise ValueError(f\"bad duration: {text!r}\")\n"
                      "    h, mi, s = (int(g) if g else 0 for g in m.groups())\n"
                      "    return h * 3600 + mi * 60 + s\n```"),
+        "tests": ("assert parse_duration(\"1h30m\") == 5400\nassert parse_duration(\"45s\") == 45\n"
+                  "assert parse_duration(\"2h5s\") == 7205\ntry:\n    parse_duration(\"5m1h\")\n"
+                  "    raise AssertionError(\"expected ValueError\")\nexcept ValueError:\n    pass\n"),
     }],
     bad_examples=[{
         "fields": {

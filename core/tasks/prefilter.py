@@ -87,13 +87,13 @@ def identifier_share(text: str, source: str) -> tuple[float, int]:
 
 
 def _empty_keys(spec: "TaskSpec", fields: dict) -> list[str]:
-    return [k for k in spec.keys if k in fields and not fields[k].strip()]
+    return [k for k in spec.required_keys if k in fields and not fields[k].strip()]
 
 
 # --------------------------------------------------------------------------- the checks
 
 def _missing_fields(spec, fields, source_code):
-    missing = [k for k in spec.keys if k not in fields]
+    missing = [k for k in spec.required_keys if k not in fields]   # tests are asked for, not required
     return ", ".join(missing) if missing else None
 
 

@@ -62,14 +62,25 @@ def generator_messages(spec: "TaskSpec", content: dict, snippet: dict, target_la
 
 
 def judge_messages(spec: "TaskSpec", content: dict, snippet: dict, target_language: str | None,
-                   fields: dict) -> list[dict]:
-    """Chat messages for the judge: the snippet, the example and the numbered rules. The template
-    also gets `rule_keys`, the property name each rule's answer goes under (core.tasks.schemas)."""
+                   fields: dict, execution: str | None = None) -> list[dict]:
+    """Chat messages for the judge: the snippet, the example, its execution result (one line, when it
+    was run) and the numbered rules. The template also gets `rule_keys`, the property name each rule's
+    answer goes under (core.tasks.schemas). A judge template that predates the execution line gets it appended."""
     language = snippet.get("language") or "code"
-    user = template(content["judge_template"]).render(
+    source = content["judge_template"]
+    user = template(source).render(
         task=spec.name, target_language=target_language, definition=content["definition"],
         rules=content["rules"], rule_keys=rule_keys(content["rules"]), language=language,
-        code_block=fence(snippet["code"], language), example_block=example_block(fields),
+        code_block=fence(snippet["code"], language), example_block=example_block(fields), execution=execution,
     )
+    if execution and "execution" not in source:
+        user = user.rstrip("\n") + f"\n\nExecution: {execution}\n"
     return [{"role": "system", "content": content.get("judge_system") or ""},
             {"role": "user", "content": user}]
+
+
+def repair_messages(spec: "TaskSpec", messages: list[dict], reply: str, failure: str) -> list[dict]:
+    """The generator's conversation continued for one repair round: its reply, then the failure."""
+    from core.tasks.templates import REPAIR_TEMPLATE
+    user = template(REPAIR_TEMPLATE).render(failure=failure, keys=spec.keys)
+    return [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": user}]

@@ -17,7 +17,18 @@ import functools
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+TESTS_DESCRIPTION = ("Tests for the solution, in the solution's language: assertions or a small test function "
+                     "that fail when the solution is wrong. Plain code, no prose.")
+
+
+def _ask_for_tests(schema: dict) -> None:
+    """The model is asked for `tests` (listed as required in the JSON schema), but a reply without
+    them still parses: it is then simply not executed."""
+    required = schema.setdefault("required", [])
+    if "tests" not in required:
+        required.append("tests")
 
 
 class InstructionExample(BaseModel):
@@ -29,11 +40,18 @@ class InstructionExample(BaseModel):
     solution: str
 
 
+class TestedInstructionExample(InstructionExample):
+    """WaveCoder shape plus the generator's own tests (code generation, code repair)."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ask_for_tests)
+    tests: str = Field("", description=TESTS_DESCRIPTION)
+
+
 class OssInstructExample(BaseModel):
-    """Magicoder OSS-Instruct shape."""
-    model_config = ConfigDict(extra="forbid")
+    """Magicoder OSS-Instruct shape, plus tests (SelfCodeAlign: the teacher writes tests with its solution)."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ask_for_tests)
     problem: str
     solution: str
+    tests: str = Field("", description=TESTS_DESCRIPTION)
 
 
 class RuleVerdict(BaseModel):

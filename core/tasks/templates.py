@@ -35,6 +35,14 @@ Analysis: {{ ex.analysis }}
 {{ code_block }}
 {% if target_language %}
 Target language: {{ target_language }}
+{% endif %}{% if "tests" in keys %}
+## Tests
+The tests field holds plain code (no prose, no fences) in the solution's language that is run right \
+after the solution's code and must fail if the solution is wrong: Python `assert` statements; \
+JavaScript/TypeScript `assert.strictEqual(...)` / `assert.deepStrictEqual(...)` (`assert` is \
+predefined); Java a class with `public static void main` that throws `AssertionError` on a wrong \
+result; C++ an `int main()` using `assert`; Rust a `fn main()` using `assert_eq!`. Test typical \
+and edge cases, use only the solution and the standard library, and do not print or read input.
 {% endif %}
 Write one new example from the input code above. Reply with one JSON object with exactly \
 these keys: {{ keys | join(", ") }}.
@@ -51,7 +59,10 @@ Task: {{ task }}{% if target_language %} (target language: {{ target_language }}
 
 ## Example to judge
 {{ example_block }}
-
+{% if execution %}
+## Execution
+{{ execution }}
+{% endif %}
 ## Rules
 {% for r in rules %}{{ loop.index }}. {{ r }}
 {% endfor %}
@@ -62,4 +73,14 @@ answer that is "yes" only if every rule was answered "yes".
 Reply with one JSON object with one key per rule, in this order: \
 {{ rule_keys | join(", ") }}; each holds {"reason": "...", "answer": "yes" or "no"} for that rule. \
 Then "analysis": "..." and "overall": "yes" or "no".
+"""
+
+# The one repair round a failing example gets: sent after the generator's own reply.
+REPAIR_TEMPLATE = """\
+Your example was run in a sandbox (the solution's code followed by its tests) and failed.
+
+{{ failure }}
+
+Fix the solution (and the tests only where the tests themselves are wrong) so that the tests pass. \
+Reply with the whole example again as one JSON object with exactly these keys: {{ keys | join(", ") }}.
 """
