@@ -73,7 +73,7 @@ def test_duplicates_and_full_budget():
 def test_fast_kcenter_is_close_to_exact():
     X = clustered(n=300, d=96, seed=4)
     exact, _ = sel.kcenter_greedy(X, 30, seed=0)
-    fast, _ = sel.kcenter_greedy_fast(X, 30, seed=0, dims=16)
+    fast, _ = sel.kcenter_greedy_fast(X, 30, seed=0)
     rnd = sel.random_sample(len(X), 30, seed=0)
     c_exact, c_fast, c_rnd = (sel.coverage(X, X[p]) for p in (exact, fast, rnd))
     assert c_fast["coverage_max"] <= 1.3 * c_exact["coverage_max"]
