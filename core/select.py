@@ -36,7 +36,8 @@ from core.progress import ProgressFn, check_cancel, report
 from core.store import Store
 
 METHODS = ("kcenter", "kcenter_fast", "random", "stratified")
-BASELINES = ("kcenter", "random", "stratified")  # measured next to every new selection
+BASELINES = ("random", "stratified")  # measured next to every new selection: one pass over the pool each
+EXACT_BASELINE_WORK = 20_000_000  # candidates x budget up to which exact k-center is shown too (about a second)
 
 
 # --------------------------------------------------------------------------- algorithms
@@ -146,8 +147,7 @@ class _FarthestPoints:
         big = max(float(np.sqrt(self.sq.max())), extra_norm)
         # |error| of a squared distance from the expansion, plus that of the plain norm (x - c)
         self.err2 = np.float32(2.0 * (d + 8) * _UNIT * (2.0 * big) ** 2 + 1e-30)
-        cent = np.add.reduceat(self.Xs, self.starts[:-1], axis=0, dtype=np.float64) / sizes[:, None]
-        self.cent = cent.astype(np.float32)
+        self.cent = np.stack([self.Xs[a:b].mean(axis=0) for a, b in zip(self.starts[:-1], self.starts[1:])])
         self.cent_sq = np.einsum("ij,ij->i", self.cent, self.cent)
         s2 = np.empty(n, np.float32)
         for s in range(0, n, 16384):
@@ -178,14 +178,9 @@ class _FarthestPoints:
     def mark_picked(self, pos: int) -> None:
         self.U[pos] = -np.inf
         self.A[pos] = self.j - 1
-        self._update_gmax([self.gid[pos]])
 
-    def _update_gmax(self, groups) -> None:
-        if len(groups) > 64:
-            self.gmax[:] = np.maximum.reduceat(self.U, self.starts[:-1])
-        else:
-            for g in groups:
-                self.gmax[g] = self.U[self.starts[g]:self.starts[g + 1]].max()
+    def exact_group_maxima(self) -> None:
+        self.gmax[:] = np.maximum.reduceat(self.U, self.starts[:-1])
 
     def refresh(self, S: np.ndarray) -> None:
         """Bring the points at sorted positions S up to date with every centre."""
@@ -207,7 +202,12 @@ class _FarthestPoints:
             for c in range(0, len(rows), step):
                 self._refresh_block(rows[c:c + step], t0)
         self.T[S] = j
-        self._update_gmax(np.unique(self.gid[S]))
+        groups = np.unique(self.gid[S])
+        if len(groups) > 16:
+            self.exact_group_maxima()
+        else:  # otherwise gmax stays an upper bound: `next_pick` tightens it where it matters
+            for g in groups:
+                self.gmax[g] = self.U[self.starts[g]:self.starts[g + 1]].max()
 
     def _refresh_block(self, rows: np.ndarray, t0: int) -> None:
         U = self.U[rows]
@@ -242,10 +242,13 @@ class _FarthestPoints:
         best, best_pos = -np.inf, -1  # the largest up-to-date distance seen in this step
         while True:
             g = int(np.argmax(gmax))
-            if best_pos >= 0 and best * relax_sq >= gmax[g] and relax > 1.0:
-                return best_pos
             Ug = U[st[g]:st[g + 1]]
             t = int(np.argmax(Ug))
+            if Ug[t] < gmax[g]:  # the group's bound was loose: tighten it and look again
+                gmax[g] = Ug[t]
+                continue
+            if best_pos >= 0 and best * relax_sq >= gmax[g] and relax > 1.0:
+                return best_pos
             if T[st[g] + t] == j:
                 if relax > 1.0:
                     return int(st[g] + t)
@@ -271,18 +274,18 @@ class _FarthestPoints:
                 best, best_pos = float(U[S[k]]), int(S[k])
 
     def _settle_tie(self, cont: np.ndarray) -> int:
-        """Among near-tied points, the one the plain float32 loop takes (lowest index on ties)."""
-        j = self.j
-        D2 = self.sq[cont, None] + self.csq[None, :j] - 2.0 * (self.Xs[cont] @ self.C[:j].T)
-        best_val, best_idx = -1.0, -1
-        for row, p in zip(D2, cont):
-            near = np.flatnonzero(row <= row.min() + 2.0 * self.err2)
-            x = self.X[self.order[p]]
-            val = float(np.linalg.norm(self.C_orig[near] - x[None, :], axis=1).min())
-            idx = int(self.order[p])
-            if val > best_val or (val == best_val and idx < best_idx):
-                best_val, best_idx = val, idx
-        return int(self.pos_of[best_idx])
+        """Among near-tied points, the one the plain float32 loop takes (lowest index on ties).
+
+        Each point's value is recomputed as min ``norm(x - c)`` over the centres c that the
+        triangle inequality cannot rule out of being its nearest (those within sqrt(U + 2 err2)).
+        """
+        reach = np.sqrt(np.maximum(self.U[cont], 0.0) + 2.0 * self.err2) * np.float32(1 + 1e-5) + self.s_hi[cont]
+        row, col = np.nonzero(self.E[:self.j, self.gid[cont]].T < reach[:, None])  # row-major order
+        dist = np.linalg.norm(self.C_orig[col] - self.X[self.order[cont[row]]], axis=1)
+        value = np.minimum.reduceat(dist, np.concatenate([[0], np.flatnonzero(np.diff(row)) + 1]))
+        idx = self.order[cont]
+        winner = np.lexsort((idx, -value))[0]  # largest value, then lowest index
+        return int(cont[winner])
 
     def distances(self, chunk: int = 16384) -> np.ndarray:
         """Every point's float32 distance to its nearest centre, in the original order."""
@@ -333,13 +336,15 @@ def _greedy(X: np.ndarray, budget: int, already: Sequence[int] | None, extra_cen
             fp.refresh(np.arange(n))
             for i in set(already):
                 fp.mark_picked(int(fp.pos_of[i]))
+            fp.exact_group_maxima()
         for step in range(budget):
             pos = fp.next_pick(relax) if fp.j else int(fp.pos_of[_first_pick(n, seed, first)])
             picks.append(int(fp.order[pos]))
             fp.add_centre(X[picks[-1]])
+            fp.mark_picked(pos)
             if fp.j == 1:
                 fp.refresh(np.arange(n))
-            fp.mark_picked(pos)
+                fp.exact_group_maxima()
             if step % 25 == 0 or step == budget - 1:
                 check_cancel(cancel)
                 report(progress, step + 1, budget, label)
@@ -519,22 +524,49 @@ class SelectionResult:
         return d
 
 
-def pick(method: str, cands: Candidates, budget: int, already: list[int], extra: np.ndarray | None,
-         seed: int, progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> np.ndarray:
-    """Indices into `cands` chosen by `method` (excluding `already`)."""
-    if method == "kcenter":
-        return kcenter_greedy(cands.X, budget, already=already, extra_centres=extra, seed=seed,
-                              progress=progress, cancel=cancel)[0]
-    if method == "kcenter_fast":
-        return kcenter_greedy_fast(cands.X, budget, already=already, extra_centres=extra, seed=seed,
-                                   progress=progress, cancel=cancel)[0]
+def pick_with_distances(method: str, cands: Candidates, budget: int, already: list[int],
+                        extra: np.ndarray | None, seed: int, progress: ProgressFn | None = None,
+                        cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(indices into `cands` chosen by `method`, excluding `already`; each candidate's distance
+    to its nearest centre when the method computed them on the way, else None)."""
+    if method in ("kcenter", "kcenter_fast"):
+        fn = kcenter_greedy if method == "kcenter" else kcenter_greedy_fast
+        return fn(cands.X, budget, already=already, extra_centres=extra, seed=seed, progress=progress,
+                  cancel=cancel)
     if method == "random":
-        return random_sample(len(cands.X), budget, seed=seed, exclude=already)
+        return random_sample(len(cands.X), budget, seed=seed, exclude=already), None
     if method == "stratified":
         if cands.clusters is None:
             raise ShoalError("Stratified sampling needs a map (clusters): build one with `shoal map`.")
-        return stratified_sample(cands.clusters, budget, seed=seed, exclude=already)
+        return stratified_sample(cands.clusters, budget, seed=seed, exclude=already), None
     raise ShoalError(f"Unknown selection method {method!r}; use one of {', '.join(METHODS)}.")
+
+
+def pick(method: str, cands: Candidates, budget: int, already: list[int], extra: np.ndarray | None,
+         seed: int, progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> np.ndarray:
+    """Indices into `cands` chosen by `method` (excluding `already`)."""
+    return pick_with_distances(method, cands, budget, already, extra, seed, progress, cancel)[0]
+
+
+def _coverage_of(cands: Candidates, already: list[int], idx: np.ndarray, extra: np.ndarray | None,
+                 min_d: np.ndarray | None) -> dict:
+    """Coverage of `already` + `idx` (+ outside centres) over the pool: from the distances the
+    method computed, or one pass of blocked matrix products."""
+    if min_d is not None:
+        return {"coverage_mean": float(min_d.mean()), "coverage_max": float(min_d.max())}
+    centres = cands.X[np.concatenate([np.array(already, dtype=np.int64), np.asarray(idx, dtype=np.int64)])]
+    if extra is not None:
+        centres = np.vstack([centres, extra])
+    return coverage(cands.X, centres)
+
+
+def baseline_methods(method: str, n_candidates: int, budget: int, has_clusters: bool) -> list[str]:
+    """The baselines measured next to a `method` selection: random, stratified (with a map) and
+    exact k-center only when it is cheap; never the method itself."""
+    out = [m for m in BASELINES if m != method and (m != "stratified" or has_clusters)]
+    if method != "kcenter" and n_candidates * budget <= EXACT_BASELINE_WORK:
+        out.append("kcenter")
+    return out
 
 
 def select(store: Store, name: str, budget: int, method: str = "kcenter", model: str | None = None,
@@ -545,9 +577,10 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
     """Choose `budget` snippets from the candidates and store them as selection `name`.
 
     `extend`: the name of an existing selection whose items are kept first and act as
-    centres. Coverage is measured over the candidates against every item of the result;
-    with `baselines`, the random (and, with a map, stratified) baseline of the same budget
-    is measured too (not stored as selections).
+    centres. Coverage is measured over the candidates against every item of the result
+    (k-center computes it on the way); with `baselines`, the random and (with a map)
+    stratified baselines of the same budget are measured too, one pass each, plus exact
+    k-center when it is cheap (`baseline_methods`); they are not stored as selections.
     """
     name = (name or "").strip()
     if not name:
@@ -574,42 +607,38 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
         o_ids, o_X, _ = load_embeddings(store, cands.model, snippet_ids=outside)
         extra = o_X if len(o_ids) else None
     t0 = time.perf_counter()
-    chosen = pick(method, cands, budget, already, extra, seed, progress, cancel)
+    chosen, min_d = pick_with_distances(method, cands, budget, already, extra, seed, progress, cancel)
     seconds = time.perf_counter() - t0
     new_ids = [cands.ids[i] for i in chosen]
     all_ids = base_ids + new_ids
-    centres_idx = np.array(already + list(chosen), dtype=np.int64)
-    centres = cands.X[centres_idx]
-    if extra is not None:
-        centres = np.vstack([centres, extra])
-    cov = coverage(cands.X, centres)
+    cov = _coverage_of(cands, already, chosen, extra, min_d)
     base_cov: dict = {}
-    if baselines:
-        for bm in BASELINES:
-            if bm == method or (bm == "stratified" and cands.clusters is None):
-                continue
-            idx = pick(bm, cands, budget, already, extra, seed)
-            c = cands.X[np.concatenate([np.array(already, dtype=np.int64), idx])]
-            if extra is not None:
-                c = np.vstack([c, extra])
-            base_cov[bm] = coverage(cands.X, c)
+    t1 = time.perf_counter()
+    if baselines:  # each one pass over the pool (exact k-center only when cheap): never a second selection
+        for bm in baseline_methods(method, len(cands.ids), budget, cands.clusters is not None):
+            idx, d = pick_with_distances(bm, cands, budget, already, extra, seed)
+            base_cov[bm] = _coverage_of(cands, already, idx, extra, d)
     params = {"seed": seed, "clusters": sorted(int(c) for c in clusters) if clusters else None,
               "n_ids": len(ids) if ids is not None else None, "extend": extend,
-              "seconds": round(seconds, 4), "baselines": base_cov}
-    with store.transaction() as cur:
+              "seconds": round(seconds, 4), "baselines": base_cov,
+              "baseline_seconds": round(time.perf_counter() - t1, 4)}
+    def save(cur) -> int:
         if existing:
             cur.execute("DELETE FROM selection_items WHERE selection_id = ?", [existing["id"]])
             cur.execute("DELETE FROM selections WHERE id = ?", [existing["id"]])
-        sel_id = cur.execute(
+        new_id = cur.execute(
             "INSERT INTO selections(name, method, map_id, model, params, budget, n_items, n_candidates, "
             "coverage_mean, coverage_max) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             [name, method, cands.map_id, cands.model, json.dumps(params), budget, len(all_ids),
              len(cands.ids), cov["coverage_mean"], cov["coverage_max"]]).fetchone()[0]
-        items = pd.DataFrame({"selection_id": sel_id, "snippet_id": all_ids,
+        items = pd.DataFrame({"selection_id": new_id, "snippet_id": all_ids,
                               "rank": np.arange(len(all_ids), dtype=np.int32)})
         cur.register("_sel_items", items)
         cur.execute("INSERT INTO selection_items SELECT selection_id, snippet_id, rank FROM _sel_items")
         cur.unregister("_sel_items")
+        return new_id
+
+    sel_id = store.write(save)
     store.audit("select", "selection", sel_id, after={"name": name, "method": method, "budget": budget,
                                                        "n_items": len(all_ids)}, actor=actor)
     return SelectionResult(int(sel_id), name, method, budget, len(all_ids), len(cands.ids),
