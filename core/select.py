@@ -276,11 +276,11 @@ class _FarthestPoints:
     def _settle_tie(self, cont: np.ndarray) -> int:
         """Among near-tied points, the one the plain float32 loop takes (lowest index on ties).
 
-        Each point's value is recomputed as min ``norm(x - c)`` over the centres c that the
-        triangle inequality cannot rule out of being its nearest (those within sqrt(U + 2 err2)).
+        Each point's value is recomputed as min ``norm(x - c)`` over the centres c whose
+        approximate distance is within the error bound of its nearest one.
         """
-        reach = np.sqrt(np.maximum(self.U[cont], 0.0) + 2.0 * self.err2) * np.float32(1 + 1e-5) + self.s_hi[cont]
-        row, col = np.nonzero(self.E[:self.j, self.gid[cont]].T < reach[:, None])  # row-major order
+        D2 = self.sq[cont, None] + self.csq[None, :self.j] - 2.0 * (self.Xs[cont] @ self.C[:self.j].T)
+        row, col = np.nonzero(D2 <= D2.min(axis=1, keepdims=True) + 2.0 * self.err2)  # row-major order
         dist = np.linalg.norm(self.C_orig[col] - self.X[self.order[cont[row]]], axis=1)
         value = np.minimum.reduceat(dist, np.concatenate([[0], np.flatnonzero(np.diff(row)) + 1]))
         idx = self.order[cont]
