@@ -4,16 +4,21 @@ k-center greedy (Sener & Savarese 2018; google/active-learning `kcenter_greedy.p
 from an existing selection (or one seed point), then repeatedly add the candidate whose
 Euclidean distance to its nearest chosen centre is largest. Ties go to the lowest index.
 
-* `kcenter_greedy` (method ``kcenter``) is exact: every distance that can change a pick is
-  computed as ``np.linalg.norm(x - c)`` in float32, exactly as the plain numpy reference
-  does. It is fast because it skips points that provably cannot move: with P a 96-dim
-  PCA projection, |P(x-c)|^2 + (|x-Px| - |c-Pc|)^2 <= |x-c|^2, so a point whose bound to
-  the new centre already exceeds its current nearest-centre distance keeps that distance.
-  Pruning pays off once the centres cover the space (after the first ~100 picks). 96 bound
-  dimensions measured best at k=1000 of 100k x 384 (32: 6.2 s, 64: 4.3 s, 96: 2.6-3.2 s,
-  128+: no better, the per-pick projection costs more than the exact distances it saves).
-* `kcenter_greedy_fast` (method ``kcenter_fast``) runs the same greedy entirely in a
-  64-dimensional PCA space: approximate picks, a fraction of the time.
+* `kcenter_greedy` (method ``kcenter``) is exact: the same picks as the plain numpy loop
+  (``min_d = minimum(min_d, norm(X - c, axis=1))``, argmax) in float32. Its speed comes from
+  skipping work, with bounds that do not depend on the PCA spectrum (`_FarthestPoints`):
+  nearest-centre distances are kept as lazy upper bounds and brought up to date only when a
+  point could be the farthest one; a cheap k-means++ partition lets the triangle inequality
+  skip every centre that cannot come closer to a group's points; the distances left are
+  blocked float32 matrix products with a proven error bound, and near-ties within that bound
+  are settled with ``norm(x - c)`` itself.
+* `kcenter_greedy_fast` (method ``kcenter_fast``) is the (1+eps)-relaxed greedy (eps = 0.05):
+  each pick is a point at least 1/(1+eps) as far from the centres as the farthest one. It was
+  chosen over greedy on projected or quantized vectors because it works on the true vectors,
+  keeps a proven bound (a 2(1+eps) approximation of the best k-center radius, against 2 for
+  the exact greedy) and measured within a few percent of exact's max distance, while a PCA-64
+  greedy measured no better than random on real vectors. It runs the same engine and stops a
+  step as soon as such a point is known, instead of settling every near-top point.
 * Baselines: `random_sample` and `stratified_sample` (random within each cluster, in
   proportion to cluster size).
 * `coverage`: mean and max distance from every candidate to its nearest selected point
@@ -24,6 +29,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -35,38 +41,266 @@ from core.progress import ProgressFn, check_cancel, report
 from core.store import Store
 
 METHODS = ("kcenter", "kcenter_fast", "random", "stratified")
-BASELINES = ("kcenter", "random", "stratified")  # measured next to every new selection
+BASELINES = ("random", "stratified")  # measured next to every new selection: one pass over the pool each
+EXACT_BASELINE_WORK = 20_000_000  # candidates x budget up to which exact k-center is shown too (about a second)
 
 
 # --------------------------------------------------------------------------- algorithms
 
-def _row_distances(rows: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each row to one centre, the plain way (no dot-product trick)."""
-    return np.linalg.norm(rows - centre, axis=1)
+_UNIT = 2.0 ** -24  # float32 unit roundoff
+GROUP_SIZE = 256    # points per group of the partition that the pruning works on
+FAST_EPSILON = 0.05
 
 
-def pca_basis(X: np.ndarray, dims: int, seed: int = 0, sample: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and orthonormal top-`dims` principal axes (rows) of X, from a sample's covariance."""
-    n, d = X.shape
-    dims = max(1, min(dims, d))
-    rng = np.random.default_rng(seed)
-    rows = X if n <= sample else X[rng.choice(n, sample, replace=False)]
-    rows = rows.astype(np.float64)
-    mean = rows.mean(axis=0)
-    centred = rows - mean
-    _, vecs = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues; columns orthonormal
-    basis = vecs[:, ::-1][:, :dims].T
-    return mean.astype(np.float32), np.ascontiguousarray(basis.astype(np.float32))
+@contextmanager
+def _single_thread_blas():
+    """The greedy runs many small matrix products: one BLAS thread is faster for those (and
+    much faster on a shared machine, where spinning BLAS threads wait on each other: 10x
+    measured on 2 busy cores); its few large products lose at most the second core."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
-def _residual_norms(Xc: np.ndarray, basis: np.ndarray, chunk: int = 16384) -> np.ndarray:
-    """|x - P x| for each centred row, in float64 (no cancellation), as float32."""
-    b64 = basis.astype(np.float64)
-    out = np.empty(len(Xc), dtype=np.float32)
-    for s in range(0, len(Xc), chunk):
-        block = Xc[s:s + chunk].astype(np.float64)
-        out[s:s + chunk] = np.linalg.norm(block - (block @ b64.T) @ b64, axis=1)
+def _kmeanspp_seeds(rows: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding (D^2 sampling): m spread-out rows, no Lloyd iterations."""
+    n = len(rows)
+    sq = np.einsum("ij,ij->i", rows, rows)
+    idx = [int(rng.integers(n))]
+    d2 = np.maximum(sq + sq[idx[0]] - 2.0 * (rows @ rows[idx[0]]), 0.0)
+    for _ in range(min(m, n) - 1):
+        total = float(d2.sum())
+        i = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
+        idx.append(i)
+        np.minimum(d2, np.maximum(sq + sq[i] - 2.0 * (rows @ rows[i]), 0.0), out=d2)
+    return rows[np.array(idx)]
+
+
+def _nearest_seed(rows: np.ndarray, seeds: np.ndarray, chunk: int = 16384) -> np.ndarray:
+    s_sq = np.einsum("ij,ij->i", seeds, seeds)
+    out = np.empty(len(rows), dtype=np.int64)
+    for s in range(0, len(rows), chunk):  # |x|^2 is common to all seeds: argmin |s|^2 - 2 x.s
+        out[s:s + chunk] = np.argmin(s_sq[None, :] - 2.0 * (rows[s:s + chunk] @ seeds.T), axis=1)
     return out
+
+
+def partition_groups(X: np.ndarray, group_size: int = GROUP_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A cheap two-level k-means++ partition into groups of about `group_size` points.
+
+    About sqrt(n / group_size) coarse seeds, then as many sub-seeds inside each coarse group;
+    every point goes to its nearest seed (two matrix products of n x ~sqrt(groups)). Returns
+    (order, starts): X[order] lists the groups one after another, group g is
+    order[starts[g]:starts[g + 1]]. Any partition keeps k-center exact; a tight one prunes more.
+    """
+    n = len(X)
+    rng = np.random.default_rng(seed)
+    n_groups = max(1, n // max(1, group_size))
+    n_top = max(1, int(round(np.sqrt(n_groups))))
+    sample = X[rng.choice(n, min(n, max(512, 16 * n_top)), replace=False)]
+    top = _nearest_seed(X, _kmeanspp_seeds(sample, n_top, rng)) if n_top > 1 else np.zeros(n, np.int64)
+    labels = np.empty(n, dtype=np.int64)
+    used = 0
+    for members in np.split(np.argsort(top, kind="stable"), np.cumsum(np.bincount(top, minlength=n_top))[:-1]):
+        if not len(members):
+            continue
+        n_sub = max(1, int(round(len(members) / group_size)))
+        rows = X[members]
+        if n_sub > 1:
+            pool = rows[rng.choice(len(rows), min(len(rows), max(512, 16 * n_sub)), replace=False)]
+            labels[members] = used + _nearest_seed(rows, _kmeanspp_seeds(pool, n_sub, rng))
+        else:
+            labels[members] = used
+        used += n_sub
+    order = np.argsort(labels, kind="stable")
+    sizes = np.bincount(labels, minlength=used)
+    return order, np.concatenate([[0], np.cumsum(sizes[sizes > 0])])
+
+
+class _FarthestPoints:
+    """State of a farthest-point (k-center greedy) run over X, with work skipped two ways.
+
+    * Lazily: each point keeps U, its squared distance to the nearest centre among the first
+      T centres (an upper bound once more centres exist). A point is brought up to date only
+      when its bound reaches the top, so most points are never compared with most centres.
+    * By the triangle inequality: X is split into groups (`partition_groups`) with centroid m
+      and, per point, s = |x - m|. A centre c cannot come closer to x than |c - m| - s, so a
+      centre with |c - m| - s >= sqrt(U) is skipped for x; a group keeps the max of its U,
+      so the farthest point is found in one group.
+    The distances that must be computed come from blocked float32 matrix products on centred
+    vectors (|x|^2 + |c|^2 - 2 x.c); `err2` bounds their error against the plain float32
+    ``norm(x - c)``. Near-ties within that bound are settled with ``norm(x - c)`` itself, so
+    the picks are those of the plain loop, ties to the lowest index.
+    """
+
+    def __init__(self, X: np.ndarray, capacity: int, extra_norm: float = 0.0, seed: int = 0,
+                 group_size: int = GROUP_SIZE):
+        self.X = X
+        n, d = X.shape
+        self.order, self.starts = partition_groups(X, group_size, seed)
+        self.pos_of = np.empty(n, dtype=np.int64)
+        self.pos_of[self.order] = np.arange(n)
+        sizes = np.diff(self.starts)
+        self.G = len(sizes)
+        self.gid = np.repeat(np.arange(self.G), sizes)
+        self.mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.Xs = X[self.order]
+        self.Xs -= self.mean
+        self.sq = np.einsum("ij,ij->i", self.Xs, self.Xs)
+        big = max(float(np.sqrt(self.sq.max())), extra_norm)
+        # |error| of a squared distance from the expansion, plus that of the plain norm (x - c)
+        self.err2 = np.float32(2.0 * (d + 8) * _UNIT * (2.0 * big) ** 2 + 1e-30)
+        self.cent = np.stack([self.Xs[a:b].mean(axis=0) for a, b in zip(self.starts[:-1], self.starts[1:])])
+        self.cent_sq = np.einsum("ij,ij->i", self.cent, self.cent)
+        s2 = np.empty(n, np.float32)
+        for s in range(0, n, 16384):
+            g = self.gid[s:s + 16384]
+            s2[s:s + 16384] = np.einsum("ij,ij->i", self.Xs[s:s + 16384], self.cent[g])
+        s2 = self.sq + self.cent_sq[self.gid] - 2.0 * s2
+        self.s_hi = np.sqrt(np.maximum(s2, 0.0) + self.err2) * np.float32(1 + 1e-5)
+        self.C = np.empty((capacity, d), np.float32)        # centres, centred
+        self.C_orig = np.empty((capacity, d), np.float32)   # centres as given (for the exact recheck)
+        self.csq = np.empty(capacity, np.float32)
+        self.E = np.empty((capacity, self.G), np.float32)   # lower bound of |centre - centroid|
+        self.j = 0
+        self.U = np.full(n, np.inf, np.float32)
+        self.A = np.full(n, -1, np.int64)                    # nearest centre found so far
+        self.T = np.zeros(n, np.int32)
+        self.gmax = np.full(self.G, np.inf, np.float32)
+        self.pairs = 0                                       # point-centre distances computed
+
+    def add_centre(self, vec: np.ndarray) -> None:
+        j = self.j
+        self.C_orig[j] = vec
+        self.C[j] = vec - self.mean
+        self.csq[j] = float(self.C[j] @ self.C[j])
+        e2 = self.cent_sq + self.csq[j] - 2.0 * (self.cent @ self.C[j])
+        self.E[j] = np.sqrt(np.maximum(e2 - self.err2, 0.0)) * np.float32(1 - 1e-5)
+        self.j = j + 1
+
+    def mark_picked(self, pos: int) -> None:
+        self.U[pos] = -np.inf
+        self.A[pos] = self.j - 1
+
+    def exact_group_maxima(self) -> None:
+        self.gmax[:] = np.maximum.reduceat(self.U, self.starts[:-1])
+
+    def refresh(self, S: np.ndarray) -> None:
+        """Bring the points at sorted positions S up to date with every centre."""
+        j = self.j
+        Tn = self.T[S]
+        stale = Tn < j
+        S, Tn = S[stale], Tn[stale]
+        if not len(S):
+            return
+        by_t = np.argsort(Tn, kind="stable")
+        Ts = Tn[by_t]
+        s = 0
+        while s < len(S):  # points seen up to about the same centre share one block of centres
+            t0 = int(Ts[s])
+            e = int(np.searchsorted(Ts, t0 + max(8, (j - t0) // 4), side="right"))
+            rows = np.sort(S[by_t[s:e]])
+            s = e
+            step = max(256, 4_000_000 // (j - t0))
+            for c in range(0, len(rows), step):
+                self._refresh_block(rows[c:c + step], t0, j)
+        self.T[S] = j
+        groups = np.unique(self.gid[S])
+        if len(groups) > 16:
+            self.exact_group_maxima()
+        else:  # otherwise gmax stays an upper bound: `next_pick` tightens it where it matters
+            for g in groups:
+                self.gmax[g] = self.U[self.starts[g]:self.starts[g + 1]].max()
+
+    def _refresh_block(self, rows: np.ndarray, t0: int, t1: int) -> None:
+        U = self.U[rows]
+        g = self.gid[rows]
+        firsts = np.concatenate([[0], np.flatnonzero(np.diff(g)) + 1])
+        reach = np.sqrt(np.maximum(U, 0.0) + self.err2) * np.float32(1 + 1e-5) + self.s_hi[rows]
+        reach = np.maximum.reduceat(reach, firsts)
+        cols = t0 + np.flatnonzero((self.E[t0:t1][:, g[firsts]] < reach[None, :]).any(axis=1))
+        if not len(cols):
+            return
+        D2 = self.sq[rows, None] + self.csq[cols][None, :] - 2.0 * (self.Xs[rows] @ self.C[cols].T)
+        best = D2.argmin(axis=1)
+        val = D2[np.arange(len(rows)), best]
+        better = val < U
+        self.U[rows[better]] = val[better]
+        self.A[rows[better]] = cols[best[better]]
+        self.pairs += len(rows) * len(cols)
+
+    def at_least(self, lo: float) -> np.ndarray:
+        """Sorted positions whose bound U is >= lo."""
+        groups = np.flatnonzero(self.gmax >= lo)
+        if len(groups) > 32:
+            return np.flatnonzero(self.U >= lo)
+        st = self.starts
+        return np.concatenate([st[g] + np.flatnonzero(self.U[st[g]:st[g + 1]] >= lo) for g in groups])
+
+    def next_pick(self, relax: float = 1.0, batch: int = 512) -> int:
+        """Position of the farthest point. relax > 1: any point within that factor of the farthest."""
+        j, U, T, gmax, st = self.j, self.U, self.T, self.gmax, self.starts
+        band = 2.0 * float(self.err2)
+        relax_sq = relax * relax
+        best, best_pos = -np.inf, -1  # the largest up-to-date distance seen in this step
+        while True:
+            g = int(np.argmax(gmax))
+            Ug = U[st[g]:st[g + 1]]
+            t = int(np.argmax(Ug))
+            if Ug[t] < gmax[g]:  # the group's bound was loose: tighten it and look again
+                gmax[g] = Ug[t]
+                continue
+            if best_pos >= 0 and best * relax_sq >= gmax[g] and relax > 1.0:
+                return best_pos
+            if T[st[g] + t] == j:
+                if relax > 1.0:
+                    return int(st[g] + t)
+                cont = self.at_least(float(Ug[t]) - band)
+                if (T[cont] < j).any():
+                    self.refresh(cont)
+                    continue
+                return int(cont[0]) if len(cont) == 1 else self._settle_tie(cont)
+            if best_pos < 0:  # first look in this step: the top group, above the runner-up group
+                top = gmax[g]
+                gmax[g] = -np.inf
+                second = float(gmax.max())
+                gmax[g] = top
+                S = st[g] + np.flatnonzero((Ug >= second - band) & (T[st[g]:st[g + 1]] < j))
+            else:  # then every stale point that could still beat the best one seen
+                S = self.at_least(best * relax_sq - band)  # only these can beat (or block) the best
+                S = S[T[S] < j]
+                if len(S) > batch:
+                    S = np.sort(S[np.argpartition(-U[S], batch)[:batch]])
+            self.refresh(S)
+            k = int(np.argmax(U[S]))
+            if U[S[k]] > best:
+                best, best_pos = float(U[S[k]]), int(S[k])
+
+    def _settle_tie(self, cont: np.ndarray) -> int:
+        """Among near-tied points, the one the plain float32 loop takes (lowest index on ties).
+
+        Each point's value is recomputed as min ``norm(x - c)`` over the centres c whose
+        approximate distance is within the error bound of its nearest one.
+        """
+        D2 = self.sq[cont, None] + self.csq[None, :self.j] - 2.0 * (self.Xs[cont] @ self.C[:self.j].T)
+        row, col = np.nonzero(D2 <= D2.min(axis=1, keepdims=True) + 2.0 * self.err2)  # row-major order
+        dist = np.linalg.norm(self.C_orig[col] - self.X[self.order[cont[row]]], axis=1)
+        value = np.minimum.reduceat(dist, np.concatenate([[0], np.flatnonzero(np.diff(row)) + 1]))
+        idx = self.order[cont]
+        winner = np.lexsort((idx, -value))[0]  # largest value, then lowest index
+        return int(cont[winner])
+
+    def distances(self, chunk: int = 16384) -> np.ndarray:
+        """Every point's float32 distance to its nearest centre, in the original order."""
+        self.refresh(np.arange(len(self.U)))
+        out = np.empty(len(self.U), dtype=np.float32)
+        for s in range(0, len(out), chunk):
+            idx = self.order[s:s + chunk]
+            out[idx] = np.linalg.norm(self.X[idx] - self.C_orig[self.A[s:s + chunk]], axis=1)
+        return out
 
 
 def _first_pick(n: int, seed: int, first: int | None) -> int:
@@ -77,132 +311,87 @@ def _first_pick(n: int, seed: int, first: int | None) -> int:
     return int(np.random.default_rng(seed).integers(n))
 
 
-def _argmax_unpicked(min_d: np.ndarray, picked: np.ndarray) -> int:
-    """Index of the largest distance; if that is a chosen centre (all left are duplicates), the first unpicked."""
-    i = int(np.argmax(min_d))
-    if picked[i]:
-        rest = np.flatnonzero(~picked & (min_d == min_d[i]))
-        i = int(rest[0]) if len(rest) else int(np.flatnonzero(~picked)[0])
-    return i
-
-
-def _prepare(X: np.ndarray, budget: int, already: Sequence[int] | None,
-             extra_centres: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    n = len(X)
-    already = [int(i) for i in (already if already is not None else [])]
-    picked = np.zeros(n, dtype=bool)
-    if already:
-        picked[already] = True
+def _check_budget(n: int, budget: int, already: Sequence[int]) -> list[int]:
+    already = [int(i) for i in already]
     if budget < 0:
         raise ShoalError("The budget must be a positive number of snippets.")
-    if budget > n - int(picked.sum()):
-        raise ShoalError(f"Budget {budget} is larger than the {n - int(picked.sum())} candidates left to pick from.")
-    min_d = np.full(n, np.inf, dtype=np.float32)
-    return picked, min_d, already
+    left = n - len(set(already))
+    if budget > left:
+        raise ShoalError(f"Budget {budget} is larger than the {left} candidates left to pick from.")
+    return already
+
+
+def _greedy(X: np.ndarray, budget: int, already: Sequence[int] | None, extra_centres: np.ndarray | None,
+            seed: int, first: int | None, relax: float, distances: bool, group_size: int,
+            progress: ProgressFn | None, cancel: threading.Event | None, label: str):
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = len(X)
+    already = _check_budget(n, budget, already if already is not None else [])
+    extra = np.zeros((0, X.shape[1]), np.float32) if extra_centres is None else \
+        np.asarray(extra_centres, dtype=np.float32).reshape(-1, X.shape[1])
+    mean = X.mean(axis=0) if n else 0.0
+    extra_norm = float(np.linalg.norm(extra - mean, axis=1).max()) if len(extra) else 0.0
+    picks: list[int] = []
+    with _single_thread_blas():
+        fp = _FarthestPoints(X, len(already) + len(extra) + budget, extra_norm, seed, group_size)
+        for i in already:
+            fp.add_centre(X[i])
+        for vec in extra:
+            fp.add_centre(vec)
+        if fp.j:  # one pass over X for the starting centres
+            fp.refresh(np.arange(n))
+            for i in set(already):
+                fp.mark_picked(int(fp.pos_of[i]))
+            fp.exact_group_maxima()
+        for step in range(budget):
+            pos = fp.next_pick(relax) if fp.j else int(fp.pos_of[_first_pick(n, seed, first)])
+            picks.append(int(fp.order[pos]))
+            fp.add_centre(X[picks[-1]])
+            fp.mark_picked(pos)
+            if fp.j == 1:
+                fp.refresh(np.arange(n))
+                fp.exact_group_maxima()
+            if step % 25 == 0 or step == budget - 1:
+                check_cancel(cancel)
+                report(progress, step + 1, budget, label)
+        if not distances:
+            return np.array(picks, dtype=np.int64), None
+        min_d = fp.distances() if fp.j else np.full(n, np.inf, dtype=np.float32)
+    return np.array(picks, dtype=np.int64), min_d
 
 
 def kcenter_greedy(X: np.ndarray, budget: int, already: Sequence[int] | None = None,
                    extra_centres: np.ndarray | None = None, seed: int = 0, first: int | None = None,
-                   bound_dims: int = 96, progress: ProgressFn | None = None,
-                   cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   distances: bool = True, group_size: int = GROUP_SIZE, progress: ProgressFn | None = None,
+                   cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Exact k-center greedy. Returns (picked indices in order, final nearest-centre distances).
 
     `already`: indices of X that are centres from the start (an existing selection);
     `extra_centres`: vectors outside X that also count as centres (never picked).
     With neither, the first pick is `first` or a random point drawn with `seed`.
+    `distances=False` skips the final distances (None is returned in their place).
     """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    n = len(X)
-    picked, min_d, already = _prepare(X, budget, already, extra_centres)
-    if budget == 0:
-        return np.array([], dtype=np.int64), min_d
-    # Lower bound of |x - c|^2: |P(x - c)|^2 + (|x - Px| - |c - Pc|)^2 with P an orthonormal
-    # PCA projection (Pythagoras, then the reverse triangle inequality on the residuals).
-    mean, basis = pca_basis(X, bound_dims, seed=seed)
-    Xc = X - mean
-    low = Xc @ basis.T
-    low_sq = np.einsum("ij,ij->i", low, low)
-    resid = _residual_norms(Xc, basis)
-    # float32 slack so rounding in the bound can never prune a point that should move
-    tol = np.float32(1e-4 * max(float(low_sq.max() + resid.max() ** 2), 1e-12))
-
-    def add_centre(vec: np.ndarray, vec_low: np.ndarray, vec_resid: float) -> None:
-        d_low_sq = low_sq + np.dot(vec_low, vec_low) - 2.0 * (low @ vec_low)
-        d_res = resid - vec_resid
-        cand = np.flatnonzero(d_low_sq + d_res * d_res < min_d * min_d + tol)
-        if len(cand) == 0:
-            return
-        d = _row_distances(X[cand], vec)
-        cur = min_d[cand]
-        min_d[cand] = np.where(d < cur, d, cur)
-
-    for i in already:
-        add_centre(X[i], low[i], resid[i])
-    if extra_centres is not None and len(extra_centres):
-        ec = np.asarray(extra_centres, dtype=np.float32)
-        ec_resid = _residual_norms(ec - mean, basis)
-        for vec, r in zip(ec, ec_resid):
-            add_centre(vec, (vec - mean) @ basis.T, r)
-
-    picks: list[int] = []
-    started = not (already or (extra_centres is not None and len(extra_centres)))
-    for step in range(budget):
-        if step == 0 and started:
-            i = _first_pick(n, seed, first)
-        else:
-            i = _argmax_unpicked(min_d, picked)
-        picks.append(i)
-        picked[i] = True
-        add_centre(X[i], low[i], resid[i])
-        if step % 25 == 0 or step == budget - 1:
-            check_cancel(cancel)
-            report(progress, step + 1, budget, "k-center greedy")
-    return np.array(picks, dtype=np.int64), min_d
+    return _greedy(X, budget, already, extra_centres, seed, first, 1.0, distances, group_size,
+                   progress, cancel, "k-center greedy")
 
 
 def kcenter_greedy_fast(X: np.ndarray, budget: int, already: Sequence[int] | None = None,
                         extra_centres: np.ndarray | None = None, seed: int = 0, first: int | None = None,
-                        dims: int = 64, progress: ProgressFn | None = None,
-                        cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Approximate k-center greedy: the greedy in a `dims`-dimensional PCA space.
+                        epsilon: float = FAST_EPSILON, distances: bool = True, group_size: int = GROUP_SIZE,
+                        progress: ProgressFn | None = None,
+                        cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(1+epsilon)-relaxed k-center greedy: each pick is a point whose distance to its nearest
+    centre is at least 1/(1+epsilon) of the largest such distance, on the true vectors.
 
-    Distances use |x|^2 + |c|^2 - 2 x.c (one small matrix-vector product per pick).
-    Returns (picked indices, nearest-centre distances in the PCA space).
+    Same engine and pruning as `kcenter_greedy`, but a step stops as soon as a point within
+    that factor of every other point's bound is known, instead of bringing all near-top points
+    up to date and settling ties exactly. The greedy 2-approximation becomes 2(1+epsilon).
+    Returns (picked indices, true nearest-centre distances).
     """
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    n = len(X)
-    picked, min_d_sq, already = _prepare(X, budget, already, extra_centres)
-    if budget == 0:
-        return np.array([], dtype=np.int64), min_d_sq
-    mean, basis = pca_basis(X, dims, seed=seed)
-    low = np.ascontiguousarray((X - mean) @ basis.T)
-    sq = np.einsum("ij,ij->i", low, low)
-
-    def add_centre(vec_low: np.ndarray) -> None:
-        d = sq + np.dot(vec_low, vec_low) - 2.0 * (low @ vec_low)
-        np.minimum(min_d_sq, d, out=min_d_sq)
-
-    for i in already:
-        add_centre(low[i])
-    if extra_centres is not None and len(extra_centres):
-        for vec in np.asarray(extra_centres, dtype=np.float32):
-            add_centre((vec - mean) @ basis.T)
-
-    picks: list[int] = []
-    started = not (already or (extra_centres is not None and len(extra_centres)))
-    for step in range(budget):
-        if step == 0 and started:
-            i = _first_pick(n, seed, first)
-        else:
-            i = _argmax_unpicked(min_d_sq, picked)
-        picks.append(i)
-        picked[i] = True
-        add_centre(low[i])
-        min_d_sq[i] = 0.0
-        if step % 50 == 0 or step == budget - 1:
-            check_cancel(cancel)
-            report(progress, step + 1, budget, "k-center greedy (fast)")
-    return np.array(picks, dtype=np.int64), np.sqrt(np.maximum(min_d_sq, 0))
+    if epsilon <= 0:
+        raise ShoalError("epsilon must be positive (use kcenter_greedy for the exact greedy).")
+    return _greedy(X, budget, already, extra_centres, seed, first, 1.0 + epsilon, distances, group_size,
+                   progress, cancel, "k-center greedy (fast)")
 
 
 def random_sample(n: int, budget: int, seed: int = 0, exclude: Sequence[int] | None = None) -> np.ndarray:
@@ -341,22 +530,49 @@ class SelectionResult:
         return d
 
 
-def pick(method: str, cands: Candidates, budget: int, already: list[int], extra: np.ndarray | None,
-         seed: int, progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> np.ndarray:
-    """Indices into `cands` chosen by `method` (excluding `already`)."""
-    if method == "kcenter":
-        return kcenter_greedy(cands.X, budget, already=already, extra_centres=extra, seed=seed,
-                              progress=progress, cancel=cancel)[0]
-    if method == "kcenter_fast":
-        return kcenter_greedy_fast(cands.X, budget, already=already, extra_centres=extra, seed=seed,
-                                   progress=progress, cancel=cancel)[0]
+def pick_with_distances(method: str, cands: Candidates, budget: int, already: list[int],
+                        extra: np.ndarray | None, seed: int, progress: ProgressFn | None = None,
+                        cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(indices into `cands` chosen by `method`, excluding `already`; each candidate's distance
+    to its nearest centre when the method computed them on the way, else None)."""
+    if method in ("kcenter", "kcenter_fast"):
+        fn = kcenter_greedy if method == "kcenter" else kcenter_greedy_fast
+        return fn(cands.X, budget, already=already, extra_centres=extra, seed=seed, progress=progress,
+                  cancel=cancel)
     if method == "random":
-        return random_sample(len(cands.X), budget, seed=seed, exclude=already)
+        return random_sample(len(cands.X), budget, seed=seed, exclude=already), None
     if method == "stratified":
         if cands.clusters is None:
             raise ShoalError("Stratified sampling needs a map (clusters): build one with `shoal map`.")
-        return stratified_sample(cands.clusters, budget, seed=seed, exclude=already)
+        return stratified_sample(cands.clusters, budget, seed=seed, exclude=already), None
     raise ShoalError(f"Unknown selection method {method!r}; use one of {', '.join(METHODS)}.")
+
+
+def pick(method: str, cands: Candidates, budget: int, already: list[int], extra: np.ndarray | None,
+         seed: int, progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> np.ndarray:
+    """Indices into `cands` chosen by `method` (excluding `already`)."""
+    return pick_with_distances(method, cands, budget, already, extra, seed, progress, cancel)[0]
+
+
+def _coverage_of(cands: Candidates, already: list[int], idx: np.ndarray, extra: np.ndarray | None,
+                 min_d: np.ndarray | None) -> dict:
+    """Coverage of `already` + `idx` (+ outside centres) over the pool: from the distances the
+    method computed, or one pass of blocked matrix products."""
+    if min_d is not None:
+        return {"coverage_mean": float(min_d.mean()), "coverage_max": float(min_d.max())}
+    centres = cands.X[np.concatenate([np.array(already, dtype=np.int64), np.asarray(idx, dtype=np.int64)])]
+    if extra is not None:
+        centres = np.vstack([centres, extra])
+    return coverage(cands.X, centres)
+
+
+def baseline_methods(method: str, n_candidates: int, budget: int, has_clusters: bool) -> list[str]:
+    """The baselines measured next to a `method` selection: random, stratified (with a map) and
+    exact k-center only when it is cheap; never the method itself."""
+    out = [m for m in BASELINES if m != method and (m != "stratified" or has_clusters)]
+    if method != "kcenter" and n_candidates * budget <= EXACT_BASELINE_WORK:
+        out.append("kcenter")
+    return out
 
 
 def select(store: Store, name: str, budget: int, method: str = "kcenter", model: str | None = None,
@@ -367,9 +583,10 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
     """Choose `budget` snippets from the candidates and store them as selection `name`.
 
     `extend`: the name of an existing selection whose items are kept first and act as
-    centres. Coverage is measured over the candidates against every item of the result;
-    with `baselines`, the random (and, with a map, stratified) baseline of the same budget
-    is measured too (not stored as selections).
+    centres. Coverage is measured over the candidates against every item of the result
+    (k-center computes it on the way); with `baselines`, the random and (with a map)
+    stratified baselines of the same budget are measured too, one pass each, plus exact
+    k-center when it is cheap (`baseline_methods`); they are not stored as selections.
     """
     name = (name or "").strip()
     if not name:
@@ -396,42 +613,38 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
         o_ids, o_X, _ = load_embeddings(store, cands.model, snippet_ids=outside)
         extra = o_X if len(o_ids) else None
     t0 = time.perf_counter()
-    chosen = pick(method, cands, budget, already, extra, seed, progress, cancel)
+    chosen, min_d = pick_with_distances(method, cands, budget, already, extra, seed, progress, cancel)
     seconds = time.perf_counter() - t0
     new_ids = [cands.ids[i] for i in chosen]
     all_ids = base_ids + new_ids
-    centres_idx = np.array(already + list(chosen), dtype=np.int64)
-    centres = cands.X[centres_idx]
-    if extra is not None:
-        centres = np.vstack([centres, extra])
-    cov = coverage(cands.X, centres)
+    cov = _coverage_of(cands, already, chosen, extra, min_d)
     base_cov: dict = {}
-    if baselines:
-        for bm in BASELINES:
-            if bm == method or (bm == "stratified" and cands.clusters is None):
-                continue
-            idx = pick(bm, cands, budget, already, extra, seed)
-            c = cands.X[np.concatenate([np.array(already, dtype=np.int64), idx])]
-            if extra is not None:
-                c = np.vstack([c, extra])
-            base_cov[bm] = coverage(cands.X, c)
+    t1 = time.perf_counter()
+    if baselines:  # each one pass over the pool (exact k-center only when cheap): never a second selection
+        for bm in baseline_methods(method, len(cands.ids), budget, cands.clusters is not None):
+            idx, d = pick_with_distances(bm, cands, budget, already, extra, seed)
+            base_cov[bm] = _coverage_of(cands, already, idx, extra, d)
     params = {"seed": seed, "clusters": sorted(int(c) for c in clusters) if clusters else None,
               "n_ids": len(ids) if ids is not None else None, "extend": extend,
-              "seconds": round(seconds, 4), "baselines": base_cov}
-    with store.transaction() as cur:
+              "seconds": round(seconds, 4), "baselines": base_cov,
+              "baseline_seconds": round(time.perf_counter() - t1, 4)}
+    def save(cur) -> int:
         if existing:
             cur.execute("DELETE FROM selection_items WHERE selection_id = ?", [existing["id"]])
             cur.execute("DELETE FROM selections WHERE id = ?", [existing["id"]])
-        sel_id = cur.execute(
+        new_id = cur.execute(
             "INSERT INTO selections(name, method, map_id, model, params, budget, n_items, n_candidates, "
             "coverage_mean, coverage_max) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             [name, method, cands.map_id, cands.model, json.dumps(params), budget, len(all_ids),
              len(cands.ids), cov["coverage_mean"], cov["coverage_max"]]).fetchone()[0]
-        items = pd.DataFrame({"selection_id": sel_id, "snippet_id": all_ids,
+        items = pd.DataFrame({"selection_id": new_id, "snippet_id": all_ids,
                               "rank": np.arange(len(all_ids), dtype=np.int32)})
         cur.register("_sel_items", items)
         cur.execute("INSERT INTO selection_items SELECT selection_id, snippet_id, rank FROM _sel_items")
         cur.unregister("_sel_items")
+        return new_id
+
+    sel_id = store.write(save)
     store.audit("select", "selection", sel_id, after={"name": name, "method": method, "budget": budget,
                                                        "n_items": len(all_ids)}, actor=actor)
     return SelectionResult(int(sel_id), name, method, budget, len(all_ids), len(cands.ids),

@@ -96,7 +96,8 @@ def register(app: typer.Typer) -> None:
                budget: int = typer.Option(..., "--budget", min=1, help="How many snippets to pick."),
                name: str = typer.Option(..., "--name", help="Name of the stored selection."),
                method: str = typer.Option("kcenter", "--method",
-                                          help="kcenter (exact), kcenter_fast (PCA-64), random or stratified."),
+                                          help="kcenter (exact greedy), kcenter_fast ((1+eps)-relaxed greedy, "
+                                          "eps=0.05), random or stratified."),
                clusters: Optional[str] = typer.Option(None, "--clusters", help="Only these clusters, e.g. 0,3,7."),
                map_id: Optional[int] = typer.Option(None, "--map", help="Map id for --clusters / stratified "
                                                     "(default: the latest map)."),
@@ -107,6 +108,9 @@ def register(app: typer.Typer) -> None:
                                                     "(its items are kept and act as centres)."),
                seed: int = typer.Option(0, "--seed", help="Seed for the first pick and the baselines."),
                replace: bool = typer.Option(False, "--replace", help="Overwrite a selection with this name."),
+               baselines: bool = typer.Option(True, "--baselines/--no-baselines",
+                                              help="Also measure random and stratified picks of the same budget "
+                                              "(one pass over the pool each; exact k-center too when cheap)."),
                as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
         """Pick the most diverse snippets (k-center greedy) or a baseline sample; store it by name."""
         from core.select import select as run_select
@@ -122,7 +126,7 @@ def register(app: typer.Typer) -> None:
             with progress_bar("Selecting", enabled=not as_json) as bar:
                 result = run_select(store, name=name, budget=budget, method=method, model=model, map_id=map_id,
                                     clusters=wanted, ids=_read_ids(ids_file), extend=extend, seed=seed,
-                                    replace=replace, progress=bar)
+                                    replace=replace, baselines=baselines, progress=bar)
         except ShoalError as exc:
             fail(str(exc))
         if as_json:

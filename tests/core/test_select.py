@@ -70,10 +70,93 @@ def test_duplicates_and_full_budget():
         sel.kcenter_greedy(X, 31)
 
 
+def plain_float32_kcenter(X: np.ndarray, budget: int, first: int | None = None, already=(), extra=None):
+    """The plain numpy loop in float32 (norm(X - c) per centre, argmax, lowest index on ties):
+    the picks `kcenter_greedy` must reproduce exactly, and its final distances."""
+    centres = [X[i] for i in already] + ([] if extra is None else list(np.asarray(extra, np.float32)))
+    min_d = np.full(len(X), np.inf, dtype=np.float32)
+    for c in centres:
+        min_d = np.minimum(min_d, np.linalg.norm(X - c, axis=1))
+    picked = np.zeros(len(X), dtype=bool)
+    picked[list(already)] = True
+    out = []
+    for step in range(budget):
+        i = first if (step == 0 and not centres) else int(np.argmax(np.where(picked, -1.0, min_d)))
+        out.append(i)
+        picked[i] = True
+        min_d = np.minimum(min_d, np.linalg.norm(X - X[i], axis=1))
+    return out, min_d
+
+
+def flat_mixture(n=2000, d=64, k=40, seed=0):
+    """Unit vectors around many centres in random directions, sizes and spreads varied: a flat
+    PCA spectrum, roughly how sentence embeddings of code spread (no low-rank tilt)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    topic = rng.choice(k, size=n, p=rng.dirichlet(np.ones(k)))
+    X = centres[topic] + rng.uniform(0.2, 0.6, size=k)[topic, None] * rng.normal(size=(n, d)) / np.sqrt(d)
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+
+
+SHAPES = {
+    "clustered": lambda: clustered(n=600, seed=11),
+    "flat_mixture": lambda: flat_mixture(),
+    "iid_gaussian": lambda: np.random.default_rng(3).normal(size=(1500, 32)).astype(np.float32),
+    "offset": lambda: (np.random.default_rng(4).normal(size=(800, 24)) + 100).astype(np.float32),
+    "integer_grid_ties": lambda: np.round(np.random.default_rng(5).normal(size=(1200, 6))).astype(np.float32),
+    "duplicates": lambda: np.repeat(flat_mixture(n=150, d=16, k=5, seed=6), 4, axis=0),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("group_size", [8, 256])
+def test_exact_kcenter_is_the_plain_float32_loop(shape, group_size):
+    X = SHAPES[shape]()
+    budget = min(150, len(X))
+    first = int(np.random.default_rng(0).integers(len(X)))
+    picks, min_d = sel.kcenter_greedy(X, budget, seed=0, group_size=group_size)
+    ref, ref_d = plain_float32_kcenter(X, budget, first=first)
+    assert list(picks) == ref
+    np.testing.assert_allclose(min_d, ref_d, rtol=1e-6, atol=1e-6)
+    # starting from an existing selection plus centres outside the pool
+    already, extra = [5, 17, 2], X[[40, 41]] + np.float32(0.01)
+    picks, _ = sel.kcenter_greedy(X, 60, already=already, extra_centres=extra, group_size=group_size)
+    assert list(picks) == plain_float32_kcenter(X, 60, already=already, extra=extra)[0]
+
+
+def test_exact_kcenter_on_a_subset_matches_brute_force():
+    X = flat_mixture(n=1500, seed=8)
+    subset = np.flatnonzero(np.random.default_rng(1).random(len(X)) < 0.4)
+    picks, _ = sel.kcenter_greedy(X[subset], 50, first=3, group_size=32)
+    assert list(picks) == brute_force_kcenter(X[subset], 50, first=3)
+
+
+def test_fast_kcenter_beats_random_on_max_distance():
+    X = flat_mixture(n=3000, d=96, k=60, seed=2)
+    for budget in (20, 60, 150):
+        exact, d_exact = sel.kcenter_greedy(X, budget, seed=0)
+        fast, d_fast = sel.kcenter_greedy_fast(X, budget, seed=0)
+        assert len(set(fast.tolist())) == budget
+        # the distances it returns are the true ones
+        true = np.min([np.linalg.norm(X - c, axis=1) for c in X[fast]], axis=0)
+        np.testing.assert_allclose(d_fast, true, rtol=1e-6, atol=1e-6)
+        randoms = [sel.coverage(X, X[sel.random_sample(len(X), budget, seed=s)])["coverage_max"] for s in range(5)]
+        assert d_fast.max() < min(randoms)
+        assert d_fast.max() <= 1.10 * d_exact.max()
+
+
+def test_baselines_never_include_an_expensive_exact_run():
+    assert sel.baseline_methods("kcenter", 10 ** 6, 1000, True) == ["random", "stratified"]
+    assert "kcenter" not in sel.baseline_methods("kcenter_fast", 200_000, 1000, True)
+    assert sel.baseline_methods("kcenter_fast", 2000, 50, False) == ["random", "kcenter"]
+    assert sel.baseline_methods("random", 2000, 50, True) == ["stratified", "kcenter"]
+
+
 def test_fast_kcenter_is_close_to_exact():
     X = clustered(n=300, d=96, seed=4)
     exact, _ = sel.kcenter_greedy(X, 30, seed=0)
-    fast, _ = sel.kcenter_greedy_fast(X, 30, seed=0, dims=16)
+    fast, _ = sel.kcenter_greedy_fast(X, 30, seed=0)
     rnd = sel.random_sample(len(X), 30, seed=0)
     c_exact, c_fast, c_rnd = (sel.coverage(X, X[p]) for p in (exact, fast, rnd))
     assert c_fast["coverage_max"] <= 1.3 * c_exact["coverage_max"]
@@ -140,5 +223,9 @@ def test_cli_select_json(tmp_path):
     assert out["coverage_max"] < out["baselines"]["random"]["coverage_max"]
     res = runner.invoke(app, ["--db", str(db), "select", "--budget", "5", "--name", "cli-pick"])
     assert res.exit_code == 1 and "already exists" in res.output
+    res = runner.invoke(app, ["--db", str(db), "select", "--budget", "10", "--method", "kcenter_fast",
+                              "--name", "cli-fast", "--no-baselines", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["baselines"] == {}
     res = runner.invoke(app, ["--db", str(db), "select", "--budget", "5", "--name", "x", "--clusters", "a,b"])
     assert res.exit_code == 1
