@@ -22,8 +22,9 @@ The gate paces four things at once:
   its "Please try again in 1.2s" message, and syncing the token bucket to the "Used" the
   message reports;
 * adaptive concurrency (AIMD) for servers that never send 429s: the number of requests in
-  flight grows by one per round of good replies and shrinks by 30% when latency (per output
-  token) climbs past `latency_tolerance` x its baseline, or on 429/503/timeouts.
+  flight grows by one per round of good replies and shrinks by 30% when the latency of
+  replies of one output size climbs past `latency_tolerance` x its baseline, or on
+  429/503/timeouts.
 
 Waiters are served first come first served. The gate is thread-safe (one lock) and works
 from any number of event loops and threads at once: `acquire` for async code,
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 __all__ = ["RateGate", "Permit", "GateStats", "Bucket", "gate_for", "endpoint_key", "reset_gates",
-           "retry_delay", "parse_duration", "parse_rate_limit_headers"]
+           "retry_delay", "parse_duration", "parse_rate_limit_headers", "pacing_snapshot", "all_gates"]
 
 WINDOW_S = 60.0
 MAX_NAP_S = 0.5          # a waiter re-checks at least this often (limits may change meanwhile)
@@ -236,33 +237,74 @@ class _Waiter:
         self.wake = wake
 
 
-class _Adaptive:
-    """AIMD window over the number of requests in flight. The latency baseline is the lowest
-    sample among the last `memory` good replies, so a server that became slower for good
-    (longer prompts) is relearned, while a slow climb under load is still seen."""
+class _LatencyTrack:
+    """Latencies of good replies of one output size: a sliding minimum over the last `memory`
+    (the baseline) and the last few samples (their median is what is compared)."""
 
-    def __init__(self, ceiling: float, floor: float, window: float, tolerance: float,
-                 memory: int = 256):
-        self.ceiling, self.floor, self.tolerance = ceiling, floor, tolerance
-        self.window = max(floor, min(ceiling, window))
+    def __init__(self, memory: int, recent: int):
         self.memory = memory
-        self.last_decrease = -INF
-        self._seen = 0
-        self._mins: deque[tuple[int, float]] = deque()    # increasing samples: a sliding min
+        self.seen = 0
+        self.mins: deque[tuple[int, float]] = deque()     # increasing samples: a sliding min
+        self.recent: deque[float] = deque(maxlen=recent)
 
     @property
     def baseline(self) -> float | None:
-        return self._mins[0][1] if self._mins else None
+        return self.mins[0][1] if self.mins else None
 
-    def on_good(self, sample: float, started: float, now: float) -> None:
-        baseline = self.baseline
-        self._seen += 1
-        while self._mins and self._mins[-1][1] >= sample:
-            self._mins.pop()
-        self._mins.append((self._seen, sample))
-        while self._mins[0][0] <= self._seen - self.memory:
-            self._mins.popleft()
-        if baseline is not None and sample > self.tolerance * baseline:
+    def add(self, sample: float) -> None:
+        self.seen += 1
+        while self.mins and self.mins[-1][1] >= sample:
+            self.mins.pop()
+        self.mins.append((self.seen, sample))
+        while self.mins[0][0] <= self.seen - self.memory:
+            self.mins.popleft()
+        self.recent.append(sample)
+
+    def median(self) -> float:
+        ordered = sorted(self.recent)
+        return ordered[len(ordered) // 2]
+
+
+class _Adaptive:
+    """AIMD window over the number of requests in flight.
+
+    Latency is compared among replies of about the same output size (buckets of powers of
+    two tokens), so that a mix of short and long replies (judge and generator on one server)
+    is not taken for congestion. The baseline is the lowest latency among the last `memory`
+    good replies of a bucket, so a server that became slower for good is relearned; the window
+    shrinks when the median of the bucket's last few replies climbs past `tolerance` x that
+    baseline (one slow reply is noise, several are load)."""
+
+    MIN_SAMPLES = 3
+
+    def __init__(self, ceiling: float, floor: float, window: float, tolerance: float,
+                 memory: int = 256, recent: int = 8):
+        self.ceiling, self.floor, self.tolerance = ceiling, floor, tolerance
+        self.window = max(floor, min(ceiling, window))
+        self.memory, self.recent = memory, recent
+        self.last_decrease = -INF
+        self.decreases = 0
+        self._tracks: dict[int, _LatencyTrack] = {}
+
+    @property
+    def baseline(self) -> float | None:
+        values = [t.baseline for t in self._tracks.values() if t.baseline is not None]
+        return min(values) if values else None
+
+    def raise_ceiling(self, ceiling: float) -> None:
+        if ceiling > self.ceiling:
+            if self.decreases == 0 and self.window >= self.ceiling:
+                self.window = ceiling     # never congested: start where the new caller asks
+            self.ceiling = ceiling
+
+    def on_good(self, latency: float, started: float, now: float, size: int = 0) -> None:
+        track = self._tracks.get(size)
+        if track is None:
+            track = self._tracks[size] = _LatencyTrack(self.memory, self.recent)
+        baseline = track.baseline
+        track.add(latency)
+        if baseline is not None and len(track.recent) >= self.MIN_SAMPLES \
+                and track.median() > self.tolerance * baseline:
             self.on_congestion(started, now)
         else:
             self.window = min(self.ceiling, self.window + 1.0 / max(1.0, self.window))
@@ -274,6 +316,7 @@ class _Adaptive:
             return
         self.window = max(self.floor, self.window * DECREASE)
         self.last_decrease = now
+        self.decreases += 1
 
 
 # ---------------------------------------------------------------- the gate
@@ -353,6 +396,24 @@ class RateGate:
                 bucket = self._buckets.get(kind)
                 if remaining is not None and bucket is not None:
                     bucket.cap(remaining, now)
+
+    def learn_limits(self, rpm: float | None = None, tpm: float | None = None) -> None:
+        """Limits known from earlier runs (headers seen then): applied as learned ones, until
+        the server's own headers say otherwise."""
+        self.observe_headers({k: str(v) for k, v in (("x-ratelimit-limit-requests", rpm),
+                                                     ("x-ratelimit-limit-tokens", tpm)) if v})
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether a token limit is known (else counting prompt tokens buys nothing)."""
+        return "tokens" in self._buckets
+
+    def ensure_concurrency(self, n: int) -> None:
+        """A caller that runs up to `n` requests at once: an adaptive window may grow that far."""
+        with self._lock:
+            if self._aimd is not None:
+                self._aimd.raise_ceiling(float(n))
+                self._max_concurrency = max(self._max_concurrency or 0, n)
 
     # -- admission ----------------------------------------------------------
     def _concurrency_limit(self) -> float:
@@ -520,8 +581,7 @@ class RateGate:
         if congested if congested is not None else status in (0, 503, 504, 529):
             self._aimd.on_congestion(permit.started, now)
         elif ok:
-            sample = (now - permit.started) / max(1, used_out)
-            self._aimd.on_good(sample, permit.started, now)
+            self._aimd.on_good(now - permit.started, permit.started, now, max(1, used_out).bit_length())
 
     def _on_429(self, permit: Permit, headers: Any, message: str | None,
                 retry_after_s: float | None, now: float) -> None:
@@ -616,6 +676,29 @@ def gate_for(key: str, *, rpm: float | None = None, tpm: float | None = None, **
     if rpm or tpm:
         gate.set_limits(rpm=rpm, tpm=tpm)
     return gate
+
+
+def all_gates() -> list[RateGate]:
+    with _GATES_LOCK:
+        return list(_GATES.values())
+
+
+def stats_dict(s: GateStats) -> dict[str, Any]:
+    """A GateStats as plain values for display (per minute, rounded)."""
+    per_minute = 60.0 / s.window_s
+    return {"endpoint": s.key, "rpm_limit": s.rpm_limit, "tpm_limit": s.tpm_limit, "limits_from": s.limits_from,
+            "concurrency_limit": s.concurrency_limit, "in_flight": s.in_flight, "waiting": s.waiting,
+            "tokens_per_minute": round(s.tokens_last_window * per_minute, 1),
+            "requests_per_minute": round(s.requests_last_window * per_minute, 1),
+            "total_wait_s": round(s.total_wait_s, 3), "rate_limited": s.rate_limited,
+            "paused_for_s": round(s.paused_for_s, 3), "requests_total": s.requests_total,
+            "tokens_total": s.tokens_total}
+
+
+def pacing_snapshot() -> list[dict[str, Any]]:
+    """Every gate of this process as plain values: what the Generate page shows while jobs
+    run (limits, tokens and requests per minute used, waiting, 429s)."""
+    return [stats_dict(g.stats()) for g in all_gates()]
 
 
 def reset_gates() -> None:
