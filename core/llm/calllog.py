@@ -121,8 +121,15 @@ class CallLog:
         return await asyncio.wrap_future(self._submit("call", (fn, args)))
 
     def submit(self, fn: Callable[..., Any], *args) -> Future:
-        """Run fn(store, *args) on the writer thread without waiting (an error stays in the future)."""
-        return self._submit("call", (fn, args))
+        """Run fn(store, *args) on the writer thread without waiting; an error is kept in
+        `last_error` (these are bookkeeping writes: a failed one must not fail a call)."""
+        fut = self._submit("call", (fn, args))
+
+        def noted(f: Future) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                self.last_error = f"{getattr(fn, '__name__', 'call')}: {f.exception()}"[:300]
+        fut.add_done_callback(noted)
+        return fut
 
     async def may_hit(self, key: str) -> bool:
         """False when no successful reply of `key` was ever logged (no query after the first)."""

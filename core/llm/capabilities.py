@@ -222,4 +222,4 @@ def save_capabilities(store, base_url: str, model: str, caps: Capabilities) -> N
     updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS)
     store.write(lambda cur: cur.execute(
         f"INSERT INTO endpoint_capabilities (base_url, model, {cols}) VALUES ({', '.join(['?'] * (len(_COLUMNS) + 2))}) "
-        f"ON CONFLICT (base_url, model) DO UPDATE SET {updates}, updated_at = current_timestamp", values))
+        f"ON CONFLICT (base_url, model) DO UPDATE SET {updates}, updated_at = now()", values))

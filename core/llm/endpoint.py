@@ -37,7 +37,7 @@ def save_pacing(store: Store, base_url: str, model: str, s: dict) -> None:
     store.write(lambda cur: cur.execute(
         f"INSERT INTO endpoint_pacing (base_url, model, {', '.join(cols)}) VALUES ({', '.join(['?'] * 12)}) "
         f"ON CONFLICT (base_url, model) DO UPDATE SET "
-        f"{', '.join(f'{c} = excluded.{c}' for c in cols)}, updated_at = current_timestamp",
+        f"{', '.join(f'{c} = excluded.{c}' for c in cols)}, updated_at = now()",
         [base_url.rstrip("/"), model] + [s[c] for c in cols]))
 
 
@@ -161,3 +161,29 @@ class EndpointLink:
 
     def stats(self) -> dict[str, Any]:
         return pacing.stats_dict(self.gate.stats())
+
+
+def pacing_report(store: Store, profiles: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per role of a job: its endpoint's pacing -- this process's live gate when there is one,
+    else the last snapshot another process wrote -- and what the endpoint is known to accept."""
+    from core.llm.capabilities import load_capabilities
+    live = {g.key: g for g in pacing.all_gates()}
+    out = []
+    for role, prof in profiles.items():
+        prof = prof if isinstance(prof, dict) else prof.model_dump()
+        base_url, model = prof.get("base_url") or "", prof.get("model") or ""
+        gate = live.get(pacing.endpoint_key(base_url, model))
+        if gate is not None:
+            snap, source = pacing.stats_dict(gate.stats()), "live"
+        else:
+            row = load_pacing(store, base_url, model)
+            snap, source = (dict(row), f"saved {str(row['updated_at'])[:19]}") if row else ({}, "none")
+        caps = load_capabilities(store, base_url, model)
+        out.append({"role": role, "base_url": base_url, "model": model, "source": source, **{
+            k: snap.get(k) for k in ("rpm_limit", "tpm_limit", "limits_from", "concurrency_limit",
+                                     "tokens_per_minute", "requests_per_minute", "total_wait_s",
+                                     "rate_limited", "requests_total")},
+            "capabilities": None if caps is None else {
+                "family": caps.family, "token_param": caps.token_param, "sampling": caps.sampling,
+                "reasoning_effort": caps.reasoning_effort, "mode": caps.current, "strict": caps.strict}})
+    return out
