@@ -15,7 +15,8 @@ The gate paces four things at once:
   short of a 30k TPM limit says "try again in 644ms" = 322 / (30000 / 60 s). A permit
   reserves prompt + requested output tokens up front (what the server charges); finishing
   it refunds what the reply did not use;
-* limits set explicitly, or learned from `x-ratelimit-limit-*` headers; the
+* limits set explicitly, or learned from `x-ratelimit-limit-*` headers, and the window they
+  refill over from `x-ratelimit-reset-*` (reset = used x window / limit); the
   `x-ratelimit-remaining-tokens/-requests` of a reply lower the local buckets when the
   server knows of more use (another process on the same account);
 * one common pause after a 429, honouring its `retry-after-ms` / `retry-after` header or
@@ -46,6 +47,7 @@ __all__ = ["RateGate", "Permit", "GateStats", "Bucket", "gate_for", "endpoint_ke
            "retry_delay", "parse_duration", "parse_rate_limit_headers", "pacing_snapshot", "all_gates"]
 
 WINDOW_S = 60.0
+MIN_WINDOW_S, MAX_WINDOW_S = 0.5, 3600.0   # what a window learned from reset headers may be
 MAX_NAP_S = 0.5          # a waiter re-checks at least this often (limits may change meanwhile)
 DECREASE = 0.7           # AIMD multiplicative decrease
 INF = math.inf
@@ -330,7 +332,10 @@ class RateGate:
                  initial_concurrency: int | None = None, min_concurrency: int = 1,
                  latency_tolerance: float = 2.0, window_s: float = WINDOW_S,
                  default_pause_s: float = 1.0, max_pause_s: float = 120.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 adaptive_until_limits: bool = False, clock: Callable[[], float] = time.monotonic):
+        """`adaptive_until_limits`: stop adapting the concurrency once headers state the
+        server's limits (a rate-limited API paces with them and its 429s, and its latency says
+        nothing about its load)."""
         if adaptive and not max_concurrency:
             max_concurrency = 64
         self.key = key
@@ -342,9 +347,11 @@ class RateGate:
         now = clock()
         self._explicit = {"requests": rpm, "tokens": tpm}
         self._learned: dict[str, float] = {}
+        self._window_samples: deque[float] = deque(maxlen=9)
         self._buckets: dict[str, Bucket] = {k: Bucket.full(v, self.window_s, now)
                                             for k, v in self._explicit.items() if v}
         self._max_concurrency = max_concurrency
+        self._adaptive_until_limits = adaptive_until_limits
         self._aimd = _Adaptive(ceiling=float(max_concurrency), floor=float(min_concurrency),
                                window=float(initial_concurrency or min(8, max_concurrency)),
                                tolerance=latency_tolerance) if adaptive else None
@@ -380,22 +387,52 @@ class RateGate:
         elif bucket.limit != limit:
             bucket.set_limit(limit, now)
 
-    def observe_headers(self, headers: Any) -> None:
-        """Learn limits from `x-ratelimit-*` headers and lower the buckets to what remains."""
+    def observe_headers(self, headers: Any, age_s: float = 0.0) -> None:
+        """Learn limits from `x-ratelimit-*` headers and lower the buckets to what remains.
+
+        `age_s`: how old the headers may be (the time since the request was sent). The server
+        counted its remaining tokens when it answered, somewhere in that span, and its bucket
+        has refilled since: capping at the bare figure would throw that refill away on every
+        reply (on a busy client, replies are read late), so the cap allows for it."""
         seen = parse_rate_limit_headers(headers)
         if not seen:
             return
         with self._lock:
             now = self._clock()
+            self._learn_window(seen, now)
             for kind in ("requests", "tokens"):
                 limit = seen.get(f"limit_{kind}")
                 if limit:
                     self._learned[kind] = limit
                     self._apply_limit(kind, now)
+                    if self._adaptive_until_limits:
+                        self._aimd = None
                 remaining = seen.get(f"remaining_{kind}")
                 bucket = self._buckets.get(kind)
                 if remaining is not None and bucket is not None:
-                    bucket.cap(remaining, now)
+                    bucket.cap(remaining + max(0.0, age_s) * bucket.rate, now)
+
+    def _learn_window(self, seen: dict[str, float], now: float) -> None:
+        """The window a server's limits refill over, from a reply that says how much is used and
+        when it will be refilled: `reset = used x window / limit` (OpenAI: a minute). Only
+        replies with at least 5% of the limit used count (the reset is given to the millisecond);
+        the median of the last few is taken."""
+        for kind in ("tokens", "requests"):
+            limit, remaining, reset = (seen.get(f"{w}_{kind}") for w in ("limit", "remaining", "reset"))
+            if not limit or remaining is None or reset is None or limit - remaining < 0.05 * limit:
+                continue
+            estimate = reset * limit / (limit - remaining)
+            if not MIN_WINDOW_S <= estimate <= MAX_WINDOW_S:
+                continue
+            samples = self._window_samples
+            samples.append(estimate)
+            window = sorted(samples)[len(samples) // 2]
+            if len(samples) >= 3 and abs(window - self.window_s) > 0.1 * self.window_s:
+                self.window_s = window
+                for bucket in self._buckets.values():
+                    bucket.refill(now)
+                    bucket.window_s = window
+            return
 
     def learn_limits(self, rpm: float | None = None, tpm: float | None = None) -> None:
         """Limits known from earlier runs (headers seen then): applied as learned ones, until
@@ -556,7 +593,7 @@ class RateGate:
             else:
                 self._on_reply(permit, status, prompt_tokens, completion_tokens, now, congested)
         if headers is not None:
-            self.observe_headers(headers)
+            self.observe_headers(headers, age_s=self._clock() - permit.started)
         self._wake_head()
 
     def _on_reply(self, permit: Permit, status: int, prompt_tokens: int | None,

@@ -57,7 +57,7 @@ class EndpointLink:
         self.gate = gate or pacing.gate_for(
             pacing.endpoint_key(profile.base_url, model), rpm=profile.rpm, tpm=profile.tpm,
             adaptive=adaptive, max_concurrency=max_concurrency if adaptive else None,
-            initial_concurrency=max_concurrency if adaptive else None)
+            initial_concurrency=max_concurrency if adaptive else None, adaptive_until_limits=True)
         self.gate.ensure_concurrency(max_concurrency)
         self._pacing_saved = 0.0
 
