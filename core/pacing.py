@@ -387,13 +387,9 @@ class RateGate:
         elif bucket.limit != limit:
             bucket.set_limit(limit, now)
 
-    def observe_headers(self, headers: Any, age_s: float = 0.0) -> None:
-        """Learn limits from `x-ratelimit-*` headers and lower the buckets to what remains.
-
-        `age_s`: how old the headers may be (the time since the request was sent). The server
-        counted its remaining tokens when it answered, somewhere in that span, and its bucket
-        has refilled since: capping at the bare figure would throw that refill away on every
-        reply (on a busy client, replies are read late), so the cap allows for it."""
+    def observe_headers(self, headers: Any) -> None:
+        """Learn limits (and their window) from `x-ratelimit-*` headers and lower the buckets
+        to what remains."""
         seen = parse_rate_limit_headers(headers)
         if not seen:
             return
@@ -410,7 +406,7 @@ class RateGate:
                 remaining = seen.get(f"remaining_{kind}")
                 bucket = self._buckets.get(kind)
                 if remaining is not None and bucket is not None:
-                    bucket.cap(remaining + max(0.0, age_s) * bucket.rate, now)
+                    bucket.cap(remaining, now)
 
     def _learn_window(self, seen: dict[str, float], now: float) -> None:
         """The window a server's limits refill over, from a reply that says how much is used and
@@ -593,7 +589,7 @@ class RateGate:
             else:
                 self._on_reply(permit, status, prompt_tokens, completion_tokens, now, congested)
         if headers is not None:
-            self.observe_headers(headers, age_s=self._clock() - permit.started)
+            self.observe_headers(headers)
         self._wake_head()
 
     def _on_reply(self, permit: Permit, status: int, prompt_tokens: int | None,
