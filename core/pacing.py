@@ -717,9 +717,12 @@ def all_gates() -> list[RateGate]:
 
 
 def stats_dict(s: GateStats) -> dict[str, Any]:
-    """A GateStats as plain values for display (per minute, rounded)."""
+    """A GateStats as plain values for display: per minute, and `tpm_used`, the share of the
+    token limit the last window used (the limits are per `window_s`, a minute on OpenAI)."""
     per_minute = 60.0 / s.window_s
     return {"endpoint": s.key, "rpm_limit": s.rpm_limit, "tpm_limit": s.tpm_limit, "limits_from": s.limits_from,
+            "window_s": s.window_s,
+            "tpm_used": None if not s.tpm_limit else round(s.tokens_last_window / s.tpm_limit, 3),
             "concurrency_limit": s.concurrency_limit, "in_flight": s.in_flight, "waiting": s.waiting,
             "tokens_per_minute": round(s.tokens_last_window * per_minute, 1),
             "requests_per_minute": round(s.requests_last_window * per_minute, 1),

@@ -100,10 +100,13 @@ def _print_pacing(rows: list[dict]) -> None:
                                "no temperature" if c and not c.get("sampling") else None,
                                "reasoning_effort" if c.get("reasoning_effort") else None) if x]
         conc = r["concurrency_limit"]
+        window = r.get("window_s")
+        per = "" if not window or abs(window - 60) < 1 else f" per {window:g}s"
+        share = f" ({r['tpm_used']:.0%} of the token limit)" if r.get("tpm_used") is not None else ""
         console.print(
             f"  {r['role']} {r['model'] or '(server default)'}: limits {num(r['rpm_limit'])} RPM / "
-            f"{num(r['tpm_limit'])} TPM (from {r['limits_from'] or 'nothing yet'}) · used "
-            f"{num(r['tokens_per_minute'])} tokens/min, {num(r['requests_per_minute'])} requests/min · waited "
+            f"{num(r['tpm_limit'])} TPM{per} (from {r['limits_from'] or 'nothing yet'}) · used "
+            f"{num(r['tokens_per_minute'])} tokens/min{share}, {num(r['requests_per_minute'])} requests/min · waited "
             f"{(r['total_wait_s'] or 0):.1f}s · {r['rate_limited'] or 0} x 429 · concurrency "
             f"{'unbounded' if conc is None else conc} · accepts {', '.join(accepts) or 'unknown yet'} "
             f"({r['source']})", highlight=False, soft_wrap=True)

@@ -467,10 +467,13 @@ class LLMClient:
             try:
                 out = await self._request(state, request, schema, caps)
             except BaseException:
-                permit.finish(status=0)
+                permit.finish(status=0, congested=False)     # cancelled: says nothing about the server
                 raise
             out.failure = None if out.kind != "http" else classify(out, mode, role, self.model)
-            link.release(permit, out, rate_limited=out.failure is not None and out.failure.kind == "rate_limited")
+            # a 429 asking for more than we will wait fails the call; it does not pause everyone
+            pause = out.failure is not None and out.failure.kind == "rate_limited" and \
+                not (out.retry_after is not None and out.retry_after > self.max_retry_after_s)
+            link.release(permit, out, rate_limited=pause)
         out.caps_version = version
         logged = {k: v for k, v in request.items() if k != "model"}
         out.call_id = await self._log(key, role, {**logged, **meta}, mode if "response_format" in request else "text", out)

@@ -32,10 +32,11 @@ def hosted_api(base_url: str) -> bool:
 
 
 def save_pacing(store: Store, base_url: str, model: str, s: dict) -> None:
-    cols = ("rpm_limit", "tpm_limit", "limits_from", "concurrency_limit", "tokens_per_minute",
-            "requests_per_minute", "total_wait_s", "rate_limited", "requests_total", "tokens_total")
+    cols = ("rpm_limit", "tpm_limit", "limits_from", "window_s", "tpm_used", "concurrency_limit",
+            "tokens_per_minute", "requests_per_minute", "total_wait_s", "rate_limited", "requests_total",
+            "tokens_total")
     store.write(lambda cur: cur.execute(
-        f"INSERT INTO endpoint_pacing (base_url, model, {', '.join(cols)}) VALUES ({', '.join(['?'] * 12)}) "
+        f"INSERT INTO endpoint_pacing (base_url, model, {', '.join(cols)}) VALUES ({', '.join(['?'] * (len(cols) + 2))}) "
         f"ON CONFLICT (base_url, model) DO UPDATE SET "
         f"{', '.join(f'{c} = excluded.{c}' for c in cols)}, updated_at = now()",
         [base_url.rstrip("/"), model] + [s[c] for c in cols]))
@@ -180,9 +181,9 @@ def pacing_report(store: Store, profiles: dict[str, Any]) -> list[dict[str, Any]
             snap, source = (dict(row), f"saved {str(row['updated_at'])[:19]}") if row else ({}, "none")
         caps = load_capabilities(store, base_url, model)
         out.append({"role": role, "base_url": base_url, "model": model, "source": source, **{
-            k: snap.get(k) for k in ("rpm_limit", "tpm_limit", "limits_from", "concurrency_limit",
-                                     "tokens_per_minute", "requests_per_minute", "total_wait_s",
-                                     "rate_limited", "requests_total")},
+            k: snap.get(k) for k in ("rpm_limit", "tpm_limit", "limits_from", "window_s", "tpm_used",
+                                     "concurrency_limit", "tokens_per_minute", "requests_per_minute",
+                                     "total_wait_s", "rate_limited", "requests_total")},
             "capabilities": None if caps is None else {
                 "family": caps.family, "token_param": caps.token_param, "sampling": caps.sampling,
                 "reasoning_effort": caps.reasoning_effort, "mode": caps.current, "strict": caps.strict}})

@@ -28,6 +28,8 @@ CREATE TABLE endpoint_pacing (
     rpm_limit DOUBLE,
     tpm_limit DOUBLE,
     limits_from VARCHAR,            -- explicit | headers | explicit+headers | none
+    window_s DOUBLE,                -- the window the limits refill over (60 s on OpenAI; learned from reset headers)
+    tpm_used DOUBLE,                -- share of the token limit the last window used
     concurrency_limit INTEGER,      -- NULL: unbounded
     tokens_per_minute DOUBLE,       -- real usage over the last window, per minute
     requests_per_minute DOUBLE,

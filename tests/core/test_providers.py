@@ -264,6 +264,7 @@ def test_jobs_show_prints_the_pacing(store, tmp_path):
     assert gen["tpm_limit"] == 500_000 and gen["rpm_limit"] == 5_000 and gen["limits_from"] == "headers"
     assert gen["requests_total"] >= 4 and gen["rate_limited"] == 0 and gen["source"].startswith("saved")
     assert gen["capabilities"]["token_param"] == "max_completion_tokens"
+    assert gen["window_s"] == 60 and 0 < gen["tpm_used"] < 1
     text = CliRunner().invoke(app, ["--db", str(db), "jobs", "--show", str(job)]).output
     assert "pacing per endpoint" in text and "500,000" in text
 
