@@ -41,7 +41,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 __all__ = ["RateGate", "Permit", "GateStats", "Bucket", "gate_for", "endpoint_key", "reset_gates",
            "retry_delay", "parse_duration", "parse_rate_limit_headers", "pacing_snapshot", "all_gates"]
@@ -79,10 +79,23 @@ def _get(headers: Any, name: str) -> str | None:
     if headers is None:
         return None
     value = headers.get(name)
-    if value is None and isinstance(headers, Mapping):
+    if value is None and isinstance(headers, dict):      # a plain dict is case-sensitive
         lowered = {str(k).lower(): v for k, v in headers.items()}
         value = lowered.get(name)
     return None if value is None else str(value)
+
+
+def _rate_limit_headers(headers: Any) -> dict[str, str]:
+    """The `x-ratelimit-*` headers, lower-cased, in one pass (a case-insensitive lookup per
+    name cost more than the rest of a reply's bookkeeping)."""
+    if headers is None:
+        return {}
+    raw = getattr(headers, "raw", None)           # httpx.Headers: [(bytes, bytes)]
+    if isinstance(raw, list):
+        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw
+                if k[:11].lower() == b"x-ratelimit"}
+    items = headers.items() if hasattr(headers, "items") else []
+    return {str(k).lower(): str(v) for k, v in items if str(k)[:11].lower() == "x-ratelimit"}
 
 
 _TRY_AGAIN_RE = re.compile(r"try again in\s+((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.I)
@@ -121,9 +134,12 @@ def parse_rate_limit_headers(headers: Any) -> dict[str, float]:
     Keys: limit_requests, limit_tokens, remaining_requests, remaining_tokens, reset_requests,
     reset_tokens (only those present)."""
     out: dict[str, float] = {}
+    found = _rate_limit_headers(headers)
+    if not found:
+        return out
     for kind in ("requests", "tokens"):
         for what in ("limit", "remaining", "reset"):
-            raw = _get(headers, f"x-ratelimit-{what}-{kind}")
+            raw = found.get(f"x-ratelimit-{what}-{kind}")
             if raw is None:
                 continue
             value = parse_duration(raw) if what == "reset" else _number(raw)
@@ -517,7 +533,14 @@ class RateGate:
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
         cost = max(0, int(prompt_tokens)) + max(0, int(max_output_tokens))
-        waiter = _Waiter(cost, lambda: loop.call_soon_threadsafe(event.set))
+        home = threading.get_ident()
+
+        def wake() -> None:   # the self-pipe write of call_soon_threadsafe only for other threads
+            if threading.get_ident() == home:
+                event.set()
+            else:
+                loop.call_soon_threadsafe(event.set)
+        waiter = _Waiter(cost, wake)
         t0 = self._clock()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:

@@ -22,6 +22,9 @@ from core.store import Store
 __all__ = ["EndpointLink", "load_pacing", "save_pacing", "hosted_api"]
 
 PACING_SAVE_EVERY_S = 1.0
+# a self-hosted server is taken for congested when replies of one size take 3x their best
+# latency: a client short of CPU (2 shared cores) reads replies late by up to ~2x on its own
+LATENCY_TOLERANCE = 3.0
 HOSTED_HOSTS = ("api.openai.com", "api.anthropic.com")
 
 
@@ -58,7 +61,8 @@ class EndpointLink:
         self.gate = gate or pacing.gate_for(
             pacing.endpoint_key(profile.base_url, model), rpm=profile.rpm, tpm=profile.tpm,
             adaptive=adaptive, max_concurrency=max_concurrency if adaptive else None,
-            initial_concurrency=max_concurrency if adaptive else None, adaptive_until_limits=True)
+            initial_concurrency=max_concurrency if adaptive else None, adaptive_until_limits=True,
+            latency_tolerance=LATENCY_TOLERANCE)
         self.gate.ensure_concurrency(max_concurrency)
         self._pacing_saved = 0.0
 
