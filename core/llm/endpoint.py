@@ -4,11 +4,13 @@ Both are one per endpoint (base URL + model) in the process, so the generator an
 clients of every job that use the same endpoint learn from each other's refusals and are paced
 together. The link also keeps both in DuckDB, on the client's log-writer thread (the event
 loop never waits): the capabilities whenever they change or are first confirmed, the gate's
-snapshot about once a second (`endpoint_pacing`, what `shoal jobs --show` prints).
+snapshot every few seconds and at close (`endpoint_pacing`, what `shoal jobs --show` prints).
 """
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from typing import Any
 
 from core import pacing, tokens
@@ -21,7 +23,7 @@ from core.store import Store
 
 __all__ = ["EndpointLink", "load_pacing", "save_pacing", "hosted_api"]
 
-PACING_SAVE_EVERY_S = 1.0
+PACING_SAVE_EVERY_S = 5.0
 # a self-hosted server is taken for congested when replies of one size take 3x their best
 # latency: a client short of CPU (2 shared cores) reads replies late by up to ~2x on its own
 LATENCY_TOLERANCE = 3.0
@@ -65,12 +67,26 @@ class EndpointLink:
             latency_tolerance=LATENCY_TOLERANCE)
         self.gate.ensure_concurrency(max_concurrency)
         self._pacing_saved = 0.0
+        self._load_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = \
+            weakref.WeakKeyDictionary()
 
     async def load(self) -> None:
-        """Start from what DuckDB remembers of this endpoint (once per process and store)."""
+        """Start from what DuckDB remembers of this endpoint (once per process and store).
+        Concurrent first calls wait for the one load (else every call of the first wave would
+        query, and go out with the defaults instead of what is remembered)."""
         ep = self.endpoint
         if ep.loaded:
             return
+        loop = asyncio.get_running_loop()
+        lock = self._load_locks.get(loop)
+        if lock is None:
+            lock = self._load_locks[loop] = asyncio.Lock()
+        async with lock:
+            if not ep.loaded:
+                await self._load()
+
+    async def _load(self) -> None:
+        ep = self.endpoint
         stored = await self.log.run(load_capabilities, self.profile.base_url, self.model)
         known = await self.log.run(load_pacing, self.profile.base_url, self.model)
         if not ep.loaded:

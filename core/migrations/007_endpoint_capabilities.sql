@@ -4,7 +4,7 @@
 -- answered or a refusal taught it something, so that the next job (another process) starts
 -- with the right parameters instead of learning them again. Never holds a key.
 -- `endpoint_pacing` is the latest snapshot of the endpoint's rate gate (core.pacing), written
--- about once a second while calls run; `shoal jobs --show` reads it from another process.
+-- every few seconds while calls run and when a client closes; `shoal jobs --show` reads it from another process.
 
 CREATE TABLE endpoint_capabilities (
     base_url VARCHAR NOT NULL,
