@@ -15,15 +15,17 @@ The gate paces four things at once:
   short of a 30k TPM limit says "try again in 644ms" = 322 / (30000 / 60 s). A permit
   reserves prompt + requested output tokens up front (what the server charges); finishing
   it refunds what the reply did not use;
-* limits set explicitly, or learned from `x-ratelimit-limit-*` headers; the
+* limits set explicitly, or learned from `x-ratelimit-limit-*` headers, and the window they
+  refill over from `x-ratelimit-reset-*` (reset = used x window / limit); the
   `x-ratelimit-remaining-tokens/-requests` of a reply lower the local buckets when the
   server knows of more use (another process on the same account);
 * one common pause after a 429, honouring its `retry-after-ms` / `retry-after` header or
   its "Please try again in 1.2s" message, and syncing the token bucket to the "Used" the
   message reports;
 * adaptive concurrency (AIMD) for servers that never send 429s: the number of requests in
-  flight grows by one per round of good replies and shrinks by 30% when latency (per output
-  token) climbs past `latency_tolerance` x its baseline, or on 429/503/timeouts.
+  flight grows by one per round of good replies and shrinks by 30% when the latency of
+  replies of one output size climbs past `latency_tolerance` x its baseline, or on
+  429/503/timeouts.
 
 Waiters are served first come first served. The gate is thread-safe (one lock) and works
 from any number of event loops and threads at once: `acquire` for async code,
@@ -39,12 +41,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 __all__ = ["RateGate", "Permit", "GateStats", "Bucket", "gate_for", "endpoint_key", "reset_gates",
-           "retry_delay", "parse_duration", "parse_rate_limit_headers"]
+           "retry_delay", "parse_duration", "parse_rate_limit_headers", "pacing_snapshot", "all_gates"]
 
 WINDOW_S = 60.0
+MIN_WINDOW_S, MAX_WINDOW_S = 0.5, 3600.0   # what a window learned from reset headers may be
 MAX_NAP_S = 0.5          # a waiter re-checks at least this often (limits may change meanwhile)
 DECREASE = 0.7           # AIMD multiplicative decrease
 INF = math.inf
@@ -76,10 +79,23 @@ def _get(headers: Any, name: str) -> str | None:
     if headers is None:
         return None
     value = headers.get(name)
-    if value is None and isinstance(headers, Mapping):
+    if value is None and isinstance(headers, dict):      # a plain dict is case-sensitive
         lowered = {str(k).lower(): v for k, v in headers.items()}
         value = lowered.get(name)
     return None if value is None else str(value)
+
+
+def _rate_limit_headers(headers: Any) -> dict[str, str]:
+    """The `x-ratelimit-*` headers, lower-cased, in one pass (a case-insensitive lookup per
+    name cost more than the rest of a reply's bookkeeping)."""
+    if headers is None:
+        return {}
+    raw = getattr(headers, "raw", None)           # httpx.Headers: [(bytes, bytes)]
+    if isinstance(raw, list):
+        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw
+                if k[:11].lower() == b"x-ratelimit"}
+    items = headers.items() if hasattr(headers, "items") else []
+    return {str(k).lower(): str(v) for k, v in items if str(k)[:11].lower() == "x-ratelimit"}
 
 
 _TRY_AGAIN_RE = re.compile(r"try again in\s+((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.I)
@@ -118,9 +134,12 @@ def parse_rate_limit_headers(headers: Any) -> dict[str, float]:
     Keys: limit_requests, limit_tokens, remaining_requests, remaining_tokens, reset_requests,
     reset_tokens (only those present)."""
     out: dict[str, float] = {}
+    found = _rate_limit_headers(headers)
+    if not found:
+        return out
     for kind in ("requests", "tokens"):
         for what in ("limit", "remaining", "reset"):
-            raw = _get(headers, f"x-ratelimit-{what}-{kind}")
+            raw = found.get(f"x-ratelimit-{what}-{kind}")
             if raw is None:
                 continue
             value = parse_duration(raw) if what == "reset" else _number(raw)
@@ -236,33 +255,74 @@ class _Waiter:
         self.wake = wake
 
 
-class _Adaptive:
-    """AIMD window over the number of requests in flight. The latency baseline is the lowest
-    sample among the last `memory` good replies, so a server that became slower for good
-    (longer prompts) is relearned, while a slow climb under load is still seen."""
+class _LatencyTrack:
+    """Latencies of good replies of one output size: a sliding minimum over the last `memory`
+    (the baseline) and the last few samples (their median is what is compared)."""
 
-    def __init__(self, ceiling: float, floor: float, window: float, tolerance: float,
-                 memory: int = 256):
-        self.ceiling, self.floor, self.tolerance = ceiling, floor, tolerance
-        self.window = max(floor, min(ceiling, window))
+    def __init__(self, memory: int, recent: int):
         self.memory = memory
-        self.last_decrease = -INF
-        self._seen = 0
-        self._mins: deque[tuple[int, float]] = deque()    # increasing samples: a sliding min
+        self.seen = 0
+        self.mins: deque[tuple[int, float]] = deque()     # increasing samples: a sliding min
+        self.recent: deque[float] = deque(maxlen=recent)
 
     @property
     def baseline(self) -> float | None:
-        return self._mins[0][1] if self._mins else None
+        return self.mins[0][1] if self.mins else None
 
-    def on_good(self, sample: float, started: float, now: float) -> None:
-        baseline = self.baseline
-        self._seen += 1
-        while self._mins and self._mins[-1][1] >= sample:
-            self._mins.pop()
-        self._mins.append((self._seen, sample))
-        while self._mins[0][0] <= self._seen - self.memory:
-            self._mins.popleft()
-        if baseline is not None and sample > self.tolerance * baseline:
+    def add(self, sample: float) -> None:
+        self.seen += 1
+        while self.mins and self.mins[-1][1] >= sample:
+            self.mins.pop()
+        self.mins.append((self.seen, sample))
+        while self.mins[0][0] <= self.seen - self.memory:
+            self.mins.popleft()
+        self.recent.append(sample)
+
+    def median(self) -> float:
+        ordered = sorted(self.recent)
+        return ordered[len(ordered) // 2]
+
+
+class _Adaptive:
+    """AIMD window over the number of requests in flight.
+
+    Latency is compared among replies of about the same output size (buckets of powers of
+    two tokens), so that a mix of short and long replies (judge and generator on one server)
+    is not taken for congestion. The baseline is the lowest latency among the last `memory`
+    good replies of a bucket, so a server that became slower for good is relearned; the window
+    shrinks when the median of the bucket's last few replies climbs past `tolerance` x that
+    baseline (one slow reply is noise, several are load)."""
+
+    MIN_SAMPLES = 3
+
+    def __init__(self, ceiling: float, floor: float, window: float, tolerance: float,
+                 memory: int = 256, recent: int = 8):
+        self.ceiling, self.floor, self.tolerance = ceiling, floor, tolerance
+        self.window = max(floor, min(ceiling, window))
+        self.memory, self.recent = memory, recent
+        self.last_decrease = -INF
+        self.decreases = 0
+        self._tracks: dict[int, _LatencyTrack] = {}
+
+    @property
+    def baseline(self) -> float | None:
+        values = [t.baseline for t in self._tracks.values() if t.baseline is not None]
+        return min(values) if values else None
+
+    def raise_ceiling(self, ceiling: float) -> None:
+        if ceiling > self.ceiling:
+            if self.decreases == 0 and self.window >= self.ceiling:
+                self.window = ceiling     # never congested: start where the new caller asks
+            self.ceiling = ceiling
+
+    def on_good(self, latency: float, started: float, now: float, size: int = 0) -> None:
+        track = self._tracks.get(size)
+        if track is None:
+            track = self._tracks[size] = _LatencyTrack(self.memory, self.recent)
+        baseline = track.baseline
+        track.add(latency)
+        if baseline is not None and len(track.recent) >= self.MIN_SAMPLES \
+                and track.median() > self.tolerance * baseline:
             self.on_congestion(started, now)
         else:
             self.window = min(self.ceiling, self.window + 1.0 / max(1.0, self.window))
@@ -274,6 +334,7 @@ class _Adaptive:
             return
         self.window = max(self.floor, self.window * DECREASE)
         self.last_decrease = now
+        self.decreases += 1
 
 
 # ---------------------------------------------------------------- the gate
@@ -287,7 +348,10 @@ class RateGate:
                  initial_concurrency: int | None = None, min_concurrency: int = 1,
                  latency_tolerance: float = 2.0, window_s: float = WINDOW_S,
                  default_pause_s: float = 1.0, max_pause_s: float = 120.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 adaptive_until_limits: bool = False, clock: Callable[[], float] = time.monotonic):
+        """`adaptive_until_limits`: stop adapting the concurrency once headers state the
+        server's limits (a rate-limited API paces with them and its 429s, and its latency says
+        nothing about its load)."""
         if adaptive and not max_concurrency:
             max_concurrency = 64
         self.key = key
@@ -299,9 +363,11 @@ class RateGate:
         now = clock()
         self._explicit = {"requests": rpm, "tokens": tpm}
         self._learned: dict[str, float] = {}
+        self._window_samples: deque[float] = deque(maxlen=9)
         self._buckets: dict[str, Bucket] = {k: Bucket.full(v, self.window_s, now)
                                             for k, v in self._explicit.items() if v}
         self._max_concurrency = max_concurrency
+        self._adaptive_until_limits = adaptive_until_limits
         self._aimd = _Adaptive(ceiling=float(max_concurrency), floor=float(min_concurrency),
                                window=float(initial_concurrency or min(8, max_concurrency)),
                                tolerance=latency_tolerance) if adaptive else None
@@ -338,21 +404,65 @@ class RateGate:
             bucket.set_limit(limit, now)
 
     def observe_headers(self, headers: Any) -> None:
-        """Learn limits from `x-ratelimit-*` headers and lower the buckets to what remains."""
+        """Learn limits (and their window) from `x-ratelimit-*` headers and lower the buckets
+        to what remains."""
         seen = parse_rate_limit_headers(headers)
         if not seen:
             return
         with self._lock:
             now = self._clock()
+            self._learn_window(seen, now)
             for kind in ("requests", "tokens"):
                 limit = seen.get(f"limit_{kind}")
                 if limit:
                     self._learned[kind] = limit
                     self._apply_limit(kind, now)
+                    if self._adaptive_until_limits:
+                        self._aimd = None
                 remaining = seen.get(f"remaining_{kind}")
                 bucket = self._buckets.get(kind)
                 if remaining is not None and bucket is not None:
                     bucket.cap(remaining, now)
+
+    def _learn_window(self, seen: dict[str, float], now: float) -> None:
+        """The window a server's limits refill over, from a reply that says how much is used and
+        when it will be refilled: `reset = used x window / limit` (OpenAI: a minute). Only
+        replies with at least 5% of the limit used count (the reset is given to the millisecond);
+        the median of the last few is taken."""
+        for kind in ("tokens", "requests"):
+            limit, remaining, reset = (seen.get(f"{w}_{kind}") for w in ("limit", "remaining", "reset"))
+            if not limit or remaining is None or reset is None or limit - remaining < 0.05 * limit:
+                continue
+            estimate = reset * limit / (limit - remaining)
+            if not MIN_WINDOW_S <= estimate <= MAX_WINDOW_S:
+                continue
+            samples = self._window_samples
+            samples.append(estimate)
+            window = sorted(samples)[len(samples) // 2]
+            if len(samples) >= 3 and abs(window - self.window_s) > 0.1 * self.window_s:
+                self.window_s = window
+                for bucket in self._buckets.values():
+                    bucket.refill(now)
+                    bucket.window_s = window
+            return
+
+    def learn_limits(self, rpm: float | None = None, tpm: float | None = None) -> None:
+        """Limits known from earlier runs (headers seen then): applied as learned ones, until
+        the server's own headers say otherwise."""
+        self.observe_headers({k: str(v) for k, v in (("x-ratelimit-limit-requests", rpm),
+                                                     ("x-ratelimit-limit-tokens", tpm)) if v})
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether a token limit is known (else counting prompt tokens buys nothing)."""
+        return "tokens" in self._buckets
+
+    def ensure_concurrency(self, n: int) -> None:
+        """A caller that runs up to `n` requests at once: an adaptive window may grow that far."""
+        with self._lock:
+            if self._aimd is not None:
+                self._aimd.raise_ceiling(float(n))
+                self._max_concurrency = max(self._max_concurrency or 0, n)
 
     # -- admission ----------------------------------------------------------
     def _concurrency_limit(self) -> float:
@@ -423,7 +533,14 @@ class RateGate:
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
         cost = max(0, int(prompt_tokens)) + max(0, int(max_output_tokens))
-        waiter = _Waiter(cost, lambda: loop.call_soon_threadsafe(event.set))
+        home = threading.get_ident()
+
+        def wake() -> None:   # the self-pipe write of call_soon_threadsafe only for other threads
+            if threading.get_ident() == home:
+                event.set()
+            else:
+                loop.call_soon_threadsafe(event.set)
+        waiter = _Waiter(cost, wake)
         t0 = self._clock()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
@@ -520,8 +637,7 @@ class RateGate:
         if congested if congested is not None else status in (0, 503, 504, 529):
             self._aimd.on_congestion(permit.started, now)
         elif ok:
-            sample = (now - permit.started) / max(1, used_out)
-            self._aimd.on_good(sample, permit.started, now)
+            self._aimd.on_good(now - permit.started, permit.started, now, max(1, used_out).bit_length())
 
     def _on_429(self, permit: Permit, headers: Any, message: str | None,
                 retry_after_s: float | None, now: float) -> None:
@@ -616,6 +732,32 @@ def gate_for(key: str, *, rpm: float | None = None, tpm: float | None = None, **
     if rpm or tpm:
         gate.set_limits(rpm=rpm, tpm=tpm)
     return gate
+
+
+def all_gates() -> list[RateGate]:
+    with _GATES_LOCK:
+        return list(_GATES.values())
+
+
+def stats_dict(s: GateStats) -> dict[str, Any]:
+    """A GateStats as plain values for display: per minute, and `tpm_used`, the share of the
+    token limit the last window used (the limits are per `window_s`, a minute on OpenAI)."""
+    per_minute = 60.0 / s.window_s
+    return {"endpoint": s.key, "rpm_limit": s.rpm_limit, "tpm_limit": s.tpm_limit, "limits_from": s.limits_from,
+            "window_s": s.window_s,
+            "tpm_used": None if not s.tpm_limit else round(s.tokens_last_window / s.tpm_limit, 3),
+            "concurrency_limit": s.concurrency_limit, "in_flight": s.in_flight, "waiting": s.waiting,
+            "tokens_per_minute": round(s.tokens_last_window * per_minute, 1),
+            "requests_per_minute": round(s.requests_last_window * per_minute, 1),
+            "total_wait_s": round(s.total_wait_s, 3), "rate_limited": s.rate_limited,
+            "paused_for_s": round(s.paused_for_s, 3), "requests_total": s.requests_total,
+            "tokens_total": s.tokens_total}
+
+
+def pacing_snapshot() -> list[dict[str, Any]]:
+    """Every gate of this process as plain values: what the Generate page shows while jobs
+    run (limits, tokens and requests per minute used, waiting, 429s)."""
+    return [stats_dict(g.stats()) for g in all_gates()]
 
 
 def reset_gates() -> None:

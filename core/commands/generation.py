@@ -106,6 +106,37 @@ def _print_summary(s: dict) -> None:
         console.print(f"Retry them with `shoal generate --retry-failed {s['job_id']}`.")
 
 
+def _job_pacing(store: Store, job_id: int) -> list[dict]:
+    from core.jobs import get_job
+    from core.llm.endpoint import pacing_report
+    return pacing_report(store, get_job(store, job_id)["params"].get("profiles") or {})
+
+
+def _print_pacing(rows: list[dict]) -> None:
+    """Per role, one line: the endpoint's limits, tokens per minute used, waiting, 429s, and
+    what it is known to accept."""
+    def num(v, unit: str = "") -> str:
+        return "?" if v is None else f"{v:,.0f}{unit}"
+    console.print("[bold]pacing per endpoint[/]", highlight=False)
+    for r in rows:
+        c = r["capabilities"] or {}
+        accepts = [x for x in (c.get("token_param"),
+                               c.get("mode") and c["mode"] + (" strict" if c.get("strict") and c["mode"] == "json_schema" else ""),
+                               "no temperature" if c and not c.get("sampling") else None,
+                               "reasoning_effort" if c.get("reasoning_effort") else None) if x]
+        conc = r["concurrency_limit"]
+        window = r.get("window_s")
+        per = "" if not window or abs(window - 60) < 1 else f" per {window:g}s"
+        share = f" ({r['tpm_used']:.0%} of the token limit)" if r.get("tpm_used") is not None else ""
+        console.print(
+            f"  {r['role']} {r['model'] or '(server default)'}: limits {num(r['rpm_limit'])} RPM / "
+            f"{num(r['tpm_limit'])} TPM{per} (from {r['limits_from'] or 'nothing yet'}) · used "
+            f"{num(r['tokens_per_minute'])} tokens/min{share}, {num(r['requests_per_minute'])} requests/min · waited "
+            f"{(r['total_wait_s'] or 0):.1f}s · {r['rate_limited'] or 0} x 429 · concurrency "
+            f"{'unbounded' if conc is None else conc} · accepts {', '.join(accepts) or 'unknown yet'} "
+            f"({r['source']})", highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def generate(
@@ -230,7 +261,11 @@ def register(app: typer.Typer) -> None:
             if show is not None or pause is not None or cancel is not None:
                 s = _with_batches(store, J.job_summary(store, show if show is not None else
                                                        (pause if pause is not None else cancel)))
+                if show is not None:
+                    s["pacing"] = _job_pacing(store, show)
                 print_json(s) if as_json else _print_summary(s)
+                if show is not None and not as_json:
+                    _print_pacing(s["pacing"])
                 return
             rows = J.list_jobs(store)
         except ShoalError as exc:

@@ -51,7 +51,7 @@ from core.llm.batch import (BatchAPIError, BatchInfo, OpenAIBatches, batch_line,
 from core.llm.calllog import successful_hashes, successful_replies
 from core.llm.client import parse_correction
 from core.llm.formats import MODES
-from core.llm.transport import format_rejected, retryable
+from core.llm.failures import classify
 from core.prices import estimate_batch_cost
 from core.progress import ProgressFn
 from core.store import Store
@@ -550,9 +550,11 @@ class BatchJobRunner(JobRunner):
         """What the line's outcome means for the next round (the online client's rules)."""
         if out.kind in ("ok", "parse"):
             return out.kind
-        if format_rejected(out, mode) and self.profiles[role].response_format == "auto":
+        failure = classify(out, mode, role, self.profiles[role].model or "")
+        if failure.kind == "format_rejected" and self.profiles[role].response_format == "auto":
             return "format"
-        return "retry" if retryable(out) else "fatal"
+        # a refused parameter would be refused again: the request body comes from the same capabilities
+        return "retry" if failure.kind in ("transient", "rate_limited") else "fatal"
 
 
 # --------------------------------------------------------------------------- entry points

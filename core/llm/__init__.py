@@ -5,11 +5,19 @@ server. One `LLMClient.complete()` call:
 
 * is served from the cache when an earlier call with the same payload (base URL, model,
   messages, temperature, max_tokens, schema) succeeded and validated -- no HTTP request;
-* otherwise asks for structured output in the best mode the server accepts:
-  `json_schema` -> when refused (400/415/422, or a 500 naming response_format as
-  llama-cpp-python's server sends) `{"type": "json_object", "schema": ...}` -> plain text
-  with the schema in the prompt; the mode that works is remembered per client;
-* retries transport failures (429, 5xx, timeouts, dropped connections) with exponential
+* builds its request from the endpoint's capabilities record (capabilities: max_tokens or
+  max_completion_tokens, temperature or not, reasoning_effort, strict json_schema), which
+  starts from the family's defaults and learns from refusals' error bodies, per endpoint,
+  remembered in DuckDB (`endpoint_capabilities`);
+* asks for structured output in the best mode the server accepts: strict `json_schema` ->
+  when refused (400/415/422 naming the format, or a 500 naming it as llama-cpp-python's
+  server sends) `{"type": "json_object", "schema": ...}` -> plain text with the schema in
+  the prompt; the mode that works is remembered per endpoint;
+* goes through the endpoint's rate gate (core.pacing: RPM/TPM from headers or the profile,
+  the common pause after a 429, adaptive concurrency); a 429 waits and goes again;
+* fails at once, with the message and a hint, on context-length, auth, unknown-model and
+  quota errors;
+* retries transport failures (5xx, timeouts, dropped connections) with exponential
   backoff and jitter, honouring `retry-after` (seconds or HTTP date); the openai package's
   own retries are off so that every attempt is visible and logged;
 * retries, separately and boundedly, replies that do not parse or validate, telling the
@@ -18,7 +26,8 @@ server. One `LLMClient.complete()` call:
   server or parse errors (CallResult.ok / .error say what happened);
 * logs every HTTP attempt in `llm_calls` (never the key), with tokens, latency and cost.
 
-At most `max_concurrency` requests of one client are in flight at once (per event loop).
+At most `max_concurrency` requests of one client are in flight at once (per event loop), and
+the endpoint's gate may hold them back further.
 Log rows are written by one background thread per client with group commit; call
 `close()` when done (it also happens at garbage collection and interpreter exit). With
 `defer_log=True` (what jobs use) a call does not wait for its row's commit: the id is
@@ -26,8 +35,12 @@ reserved from the sequence up front and `flush_log()` waits for the rows when it
 
 Where each part lives:
   parsing    the JSON object in a reply, validated (parse_reply, extract_json, balanced_objects)
-  formats    structured-output modes: how a schema is asked for in each (MODES)
-  transport  one HTTP request and what its failure means (retryable, format refused, retry-after)
+  formats    structured-output modes: how a schema is asked for in each (MODES), strict schemas
+  capabilities  what an endpoint accepts: family defaults, learning from refusals, DuckDB rows
+  request    chat_request: the one function that decides a request body (online and batch)
+  failures   classify: what a refused request means (rate limit, parameter, format, fatal)
+  endpoint   EndpointLink: a client's shared capabilities record and rate gate
+  transport  one HTTP request, its error body fields and retry-after
   calllog    the llm_calls writer thread, the cache lookups and the payload hash
   client     LLMClient: the call loop (cache, retries, fallback), run_sync
   probe      LLMClient.test_connection
@@ -36,7 +49,10 @@ from __future__ import annotations
 
 from core.llm.calllog import CallLog, canonical_json, insert_calls, payload_hash
 from core.llm.client import CallResult, LLMClient, run_sync
-from core.llm.formats import MODES, response_format_param, schema_instruction, schema_of
+from core.llm.capabilities import Capabilities, defaults_for, family_of
+from core.llm.failures import Failure, classify
+from core.llm.formats import MODES, response_format_param, schema_instruction, schema_of, strict_schema
+from core.llm.request import chat_request
 from core.llm.parsing import ReplyError, balanced_objects, extract_json, parse_reply, schema_error
 from core.llm.transport import (FORMAT_REJECTED_STATUS, RETRYABLE_STATUS, BadBody, parse_retry_after,
                                 read_completion)
@@ -51,4 +67,5 @@ _BadBody = BadBody
 __all__ = ["CallResult", "LLMClient", "estimate_cost", "payload_hash", "parse_reply",
            "extract_json", "parse_retry_after", "MODES", "balanced_objects", "run_sync",
            "ReplyError", "schema_error", "canonical_json", "schema_of", "schema_instruction",
-           "response_format_param", "RETRYABLE_STATUS", "FORMAT_REJECTED_STATUS"]
+           "response_format_param", "RETRYABLE_STATUS", "FORMAT_REJECTED_STATUS", "Capabilities",
+           "defaults_for", "family_of", "Failure", "classify", "strict_schema", "chat_request"]

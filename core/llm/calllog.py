@@ -30,10 +30,14 @@ def canonical_json(obj: Any) -> str:
 
 
 def payload_hash(base_url: str, model: str, messages: list[dict], temperature: float,
-                 max_tokens: int, schema: dict | None) -> str:
-    """sha256 of the canonical JSON payload: the cache key of one logical request."""
+                 max_tokens: int, schema: dict | None, extra: dict | None = None) -> str:
+    """sha256 of the canonical JSON payload: the cache key of one logical request. `extra`
+    (settings that change the reply, e.g. reasoning_effort) counts only when given, so keys of
+    calls without it stay what they were."""
     payload = {"base_url": base_url.rstrip("/"), "model": model, "messages": messages,
                "temperature": temperature, "max_tokens": max_tokens, "schema": schema}
+    if extra:
+        payload["extra"] = extra
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
@@ -115,6 +119,17 @@ class CallLog:
 
     async def run(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.wrap_future(self._submit("call", (fn, args)))
+
+    def submit(self, fn: Callable[..., Any], *args) -> Future:
+        """Run fn(store, *args) on the writer thread without waiting; an error is kept in
+        `last_error` (these are bookkeeping writes: a failed one must not fail a call)."""
+        fut = self._submit("call", (fn, args))
+
+        def noted(f: Future) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                self.last_error = f"{getattr(fn, '__name__', 'call')}: {f.exception()}"[:300]
+        fut.add_done_callback(noted)
+        return fut
 
     async def may_hit(self, key: str) -> bool:
         """False when no successful reply of `key` was ever logged (no query after the first)."""

@@ -1,11 +1,23 @@
-"""`LLMClient`: one profile's structured calls -- cache, concurrency, retries, format fallback.
+"""`LLMClient`: one profile's structured calls -- cache, concurrency, pacing, retries, adaptation.
 
-One logical call (`complete`) is a loop of HTTP attempts. After each attempt it either
-returns, or tries again: a reply that does not parse is retried (at most
-`max_parse_retries` times) with a correction telling the model what was wrong; a refused
-response_format falls back to the next mode of `MODES` (remembered for later calls); a
-transport failure is retried (at most `max_retries` times) after an exponential backoff with
-jitter, or after the server's `retry-after` when that is not over `max_retry_after_s`.
+One logical call (`complete`) is a loop of HTTP attempts. Each request body comes from
+`core.llm.request.chat_request` with the endpoint's capabilities record (max_tokens or
+max_completion_tokens, temperature or not, reasoning_effort, strict json_schema ...) and goes
+through the endpoint's rate gate (`core.pacing`, one per endpoint in the process). After each
+attempt the call either returns or, by what `core.llm.failures.classify` reads from the error
+body, tries again:
+
+* a reply that does not parse is retried (at most `max_parse_retries` times) with a correction;
+* a 429 rate limit pauses the endpoint's gate for the time it asks and goes again -- never
+  counted as a failure (a call gives up only when one 429 asks for more than
+  `max_retry_after_s`, or 429s went on for `max_rate_limit_wait_s`);
+* a refused parameter (unsupported_parameter / unsupported_value / invalid_json_schema) is
+  learned once in the capabilities record and the request sent again as adapted;
+* a refused response_format falls back to the next mode of `MODES` (remembered per endpoint);
+* a context-length, auth, unknown-model, quota or other 4xx error fails the call at once with
+  the server's message and a hint;
+* a transport failure (5xx, timeouts, dropped connections) is retried (at most `max_retries`
+  times) after an exponential backoff with jitter, or after the server's `retry-after`.
 """
 from __future__ import annotations
 
@@ -22,12 +34,19 @@ from pydantic import BaseModel
 
 from core.config import Profile, resolve_api_key
 from core.errors import ShoalError
+from core import pacing
 from core.llm.calllog import CallLog, canonical_json, payload_hash, successful_replies
-from core.llm.formats import MODES, messages_for, response_format_param, schema_of
+from core.llm.capabilities import Capabilities
+from core.llm.endpoint import EndpointLink
+from core.llm.failures import classify
+from core.llm.formats import MODES, schema_of
 from core.llm.parsing import parse_reply
-from core.llm.transport import Attempt, format_rejected, post_chat, retryable, short_error
+from core.llm.request import chat_request
+from core.llm.transport import Attempt, post_chat, short_error
 from core.prices import estimate_cost, load_prices
 from core.store import Store
+
+MAX_ADAPTATIONS = 6   # parameter refusals learned within one call (each a different parameter)
 
 T = TypeVar("T")
 
@@ -64,7 +83,10 @@ class _CallProgress:
     mode: str
     t0: float
     correction: list[dict] = field(default_factory=list)
-    transport_failures: int = 0
+    transport_failures: int = 0    # every HTTP-level retry, 429s included (logged as transport_retry)
+    rate_limited: int = 0
+    first_429: float | None = None
+    adaptations: int = 0
     parse_failures: int = 0
     attempts: int = 0
     prompt_tokens: int = 0
@@ -98,10 +120,12 @@ class LLMClient:
     def __init__(self, store: Store, profile: Profile, prices: dict | None = None,
                  max_concurrency: int = 8, max_retries: int = 4, max_parse_retries: int = 1, *,
                  backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0,
-                 max_retry_after_s: float = 120.0, seed: int | None = None, defer_log: bool = False):
+                 max_retry_after_s: float = 120.0, seed: int | None = None, defer_log: bool = False,
+                 max_rate_limit_wait_s: float = 3600.0, rate_gate: pacing.RateGate | None = None):
         """`defer_log`: a call returns without waiting for its `llm_calls` row to be committed
         (its id is reserved up front, rows are committed in batches); the caller then awaits
-        `flush_log()` before it relies on the rows being in the database."""
+        `flush_log()` before it relies on the rows being in the database. `rate_gate`: pace with
+        this gate instead of the process's gate for the endpoint (tests)."""
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
         if not profile.base_url:
@@ -116,11 +140,13 @@ class LLMClient:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.max_retry_after_s = max_retry_after_s
+        self.max_rate_limit_wait_s = max_rate_limit_wait_s
+        self._own_gate = rate_gate
+        self._link: EndpointLink | None = None
         self.model = profile.model
         self._api_key = resolve_api_key(profile)   # kept in memory only
         fixed = profile.response_format
         self._fixed_mode = None if fixed == "auto" else fixed
-        self._mode = self._fixed_mode or MODES[0]
         self._rng = random.Random(seed)
         self._states: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = \
             weakref.WeakKeyDictionary()
@@ -129,13 +155,43 @@ class LLMClient:
         weakref.finalize(self, self._log_writer.close)
         self._model_lock: asyncio.Lock | None = None
         self.counters: dict[str, int] = {"requests": 0, "cache_hits": 0, "transport_retries": 0,
-                                         "parse_retries": 0, "fallbacks": 0, "failures": 0}
+                                         "parse_retries": 0, "fallbacks": 0, "failures": 0,
+                                         "rate_limited": 0, "adaptations": 0}
 
     # -- public -------------------------------------------------------------
     @property
     def mode(self) -> str:
         """The structured-output mode new calls start with."""
-        return self._mode
+        if self._fixed_mode is not None:
+            return self._fixed_mode
+        return self._link.caps()[0].current if self._link is not None else MODES[0]
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        """What this client's endpoint is known to accept (None before the model is known)."""
+        return self._link.caps()[0] if self._link is not None else None
+
+    def pacing(self) -> dict | None:
+        """The endpoint's rate gate right now (limits, tokens per minute, waiting, 429s)."""
+        return self._link.stats() if self._link is not None else None
+
+    def request_body(self, messages: list[dict], schema: type[BaseModel], mode: str | None = None,
+                     correction: list[dict] | None = None) -> dict:
+        """The body the online path would POST for this call (model included) in `mode` (default:
+        the mode new calls start with), with an optional parse correction appended: what a Batch
+        API line carries as its `body`. Built by `core.llm.request.chat_request`, the one function
+        that decides request parameters."""
+        if not self.model:
+            raise ShoalError(f"The {self.profile.role} profile has no model name: set it, or make one call first.")
+        link = self._link_for_model()
+        link.load_sync()
+        caps = link.caps()[0]
+        return chat_request(self.profile, self.model, caps, mode or self._fixed_mode or caps.current, messages,
+                            schema, schema_of(schema), correction or ())
+
+    def cache_key(self, messages: list[dict], schema: type[BaseModel]) -> str:
+        """The llm_calls payload hash of the call `complete(messages, schema)` (its cache key)."""
+        return self._payload_key(messages, schema_of(schema))
 
     async def complete(self, messages: list[dict], schema: type[BaseModel], *,
                        role: str | None = None, cache: bool = True) -> CallResult:
@@ -144,6 +200,8 @@ class LLMClient:
         role = role or self.profile.role
         state = self._state()
         model_error = await self._ensure_model(state)
+        if not model_error:
+            await self._ensure_link()
         schema_json = schema_of(schema)
         key = self._payload_key(messages, schema_json)
         if model_error:
@@ -185,7 +243,10 @@ class LLMClient:
         await self._log_writer.flush()
 
     def close(self) -> None:
-        """Stop the log-writer thread after it has written everything queued."""
+        """Stop the log-writer thread after it has written everything queued (the endpoint's
+        last pacing snapshot included)."""
+        if self._link is not None and self._link.gate.stats().requests_total:
+            self._link.save_pacing(force=True)
         self._log_writer.close()
 
     def test_connection(self) -> dict:
@@ -242,10 +303,28 @@ class LLMClient:
             self.model = ids[0]
         return None
 
+    def _link_for_model(self) -> EndpointLink:
+        if self._link is None or self._link.model != self.model:
+            self._link = EndpointLink(self.store, self.profile, self.model, self._log_writer,
+                                      self.max_concurrency, self._own_gate)
+        return self._link
+
+    async def _ensure_link(self) -> None:
+        """The shared capabilities record and rate gate of this endpoint, loaded from DuckDB once."""
+        link = self._link_for_model()
+        if not link.endpoint.loaded:
+            await link.load()
+
+    def remember_mode(self, mode: str) -> None:
+        """Start later calls in `mode` (a connection test found it to be the best enforced)."""
+        if self._fixed_mode is None and self._link is not None:
+            self._link.start_from(mode)
+
     # -- cache and log ---------------------------------------------------------
     def _payload_key(self, messages: list[dict], schema_json: dict | None) -> str:
+        extra = {"reasoning_effort": self.profile.reasoning_effort} if self.profile.reasoning_effort else None
         return payload_hash(self.profile.base_url, self.model, messages, self.profile.temperature,
-                            self.profile.max_tokens, schema_json)
+                            self.profile.max_tokens, schema_json, extra)
 
     async def _cached_or_inflight(self, state: _LoopState, key: str,
                                   schema: type[BaseModel]) -> CallResult | None:
@@ -278,19 +357,28 @@ class LLMClient:
         return await self._log_writer.insert(row, success=success)
 
     # -- one logical call ---------------------------------------------------------
+    def _mode_now(self, mode: str) -> str:
+        """The call's mode, or the endpoint's when another call has learned a weaker one since."""
+        if self._fixed_mode is not None or self._link is None:
+            return mode
+        current = self._link.caps()[0].current
+        return current if MODES.index(current) > MODES.index(mode) else mode
+
     async def _complete_uncached(self, state: _LoopState, key: str, messages: list[dict],
                                  schema: type[BaseModel], schema_json: dict, role: str,
                                  t0: float) -> CallResult:
-        call = _CallProgress(self._mode, t0)
+        call = _CallProgress(self.mode, t0)
         while True:
-            sent = messages_for(call.mode, messages, schema) + call.correction
-            out = await self._attempt(state, key, role, sent, schema, schema_json, call.mode, call.meta())
+            call.mode = self._mode_now(call.mode)
+            out = await self._attempt(state, key, role, messages, schema, schema_json, call.mode, call.meta(),
+                                      call.correction)
             call.add(out)
-            if out.kind != "http" and call.mode != self._mode and self._fixed_mode is None:
-                self._mode = call.mode   # the server accepted this mode: start there from now on
+            if out.kind != "http" and self._link is not None:
+                self._link.accepted(out.caps_version)   # the server took this request as built
             if out.kind == "ok":
                 return call.result(out, True)
-            again = self._retry_parse(call, out) if out.kind == "parse" else await self._retry_http(call, out)
+            again = self._retry_parse(call, out) if out.kind == "parse" else \
+                await self._retry_http(call, out, role)
             if not again:
                 self.counters["failures"] += 1
                 return call.result(out, False)
@@ -298,29 +386,65 @@ class LLMClient:
     def _retry_parse(self, call: _CallProgress, out: Attempt) -> bool:
         """After a reply that did not parse or validate: ask again with a correction, or give up."""
         call.parse_failures += 1
-        if call.parse_failures > self.max_parse_retries:
+        if call.parse_failures > self.max_parse_retries or (out.error or "").startswith("empty reply"):
             return False
         self.counters["parse_retries"] += 1
         call.correction = parse_correction(out.text, out.error)
         return True
 
-    async def _retry_http(self, call: _CallProgress, out: Attempt) -> bool:
-        """After an HTTP-level failure: fall back to the next mode at once, or wait and retry the
-        same request, or give up (then `out.error` says why)."""
-        if format_rejected(out, call.mode) and self._fixed_mode is None:
+    async def _retry_http(self, call: _CallProgress, out: Attempt, role: str) -> bool:
+        """After an HTTP-level failure, by what the error body says: wait out a rate limit,
+        adapt a refused parameter, fall back to the next mode, back off and retry -- or give up
+        (then `out.error` says why, with a hint for the errors no retry can fix)."""
+        failure = out.failure or classify(out, call.mode, role, self.model)
+        if failure.kind == "rate_limited":
+            return self._after_rate_limit(call, out)
+        if failure.kind == "unsupported":
+            if self._link is not None and call.adaptations < MAX_ADAPTATIONS and self._link.adapt(out):
+                call.adaptations += 1
+                self.counters["adaptations"] += 1
+                return True
+            out.error = f"{out.error} (refused although already adapted to it)"
+            return False
+        if failure.kind == "format_rejected":
+            if self._fixed_mode is not None or call.mode == "text":
+                return False
+            if self._link is not None:
+                self._link.drop_mode(call.mode)
             call.mode = MODES[MODES.index(call.mode) + 1]
             self.counters["fallbacks"] += 1
             return True
-        if not retryable(out) or call.transport_failures >= self.max_retries:
+        if failure.kind == "fatal":
+            if failure.hint:
+                out.error = f"{out.error} (hint: {failure.hint})"
+            return False
+        if call.transport_failures - call.rate_limited >= self.max_retries:
             return False
         call.transport_failures += 1
-        delay = self._delay(call.transport_failures, out.retry_after)
+        delay = self._delay(call.transport_failures - call.rate_limited, out.retry_after)
         if delay is None:
             out.error = f"{out.error} (retry-after {out.retry_after:.0f}s is over the "\
                         f"{self.max_retry_after_s:.0f}s limit)"
             return False
         self.counters["transport_retries"] += 1
         await asyncio.sleep(delay)
+        return True
+
+    def _after_rate_limit(self, call: _CallProgress, out: Attempt) -> bool:
+        """A 429 (the gate is already paused for the time it asks): go again, unless the wait
+        asked is over `max_retry_after_s` or 429s went on for `max_rate_limit_wait_s`."""
+        now = time.perf_counter()
+        if out.retry_after is not None and out.retry_after > self.max_retry_after_s:
+            out.error = f"{out.error} (retry-after {out.retry_after:.0f}s is over the "\
+                        f"{self.max_retry_after_s:.0f}s limit)"
+            return False
+        call.first_429 = call.first_429 if call.first_429 is not None else now
+        if now - call.first_429 > self.max_rate_limit_wait_s:
+            out.error = f"{out.error} (still rate limited after {now - call.first_429:.0f}s)"
+            return False
+        call.transport_failures += 1
+        call.rate_limited += 1
+        self.counters["rate_limited"] += 1
         return True
 
     def _delay(self, failures: int, retry_after: float | None) -> float | None:
@@ -331,56 +455,50 @@ class LLMClient:
         ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (failures - 1))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
-    # -- the request body: one place for the online and the batch path -----------------
-    def chat_params(self, messages: list[dict], schema: type[BaseModel] | None,
-                    schema_json: dict | None, mode: str) -> dict[str, Any]:
-        """The chat-completions body (all but the model) of one attempt sending `messages` as
-        they are, asking for `schema` in `mode`. The one function that decides the request's
-        parameters: online attempts post it, batch lines carry it."""
-        rf = response_format_param(mode, schema, schema_json) if schema is not None else None
-        body: dict[str, Any] = {"messages": messages, "temperature": self.profile.temperature,
-                                "max_tokens": self.profile.max_tokens}
-        if rf is not None:
-            body["response_format"] = rf
-        return body
-
-    def request_body(self, messages: list[dict], schema: type[BaseModel], mode: str | None = None,
-                     correction: list[dict] | None = None) -> dict[str, Any]:
-        """The full body (model included) the online path would post for the call
-        `complete(messages, schema)` in `mode` (default: the client's current mode), with an
-        optional parse correction appended: what a batch line sends."""
-        mode = mode or self._mode
-        sent = messages_for(mode, messages, schema) + list(correction or [])
-        return {"model": self.model, **self.chat_params(sent, schema, schema_of(schema), mode)}
-
-    def cache_key(self, messages: list[dict], schema: type[BaseModel]) -> str:
-        """The llm_calls payload hash of the call `complete(messages, schema)` (its cache key)."""
-        return self._payload_key(messages, schema_of(schema))
-
     # -- one HTTP attempt ---------------------------------------------------------
     async def _attempt(self, state: _LoopState, key: str, role: str, messages: list[dict],
                        schema: type[BaseModel] | None, schema_json: dict | None, mode: str,
-                       meta: dict) -> Attempt:
-        """One HTTP request (holding a concurrency slot), parsed, then logged (without the slot)."""
+                       meta: dict, correction: list[dict] = (), instruct: bool = True) -> Attempt:
+        """One HTTP request (holding a concurrency slot and a permit of the endpoint's rate
+        gate), parsed, then logged (without either). `instruct`: describe the schema in the
+        prompt in the modes that need it (the connection probe asks without)."""
+        link = self._link_for_model()
+        caps, version = link.caps()
+        request = chat_request(self.profile, self.model, caps, mode, messages, schema, schema_json,
+                               correction, instruct=instruct)
         async with state.semaphore:
-            out, request, logged_mode = await self._request(state, messages, schema, schema_json, mode, meta)
-        out.call_id = await self._log(key, role, request, logged_mode, out)
+            permit = await link.acquire(request)
+            try:
+                out = await self._request(state, request, schema, caps)
+            except BaseException:
+                permit.finish(status=0, congested=False)     # cancelled: says nothing about the server
+                raise
+            out.failure = None if out.kind != "http" else classify(out, mode, role, self.model)
+            # a 429 asking for more than we will wait fails the call; it does not pause everyone
+            pause = out.failure is not None and out.failure.kind == "rate_limited" and \
+                not (out.retry_after is not None and out.retry_after > self.max_retry_after_s)
+            link.release(permit, out, rate_limited=pause)
+        out.caps_version = version
+        logged = {k: v for k, v in request.items() if k != "model"}
+        out.call_id = await self._log(key, role, {**logged, **meta}, mode if "response_format" in request else "text", out)
         return out
 
-    async def _request(self, state: _LoopState, messages: list[dict], schema: type[BaseModel] | None,
-                       schema_json: dict | None, mode: str, meta: dict) -> tuple[Attempt, dict, str]:
-        """Send one request; (its outcome with the reply parsed, the request as logged, the
-        mode as logged: "text" when no response_format was sent)."""
-        body = self.chat_params(messages, schema, schema_json, mode)
-        rf = body.get("response_format")
+    async def _request(self, state: _LoopState, request: dict, schema: type[BaseModel] | None,
+                       caps: Capabilities) -> Attempt:
+        """Send one request; its outcome with the reply parsed."""
         self.counters["requests"] += 1
-        out = await post_chat(state.client, self.model, body)
+        out = await post_chat(state.client, request)
         if out.kind == "ok":
             out.cost_usd = estimate_cost(self.model, out.prompt_tokens, out.completion_tokens, self.prices)
             if schema is not None:
-                out.parsed, out.error = parse_reply(out.text, schema, out.finish_reason == "length")
+                truncated = out.finish_reason == "length"
+                out.parsed, out.error = parse_reply(out.text, schema, truncated)
                 out.kind = "ok" if out.error is None else "parse"
-        return out, {**body, **meta}, mode if rf else "text"
+                if out.error and truncated and not out.text and caps.reasoning_effort:
+                    var = f"SHOAL_{self.profile.role.upper()}"
+                    out.error = (f"empty reply: the model's reasoning used all {out.completion_tokens} "
+                                 f"output tokens; raise {var}_MAX_TOKENS or lower {var}_REASONING_EFFORT")
+        return out
 
 
 def parse_correction(text: str | None, error: str | None) -> list[dict]:

@@ -1,6 +1,8 @@
 """How a schema is asked for in each structured-output mode.
 
-`json_schema` sends the schema as OpenAI's response_format; `json_object` sends
+`json_schema` sends the schema as OpenAI's response_format, with `"strict": true` where the
+server takes it (the schema sent is then `strict_schema_of`: every object closed and every
+property required, what OpenAI's strict mode demands); `json_object` sends
 `{"type": "json_object", "schema": ...}` (what llama.cpp-style servers constrain with);
 `text` sends no response_format and appends the schema to the last user message instead.
 """
@@ -20,6 +22,32 @@ def schema_of(schema: type[BaseModel]) -> dict:
     """The model's JSON schema, built once per class (pydantic takes about a millisecond).
     Shared: callers must not modify it."""
     return schema.model_json_schema()
+
+
+def strict_schema(schema: dict) -> dict:
+    """A copy of a JSON schema fit for OpenAI's strict mode: on every object
+    `additionalProperties: false` and every property in `required` (a field with a default is
+    then always sent, which the pydantic model still accepts); `default` values dropped (strict
+    mode does not take them)."""
+    if isinstance(schema, list):
+        return [strict_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: strict_schema(v) for k, v in schema.items() if k != "default"}
+    for key in ("properties", "$defs", "definitions"):      # mappings of name -> schema
+        if isinstance(schema.get(key), dict):
+            out[key] = {k: strict_schema(v) for k, v in schema[key].items()}
+    is_object = schema.get("type") == "object" or "properties" in schema
+    if is_object:
+        out["additionalProperties"] = False
+        out["required"] = list((schema.get("properties") or {}).keys())
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def strict_schema_of(schema: type[BaseModel]) -> dict:
+    """`strict_schema` of the model's schema, built once per class. Shared: do not modify."""
+    return strict_schema(schema_of(schema))
 
 
 def schema_instruction(schema_json: dict) -> str:
@@ -49,9 +77,13 @@ def messages_for(mode: str, messages: list[dict], schema: type[BaseModel]) -> li
     return messages if mode == "json_schema" else with_instruction(messages, instruction_of(schema))
 
 
-def response_format_param(mode: str, schema: type[BaseModel], schema_json: dict) -> dict | None:
+def response_format_param(mode: str, schema: type[BaseModel], schema_json: dict,
+                          strict: bool = True) -> dict | None:
     if mode == "json_schema":
         name = re.sub(r"[^A-Za-z0-9_-]", "_", schema.__name__)[:64] or "reply"
+        if strict:
+            return {"type": "json_schema", "json_schema": {"name": name, "schema": strict_schema_of(schema),
+                                                           "strict": True}}
         return {"type": "json_schema", "json_schema": {"name": name, "schema": schema_json, "strict": False}}
     if mode == "json_object":
         return {"type": "json_object", "schema": schema_json}

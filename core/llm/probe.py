@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from core.llm.failures import classify
 from core.llm.formats import schema_of
-from core.llm.transport import Attempt, format_rejected
+from core.llm.transport import Attempt
 
 if TYPE_CHECKING:
     from core.llm.client import LLMClient
@@ -40,7 +41,8 @@ class _Prober:
         with_schema = mode != "text"
         out = await self.client._attempt(self.state, self.key, "test", PROBE_MESSAGES,
                                          Probe if with_schema else None,
-                                         self.schema_json if with_schema else None, mode, {"probe": mode})
+                                         self.schema_json if with_schema else None, mode, {"probe": mode},
+                                         instruct=False)
         self.report["latency_ms"] = round((time.perf_counter() - t) * 1000, 1)
         return out
 
@@ -56,13 +58,14 @@ class _Prober:
         if error:
             self.report["error"] = error
             return self.report
+        await self.client._ensure_link()
         self.key = self.client._payload_key(PROBE_MESSAGES, self.schema_json)
         structured = self.structured_modes()
         accepted = enforced = None
         for mode in structured:
             out = await self.send(mode)
             if out.kind == "http":
-                if format_rejected(out, mode):
+                if classify(out, mode).kind == "format_rejected":
                     continue           # this server does not know the mode: try the next
                 self.report["error"] = out.error
                 return self.report
@@ -91,7 +94,6 @@ async def probe_connection(client: "LLMClient") -> dict:
     await _Prober(client, report).run()
     if not report["ok"]:
         return report
-    if client._fixed_mode is None:
-        client._mode = report["mode"]
+    client.remember_mode(report["mode"])
     report["total_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return report

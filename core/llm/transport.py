@@ -2,8 +2,8 @@
 
 `post_chat` sends one request through the `openai` package and never raises for server or
 network trouble: it returns an `Attempt` whose status and short error say what happened.
-The helpers below classify a failed attempt: retry it (429, 5xx, timeouts, `retry-after`), or
-fall back to a weaker structured-output mode (the server refused the response_format).
+What a failure means (rate limit, refused parameter or format, fatal, transient) is read from
+the status and error body by `core.llm.failures.classify`.
 """
 from __future__ import annotations
 
@@ -35,6 +35,13 @@ class Attempt:
     latency_ms: float = 0.0
     call_id: int | None = None
     finish_reason: str | None = None
+    headers: Any = None           # the reply's headers (x-ratelimit-*, retry-after) for the rate gate
+    error_code: str | None = None     # OpenAI's error body: code, param, type, message
+    error_param: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    caps_version: int = 0         # the capabilities record the request was built from
+    failure: Any = None           # core.llm.failures.Failure of an HTTP-level failure
 
 
 class BadBody(Exception):
@@ -45,18 +52,20 @@ class BadBody(Exception):
         self.text = text
 
 
-async def post_chat(client: openai.AsyncOpenAI, model: str, body: dict) -> Attempt:
-    """POST one chat completion; kind "ok" with text, finish reason and tokens when a chat
-    completion came back, else kind "http" with the status, short error and body text."""
+async def post_chat(client: openai.AsyncOpenAI, request: dict) -> Attempt:
+    """POST one chat completion (`request`: the whole body, model included); kind "ok" with
+    text, finish reason and tokens when a chat completion came back, else kind "http" with the
+    status, short error, the error body's code/param/type/message and the body text."""
     out = Attempt(kind="http")
     t = time.perf_counter()
     try:
         # The body goes in extra_body (sent as is): the package's TypedDict transform of
         # messages and schema costs several ms of CPU per call and changes nothing in
         # plain JSON dicts; on 2 cores that alone capped throughput well below C/L.
-        raw = await client.chat.completions.with_raw_response.create(model=model, messages=[],
-                                                                      extra_body=body)
+        raw = await client.chat.completions.with_raw_response.create(
+            model=request["model"], messages=[], extra_body=request)
         out.status = raw.status_code
+        out.headers = raw.headers
         out.latency_ms = (time.perf_counter() - t) * 1000
         out.text, out.finish_reason, out.prompt_tokens, out.completion_tokens = \
             read_completion(raw.http_response)
@@ -66,7 +75,9 @@ async def post_chat(client: openai.AsyncOpenAI, model: str, body: dict) -> Attem
         out.status = exc.status_code
         out.error = short_error(exc)
         out.text = body_text(exc)
+        out.headers = exc.response.headers
         out.retry_after = parse_retry_after(exc.response.headers)
+        out.error_code, out.error_param, out.error_type, out.error_message = error_fields(exc)
     except openai.APIError as exc:   # timeouts, refused or dropped connections, bad bodies
         out.latency_ms = (time.perf_counter() - t) * 1000
         out.error = short_error(exc)
@@ -102,21 +113,6 @@ def read_completion(response: Any) -> tuple[str | None, str | None, int, int]:
 
     return (content if isinstance(content, str) else None, choice.get("finish_reason"),
             count("prompt_tokens"), count("completion_tokens"))
-
-
-def format_rejected(out: Attempt, mode: str) -> bool:
-    """Did the server refuse the response_format of this mode? A 400/415/422, or -- as
-    llama-cpp-python's server does for json_schema -- a 500 whose message names it."""
-    if mode == "text" or out.kind != "http" or out.status is None:
-        return False
-    if out.status in FORMAT_REJECTED_STATUS:
-        return True
-    text = f"{out.error} {out.text or ''}".lower()
-    return out.status >= 500 and ("response_format" in text or mode in text)
-
-
-def retryable(out: Attempt) -> bool:
-    return out.retryable or out.status is None or out.status in RETRYABLE_STATUS
 
 
 def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
@@ -162,6 +158,21 @@ def short_error(exc: Exception) -> str:
     if isinstance(exc, openai.APIResponseValidationError):
         return "bad response body"
     return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def error_fields(exc: openai.APIStatusError) -> tuple[str | None, str | None, str | None, str | None]:
+    """(code, param, type, message) of an error body in OpenAI's shape (the package already
+    unwraps {"error": {...}}); Nones for other shapes."""
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    if not isinstance(body, dict):
+        return None, None, None, body if isinstance(body, str) else None
+
+    def text(key: str) -> str | None:
+        value = body.get(key)
+        return None if value is None else str(value)
+    return text("code"), text("param"), text("type"), text("message")
 
 
 def body_text(exc: openai.APIStatusError) -> str | None:

@@ -160,6 +160,41 @@ def test_aimd_backs_off_when_latency_climbs_and_grows_while_it_is_flat():
     assert gate.stats().concurrency_limit <= shrunk
 
 
+def test_aimd_compares_replies_of_one_size_and_stops_once_limits_are_stated():
+    """A judge's short replies and a generator's long ones at the same fixed latency are no
+    congestion; a server whose headers state its limits is paced by them instead."""
+    clock = Clock()
+    gate = RateGate("k", adaptive=True, max_concurrency=32, initial_concurrency=32,
+                    adaptive_until_limits=True, clock=clock)
+    for i in range(400):
+        p = gate.try_acquire(100, 100)
+        clock.advance(0.5 + 0.2 * (i % 3 == 0))          # jitter, well under 2x
+        p.finish(prompt_tokens=100, completion_tokens=40 if i % 2 else 400)   # per token: 10x apart
+    assert gate.stats().concurrency_limit == 32
+    gate.observe_headers({"x-ratelimit-limit-tokens": "200000", "x-ratelimit-remaining-tokens": "199000"})
+    p = gate.try_acquire(1, 1)
+    p.finish(status=503)                                 # no longer adapted: the limits pace
+    assert gate.stats().concurrency_limit == 32 and gate.stats().tpm_limit == 200000
+
+
+def test_the_window_is_learned_from_reset_headers():
+    clock = Clock()
+    gate = RateGate("k", clock=clock)
+    # a 200k-per-6s limit: 20k used refills in 0.6 s (reset = used x window / limit)
+    for used in (20000, 50000, 30000):
+        gate.observe_headers({"x-ratelimit-limit-tokens": "200000",
+                              "x-ratelimit-remaining-tokens": str(200000 - used),
+                              "x-ratelimit-reset-tokens": f"{used * 6 / 200000 * 1000:.0f}ms"})
+    s = gate.stats()
+    assert s.window_s == pytest.approx(6.0) and s.tpm_limit == 200000
+    # the bucket refills at 200k per 6 s now: 33.3k tokens a second
+    assert gate.try_acquire(200000 - 50000 + 33333) == pytest.approx(1.0, rel=0.01)
+    # a reply with almost nothing used says nothing about the window (the reset is rounded)
+    gate.observe_headers({"x-ratelimit-limit-tokens": "200000", "x-ratelimit-remaining-tokens": "199990",
+                          "x-ratelimit-reset-tokens": "1ms"})
+    assert gate.stats().window_s == pytest.approx(6.0)
+
+
 def test_async_waiters_are_served_in_order_and_the_wait_is_counted():
     async def main():
         gate = RateGate("k", tpm=600, window_s=1.0)     # 600 tokens a second
