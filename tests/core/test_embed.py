@@ -66,7 +66,8 @@ def test_embed_cache_hit_and_partial_reembed(store, model):
     snips = stdlib_snippets(40)
     store.insert_df("snippets", snips)
     progress = []
-    r1 = embed.embed_corpus(store, batch_size=8, progress=lambda d, t, n: progress.append((d, t)))
+    r1 = embed.embed_corpus(store, backend="torch", batch_size=8,
+                            progress=lambda d, t, n: progress.append((d, t)))
     assert r1.n_embedded == len(snips) and r1.n_cached == 0 and r1.max_seq_length == 256
     assert progress[-1] == (len(snips), len(snips))
     ids, X, key = embed.load_embeddings(store)
@@ -80,14 +81,14 @@ def test_embed_cache_hit_and_partial_reembed(store, model):
 
     # re-run: nothing new is embedded, and the model is not even needed
     n_before = store.scalar("SELECT count(*) FROM embeddings")
-    r2 = embed.embed_corpus(store, batch_size=8)
+    r2 = embed.embed_corpus(store, backend="torch", batch_size=8)
     assert (r2.n_embedded, r2.n_cached) == (0, len(snips))
     assert store.scalar("SELECT count(*) FROM embeddings") == n_before
 
     # change one snippet's code: exactly one new vector
     sid = ids[3]
     store.execute("UPDATE snippets SET code = code || '\n# changed' WHERE id = ?", [sid])
-    r3 = embed.embed_corpus(store, batch_size=8)
+    r3 = embed.embed_corpus(store, backend="torch", batch_size=8)
     assert r3.n_embedded == 1
     status = embed.embedding_status(store)
     assert status == {"model_key": "all-MiniLM-L6-v2", "n_snippets": len(snips), "n_embedded": len(snips)}
@@ -103,17 +104,17 @@ def test_cancel_keeps_finished_chunks(store, model):
             cancel.set()
 
     with pytest.raises(Cancelled):
-        embed.embed_corpus(store, batch_size=2, progress=progress, cancel=cancel)
+        embed.embed_corpus(store, backend="torch", batch_size=2, progress=progress, cancel=cancel)
     kept = store.scalar("SELECT count(*) FROM embeddings")
     assert kept == 16
-    r = embed.embed_corpus(store, batch_size=8)
+    r = embed.embed_corpus(store, backend="torch", batch_size=8)
     assert r.n_cached == 16 and r.n_embedded == len(snips) - 16
 
 
 def test_unknown_model_is_a_clear_error(store):
     store.insert_df("snippets", stdlib_snippets(3))
     with pytest.raises(ShoalError, match="Cannot load the embedding model"):
-        embed.embed_corpus(store, model="/nonexistent/model-folder")
+        embed.embed_corpus(store, model="/nonexistent/model-folder", backend="torch")
     with pytest.raises(ShoalError, match="Nothing is embedded yet"):
         embed.load_embeddings(store)
 
@@ -122,7 +123,7 @@ def test_fast_backend_matches_torch(store, model, tmp_path, monkeypatch):
     monkeypatch.setenv("SHOAL_CACHE_DIR", str(tmp_path / "cache"))
     snips = stdlib_snippets(24)
     store.insert_df("snippets", snips)
-    embed.embed_corpus(store, batch_size=8)
+    embed.embed_corpus(store, backend="torch", batch_size=8)
     r = embed.embed_corpus(store, batch_size=8, backend="fast")
     assert r.model_key == "all-MiniLM-L6-v2+onnx-int8" and r.n_embedded == len(snips)
     _, A, _ = embed.load_embeddings(store, "all-MiniLM-L6-v2")
