@@ -55,10 +55,16 @@ def _kill_tree(proc: subprocess.Popen) -> None:
             pass
     proc.wait(30)
     deadline = time.time() + 30
-    while time.time() < deadline and any(Path(f"/proc/{c}").exists() and
-                                         "Z" not in Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1][:3]
-                                         for c in children if Path(f"/proc/{c}").exists()):
+    while time.time() < deadline and any(_alive(c) for c in children):
         time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 @pytest.mark.slow
