@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[local,fast,test]"
+	$(BIN)/python -m pip install -q -e ".[local,fast,ray,test]"
 	@touch $(STAMP)
 
 # System packages the tests need (Debian): chromium + driver for the browser tests; node, a JDK, g++ and

@@ -31,29 +31,68 @@ def _read_ids(path: Optional[Path]) -> list[str] | None:
     return ids
 
 
+def _print_import(result) -> None:
+    console.print(f"model key [bold]{result.model_key}[/]: {result.n_imported} vectors imported "
+                  f"({result.dim}-d), {result.n_already_cached} already cached, {result.n_unknown} rows for "
+                  f"snippets not in this corpus, {result.n_bad} bad rows of {result.n_rows}", highlight=False)
+    for reason, n in sorted(result.bad_reasons.items(), key=lambda kv: -kv[1]):
+        console.print(f"  {n} bad: {reason}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
 
     @app.command()
     def embed(ctx: typer.Context,
               model: Optional[str] = typer.Option(None, "--model", help="sentence-transformers model name or "
-                                                  "local folder (default: built-in all-MiniLM-L6-v2, offline)."),
+                                                  "local folder (default: built-in all-MiniLM-L6-v2, offline). "
+                                                  "With --import: the model the file's vectors belong to."),
               batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
-              backend: str = typer.Option("torch", "--backend", help="torch, or fast (int8-quantized)."),
+              backend: str = typer.Option("auto", "--backend", help="auto (fast where it agrees with torch, "
+                                          "measured once per model), torch, or fast (ONNX int8, CPU)."),
+              device: str = typer.Option("auto", "--device", help="auto (a GPU if PyTorch sees one, fp16), "
+                                         "cpu, or cuda."),
+              import_file: Optional[Path] = typer.Option(None, "--import", help="Import vectors computed "
+                                                         "elsewhere from a Parquet file (snippet_id or "
+                                                         "content_hash, vector)."),
+              engine: str = typer.Option("local", "--engine", help="local (this process) or ray."),
+              address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (--engine "
+                                                    "ray; default: start a local Ray instance)."),
+              shard_size: int = typer.Option(1024, "--shard-size", min=1, help="Texts per shard (--engine ray)."),
+              shard_dir: Optional[Path] = typer.Option(None, "--shard-dir", help="Folder of the shard files "
+                                                       "(--engine ray; default: beside the database)."),
               as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
         """Embed every snippet not embedded yet under this model (cached by text hash and model)."""
-        from core.embed import embed_corpus
         store = store_from(ctx)
+        if engine not in ("local", "ray"):
+            fail(f"Unknown --engine {engine!r}: use local or ray.")
         try:
-            with progress_bar("Embedding", enabled=not as_json) as bar:
-                result = embed_corpus(store, model=model, backend=backend, batch_size=batch_size, progress=bar)
+            with progress_bar("Importing" if import_file else "Embedding", enabled=not as_json) as bar:
+                if import_file is not None:
+                    from core.embed_import import import_vectors
+                    result = import_vectors(store, import_file, model=model, progress=bar)
+                elif engine == "ray":
+                    from core.embed_ray import embed_with_ray
+                    result = embed_with_ray(store, model=model, backend=backend, device=device, address=address,
+                                            batch_size=batch_size, shard_size=shard_size, shard_dir=shard_dir,
+                                            progress=bar)
+                else:
+                    from core.embed import embed_corpus
+                    result = embed_corpus(store, model=model, backend=backend, device=device,
+                                          batch_size=batch_size, progress=bar)
         except ShoalError as exc:
             fail(str(exc))
         if as_json:
             print_json(result.summary())
-            return
-        console.print(f"model key [bold]{result.model_key}[/]: {result.n_embedded} embedded, "
-                      f"{result.n_cached} already cached, {result.n_snippets} snippets "
-                      f"({result.seconds:.1f} s)", highlight=False)
+        elif import_file is not None:
+            _print_import(result)
+        else:
+            extra = (f", {result.n_resumed} from {result.shards_resumed} resumed shards, "
+                     f"{result.shards_written} shards on {result.n_actors} Ray actors"
+                     if engine == "ray" else "")
+            console.print(f"model key [bold]{result.model_key}[/]: {result.n_embedded} embedded, "
+                          f"{result.n_cached} already cached, {result.n_snippets} snippets{extra} "
+                          f"({result.seconds:.1f} s, {result.device})", highlight=False)
+            console.print(f"backend {result.reason}", highlight=False)
 
     @app.command("map")
     def map_cmd(ctx: typer.Context,

@@ -1,0 +1,176 @@
+"""Which backend embeds by default (``--backend auto``), and why.
+
+The fast backend (ONNX Runtime, int8 weights) is chosen wherever it agrees with PyTorch (mean
+cosine >= AGREEMENT_MIN) and PyTorch is not measurably faster (by more than SPEED_MARGIN); else
+PyTorch. With a GPU, PyTorch float16 on the GPU. The measurement is made once per model (and per
+torch / onnxruntime version), on PROBE_TEXTS real functions of the running Python's standard
+library, and remembered in ``$SHOAL_CACHE_DIR/backend-choice.json``, so later runs decide at once.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sysconfig
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.embed_device import is_gpu, resolve_device
+from core.embed_onnx import cache_dir
+from core.errors import ShoalError
+
+AGREEMENT_MIN = 0.99
+SPEED_MARGIN = 0.05  # PyTorch must be > 5 % faster to win over an agreeing fast backend
+PROBE_TEXTS = 32
+PROBE_MODULES = ("textwrap.py", "shlex.py", "fnmatch.py", "calendar.py", "heapq.py", "difflib.py",
+                 "statistics.py", "ipaddress.py", "csv.py", "pprint.py", "base64.py", "bisect.py")
+
+
+@dataclass
+class BackendChoice:
+    requested: str
+    backend: str           # torch | fast
+    device: str            # cpu | cuda[:N]
+    reason: str            # one sentence a page or the CLI can show
+    measurement: dict | None = None
+
+    def summary(self) -> dict:
+        return asdict(self)
+
+
+def probe_texts(n: int = PROBE_TEXTS) -> list[str]:
+    """`n` real functions of this interpreter's standard library, as embedded texts (deterministic)."""
+    from core.embed import snippet_text
+    root = Path(sysconfig.get_paths()["stdlib"])
+    texts: list[str] = []
+    for mod in PROBE_MODULES:
+        try:
+            src = (root / mod).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.FunctionDef):
+                code = ast.get_source_segment(src, node) or ""
+                if 80 <= len(code) <= 2500:
+                    texts.append(snippet_text(node.name, ast.get_docstring(node), code))
+                    if len(texts) >= n:
+                        return texts
+    return texts
+
+
+def _memory_path() -> Path:
+    return cache_dir() / "backend-choice.json"
+
+
+def _memory_key(model: str | None) -> str:
+    import onnxruntime
+    import torch
+    from core.embed import _model_source, model_key
+    return f"{model_key(model)}|{_model_source(model)}|torch {torch.__version__}|onnxruntime {onnxruntime.__version__}"
+
+
+def _read_memory() -> dict:
+    try:
+        return json.loads(_memory_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(key: str, record: dict) -> None:
+    path = _memory_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    memory = _read_memory()
+    memory[key] = record
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(memory, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def measure_agreement(model: str | None) -> dict:
+    """Cosine of fast vs torch vectors and both speeds on the probe texts (two interleaved rounds)."""
+    from core.embed import encode, load_model
+    texts = probe_texts()
+    models = {b: load_model(model, b) for b in ("torch", "fast")}
+    for m in models.values():
+        encode(m, texts[:4])  # warm-up
+    seconds: dict[str, list[float]] = {"torch": [], "fast": []}
+    vectors = {}
+    for _ in range(2):
+        for b, m in models.items():
+            t0 = time.perf_counter()
+            vectors[b] = encode(m, texts, 16)
+            seconds[b].append(time.perf_counter() - t0)
+    a, f = vectors["torch"], vectors["fast"]
+    cos = (a * f).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(f, axis=1), 1e-12)
+    torch_rate, fast_rate = (len(texts) / min(seconds[b]) for b in ("torch", "fast"))
+    return {"cosine_mean": round(float(cos.mean()), 5), "cosine_min": round(float(cos.min()), 5),
+            "torch_per_s": round(torch_rate, 1), "fast_per_s": round(fast_rate, 1),
+            "speed_ratio": round(fast_rate / torch_rate, 3), "n_texts": len(texts),
+            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def agreement(model: str | None, refresh: bool = False) -> dict:
+    """The remembered measurement for this model, measuring it first if there is none (or `refresh`)."""
+    key = _memory_key(model)
+    record = None if refresh else _read_memory().get(key)
+    if record is None:
+        record = measure_agreement(model)
+        _remember(key, record)
+    return record
+
+
+def remembered_agreement(model: str | None = None) -> dict | None:
+    """The measurement if one was made already (never measures; cheap enough for a page)."""
+    try:
+        return _read_memory().get(_memory_key(model))
+    except Exception:  # noqa: BLE001 - a page asking must not fail on a missing optional dependency
+        return None
+
+
+def _verdict(m: dict) -> tuple[str, str]:
+    agrees = m["cosine_mean"] >= AGREEMENT_MIN
+    torch_faster = m["speed_ratio"] < 1 - SPEED_MARGIN
+    figures = (f"mean cosine {m['cosine_mean']:.3f} to PyTorch's vectors, "
+               f"{m['fast_per_s']:.0f} vs {m['torch_per_s']:.0f} snippets/s ({m['speed_ratio']:.2f}x)")
+    if agrees and not torch_faster:
+        return "fast", f"fast (ONNX int8): it agrees with PyTorch and is not slower here ({figures})"
+    why = "it does not agree closely enough" if not agrees else "PyTorch is faster here"
+    return "torch", f"torch: the fast backend was not chosen because {why} ({figures})"
+
+
+def choose_backend(model: str | None = None, backend: str = "auto", device: str = "auto") -> BackendChoice:
+    """The backend and device that embed, with the reason (measuring agreement once if needed)."""
+    from core.embed import BACKENDS
+    wanted = (backend or "auto").strip().lower()
+    if wanted not in BACKENDS:
+        raise ShoalError(f"Unknown embedding backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+    dev = resolve_device(device)
+    if is_gpu(dev):
+        if wanted == "fast":
+            raise ShoalError("The fast backend (ONNX int8) runs on the CPU: use --backend torch or auto "
+                             "with a GPU, or --device cpu.")
+        return BackendChoice(wanted, "torch", dev, f"torch float16 on {dev}: a GPU is in use")
+    if wanted != "auto":
+        return BackendChoice(wanted, wanted, dev, f"{wanted}: asked for")
+    try:
+        m = agreement(model)
+    except ShoalError as exc:  # e.g. a model the fast backend cannot run
+        return BackendChoice("auto", "torch", dev, f"torch: the fast backend cannot run this model ({exc})")
+    except ImportError as exc:
+        return BackendChoice("auto", "torch", dev, f"torch: the fast backend is not installed ({exc})")
+    chosen, reason = _verdict(m)
+    return BackendChoice("auto", chosen, dev, reason, m)
+
+
+def default_backend_note(model: str | None = None) -> str:
+    """One sentence for the Map page: what `auto` uses for this model and why (never measures)."""
+    if resolve_device("auto") != "cpu":
+        return "Backend auto: PyTorch float16 on the GPU."
+    m = remembered_agreement(model)
+    if m is None:
+        return ("Backend auto: the first embedding measures once whether the fast ONNX int8 backend "
+                f"agrees with PyTorch (mean cosine >= {AGREEMENT_MIN}) and is not slower, and uses it if so.")
+    return "Backend auto uses " + _verdict(m)[1] + "."
