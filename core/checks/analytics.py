@@ -14,11 +14,13 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+import duckdb
 import numpy as np
 import pandas as pd
 
 from core.review import agreement, latest_map_id
 from core.store import Store
+from core.vectors import store_vectors
 
 # Magicoder's ten categories, with a short description to embed.
 CATEGORIES: dict[str, str] = {
@@ -96,8 +98,8 @@ def default_embedder(store: Store | None = None) -> Embedder:
             by_hash = dict(zip(hashes, texts))
             vecs = embed.encode(embed.load_model(None), [by_hash[h] for h in missing])  # only when needed
             try:
-                store.write(lambda cur: embed._store_vectors(store, key, missing, vecs))
-            except Exception:  # a read-only store still gets its analytics
+                store_vectors(store, key, missing, vecs)
+            except duckdb.Error:  # a read-only store still gets its analytics
                 pass
             have.update(zip(missing, vecs))
         return np.stack([have[h] for h in hashes]).astype(np.float32)

@@ -35,6 +35,7 @@ from core.checks.neardup import groups_around_keepers
 from core.errors import MissingDependency, ShoalError
 from core.progress import ProgressFn, check_cancel, report
 from core.store import Store
+from core.vectors import missing_hashes, store_vectors
 
 DUP_KIND = "semantic_duplicate"
 LEAK_KIND = "semantic_decontamination"
@@ -67,7 +68,7 @@ def text_vectors(store: Store, texts: Sequence[str], model: str | None = None, b
     texts = [t[:EMBED_CHARS] for t in texts]
     hashes = [embed.text_hash(t) for t in texts]
     unique = dict(zip(hashes, texts))
-    missing = embed._missing_hashes(store, key, list(unique)) if unique else set()
+    missing = missing_hashes(store, key, list(unique)) if unique else set()
     todo = sorted(missing, key=lambda h: -len(unique[h]))
     report(progress, 0, len(todo), f"{len(unique) - len(todo)} cached, {len(todo)} to embed")
     if todo:
@@ -76,7 +77,7 @@ def text_vectors(store: Store, texts: Sequence[str], model: str | None = None, b
         for s in range(0, len(todo), chunk):
             check_cancel(cancel)
             part = todo[s:s + chunk]
-            embed._store_vectors(store, key, part, embed.encode(st_model, [unique[h] for h in part], batch_size))
+            store_vectors(store, key, part, embed.encode(st_model, [unique[h] for h in part], batch_size))
             report(progress, min(s + chunk, len(todo)), len(todo), "embedding")
         store.checkpoint()
     vectors = _cached(store, key, hashes)
