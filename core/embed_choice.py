@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from core.embed_device import is_gpu, resolve_device
+from core.embed_model import BACKENDS, _model_source, encode, load_model, model_key, snippet_text
 from core.embed_onnx import cache_dir
 from core.errors import ShoalError
 
@@ -43,7 +44,6 @@ class BackendChoice:
 
 def probe_texts(n: int = PROBE_TEXTS) -> list[str]:
     """`n` real functions of this interpreter's standard library, as embedded texts (deterministic)."""
-    from core.embed import snippet_text
     root = Path(sysconfig.get_paths()["stdlib"])
     texts: list[str] = []
     for mod in PROBE_MODULES:
@@ -68,7 +68,6 @@ def _memory_path() -> Path:
 def _memory_key(model: str | None) -> str:
     import onnxruntime
     import torch
-    from core.embed import _model_source, model_key
     return f"{model_key(model)}|{_model_source(model)}|torch {torch.__version__}|onnxruntime {onnxruntime.__version__}"
 
 
@@ -91,7 +90,6 @@ def _remember(key: str, record: dict) -> None:
 
 def measure_agreement(model: str | None) -> dict:
     """Cosine of fast vs torch vectors and both speeds on the probe texts (two interleaved rounds)."""
-    from core.embed import encode, load_model
     texts = probe_texts()
     models = {b: load_model(model, b) for b in ("torch", "fast")}
     for m in models.values():
@@ -143,7 +141,6 @@ def _verdict(m: dict) -> tuple[str, str]:
 
 def choose_backend(model: str | None = None, backend: str = "auto", device: str = "auto") -> BackendChoice:
     """The backend and device that embed, with the reason (measuring agreement once if needed)."""
-    from core.embed import BACKENDS
     wanted = (backend or "auto").strip().lower()
     if wanted not in BACKENDS:
         raise ShoalError(f"Unknown embedding backend {backend!r}; use one of {', '.join(BACKENDS)}.")
