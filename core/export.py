@@ -86,8 +86,27 @@ def _left_out_by_verdict(effective: str | None, decided_by: str | None, include_
     return "not accepted (and judge did not pass it)" if include_judged else "not accepted by a reviewer"
 
 
+def _team_view(store: Store) -> tuple[dict[int, list[dict]], dict[int, tuple[str, int, str | None]]]:
+    """Every reviewer's response per example, and (status, needed, adjudicator) of examples that
+    have responses or assignments (the others are plain one-reviewer examples)."""
+    responses: dict[int, list[dict]] = {}
+    for gid, reviewer, verdict in store.execute(
+            "SELECT generation_id, reviewer, verdict FROM review_responses ORDER BY generation_id, updated_at, reviewer"
+    ).fetchall():
+        responses.setdefault(int(gid), []).append({"reviewer": reviewer, "verdict": verdict})
+    status = {int(g): (st, int(n), adj) for g, st, n, adj in store.execute(
+        "SELECT generation_id, status, needed, adjudicator FROM review_team_status "
+        "WHERE needed > 1 OR generation_id IN (SELECT generation_id FROM review_responses)").fetchall()}
+    return responses, status
+
+
+_WAITING = {"conflict": "reviewers disagree (waiting for adjudication)",
+            "pending": "waiting for more reviewers (overlap)"}
+
+
 def select_rows(store: Store, include_judged: bool = False, apply_checks: bool = True) -> ExportSelection:
-    """Which examples leave Shoal, with the reason every other one stays."""
+    """Which examples leave Shoal, with the reason every other one stays. An example that needs
+    several reviewers leaves only with their agreed or adjudicated verdict, never on the judge's."""
     from core.checks.examples import load_examples
     from core.checks.results import blocking_checks, current_checks
 
@@ -98,10 +117,15 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
     if not cur.empty:
         sel.n_overridden = int((cur["overridden"].fillna(False).astype(bool) & ~cur["passed"].astype(bool)).sum())
     effective = effective_verdicts(store)
+    responses, team = _team_view(store)
     for r in ex.itertuples(index=False):
         verdict = r.verdict if isinstance(r.verdict, str) else None
         judge = _judge_verdict(r.judge_overall)
-        reason = _left_out_by_verdict(*effective.get(int(r.generation_id), (None, None)), include_judged)
+        eff, by = effective.get(int(r.generation_id), (None, None))
+        status, needed, adjudicator = team.get(int(r.generation_id), (None, 1, None))
+        reason = _left_out_by_verdict(eff, by, include_judged)
+        if not reason and needed > 1 and by != "human":
+            reason = _WAITING.get(status, "waiting for more reviewers (overlap)")
         if reason:
             sel.excluded[reason] += 1
             continue
@@ -125,6 +149,9 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
                 "judge_verdict": judge, "review_verdict": verdict, "reviewer": _s(r.reviewer),
                 "edited": r.edited_fields is not None and not (isinstance(r.edited_fields, float)),
                 "prompt_version": prompt,
+                "reviews": responses.get(int(r.generation_id), []),
+                "review_status": status or ("decided" if verdict in ("accepted", "rejected") else "judge only"),
+                "adjudicator": adjudicator,
             },
         })
     return sel
@@ -219,11 +246,45 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
                        f"result {json.dumps({k: v for k, v in run['summary'].items() if k != 'flagged'})}.")
         else:
             out.append("Not run.")
+    out += ["", "## Reviewers and agreement", ""] + _review_section(store)
     out += ["", "## Provenance", "",
             "Every row carries `provenance`: generation_id, snippet_id, source, repo, path, url, func_name, "
-            "task, language, generator_model, judge_model, judge_verdict, review_verdict, reviewer, edited, "
-            "prompt_version.", ""]
+            "task, language, generator_model, judge_model, judge_verdict, review_verdict (the final human "
+            "verdict), reviewer (who it is signed by), edited, prompt_version, reviews (every reviewer's own "
+            "verdict), review_status (decided / agreed / resolved) and adjudicator.", ""]
     return "\n".join(out)
+
+
+def _fmt(v: float | None) -> str:
+    return "undefined" if v is None else f"{v:.3f}"
+
+
+def _review_section(store: Store) -> list[str]:
+    """Who reviewed, with how much overlap, and how well people (and the judge) agreed."""
+    from core.review.agreement import agreement
+    from core.review.assign import overlap_summary
+    from core.review.people import people_agreement
+    from core.review.responses import status_counts
+
+    ov, ppl, st = overlap_summary(store), people_agreement(store), status_counts(store)
+    lines = [f"- Reviewers: {len(ppl['reviewers'])}" + (f" ({', '.join(ppl['reviewers'])})" if ppl["reviewers"] else "")
+             + ".",
+             f"- Overlap: {ov['overlap_examples']} of {ov['assigned']} assigned examples "
+             f"({ov['overlap_share']:.0%}) were given to more than one reviewer"
+             + (" (" + ", ".join(f"{n} reviewer(s): {k}" for n, k in sorted(ov["by_needed"].items())) + ")"
+                if ov["by_needed"] else "") + ".",
+             f"- Status: agreed {st['agreed']}, resolved by adjudication {st['resolved']}, in conflict "
+             f"{st['conflict']}, pending {st['pending']}, decided by one reviewer {st['decided']}."]
+    f = ppl["fleiss"]
+    lines.append(f"- Agreement between reviewers (accept/reject): Fleiss' kappa {_fmt(f['kappa'])} over "
+                 f"{f['n_examples']} examples with two or more verdicts ({f['split']} split).")
+    for pair in ppl["pairs"]:
+        lines.append(f"  - {pair['a']} vs {pair['b']}: Cohen's kappa {_fmt(pair['kappa'])}, "
+                     f"agreement {pair['agreement']:.1%} on {pair['n']} examples.")
+    judge = agreement(store)["overall"]
+    lines.append(f"- Judge vs final human verdict (agreed or adjudicated): Cohen's kappa {_fmt(judge['kappa'])} "
+                 f"on {judge['n']} examples.")
+    return lines
 
 
 # --------------------------------------------------------------------------- writers
@@ -257,7 +318,9 @@ def _arrow_schema():
     prov = pa.struct([("generation_id", pa.int64()), ("snippet_id", s), ("source", s), ("repo", s),
                       ("path", s), ("url", s), ("func_name", s), ("task", s), ("language", s),
                       ("generator_model", s), ("judge_model", s), ("judge_verdict", s),
-                      ("review_verdict", s), ("reviewer", s), ("edited", pa.bool_()), ("prompt_version", s)])
+                      ("review_verdict", s), ("reviewer", s), ("edited", pa.bool_()), ("prompt_version", s),
+                      ("reviews", pa.list_(pa.struct([("reviewer", s), ("verdict", s)]))),
+                      ("review_status", s), ("adjudicator", s)])
     return pa.schema([("instruction", s), ("input", s), ("output", s), ("task", s), ("language", s),
                       ("provenance", prov)])
 
