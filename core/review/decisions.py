@@ -73,13 +73,14 @@ _UPSERT_DECISION = (
 
 def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, expected_version: int,
            note: str | None = None, reasons: Iterable[str] | None = None,
-           edited_fields: dict | None = None, opened_at=None) -> dict:
+           edited_fields: dict | None = None, seconds_open: float | None = None) -> dict:
     """Record one human verdict (optionally with edited fields). Written and committed before it
     returns; raises StaleReview if the review is no longer at `expected_version`.
 
     An example that needs several reviewers (overlap) takes the reviewer's own response instead
     (core.review.responses): `expected_version` is then the version of *their* response (0 = none
-    yet, see `version_for`), and the example's verdict follows once the responses agree."""
+    yet, see `version_for`), and the example's verdict follows once the responses agree.
+    `seconds_open`: how long the reviewer looked at the example (for their speed)."""
     if verdict not in VERDICTS:
         raise ShoalError(f"Unknown verdict {verdict!r}; use one of {', '.join(VERDICTS)}.")
     reviewer = require_reviewer(reviewer)
@@ -89,7 +90,7 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
     note = (note or "").strip() or None
     if needed(store, gid) > 1:
         return _respond(store, gid, verdict, reviewer, expected_version, note, reasons, original,
-                        edited_fields, opened_at)
+                        edited_fields, seconds_open)
     batch_id = uuid.uuid4().hex
 
     def write(cur) -> dict:
@@ -107,7 +108,7 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
             "VALUES (?, 'review.decide', 'review', ?, ?, ?, ?)",
             [reviewer, str(gid), None if current is None else json.dumps(review_json(current), default=str),
              json.dumps(after), batch_id])
-        write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, opened_at, audit=False)
+        write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open, audit=False)
         return after
 
     after = store.write(write)
@@ -115,7 +116,7 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
 
 
 def _respond(store: Store, gid: int, verdict: str, reviewer: str, expected_version: int, note, reasons,
-             original: dict, edited_fields: dict | None, opened_at) -> dict:
+             original: dict, edited_fields: dict | None, seconds_open) -> dict:
     """An overlap example: the reviewer's own response (an edit carries over from their last one)."""
     if edited_fields is not None:
         edited = _clean_edit(original, edited_fields)
@@ -124,7 +125,7 @@ def _respond(store: Store, gid: int, verdict: str, reviewer: str, expected_versi
                             [gid, reviewer])
         edited = loads(prev)
     return respond(store, gid, verdict, reviewer=reviewer, expected_version=expected_version, note=note,
-                   reasons=reasons, edited=edited, opened_at=opened_at)
+                   reasons=reasons, edited=edited, seconds_open=seconds_open)
 
 
 def version_for(store: Store, generation_id: int, reviewer: str) -> int:

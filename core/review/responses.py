@@ -41,22 +41,24 @@ def _response(cur, gid: int, reviewer: str) -> dict | None:
 
 _UPSERT_RESPONSE = (
     "INSERT INTO review_responses(generation_id, reviewer, verdict, note, reasons, edited_fields, version,"
-    " opened_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, current_timestamp) "
+    " opened_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp - to_microseconds(?), current_timestamp) "
     "ON CONFLICT (generation_id, reviewer) DO UPDATE SET verdict = excluded.verdict, note = excluded.note,"
     " reasons = excluded.reasons, edited_fields = excluded.edited_fields, version = excluded.version,"
     " opened_at = coalesce(excluded.opened_at, review_responses.opened_at), updated_at = excluded.updated_at")
 
 
 def write_response(cur, gid: int, reviewer: str, verdict: str, note: str | None, reasons: list[str],
-                   edited: dict | None, batch_id: str, opened_at=None, audit: bool = True) -> dict:
+                   edited: dict | None, batch_id: str, seconds_open: float | None = None,
+                   audit: bool = True) -> dict:
     """Inside a transaction: upsert the reviewer's response and audit it; returns the new response.
     A one-reviewer decision keeps a copy as the response without a second audit row (`audit=False`):
-    its review.decide row already says it all."""
+    its review.decide row already says it all. `seconds_open`: how long the reviewer had the example
+    open before deciding (their speed)."""
     current = _response(cur, gid, reviewer)
     after = {"verdict": verdict, "note": note, "reasons": reasons, "edited_fields": edited, "reviewer": reviewer,
              "version": (int(current["version"]) if current else 0) + 1}
     cur.execute(_UPSERT_RESPONSE, [gid, reviewer, verdict, note, json.dumps(reasons),
-                                   None if edited is None else json.dumps(edited), after["version"], opened_at])
+                                   None if edited is None else json.dumps(edited), after["version"], _micros(seconds_open)])
     if not audit:
         return after
     cur.execute("INSERT INTO audit_log(actor, action, entity, entity_id, before, after, batch_id) "
@@ -64,6 +66,10 @@ def write_response(cur, gid: int, reviewer: str, verdict: str, note: str | None,
                 [reviewer, str(gid), None if current is None else json.dumps(response_json(current), default=str),
                  json.dumps(after), batch_id])
     return after
+
+
+def _micros(seconds: float | None) -> int | None:
+    return None if seconds is None else max(0, int(float(seconds) * 1_000_000))
 
 
 def response_version(store: Store, generation_id: int, reviewer: str) -> int:
@@ -138,7 +144,7 @@ def consolidate(cur, gid: int, actor: str, batch_id: str) -> str:
 
 
 def respond(store: Store, generation_id: int, verdict: str, *, reviewer: str, expected_version: int,
-            note: str | None, reasons: list[str], edited: dict | None, opened_at=None) -> dict:
+            note: str | None, reasons: list[str], edited: dict | None, seconds_open: float | None = None) -> dict:
     """One reviewer's response to an overlap example (called by core.review.decide). Raises
     StaleReview when the reviewer's own response is no longer at `expected_version`."""
     gid = int(generation_id)
@@ -150,7 +156,7 @@ def respond(store: Store, generation_id: int, verdict: str, *, reviewer: str, ex
         current = _response(cur, gid, reviewer)
         if (int(current["version"]) if current else 0) != int(expected_version):
             raise StaleReview(gid, {**current, "reviewer": reviewer} if current else None, int(expected_version))
-        after = write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, opened_at)
+        after = write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open)
         status = consolidate(cur, gid, reviewer, batch_id)
         return {**after, "status": status}
 
