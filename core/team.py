@@ -262,9 +262,9 @@ def set_settings(store: Store, *, actor: str, actor_role: str | None, **values) 
 
     def write(cur) -> None:
         for k, v in values.items():
-            cur.execute("INSERT INTO team_settings(key, value, updated_by) VALUES (?, ?, ?) ON CONFLICT (key) "
-                        "DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by, "
-                        "updated_at = current_timestamp", [k, json.dumps(v), actor])
+            cur.execute("INSERT INTO team_settings(key, value, updated_by, updated_at) VALUES (?, ?, ?, now()) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by, "
+                        "updated_at = excluded.updated_at", [k, json.dumps(v), actor])
         cur.execute("INSERT INTO audit_log(actor, action, entity, entity_id, after) VALUES (?, 'team.settings', "
                     "'team', 'settings', ?)", [actor, json.dumps(values)])
 

@@ -261,7 +261,7 @@ def review_panel() -> None:
     ctext = f" · cluster {cluster['cluster']}" + (f" ({cluster['label']})" if cluster and cluster.get("label") else "") \
         if cluster else ""
     human = (f":blue-badge[{review['verdict']} by {review['reviewer']} · v{review['version']}]" if review
-             else ":gray-badge[not reviewed]")
+             else ":gray-badge[no final verdict yet]" if rv.is_overlap(store, gid) else ":gray-badge[not reviewed]")
     st.markdown(f"### Example #{gid}\n`{g['task']}` · {langs}{ctext} · {verdict_badge(judg['overall'] if judg else None)}"
                 f" {human}" + (" :orange-badge[edited]" if review and review.get("edited_fields") else ""))
     blind = draw_team_line(gid)

@@ -101,7 +101,8 @@ if is_owner:
     settings = team.get_settings(store)
     candidates = [p.identity for p in people]
     with st.container(border=True):
-        chosen = st.multiselect("Reviewers to assign to", candidates, default=candidates, key="tm_reviewers")
+        default = [p.identity for p in people if p.role == "reviewer"] or candidates
+        chosen = st.multiselect("Reviewers to assign to", candidates, default=default, key="tm_reviewers")
         if not sign_in_enabled():
             extra = st.text_input("More reviewer names (comma-separated)", key="tm_extra",
                                   help="Local use: the names reviewers type in the sidebar.")

@@ -116,7 +116,7 @@ def sidebar(store: Store) -> None:
     with st.sidebar:
         st.caption(f"Database: `{store.path}`")
         if sign_in_enabled():
-            st.markdown(f"Signed in as **{current_identity()}** · {current_role() or 'not a member'}")
+            st.markdown(f"Signed in as `{current_identity()}` · {current_role() or 'not a member'}")
             st.button("Sign out", key="sign_out", on_click=st.logout, icon=":material/logout:")
             return
         if "reviewer" not in st.session_state:

@@ -32,6 +32,7 @@ CREATE TABLE assignments (
     CHECK (needed >= 1)
 );
 CREATE INDEX idx_assignments_reviewer ON assignments(reviewer);
+CREATE INDEX idx_assignments_generation ON assignments(generation_id);   -- point lookups: how many it needs
 
 -- Every reviewer's own verdict on an example (one live row per generation and reviewer).
 CREATE TABLE review_responses (
@@ -48,6 +49,7 @@ CREATE TABLE review_responses (
     CHECK (verdict IN ('accepted', 'rejected', 'skipped'))
 );
 CREATE INDEX idx_review_responses_reviewer ON review_responses(reviewer);
+CREATE INDEX idx_review_responses_generation ON review_responses(generation_id);
 
 -- The final word on an example whose reviewers disagreed.
 CREATE TABLE adjudications (

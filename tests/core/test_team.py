@@ -86,6 +86,18 @@ def test_config_file_names_roles_and_wins(store, tmp_path):
         team.config_roles([bad])
 
 
+def test_team_settings_are_the_owners_and_audited(store):
+    assert team.get_settings(store) == {"reviewers_per_example": 1, "overlap_share": 1.0}
+    with pytest.raises(team.NotAllowed):
+        team.set_settings(store, actor="c", actor_role="curator", reviewers_per_example=2)
+    team.set_settings(store, actor="o", actor_role="owner", reviewers_per_example=2, overlap_share=0.3)
+    assert team.set_settings(store, actor="o", actor_role="owner", overlap_share=0.5) == {
+        "reviewers_per_example": 2, "overlap_share": 0.5}
+    assert store.scalar("SELECT count(*) FROM audit_log WHERE action = 'team.settings' AND actor = 'o'") == 2
+    with pytest.raises(ShoalError, match="Unknown team setting"):
+        team.set_settings(store, actor="o", actor_role="owner", colour="red")
+
+
 # --------------------------------------------------------------------------- assignment
 
 def test_assignment_is_balanced_with_the_asked_overlap(filled):
