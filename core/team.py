@@ -16,6 +16,7 @@ the owner.
 """
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,6 @@ def role_of(store: Store, identity: str | None, config: dict[str, str] | None = 
 
 
 def _audit(cur, actor: str | None, action: str, identity: str, before: Any, after: Any) -> None:
-    import json
     cur.execute("INSERT INTO audit_log(actor, action, entity, entity_id, before, after) "
                 "VALUES (?, ?, 'member', ?, ?, ?)",
                 [actor, action, identity, None if before is None else json.dumps(before),
@@ -246,7 +246,6 @@ DEFAULT_SETTINGS = {"reviewers_per_example": 1, "overlap_share": 1.0}
 
 
 def get_settings(store: Store) -> dict:
-    import json
     out = dict(DEFAULT_SETTINGS)
     for k, v in store.execute("SELECT key, value FROM team_settings").fetchall():
         out[k] = json.loads(v)
@@ -254,7 +253,6 @@ def get_settings(store: Store) -> dict:
 
 
 def set_settings(store: Store, *, actor: str, actor_role: str | None, **values) -> dict:
-    import json
     require(actor_role, "team")
     unknown = set(values) - set(DEFAULT_SETTINGS)
     if unknown:

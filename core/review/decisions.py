@@ -15,20 +15,11 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from core.errors import ShoalError
-from core.review.common import VERDICTS, StaleReview, loads, require_reviewer, row_dict
+from core.review.common import VERDICTS, StaleReview, loads, require_reviewer, review_json, row_dict
 from core.review.assign import needed
 from core.review.filters import QueueFilter, from_clause, where_clause
 from core.review.responses import respond, response_version, write_response
 from core.store import Store
-
-
-def review_json(r: dict | None) -> dict | None:
-    """A review row as it is stored in the audit log's before/after."""
-    if r is None:
-        return None
-    return {"verdict": r["verdict"], "note": r.get("note"), "reasons": loads(r.get("reasons")) or [],
-            "edited_fields": loads(r.get("edited_fields")), "reviewer": r.get("reviewer"),
-            "version": int(r["version"]), "batch_id": r.get("batch_id")}
 
 
 def highest_version(cur, generation_id: int) -> int:

@@ -69,7 +69,10 @@ def latest_map_id(store: Store) -> int | None:
 
 def from_clause(store: Store, f: QueueFilter, sort: str | None = None) -> tuple[str, int | None]:
     """FROM clause joining only what the filter and sort need (each join costs a scan at 100k)."""
-    parts = ["FROM generations g",
+    # an assigned queue starts from the reviewer's assignments (filtered in where_clause), so
+    # every scan covers their examples only
+    parts = ["FROM assignments asg JOIN generations g ON g.id = asg.generation_id" if f.assigned_to
+             else "FROM generations g",
              "LEFT JOIN latest_judgments j ON j.generation_id = g.id",
              "LEFT JOIN reviews r ON r.generation_id = g.id"]
     if f.languages or (f.search or "").strip():
@@ -128,9 +131,8 @@ def todo_condition(f: QueueFilter, p: list) -> str:
     one-reviewer example was decided by someone else or an overlap example was adjudicated."""
     if not f.assigned_to:
         return _STATUS_SQL["todo"]
-    p.extend([f.assigned_to, f.assigned_to])
-    return ("((r.verdict IS NULL OR r.verdict = 'skipped')"
-            " OR g.id IN (SELECT generation_id FROM assignments WHERE reviewer = ? AND needed > 1))"
+    p.append(f.assigned_to)
+    return ("((r.verdict IS NULL OR r.verdict = 'skipped') OR asg.needed > 1)"
             " AND g.id NOT IN (SELECT generation_id FROM review_responses WHERE reviewer = ?"
             " AND verdict IN ('accepted', 'rejected'))"
             " AND g.id NOT IN (SELECT generation_id FROM adjudications)")
@@ -152,7 +154,7 @@ def where_clause(f: QueueFilter) -> tuple[str, list]:
     if f.rule:
         conds.append(_rule_condition(f, p))
     if f.assigned_to:
-        conds.append("g.id IN (SELECT generation_id FROM assignments WHERE reviewer = ?)")
+        conds.append("asg.reviewer = ?")          # from_clause joins the assignments as `asg`
         p.append(f.assigned_to)
     conds.append(todo_condition(f, p) if f.status == "todo" else _STATUS_SQL[f.status])
     if f.team_status:

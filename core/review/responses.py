@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import uuid
 from core.errors import ShoalError
-from core.review.common import StaleReview, loads, row_dict
+from core.review.common import StaleReview, loads, review_json, row_dict
 from core.store import Store
 
 RESPOND_ACTION = "review.respond"
@@ -135,7 +135,6 @@ def consolidate(cur, gid: int, actor: str, batch_id: str) -> str:
                     [gid, target["verdict"], target["note"], json.dumps(target["reasons"]),
                      None if target["edited_fields"] is None else json.dumps(target["edited_fields"]),
                      target["reviewer"], version])
-    from core.review.decisions import review_json
     cur.execute("INSERT INTO audit_log(actor, action, entity, entity_id, before, after, batch_id) "
                 f"VALUES (?, '{CONSOLIDATE_ACTION}', 'review', ?, ?, ?, ?)",
                 [actor, str(gid), None if current is None else json.dumps(review_json(current), default=str),
