@@ -6,11 +6,18 @@ app, drives Debian Chromium with Playwright and times each accept -> next exampl
 1k database, so the effect of size is a ratio. Target (QUALITY.md): p95 < 300 ms at 100k.
 
     python -m bench.bench_review [--n 100000] [--presses 40]
+
+Team part (`--team`, or `--team-only` to skip the browser runs): ten reviewers acting at once at
+100k generations, each a thread calling the same core functions the Review page calls for
+accept -> next (decide, the queue cursor, the per-reviewer position, then what the next example's
+render reads: the example, its overlap status and blind responses, the queue counts). Checks that
+no decision is lost and times accept -> next per decision (target p95 < 300 ms).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -126,14 +133,126 @@ def measure(db: Path, presses: int, warmup: int = 3, srv: StreamlitServer | None
             "playwright_p50_ms": round(statistics.median(wall), 1), "playwright_p95_ms": round(pct(wall, 0.95), 1)}
 
 
+# --------------------------------------------------------------------------- ten reviewers at once
+
+def _accept_next(store, cur, f, me: str, gid: int, verdict: str) -> tuple[int | None, float, float]:
+    """What one press of A (or a confirmed reject) does on the Review page, up to the next example
+    being drawn; then the queue counts, which the page draws last (into a slot above the example),
+    after the example is already on screen. Returns (next id, ms to the next example, ms for counts)."""
+    from core import review as rv
+    t0 = time.perf_counter()
+    rv.decide(store, gid, verdict, reviewer=me, expected_version=rv.version_for(store, gid, me),
+              note="bench" if verdict == "rejected" else None, seconds_open=1.0)
+    nxt = cur.next_after(store, gid)
+    store.set_ui_state(f"review.state:{me}", {"filter": f.to_dict(), "generation_id": nxt})
+    if nxt is not None:                                   # the next example's render
+        rv.get_item(store, nxt)
+        rv.version_for(store, nxt, me)
+        if rv.is_overlap(store, nxt):
+            rv.example_status(store, nxt)
+            rv.visible_responses(store, nxt, me)
+    shown = time.perf_counter()
+    rv.queue_summary(store, f, "judge_failed_first", 0, nxt)
+    return nxt, (shown - t0) * 1000, (time.perf_counter() - shown) * 1000
+
+
+def _reviewer_thread(store, me: str, steps: int, seed: int, out: dict, think: float = 0.0) -> None:
+    import random
+    from core import review as rv
+    rnd = random.Random(seed)
+    f = rv.QueueFilter(assigned_to=me)
+    cur = rv.QueueCursor(f, "judge_failed_first", 0)
+    gid = cur.next_after(store, None)
+    decided, lat, counts = {}, [], []
+    for _ in range(steps):
+        if gid is None:
+            break
+        time.sleep(think * rnd.uniform(0.5, 1.5))      # the reviewer reads the example
+        verdict = "rejected" if rnd.random() < 0.2 else "accepted"
+        nxt, shown_ms, counts_ms = _accept_next(store, cur, f, me, gid, verdict)
+        lat.append(shown_ms)
+        counts.append(counts_ms)
+        decided[gid] = verdict
+        gid = nxt
+    out[me] = {"decided": decided, "latencies_ms": lat, "counts_ms": counts}
+
+
+def team_concurrency(n: int, reviewers: int = 10, steps: int = 40, overlap_share: float = 0.3,
+                     think: float = 1.0) -> dict:
+    """Ten reviewers (threads on one shared store, as the app's sessions are) review their own
+    queues at once, each taking `think` seconds (0.5-1.5x, at random) to read an example — a fast
+    reviewer; 0 hammers the store back to back. Then every decision is checked against the database."""
+    import threading
+    from core import review as rv
+    with tempfile.TemporaryDirectory(prefix="shoal-bench-team-") as tmp:
+        with open_store(Path(tmp) / "team.duckdb") as store:
+            t0 = time.perf_counter()
+            fill_fake(store, n, seed=7)
+            names = [f"reviewer{i:02d}@example.com" for i in range(reviewers)]
+            assigned = rv.assign(store, names, per_example=2, overlap_share=overlap_share, seed=1)
+            store.checkpoint()
+            setup_s = time.perf_counter() - t0
+            solo: dict = {}                               # one reviewer alone first: the same steps unloaded
+            _reviewer_thread(store, "solo@example.com", 0, 0, solo)
+            store.execute("INSERT INTO assignments(generation_id, reviewer, needed) SELECT generation_id, "
+                          "'solo@example.com', 1 FROM assignments WHERE reviewer = ? LIMIT ?", [names[0], steps])
+            _reviewer_thread(store, "solo@example.com", steps, 99, solo)
+            out: dict = {}
+            load_before = os.getloadavg()[0]
+            threads = [threading.Thread(target=_reviewer_thread, args=(store, me, steps, i, out, think))
+                       for i, me in enumerate(names)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - t0
+            lost = 0
+            for me, r in out.items():
+                got = dict(store.execute("SELECT generation_id, verdict FROM review_responses WHERE reviewer = ?",
+                                         [me]).fetchall())
+                lost += sum(1 for g, v in r["decided"].items() if got.get(g) != v)
+                lost += len(set(got) - set(r["decided"]))
+            audited = int(store.scalar("SELECT count(*) FROM audit_log WHERE action IN ('review.decide', 'review.respond') "
+                                       "AND actor <> 'solo@example.com'"))
+            counts = rv.status_counts(store)
+    lat = [x for r in out.values() for x in r["latencies_ms"]]
+    cnt = [x for r in out.values() for x in r["counts_ms"]]
+    alone = solo["solo@example.com"]["latencies_ms"]
+    decisions = sum(len(r["decided"]) for r in out.values())
+    return {"generations": n, "reviewers": reviewers, "think_seconds": think, "assigned_examples": assigned.examples,
+            "overlap_examples": assigned.overlap_examples, "setup_seconds": round(setup_s, 1),
+            "decisions": decisions, "decisions_lost": lost, "audited_decisions": audited,
+            "wall_seconds": round(wall, 1), "decisions_per_second": round(decisions / wall, 1),
+            "status_after": counts,
+            "accept_next_p50_ms": round(statistics.median(lat), 1), "accept_next_p95_ms": round(pct(lat, 0.95), 1),
+            "accept_next_max_ms": round(max(lat), 1),
+            "queue_counts_after_p50_ms": round(statistics.median(cnt), 1),
+            "queue_counts_after_p95_ms": round(pct(cnt, 0.95), 1),
+            "one_reviewer_alone_p50_ms": round(statistics.median(alone), 1),
+            "one_reviewer_alone_p95_ms": round(pct(alone, 0.95), 1),
+            "load_average_1min_before": round(load_before, 2), "cpus": os.cpu_count(),
+            "meets_target": pct(lat, 0.95) < TARGET_P95_MS and lost == 0 and audited == decisions}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=100_000, help="generated examples in the big database")
     ap.add_argument("--small", type=int, default=1_000, help="examples in the comparison database")
     ap.add_argument("--presses", type=int, default=40)
+    ap.add_argument("--team", action="store_true", help="also run ten reviewers at once")
+    ap.add_argument("--team-only", action="store_true", help="only the ten-reviewers run (no browser)")
+    ap.add_argument("--steps", type=int, default=40, help="decisions per reviewer in the team run")
+    ap.add_argument("--think", type=float, default=1.0, help="seconds a reviewer reads an example (team run)")
     args = ap.parse_args()
+    if args.team or args.team_only:
+        res = team_concurrency(args.n, steps=args.steps, think=args.think)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "review_team.json").write_text(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2), flush=True)
+        if args.team_only:
+            return 0 if res["meets_target"] else 1
     out: dict = {"target": f"accept -> next p95 < {TARGET_P95_MS:.0f} ms with {args.n} generations"}
-    import os
     out["load_average_1min_at_start"] = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="shoal-bench-review-") as tmp:
         script = Path(tmp) / "baseline_app.py"

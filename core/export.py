@@ -101,11 +101,30 @@ def _execution_outcomes(cur: pd.DataFrame) -> dict[int, str]:
     return out
 
 
+def _team_view(store: Store) -> tuple[dict[int, list[dict]], dict[int, tuple[str, int, str | None]]]:
+    """Every reviewer's response per example, and (status, needed, adjudicator) of examples that
+    have responses or assignments (the others are plain one-reviewer examples)."""
+    responses: dict[int, list[dict]] = {}
+    for gid, reviewer, verdict in store.execute(
+            "SELECT generation_id, reviewer, verdict FROM review_responses ORDER BY generation_id, updated_at, reviewer"
+    ).fetchall():
+        responses.setdefault(int(gid), []).append({"reviewer": reviewer, "verdict": verdict})
+    status = {int(g): (st, int(n), adj) for g, st, n, adj in store.execute(
+        "SELECT generation_id, status, needed, adjudicator FROM review_team_status "
+        "WHERE needed > 1 OR generation_id IN (SELECT generation_id FROM review_responses)").fetchall()}
+    return responses, status
+
+
+_WAITING = {"conflict": "reviewers disagree (waiting for adjudication)",
+            "pending": "waiting for more reviewers (overlap)"}
+
+
 def select_rows(store: Store, include_judged: bool = False, apply_checks: bool = True,
                 include_failed_execution: bool = False) -> ExportSelection:
     """Which examples leave Shoal, with the reason every other one stays. An example whose solution
     failed its tests in the sandbox stays unless a person overrode that check, or
-    `include_failed_execution` lets every such example through."""
+    `include_failed_execution` lets every such example through. An example that needs several
+    reviewers leaves only with their agreed or adjudicated verdict, never on the judge's."""
     from core.checks.examples import load_examples
     from core.checks.results import blocking_checks, current_checks
     from core.tasks import get_task
@@ -119,10 +138,15 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
     if not cur.empty:
         sel.n_overridden = int((cur["overridden"].fillna(False).astype(bool) & ~cur["passed"].astype(bool)).sum())
     effective = effective_verdicts(store)
+    responses, team = _team_view(store)
     for r in ex.itertuples(index=False):
         verdict = r.verdict if isinstance(r.verdict, str) else None
         judge = _judge_verdict(r.judge_overall)
-        reason = _left_out_by_verdict(*effective.get(int(r.generation_id), (None, None)), include_judged)
+        eff, by = effective.get(int(r.generation_id), (None, None))
+        status, needed, adjudicator = team.get(int(r.generation_id), (None, 1, None))
+        reason = _left_out_by_verdict(eff, by, include_judged)
+        if not reason and needed > 1 and by != "human":
+            reason = _WAITING.get(status, "waiting for more reviewers (overlap)")
         if reason:
             sel.excluded[reason] += 1
             continue
@@ -152,6 +176,9 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
                 "prompt_version": prompt,
                 "tests": spec.tests_of(r.fields_eff) or None,
                 "execution": executed.get(int(r.generation_id)),
+                "reviews": responses.get(int(r.generation_id), []),
+                "review_status": status or ("decided" if verdict in ("accepted", "rejected") else "judge only"),
+                "adjudicator": adjudicator,
             },
         })
     return sel
@@ -249,11 +276,14 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
         else:
             out.append("No separate run (`shoal check`); the generation loop's runs are below.")
     out += ["", "## Execution pass rates", ""] + _execution_section(store, sel)
+    out += ["", "## Reviewers and agreement", ""] + _review_section(store)
     out += ["", "## Provenance", "",
             "Every row carries `provenance`: generation_id, snippet_id, source, repo, path, url, func_name, "
-            "task, language, generator_model, judge_model, judge_verdict, review_verdict, reviewer, edited, "
-            "prompt_version, tests (the generator's own tests, in the solution's language) and execution "
-            "(pass / fail / error of solution + tests in the sandbox; empty when not run).", ""]
+            "task, language, generator_model, judge_model, judge_verdict, review_verdict (the final human "
+            "verdict), reviewer (who it is signed by), edited, prompt_version, tests (the generator's own tests, "
+            "in the solution's language), execution (pass / fail / error of solution + tests in the sandbox; "
+            "empty when not run), reviews (every reviewer's own verdict), review_status (decided / agreed / "
+            "resolved) and adjudicator.", ""]
     return "\n".join(out)
 
 
@@ -280,6 +310,37 @@ def _execution_section(store: Store, sel: ExportSelection) -> list[str]:
             else "checks were NOT applied")
     lines += ["", f"In this export ({rule}): " + ", ".join(f"{k}: {v}" for k, v in sorted(shipped.items()))
               + f"; left out for failing: {sel.excluded.get('failed check: execution', 0)}."]
+
+
+def _fmt(v: float | None) -> str:
+    return "undefined" if v is None else f"{v:.3f}"
+
+
+def _review_section(store: Store) -> list[str]:
+    """Who reviewed, with how much overlap, and how well people (and the judge) agreed."""
+    from core.review.agreement import agreement
+    from core.review.assign import overlap_summary
+    from core.review.people import people_agreement
+    from core.review.responses import status_counts
+
+    ov, ppl, st = overlap_summary(store), people_agreement(store), status_counts(store)
+    lines = [f"- Reviewers: {len(ppl['reviewers'])}" + (f" ({', '.join(ppl['reviewers'])})" if ppl["reviewers"] else "")
+             + ".",
+             f"- Overlap: {ov['overlap_examples']} of {ov['assigned']} assigned examples "
+             f"({ov['overlap_share']:.0%}) were given to more than one reviewer"
+             + (" (" + ", ".join(f"{n} reviewer(s): {k}" for n, k in sorted(ov["by_needed"].items())) + ")"
+                if ov["by_needed"] else "") + ".",
+             f"- Status: agreed {st['agreed']}, resolved by adjudication {st['resolved']}, in conflict "
+             f"{st['conflict']}, pending {st['pending']}, decided by one reviewer {st['decided']}."]
+    f = ppl["fleiss"]
+    lines.append(f"- Agreement between reviewers (accept/reject): Fleiss' kappa {_fmt(f['kappa'])} over "
+                 f"{f['n_examples']} examples with two or more verdicts ({f['split']} split).")
+    for pair in ppl["pairs"]:
+        lines.append(f"  - {pair['a']} vs {pair['b']}: Cohen's kappa {_fmt(pair['kappa'])}, "
+                     f"agreement {pair['agreement']:.1%} on {pair['n']} examples.")
+    judge = agreement(store)["overall"]
+    lines.append(f"- Judge vs final human verdict (agreed or adjudicated): Cohen's kappa {_fmt(judge['kappa'])} "
+                 f"on {judge['n']} examples.")
     return lines
 
 
@@ -315,7 +376,9 @@ def _arrow_schema():
                       ("path", s), ("url", s), ("func_name", s), ("task", s), ("language", s),
                       ("generator_model", s), ("judge_model", s), ("judge_verdict", s),
                       ("review_verdict", s), ("reviewer", s), ("edited", pa.bool_()), ("prompt_version", s),
-                      ("tests", s), ("execution", s)])
+                      ("tests", s), ("execution", s),
+                      ("reviews", pa.list_(pa.struct([("reviewer", s), ("verdict", s)]))),
+                      ("review_status", s), ("adjudicator", s)])
     return pa.schema([("instruction", s), ("input", s), ("output", s), ("task", s), ("language", s),
                       ("provenance", prov)])
 

@@ -14,9 +14,10 @@ from core.generate import (PoolConfig, PoolSnapshot, Pools, build_generator_mess
 from core.snippets import (count_snippets, first_snippet_ids, get_snippet, preview_snippet_ids,
                            selection_names, selection_snippet_ids)
 from core.tasks import DEFAULT_MIX, TASKS, get_task
-from ui.common import page_store
+from ui.common import page_store, require_page
 
 store = page_store()
+require_page("generate")   # prompts and jobs: owner or curator (a reviewer sees why, nothing else)
 st.title("Generate and judge")
 st.caption("A generator model writes one instruction example per snippet and task; a judge model checks it "
            "rule by rule. Examples that pass the judge (and those you accept later) become few-shot examples "

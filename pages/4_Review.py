@@ -3,10 +3,15 @@
 Every decision is written to DuckDB (core.review) inside the button callback, before the page
 moves on; the page only keeps what it is showing (the example id and the review version it was
 loaded at, so a save over someone else's newer verdict is refused).
+
+In a team, each reviewer's position and filters are their own (ui_state keyed by reviewer), their
+queue holds the examples assigned to them, other reviewers' verdicts on an overlap example stay
+hidden until they have given theirs (blind), and adjudicators resolve conflicts in "Conflicts".
 """
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import streamlit as st
@@ -16,14 +21,14 @@ from core.checks.execution import execution_of
 from core.errors import ShoalError
 from core.tasks import get_task
 from ui.code import code_lang, show_field
-from ui.common import page_store, reviewer_name
+from ui.common import can, get_user_state, page_store, reviewer_name, set_user_state
 from ui.focus import focus
 from ui.text import verdict_badge
 
 store = page_store()
 
 SS = st.session_state
-STATE_KEY = "review.state"           # ui_state: filter, sort, seed, current example (survives reloads)
+STATE_KEY = "review.state"           # ui_state (per reviewer): filter, sort, seed, current example
 SHORTCUTS = {"accept": "A", "reject": "X", "edit": "E", "skip": "S", "undo": "U", "next": "J", "prev": "K"}
 
 
@@ -35,7 +40,12 @@ def options(_store, db: str) -> dict:
 
 
 def saved_state() -> dict:
-    return store.get_ui_state(STATE_KEY, {}) or {}
+    return get_user_state(store, STATE_KEY, {}) or {}
+
+
+def has_queue() -> bool:
+    """Whether this reviewer has examples assigned (then their queue is those, not everything)."""
+    return rv.has_assignments(store, reviewer_name())
 
 
 def init_state() -> None:
@@ -51,7 +61,7 @@ def init_state() -> None:
         "rv_rule_answer": f.rule_answer, "rv_status": f.status, "rv_reviewer_filter": f.reviewer or "",
         "rv_search": f.search,
         "rv_sort": saved.get("sort", "judge_failed_first"), "rv_seed": int(saved.get("seed", 0)),
-        "rv_mode": "Review", "rv_panel": None,
+        "rv_mode": "Review", "rv_panel": None, "rv_mine": bool(saved.get("mine", True)),
     })
     gid = st.query_params.get("g") or saved.get("generation_id")
     try:
@@ -66,7 +76,14 @@ def current_filter() -> rv.QueueFilter:
         tasks=tuple(SS.rv_tasks), languages=tuple(SS.rv_langs), clusters=tuple(SS.rv_clusters),
         selection_id=SS.rv_selection or None, judge=SS.rv_judge, rule=SS.rv_rule or None,
         rule_answer=SS.rv_rule_answer, status=SS.rv_status, reviewer=SS.rv_reviewer_filter or None,
-        search=SS.rv_search or "")
+        search=SS.rv_search or "", assigned_to=reviewer_name() if mine_only() else None)
+
+
+def mine_only() -> bool:
+    """Only my assigned examples: always for a reviewer with a queue; a choice for owners and curators."""
+    if not SS.get("rv_has_queue"):
+        return False
+    return not can("bulk_review") or bool(SS.get("rv_mine", True))
 
 
 def save_position(gid: int | None) -> None:
@@ -78,8 +95,8 @@ def save_position(gid: int | None) -> None:
         st.query_params.pop("g", None)
     else:
         st.query_params["g"] = str(gid)
-    store.set_ui_state(STATE_KEY, {"filter": current_filter().to_dict(), "sort": SS.rv_sort,
-                                   "seed": int(SS.rv_seed), "generation_id": gid})
+    set_user_state(store, STATE_KEY, {"filter": current_filter().to_dict(), "sort": SS.rv_sort,
+                                      "seed": int(SS.rv_seed), "generation_id": gid, "mine": bool(SS.get("rv_mine", True))})
 
 
 def cursor() -> rv.QueueCursor:
@@ -104,9 +121,15 @@ def flash(message: str, icon: str = "✅", error: bool = False) -> None:
 # --------------------------------------------------------------------------- actions (callbacks)
 
 def loaded(gid: int) -> int:
-    """The review version this session saw when it opened the example."""
+    """The version this session saw when it opened the example (the reviewer's own response's on
+    an overlap example, else the example's review's)."""
     seen = SS.get("rv_loaded") or {}
-    return int(seen["version"]) if seen.get("gid") == gid else rv.current_version(store, gid)
+    return int(seen["version"]) if seen.get("gid") == gid else rv.version_for(store, gid, reviewer_name())
+
+
+def seconds_open(gid: int) -> float | None:
+    seen = SS.get("rv_loaded") or {}
+    return time.monotonic() - seen["at"] if seen.get("gid") == gid and seen.get("at") else None
 
 
 def go_next(after: int | None) -> None:
@@ -119,7 +142,7 @@ def decide(verdict: str, gid: int, edited: dict | None = None, note: str | None 
            reasons: list | None = None) -> None:
     try:
         res = rv.decide(store, gid, verdict, reviewer=reviewer_name(), expected_version=loaded(gid),
-                        note=note, reasons=reasons, edited_fields=edited)
+                        note=note, reasons=reasons, edited_fields=edited, seconds_open=seconds_open(gid))
     except rv.StaleReview as exc:
         flash(str(exc), "⚠️", error=True)
         SS["rv_panel"] = None
@@ -129,7 +152,8 @@ def decide(verdict: str, gid: int, edited: dict | None = None, note: str | None 
         return
     word = {"accepted": "Accepted" + (" (edited)" if res["edited_fields"] and edited else ""),
             "rejected": "Rejected", "skipped": "Skipped"}[verdict]
-    flash(f"{word} #{gid} — saved (version {res['version']})", "✅" if verdict == "accepted" else "📝")
+    status = f" · {STATUS_WORDS[res['status']]}" if res.get("status") else ""
+    flash(f"{word} #{gid} — saved (version {res['version']}){status}", "✅" if verdict == "accepted" else "📝")
     go_next(gid)
 
 
@@ -156,9 +180,9 @@ def do_undo() -> None:
     except ShoalError as exc:
         flash(str(exc), "⚠️", error=isinstance(exc, rv.StaleReview))
         return
-    if res.action == "review.decide" and res.generation_ids:
+    if res.action in ("review.decide", "review.respond") and res.generation_ids:
         gid = res.generation_ids[0]
-        SS["rv_loaded"] = {"gid": gid, "version": rv.current_version(store, gid)}
+        SS["rv_loaded"] = {"gid": gid, "version": rv.version_for(store, gid, reviewer_name()), "at": time.monotonic()}
         save_position(gid)
         flash(f"Undone: #{gid} is back to its previous state", "↩️")
     else:
@@ -182,7 +206,7 @@ def open_panel(name: str) -> None:
 
 
 def reload_example(gid: int) -> None:
-    SS["rv_loaded"] = {"gid": gid, "version": rv.current_version(store, gid)}
+    SS["rv_loaded"] = {"gid": gid, "version": rv.version_for(store, gid, reviewer_name()), "at": time.monotonic()}
     SS["rv_error"] = None
 
 
@@ -220,10 +244,10 @@ def review_panel() -> None:
         draw_counts(head, f, None)
         return
     g, snip, judg, review = item["generation"], item["snippet"], item["judgment"], item["review"]
-    version = review["version"] if review else 0
+    version = rv.version_for(store, gid, reviewer_name())
     seen = SS.get("rv_loaded") or {}
     if seen.get("gid") != gid:
-        SS["rv_loaded"] = seen = {"gid": gid, "version": version}
+        SS["rv_loaded"] = seen = {"gid": gid, "version": version, "at": time.monotonic()}
     if SS.get("rv_error"):
         st.error(SS["rv_error"])
     if seen["version"] != version:
@@ -238,9 +262,10 @@ def review_panel() -> None:
     ctext = f" · cluster {cluster['cluster']}" + (f" ({cluster['label']})" if cluster and cluster.get("label") else "") \
         if cluster else ""
     human = (f":blue-badge[{review['verdict']} by {review['reviewer']} · v{review['version']}]" if review
-             else ":gray-badge[not reviewed]")
+             else ":gray-badge[no final verdict yet]" if rv.is_overlap(store, gid) else ":gray-badge[not reviewed]")
     st.markdown(f"### Example #{gid}\n`{g['task']}` · {langs}{ctext} · {verdict_badge(judg['overall'] if judg else None)}"
                 f" {human}" + (" :orange-badge[edited]" if review and review.get("edited_fields") else ""))
+    blind = draw_team_line(gid)
 
     # ---- decisions
     draw_actions(gid)
@@ -313,16 +338,39 @@ def review_panel() -> None:
     if review and review.get("note"):
         st.caption(f"Note: {review['note']}" + (f" · reasons: {', '.join(review['reasons'])}" if review["reasons"] else ""))
     if st.toggle("History of this example", key="rv_history"):
-        trail = rv.audit_trail(store, gid)
+        trail = rv.audit_trail(store, gid, include_responses=not blind)
         if trail:
             st.table(pd.DataFrame([{"at": str(t["at"])[:19], "who": t["actor"], "action": t["action"],
                                     "before": (t["before"] or {}).get("verdict"),
                                     "after": (t["after"] or {}).get("verdict")} for t in trail]))
+            if blind:
+                st.caption("Other reviewers' responses are left out until you give yours.")
         else:
             st.caption("No decisions yet.")
     if st.toggle("Queue list (next 50 from here)", key="rv_list"):
         draw_queue_list(f, gid)
     draw_counts(head, f, gid)
+
+
+STATUS_WORDS = {"pending": "pending", "decided": "decided", "agreed": "agreed", "conflict": "in conflict",
+                "resolved": "resolved"}
+STATUS_BADGE = {"pending": "gray", "decided": "blue", "agreed": "green", "conflict": "red", "resolved": "violet"}
+
+
+def draw_team_line(gid: int) -> bool:
+    """For an overlap example: its status and the responses this reviewer may see (blind review).
+    Returns True when other verdicts are hidden from this reviewer."""
+    if not rv.is_overlap(store, gid):
+        return False
+    st_ = rv.example_status(store, gid)
+    shown, hidden = rv.visible_responses(store, gid, reviewer_name(), see_all=can("adjudicate"))
+    line = (f":{STATUS_BADGE[st_['status']]}-badge[{STATUS_WORDS[st_['status']]}] · overlap example: "
+            f"{st_['responses']} of {st_['needed']} verdicts in")
+    if hidden:
+        line += f" · :gray-badge[{hidden} other verdict(s) hidden until you give yours]"
+    parts = [f"**{r['reviewer']}** {r['verdict']}" + (f" ({r['note']})" if r.get("note") else "") for r in shown]
+    st.markdown(line + (" · " + " · ".join(parts) if parts else ""))
+    return bool(hidden)
 
 
 def jump_to(ids: list[int]) -> None:
@@ -355,7 +403,7 @@ def draw_actions(gid: int) -> None:
     cols[6].button("Next", key="rv_next", shortcut=k["next"], on_click=go_next, args=(gid,), width="stretch")
     st.caption("Keys: **A** accept · **X** reject (type a note, Enter) · **E** edit (Ctrl+Enter saves & accepts) · "
                "**S** skip · **U** undo your last decision · **J** / **K** next / previous. "
-               f"Reviewing as **{reviewer_name()}**.")
+               f"Reviewing as **{reviewer_name()}**" + (" · your assigned queue" if mine_only() else "") + ".")
 
 
 def draw_counts(slot, f: rv.QueueFilter, gid: int | None) -> None:
@@ -468,12 +516,129 @@ def agreement_panel() -> None:
     st.dataframe(pd.DataFrame([{"rule": k, **v} for k, v in res["per_rule"].items()]), hide_index=True)
 
 
+# --------------------------------------------------------------------------- agreement between people
+
+def open_example(gid: int) -> None:
+    SS.update({"rv_mode": "Review", "rv_panel": None})
+    save_position(int(gid))
+
+
+def _kappa(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def people_cells(res: dict) -> dict[str, list[int]]:
+    """Every cell of the people tables that lists examples: label -> example ids."""
+    cells = {}
+    for p in res["pairs"]:
+        for k, ids in p["examples"].items():
+            cells[f"{p['a']} vs {p['b']}: {k.replace('a_', p['a'] + ' ').replace('b_', p['b'] + ' ')}"] = ids
+    cells["all reviewers: split verdicts"] = res["fleiss"]["split_examples"]
+    for t, b in res["per_task"].items():
+        cells[f"task {t}: split verdicts"] = b["split_examples"]
+    for r, b in res["per_reason"].items():
+        cells[f"reason '{r}': split"] = b["split_examples"]
+    for r, b in res["per_rule"].items():
+        for k, ids in b["examples"].items():
+            cells[f"rule '{r}': {k.replace('_', ' & ')}"] = ids
+    return {k: v for k, v in cells.items() if v}
+
+
+def people_panel() -> None:
+    st.subheader("Between reviewers")
+    res = rv.people_agreement(store)
+    fl = res["fleiss"]
+    m = st.columns(4)
+    m[0].metric("Reviewers", len(res["reviewers"]))
+    m[1].metric("Examples with 2+ verdicts", fl["n_examples"])
+    m[2].metric("Split", fl["split"])
+    m[3].metric("Fleiss' kappa", _kappa(fl["kappa"]))
+    if res["pairs"]:
+        st.markdown("**Cohen's kappa per pair** (each pair on the examples both reviewed)")
+        st.dataframe(pd.DataFrame([{k: v for k, v in p.items() if k != "examples"} for p in res["pairs"]]),
+                     hide_index=True, key="rv_people_pairs")
+    if res["per_task"]:
+        st.markdown("**Per task** (Fleiss' kappa)")
+        st.dataframe(pd.DataFrame([{"task": t, **{k: v for k, v in b.items() if k != "split_examples"}}
+                                   for t, b in res["per_task"].items()]), hide_index=True)
+    if res["per_reason"]:
+        st.markdown("**Per reject reason** (did the reviewers cite it? Fleiss' kappa)")
+        st.dataframe(pd.DataFrame([{"reason": r, **{k: v for k, v in b.items() if k != "split_examples"}}
+                                   for r, b in res["per_reason"].items()]), hide_index=True)
+    if res["per_rule"]:
+        st.markdown("**Every reviewer's verdict against the judge's rules** (rule failed vs rejected)")
+        st.dataframe(pd.DataFrame([{"rule": r, **{k: v for k, v in b.items() if k != "examples"}}
+                                   for r, b in res["per_rule"].items()]), hide_index=True)
+    cells = people_cells(res)
+    if cells:
+        st.markdown("**Examples behind a cell**")
+        c1, c2, c3 = st.columns([3, 1, 1])
+        cell = c1.selectbox("Cell", list(cells), key="rv_people_cell")
+        gid = c2.selectbox("Example", cells[cell], key="rv_people_gid", format_func=lambda g: f"#{g}")
+        c3.button("Open", key="rv_people_open", on_click=open_example, args=(gid,), width="stretch")
+    elif not res["pairs"]:
+        st.info("No example has verdicts from two reviewers yet. Give examples an overlap on the Team page.")
+    if res["progress"]:
+        st.markdown("**Progress and speed**")
+        st.dataframe(pd.DataFrame(res["progress"]), hide_index=True)
+
+
+# --------------------------------------------------------------------------- conflicts (adjudication)
+
+def do_adjudicate(gid: int, verdict: str) -> None:
+    try:
+        out = rv.adjudicate(store, gid, verdict, adjudicator=reviewer_name(),
+                            note=SS.get(f"rv_adj_note_{gid}") or None)
+    except ShoalError as exc:
+        flash(str(exc), "⚠️", error=True)
+        return
+    flash(f"#{gid} resolved: {out['verdict']} (final) — saved", "⚖️")
+
+
+def conflicts_panel() -> None:
+    show_flash()
+    if SS.get("rv_error"):
+        st.error(SS.pop("rv_error"))
+    ids = rv.conflict_ids(store)
+    counts = rv.status_counts(store)
+    st.markdown(f"**{len(ids)} in conflict** · agreed {counts['agreed']} · resolved {counts['resolved']} · "
+                f"pending {counts['pending']}. An adjudication is final and goes into the audit log.")
+    if not ids:
+        st.info("No conflicts: every overlap example so far has reviewers who agree (or is still pending).")
+        return
+    gid = st.selectbox("Conflict", ids, key="rv_conflict", format_func=lambda g: f"Example #{g}")
+    item = rv.get_item(store, gid)
+    g, snip = item["generation"], item["snippet"]
+    st.markdown(f"### Conflict on example #{gid}\n`{g['task']}` · "
+                f"{verdict_badge(item['judgment']['overall'] if item['judgment'] else None)}")
+    st.table(pd.DataFrame([{"reviewer": r["reviewer"], "verdict": r["verdict"], "note": r.get("note") or "",
+                            "reasons": ", ".join(r["reasons"]), "edited": r["edited_fields"] is not None,
+                            "at": str(r["updated_at"])[:19]} for r in rv.responses(store, gid)]).set_index("reviewer"))
+    left, right = st.columns(2, gap="medium")
+    with left:
+        st.code(snip.get("code") or "(snippet missing)", language=code_lang(snip.get("language")), line_numbers=True)
+    with right:
+        for name, value in (g["fields"] or {}).items():
+            if name != "task_name":
+                show_field(name, value, field_language(g["task"], name, str(value), snip.get("language"),
+                                                       g.get("target_language")))
+    st.text_input("Adjudication note", key=f"rv_adj_note_{gid}", placeholder="Why this verdict (optional)")
+    c = st.columns(2)
+    c[0].button("Accept (final)", key="rv_adj_accept", type="primary", on_click=do_adjudicate,
+                args=(gid, "accepted"), width="stretch")
+    c[1].button("Reject (final)", key="rv_adj_reject", on_click=do_adjudicate, args=(gid, "rejected"),
+                width="stretch")
+
+
 # --------------------------------------------------------------------------- page
 
 init_state()
+SS["rv_has_queue"] = has_queue()
 opts = options(store, str(store.path))
 with st.sidebar:
     st.subheader("Review queue")
+    if SS.rv_has_queue and can("bulk_review"):
+        st.toggle("Only my assigned examples", key="rv_mine", on_change=on_filter_change)
     st.multiselect("Task", opts["tasks"], key="rv_tasks", on_change=on_filter_change)
     st.multiselect("Language", opts["languages"], key="rv_langs", on_change=on_filter_change)
     clusters = {c["cluster"]: c["label"] for c in opts["clusters"]}
@@ -504,11 +669,18 @@ with st.sidebar:
         st.number_input("Random seed", min_value=0, step=1, key="rv_seed", on_change=on_filter_change)
 
 st.title("Review")
-mode = st.segmented_control("View", ["Review", "Bulk", "Agreement"], key="rv_mode", required=True,
-                            label_visibility="collapsed")
+modes = ["Review"] + (["Bulk"] if can("bulk_review") else []) + ["Agreement"] + (
+    ["Conflicts"] if can("adjudicate") else [])
+if SS.get("rv_mode") not in modes:
+    SS["rv_mode"] = "Review"
+mode = st.segmented_control("View", modes, key="rv_mode", required=True, label_visibility="collapsed")
 if mode == "Bulk":
     bulk_panel()
 elif mode == "Agreement":
     agreement_panel()
+    if can("adjudicate"):
+        people_panel()
+elif mode == "Conflicts":
+    conflicts_panel()
 else:
     review_panel()

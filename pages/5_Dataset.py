@@ -15,10 +15,11 @@ from core.checks.results import current_checks, latest_run, set_override
 from core.errors import ShoalError
 from core.export import FORMATS, export_dataset, export_zip, recent_exports, select_rows
 from ui.background import task_panel
-from ui.common import page_store, reviewer_name
+from ui.common import page_store, require_page, reviewer_name
 from ui.palettes import REVIEW_STATUS
 
 store = page_store()
+require_page("export")     # checks and export: owner or curator (a reviewer sees why, nothing else)
 st.title("Dataset")
 st.caption("Check the generated set, see what it is made of, and export the accepted examples for fine-tuning.")
 

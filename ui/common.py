@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import time
 
 import streamlit as st
 
+from core import team
 from core.errors import ShoalError
 from core.store import Store, default_db_path, open_store
 
@@ -39,18 +41,106 @@ def page_store() -> Store:
     return get_store()
 
 
+# --------------------------------------------------------------------------- who is using the app
+
+def sign_in_enabled() -> bool:
+    """Whether Streamlit's sign-in (`st.login`) is configured: an [auth] section in secrets.toml
+    with redirect_uri and cookie_secret. Without it the app is one person's, on 127.0.0.1."""
+    try:
+        auth = st.secrets.get("auth")
+    except Exception:  # no secrets file at all (Streamlit raises its own error types)
+        return False
+    return bool(auth) and bool(auth.get("redirect_uri")) and bool(auth.get("cookie_secret"))
+
+
+def signed_in() -> bool:
+    return bool(getattr(st.user, "is_logged_in", False))
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _config_roles() -> dict[str, str]:
+    return team.config_roles()
+
+
+_ROLE_TTL = 20.0   # seconds a session trusts the role it read (the owner may change it meanwhile)
+
+
+def current_identity() -> str | None:
+    """The signed-in user's email (else OIDC subject); None before sign-in."""
+    return team.identity_of(st.user.to_dict()) if signed_in() else None
+
+
+def current_role() -> str | None:
+    """owner | curator | reviewer, or None for a signed-in user who is not a member. Without
+    sign-in configured the single local user is the owner."""
+    if not sign_in_enabled():
+        return "owner"
+    ident = current_identity()
+    if not ident:
+        return None
+    ss = st.session_state
+    cached = ss.get("_team_role")
+    if cached and cached[0] == ident and time.monotonic() - cached[2] < _ROLE_TTL:
+        return cached[1]
+    store = get_store()
+    if not cached or cached[0] != ident:      # first run of this session: record the sign-in
+        user = st.user.to_dict()
+        role = team.sign_in(store, ident, user.get("name"), config=_config_roles())
+    else:
+        role = team.role_of(store, ident, config=_config_roles())
+    ss["_team_role"] = (ident, role, time.monotonic())
+    return role
+
+
 def reviewer_name() -> str:
+    """Who signs a decision: the signed-in user, else the name typed in the sidebar (local use)."""
+    if sign_in_enabled():
+        return current_identity() or ""
     return st.session_state.get("reviewer") or os.environ.get("USER") or "reviewer"
+
+
+def can(action: str) -> bool:
+    return team.allowed(current_role(), action)
+
+
+def require_page(action: str) -> None:
+    """Stop the page with a clear message unless the user's role allows `action`."""
+    try:
+        team.require(current_role(), action)
+    except team.NotAllowed as exc:
+        st.warning(str(exc), icon=":material/lock:")
+        st.stop()
 
 
 def sidebar(store: Store) -> None:
     with st.sidebar:
         st.caption(f"Database: `{store.path}`")
+        if sign_in_enabled():
+            st.markdown(f"Signed in as `{current_identity()}` · {current_role() or 'not a member'}")
+            st.button("Sign out", key="sign_out", on_click=st.logout, icon=":material/logout:")
+            return
         if "reviewer" not in st.session_state:
             st.session_state["reviewer"] = store.get_ui_state("reviewer", os.environ.get("USER") or "reviewer")
         name = st.text_input("Reviewer", key="reviewer", help="Recorded with every review decision.")
         if name and name != store.get_ui_state("reviewer"):
             store.set_ui_state("reviewer", name)
+
+
+def user_state_key(key: str) -> str:
+    """A ui_state key of this user's own (queue position, filters): two people never share one."""
+    return f"{key}:{reviewer_name()}"
+
+
+def get_user_state(store: Store, key: str, default=None):
+    """This user's saved state; local use falls back to the state saved before it was per user."""
+    value = store.get_ui_state(user_state_key(key))
+    if value is None and not sign_in_enabled():
+        value = store.get_ui_state(key)
+    return default if value is None else value
+
+
+def set_user_state(store: Store, key: str, value) -> None:
+    store.set_ui_state(user_state_key(key), value)
 
 
 def page_setup(title: str, icon: str = "🐟") -> Store:

@@ -1,9 +1,14 @@
-"""The app's pages and the frame they run in (app.py runs `frame().run()`)."""
+"""The app's pages and the frame they run in (app.py runs `frame().run()`).
+
+With sign-in configured ([auth] in .streamlit/secrets.toml) the frame is also the gate: an
+anonymous browser gets only the sign-in page, whatever URL it asked for, and a signed-in user who
+is not a member of the team gets only a page saying so.
+"""
 from __future__ import annotations
 
 import streamlit as st
 
-from ui.common import page_setup
+from ui.common import current_identity, current_role, page_setup, sign_in_enabled, signed_in
 
 
 def app_pages() -> list:
@@ -15,12 +20,55 @@ def app_pages() -> list:
         st.Page("pages/3_Generate.py", title="Generate", icon=":material/auto_awesome:", url_path="Generate"),
         st.Page("pages/4_Review.py", title="Review", icon=":material/rate_review:", url_path="Review"),
         st.Page("pages/5_Dataset.py", title="Dataset", icon=":material/dataset:", url_path="Dataset"),
+        st.Page("pages/6_Team.py", title="Team", icon=":material/group:", url_path="Team"),
     ]
+
+
+def _providers() -> list[str | None]:
+    """The named providers in [auth] ([auth.google], ...), or [None] for the unnamed default one."""
+    auth = st.secrets.get("auth") or {}
+    named = [k for k, v in auth.items() if hasattr(v, "keys")]
+    return named or [None]
+
+
+def sign_in_page() -> None:
+    st.title("🐟 Shoal")
+    st.subheader("Sign in")
+    st.write("This Shoal is shared by a team. Sign in to see the corpus and review your examples.")
+    for provider in _providers():
+        label = "Sign in" + (f" with {provider.title()}" if provider else "")
+        st.button(label, key=f"sign_in_{provider or 'default'}", type="primary", on_click=st.login,
+                  args=(provider,) if provider else (), icon=":material/login:")
+
+
+def not_a_member_page() -> None:
+    st.title("🐟 Shoal")
+    st.warning(f"You are signed in as **{current_identity() or 'someone without an email'}**, but you are not a "
+               "member of this team. Ask the team's owner to add you on the Team page, then sign in again.",
+               icon=":material/lock:")
+    st.button("Sign out", key="sign_out_guest", on_click=st.logout, icon=":material/logout:")
+
+
+def _gate():
+    """The one page a browser may see before it is a signed-in member; None when it may see all."""
+    if not sign_in_enabled():
+        return None
+    if not signed_in():
+        return st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="signin", default=True)
+    if current_role() is None:
+        return st.Page(not_a_member_page, title="Not a member", icon=":material/lock:", url_path="guest",
+                       default=True)
+    return None
 
 
 def frame():
     """The set-up done once per run around every page: the navigation menu, then the tab title,
     the wide layout, the shared store and the sidebar settings. Returns the page to run."""
+    gate = _gate()
+    if gate is not None:
+        page = st.navigation([gate], position="hidden")
+        st.set_page_config(page_title=f"{gate.title} · Shoal", page_icon="🐟", layout="centered")
+        return page
     page = st.navigation(app_pages())
     page_setup(page.title)
     return page

@@ -5,21 +5,28 @@
 * `items`     — one example as the review screen shows it;
 * `decisions` — single verdicts and bulk actions, with versions and the audit log;
 * `undo`      — undo one action as a unit (tombstones), the audit trail;
-* `agreement` — judge vs human tables and Cohen's kappa;
+* `agreement` — judge vs human tables, Cohen's kappa and Fleiss' kappa;
+* `assign`    — who reviews which example, with overlap;
+* `responses` — every reviewer's own response, an example's team status, adjudication, blind view;
+* `people`    — agreement between people, per-reviewer progress and speed;
 * `effective` — the verdict that counts (human over judge);
 * `options`   — headless status and the filter widgets' values.
 
 Every write goes through `Store.write()`. The views it reads (`latest_judgments`,
 `review_effective`, `reviews`) are created by the frozen SQL migrations in core/migrations/.
 """
-from core.review.agreement import agreement, cell_filter, kappa_from_counts
+from core.review.agreement import agreement, cell_filter, fleiss_kappa, kappa_from_counts
+from core.review.assign import AssignResult, assign, assignees, has_assignments, needed, overlap_summary
 from core.review.common import (DECISION_ACTIONS, JUDGE_CHOICES, QUICK_REASONS, SORTS, STATUS_CHOICES,
                                 UNDO_MARKER, VERDICTS, NothingToUndo, StaleReview)
-from core.review.decisions import BulkPreview, BulkResult, bulk_decide, bulk_preview, decide
+from core.review.decisions import BulkPreview, BulkResult, bulk_decide, bulk_preview, decide, version_for
 from core.review.effective import effective_verdict_sql, effective_verdicts
-from core.review.filters import QueueFilter, latest_map_id
+from core.review.filters import TEAM_STATUSES, QueueFilter, latest_map_id
 from core.review.items import current_version, get_item, get_review
 from core.review.options import filter_options, review_status
+from core.review.people import people_agreement, progress
+from core.review.responses import (adjudicate, conflict_ids, example_status, is_overlap, responses,
+                                   status_counts, visible_responses)
 from core.review.queue import (QueueCursor, first_in_queue, matches, neighbour, queue_count, queue_ids,
                                queue_page, queue_rows, queue_summary, queue_window)
 from core.review.undo import UndoResult, audit_trail, last_action, recent_actions, undo_action, undo_last
@@ -32,4 +39,7 @@ __all__ = [
     "kappa_from_counts", "last_action", "latest_map_id", "matches", "neighbour", "queue_count", "queue_ids",
     "queue_page", "queue_rows", "queue_summary", "queue_window", "recent_actions", "review_status",
     "undo_action", "undo_last",
+    "TEAM_STATUSES", "AssignResult", "adjudicate", "assign", "assignees", "conflict_ids", "example_status",
+    "fleiss_kappa", "has_assignments", "is_overlap", "needed", "overlap_summary", "people_agreement", "progress",
+    "responses", "status_counts", "version_for", "visible_responses",
 ]

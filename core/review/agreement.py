@@ -1,4 +1,8 @@
-"""Judge vs human agreement: 2x2 tables, agreement rate and Cohen's kappa (the one definition)."""
+"""Judge vs human agreement: 2x2 tables, agreement rate and Cohen's kappa (the one definition),
+and Fleiss' kappa for many raters (people vs people: core.review.people).
+
+The human side is the example's verdict in `reviews`: with overlap that is the agreed or the
+adjudicated verdict, so judge–human agreement is measured against the final human word."""
 from __future__ import annotations
 
 from core.review.filters import QueueFilter, from_clause, where_clause
@@ -16,6 +20,23 @@ def kappa_from_counts(tp: int, fn: int, fp: int, tn: int) -> float | None:
     if pe >= 1.0:
         return None
     return (po - pe) / (1 - pe)
+
+
+def fleiss_kappa(counts: list[list[int]]) -> float | None:
+    """Fleiss' kappa of a subjects x categories table of rating counts (row i: how many raters put
+    subject i in each category). Subjects may have different numbers of raters (at least 2; others
+    are skipped): P_i uses each subject's own count, p_j pools all ratings. None when undefined
+    (no subject with 2+ ratings, or every rating in one category)."""
+    rows = [[int(c) for c in row] for row in counts if sum(row) >= 2]
+    if not rows:
+        return None
+    total = sum(sum(r) for r in rows)
+    p_j = [sum(r[j] for r in rows) / total for j in range(len(rows[0]))]
+    p_bar = sum((sum(c * c for c in r) - sum(r)) / (sum(r) * (sum(r) - 1)) for r in rows) / len(rows)
+    p_e = sum(p * p for p in p_j)
+    if p_e >= 1.0:
+        return None
+    return (p_bar - p_e) / (1 - p_e)
 
 
 def _cell_stats(tp: int, fn: int, fp: int, tn: int) -> dict:

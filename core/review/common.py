@@ -62,6 +62,15 @@ def loads(v: Any) -> Any:
         return v
 
 
+def review_json(r: dict | None) -> dict | None:
+    """A review row as it is stored in the audit log's before/after."""
+    if r is None:
+        return None
+    return {"verdict": r["verdict"], "note": r.get("note"), "reasons": loads(r.get("reasons")) or [],
+            "edited_fields": loads(r.get("edited_fields")), "reviewer": r.get("reviewer"),
+            "version": int(r["version"]), "batch_id": r.get("batch_id")}
+
+
 def row_dict(cur, row) -> dict | None:
     """A fetched row as a dict keyed by the cursor's column names."""
     return None if row is None else dict(zip([d[0] for d in cur.description], row))

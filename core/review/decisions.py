@@ -15,18 +15,11 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from core.errors import ShoalError
-from core.review.common import VERDICTS, StaleReview, loads, require_reviewer, row_dict
+from core.review.common import VERDICTS, StaleReview, loads, require_reviewer, review_json, row_dict
+from core.review.assign import needed
 from core.review.filters import QueueFilter, from_clause, where_clause
+from core.review.responses import respond, response_version, write_response
 from core.store import Store
-
-
-def review_json(r: dict | None) -> dict | None:
-    """A review row as it is stored in the audit log's before/after."""
-    if r is None:
-        return None
-    return {"verdict": r["verdict"], "note": r.get("note"), "reasons": loads(r.get("reasons")) or [],
-            "edited_fields": loads(r.get("edited_fields")), "reviewer": r.get("reviewer"),
-            "version": int(r["version"]), "batch_id": r.get("batch_id")}
 
 
 def highest_version(cur, generation_id: int) -> int:
@@ -71,9 +64,14 @@ _UPSERT_DECISION = (
 
 def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, expected_version: int,
            note: str | None = None, reasons: Iterable[str] | None = None,
-           edited_fields: dict | None = None) -> dict:
+           edited_fields: dict | None = None, seconds_open: float | None = None) -> dict:
     """Record one human verdict (optionally with edited fields). Written and committed before it
-    returns; raises StaleReview if the review is no longer at `expected_version`."""
+    returns; raises StaleReview if the review is no longer at `expected_version`.
+
+    An example that needs several reviewers (overlap) takes the reviewer's own response instead
+    (core.review.responses): `expected_version` is then the version of *their* response (0 = none
+    yet, see `version_for`), and the example's verdict follows once the responses agree.
+    `seconds_open`: how long the reviewer looked at the example (for their speed)."""
     if verdict not in VERDICTS:
         raise ShoalError(f"Unknown verdict {verdict!r}; use one of {', '.join(VERDICTS)}.")
     reviewer = require_reviewer(reviewer)
@@ -81,6 +79,9 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
     original = _original_fields(store, gid)
     reasons = [str(x) for x in (reasons or [])]
     note = (note or "").strip() or None
+    if needed(store, gid) > 1:
+        return _respond(store, gid, verdict, reviewer, expected_version, note, reasons, original,
+                        edited_fields, seconds_open)
     batch_id = uuid.uuid4().hex
 
     def write(cur) -> dict:
@@ -98,10 +99,33 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
             "VALUES (?, 'review.decide', 'review', ?, ?, ?, ?)",
             [reviewer, str(gid), None if current is None else json.dumps(review_json(current), default=str),
              json.dumps(after), batch_id])
+        write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open, audit=False)
         return after
 
     after = store.write(write)
     return {**after, "generation_id": gid, "action_id": batch_id}
+
+
+def _respond(store: Store, gid: int, verdict: str, reviewer: str, expected_version: int, note, reasons,
+             original: dict, edited_fields: dict | None, seconds_open) -> dict:
+    """An overlap example: the reviewer's own response (an edit carries over from their last one)."""
+    if edited_fields is not None:
+        edited = _clean_edit(original, edited_fields)
+    else:
+        prev = store.scalar("SELECT edited_fields FROM review_responses WHERE generation_id = ? AND reviewer = ?",
+                            [gid, reviewer])
+        edited = loads(prev)
+    return respond(store, gid, verdict, reviewer=reviewer, expected_version=expected_version, note=note,
+                   reasons=reasons, edited=edited, seconds_open=seconds_open)
+
+
+def version_for(store: Store, generation_id: int, reviewer: str) -> int:
+    """The version `decide` must be given as `expected_version` by this reviewer: their own
+    response's on an overlap example, else the example's review's (0 when there is none)."""
+    if needed(store, generation_id) > 1:
+        return response_version(store, generation_id, reviewer)
+    r = store.scalar("SELECT version FROM reviews WHERE generation_id = ?", [int(generation_id)])
+    return int(r or 0)
 
 
 # --------------------------------------------------------------------------- bulk

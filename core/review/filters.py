@@ -13,6 +13,8 @@ from core.errors import ShoalError
 from core.review.common import JUDGE_CHOICES, SORTS, STATUS_CHOICES
 from core.store import Store
 
+TEAM_STATUSES = ("pending", "decided", "agreed", "conflict", "resolved")
+
 
 @dataclass(frozen=True)
 class QueueFilter:
@@ -28,6 +30,8 @@ class QueueFilter:
     status: str = "todo"                     # see STATUS_CHOICES; todo = not accepted/rejected
     reviewer: str | None = None
     search: str = ""
+    assigned_to: str | None = None           # only this reviewer's assigned examples; "todo" = not yet done by them
+    team_status: str | None = None           # pending | decided | agreed | conflict | resolved (review_team_status)
 
     def __post_init__(self):
         if self.judge not in JUDGE_CHOICES:
@@ -36,6 +40,8 @@ class QueueFilter:
             raise ShoalError(f"Unknown status filter {self.status!r}; use one of {', '.join(STATUS_CHOICES)}.")
         if self.rule_answer not in ("yes", "no"):
             raise ShoalError("rule_answer must be 'yes' or 'no'.")
+        if self.team_status is not None and self.team_status not in TEAM_STATUSES:
+            raise ShoalError(f"Unknown team status {self.team_status!r}; use one of {', '.join(TEAM_STATUSES)}.")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -63,7 +69,10 @@ def latest_map_id(store: Store) -> int | None:
 
 def from_clause(store: Store, f: QueueFilter, sort: str | None = None) -> tuple[str, int | None]:
     """FROM clause joining only what the filter and sort need (each join costs a scan at 100k)."""
-    parts = ["FROM generations g",
+    # an assigned queue starts from the reviewer's assignments (filtered in where_clause), so
+    # every scan covers their examples only
+    parts = ["FROM assignments asg JOIN generations g ON g.id = asg.generation_id" if f.assigned_to
+             else "FROM generations g",
              "LEFT JOIN latest_judgments j ON j.generation_id = g.id",
              "LEFT JOIN reviews r ON r.generation_id = g.id"]
     if f.languages or (f.search or "").strip():
@@ -116,6 +125,19 @@ def _search_condition(text: str, p: list) -> str:
             " OR regexp_matches(coalesce(s.func_name, ''), ?))")
 
 
+def todo_condition(f: QueueFilter, p: list) -> str:
+    """What is still to do: with no `assigned_to`, examples without a human accept/reject; for an
+    assigned reviewer, the examples they have not accepted/rejected themselves, unless a
+    one-reviewer example was decided by someone else or an overlap example was adjudicated."""
+    if not f.assigned_to:
+        return _STATUS_SQL["todo"]
+    p.append(f.assigned_to)
+    return ("((r.verdict IS NULL OR r.verdict = 'skipped') OR asg.needed > 1)"
+            " AND g.id NOT IN (SELECT generation_id FROM review_responses WHERE reviewer = ?"
+            " AND verdict IN ('accepted', 'rejected'))"
+            " AND g.id NOT IN (SELECT generation_id FROM adjudications)")
+
+
 def where_clause(f: QueueFilter) -> tuple[str, list]:
     """The WHERE clause (without the keyword) and its parameters for a filter."""
     conds, p = ["TRUE"], []
@@ -131,7 +153,13 @@ def where_clause(f: QueueFilter) -> tuple[str, list]:
     conds.append(_JUDGE_SQL[f.judge])
     if f.rule:
         conds.append(_rule_condition(f, p))
-    conds.append(_STATUS_SQL[f.status])
+    if f.assigned_to:
+        conds.append("asg.reviewer = ?")          # from_clause joins the assignments as `asg`
+        p.append(f.assigned_to)
+    conds.append(todo_condition(f, p) if f.status == "todo" else _STATUS_SQL[f.status])
+    if f.team_status:
+        conds.append("g.id IN (SELECT generation_id FROM review_team_status WHERE status = ?)")
+        p.append(f.team_status)
     if f.reviewer:
         conds.append("r.reviewer = ?")
         p.append(f.reviewer)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.review.filters import QueueFilter, from_clause, latest_map_id, sort_keys, where_clause
+from core.review.filters import QueueFilter, from_clause, latest_map_id, sort_keys, todo_condition, where_clause
 from core.store import Store
 
 
@@ -36,11 +36,13 @@ def queue_summary(store: Store, f: QueueFilter, sort: str = "judge_failed_first"
     frm, _ = from_clause(store, f, sort)
     where, p = where_clause(f.with_(status="any"))
     wf, pf = where_clause(f)
+    todo_p: list = []
+    todo = todo_condition(f, todo_p)
     pos_sql, pos_p = _position_sql(store, f, sort, seed, current_id)
     row = store.one(f"""
         SELECT count(*) FILTER (WHERE {wf}) AS in_filter,
                count(*) AS all_status,
-               count(*) FILTER (WHERE r.verdict IS NULL OR r.verdict = 'skipped') AS todo,
+               count(*) FILTER (WHERE {todo}) AS todo,
                count(*) FILTER (WHERE r.verdict = 'accepted') AS accepted,
                count(*) FILTER (WHERE r.verdict = 'rejected') AS rejected,
                count(*) FILTER (WHERE r.verdict = 'skipped') AS skipped,
@@ -49,7 +51,7 @@ def queue_summary(store: Store, f: QueueFilter, sort: str = "judge_failed_first"
                count(*) FILTER (WHERE NOT j.overall) AS judge_failed,
                count(*) FILTER (WHERE j.overall IS NULL) AS unjudged,
                {pos_sql} AS position
-        {frm} WHERE {where}""", pf + pos_p + p)
+        {frm} WHERE {where}""", pf + todo_p + pos_p + p)
     return {k: (None if v is None else int(v)) for k, v in row.items()}
 
 

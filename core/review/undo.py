@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from core.review.common import DECISION_ACTIONS, UNDO_MARKER, NothingToUndo, StaleReview, loads, row_dict
+from core.review.responses import RESPOND_ACTION, consolidate, restore_responses, sync_undone_decision
 from core.store import Store
 
 
@@ -25,12 +26,20 @@ class UndoResult:
     generation_ids: list[int] = field(default_factory=list)
 
 
+# A batch's kind: a bulk action or a decision (which also keeps a copy as the reviewer's response),
+# else a response to an overlap example.
+_UNDOABLE = DECISION_ACTIONS + (RESPOND_ACTION,)
+_KIND = (f"CASE WHEN bool_or(action = 'review.bulk') THEN 'review.bulk' WHEN bool_or(action = 'review.decide') "
+         f"THEN 'review.decide' ELSE '{RESPOND_ACTION}' END")
+
+
 def last_action(store: Store, reviewer: str) -> dict | None:
-    """The reviewer's most recent decision or bulk action that has not been undone."""
+    """The reviewer's most recent decision, response or bulk action that has not been undone."""
     return store.one(f"""
-        SELECT batch_id AS action_id, any_value(action) AS action, count(*) AS n, max(created_at) AS "at", max(id) AS last_id
+        SELECT batch_id AS action_id, {_KIND} AS action, count(DISTINCT entity_id) AS n, max(created_at) AS "at",
+               max(id) AS last_id
         FROM audit_log
-        WHERE actor = ? AND action IN {DECISION_ACTIONS} AND batch_id IS NOT NULL
+        WHERE actor = ? AND action IN {_UNDOABLE} AND batch_id IS NOT NULL
           AND batch_id NOT IN (SELECT entity_id FROM audit_log WHERE action = '{UNDO_MARKER}')
         GROUP BY batch_id ORDER BY last_id DESC LIMIT 1""", [reviewer])
 
@@ -38,12 +47,13 @@ def last_action(store: Store, reviewer: str) -> dict | None:
 def recent_actions(store: Store, limit: int = 10) -> list[dict]:
     """Recent decisions and bulk actions (anyone), newest first, with whether they were undone."""
     return store.rows(f"""
-        SELECT a.batch_id AS action_id, any_value(a.action) AS action, any_value(a.actor) AS reviewer,
-               count(*) AS n, max(a.created_at) AS "at", max(a.id) AS last_id,
+        SELECT a.batch_id AS action_id, {_KIND.replace('action', 'a.action')} AS action,
+               any_value(a.actor) AS reviewer,
+               count(DISTINCT a.entity_id) AS n, max(a.created_at) AS "at", max(a.id) AS last_id,
                any_value(json_extract_string(a.after, '$.verdict')) AS verdict,
                min(a.entity_id) AS first_generation,
                a.batch_id IN (SELECT entity_id FROM audit_log WHERE action = '{UNDO_MARKER}') AS undone
-        FROM audit_log a WHERE a.action IN {DECISION_ACTIONS} AND a.batch_id IS NOT NULL
+        FROM audit_log a WHERE a.action IN {_UNDOABLE} AND a.batch_id IS NOT NULL
         GROUP BY a.batch_id ORDER BY last_id DESC LIMIT ?""", [int(limit)])
 
 
@@ -59,6 +69,9 @@ def _action_of(cur, action_id: str) -> str:
     rows = cur.execute(f"""
         SELECT action, count(*) FROM audit_log WHERE batch_id = ? AND action IN {DECISION_ACTIONS}
         GROUP BY 1""", [action_id]).fetchall()
+    if not rows:
+        rows = cur.execute(f"SELECT action, count(*) FROM audit_log WHERE batch_id = ? AND action = '{RESPOND_ACTION}'"
+                           " GROUP BY 1", [action_id]).fetchall()
     if not rows:
         raise NothingToUndo(f"No review action {action_id}.")
     if cur.execute(f"SELECT count(*) FROM audit_log WHERE action = '{UNDO_MARKER}' AND entity_id = ?",
@@ -131,10 +144,14 @@ def undo_action(store: Store, action_id: str, *, reviewer: str) -> UndoResult:
 
     def write(cur) -> tuple[str, int, int, list[int]]:
         action = _action_of(cur, action_id)
+        if action == RESPOND_ACTION:
+            return _undo_responses(cur, action_id, reviewer, undo_id)
         total, ok = _stage_undo(cur, action_id)
         if action == "review.decide" and ok < total:
             _refuse_stale_decision(cur)
         _restore(cur, reviewer, undo_id)
+        if action == "review.decide":
+            sync_undone_decision(cur)
         cur.execute("INSERT INTO audit_log(actor, action, entity, entity_id, before, after, batch_id) "
                     f"VALUES (?, '{UNDO_MARKER}', 'batch', ?, NULL, ?, ?)",
                     [reviewer, action_id, json.dumps({"restored": ok, "not_restored": total - ok,
@@ -150,9 +167,30 @@ def undo_action(store: Store, action_id: str, *, reviewer: str) -> UndoResult:
     return UndoResult(action_id, action, ok, total - ok, gids)
 
 
-def audit_trail(store: Store, generation_id: int) -> list[dict]:
+def _undo_responses(cur, action_id: str, reviewer: str, undo_id: str) -> tuple[str, int, int, list[int]]:
+    """Undo a response to an overlap example: the response goes back, the example is re-consolidated."""
+    total = int(cur.execute(f"SELECT count(*) FROM audit_log WHERE batch_id = ? AND action = '{RESPOND_ACTION}'",
+                            [action_id]).fetchone()[0])
+    gids = restore_responses(cur, action_id, reviewer, undo_id)
+    for gid in gids:
+        if cur.execute("SELECT count(*) FROM adjudications WHERE generation_id = ?", [gid]).fetchone()[0]:
+            raise NothingToUndo(f"Example #{gid} was resolved by an adjudicator since; its verdict is final.")
+        consolidate(cur, gid, reviewer, undo_id)
+    if total and not gids:
+        raise NothingToUndo("That response was changed since; nothing to undo.")
+    cur.execute("INSERT INTO audit_log(actor, action, entity, entity_id, before, after, batch_id) "
+                f"VALUES (?, '{UNDO_MARKER}', 'batch', ?, NULL, ?, ?)",
+                [reviewer, action_id, json.dumps({"restored": len(gids), "not_restored": total - len(gids),
+                                                  "action": RESPOND_ACTION}), undo_id])
+    return RESPOND_ACTION, total, len(gids), gids
+
+
+def audit_trail(store: Store, generation_id: int, include_responses: bool = False) -> list[dict]:
+    """The example's history (oldest first); with `include_responses`, every reviewer's own
+    responses too (keep them out while the viewer has not responded: blind review)."""
+    entities = "('review', 'response')" if include_responses else "('review')"
     rows = store.rows("SELECT id, created_at AS \"at\", actor, action, before, after, batch_id FROM audit_log "
-                      "WHERE entity = 'review' AND entity_id = ? ORDER BY id", [str(int(generation_id))])
+                      f"WHERE entity IN {entities} AND entity_id = ? ORDER BY id", [str(int(generation_id))])
     for r in rows:
         r["before"], r["after"] = loads(r["before"]), loads(r["after"])
     return rows

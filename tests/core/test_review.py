@@ -382,3 +382,38 @@ def test_undo_keeps_a_tombstone_that_reads_as_no_review(filled):
     assert rv.get_review(store, gid) is None
     assert store.scalar("SELECT version FROM review_records WHERE generation_id = ?", [gid]) == 4
     assert rv.decide(store, gid, "skipped", reviewer="cat", expected_version=0)["version"] == 5
+
+
+# --------------------------------------------------------------------------- a team (per-reviewer responses)
+
+def test_undo_moves_the_deciders_response_copy_back_with_the_review(filled):
+    store, info = filled
+    gid = info["generation_ids"][0]
+    rv.decide(store, gid, "rejected", reviewer="ann", expected_version=0, reasons=["trivial"])
+    rv.decide(store, gid, "accepted", reviewer="ann", expected_version=1)
+    rv.decide(store, gid, "rejected", reviewer="bob", expected_version=2)
+    resp = lambda: {r["reviewer"]: r["verdict"] for r in rv.responses(store, gid)}
+    assert resp() == {"ann": "accepted", "bob": "rejected"}
+    rv.undo_last(store, "bob")                       # the review goes back to ann's; bob's response goes
+    assert rv.get_review(store, gid)["reviewer"] == "ann" and resp() == {"ann": "accepted"}
+    rv.undo_last(store, "ann")                       # ann's response follows her review back to reject
+    assert rv.get_review(store, gid)["verdict"] == "rejected"
+    (ann,) = rv.responses(store, gid)
+    assert (ann["verdict"], ann["reasons"]) == ("rejected", ["trivial"])
+    assert store.scalar("SELECT count(*) FROM audit_log WHERE action = 'review.respond'") == 0
+
+
+def test_team_filters_round_trip_and_select_by_status(filled):
+    store, info = filled
+    f = rv.QueueFilter(assigned_to="ann", team_status="conflict")
+    assert rv.QueueFilter.from_dict(f.to_dict()) == f
+    with pytest.raises(ShoalError, match="Unknown team status"):
+        rv.QueueFilter(team_status="argued")
+    rv.assign(store, ["ann", "bob"], per_example=2, seed=9)
+    g1, g2 = info["generation_ids"][:2]
+    for who, v in (("ann", "accepted"), ("bob", "rejected")):
+        rv.decide(store, g1, v, reviewer=who, expected_version=0)
+    rv.decide(store, g2, "accepted", reviewer="ann", expected_version=0)
+    assert rv.queue_ids(store, rv.QueueFilter(status="any", team_status="conflict")) == [g1]
+    assert g2 in rv.queue_ids(store, rv.QueueFilter(status="any", team_status="pending"))
+    assert rv.queue_ids(store, rv.QueueFilter(assigned_to="ann", status="any", team_status="conflict")) == [g1]

@@ -1,0 +1,270 @@
+"""A team on one Shoal: who may do what (roles), who is a member, and who the signed-in user is.
+
+Roles:
+* **owner** — everything, including the team (members, roles, assignment and overlap);
+* **curator** — prompts, jobs, checks, export, bulk review actions and adjudication;
+* **reviewer** — review only (their own queue).
+
+Members live in `team_members` (migration 012). The owner can also name roles in the secrets file
+(`[shoal.roles]` "alice@example.com" = "owner", or `[shoal.team] owner = "..."`): a role from the
+file always wins and cannot be changed on the Team page. The first user who signs in to a team
+without an owner becomes its owner. Anyone else must be added by the owner first: signing in
+through the identity provider is not enough to see the corpus.
+
+Without sign-in configured (the app is private to 127.0.0.1) there is one user, and that user is
+the owner.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from core.errors import ShoalError
+from core.store import Store
+
+ROLES = ("owner", "curator", "reviewer")
+
+# action -> roles allowed. Pages and CLI-equivalent actions ask `require(role, action)`.
+PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "review": ("owner", "curator", "reviewer"),
+    "corpus": ("owner", "curator"),        # ingest, embed, map, selections
+    "prompts": ("owner", "curator"),
+    "jobs": ("owner", "curator"),
+    "generate": ("owner", "curator"),      # the Generate page: prompts and jobs
+    "checks": ("owner", "curator"),
+    "export": ("owner", "curator"),
+    "bulk_review": ("owner", "curator"),
+    "adjudicate": ("owner", "curator"),
+    "team": ("owner",),                    # members, roles, assignment and overlap
+}
+
+ACTION_WORDS = {
+    "review": "review examples", "corpus": "change the corpus", "prompts": "edit prompts",
+    "jobs": "start or stop generation jobs", "generate": "use the Generate page", "checks": "run checks",
+    "export": "export the dataset", "bulk_review": "apply bulk review actions",
+    "adjudicate": "resolve conflicts between reviewers", "team": "manage the team",
+}
+
+
+class NotAllowed(ShoalError):
+    """The user's role does not allow the action."""
+
+
+def allowed(role: str | None, action: str) -> bool:
+    if action not in PERMISSIONS:
+        raise ShoalError(f"Unknown action {action!r}; known: {', '.join(PERMISSIONS)}.")
+    return role in PERMISSIONS[action]
+
+
+def require(role: str | None, action: str) -> None:
+    """Raise NotAllowed with a clear message unless `role` may do `action`."""
+    if not allowed(role, action):
+        who = f"a {role}" if role else "someone who is not a team member"
+        need = " or ".join(PERMISSIONS[action])
+        raise NotAllowed(f"As {who} you cannot {ACTION_WORDS.get(action, action)}; that needs the role "
+                         f"{need}. Ask the team's owner to change your role on the Team page.")
+
+
+def check_role(role: str) -> str:
+    role = (role or "").strip().lower()
+    if role not in ROLES:
+        raise ShoalError(f"Unknown role {role!r}; use one of {', '.join(ROLES)}.")
+    return role
+
+
+# --------------------------------------------------------------------------- identity
+
+def identity_of(user: Mapping[str, Any] | None) -> str | None:
+    """The reviewer identity of a signed-in user: their email, else their OIDC subject."""
+    if not user:
+        return None
+    for key in ("email", "sub"):
+        value = user.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip().lower() if key == "email" else value.strip()
+    return None
+
+
+# --------------------------------------------------------------------------- config file
+
+def config_roles(paths: list[Path] | None = None) -> dict[str, str]:
+    """identity -> role named in the secrets file(s): `[shoal.roles]` and `[shoal.team] owner`.
+    The first file that names a role for an identity wins (project file before the user's)."""
+    from core.config import secrets_paths
+
+    out: dict[str, str] = {}
+    for path in paths if paths is not None else secrets_paths():
+        if not path.is_file():
+            continue
+        try:
+            shoal = tomllib.loads(path.read_text(encoding="utf-8")).get("shoal") or {}
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ShoalError(f"Cannot read secrets file {path}: {exc}") from None
+        found: dict[str, str] = {}
+        for ident, role in (shoal.get("roles") or {}).items():
+            found[str(ident).strip().lower() if "@" in str(ident) else str(ident).strip()] = check_role(str(role))
+        owner = (shoal.get("team") or {}).get("owner")
+        for ident in ([owner] if isinstance(owner, str) else owner or []):
+            found[ident.strip().lower() if "@" in ident else ident.strip()] = "owner"
+        for ident, role in found.items():
+            out.setdefault(ident, role)
+    return out
+
+
+# --------------------------------------------------------------------------- members
+
+@dataclass(frozen=True)
+class Member:
+    identity: str
+    role: str
+    name: str | None = None
+    from_config: bool = False
+
+
+def members(store: Store, config: dict[str, str] | None = None) -> list[Member]:
+    """Every member: the database's, with roles from the config file winning, plus config-only ones."""
+    config = config_roles() if config is None else config
+    rows = store.rows("SELECT identity, role, name FROM team_members ORDER BY created_at, identity")
+    out = [Member(r["identity"], config.get(r["identity"], r["role"]), r["name"], r["identity"] in config)
+           for r in rows]
+    known = {m.identity for m in out}
+    out += [Member(i, role, None, True) for i, role in config.items() if i not in known]
+    return out
+
+
+def role_of(store: Store, identity: str | None, config: dict[str, str] | None = None) -> str | None:
+    """The member's role (config file first), None when they are not a member."""
+    if not identity:
+        return None
+    config = config_roles() if config is None else config
+    if identity in config:
+        return config[identity]
+    return store.scalar("SELECT role FROM team_members WHERE identity = ?", [identity])
+
+
+def _audit(cur, actor: str | None, action: str, identity: str, before: Any, after: Any) -> None:
+    cur.execute("INSERT INTO audit_log(actor, action, entity, entity_id, before, after) "
+                "VALUES (?, ?, 'member', ?, ?, ?)",
+                [actor, action, identity, None if before is None else json.dumps(before),
+                 None if after is None else json.dumps(after)])
+
+
+def sign_in(store: Store, identity: str, name: str | None = None,
+            config: dict[str, str] | None = None) -> str | None:
+    """Record that `identity` signed in and return their role; None when they are not a member.
+
+    The first user to sign in to a team with no owner (in the database or the config file)
+    becomes its owner."""
+    if not identity:
+        raise ShoalError("Signed in without an email or subject: cannot tell who you are.")
+    config = config_roles() if config is None else config
+
+    def write(cur) -> str | None:
+        row = cur.execute("SELECT role FROM team_members WHERE identity = ?", [identity]).fetchone()
+        if row is None and identity in config:
+            cur.execute("INSERT INTO team_members(identity, name, role, added_by) VALUES (?, ?, ?, 'config')",
+                        [identity, name, config[identity]])
+            _audit(cur, identity, "team.join", identity, None, {"role": config[identity], "by": "config"})
+            row = (config[identity],)
+        if row is None:
+            has_owner = "owner" in config.values() or cur.execute(
+                "SELECT count(*) FROM team_members WHERE role = 'owner'").fetchone()[0] > 0
+            if has_owner:
+                return None
+            cur.execute("INSERT INTO team_members(identity, name, role, added_by) VALUES (?, ?, 'owner', ?)",
+                        [identity, name, identity])
+            _audit(cur, identity, "team.join", identity, None, {"role": "owner", "by": "first sign-in"})
+            row = ("owner",)
+        cur.execute("UPDATE team_members SET last_seen_at = current_timestamp, name = coalesce(?, name) "
+                    "WHERE identity = ?", [name, identity])
+        return config.get(identity, row[0])
+
+    return store.write(write)
+
+
+def set_member(store: Store, identity: str, role: str, *, actor: str, actor_role: str | None,
+               name: str | None = None, config: dict[str, str] | None = None) -> None:
+    """Add a member or change their role (owner only; audited). Refuses to leave the team without
+    an owner, and to change a role the config file fixes."""
+    require(actor_role, "team")
+    identity = (identity or "").strip()
+    identity = identity.lower() if "@" in identity else identity
+    if not identity:
+        raise ShoalError("Give the member's email (or OIDC subject).")
+    role = check_role(role)
+    config = config_roles() if config is None else config
+    if identity in config and config[identity] != role:
+        raise ShoalError(f"{identity}'s role ({config[identity]}) is set in the secrets file; change it there.")
+
+    def write(cur) -> None:
+        before = cur.execute("SELECT role FROM team_members WHERE identity = ?", [identity]).fetchone()
+        if before and before[0] == "owner" and role != "owner":
+            _refuse_last_owner(cur, identity, config)
+        cur.execute("INSERT INTO team_members(identity, name, role, added_by) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (identity) DO UPDATE SET role = excluded.role, name = coalesce(excluded.name, "
+                    "team_members.name)", [identity, name, role, actor])
+        _audit(cur, actor, "team.role", identity, None if before is None else {"role": before[0]}, {"role": role})
+
+    store.write(write)
+
+
+def remove_member(store: Store, identity: str, *, actor: str, actor_role: str | None,
+                  config: dict[str, str] | None = None) -> None:
+    """Remove a member (owner only; audited). Their responses stay; their open assignments go."""
+    require(actor_role, "team")
+    config = config_roles() if config is None else config
+    if identity in config:
+        raise ShoalError(f"{identity} is named in the secrets file; remove them there.")
+
+    def write(cur) -> None:
+        before = cur.execute("SELECT role FROM team_members WHERE identity = ?", [identity]).fetchone()
+        if before is None:
+            raise ShoalError(f"{identity} is not a member.")
+        if before[0] == "owner":
+            _refuse_last_owner(cur, identity, config)
+        cur.execute("DELETE FROM team_members WHERE identity = ?", [identity])
+        cur.execute("""DELETE FROM assignments WHERE reviewer = ? AND generation_id NOT IN
+                       (SELECT generation_id FROM review_responses WHERE reviewer = ?)""", [identity, identity])
+        _audit(cur, actor, "team.remove", identity, {"role": before[0]}, None)
+
+    store.write(write)
+
+
+def _refuse_last_owner(cur, identity: str, config: dict[str, str]) -> None:
+    others = cur.execute("SELECT count(*) FROM team_members WHERE role = 'owner' AND identity <> ?",
+                         [identity]).fetchone()[0]
+    if not others and "owner" not in config.values():
+        raise ShoalError("The team needs an owner: make someone else owner first.")
+
+
+# --------------------------------------------------------------------------- settings
+
+DEFAULT_SETTINGS = {"reviewers_per_example": 1, "overlap_share": 1.0}
+
+
+def get_settings(store: Store) -> dict:
+    out = dict(DEFAULT_SETTINGS)
+    for k, v in store.execute("SELECT key, value FROM team_settings").fetchall():
+        out[k] = json.loads(v)
+    return out
+
+
+def set_settings(store: Store, *, actor: str, actor_role: str | None, **values) -> dict:
+    require(actor_role, "team")
+    unknown = set(values) - set(DEFAULT_SETTINGS)
+    if unknown:
+        raise ShoalError(f"Unknown team setting(s): {', '.join(sorted(unknown))}.")
+
+    def write(cur) -> None:
+        for k, v in values.items():
+            cur.execute("INSERT INTO team_settings(key, value, updated_by, updated_at) VALUES (?, ?, ?, now()) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by, "
+                        "updated_at = excluded.updated_at", [k, json.dumps(v), actor])
+        cur.execute("INSERT INTO audit_log(actor, action, entity, entity_id, after) VALUES (?, 'team.settings', "
+                    "'team', 'settings', ?)", [actor, json.dumps(values)])
+
+    store.write(write)
+    return get_settings(store)
