@@ -125,9 +125,19 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
                 "judge_verdict": judge, "review_verdict": verdict, "reviewer": _s(r.reviewer),
                 "edited": r.edited_fields is not None and not (isinstance(r.edited_fields, float)),
                 "prompt_version": prompt,
+                # accepted by a person although the pre-filter stopped it (never judged): its reasons
+                "prefilter_failed": _prefilter_failed(r.prefilter_ok, r.prefilter_reasons),
             },
         })
     return sel
+
+
+def _prefilter_failed(ok: Any, reasons: Any) -> list[str] | None:
+    """The pre-filter's reasons when it stopped this example, else None."""
+    from core.checks.exclusions import prefilter_reasons
+    if ok is None or pd.isna(ok) or bool(ok):
+        return None
+    return prefilter_reasons(reasons) or ["stopped by the pre-filter"]
 
 
 def _prompt(row: dict) -> str:
@@ -194,6 +204,8 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
                              if sel.include_judged else "examples a reviewer accepted (a human verdict always "
                              "overrides the judge)") + ".",
            f"- Reviewer edits applied: {sum(1 for r in rows if r['provenance']['edited'])} edited examples.",
+           f"- Accepted by a reviewer although the pre-filter stopped them (not judged; "
+           f"`provenance.prefilter_failed` gives the reasons): {sum(1 for r in rows if r['provenance'].get('prefilter_failed'))}.",
            "- Failing checks (decontamination, near-duplicates, execution) "
            + ("exclude an example unless a reviewer overrode them" if sel.apply_checks else "were NOT applied")
            + f"; overridden check failures: {sel.n_overridden}.",
@@ -222,7 +234,7 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
     out += ["", "## Provenance", "",
             "Every row carries `provenance`: generation_id, snippet_id, source, repo, path, url, func_name, "
             "task, language, generator_model, judge_model, judge_verdict, review_verdict, reviewer, edited, "
-            "prompt_version.", ""]
+            "prompt_version, prefilter_failed.", ""]
     return "\n".join(out)
 
 
