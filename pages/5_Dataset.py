@@ -240,6 +240,8 @@ def exclusions_preview(apply_checks: bool) -> bool:
                      expanded=False):
         if table.empty:
             st.write("Nothing was stopped by the pre-filter or flagged by a check.")
+        elif len(table) <= 100:   # static HTML: every reason readable (and findable with Ctrl+F)
+            st.table(table.drop(columns=["kind", "check_id"]).set_index("example"))
         else:
             st.dataframe(table.drop(columns=["kind", "check_id"]), hide_index=True, width="stretch", key="ds_exclusions")
     waiting = unconfirmed(store) if apply_checks else pd.DataFrame()
@@ -247,8 +249,7 @@ def exclusions_preview(apply_checks: bool) -> bool:
         return False
     st.warning(f"**{waiting['example'].nunique()} examples a reviewer accepted would be left out by a check.** "
                "Confirm to leave them out, or allow them in the export anyway.")
-    st.dataframe(waiting.drop(columns=["kind", "check_id", "overridden", "in export"]), hide_index=True, width="stretch",
-                 key="ds_accepted_blocked")
+    st.table(waiting.drop(columns=["kind", "check_id", "overridden", "in export"]).set_index("example"))
     c1, c2 = st.columns(2)
     if c1.button("Leave them out of the export", key="ds_confirm_exclusions"):
         confirm_exclusions(store, waiting["check_id"].astype(int).tolist(), actor=reviewer_name())

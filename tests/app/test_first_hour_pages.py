@@ -296,8 +296,8 @@ def test_dataset_lists_every_automatic_exclusion_and_speaks_page_wording(tmp_pat
         rv.decide(s, gid, "accepted", reviewer="firsthour", expected_version=0)
         s.checkpoint()
     at = _run(AppTest.from_file(DATASET, default_timeout=120))
-    table = next(df.value for df in at.dataframe if "excluded by" in df.value.columns)
-    row = table[table["example"] == gid].iloc[0]
+    table = next(t.value for t in at.table if "excluded by" in t.value.columns)
+    row = table.loc[gid] if gid in table.index else table.loc[str(gid)]
     assert row["excluded by"] == "pre-filter" and "instruction_too_long" in row["reason"]
     out = tmp_path / "exists"
     out.mkdir()
