@@ -196,7 +196,9 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
            "## Language mix", "", _table(Counter(r["language"] for r in rows), "language"),
            "## Models", "", _table(Counter(r["provenance"]["generator_model"] or "unknown" for r in rows),
                                    "generator model"),
-           _table(Counter(r["provenance"]["judge_model"] or "not judged" for r in rows), "judge model"),
+           _table(Counter(r["provenance"]["judge_model"]
+                         or ("unknown" if r["provenance"]["judge_verdict"] else "not judged") for r in rows),
+                 "judge model"),
            "## Prompt versions", "",
            _table(Counter(r["provenance"]["prompt_version"] or "unknown" for r in rows), "task@version"),
            "## Filters", "",

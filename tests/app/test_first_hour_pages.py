@@ -308,3 +308,14 @@ def test_dataset_lists_every_automatic_exclusion_and_speaks_page_wording(tmp_pat
     _run(at)
     errors = [e.value for e in at.error]
     assert errors and all("--" not in e for e in errors) and "Overwrite an existing folder" in errors[0]
+
+
+def test_the_dataset_card_never_calls_a_judged_example_not_judged(store):
+    from core.export import dataset_card, select_rows
+    from tests.core.checks.seed_data import add_example, distinct_python_solution, wave
+    add_example(store, wave("Write a Python function to sum prices.", distinct_python_solution(1)),
+                verdict="accepted", judge=True, judge_model="")       # an old row without a model name
+    sel = select_rows(store)
+    assert [r["provenance"]["judge_verdict"] for r in sel.rows] == ["passed"]
+    card = dataset_card(store, "alpaca", sel)
+    assert "| not judged |" not in card and "| unknown |" in card

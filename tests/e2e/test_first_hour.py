@@ -15,8 +15,8 @@ import pytest
 
 from core.store import open_store
 from tests.e2e.conftest import screenshot, wait_for_app
-from tests.e2e.test_journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step, full_page_shot, map_step, \
-    metric_value, no_exception, wait_or_fail
+from tests.e2e.test_journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step, full_page_shot, metric_value, \
+    no_exception, wait_or_fail
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import _TASK_RE, shoal_responder
 
@@ -63,6 +63,25 @@ def choose(page, label: str, option: str, where=None) -> None:
 
 
 # --------------------------------------------------------------------------- the steps
+
+def map_step(page, url: str) -> None:
+    """Embed, map and pick BUDGET snippets (as the journey test does, with room for a busy machine)."""
+    page.goto(url + "/Map")
+    wait_for_app(page)
+    page.get_by_text("No map yet").wait_for()
+    page.get_by_role("button", name="Embed and build map").click()
+    wait_or_fail(page, ".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=900_000)
+    page.get_by_text("Pick the most diverse snippets").wait_for(timeout=120_000)
+    wait_for_app(page, timeout=120_000)
+    set_number(page, "Budget", BUDGET)
+    name = page.get_by_label("Name")
+    name.fill(SELECTION)
+    name.press("Tab")
+    page.get_by_role("button", name="Select", exact=True).click()
+    page.get_by_text(f"Saved selection {SELECTION}").wait_for(timeout=120_000)
+    wait_for_app(page)
+    no_exception(page)
+
 
 def corpus_next_step(page, url: str) -> None:
     """After a map and a selection, the Corpus page's next step is to generate (not to embed)."""
