@@ -20,7 +20,7 @@ from tests.e2e.test_journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step,
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import _TASK_RE, shoal_responder
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(2400)]  # embed + UMAP on a busy machine
 
 REVIEWER = "firsthour"
 SECOND_LIMIT = 6
@@ -113,13 +113,31 @@ def start_first_job(page, url: str) -> int:
     return int(m.group(1))
 
 
-def home_shows_running(page, url: str, job: int) -> None:
+def home_shows_running(page, url: str, first: int, second: int) -> None:
     page.goto(url)
     wait_for_app(page)
     page.get_by_text("⏳ running").first.wait_for(timeout=10_000)
     running = page.locator("[data-testid='stAlertContentInfo']").filter(has_text="Running now").first
-    assert f"Job #{job}" in running.inner_text()
-    screenshot(page, "first-hour-4-home-running")
+    text = running.inner_text()
+    assert f"Job #{first}" in text and f"Job #{second} queued after #{first}" in text, text
+    screenshot(page, "first-hour-5-home-running")
+
+
+def second_tab_follows_the_job(page, url: str) -> None:
+    """A Review tab opened while the job runs shows the new examples without a reload."""
+    tab = page.context.new_page()
+    try:
+        tab.goto(url + "/Review")
+        wait_for_app(tab)
+        queue = tab.locator("[data-testid='stMarkdownContainer']").filter(has_text="Queue").first
+        queue.wait_for(timeout=60_000)
+        before = int(re.search(r"of (\d+)", queue.inner_text()).group(1))
+        tab.wait_for_function(
+            "(n) => { const m = [...document.querySelectorAll('[data-testid=stMarkdownContainer]')]"
+            ".map(e => e.innerText.match(/Queue .*? of (\\d+)/)).find(Boolean); return m && Number(m[1]) > n; }",
+            arg=before, timeout=90_000)
+    finally:
+        tab.close()
 
 
 def reload_mid_job_and_queue(page, url: str, first: int) -> int:
@@ -147,12 +165,20 @@ def reload_mid_job_and_queue(page, url: str, first: int) -> int:
     assert second != first
     assert progress_text(page).startswith(f"Job #{second} · queued after #{first}"), progress_text(page)
     assert in_view(page, page.locator("[data-testid='stProgress']").first)
-    screenshot(page, "first-hour-5-generate-queued")
-    page.get_by_text(f"Job #{second} · done").wait_for(timeout=180_000)
+    screenshot(page, "first-hour-4-generate-queued")
+    return second
+
+
+def wait_until_done(page, url: str, second: int) -> None:
+    page.goto(url + "/Generate")
+    wait_for_app(page)
+    page.get_by_text(f"Job #{second} · done").wait_for(timeout=300_000)
     wait_for_app(page)
     no_exception(page)
     full_page_shot(page, "first-hour-6-generate-done")
-    return second
+    page.goto(url)
+    wait_for_app(page)
+    assert page.get_by_text("⏳ running").count() == 0          # Home: nothing runs any more
 
 
 def review_prefiltered(page, url: str) -> int:
@@ -217,7 +243,7 @@ def check_and_export(page, url: str, out) -> str:
 
 def test_first_hour_every_page_shows_the_true_state(tmp_path, page, app_server):
     db, out = tmp_path / "first-hour.duckdb", tmp_path / "export"
-    with FakeOpenAIServer(first_hour_responder, latency_s=2.0) as llm:
+    with FakeOpenAIServer(first_hour_responder, latency_s=3.0) as llm:
         srv = app_server(db, env={"SHOAL_DEMO_SOURCE": DEMO_MODULES, "USER": REVIEWER, "HF_HUB_OFFLINE": "1",
                                   "SHOAL_GENERATOR_BASE_URL": llm.base_url, "SHOAL_GENERATOR_MODEL": "fake-model"})
         corpus_step(page, srv.url)
@@ -226,8 +252,10 @@ def test_first_hour_every_page_shows_the_true_state(tmp_path, page, app_server):
         corpus_next_step(page, srv.url)
         screenshot(page, "first-hour-2-corpus-next-step")
         first = start_first_job(page, srv.url)
-        home_shows_running(page, srv.url, first)
         second = reload_mid_job_and_queue(page, srv.url, first)
+        home_shows_running(page, srv.url, first, second)
+        second_tab_follows_the_job(page, srv.url)
+        wait_until_done(page, srv.url, second)
         gid = review_prefiltered(page, srv.url)
         wrote = check_and_export(page, srv.url, out)
         srv.stop()
