@@ -50,7 +50,7 @@ def progress_text(page) -> str:
 
 
 def set_number(page, label: str, value: int) -> None:
-    box = page.get_by_label(label)
+    box = page.get_by_role("spinbutton", name=label, exact=True)
     box.fill(str(value))
     box.press("Tab")
     wait_for_app(page)
@@ -119,7 +119,9 @@ def home_shows_running(page, url: str, first: int, second: int) -> None:
     page.get_by_text("⏳ running").first.wait_for(timeout=10_000)
     running = page.locator("[data-testid='stAlertContentInfo']").filter(has_text="Running now").first
     text = running.inner_text()
-    assert f"Job #{first}" in text and f"Job #{second} queued after #{first}" in text, text
+    assert f"Job #{first}" in text or f"Job #{second}" in text, text
+    if f"Job #{first}:" in text:                     # the first still runs: the second waits for it
+        assert f"Job #{second} queued after #{first}" in text, text
     screenshot(page, "first-hour-5-home-running")
 
 
@@ -129,7 +131,7 @@ def second_tab_follows_the_job(page, url: str) -> None:
     try:
         tab.goto(url + "/Review")
         wait_for_app(tab)
-        queue = tab.locator("[data-testid='stMarkdownContainer']").filter(has_text="Queue").first
+        queue = tab.locator("[data-testid='stMarkdownContainer']").filter(has_text=re.compile(r"Queue .* of \d+")).first
         queue.wait_for(timeout=60_000)
         before = int(re.search(r"of (\d+)", queue.inner_text()).group(1))
         tab.wait_for_function(
@@ -150,11 +152,11 @@ def reload_mid_job_and_queue(page, url: str, first: int) -> int:
     page.reload()
     wait_for_app(page)
     page.locator("[data-testid='stMetric']").filter(has_text="Items").wait_for()
-    assert page.get_by_label("At most").input_value() == str(SECOND_LIMIT)
+    assert page.get_by_role("spinbutton", name="At most", exact=True).input_value() == str(SECOND_LIMIT)
     assert metric_value(page, "Items") == str(SECOND_LIMIT)
     assert SELECTION in page.locator("[data-testid='stSelectbox']").filter(has_text="Selection").first.inner_text()
     page.get_by_text("Concurrency, budget and few-shot pools").click()
-    assert page.get_by_label("Concurrency (items in flight)").input_value() == "2"
+    assert page.get_by_role("spinbutton", name="Concurrency (items in flight)", exact=True).input_value() == "2"
     # the first job still runs on this server: the page says so and queues the next one
     page.get_by_text("is running on this server").wait_for()
     page.get_by_role("button", name="Start job").click()
@@ -243,7 +245,7 @@ def check_and_export(page, url: str, out) -> str:
 
 def test_first_hour_every_page_shows_the_true_state(tmp_path, page, app_server):
     db, out = tmp_path / "first-hour.duckdb", tmp_path / "export"
-    with FakeOpenAIServer(first_hour_responder, latency_s=3.0) as llm:
+    with FakeOpenAIServer(first_hour_responder, latency_s=5.0) as llm:
         srv = app_server(db, env={"SHOAL_DEMO_SOURCE": DEMO_MODULES, "USER": REVIEWER, "HF_HUB_OFFLINE": "1",
                                   "SHOAL_GENERATOR_BASE_URL": llm.base_url, "SHOAL_GENERATOR_MODEL": "fake-model"})
         corpus_step(page, srv.url)
@@ -252,9 +254,9 @@ def test_first_hour_every_page_shows_the_true_state(tmp_path, page, app_server):
         corpus_next_step(page, srv.url)
         screenshot(page, "first-hour-2-corpus-next-step")
         first = start_first_job(page, srv.url)
+        second_tab_follows_the_job(page, srv.url)
         second = reload_mid_job_and_queue(page, srv.url, first)
         home_shows_running(page, srv.url, first, second)
-        second_tab_follows_the_job(page, srv.url)
         wait_until_done(page, srv.url, second)
         gid = review_prefiltered(page, srv.url)
         wrote = check_and_export(page, srv.url, out)
