@@ -213,7 +213,11 @@ ROLE_DEFAULTS = {"generator": {"temperature": 1.0, "max_tokens": 512},
 
 
 LOCAL_TIMEOUT_S = 600.0
-LOCAL_MAX_TOKENS = {"generator": 512, "judge": 512}
+
+
+def _local_max_tokens(role: str) -> int:
+    from core import local_llm
+    return local_llm.MAX_TOKENS[role]
 
 
 def endpoint_configured() -> bool:
@@ -254,7 +258,7 @@ def load_profiles(start_local: bool = True) -> dict[str, Profile]:
                 settings.update(_local_endpoint(start_local, settings.get("model")))
                 # a 135M model on 2 CPU cores: ~15 tokens/s, one request at a time
                 settings["timeout_s"] = own.get("timeout_s", LOCAL_TIMEOUT_S)
-                settings["max_tokens"] = own.get("max_tokens", LOCAL_MAX_TOKENS[role])
+                settings["max_tokens"] = own.get("max_tokens", _local_max_tokens(role))
                 source = "local"
         settings.setdefault("model", "")
         try:
@@ -271,3 +275,43 @@ def _local_endpoint(start: bool, model: str | None) -> dict[str, Any]:
         return {"base_url": "", "model": model or local_llm.resolve_model(None).name}
     server = local_llm.ensure_server(model or None)
     return {"base_url": server.base_url, "model": server.model}
+
+
+# ---------------------------------------------------------------- model names
+
+
+def list_server_models(profile: Profile, timeout: float = 5.0) -> list[str] | None:
+    """Model ids from GET {base_url}/models (with the profile's key), or None when it cannot be read."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(profile.base_url.rstrip("/") + "/models",
+                                 headers={"Authorization": f"Bearer {resolve_api_key(profile)}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            data = json.loads(resp.read().decode("utf-8"))
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    items = data.get("data") if isinstance(data, dict) else None
+    return [str(m["id"]) for m in items or [] if isinstance(m, dict) and m.get("id")]
+
+
+def with_model_names(profiles: dict[str, Profile], list_models=list_server_models) -> dict[str, Profile]:
+    """The profiles with every model name filled in, so what a job records (and the dataset card
+    shows) never has an empty model. A profile with a server URL but no model takes the first
+    model the server lists; when the server lists none or cannot be asked, a clear refusal."""
+    out = {}
+    for role, prof in profiles.items():
+        if prof.model.strip() or not prof.base_url:
+            out[role] = prof
+            continue
+        models = list_models(prof)
+        if not models:
+            why = "does not answer GET /models" if models is None else "lists no models"
+            raise ShoalError(f"No {role} model name is set and the server at {prof.base_url} {why}: "
+                             f"type the model name in the {role} model field (or set SHOAL_{role.upper()}_MODEL).")
+        data = prof.model_dump()
+        data["model"] = models[0]
+        out[role] = Profile(**data)
+    return out

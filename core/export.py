@@ -179,9 +179,19 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
                 "reviews": responses.get(int(r.generation_id), []),
                 "review_status": status or ("decided" if verdict in ("accepted", "rejected") else "judge only"),
                 "adjudicator": adjudicator,
+                # accepted by a person although the pre-filter stopped it (never judged): its reasons
+                "prefilter_failed": _prefilter_failed(r.prefilter_ok, r.prefilter_reasons),
             },
         })
     return sel
+
+
+def _prefilter_failed(ok: Any, reasons: Any) -> list[str] | None:
+    """The pre-filter's reasons when it stopped this example, else None."""
+    from core.checks.exclusions import prefilter_reasons
+    if ok is None or pd.isna(ok) or bool(ok):
+        return None
+    return prefilter_reasons(reasons) or ["stopped by the pre-filter"]
 
 
 def _prompt(row: dict) -> str:
@@ -240,7 +250,9 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
            "## Language mix", "", _table(Counter(r["language"] for r in rows), "language"),
            "## Models", "", _table(Counter(r["provenance"]["generator_model"] or "unknown" for r in rows),
                                    "generator model"),
-           _table(Counter(r["provenance"]["judge_model"] or "not judged" for r in rows), "judge model"),
+           _table(Counter(r["provenance"]["judge_model"]
+                         or ("unknown" if r["provenance"]["judge_verdict"] else "not judged") for r in rows),
+                 "judge model"),
            "## Prompt versions", "",
            _table(Counter(r["provenance"]["prompt_version"] or "unknown" for r in rows), "task@version"),
            "## Filters", "",
@@ -248,6 +260,8 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
                              if sel.include_judged else "examples a reviewer accepted (a human verdict always "
                              "overrides the judge)") + ".",
            f"- Reviewer edits applied: {sum(1 for r in rows if r['provenance']['edited'])} edited examples.",
+           f"- Accepted by a reviewer although the pre-filter stopped them (not judged; "
+           f"`provenance.prefilter_failed` gives the reasons): {sum(1 for r in rows if r['provenance'].get('prefilter_failed'))}.",
            "- Failing checks (decontamination, near-duplicates, execution) "
            + ("exclude an example unless a reviewer overrode them" if sel.apply_checks else "were NOT applied")
            + f"; overridden check failures: {sel.n_overridden}.",
@@ -283,7 +297,8 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
             "verdict), reviewer (who it is signed by), edited, prompt_version, tests (the generator's own tests, "
             "in the solution's language), execution (pass / fail / error of solution + tests in the sandbox; "
             "empty when not run), reviews (every reviewer's own verdict), review_status (decided / agreed / "
-            "resolved) and adjudicator.", ""]
+            "resolved), adjudicator and prefilter_failed (the pre-filter's reasons when a person accepted "
+            "an example it had stopped).", ""]
     return "\n".join(out)
 
 

@@ -216,8 +216,9 @@ def evaluate_judge(store: Store, prompt_version: int | str | None, model: str | 
     try:
         items = run_sync(_judge_all(client, gold, versions, progress))
     except BaseException as exc:
+        message = str(exc)[:500]
         store.write(lambda cur: cur.execute("UPDATE judge_evals SET status = 'failed', error = ?, "
-                                            "finished_at = current_timestamp WHERE id = ?", [str(exc)[:500], eval_id]))
+                                            "finished_at = current_timestamp WHERE id = ?", [message, eval_id]))
         raise
     finally:
         client.close()

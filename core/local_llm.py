@@ -45,6 +45,10 @@ START_TIMEOUT_S = 180.0  # generous: 2 shared cores can make a cold model load s
 # few at once and wait long: 8 queued replies of ~300 tokens at ~10 tok/s take minutes.
 RECOMMENDED_CONCURRENCY = 1
 RECOMMENDED_TIMEOUT_S = 600.0
+# Completion budgets of the two roles on the embedded model. The judge writes a reason and an answer
+# for every rule of a task; at 512 tokens about half of its replies were cut off mid-rule
+# (docs/local-model.md has the measurement behind the judge's figure).
+MAX_TOKENS = {"generator": 512, "judge": 1024}
 API_KEY = "local"  # the server checks no key, but the openai package wants a non-empty one
 
 

@@ -1,27 +1,31 @@
-"""Shoal home: where the user is in the pipeline and what to do next."""
-from pathlib import Path
-
+"""Shoal home: where the user is in the pipeline, what is running now, and what to do next."""
 import streamlit as st
 
-from core.pipeline import pipeline_status
-from ui.common import page_store
+from core.pipeline import next_step, pipeline_status, running_work
+from ui.common import next_step_box, page_store
+from ui.text import plain
 
 store = page_store()
 
 st.title("🐟 Shoal")
 st.write("Turn an ocean of raw code into a small, diverse, high-quality instruction-tuning dataset.")
 
-steps = pipeline_status(store)
-cols = st.columns(len(steps))
-for col, step in zip(cols, steps):
-    with col:
-        st.metric(step["title"], f"{step['count']:,}", help=step["help"])
-        st.caption("✅ done" if step["done"] else "⬜ to do")
+STATE = {"running": "⏳ running", "done": "✅ done", "to do": "⬜ to do"}
 
-next_step = next((s for s in steps if not s["done"]), None)
-if next_step is None:
-    st.success("Every stage has data. Export the accepted set from the Dataset page.")
-else:
-    st.info(f"**Next step:** {next_step['next']}")
-    if Path(next_step["page"]).exists():
-        st.page_link(next_step["page"], label=f"Go to {next_step['page_title']}", icon="➡️")
+
+def stages() -> None:
+    steps = pipeline_status(store)
+    for col, step in zip(st.columns(len(steps)), steps):
+        with col:
+            st.metric(step["title"], f"{step['count']:,}", help=step["help"])
+            st.caption(STATE[step["state"]])
+    work = running_work(store)
+    if work:
+        st.info("**Running now:** " + " · ".join(plain(w.text) for w in work))
+    next_step_box(next_step(steps))
+    if LIVE and not work:
+        st.rerun()      # everything finished: a full run stops the polling
+
+
+LIVE = bool(running_work(store))
+st.fragment(run_every=2.0 if LIVE else None)(stages)()

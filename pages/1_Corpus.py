@@ -9,9 +9,10 @@ from core.errors import ShoalError
 from core.ingest import DEFAULT_BLACKLIST, FORMATS, browse
 from core.ingest.background import INGEST, start_ingest
 from core.ingest.upload import save_upload
+from core.pipeline import next_step, pipeline_status
 from ui.background import task_panel
 from ui.code import code_lang
-from ui.common import page_store
+from ui.common import next_step_box, page_store
 from ui.text import plain
 
 store = page_store()
@@ -93,12 +94,16 @@ if stats["snippets"] == 0 and stats["filtered"] + stats["errors"] == 0:
     st.info("No code yet: load the demo corpus or add a source above.")
     st.stop()
 
-cols = st.columns(7)
-for col, (label, key) in zip(cols, [("Snippets", "snippets"), ("Functions", "functions"), ("Seeds", "seeds"),
-                                    ("Languages", "languages"), ("Sources", "sources"),
-                                    ("Duplicates", "duplicates"), ("Rejected", "filtered")]):
+TILES = [("Snippets", "snippets", None), ("Functions", "functions", None), ("Seeds", "seeds", None),
+         ("Languages", "languages", None), ("Sources", "sources", None),
+         ("Duplicates", "duplicates", "Records dropped as exact copies of another record of the same source "
+                                      "(counted once per source, however often it is ingested)."),
+         ("Already present", "already_present", "Records the newest ingest read that the corpus already had "
+                                                "(re-ingesting a source adds nothing twice)."),
+         ("Rejected", "filtered", "filtered + errors")]
+for col, (label, key, help_) in zip(st.columns(len(TILES)), TILES):
     value = stats[key] + (stats["errors"] if key == "filtered" else 0)
-    col.metric(label, f"{value:,}", help="filtered + errors" if key == "filtered" else None)
+    col.metric(label, f"{value:,}", help=help_)
 
 left, right = st.columns(2)
 with left:
@@ -165,4 +170,6 @@ if not found.empty:
 with st.expander("Ingest history"):
     st.dataframe(browse.history(store), width="stretch", hide_index=True)
 
-st.info("Next step: embed the corpus and build its map on the Map page.")
+nxt = next_step(pipeline_status(store))
+if nxt is None or nxt["title"] != "Corpus":
+    next_step_box(nxt)

@@ -23,7 +23,8 @@ from core.tasks import get_task
 from ui.code import code_lang, show_field
 from ui.common import can, get_user_state, page_store, reviewer_name, set_user_state
 from ui.focus import focus
-from ui.text import verdict_badge
+from core.checks.exclusions import prefilter_reasons
+from ui.text import plain, verdict_badge
 
 store = page_store()
 
@@ -138,13 +139,30 @@ def go_next(after: int | None) -> None:
     save_position(nxt)
 
 
+def prefilter_stop(gid: int) -> list[str] | None:
+    """The pre-filter's reasons when it stopped this example before the judge, else None."""
+    g = store.one("SELECT prefilter_ok, prefilter_reasons FROM generations WHERE id = ?", [gid])
+    if not g or g["prefilter_ok"] is None or g["prefilter_ok"]:
+        return None
+    return prefilter_reasons(g["prefilter_reasons"]) or ["stopped by the pre-filter"]
+
+
+def ask_accept(gid: int) -> None:
+    """Accept, except that an example the pre-filter stopped asks first (it was never judged)."""
+    if prefilter_stop(gid) is not None:
+        SS["rv_panel"] = "confirm_accept"
+        return
+    decide("accepted", gid)
+
+
 def decide(verdict: str, gid: int, edited: dict | None = None, note: str | None = None,
            reasons: list | None = None) -> None:
     try:
         res = rv.decide(store, gid, verdict, reviewer=reviewer_name(), expected_version=loaded(gid),
                         note=note, reasons=reasons, edited_fields=edited, seconds_open=seconds_open(gid))
     except rv.StaleReview as exc:
-        flash(str(exc), "⚠️", error=True)
+        # said once: the error above the example (with its Reload button), no toast, no second notice
+        SS["rv_error"] = str(exc)
         SS["rv_panel"] = None
         return
     except ShoalError as exc:
@@ -153,7 +171,9 @@ def decide(verdict: str, gid: int, edited: dict | None = None, note: str | None 
     word = {"accepted": "Accepted" + (" (edited)" if res["edited_fields"] and edited else ""),
             "rejected": "Rejected", "skipped": "Skipped"}[verdict]
     status = f" · {STATUS_WORDS[res['status']]}" if res.get("status") else ""
-    flash(f"{word} #{gid} — saved (version {res['version']}){status}", "✅" if verdict == "accepted" else "📝")
+    flagged = " · stopped by the pre-filter: flagged in the export" \
+        if verdict == "accepted" and prefilter_stop(gid) is not None else ""
+    flash(f"{word} #{gid} — saved (version {res['version']}){status}{flagged}", "✅" if verdict == "accepted" else "📝")
     go_next(gid)
 
 
@@ -248,11 +268,13 @@ def review_panel() -> None:
     seen = SS.get("rv_loaded") or {}
     if seen.get("gid") != gid:
         SS["rv_loaded"] = seen = {"gid": gid, "version": version, "at": time.monotonic()}
+    stale = seen["version"] != version
     if SS.get("rv_error"):
         st.error(SS["rv_error"])
-    if seen["version"] != version:
+    elif stale:
         st.warning(f"This example changed since you opened it (now version {version}"
                    f"{' by ' + review['reviewer'] if review else ''}). Saving is refused until you reload it.")
+    if stale:
         st.button("Reload example", on_click=reload_example, args=(gid,), key="rv_reload")
 
     # ---- title line
@@ -263,9 +285,15 @@ def review_panel() -> None:
         if cluster else ""
     human = (f":blue-badge[{review['verdict']} by {review['reviewer']} · v{review['version']}]" if review
              else ":gray-badge[no final verdict yet]" if rv.is_overlap(store, gid) else ":gray-badge[not reviewed]")
-    st.markdown(f"### Example #{gid}\n`{g['task']}` · {langs}{ctext} · {verdict_badge(judg['overall'] if judg else None)}"
+    stop = prefilter_stop(gid)
+    badge = ":orange-badge[stopped by the pre-filter]" if stop is not None and not judg \
+        else verdict_badge(judg["overall"] if judg else None)
+    st.markdown(f"### Example #{gid}\n`{g['task']}` · {langs}{ctext} · {badge}"
                 f" {human}" + (" :orange-badge[edited]" if review and review.get("edited_fields") else ""))
     blind = draw_team_line(gid)
+    if stop is not None:
+        st.warning("**Stopped by the pre-filter, so the judge never saw it:** " + plain("; ".join(stop))
+                   + ". Accepting it puts it in the export, flagged with these reasons.")
 
     # ---- decisions
     draw_actions(gid)
@@ -278,19 +306,17 @@ def review_panel() -> None:
             st.pills("Quick reasons", rv.QUICK_REASONS, selection_mode="multi", key=f"rv_reasons_{gid}")
             st.form_submit_button("Confirm reject (Enter)", type="primary", on_click=do_reject, args=(gid,))
         focus("Reject note", f"reject-{gid}")
-    elif panel == "edit":
-        names = [n for n in fields if n != "task_name"]
-        with st.form(f"rv_edit_form_{gid}", border=True):
-            st.caption("Edit any field, then Ctrl+Enter (or the button) saves and accepts.")
-            for n in names:
-                v = shown.get(n, "")
-                st.text_area(n, value=v if isinstance(v, str) else json.dumps(v), key=f"rv_field_{gid}_{n}",
-                             height=max(68, min(400, 22 * (str(v).count("\n") + 2))))
-            st.form_submit_button("Save edit & accept", type="primary", on_click=do_edit, args=(gid, names))
-        if names:
-            focus(names[0], f"edit-{gid}")
+    elif panel == "confirm_accept" and stop is not None:
+        with st.container(border=True):
+            st.markdown(f"Accept #{gid} although the pre-filter stopped it? It was never judged; the export "
+                        "marks it (`prefilter_failed`).")
+            c1, c2 = st.columns(2)
+            c1.button("Accept anyway", key="rv_accept_anyway", type="primary", on_click=decide,
+                      args=("accepted", gid), width="stretch")
+            c2.button("Cancel", key="rv_accept_cancel", on_click=open_panel, args=("confirm_accept",),
+                      width="stretch")
 
-    # ---- source and generated side by side
+    # ---- source and generated side by side (an edit happens in the right column: the source stays in view)
     left, right = st.columns(2, gap="medium")
     with left:
         st.markdown(f"**Source snippet** · {src_lang}")
@@ -299,11 +325,14 @@ def review_panel() -> None:
         if where:
             st.caption(where)
     with right:
-        st.markdown("**Generated**" + (" (your edited copy)" if shown is not fields else ""))
-        for name, value in shown.items():
-            if name == "task_name":
-                continue
-            show_field(name, value, field_language(g["task"], name, str(value), src_lang, tgt))
+        if panel == "edit":
+            edit_form(gid, fields, shown)
+        else:
+            st.markdown("**Generated**" + (" (your edited copy)" if shown is not fields else ""))
+            for name, value in shown.items():
+                if name == "task_name":
+                    continue
+                show_field(name, value, field_language(g["task"], name, str(value), src_lang, tgt))
         run = execution_of(store, gid)
         if run:   # the sandbox run of solution + tests (core.checks.execution)
             st.markdown(f"**Execution** :{'green' if run['passed'] else 'red'}-badge[{run['outcome']}] "
@@ -373,6 +402,20 @@ def draw_team_line(gid: int) -> bool:
     return bool(hidden)
 
 
+def edit_form(gid: int, fields: dict, shown: dict) -> None:
+    """The edit form, drawn where the generated fields were (beside the source snippet)."""
+    names = [n for n in fields if n != "task_name"]
+    with st.form(f"rv_edit_form_{gid}", border=True):
+        st.caption("Edit any field, then Ctrl+Enter (or the button) saves and accepts.")
+        for n in names:
+            v = shown.get(n, "")
+            st.text_area(n, value=v if isinstance(v, str) else json.dumps(v), key=f"rv_field_{gid}_{n}",
+                         height=max(68, min(400, 22 * (str(v).count("\n") + 2))))
+        st.form_submit_button("Save edit & accept", type="primary", on_click=do_edit, args=(gid, names))
+    if names:
+        focus(names[0], f"edit-{gid}")
+
+
 def jump_to(ids: list[int]) -> None:
     state = SS.get("rv_list_table")
     rows = list(state["selection"]["rows"]) if state else []
@@ -392,8 +435,8 @@ def draw_queue_list(f: rv.QueueFilter, gid: int) -> None:
 def draw_actions(gid: int) -> None:
     cols = st.columns(7)
     k = SHORTCUTS
-    cols[0].button("Accept", key="rv_accept", type="primary", shortcut=k["accept"], on_click=decide,
-                   args=("accepted", gid), width="stretch")
+    cols[0].button("Accept", key="rv_accept", type="primary", shortcut=k["accept"], on_click=ask_accept,
+                   args=(gid,), width="stretch")
     cols[1].button("Reject…", key="rv_reject", shortcut=k["reject"], on_click=open_panel, args=("reject",),
                    width="stretch")
     cols[2].button("Edit…", key="rv_edit", shortcut=k["edit"], on_click=open_panel, args=("edit",), width="stretch")
@@ -630,6 +673,19 @@ def conflicts_panel() -> None:
                 width="stretch")
 
 
+# --------------------------------------------------------------------------- refresh while examples arrive
+
+@st.fragment(run_every=3.0)
+def watch_for_new_examples() -> None:
+    """Another tab (or a job) adds examples: refresh the page so the queue and its counts show them.
+    Waits while a reject note or an edit is open, so nothing typed is disturbed."""
+    n = int(store.scalar("SELECT count(*) FROM generations") or 0)
+    seen = SS.get("rv_seen_generations")
+    SS["rv_seen_generations"] = n
+    if seen is not None and n != seen and not SS.get("rv_panel"):
+        st.rerun()
+
+
 # --------------------------------------------------------------------------- page
 
 init_state()
@@ -684,3 +740,4 @@ elif mode == "Conflicts":
     conflicts_panel()
 else:
     review_panel()
+watch_for_new_examples()

@@ -1,5 +1,6 @@
 """Dataset: check the curated set (benchmarks, near-duplicates, execution), see what it is made of, export it."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -10,6 +11,7 @@ from core.background_work import CHECKS, benchmark_spec, start_checks
 from core.checks import analytics as an
 from core.checks.benchmarks import KNOWN as BENCHMARKS
 from core.checks.examples import load_examples
+from core.checks.exclusions import automatic_exclusions, confirm_exclusions, unconfirmed
 from core.checks.neardup import duplicate_groups, keep_one
 from core.checks.results import current_checks, latest_run, set_override
 from core.errors import ShoalError
@@ -17,6 +19,7 @@ from core.export import FORMATS, export_dataset, export_zip, recent_exports, sel
 from ui.background import task_panel
 from ui.common import page_store, require_page, reviewer_name
 from ui.palettes import REVIEW_STATUS
+from ui.text import page_text, plain
 
 store = page_store()
 require_page("export")     # checks and export: owner or curator (a reviewer sees why, nothing else)
@@ -50,11 +53,16 @@ with st.form("ds_check_form"):
                                help="name=PATH pairs, comma-separated.")
     ngram = cols[2].number_input("N-gram overlap (0 = off)", 0, 64, 0, key="ds_ngram",
                                  help="datatrove uses 12-grams.")
-    cols = st.columns([2, 1, 1, 1])
-    threshold = cols[0].slider("Near-duplicate Jaccard threshold", 0.3, 1.0, 0.58, 0.01, key="ds_threshold")
-    rouge = cols[1].checkbox("ROUGE-L > 0.7 on instructions", key="ds_rouge")
-    run_exec = cols[2].checkbox("Execute Python solutions", key="ds_exec")
-    exec_sample = cols[3].number_input("Execute at most", 1, 100_000, 200, key="ds_exec_sample")
+    threshold = st.slider("Near-duplicate Jaccard threshold", 0.3, 1.0, 0.58, 0.01, key="ds_threshold")
+    cols = st.columns(3)   # wide enough that no label is cut
+    rouge = cols[0].checkbox("Also compare instructions (ROUGE-L above 0.7)", key="ds_rouge",
+                             help="Self-instruct's filter: two examples whose instructions share most words "
+                                  "form a near-duplicate group too.")
+    run_exec = cols[1].checkbox("Execute Python solutions", key="ds_exec",
+                                help="Runs each solution in a sandboxed subprocess; one that fails is left out.")
+    exec_sample = cols[2].number_input("Execute at most", 1, 100_000, 200, key="ds_exec_sample")
+    st.caption("Checks only flag examples. Before an export you see every example they would leave out, and "
+               "you confirm any that a reviewer accepted.")
     submitted = st.form_submit_button("Run checks", type="primary", disabled=checking)
 
 if submitted and not checking:
@@ -62,7 +70,7 @@ if submitted and not checking:
         start_checks(store, benchmark_spec(chosen, paths), int(ngram) or None, threshold, rouge, run_exec,
                      int(exec_sample))
     except ShoalError as exc:
-        st.error(str(exc))
+        st.error(page_text(exc))
     else:
         st.rerun()
 
@@ -71,7 +79,7 @@ def _checks_progress(rec: TaskRecord) -> str:
     return f"{rec.message} {rec.done}/{rec.total or '?'}"
 
 
-task_panel(store, CHECKS.name, "ds_checks", _checks_progress)
+task_panel(store, CHECKS.name, "ds_checks", _checks_progress, fmt=page_text)
 
 summary = an.check_summary(store)
 if summary.empty:
@@ -110,9 +118,11 @@ with st.expander(f"Near-duplicate groups: {len(groups)} (keep one of each)", exp
         st.write("No near-duplicates.")
     for g in groups[:30]:
         members = [m["generation_id"] for m in g["members"]]
-        st.markdown(f"**Group of {len(members)}** — kept now: #{g['keep']}")
+        st.markdown(f"**Group of {len(members)}** — kept now: #{g['keep']}; every other member is similar "
+                    f"to #{g['keep']}")
         st.dataframe(pd.DataFrame([{"example": m["generation_id"], "kept": m["passed"],
-                                    "similarity": m["similarity"], "method": m["method"],
+                                    "similar to": m["similar_to"], "similarity": m["similarity"],
+                                    "method": m["method"],
                                     "instruction": titles.get(m["generation_id"], "")} for m in g["members"]]),
                      hide_index=True, width="stretch")
         k1, k2 = st.columns([3, 1])
@@ -124,7 +134,7 @@ with st.expander(f"Near-duplicate groups: {len(groups)} (keep one of each)", exp
                 st.toast(f"Kept #{out['kept']}, rejected {len(out['rejected'])}")
                 st.rerun()
             except ShoalError as exc:
-                st.error(str(exc))
+                st.error(page_text(exc))
     if len(groups) > 30:
         st.caption(f"Showing 30 of {len(groups)} groups.")
 
@@ -222,6 +232,36 @@ with right:
         st.plotly_chart(fig, key="ds_chart_map")
 
 # =========================================================================== export
+
+def exclusions_preview(apply_checks: bool) -> bool:
+    """Every automatic exclusion with its reason; True while accepted examples a check would leave out
+    wait for the user's confirmation (the export buttons stay off until then)."""
+    table = automatic_exclusions(store)
+    with st.expander(f"Automatic exclusions: {len(table)} (pre-filter, near-duplicates, execution, benchmarks)",
+                     expanded=False):
+        if table.empty:
+            st.write("Nothing was stopped by the pre-filter or flagged by a check.")
+        elif len(table) <= 100:   # static HTML: every reason readable (and findable with Ctrl+F)
+            st.table(table.drop(columns=["kind", "check_id"]).set_index("example"))
+        else:
+            st.dataframe(table.drop(columns=["kind", "check_id"]), hide_index=True, width="stretch", key="ds_exclusions")
+    waiting = unconfirmed(store) if apply_checks else pd.DataFrame()
+    if waiting.empty:
+        return False
+    st.warning(f"**{waiting['example'].nunique()} examples a reviewer accepted would be left out by a check.** "
+               "Confirm to leave them out, or allow them in the export anyway.")
+    st.table(waiting.drop(columns=["kind", "check_id", "overridden", "in export"]).set_index("example"))
+    c1, c2 = st.columns(2)
+    if c1.button("Leave them out of the export", key="ds_confirm_exclusions"):
+        confirm_exclusions(store, waiting["check_id"].astype(int).tolist(), actor=reviewer_name())
+        st.rerun()
+    if c2.button("Keep them in the export (override the checks)", key="ds_override_accepted"):
+        for example, kind in zip(waiting["example"], waiting["kind"]):
+            set_override(store, int(example), kind, True, actor=reviewer_name())
+        st.rerun()
+    return True
+
+
 st.header("Export")
 cols = st.columns([2, 1, 1])
 fmt = cols[0].selectbox("Format", list(FORMATS), format_func=lambda f: FORMATS[f], key="ds_fmt")
@@ -231,15 +271,16 @@ name = st.text_input("Dataset name (card title)", "Shoal dataset", key="ds_name"
 sel = select_rows(store, include_judged, apply_checks)
 st.write(f"**{len(sel.rows)}** examples will be exported."
          + ("" if not sel.excluded else " Left out: " + ", ".join(f"{k}: {v}" for k, v in sel.excluded.most_common())))
+must_confirm = exclusions_preview(apply_checks)
 
 b1, b2 = st.columns(2)
 with b1:
-    if st.button("Prepare download", key="ds_prepare", disabled=not sel.rows, type="primary"):
+    if st.button("Prepare download", key="ds_prepare", disabled=not sel.rows or must_confirm, type="primary"):
         try:
             data, res = export_zip(store, fmt, include_judged, apply_checks, name=name)
             st.session_state["ds_zip"] = (data, res.path, res.card)
         except ShoalError as exc:
-            st.error(str(exc))
+            st.error(page_text(exc))
     if "ds_zip" in st.session_state:
         data, fname, card = st.session_state["ds_zip"]
         st.download_button(f"Download {fname}", data, file_name=fname, mime="application/zip", key="ds_download")
@@ -248,12 +289,15 @@ with b1:
 with b2:
     out = st.text_input("…or write to a folder on this machine", key="ds_out", placeholder="/path/to/my-dataset")
     overwrite = st.checkbox("Overwrite an existing folder", key="ds_overwrite")
-    if st.button("Export to folder", key="ds_export_folder", disabled=not (out and sel.rows)):
-        try:
-            res = export_dataset(store, fmt, out, include_judged, apply_checks, overwrite=overwrite, name=name)
-            st.success(f"Wrote {res.n_rows} examples to {res.path}")
-        except ShoalError as exc:
-            st.error(str(exc))
+    if st.button("Export to folder", key="ds_export_folder", disabled=not (out and sel.rows) or must_confirm):
+        if Path(out).expanduser().exists() and not overwrite:
+            st.error(f"{plain(out)} already exists: choose another folder, or tick “Overwrite an existing folder”.")
+        else:
+            try:
+                res = export_dataset(store, fmt, out, include_judged, apply_checks, overwrite=overwrite, name=name)
+                st.success(f"Wrote {res.n_rows} examples to {res.path}")
+            except ShoalError as exc:
+                st.error(page_text(exc))
 
 past = recent_exports(store)
 if not past.empty:

@@ -149,3 +149,17 @@ def page_setup(title: str, icon: str = "🐟") -> Store:
     store = get_store()
     sidebar(store)
     return store
+
+
+def next_step_box(step: dict | None) -> None:
+    """"Next step" with a link to its page (core.pipeline.next_step); the link is left out when the
+    page runs outside the frame (a test running one page file), where no page can be linked to."""
+    from streamlit.errors import StreamlitPageNotFoundError
+    if step is None:
+        st.success("Every stage has data. Export the accepted set from the Dataset page.")
+        return
+    st.info(f"**Next step:** {step['next']}")
+    try:
+        st.page_link(step["page"], label=f"Go to {step['page_title']}", icon="➡️")
+    except StreamlitPageNotFoundError:
+        pass

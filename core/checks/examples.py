@@ -21,7 +21,7 @@ SELECT g.id AS generation_id, g.task, coalesce(g.target_language, s.language) AS
        g.snippet_id, g.fields, r.edited_fields, r.verdict, r.reviewer, r.note AS review_note,
        lj.overall AS judge_overall, lj.judge_model, g.generator_model, g.prompt_version_id,
        pv.task AS prompt_task, pv.version AS prompt_version, pv.content_hash AS prompt_hash,
-       g.job_id, s.code AS seed, s.source, s.repo, s.path, s.url, s.func_name, s.kind AS snippet_kind
+       g.job_id, g.prefilter_ok, g.prefilter_reasons, s.code AS seed, s.source, s.repo, s.path, s.url, s.func_name, s.kind AS snippet_kind
 FROM generations g
 LEFT JOIN snippets s ON s.id = g.snippet_id
 LEFT JOIN reviews r ON r.generation_id = g.id

@@ -4,10 +4,9 @@ Tokens are the pieces of instruction + solution split on non-identifier characte
 `[^A-Za-z_0-9]`). LSH (datasketch, 128 permutations) proposes candidate pairs; a pair is a
 duplicate when the exact Jaccard similarity of the two token sets is >= the threshold (0.58
 by default, as bigcode). The self-instruct filter adds pairs whose instructions have
-ROUGE-L F1 > 0.7. The recorded groups do not chain: in keep order — accepted, else judge-passed,
-else the oldest — each example not yet grouped keeps the others similar to it (so every member
-is similar to the kept one); the others fail the check until a person keeps a different one or
-overrides it. `group_pairs` (connected components) stays for callers that want the closure.
+ROUGE-L F1 > 0.7. Groups do not chain (`star_groups`): each has one kept member — an accepted
+one if there is one, else a judge-passed one, else the oldest — and the others are the examples
+similar to *it*; they fail the check until a person keeps a different one or overrides it.
 """
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -64,23 +63,6 @@ def rouge_l(a: Sequence[str], b: Sequence[str]) -> float:
         return 0.0
     p, r = lcs / len(b), lcs / len(a)
     return 2 * p * r / (p + r)
-
-
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
-
-    def find(self, x: int) -> int:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
 
 
 @dataclass
@@ -170,24 +152,49 @@ def rouge_pairs(instructions: dict[int, str], threshold: float = ROUGE_THRESHOLD
     return pairs
 
 
-def group_pairs(pairs: Iterable[Pair]) -> list[list[int]]:
-    uf = _UnionFind()
+def star_groups(pairs: Iterable[Pair], rank: Callable[[int], Any] | None = None) -> list[tuple[int, list[int]]]:
+    """Groups that do not chain: (kept, members) where every other member is similar to the kept one.
+
+    Greedy: the best-ranked example (lowest `rank`, default its id) that still has a similar
+    ungrouped example becomes a group's kept example, and the group is it plus every ungrouped
+    example similar to it. An example similar only to a member that is not kept is left for a
+    later group (or none), so A~B~C never puts A and C together unless A~C or B is kept.
+    """
+    rank = rank or (lambda x: x)
+    neighbours: dict[int, set[int]] = {}
     for p in pairs:
-        uf.union(p.a, p.b)
-    groups: dict[int, list[int]] = {}
-    for x in list(uf.parent):
-        groups.setdefault(uf.find(x), []).append(x)
-    return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+        if p.a != p.b:
+            neighbours.setdefault(p.a, set()).add(p.b)
+            neighbours.setdefault(p.b, set()).add(p.a)
+    grouped: set[int] = set()
+    out = []
+    for center in sorted(neighbours, key=lambda x: (rank(x), x)):
+        if center in grouped:
+            continue
+        members = [m for m in neighbours[center] if m not in grouped]
+        if not members:
+            continue
+        group = sorted([center, *members])
+        grouped.update(group)
+        out.append((center, group))
+    return sorted(out, key=lambda cg: cg[1][0])
+
+
+def group_pairs(pairs: Iterable[Pair], rank: Callable[[int], Any] | None = None) -> list[list[int]]:
+    """The members of each `star_groups` group, sorted, groups in order of their smallest member."""
+    return [group for _, group in star_groups(pairs, rank)]
 
 
 def find_near_duplicates(texts: dict[int, str], threshold: float = DEFAULT_THRESHOLD,
                          instructions: dict[int, str] | None = None, rouge: bool = False,
                          progress: ProgressFn | None = None,
-                         cancel: threading.Event | None = None) -> DupResult:
+                         cancel: threading.Event | None = None,
+                         rank: Callable[[int], Any] | None = None) -> DupResult:
+    """Pairs and their groups (`star_groups`: `rank` orders who is kept, best first)."""
     pairs = minhash_pairs(texts, threshold, progress=progress, cancel=cancel)
     if rouge and instructions:
         pairs += rouge_pairs(instructions, cancel=cancel)
-    return DupResult(pairs, group_pairs(pairs))
+    return DupResult(pairs, group_pairs(pairs, rank))
 
 
 def choose_keep(group: list[int], accepted: set[int], judge_passed: set[int]) -> int:
@@ -219,22 +226,30 @@ def run_near_duplicates(store, threshold: float = DEFAULT_THRESHOLD, rouge: bool
     ids = ex["generation_id"].astype(int).tolist()
     texts = {g: f"{i}\n{s}" for g, i, s in zip(ids, ex["instruction"], ex["solution"])}
     instr = dict(zip(ids, ex["instruction"]))
-    t0 = time.perf_counter()
-    res = find_near_duplicates(texts, threshold, instr, rouge, progress, cancel)
-    seconds = time.perf_counter() - t0
     accepted = set(ex.loc[ex["verdict"] == "accepted", "generation_id"].astype(int))
     judged = set(ex.loc[ex["judge_overall"].fillna(False).astype(bool), "generation_id"].astype(int))
-    groups = keeper_groups(res.pairs, accepted, judged)
-    method_of = {(min(p.a, p.b), max(p.a, p.b)): p.method for p in res.pairs}
+    t0 = time.perf_counter()
+    res = find_near_duplicates(texts, threshold, instr, rouge, progress, cancel,
+                               rank=lambda g: (0 if g in accepted else 1 if g in judged else 2, g))
+    seconds = time.perf_counter() - t0
+    pair_of: dict[tuple[int, int], tuple[float, str]] = {}
+    for p in res.pairs:
+        key = (min(p.a, p.b), max(p.a, p.b))
+        if p.similarity > pair_of.get(key, (-1.0, ""))[0]:
+            pair_of[key] = (p.similarity, p.method)
+    groups = res.groups
     detail_of: dict[int, dict] = {}
-    for grp in groups:
-        keep, members = grp["keep"], sorted(m for m, _ in grp["members"])
-        closest, best = max(grp["members"][1:], key=lambda m: m[1])
-        for g, sim in grp["members"]:
-            other, sim = (closest, best) if g == keep else (keep, sim)
-            detail_of[g] = {"group": members[0], "keep": keep, "members": members[:50], "size": len(members),
-                            "similarity": round(sim, 4), "similar_to": other,
-                            "method": method_of[(min(g, other), max(g, other))]}
+    def pair(x: int, y: int) -> tuple[float, str]:
+        return pair_of.get((min(x, y), max(x, y)), (0.0, ""))
+
+    for grp in res.groups:
+        keep = choose_keep(grp, accepted, judged)   # the group's centre: every member is similar to it
+        for g in grp:
+            # a member: its similarity to the kept one; the kept one: to its closest member
+            other = keep if g != keep else max((m for m in grp if m != keep), key=lambda m: pair(keep, m)[0])
+            sim, method = pair(g, other)
+            detail_of[g] = {"group": grp[0], "keep": keep, "members": grp[:50], "size": len(grp),
+                            "similarity": sim, "similar_to": other, "method": method}
     results = []
     for g in ids:
         d = detail_of.get(g)
@@ -242,6 +257,7 @@ def run_near_duplicates(store, threshold: float = DEFAULT_THRESHOLD, rouge: bool
     summary = {"n_examples": len(ids), "n_pairs": len(res.pairs), "n_groups": len(groups),
                "n_flagged": sum(1 for _, ok, _ in results if not ok),
                "n_rouge_pairs": sum(1 for p in res.pairs if p.method == "rouge_l"),
+               "accepted_flagged": sorted(g for g, ok, _ in results if not ok and g in accepted),
                "seconds": round(seconds, 3)}
     params = {"threshold": threshold, "num_perm": NUM_PERM, "rouge_l": ROUGE_THRESHOLD if rouge else None,
               "tokens": "split on [^A-Za-z_0-9], instruction + solution"}

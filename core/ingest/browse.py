@@ -15,9 +15,22 @@ def overview(store: Store) -> dict:
                        FROM snippets""")
     rej = store.one("""SELECT count(*) FILTER (WHERE kind = 'filtered') AS filtered,
                               count(*) FILTER (WHERE kind = 'error') AS errors FROM ingest_errors""")
-    dups = store.scalar("SELECT coalesce(sum(duplicates), 0) FROM ingests")
+    dups = duplicate_counts(store)
     return {**{k: int(v or 0) for k, v in row.items()}, "filtered": int(rej["filtered"] or 0),
-            "errors": int(rej["errors"] or 0), "duplicates": int(dups or 0)}
+            "errors": int(rej["errors"] or 0), **dups}
+
+
+def duplicate_counts(store: Store) -> dict:
+    """`duplicates`: records dropped as exact copies of another record of the same sources, each
+    source list counted once (its largest run), so re-ingesting a source does not add them up again;
+    `already_present`: records the newest ingest read that the corpus already had."""
+    row = store.one("""
+        WITH per_source AS (
+            SELECT max(duplicates - coalesce(already_present, 0)) AS within
+            FROM ingests GROUP BY CAST(sources AS VARCHAR))
+        SELECT (SELECT coalesce(sum(within), 0) FROM per_source) AS duplicates,
+               (SELECT coalesce(already_present, 0) FROM ingests ORDER BY id DESC LIMIT 1) AS already_present""")
+    return {"duplicates": int(row["duplicates"] or 0), "already_present": int(row["already_present"] or 0)}
 
 
 def per_language(store: Store) -> pd.DataFrame:
@@ -81,7 +94,8 @@ def snippet(store: Store, snippet_id: str) -> dict | None:
 
 
 def history(store: Store, limit: int = 20) -> pd.DataFrame:
-    return store.df("""SELECT id, started_at, finished_at, status, sources, format, ingested, duplicates,
+    return store.df("""SELECT id, started_at, finished_at, status, sources, format, ingested,
+                              duplicates - coalesce(already_present, 0) AS duplicates, already_present,
                               filtered, errors FROM ingests ORDER BY id DESC LIMIT ?""", [limit])
 
 

@@ -42,7 +42,8 @@ class IngestResult:
     sources: list[str]
     format: str
     ingested: int = 0
-    duplicates: int = 0
+    duplicates: int = 0         # records dropped as exact copies: within this run plus already_present
+    already_present: int = 0    # of those, copies of a snippet the corpus had before this run (a re-ingest)
     filtered: int = 0
     errors: list[dict] = field(default_factory=list)     # {source, location, reason, detail}
     read: int = 0                                          # records/functions read before filtering
@@ -63,7 +64,8 @@ class IngestResult:
     def to_json(self) -> dict:
         return {
             "ingest_id": self.ingest_id, "status": self.status, "sources": self.sources, "format": self.format,
-            "ingested": self.ingested, "duplicates": self.duplicates, "filtered": self.filtered,
+            "ingested": self.ingested, "duplicates": self.duplicates, "already_present": self.already_present,
+            "filtered": self.filtered,
             "errors": self.errors, "n_errors": len(self.errors), "read": self.read,
             "filtered_by_reason": dict(self.filtered_by_reason.most_common()),
             "errors_by_reason": dict(self.errors_by_reason.most_common()),
@@ -242,6 +244,7 @@ class _Writer:
             if existing:
                 frame = frame[~frame["id"].isin(existing)]
                 self.result.duplicates += len(existing)
+                self.result.already_present += len(existing)
             n = self.store.insert_df("snippets", frame)
             self.result.ingested += n
             self.result.languages.update(frame["language"].tolist())
@@ -249,9 +252,10 @@ class _Writer:
             self.store.insert_df("ingest_errors", pd.DataFrame(self.problems))
             self.problems = []
         self.store.execute(
-            "UPDATE ingests SET ingested = ?, duplicates = ?, filtered = ?, errors = ? WHERE id = ?",
-            [self.result.ingested, self.result.duplicates, self.result.filtered, len(self.result.errors),
-             self.result.ingest_id])
+            "UPDATE ingests SET ingested = ?, duplicates = ?, already_present = ?, filtered = ?, errors = ? "
+            "WHERE id = ?",
+            [self.result.ingested, self.result.duplicates, self.result.already_present, self.result.filtered,
+             len(self.result.errors), self.result.ingest_id])
 
 
 # --------------------------------------------------------------------------- entry point
@@ -321,8 +325,9 @@ def ingest_sources(store: Store, sources: list[str], fmt: str = "auto", min_char
             result.seconds = time.perf_counter() - started
             store.execute(
                 "UPDATE ingests SET finished_at = current_timestamp, status = ?, ingested = ?, duplicates = ?, "
-                "filtered = ?, errors = ? WHERE id = ?",
-                [result.status, result.ingested, result.duplicates, result.filtered, len(result.errors), ingest_id])
+                "already_present = ?, filtered = ?, errors = ? WHERE id = ?",
+                [result.status, result.ingested, result.duplicates, result.already_present, result.filtered,
+                 len(result.errors), ingest_id])
             try:
                 store.checkpoint()
             except duckdb.Error:  # another thread mid-transaction: DuckDB checkpoints on its own later

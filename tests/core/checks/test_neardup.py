@@ -110,3 +110,33 @@ def test_check_filter_sql_selects_by_state(store):
     assert ids("near_duplicate", "passed") == {a, c} and ids("execution", "unchecked") == {a, b, c}
     set_override(store, b, "near_duplicate")
     assert ids("near_duplicate", "overridden") == {b} and ids("near_duplicate", "failed") == set()
+
+
+def test_groups_do_not_chain_every_member_is_similar_to_the_kept_one():
+    from core.checks.neardup import Pair, group_pairs, star_groups
+    # a chain 1~2~3~4~5 where only neighbours are similar (as ROUGE-L on templated instructions)
+    chain = [Pair(i, i + 1, 0.8, "rouge_l") for i in range(1, 5)]
+    assert star_groups(chain) == [(1, [1, 2]), (3, [3, 4])]   # 5 is like 4 only, and 4 is not kept: 5 stays
+    # the preferred example (an accepted one) is the centre: its neighbours join it, not each other
+    assert star_groups(chain, rank=lambda g: 0 if g == 3 else 1) == [(3, [2, 3, 4])]
+    assert group_pairs([Pair(1, 2, 0.9, "minhash"), Pair(1, 3, 0.9, "minhash")]) == [[1, 2, 3]]
+
+
+def test_templated_instructions_no_longer_chain_into_one_big_group(store):
+    # 12 examples whose instructions differ a little more at each step: a chain, not one cluster
+    words = [f"w{i}" for i in range(40)]
+    ids = []
+    for i in range(12):
+        text = " ".join(words[i:i + 12])
+        ids.append(add_example(store, wave(f"Write a function that does {text}.", distinct_python_solution(i))))
+    s = run_near_duplicates(store, rouge=True)
+    groups = duplicate_groups(store)
+    assert s["n_rouge_pairs"] >= 11 and groups
+    sims = {}
+    for g in groups:
+        for m in g["members"]:
+            if m["generation_id"] != g["keep"]:
+                assert m["similar_to"] == g["keep"] and m["similarity"] > 0.7     # similar to the kept one
+                sims[m["generation_id"]] = m["similarity"]
+    assert len(groups) >= 2 and max(len(g["members"]) for g in groups) < len(ids)   # not all 12 chained
+    assert s["n_flagged"] == sum(len(g["members"]) - 1 for g in groups)

@@ -1,0 +1,282 @@
+"""The first hour of a new user (issue 15) in headless Chromium, against a scripted loopback
+OpenAI-compatible server: load the demo, map, select, generate, reload mid-job, review a
+pre-filtered example, tick every check, export. At each step the page must show the true state:
+the running job's progress in view, Home's running indicator, the form (and so the selection a
+Start uses) after a reload, one job at a time on the server, the reasons for every exclusion.
+Screenshots go to test-artifacts/first-hour-<n>-<step>.png.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from core.store import open_store
+from tests.e2e.conftest import screenshot, wait_for_app
+from tests.e2e.test_journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step, full_page_shot, metric_value, \
+    no_exception, wait_or_fail
+from tests.support.openai_server import FakeOpenAIServer
+from tests.support.shoal_responder import _TASK_RE, shoal_responder
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(2400)]  # embed + UMAP on a busy machine
+
+REVIEWER = "firsthour"
+SECOND_LIMIT = 6
+
+
+def first_hour_responder(body: dict) -> str:
+    """shoal_responder, except that every summarization instruction runs to four sentences, so the
+    pre-filter stops those examples (instruction_too_long) before the judge."""
+    reply = shoal_responder(body)
+    prompt = "\n".join(m.get("content") or "" for m in body.get("messages") or [] if m.get("role") == "user")
+    m = _TASK_RE.search(prompt)
+    if m and m.group(1) == "code_summarization" and "## Example to judge" not in prompt:
+        data = json.loads(reply)
+        data["instruction"] = data["instruction"].rstrip(".") + ". Be brief. Use plain words. Name the inputs."
+        reply = json.dumps(data)
+    return reply
+
+
+def in_view(page, locator) -> bool:
+    box = locator.bounding_box()
+    height = page.viewport_size["height"]
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
+
+
+def progress_text(page) -> str:
+    return page.locator("[data-testid='stProgress']").first.inner_text()
+
+
+def set_number(page, label: str, value: int) -> None:
+    box = page.get_by_role("spinbutton", name=label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+    wait_for_app(page)
+
+
+def choose(page, label: str, option: str, where=None) -> None:
+    (where or page).locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_for_app(page)
+
+
+# --------------------------------------------------------------------------- the steps
+
+def map_step(page, url: str) -> None:
+    """Embed, map and pick BUDGET snippets (as the journey test does, with room for a busy machine)."""
+    page.goto(url + "/Map")
+    wait_for_app(page)
+    page.get_by_text("No map yet").wait_for()
+    page.get_by_role("button", name="Embed and build map").click()
+    wait_or_fail(page, ".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=900_000)
+    page.get_by_text("Pick the most diverse snippets").wait_for(timeout=120_000)
+    wait_for_app(page, timeout=120_000)
+    set_number(page, "Budget", BUDGET)
+    name = page.get_by_label("Name")
+    name.fill(SELECTION)
+    name.press("Tab")
+    page.get_by_role("button", name="Select", exact=True).click()
+    page.get_by_text(f"Saved selection {SELECTION}").wait_for(timeout=120_000)
+    wait_for_app(page)
+    no_exception(page)
+
+
+def corpus_next_step(page, url: str) -> None:
+    """After a map and a selection, the Corpus page's next step is to generate (not to embed)."""
+    page.goto(url + "/Corpus")
+    wait_for_app(page)
+    nxt = page.locator("[data-testid='stAlertContentInfo']").filter(has_text="Next step").first
+    nxt.wait_for()
+    assert "Generate" in nxt.inner_text() and "Embed" not in nxt.inner_text(), nxt.inner_text()
+    assert metric_value(page, "Duplicates") == metric_value(page, "Duplicates")   # a number shown
+    assert metric_value(page, "Already present") == "0"
+
+
+def start_first_job(page, url: str) -> int:
+    page.goto(url + "/Generate")
+    wait_for_app(page)
+    page.locator("[data-testid='stMetric']").filter(has_text="Items").wait_for()
+    assert metric_value(page, "Items") == str(BUDGET)
+    page.get_by_text("Concurrency, budget and few-shot pools").click()
+    set_number(page, "Concurrency (items in flight)", 2)
+    page.get_by_role("button", name="Start job").click()
+    wait_for_app(page)
+    bar = page.locator("[data-testid='stProgress']").first
+    bar.wait_for()
+    text = progress_text(page)
+    m = re.match(r"Job #(\d+) · (\w+)", text)
+    assert m and m.group(2) in ("running", "pending"), text
+    assert in_view(page, bar), "the running job's progress is in view after Start"
+    screenshot(page, "first-hour-3-generate-started")
+    return int(m.group(1))
+
+
+def home_shows_running(page, url: str, first: int, second: int) -> None:
+    page.goto(url)
+    wait_for_app(page)
+    page.get_by_text("⏳ running").first.wait_for(timeout=10_000)
+    running = page.locator("[data-testid='stAlertContentInfo']").filter(has_text="Running now").first
+    text = running.inner_text()
+    assert f"Job #{first}" in text or f"Job #{second}" in text, text
+    if f"Job #{first}:" in text:                     # the first still runs: the second waits for it
+        assert f"Job #{second} queued after #{first}" in text, text
+    screenshot(page, "first-hour-5-home-running")
+
+
+def second_tab_follows_the_job(page, url: str) -> None:
+    """A Review tab opened while the job runs shows the new examples without a reload."""
+    tab = page.context.new_page()
+    try:
+        tab.goto(url + "/Review")
+        wait_for_app(tab)
+        queue = tab.locator("[data-testid='stMarkdownContainer']").filter(has_text=re.compile(r"Queue .* of \d+")).first
+        queue.wait_for(timeout=60_000)
+        before = int(re.search(r"of (\d+)", queue.inner_text()).group(1))
+        tab.wait_for_function(
+            "(n) => { const m = [...document.querySelectorAll('[data-testid=stMarkdownContainer]')]"
+            ".map(e => e.innerText.match(/Queue .*? of (\\d+)/)).find(Boolean); return m && Number(m[1]) > n; }",
+            arg=before, timeout=90_000)
+    finally:
+        tab.close()
+
+
+def reload_mid_job_and_queue(page, url: str, first: int) -> int:
+    """Change the form, reload: the form is as it was, and the next Start uses it (queued behind the first)."""
+    page.goto(url + "/Generate")
+    wait_for_app(page)
+    set_number(page, "At most", SECOND_LIMIT)
+    assert metric_value(page, "Items") == str(SECOND_LIMIT)
+    assert f"Job #{first}" in progress_text(page) and "running" in progress_text(page)
+    page.reload()
+    wait_for_app(page)
+    page.locator("[data-testid='stMetric']").filter(has_text="Items").wait_for()
+    assert page.get_by_role("spinbutton", name="At most", exact=True).input_value() == str(SECOND_LIMIT)
+    assert metric_value(page, "Items") == str(SECOND_LIMIT)
+    assert SELECTION in page.locator("[data-testid='stSelectbox']").filter(has_text="Selection").first.inner_text()
+    page.get_by_text("Concurrency, budget and few-shot pools").click()
+    assert page.get_by_role("spinbutton", name="Concurrency (items in flight)", exact=True).input_value() == "2"
+    # the first job still runs on this server: the page says so and queues the next one
+    page.get_by_text("is running on this server").wait_for()
+    page.get_by_role("button", name="Start job").click()
+    wait_for_app(page)
+    note = page.locator("[data-testid='stAlertContentSuccess']").filter(has_text="queued").first
+    note.wait_for()
+    second = int(re.search(r"Job (\d+) queued", note.inner_text()).group(1))
+    assert second != first
+    assert progress_text(page).startswith(f"Job #{second} · queued after #{first}"), progress_text(page)
+    assert in_view(page, page.locator("[data-testid='stProgress']").first)
+    screenshot(page, "first-hour-4-generate-queued")
+    return second
+
+
+def wait_until_done(page, url: str, second: int) -> None:
+    page.goto(url + "/Generate")
+    wait_for_app(page)
+    page.get_by_text(f"Job #{second} · done").wait_for(timeout=300_000)
+    wait_for_app(page)
+    no_exception(page)
+    full_page_shot(page, "first-hour-6-generate-done")
+    page.goto(url)
+    wait_for_app(page)
+    assert page.get_by_text("⏳ running").count() == 0          # Home: nothing runs any more
+
+
+def review_prefiltered(page, url: str) -> int:
+    page.goto(url + "/Review")
+    wait_for_app(page)
+    page.get_by_role("button", name="Accept").first.wait_for()
+    choose(page, "Judge verdict", "unjudged", page.locator("[data-testid='stSidebar']"))
+    warn = page.locator("[data-testid='stAlertContentWarning']").filter(has_text="Stopped by the pre-filter").first
+    warn.wait_for()
+    assert "instruction_too_long" in warn.inner_text() or "instruction\\_too\\_long" in warn.inner_text()
+    gid = int(re.search(r"Example #(\d+)", page.locator("h3").filter(has_text="Example #").first.inner_text())
+              .group(1))
+    page.get_by_role("button", name="Accept", exact=True).click()
+    page.get_by_role("button", name="Accept anyway").wait_for()
+    screenshot(page, "first-hour-7-review-prefiltered")
+    page.get_by_role("button", name="Accept anyway").click()
+    page.wait_for_selector("[data-testid='stToast']:has-text('flagged in the export')")
+    wait_for_app(page)
+    # and one judged example, accepted the usual way
+    choose(page, "Judge verdict", "passed", page.locator("[data-testid='stSidebar']"))
+    page.get_by_role("button", name="Accept", exact=True).click()
+    page.wait_for_selector("[data-testid='stToast']:has-text('Accepted #')")
+    wait_for_app(page)
+    no_exception(page)
+    return gid
+
+
+def check_and_export(page, url: str, out) -> str:
+    page.goto(url + "/Dataset")
+    wait_for_app(page, timeout=120_000)
+    page.get_by_role("heading", name="Checks").wait_for(timeout=120_000)
+    for label in ("Also compare instructions (ROUGE-L above 0.7)", "Execute Python solutions"):
+        box = page.get_by_text(label, exact=True)
+        box.click()
+        assert box.is_visible()
+    page.get_by_role("button", name="Run checks").click()
+    page.get_by_text("Decontamination:").wait_for(timeout=180_000)
+    wait_for_app(page, timeout=180_000)
+    page.get_by_text("Automatic exclusions:").click()
+    table = page.locator("[data-testid='stTable']").filter(has_text="pre-filter").first
+    table.wait_for()
+    assert "instruction_too_long" in table.inner_text()
+    confirm = page.get_by_role("button", name="Leave them out of the export")
+    if confirm.count():                       # an accepted example a check flags: listed, then confirmed
+        full_page_shot(page, "first-hour-8-dataset-confirm")
+        confirm.click()
+        wait_for_app(page, timeout=120_000)
+    folder = page.get_by_placeholder("/path/to/my-dataset")
+    folder.fill(str(out))
+    folder.press("Tab")
+    wait_for_app(page, timeout=120_000)
+    page.get_by_role("button", name="Export to folder").click()
+    done = page.locator("[data-testid='stAlertContentSuccess']").filter(has_text="examples to")
+    wait_or_fail(page, "[data-testid='stAlertContentSuccess']", 60_000)
+    wrote = done.first.inner_text()
+    no_exception(page)
+    full_page_shot(page, "first-hour-9-dataset-exported")
+    return wrote
+
+
+# --------------------------------------------------------------------------- the test
+
+def test_first_hour_every_page_shows_the_true_state(tmp_path, page, app_server):
+    db, out = tmp_path / "first-hour.duckdb", tmp_path / "export"
+    with FakeOpenAIServer(first_hour_responder, latency_s=5.0) as llm:
+        srv = app_server(db, env={"SHOAL_DEMO_SOURCE": DEMO_MODULES, "USER": REVIEWER, "HF_HUB_OFFLINE": "1",
+                                  "SHOAL_GENERATOR_BASE_URL": llm.base_url, "SHOAL_GENERATOR_MODEL": "fake-model"})
+        corpus_step(page, srv.url)
+        screenshot(page, "first-hour-1-corpus")
+        map_step(page, srv.url)
+        corpus_next_step(page, srv.url)
+        screenshot(page, "first-hour-2-corpus-next-step")
+        first = start_first_job(page, srv.url)
+        second_tab_follows_the_job(page, srv.url)
+        second = reload_mid_job_and_queue(page, srv.url, first)
+        home_shows_running(page, srv.url, first, second)
+        wait_until_done(page, srv.url, second)
+        gid = review_prefiltered(page, srv.url)
+        wrote = check_and_export(page, srv.url, out)
+        srv.stop()
+        max_in_flight = llm.max_in_flight
+
+    assert max_in_flight <= 2, "one job at a time on the server, at the concurrency the form shows"
+    rows = pd.read_json(out / "train.jsonl", lines=True)
+    assert wrote.startswith(f"Wrote {len(rows)} examples")
+    flagged = {int(p["generation_id"]): p["prefilter_failed"] for p in rows["provenance"]}
+    assert flagged.get(gid) and "instruction_too_long" in flagged[gid][0]
+    assert all(v is None for g, v in flagged.items() if g != gid)
+    with open_store(db) as s:
+        jobs = {r["id"]: r for r in s.rows("SELECT id, name, status, n_items, params FROM jobs")}
+        assert set(jobs) == {first, second}
+        assert jobs[second]["n_items"] == SECOND_LIMIT and jobs[second]["name"] == f"Selection: {SELECTION}"
+        assert all(j["status"] == "done" for j in jobs.values())
+        assert json.loads(jobs[first]["params"])["concurrency"] == 2
+        assert {r[0] for r in s.execute("SELECT DISTINCT generator_model FROM generations").fetchall()} == {"fake-model"}
+        # the second job's first item started after the first job's last one ended
+        end_first = s.scalar("SELECT max(created_at) FROM generations WHERE job_id = ?", [first])
+        start_second = s.scalar("SELECT min(created_at) FROM generations WHERE job_id = ?", [second])
+        assert start_second is None or start_second >= end_first
