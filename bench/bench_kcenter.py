@@ -195,7 +195,7 @@ def print_table(sets: list[dict]) -> None:
               f"{s['reference_buffered_seconds_for_k']:10.1f} {s['exact_seconds']:8.2f} "
               f"{s['exact_speedup_ratio']:8.1f} {s['exact_vs_buffered_speedup_ratio']:10.1f} "
               f"{s['exact_vs_buffered_cpu_speedup_ratio']:9.1f} {s['fast_seconds']:7.2f} "
-              f"{s['fast_vs_buffered_speedup_ratio']:10.1f} {str(s['exact_same_picks_as_reference']):>5s} "
+              f"{s['fast_vs_buffered_speedup_ratio']:10.1f} {s['exact_same_picks_as_reference']!s:>5s} "
               f"{s['exact_peak_mb']:8.0f}")
     print(f"\n{'data':12s} {'k':>5s} {'exact max':>9s} {'fast max':>9s} {'random max':>10s} "
           f"{'exact mean':>10s} {'fast mean':>9s} {'random mean':>11s}")
