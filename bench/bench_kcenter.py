@@ -195,7 +195,7 @@ def print_table(sets: list[dict]) -> None:
               f"{s['reference_buffered_seconds_for_k']:10.1f} {s['exact_seconds']:8.2f} "
               f"{s['exact_speedup_ratio']:8.1f} {s['exact_vs_buffered_speedup_ratio']:10.1f} "
               f"{s['exact_vs_buffered_cpu_speedup_ratio']:9.1f} {s['fast_seconds']:7.2f} "
-              f"{s['fast_vs_buffered_speedup_ratio']:10.1f} {str(s['exact_same_picks_as_reference']):>5s} "
+              f"{s['fast_vs_buffered_speedup_ratio']:10.1f} {s['exact_same_picks_as_reference']!s:>5s} "
               f"{s['exact_peak_mb']:8.0f}")
     print(f"\n{'data':12s} {'k':>5s} {'exact max':>9s} {'fast max':>9s} {'random max':>10s} "
           f"{'exact mean':>10s} {'fast mean':>9s} {'random mean':>11s}")
@@ -203,6 +203,28 @@ def print_table(sets: list[dict]) -> None:
         for r in s["coverage"]:
             print(f"{s['data']:12s} {r['budget']:5d} {r['exact_max']:9.4f} {r['fast_max']:9.4f} "
                   f"{r['random_max_mean']:10.4f} {r['exact_mean']:10.4f} {r['fast_mean']:9.4f} {r['random_mean']:11.4f}")
+
+
+def verdict(sets: list[dict]) -> dict:
+    """The targets, checked on the sets of >= 200k points (mixture and tiled real vectors; iid
+    gaussian is reported as the worst case: it has no structure, and there greedy k-center itself
+    does worse than random on max distance, so the coverage check leaves it out)."""
+    scale = [s for s in sets if s["data"] in ("mixture", "real_tiled") and s["n"] >= 200_000]
+    structured = [s for s in sets if s["data"] != "gaussian"]
+    same = all(s["exact_same_picks_as_reference"] for s in sets)
+    fast_ok = all(s["fast_within_10pct_and_below_random"] for s in structured)
+    return {
+        "target": "exact: same picks as plain numpy greedy, >= 10x faster at k=1000 of >= 200k (flat spectrum "
+                  "and real vectors); fast: max distance within 10% of exact and below random at every budget",
+        "exact_min_speedup_ratio_at_scale": min((s["exact_speedup_ratio"] for s in scale), default=None),
+        "exact_min_vs_buffered_speedup_ratio_at_scale": min((s["exact_vs_buffered_speedup_ratio"] for s in scale),
+                                                            default=None),
+        "exact_same_picks_everywhere": same,
+        "fast_within_10pct_and_below_random_on_structured_sets": fast_ok,
+        "meets_target": bool(scale and same and fast_ok and all(s["exact_speedup_ratio"] >= 10 for s in scale)),
+        "meets_target_against_buffered_loop": bool(scale and same and fast_ok and
+                                                   all(s["exact_vs_buffered_speedup_ratio"] >= 10 for s in scale)),
+    }
 
 
 def main() -> None:
@@ -229,18 +251,8 @@ def main() -> None:
         print(f"{name}: exact {out[-1]['exact_speedup_ratio']}x, fast {out[-1]['fast_speedup_ratio']}x, "
               f"same picks {out[-1]['exact_same_picks_as_reference']}", flush=True)
     print_table(out)
-    flat = [s for s in out if s["data"] in ("mixture", "real_tiled") and s["n"] >= 200_000]
     res = {"sets": out, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-           "target": "exact: same picks as plain numpy greedy, >= 10x faster at k=1000 of >= 200k (flat spectrum "
-                     "and real vectors); fast: max distance within 10% of exact and below random at every budget"}
-    res["exact_min_speedup_ratio_at_scale"] = min((s["exact_speedup_ratio"] for s in flat), default=None)
-    res["exact_min_vs_buffered_speedup_ratio_at_scale"] = min((s["exact_vs_buffered_speedup_ratio"] for s in flat),
-                                                              default=None)
-    # iid gaussian has no structure: there greedy k-center itself does worse than random on max distance
-    structured = [s for s in out if s["data"] != "gaussian"]
-    res["meets_target"] = bool(flat and all(s["exact_vs_buffered_speedup_ratio"] >= 10 and
-                                            s["exact_same_picks_as_reference"] for s in flat)
-                               and all(s["fast_within_10pct_and_below_random"] for s in structured))
+           **verdict(out)}
     write_result("kcenter", res)
 
 

@@ -99,7 +99,7 @@ def partition_groups(X: np.ndarray, group_size: int = GROUP_SIZE, seed: int = 0)
     n = len(X)
     rng = np.random.default_rng(seed)
     n_groups = max(1, n // max(1, group_size))
-    n_top = max(1, int(round(np.sqrt(n_groups))))
+    n_top = max(1, round(float(np.sqrt(n_groups))))
     sample = X[rng.choice(n, min(n, max(512, 16 * n_top)), replace=False)]
     top = _nearest_seed(X, _kmeanspp_seeds(sample, n_top, rng)) if n_top > 1 else np.zeros(n, np.int64)
     labels = np.empty(n, dtype=np.int64)
@@ -107,7 +107,7 @@ def partition_groups(X: np.ndarray, group_size: int = GROUP_SIZE, seed: int = 0)
     for members in np.split(np.argsort(top, kind="stable"), np.cumsum(np.bincount(top, minlength=n_top))[:-1]):
         if not len(members):
             continue
-        n_sub = max(1, int(round(len(members) / group_size)))
+        n_sub = max(1, round(len(members) / group_size))
         rows = X[members]
         if n_sub > 1:
             pool = rows[rng.choice(len(rows), min(len(rows), max(512, 16 * n_sub)), replace=False)]

@@ -135,7 +135,7 @@ def test_exact_kcenter_on_a_subset_matches_brute_force():
 def test_fast_kcenter_beats_random_on_max_distance():
     X = flat_mixture(n=3000, d=96, k=60, seed=2)
     for budget in (20, 60, 150):
-        exact, d_exact = sel.kcenter_greedy(X, budget, seed=0)
+        _, d_exact = sel.kcenter_greedy(X, budget, seed=0)
         fast, d_fast = sel.kcenter_greedy_fast(X, budget, seed=0)
         assert len(set(fast.tolist())) == budget
         # the distances it returns are the true ones
