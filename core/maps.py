@@ -328,10 +328,20 @@ def build_map(store: Store, model: str | None = None, n_clusters: int | None = N
     sizes = pd.Series(labels).value_counts()
     n_real = int(sum(1 for g in sizes.index if g != NOISE))
     map_id = _store_map(store, name, key, params, ids, coords, labels, names, sizes)
-    store.checkpoint()
+    _checkpoint(store)
     params["seconds"] = round(time.perf_counter() - t0, 2)
     name = name or f"map {map_id}"
     return MapResult(int(map_id), name, key, len(ids), n_real, n_missing, params["seconds"], params)
+
+
+def _checkpoint(store: Store) -> None:
+    """Fold the new map into the database file now; skipped (DuckDB does it later on its own)
+    while another write is in flight, e.g. a background task's progress."""
+    import duckdb
+    try:
+        store.checkpoint()
+    except duckdb.TransactionException:
+        pass
 
 
 def _store_map(store: Store, name: str | None, key: str, params: dict, ids: list[str], coords: np.ndarray,

@@ -90,25 +90,27 @@ top = st.columns([3, 2, 3])
 map_id = top[0].selectbox("Map", list(map_labels), index=list(map_labels).index(default_map),
                           format_func=map_labels.get)
 st.session_state["map.map_id"] = map_id
+# what identifies a map's drawing in the caches: the same id in another (or a recreated) database is another map
+map_key = f"{store.path}:{map_id}:{maps_df.set_index('id').loc[map_id, 'created_at']}"
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _points(_store, map_id: int) -> pd.DataFrame:
+def _points(_store, map_key: str, map_id: int) -> pd.DataFrame:
     return map_points(_store, map_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _clusters(_store, map_id: int) -> pd.DataFrame:
+def _clusters(_store, map_key: str, map_id: int) -> pd.DataFrame:
     return map_clusters(_store, map_id)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _index(db: str, map_id: int, _pts: pd.DataFrame) -> PointIndex:
+def _index(map_key: str, _pts: pd.DataFrame) -> PointIndex:
     return PointIndex(_pts["x"].to_numpy(), _pts["y"].to_numpy())
 
 
-pts = _points(store, map_id)
-clusters = _clusters(store, map_id)
+pts = _points(store, map_key, map_id)
+clusters = _clusters(store, map_key, map_id)
 cluster_label = dict(zip(clusters["cluster"].astype(int), clusters["label"]))
 sels = list_selections(store)
 sels = sels[sels["model"] == maps_df.set_index("id").loc[map_id, "model"]]
@@ -129,9 +131,9 @@ status = None
 if colour_by == "review status":   # read each run: reviews change while the map does not
     status = pts[["snippet_id"]].merge(map_review_status(store, map_id), how="left", on="snippet_id")["status"]
 
-drawing_ = build_drawing(store, map_id, pts, colour_by, highlight, chosen_mask, cluster_label, status,
+drawing_ = build_drawing(store, map_key, pts, colour_by, highlight, chosen_mask, cluster_label, status,
                          highlight_name=sel_names.get(highlight, "selected"))
-index = _index(str(store.path), map_id, pts)
+index = _index(map_key, pts)
 state: ChartState = st.session_state.setdefault(f"map.chart_state.{map_id}", ChartState())
 
 left, right = st.columns([3, 2])

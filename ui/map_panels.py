@@ -2,6 +2,7 @@
 the kind filter's choices, and the coverage table with the spread of random draws."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -32,24 +33,24 @@ SPREAD_DRAWS = 5
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _cached_drawing(db: str, map_id: int, colour_by: str, highlight: int | None, status_key: str | None,
+def _cached_drawing(map_key: str, colour_by: str, highlight: int | None, status_key: str | None,
                     _store: Store, _pts: pd.DataFrame, _chosen: np.ndarray, _labels: dict, _status,
                     highlight_name: str) -> MapDrawing:
     codes, groups = colour_groups(_pts, colour_by, _chosen, _labels, _status)
     hover = None
     if len(_pts) <= HOVER_CODE_UP_TO:
         hover = hover_texts(_pts["func_name"].tolist(), snippet_preview(_store, _pts["snippet_id"].tolist()))
-    return drawing(_pts, codes, groups, data_key=f"{db}:{map_id}:{colour_by}:{status_key}",
+    return drawing(_pts, codes, groups, data_key=hashlib.sha1(f"{map_key}:{colour_by}:{status_key}".encode()).hexdigest()[:16],
                    chosen_mask=_chosen, labels=cluster_label_positions(_pts, _labels), hover=hover,
                    highlight_name=highlight_name)
 
 
-def build_drawing(store: Store, map_id: int, pts: pd.DataFrame, colour_by: str, highlight: int | None,
+def build_drawing(store: Store, map_key: str, pts: pd.DataFrame, colour_by: str, highlight: int | None,
                   chosen_mask: np.ndarray, cluster_label: dict, status: pd.Series | None,
                   highlight_name: str) -> MapDrawing:
     """The component's arguments, built once per (map, colouring, highlight, review state)."""
     status_key = None if status is None else str(pd.util.hash_pandas_object(status, index=False).sum())
-    return _cached_drawing(str(store.path), map_id, colour_by, highlight, status_key, store, pts, chosen_mask,
+    return _cached_drawing(map_key, colour_by, highlight, status_key, store, pts, chosen_mask,
                            cluster_label, status, highlight_name)
 
 
