@@ -7,6 +7,8 @@ For each size a database with that many snippets and a stored 40-cluster map is 
   data-points=N two animation frames after plotly's WebGL draw): a first visit on a fresh
   server (DuckDB read + drawing build + transfer + draw), then reloads ("once computed": the
   point table and the drawing are cached server-side, the browser gets them again).
+  Each reload also records when the map frame's script started, plotly.js had loaded, the
+  arguments arrived, the typed arrays were built, plotly returned and the frame was painted.
 * lasso, server side: building the map's PointIndex, then resolving a lasso polygon over
   about half the map to snippet ids (core.lasso), median of several runs.
 * lasso, end to end in the browser: mouse-up of a drawn lasso -> the page shows how many
@@ -67,11 +69,16 @@ def prepare(db: Path, n: int, k: int = 40, chunk: int = 250_000) -> None:
         s.checkpoint()
 
 
-def visit(page, url: str, n: int) -> float:
-    t0 = time.perf_counter()
+def visit(page, url: str, n: int, phases: list | None = None) -> float:
+    t0, wall0 = time.perf_counter(), time.time() * 1000
     page.goto(url)
     page.frame_locator(FRAME).locator(f"body[data-points='{n}']").wait_for(timeout=600_000)
-    return time.perf_counter() - t0
+    took = time.perf_counter() - t0
+    if phases is not None:   # ms since navigation at which the map frame reached each step
+        frame = next(f for f in page.frames if "shoal_map" in f.url)
+        stamps = frame.evaluate("() => window.shoalTimes")
+        phases.append({k: round((v - wall0) / 1000, 2) for k, v in stamps.items()})
+    return took
 
 
 LASSO = [(0.10, 0.10), (0.60, 0.05), (0.75, 0.50), (0.45, 0.95), (0.05, 0.60)]
@@ -122,7 +129,9 @@ def run_size(pw, n: int, reloads: int) -> dict:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         out["first_visit_seconds"] = round(visit(page, srv.url + "/Map", n), 2)
-        times = [visit(page, srv.url + "/Map", n) for _ in range(reloads)]
+        phases: list = []
+        times = [visit(page, srv.url + "/Map", n, phases) for _ in range(reloads)]
+        out["reload_phases_seconds"] = phases
         out["reload_seconds"] = [round(t, 2) for t in times]
         out["reload_median_seconds"] = round(float(np.median(times)), 2)
         out["lasso_browser_seconds"] = round(lasso_in_browser(page), 2)

@@ -94,8 +94,9 @@ st.session_state["map.map_id"] = map_id
 map_key = f"{store.path}:{map_id}:{maps_df.set_index('id').loc[map_id, 'created_at']}"
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _points(_store, map_key: str, map_id: int) -> pd.DataFrame:
+    """Shared, not copied per run (a 1M-point table takes seconds to copy): read it, never change it."""
     return map_points(_store, map_id)
 
 
@@ -131,16 +132,19 @@ status = None
 if colour_by == "review status":   # read each run: reviews change while the map does not
     status = pts[["snippet_id"]].merge(map_review_status(store, map_id), how="left", on="snippet_id")["status"]
 
-drawing_ = build_drawing(store, map_key, pts, colour_by, highlight, chosen_mask, cluster_label, status,
-                         highlight_name=sel_names.get(highlight, "selected"))
 index = _index(map_key, pts)
 state: ChartState = st.session_state.setdefault(f"map.chart_state.{map_id}", ChartState())
+drawing_ = build_drawing(store, map_key, pts, colour_by, highlight, chosen_mask, cluster_label, status,
+                         highlight_name=sel_names.get(highlight, "selected"), index=index, view=state.view)
 
 left, right = st.columns([3, 2])
 with left:
     st.caption(how_to(len(pts)))
     event = map_component()(**drawing_.args, key=f"map.chart.{map_id}", default=None)
+    view_before = state.view
     state, cluster_clicked = apply_event(state, event, drawing_, index)
+    if state.view != view_before:
+        st.rerun()   # a big map zoomed: draw the points now in view
     if cluster_clicked is not None:
         st.session_state["map.clusters"] = toggle(list(st.session_state.get("map.clusters", [])), cluster_clicked)
     if state.clicked_row is not None and event and event.get("kind") == "click":

@@ -16,7 +16,9 @@ from core.select import compare_coverage
 from core.snippets import get_snippet
 from core.store import Store
 from ui.code import code_lang
-from ui.map_chart import HOVER_CODE_UP_TO, MapDrawing, cluster_label_positions, colour_groups, drawing, hover_texts
+from core.lasso import PointIndex
+from ui.map_chart import (DRAW_ALL_UP_TO, HOVER_CODE_UP_TO, OVERVIEW_SAMPLE, MapDrawing, cluster_label_positions, colour_groups,
+                          density_image, drawing, drawn_rows, hover_texts)
 
 
 
@@ -24,34 +26,56 @@ def how_to(n_points: int) -> str:
     """The map's instructions, as they hold for a map of this size."""
     hover = ("its name and first lines of code" if n_points <= HOVER_CODE_UP_TO else
              f"its cluster (maps above {HOVER_CODE_UP_TO:,} points leave code out of the hover: click to see it)")
+    big = (f" This map has {n_points:,} points: the colours show every one of them, and "
+           f"{OVERVIEW_SAMPLE:,} of them are drawn as points you can hover and click; zoom in until fewer than "
+           f"{DRAW_ALL_UP_TO:,} are in view and all of them are drawn. A lasso always counts every point."
+           if n_points > DRAW_ALL_UP_TO else "")
     return ("**Click** a point to see its code (in every tool). **Drag** to draw a lasso; the toolbar's "
             "box tool draws a rectangle, its pan and zoom tools move the view; the **scroll wheel** zooms. "
             "A lasso or box limits the candidates below; double-click an empty spot to clear it. "
             "**Click a cluster** in the legend or its name on the map to add it to (or drop it from) the "
-            f"clusters below. **Hover** a point for {hover}.")
+            f"clusters below. **Hover** a point for {hover}.{big}")
 SPREAD_DRAWS = 5
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _cached_drawing(map_key: str, colour_by: str, highlight: int | None, status_key: str | None,
-                    _store: Store, _pts: pd.DataFrame, _chosen: np.ndarray, _labels: dict, _status,
-                    highlight_name: str) -> MapDrawing:
+def _colours(map_key: str, colour_by: str, highlight: int | None, status_key: str | None, _pts: pd.DataFrame,
+             _chosen: np.ndarray, _labels: dict, _status) -> tuple:
+    """(group per point, groups, overview image or None): once per map and colouring."""
     codes, groups = colour_groups(_pts, colour_by, _chosen, _labels, _status)
+    overview = None
+    if len(_pts) > DRAW_ALL_UP_TO:
+        x, y = _pts["x"].to_numpy(np.float32), _pts["y"].to_numpy(np.float32)
+        pad_x, pad_y = 0.02 * float(np.ptp(x) or 1), 0.02 * float(np.ptp(y) or 1)
+        extent = (float(x.min()) - pad_x, float(x.max()) + pad_x, float(y.min()) - pad_y, float(y.max()) + pad_y)
+        overview = density_image(x, y, codes, [g["colour"] for g in groups], extent)
+    return codes, groups, overview
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _cached_drawing(map_key: str, colour_by: str, highlight: int | None, status_key: str | None, view_key: str,
+                    _store: Store, _pts: pd.DataFrame, _chosen: np.ndarray, _labels: dict, _status,
+                    _view_rows, highlight_name: str) -> MapDrawing:
+    codes, groups, overview = _colours(map_key, colour_by, highlight, status_key, _pts, _chosen, _labels, _status)
     hover = None
     if len(_pts) <= HOVER_CODE_UP_TO:
         hover = hover_texts(_pts["func_name"].tolist(), snippet_preview(_store, _pts["snippet_id"].tolist()))
-    return drawing(_pts, codes, groups, data_key=hashlib.sha1(f"{map_key}:{colour_by}:{status_key}".encode()).hexdigest()[:16],
-                   chosen_mask=_chosen, labels=cluster_label_positions(_pts, _labels), hover=hover,
-                   highlight_name=highlight_name)
+    ui_key = hashlib.sha1(f"{map_key}:{colour_by}:{status_key}".encode()).hexdigest()[:16]
+    return drawing(_pts, codes, groups, data_key=f"{ui_key}:{view_key}", ui_key=ui_key, chosen_mask=_chosen,
+                   labels=cluster_label_positions(_pts, _labels), hover=hover, highlight_name=highlight_name,
+                   rows=drawn_rows(len(_pts), _view_rows), overview=overview)
 
 
 def build_drawing(store: Store, map_key: str, pts: pd.DataFrame, colour_by: str, highlight: int | None,
                   chosen_mask: np.ndarray, cluster_label: dict, status: pd.Series | None,
-                  highlight_name: str) -> MapDrawing:
-    """The component's arguments, built once per (map, colouring, highlight, review state)."""
+                  highlight_name: str, index: PointIndex, view: tuple | None = None) -> MapDrawing:
+    """The component's arguments, built once per (map, colouring, highlight, review state, view).
+    `view`: the (x range, y range) a big map is zoomed to (every point in it is drawn when few enough)."""
     status_key = None if status is None else str(pd.util.hash_pandas_object(status, index=False).sum())
-    return _cached_drawing(map_key, colour_by, highlight, status_key, store, pts, chosen_mask,
-                           cluster_label, status, highlight_name)
+    view_rows = index.in_box(*view) if view is not None and len(pts) > DRAW_ALL_UP_TO else None
+    view_key = "all" if view_rows is None else hashlib.sha1(view_rows.tobytes()).hexdigest()[:12]
+    return _cached_drawing(map_key, colour_by, highlight, status_key, view_key, store, pts, chosen_mask,
+                           cluster_label, status, view_rows, highlight_name)
 
 
 def kind_options(pts: pd.DataFrame) -> tuple[list[str], list[str]]:
