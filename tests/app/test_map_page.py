@@ -209,3 +209,36 @@ def test_map_page_builds_map_in_background():
     with open_store(_db()) as s:
         assert s.scalar("SELECT n_clusters FROM maps") == 3
         assert s.scalar("SELECT count(*) FROM map_points") == 30
+
+
+def test_big_map_draws_a_sample_over_a_density_image_and_every_point_in_a_zoomed_view(monkeypatch):
+    import base64
+    import io
+
+    import pandas as pd
+    from PIL import Image
+
+    from ui import map_chart
+    monkeypatch.setattr(map_chart, "DRAW_ALL_UP_TO", 50)
+    monkeypatch.setattr(map_chart, "OVERVIEW_SAMPLE", 20)
+    rng = np.random.default_rng(0)
+    pts = pd.DataFrame({"x": rng.normal(size=300), "y": rng.normal(size=300), "cluster": rng.integers(3, size=300)})
+    codes, groups = map_chart.colour_groups(pts, "cluster", np.zeros(300, bool), {0: "a", 1: "b", 2: "c"})
+    rows = map_chart.drawn_rows(300, None)
+    assert len(rows) == 20 and np.array_equal(rows, map_chart.drawn_rows(300, None))   # seeded
+    index = PointIndex(pts["x"], pts["y"])
+    in_view = index.in_box([-0.3, 0.3], [-0.3, 0.3])
+    assert 0 < len(in_view) <= 50 and np.array_equal(map_chart.drawn_rows(300, in_view), in_view)
+    png = map_chart.density_image(pts["x"].to_numpy(), pts["y"].to_numpy(), codes, [g["colour"] for g in groups],
+                                  (-4, 4, -4, 4), width=64, height=32)
+    img = Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1])))
+    assert img.size == (64, 32) and np.asarray(img)[..., 3].astype(bool).sum() > 50
+    d = map_chart.drawing(pts, codes, groups, data_key="k", chosen_mask=np.zeros(300, bool), labels=[],
+                          rows=in_view, overview=png)
+    assert len(d.args["xy"]) == 8 * len(in_view) and d.args["n_total"] == 300 and d.args["overview"] == png
+    assert sorted(d.order.tolist()) == sorted(in_view.tolist())
+    state, _ = map_chart.apply_event(map_chart.ChartState(), {"kind": "view", "x": [-0.3, 0.3], "y": [-0.3, 0.3],
+                                                              "t": 1}, d, index)
+    assert state.view == ((-0.3, 0.3), (-0.3, 0.3))
+    state, _ = map_chart.apply_event(state, {"kind": "view", "reset": True, "t": 2}, d, index)
+    assert state.view is None
