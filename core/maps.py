@@ -1,8 +1,14 @@
 """The corpus map: UMAP to 2D, clusters, and cluster labels, stored as runs.
 
 * Projection: UMAP (cosine metric, seeded: the same vectors and seed give the same map).
-  Corpora larger than `UMAP_FIT_SAMPLE` points are fitted on a seeded random sample and
-  the rest is placed with `UMAP.transform` in chunks (with progress).
+  Corpora larger than `UMAP_FIT_SAMPLE` points are fitted on a seeded random sample; the
+  rest is placed in chunks (with progress), by one of `PLACEMENTS`:
+  ``transform`` = `UMAP.transform` (neighbours in the fitted index, then 30 epochs of
+  layout optimisation per chunk), ``neighbours`` = the same neighbour search and weights,
+  each point placed at the weighted mean of its fitted neighbours (UMAP's own starting
+  point for transform, without the optimisation). ``auto`` uses transform up to
+  `TRANSFORM_UP_TO` points and neighbours above (bench/bench_umap.py measures both: time
+  and how many of a point's 10 nearest fitted neighbours stay its 10 nearest on the map).
 * Clusters: k-means on the embeddings (default; k from the corpus size, see
   `auto_n_clusters`; MiniBatchKMeans above `MINIBATCH_ABOVE` points), or HDBSCAN on the
   2D map coordinates (the islands a user sees; points in no island get cluster -1).
@@ -28,6 +34,10 @@ from core.progress import ProgressFn, check_cancel, report
 from core.store import Store
 
 UMAP_FIT_SAMPLE = 20_000
+PLACEMENTS = ("auto", "transform", "neighbours")
+TRANSFORM_UP_TO = 200_000
+PLACE_CHUNK = 20_000       # > 10k: UMAP.transform runs 100 epochs on chunks of at most 10k, 30 above
+LABEL_SAMPLE = 60_000      # cluster names from at most this many snippets (seeded, per-cluster share kept)
 MINIBATCH_ABOVE = 30_000
 MAX_AUTO_CLUSTERS = 40
 CLUSTER_METHODS = ("kmeans", "hdbscan")
@@ -56,22 +66,55 @@ def auto_n_clusters(n: int) -> int:
 
 # --------------------------------------------------------------------------- projection
 
+def _pca_2d(X: np.ndarray) -> np.ndarray:
+    centred = X - X.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    out = centred @ vt[:2].T
+    if out.shape[1] < 2:
+        out = np.hstack([out, np.zeros((len(X), 2 - out.shape[1]))])
+    return out.astype(np.float32)
+
+
+def _fit_split(n: int, sample: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if n <= sample:
+        return np.arange(n), np.array([], dtype=np.int64)
+    fit_idx = np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+    keep = np.ones(n, dtype=bool)
+    keep[fit_idx] = False
+    return fit_idx, np.flatnonzero(keep)
+
+
+def place_rest(reducer, rows: np.ndarray, placement: str) -> np.ndarray:
+    """2D positions for rows the reducer was not fitted on (see the module docstring)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if placement == "transform":
+            return reducer.transform(rows).astype(np.float32)
+        from umap.umap_ import init_graph_transform
+        mode = reducer.transform_mode
+        reducer.transform_mode = "graph"
+        try:
+            graph = reducer.transform(rows).tocsr()
+        finally:
+            reducer.transform_mode = mode
+        graph.eliminate_zeros()
+        return np.asarray(init_graph_transform(graph, reducer.embedding_), dtype=np.float32)
+
+
 def project_2d(X: np.ndarray, seed: int = 42, n_neighbors: int = 15, min_dist: float = 0.1,
-               sample: int = UMAP_FIT_SAMPLE, n_epochs: int | None = None, chunk: int = 10_000,
-               progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> tuple[np.ndarray, dict]:
-    """2D coordinates (n, 2) float32 and facts about the run (fit size, timings)."""
+               sample: int = UMAP_FIT_SAMPLE, n_epochs: int | None = None, chunk: int = PLACE_CHUNK,
+               placement: str = "auto", progress: ProgressFn | None = None,
+               cancel: threading.Event | None = None) -> tuple[np.ndarray, dict]:
+    """2D coordinates (n, 2) float32 and facts about the run (fit size, placement, timings)."""
     n = len(X)
     info: dict = {"fit_points": n, "transformed_points": 0}
+    if placement not in PLACEMENTS:
+        raise ShoalError(f"Unknown placement {placement!r}; use one of {', '.join(PLACEMENTS)}.")
     if n < 2:
         return np.zeros((n, 2), dtype=np.float32), info
     if n <= 10:  # too few for a neighbour graph: principal components are the honest picture
-        centred = X - X.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        out = centred @ vt[:2].T
-        if out.shape[1] < 2:
-            out = np.hstack([out, np.zeros((n, 2 - out.shape[1]))])
         info["method"] = "pca"
-        return out.astype(np.float32), info
+        return _pca_2d(X), info
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import umap  # first import compiles numba kernels (~20 s, cached afterwards)
@@ -80,12 +123,7 @@ def project_2d(X: np.ndarray, seed: int = 42, n_neighbors: int = 15, min_dist: f
                         init="spectral" if n > 50 else "random")
     t0 = time.perf_counter()
     coords = np.zeros((n, 2), dtype=np.float32)
-    if n <= sample:
-        fit_idx, rest_idx = np.arange(n), np.array([], dtype=np.int64)
-    else:
-        rng = np.random.default_rng(seed)
-        fit_idx = np.sort(rng.choice(n, sample, replace=False))
-        rest_idx = np.setdiff1d(np.arange(n), fit_idx)
+    fit_idx, rest_idx = _fit_split(n, sample, seed)
     report(progress, 0, n, f"UMAP: fitting {len(fit_idx):,} points")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -93,17 +131,18 @@ def project_2d(X: np.ndarray, seed: int = 42, n_neighbors: int = 15, min_dist: f
     info.update(method="umap", fit_points=int(len(fit_idx)), fit_seconds=round(time.perf_counter() - t0, 2))
     done = len(fit_idx)
     report(progress, done, n, "UMAP: fitted")
+    if placement == "auto":
+        placement = "transform" if n <= TRANSFORM_UP_TO else "neighbours"
     t1 = time.perf_counter()
     for s in range(0, len(rest_idx), chunk):
         check_cancel(cancel)
         part = rest_idx[s:s + chunk]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            coords[part] = reducer.transform(X[part])
+        coords[part] = place_rest(reducer, X[part], placement)
         done += len(part)
-        report(progress, done, n, "UMAP: placing the rest of the corpus")
+        report(progress, done, n, f"UMAP: placing the rest of the corpus ({placement})")
     if len(rest_idx):
-        info.update(transformed_points=int(len(rest_idx)), transform_seconds=round(time.perf_counter() - t1, 2))
+        info.update(transformed_points=int(len(rest_idx)), placement=placement,
+                    transform_seconds=round(time.perf_counter() - t1, 2))
     return coords, info
 
 
@@ -142,7 +181,7 @@ def cluster_points(X: np.ndarray, coords: np.ndarray, method: str = "kmeans", n_
             km = KMeans(n_clusters=k, random_state=seed, n_init=3 if n <= 10_000 else 1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            labels = km.fit_predict(X.astype(np.float32))
+            labels = km.fit_predict(X.astype(np.float32, copy=False))
     else:
         from sklearn.cluster import HDBSCAN
         min_size = int(n_clusters) if n_clusters else max(5, n // 100)
@@ -224,10 +263,45 @@ class MapResult:
         return asdict(self)
 
 
+def label_sample(labels: np.ndarray, limit: int = LABEL_SAMPLE, seed: int = 42,
+                 per_cluster_floor: int = 200) -> np.ndarray:
+    """Rows to name the clusters from: all of them up to `limit`; above, a seeded random share
+    of each cluster (at least `per_cluster_floor` of it), so a big corpus never loads every
+    snippet's code just to name 40 clusters."""
+    n = len(labels)
+    if n <= limit:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    out = []
+    for g in np.unique(labels):
+        members = np.flatnonzero(labels == g)
+        take = min(len(members), max(per_cluster_floor, int(round(limit * len(members) / n))))
+        out.append(rng.choice(members, take, replace=False))
+    return np.sort(np.concatenate(out))
+
+
+def map_layout(X: np.ndarray, method: str = "kmeans", n_clusters: int | None = None, seed: int = 42,
+               sample: int = UMAP_FIT_SAMPLE, n_neighbors: int = 15, min_dist: float = 0.1,
+               n_epochs: int | None = None, placement: str = "auto", progress: ProgressFn | None = None,
+               cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The compute part of a map: (coordinates, cluster per point, params) from vectors alone."""
+    n = len(X)
+    coords, umap_info = project_2d(X, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, sample=sample,
+                                   n_epochs=n_epochs, placement=placement, progress=progress, cancel=cancel)
+    check_cancel(cancel)
+    report(progress, n, n, f"clustering ({method})")
+    t1 = time.perf_counter()
+    labels = cluster_points(X, coords, method=method, n_clusters=n_clusters or None, seed=seed)
+    params = {"method": method, "n_clusters_requested": n_clusters or None, "seed": seed,
+              "n_neighbors": n_neighbors, "min_dist": min_dist, "n_epochs": n_epochs, "umap_sample": sample,
+              "umap": umap_info, "cluster_seconds": round(time.perf_counter() - t1, 2)}
+    return coords, labels, params
+
+
 def build_map(store: Store, model: str | None = None, n_clusters: int | None = None, method: str = "kmeans",
               seed: int = 42, name: str | None = None, sample: int = UMAP_FIT_SAMPLE, n_neighbors: int = 15,
-              min_dist: float = 0.1, n_epochs: int | None = None, progress: ProgressFn | None = None,
-              cancel: threading.Event | None = None) -> MapResult:
+              min_dist: float = 0.1, n_epochs: int | None = None, placement: str = "auto",
+              progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> MapResult:
     """Project, cluster and label every embedded snippet; store the run; return its summary."""
     from core.embed import embedding_status, load_embeddings
 
@@ -239,41 +313,59 @@ def build_map(store: Store, model: str | None = None, n_clusters: int | None = N
         raise ShoalError("The number of clusters cannot be negative (0 or empty = automatic).")
     n_missing = embedding_status(store, key)["n_snippets"] - len(ids)
     check_cancel(cancel)
-    coords, umap_info = project_2d(X, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, sample=sample,
-                                   n_epochs=n_epochs, progress=progress, cancel=cancel)
-    check_cancel(cancel)
-    report(progress, len(ids), len(ids), f"clustering ({method})")
-    t1 = time.perf_counter()
-    labels = cluster_points(X, coords, method=method, n_clusters=n_clusters or None, seed=seed)
-    cluster_seconds = time.perf_counter() - t1
+    coords, labels, params = map_layout(X, method=method, n_clusters=n_clusters, seed=seed, sample=sample,
+                                        n_neighbors=n_neighbors, min_dist=min_dist, n_epochs=n_epochs,
+                                        placement=placement, progress=progress, cancel=cancel)
+    del X
     check_cancel(cancel)
     report(progress, len(ids), len(ids), "naming clusters")
-    meta = _snippet_meta(store, ids)
-    names = cluster_labels(labels, meta["func_name"].tolist(), meta["docstring"].tolist(), meta["code"].tolist())
+    rows = label_sample(labels, seed=seed)
+    meta = _snippet_meta(store, [ids[i] for i in rows])
+    names = cluster_labels(labels[rows], meta["func_name"].tolist(), meta["docstring"].tolist(),
+                           meta["code"].tolist())
+    del meta
+    params["label_snippets"] = int(len(rows))
     sizes = pd.Series(labels).value_counts()
     n_real = int(sum(1 for g in sizes.index if g != NOISE))
-    params = {"method": method, "n_clusters_requested": n_clusters or None, "seed": seed,
-              "n_neighbors": n_neighbors, "min_dist": min_dist, "n_epochs": n_epochs, "umap_sample": sample,
-              "umap": umap_info, "cluster_seconds": round(cluster_seconds, 2)}
-    with store.transaction() as cur:
+    map_id = _store_map(store, name, key, params, ids, coords, labels, names, sizes)
+    _checkpoint(store)
+    params["seconds"] = round(time.perf_counter() - t0, 2)
+    name = name or f"map {map_id}"
+    return MapResult(int(map_id), name, key, len(ids), n_real, n_missing, params["seconds"], params)
+
+
+def _checkpoint(store: Store) -> None:
+    """Fold the new map into the database file now; skipped (DuckDB does it later on its own)
+    while another write is in flight, e.g. a background task's progress."""
+    import duckdb
+    try:
+        store.checkpoint()
+    except duckdb.TransactionException:
+        pass
+
+
+def _store_map(store: Store, name: str | None, key: str, params: dict, ids: list[str], coords: np.ndarray,
+               labels: np.ndarray, names: dict, sizes: pd.Series) -> int:
+    pts = pd.DataFrame({"snippet_id": ids, "x": coords[:, 0].astype(np.float32),
+                        "y": coords[:, 1].astype(np.float32), "cluster": labels.astype(np.int32)})
+    cl = pd.DataFrame([{"cluster": g, "label": names[g][0], "terms": json.dumps(names[g][1]),
+                        "size": int(sizes[g])} for g in sorted(names)])
+
+    def write(cur) -> int:
         map_id = cur.execute(
             "INSERT INTO maps(name, model, params, n_points, n_clusters, status) VALUES (?, ?, ?, ?, ?, 'done') "
-            "RETURNING id", [name, key, json.dumps(params), len(ids), n_real]).fetchone()[0]
-        name = name or f"map {map_id}"
-        cur.execute("UPDATE maps SET name = ? WHERE id = ?", [name, map_id])
-        pts = pd.DataFrame({"map_id": map_id, "snippet_id": ids, "x": coords[:, 0].astype(np.float32),
-                            "y": coords[:, 1].astype(np.float32), "cluster": labels.astype(np.int32)})
+            "RETURNING id", [name, key, json.dumps(params), len(ids),
+                             int(sum(1 for g in sizes.index if g != NOISE))]).fetchone()[0]
+        cur.execute("UPDATE maps SET name = ? WHERE id = ?", [name or f"map {map_id}", map_id])
         cur.register("_map_pts", pts)
-        cur.execute("INSERT INTO map_points SELECT map_id, snippet_id, x, y, cluster FROM _map_pts")
+        cur.execute("INSERT INTO map_points SELECT ?, snippet_id, x, y, cluster FROM _map_pts", [map_id])
         cur.unregister("_map_pts")
-        cl = pd.DataFrame([{"map_id": map_id, "cluster": g, "label": names[g][0],
-                            "terms": json.dumps(names[g][1]), "size": int(sizes[g])} for g in sorted(names)])
         cur.register("_map_cl", cl)
-        cur.execute("INSERT INTO clusters SELECT map_id, cluster, label, terms, size FROM _map_cl")
+        cur.execute("INSERT INTO clusters SELECT ?, cluster, label, terms, size FROM _map_cl", [map_id])
         cur.unregister("_map_cl")
-    store.checkpoint()
-    params["seconds"] = round(time.perf_counter() - t0, 2)
-    return MapResult(int(map_id), name, key, len(ids), n_real, n_missing, params["seconds"], params)
+        return int(map_id)
+
+    return store.write(write)
 
 
 def _snippet_meta(store: Store, ids: list[str]) -> pd.DataFrame:
@@ -314,7 +406,47 @@ def map_clusters(store: Store, map_id: int) -> pd.DataFrame:
 def map_points(store: Store, map_id: int) -> pd.DataFrame:
     """Point table for drawing: coordinates, cluster and short metadata (never the code)."""
     return store.df(
-        "SELECT p.snippet_id, p.x, p.y, p.cluster, c.label, s.func_name, s.language, s.source, s.path "
+        "SELECT p.snippet_id, p.x, p.y, p.cluster, c.label, s.func_name, s.kind, s.language, s.source, s.path "
         "FROM map_points p JOIN snippets s ON s.id = p.snippet_id "
         "LEFT JOIN clusters c ON c.map_id = p.map_id AND c.cluster = p.cluster "
         "WHERE p.map_id = ? ORDER BY p.snippet_id", [map_id])
+
+
+REVIEW_STATUSES = ("accepted", "rejected", "judge passed", "judge failed", "not judged", "no example")
+
+
+def map_review_status(store: Store, map_id: int) -> pd.DataFrame:
+    """Each map point's review status (snippet_id, status), one of `REVIEW_STATUSES`.
+
+    A snippet with several generated examples takes the most decided one: a human accept,
+    else a human reject, else the judge's verdict (passed before failed), else "not judged";
+    a snippet no example was generated from is "no example".
+    """
+    return store.df(
+        "WITH per_snippet AS (SELECT snippet_id, "
+        "  CASE WHEN bool_or(human_verdict = 'accepted') THEN 'accepted' "
+        "       WHEN bool_or(human_verdict = 'rejected') THEN 'rejected' "
+        "       WHEN bool_or(judge_overall) THEN 'judge passed' "
+        "       WHEN bool_or(NOT judge_overall) THEN 'judge failed' ELSE 'not judged' END AS status "
+        "  FROM review_effective GROUP BY snippet_id) "
+        "SELECT p.snippet_id, COALESCE(r.status, 'no example') AS status FROM map_points p "
+        "LEFT JOIN per_snippet r ON r.snippet_id = p.snippet_id WHERE p.map_id = ? ORDER BY p.snippet_id",
+        [map_id])
+
+
+def snippet_preview(store: Store, snippet_ids: list[str], lines: int = 4, width: int = 80) -> list[str]:
+    """The first `lines` lines of each snippet's code (each cut at `width` characters), in order."""
+    if not snippet_ids:
+        return []
+    cur = store.cursor()
+    cur.register("_prev_ids", pd.DataFrame({"id": snippet_ids, "ord": np.arange(len(snippet_ids))}))
+    try:
+        codes = cur.execute("SELECT s.code FROM _prev_ids w LEFT JOIN snippets s ON s.id = w.id ORDER BY w.ord"
+                            ).fetchall()
+    finally:
+        cur.unregister("_prev_ids")
+    out = []
+    for (code,) in codes:
+        rows = (code or "").splitlines()[:lines]
+        out.append("\n".join(r if len(r) <= width else r[:width - 1] + "…" for r in rows))
+    return out

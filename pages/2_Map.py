@@ -9,19 +9,21 @@ from core.background import TaskRecord, is_running
 from core.background_work import EMBED_MAP, EMBEDDING, start_embed_and_map
 from core.embed import BACKENDS, DEFAULT_MODEL, cached_models
 from core.errors import ShoalError
-from core.maps import CLUSTER_METHODS, list_maps, map_clusters, map_points
-from core.select import METHODS, compare_coverage, list_selections, select, selection_ids
-from core.snippets import count_snippets, get_snippet
+from core.lasso import PointIndex
+from core.maps import CLUSTER_METHODS, list_maps, map_clusters, map_points, map_review_status
+from core.select import METHODS, list_selections, select, selection_ids
+from core.snippets import count_snippets
 from ui.background import task_panel
-from ui.code import code_lang
 from ui.common import page_store, reviewer_name
-from ui.map_chart import map_figure, picked_rows
+from ui.map_chart import ChartState, apply_event, map_component, toggle
+from ui.map_panels import (build_drawing, how_to, coverage_section, find_snippet, kind_options, measure_spread,
+                           snippet_panel)
 
 store = page_store()
 st.title("Map")
 st.caption("Each point is a snippet, placed by meaning (embeddings → UMAP). Colours are clusters named by "
            "their most distinctive words. Pick clusters or draw a lasso, then ask for the N most diverse "
-           "snippets (k-center greedy) and compare their coverage with a random pick.")
+           "snippets (k-center greedy) and compare their coverage with random picks.")
 
 running = is_running(store, EMBED_MAP.name)
 
@@ -84,24 +86,32 @@ map_labels = {int(r.id): f"#{r.id} · {r.name} · {r.n_points:,} points · {r.n_
 default_map = st.session_state.get("map.map_id", int(maps_df["id"].iloc[0]))
 if default_map not in map_labels:
     default_map = int(maps_df["id"].iloc[0])
-top = st.columns([3, 2, 2])
+top = st.columns([3, 2, 3])
 map_id = top[0].selectbox("Map", list(map_labels), index=list(map_labels).index(default_map),
                           format_func=map_labels.get)
 st.session_state["map.map_id"] = map_id
+# what identifies a map's drawing in the caches: the same id in another (or a recreated) database is another map
+map_key = f"{store.path}:{map_id}:{maps_df.set_index('id').loc[map_id, 'created_at']}"
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _points(_store, map_id: int) -> pd.DataFrame:
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _points(_store, map_key: str, map_id: int) -> pd.DataFrame:
+    """Shared, not copied per run (a 1M-point table takes seconds to copy): read it, never change it."""
     return map_points(_store, map_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _clusters(_store, map_id: int) -> pd.DataFrame:
+def _clusters(_store, map_key: str, map_id: int) -> pd.DataFrame:
     return map_clusters(_store, map_id)
 
 
-pts = _points(store, map_id)
-clusters = _clusters(store, map_id)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _index(map_key: str, _pts: pd.DataFrame) -> PointIndex:
+    return PointIndex(_pts["x"].to_numpy(), _pts["y"].to_numpy())
+
+
+pts = _points(store, map_key, map_id)
+clusters = _clusters(store, map_key, map_id)
 cluster_label = dict(zip(clusters["cluster"].astype(int), clusters["label"]))
 sels = list_selections(store)
 sels = sels[sels["model"] == maps_df.set_index("id").loc[map_id, "model"]]
@@ -112,39 +122,37 @@ highlight = top[1].selectbox("Highlight selection", hl_options,
                              index=hl_options.index(hl_default) if hl_default in hl_options else 0,
                              format_func=lambda i: "(none)" if i is None else sel_names[i])
 st.session_state["map.highlight"] = highlight
-colour_by = top[2].radio("Colour by", ["cluster", "language", "source", "selection"], horizontal=True,
-                         key="map.colour")
+colour_by = top[2].radio("Colour by", ["cluster", "review status", "kind", "language", "source", "selection"],
+                         horizontal=True, key="map.colour")
 
 chosen_mask = np.zeros(len(pts), dtype=bool)
 if highlight is not None:
     chosen_mask = pts["snippet_id"].isin(set(selection_ids(store, sels.set_index("id").loc[highlight, "name"]))).to_numpy()
+status = None
+if colour_by == "review status":   # read each run: reviews change while the map does not
+    status = pts[["snippet_id"]].merge(map_review_status(store, map_id), how="left", on="snippet_id")["status"]
 
+index = _index(map_key, pts)
+state: ChartState = st.session_state.setdefault(f"map.chart_state.{map_id}", ChartState())
+drawing_ = build_drawing(store, map_key, pts, colour_by, highlight, chosen_mask, cluster_label, status,
+                         highlight_name=sel_names.get(highlight, "selected"), index=index, view=state.view)
 
 left, right = st.columns([3, 2])
 with left:
-    event = st.plotly_chart(map_figure(str(store.path), map_id, colour_by, highlight, pts, chosen_mask,
-                                       cluster_label),
-                            key=f"map.chart.{map_id}", on_select="rerun",
-                            selection_mode=("points", "box", "lasso"), config={"scrollZoom": True})
-
-
-selection = event.selection if event else None
-rows = picked_rows(selection.points) if selection else []
-is_area = bool(selection and (selection.box or selection.lasso))
-lasso_ids = pts["snippet_id"].iloc[rows].tolist() if is_area else []
-clicked = rows[0] if (rows and not is_area) else None
+    st.caption(how_to(len(pts)))
+    event = map_component()(**drawing_.args, key=f"map.chart.{map_id}", default=None)
+    view_before = state.view
+    state, cluster_clicked = apply_event(state, event, drawing_, index)
+    if state.view != view_before:
+        st.rerun()   # a big map zoomed: draw the points now in view
+    if cluster_clicked is not None:
+        st.session_state["map.clusters"] = toggle(list(st.session_state.get("map.clusters", [])), cluster_clicked)
+    if state.clicked_row is not None and event and event.get("kind") == "click":
+        st.session_state[f"map.shown.{map_id}"] = str(pts["snippet_id"].iloc[state.clicked_row])
 
 with right:
-    if clicked is None:
-        st.info("Click a point to see its code here. Draw a lasso or a box to limit the selection to an area.")
-    else:
-        p = pts.iloc[clicked]
-        snip = get_snippet(store, p["snippet_id"])
-        st.markdown(f"**{snip['func_name'] or '(no name)'}** · cluster {int(p['cluster'])}: "
-                    f"*{cluster_label.get(int(p['cluster']), '')}*")
-        st.caption(f"{snip['language']} · {snip['path'] or snip['source']}"
-                   + (f":{snip['start_line']}" if snip["start_line"] else ""))
-        st.code(snip["code"], language=code_lang(snip["language"], "text"), line_numbers=True)
+    find_snippet(pts, map_id)
+    snippet_panel(store, pts, map_id, cluster_label)
     with st.expander(f"Clusters ({len(clusters)})"):
         st.dataframe(clusters.assign(terms=[", ".join(t["term"] for t in ts) for ts in clusters["terms"]]),
                      hide_index=True, width="stretch")
@@ -152,18 +160,26 @@ with right:
 # --------------------------------------------------------------------------- selection form
 
 st.subheader("Pick the most diverse snippets")
-if lasso_ids:
-    st.info(f"{len(lasso_ids):,} points in the lasso/box selection: candidates are limited to them "
-            "(clear the selection on the chart to use the whole map).")
+area_ids = pts["snippet_id"].iloc[state.area_rows].tolist() if state.area_rows is not None else None
+if area_ids is not None:
+    st.info(f"{len(area_ids):,} points in the {state.area_kind} selection: candidates are limited to them "
+            "(double-click an empty spot of the map to clear it).")
+kinds_all, kinds_default = kind_options(pts)
+if "map.kinds" not in st.session_state:
+    st.session_state["map.kinds"] = kinds_default
 with st.form("map.select_form"):
-    c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
+    c0, c1, c2, c3, c4 = st.columns([2, 3, 1, 1, 2])
+    kinds = c0.multiselect("Snippet kinds", kinds_all, key="map.kinds",
+                           help="function = whole functions from the corpus; seed = OSS-Instruct seed fragments "
+                                "(a few lines cut from a file). Farthest-point picks the odd ones first, so "
+                                "mixing the two fills a k-center pick with fragments.")
     picked_clusters = c1.multiselect(
         "Clusters (empty = all)", clusters["cluster"].astype(int).tolist(), key="map.clusters",
         format_func=lambda c: f"{c}: {cluster_label.get(c, '')} ({int(clusters.set_index('cluster').loc[c, 'size'])})")
     budget = c2.number_input("Budget", min_value=1, max_value=max(1, len(pts)), value=min(200, len(pts)),
                              key="map.budget")
     method = c3.selectbox("Method", METHODS, key="map.method",
-                          help="kcenter: exact k-center greedy · kcenter_fast: same on 64 PCA dimensions · "
+                          help="kcenter: exact k-center greedy · kcenter_fast: approximate, faster · "
                                "random · stratified: random within clusters, in proportion to their size")
     sel_name = c4.text_input("Name", value=f"selection {len(list_selections(store)) + 1}", key="map.sel_name")
     extend_opts = ["(none)"] + sels["name"].tolist()
@@ -171,11 +187,19 @@ with st.form("map.select_form"):
                           key="map.extend")
     submitted = st.form_submit_button("Select", type="primary")
 if submitted:
+    pool = pts["snippet_id"][pts["kind"].isin(kinds)] if kinds else pts["snippet_id"]
+    ids = pool.tolist() if (kinds and len(kinds) < len(kinds_all)) or area_ids is not None else None
+    if area_ids is not None:
+        ids = sorted(set(area_ids) & set(ids if ids is not None else area_ids))
     try:
+        if ids is not None and not ids:
+            raise ShoalError("No snippet of the chosen kinds lies in the selected area.")
         with st.spinner("Selecting…"):
             res = select(store, name=sel_name, budget=int(budget), method=method, map_id=map_id,
-                         clusters=picked_clusters or None, ids=lasso_ids or None,
+                         clusters=picked_clusters or None, ids=ids,
                          extend=None if extend == "(none)" else extend, actor=reviewer_name())
+        with st.spinner("Measuring random draws…"):
+            measure_spread(store, res.id, map_id, picked_clusters or None, ids)
         st.session_state["map.highlight"] = res.id
         st.session_state["map.last_result"] = (f"Saved selection **{res.name}**: {res.n_items} snippets from "
                                                f"{res.n_candidates:,} candidates ({res.seconds:.2f} s).")
@@ -186,11 +210,4 @@ if st.session_state.get("map.last_result"):
     st.success(st.session_state["map.last_result"])
 
 if highlight is not None:
-    st.markdown(f"**Coverage of {sel_names[highlight]}** — distance from each candidate to its nearest "
-                "selected snippet (lower = no region left far from a chosen example):")
-    table = compare_coverage(store, highlight)
-    st.table(table.rename(columns={"coverage_mean": "mean distance", "coverage_max": "max distance"})
-             .set_index("method").round(4))
-    st.caption("k-center greedy minimises the **max** distance: no snippet is left far from every pick. It "
-               "reaches into sparse corners, so its mean distance can be a little higher than a random pick's, "
-               "which follows the dense regions.")
+    coverage_section(store, highlight, sel_names[highlight], sels.set_index("id").loc[highlight])

@@ -1,15 +1,19 @@
-"""The Map page through Streamlit's AppTest: build a map from the page, pick clusters, store a selection."""
+"""The Map page through Streamlit's AppTest: build a map from the page, pick clusters, store a selection,
+and the chart's events (a click, a lasso, a cluster click) as the map component sends them."""
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
+from core.lasso import PointIndex
+from core.maps import map_points
 from core.store import open_store
 from tests.core.test_embed import stdlib_snippets
-from tests.core.test_maps import make_mapped_store
+from tests.core.test_maps import make_mapped_store, make_mapped_store_with_seeds
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "2_Map.py")
 
@@ -18,12 +22,37 @@ def _db() -> Path:
     return Path(os.environ["SHOAL_DB"])
 
 
+def _chart(at: AppTest):
+    """The map component on the page (AppTest sees it as an unknown element)."""
+    found = at.get("component_instance")
+    assert found, "the map is drawn"
+    return found[0]
+
+
+def _drawn_points(at: AppTest) -> int:
+    args = {a.key: a.bytes for a in _chart(at).proto.special_args}
+    return len(args["xy"]) // 8     # float32 x then y per point
+
+
+def _send(at: AppTest, map_id: int, event: dict) -> AppTest:
+    """What the component does in a browser: set its value, then the page reruns."""
+    at.session_state[f"map.chart.{map_id}"] = {**event, "t": time.time()}
+    return at.run()
+
+
+def _draw_order(map_id: int) -> np.ndarray:
+    """Draw position -> row, as the page builds it for colour-by-cluster (grouped by cluster, stable)."""
+    with open_store(_db()) as s:
+        pts = map_points(s, map_id)
+    return pts, np.argsort(pts["cluster"].to_numpy(), kind="stable")
+
+
 def test_map_page_cluster_selection_is_stored():
     with open_store(_db()) as s:
         map_id = make_mapped_store(s)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception, at.exception
-    assert at.get("plotly_chart"), "the map is drawn"
+    assert _drawn_points(at) == 120
     assert next(s for s in at.selectbox if s.label == "Map").value == map_id
     at.multiselect(key="map.clusters").set_value([0, 2])
     at.number_input(key="map.budget").set_value(30)
@@ -32,9 +61,13 @@ def test_map_page_cluster_selection_is_stored():
     at.run()
     assert not at.exception, at.exception
     assert any("Saved selection" in m.value for m in at.success)
-    row = at.table[-1].value  # the coverage table, indexed by method
+    row = at.table[0].value  # the coverage table, indexed by method
     assert list(row.index)[:2] == ["kcenter (this selection)", "random"]
     assert row.loc["kcenter (this selection)", "max distance"] < row.loc["random", "max distance"]
+    spread = at.table[1].value   # several random draws: mean (min–max)
+    assert list(spread.index)[:2] == ["this selection", "random × 5 draws"]
+    assert "–" in spread.loc["random × 5 draws", "max distance"]
+    assert any("random draws" in c.value for c in at.caption)
     with open_store(_db()) as s:
         sel = s.one("SELECT * FROM selections WHERE name = 'apptest pick'")
         assert sel["n_items"] == 30 and sel["n_candidates"] == 80
@@ -42,9 +75,120 @@ def test_map_page_cluster_selection_is_stored():
             "SELECT p.cluster FROM selection_items i JOIN map_points p ON p.snippet_id = i.snippet_id "
             "AND p.map_id = ? WHERE i.selection_id = ?", [map_id, sel["id"]]).fetchall()}
         assert clusters <= {0, 2}
-    # colour by selection: a "selected" trace is drawn
-    at.radio(key="map.colour").set_value("selection").run()
-    assert not at.exception
+    for colour in ("selection", "review status", "kind", "language"):
+        at.radio(key="map.colour").set_value(colour).run()
+        assert not at.exception, (colour, at.exception)
+        assert _drawn_points(at) == 120
+
+
+def test_click_event_shows_the_code_and_hover_carries_a_preview():
+    with open_store(_db()) as s:
+        map_id = make_mapped_store(s)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.code and any("Click a point" in i.value for i in at.info)
+    pts, order = _draw_order(map_id)
+    hover = _chart(at).proto.json_args
+    assert "open_socket_connection" in hover and "def " in hover   # small map: name + first lines per point
+    _send(at, map_id, {"kind": "click", "pos": 5})
+    assert not at.exception, at.exception
+    name = pts["func_name"].iloc[order[5]]
+    assert at.code and f"def {name}(" in at.code[0].value
+    assert any(name in m.value for m in at.markdown)
+
+
+def test_find_snippet_by_name_shows_its_code():
+    with open_store(_db()) as s:
+        map_id = make_mapped_store(s)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.text_input(key=f"map.find.{map_id}").input("multiply_matrix_rows_7").run()
+    box = at.selectbox(key=f"map.found.{map_id}")
+    assert len(box.options) == 2
+    box.select_index(1).run()
+    assert not at.exception, at.exception
+    assert at.code and "def multiply_matrix_rows_7(" in at.code[0].value
+
+
+def test_lasso_event_limits_candidates_to_the_points_inside():
+    with open_store(_db()) as s:
+        map_id = make_mapped_store(s)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    pts, _ = _draw_order(map_id)
+    x, y = pts["x"].to_numpy(), pts["y"].to_numpy()
+    cx, cy, r = float(np.median(x)), float(np.median(y)), float(np.ptp(x)) * 0.6
+    ang = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    poly_x, poly_y = (cx + r * np.cos(ang)).tolist(), (cy + r * np.sin(ang)).tolist()
+    inside = set(pts["snippet_id"].iloc[PointIndex(x, y).in_polygon(poly_x, poly_y)])
+    assert 0 < len(inside) < 120
+    _send(at, map_id, {"kind": "lasso", "x": poly_x, "y": poly_y})
+    assert any(f"{len(inside)} points in the lasso selection" in i.value for i in at.info)
+    at.number_input(key="map.budget").set_value(5)
+    at.text_input(key="map.sel_name").input("lasso pick")
+    next(b for b in at.button if b.label == "Select").click()
+    at.run()
+    assert not at.exception, at.exception
+    with open_store(_db()) as s:
+        sel = s.one("SELECT * FROM selections WHERE name = 'lasso pick'")
+        picked = {r[0] for r in s.execute("SELECT snippet_id FROM selection_items WHERE selection_id = ?",
+                                          [sel["id"]]).fetchall()}
+    assert sel["n_candidates"] == len(inside) and picked <= inside
+    _send(at, map_id, {"kind": "clear"})
+    assert not any("points in the lasso" in i.value for i in at.info)
+
+
+def test_cluster_click_toggles_the_cluster_choice():
+    with open_store(_db()) as s:
+        map_id = make_mapped_store(s)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    _send(at, map_id, {"kind": "cluster", "cluster": 2})
+    assert at.multiselect(key="map.clusters").value == [2]
+    _send(at, map_id, {"kind": "cluster", "cluster": 0})
+    assert at.multiselect(key="map.clusters").value == [0, 2]
+    at.run()   # the same event again (a plain rerun) changes nothing
+    assert at.multiselect(key="map.clusters").value == [0, 2]
+    _send(at, map_id, {"kind": "cluster", "cluster": 2})
+    assert at.multiselect(key="map.clusters").value == [0]
+    labels = _chart(at).proto.json_args
+    assert '"cluster": 1' in labels or '"cluster":1' in labels   # cluster names are written on the map
+
+
+def test_kind_filter_keeps_seed_fragments_out_of_kcenter():
+    with open_store(_db()) as s:
+        make_mapped_store_with_seeds(s)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert at.multiselect(key="map.kinds").value == ["function"]
+    assert at.multiselect(key="map.kinds").options == ["function", "seed"]
+    at.number_input(key="map.budget").set_value(20)
+    at.text_input(key="map.sel_name").input("functions only")
+    next(b for b in at.button if b.label == "Select").click()
+    at.run()
+    assert not at.exception, at.exception
+    at.multiselect(key="map.kinds").set_value(["function", "seed"])
+    at.text_input(key="map.sel_name").input("both kinds")
+    next(b for b in at.button if b.label == "Select").click()
+    at.run()
+    assert not at.exception, at.exception
+    with open_store(_db()) as s:
+        def kinds(name):
+            return s.execute("SELECT s.kind, count(*) FROM selections x JOIN selection_items i ON i.selection_id = x.id "
+                             "JOIN snippets s ON s.id = i.snippet_id WHERE x.name = ? GROUP BY 1", [name]).fetchall()
+        assert dict(kinds("functions only")) == {"function": 20}
+        assert s.scalar("SELECT n_candidates FROM selections WHERE name = 'functions only'") == 120
+        assert dict(kinds("both kinds")).get("seed", 0) >= 10   # farthest-point takes the outliers first
+
+
+def test_palette_and_legend_labels():
+    from ui.palettes import CLUSTER_PALETTE, NOISE, min_colour_distance
+    assert len(CLUSTER_PALETTE) == 40 == len(set(CLUSTER_PALETTE))
+    assert min_colour_distance(CLUSTER_PALETTE) >= 25
+    assert min_colour_distance(CLUSTER_PALETTE + [NOISE]) >= 20
+    import pandas as pd
+
+    from ui.map_chart import colour_groups
+    pts = pd.DataFrame({"cluster": np.arange(40).repeat(2), "x": 0.0, "y": 0.0})
+    labels = {c: "a very long cluster label · with many words · and more" for c in range(40)}
+    codes, groups = colour_groups(pts, "cluster", np.zeros(80, bool), labels)
+    assert len(groups) == 40 and all(len(g["name"]) <= 34 for g in groups)
+    assert len({g["colour"] for g in groups}) == 40 and codes.tolist() == np.arange(40).repeat(2).tolist()
 
 
 def test_map_page_builds_map_in_background():
@@ -57,11 +201,44 @@ def test_map_page_builds_map_in_background():
     next(b for b in at.button if b.label == "Embed and build map").click()
     at.run()
     deadline = time.time() + 240
-    while time.time() < deadline and not at.get("plotly_chart"):
+    while time.time() < deadline and not at.get("component_instance"):
         time.sleep(2)
         at.run()
     assert not at.exception, at.exception
-    assert at.get("plotly_chart"), [e.value for e in at.error]
+    assert _drawn_points(at) == 30, [e.value for e in at.error]
     with open_store(_db()) as s:
         assert s.scalar("SELECT n_clusters FROM maps") == 3
         assert s.scalar("SELECT count(*) FROM map_points") == 30
+
+
+def test_big_map_draws_a_sample_over_a_density_image_and_every_point_in_a_zoomed_view(monkeypatch):
+    import base64
+    import io
+
+    import pandas as pd
+    from PIL import Image
+
+    from ui import map_chart
+    monkeypatch.setattr(map_chart, "DRAW_ALL_UP_TO", 50)
+    monkeypatch.setattr(map_chart, "OVERVIEW_SAMPLE", 20)
+    rng = np.random.default_rng(0)
+    pts = pd.DataFrame({"x": rng.normal(size=300), "y": rng.normal(size=300), "cluster": rng.integers(3, size=300)})
+    codes, groups = map_chart.colour_groups(pts, "cluster", np.zeros(300, bool), {0: "a", 1: "b", 2: "c"})
+    rows = map_chart.drawn_rows(300, None)
+    assert len(rows) == 20 and np.array_equal(rows, map_chart.drawn_rows(300, None))   # seeded
+    index = PointIndex(pts["x"], pts["y"])
+    in_view = index.in_box([-0.3, 0.3], [-0.3, 0.3])
+    assert 0 < len(in_view) <= 50 and np.array_equal(map_chart.drawn_rows(300, in_view), in_view)
+    png = map_chart.density_image(pts["x"].to_numpy(), pts["y"].to_numpy(), codes, [g["colour"] for g in groups],
+                                  (-4, 4, -4, 4), width=64, height=32)
+    img = Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1])))
+    assert img.size == (64, 32) and np.asarray(img)[..., 3].astype(bool).sum() > 50
+    d = map_chart.drawing(pts, codes, groups, data_key="k", chosen_mask=np.zeros(300, bool), labels=[],
+                          rows=in_view, overview=png)
+    assert len(d.args["xy"]) == 8 * len(in_view) and d.args["n_total"] == 300 and d.args["overview"] == png
+    assert sorted(d.order.tolist()) == sorted(in_view.tolist())
+    state, _ = map_chart.apply_event(map_chart.ChartState(), {"kind": "view", "x": [-0.3, 0.3], "y": [-0.3, 0.3],
+                                                              "t": 1}, d, index)
+    assert state.view == ((-0.3, 0.3), (-0.3, 0.3))
+    state, _ = map_chart.apply_event(state, {"kind": "view", "reset": True, "t": 2}, d, index)
+    assert state.view is None

@@ -129,3 +129,91 @@ def test_cli_map_json(tmp_path):
     assert out["n_points"] == 60 and out["model"] == "test-model" and len(out["clusters"]) == 3
     res = CliRunner().invoke(app, ["--db", str(db), "map", "--method", "spectral"])
     assert res.exit_code == 1 and "Unknown clustering method" in res.output
+
+
+def seed_fragments(n: int = 12, dim: int = 32, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
+    """OSS-Instruct-like seed fragments whose vectors lie far out (farthest-point picks them first)."""
+    rng = np.random.default_rng(seed)
+    rows, vecs = [], []
+    for i in range(n):
+        code = f"try:\n    value_{i} = lookup({i})\nexcept KeyError:\n    pass\n"
+        rows.append({"id": hashlib.sha256(code.encode()).hexdigest()[:32], "kind": "seed", "source": "demo-seeds",
+                     "source_kind": "dir", "language": "python", "code": code, "n_chars": len(code),
+                     "func_name": None, "docstring": None, "path": "seeds.py"})
+        vecs.append(rng.normal(size=dim) * 12)
+    return pd.DataFrame(rows), np.asarray(vecs, dtype=np.float32)
+
+
+def make_mapped_store_with_seeds(store, per_topic: int = 40) -> int:
+    """`make_mapped_store` plus 12 outlying seed fragments on the same map; returns the map id."""
+    snips, X = planted_corpus(per_topic)
+    seeds, S = seed_fragments()
+    store.insert_df("snippets", snips)
+    store.insert_df("snippets", seeds)
+    add_vectors(store, snips, X)
+    add_vectors(store, seeds, S)
+    return maps.build_map(store, model="test-model", n_clusters=3, n_epochs=30, seed=7).map_id
+
+
+def test_neighbour_placement_keeps_fitted_points_and_lands_near_neighbours():
+    snips, X = planted_corpus(60)
+    coords, info = maps.project_2d(X, seed=3, sample=120, n_epochs=30, placement="neighbours")
+    assert info["placement"] == "neighbours" and info["transformed_points"] == 60
+    assert np.isfinite(coords).all()
+    # a placed point sits with its own topic: its nearest fitted point (on the map) shares the topic
+    fit_idx, rest_idx = maps._fit_split(len(X), 120, 3)
+    topic = np.repeat(np.arange(3), 60)
+    d = ((coords[rest_idx, None, :] - coords[None, fit_idx, :]) ** 2).sum(-1)
+    assert (topic[fit_idx][d.argmin(axis=1)] == topic[rest_idx]).mean() >= 0.95
+    with pytest.raises(ShoalError, match="Unknown placement"):
+        maps.project_2d(X, placement="tsne")
+
+
+def test_label_sample_keeps_every_cluster_and_is_seeded():
+    labels = np.repeat(np.arange(4), [5000, 3000, 150, 10])
+    rows = maps.label_sample(labels, limit=1000, seed=1, per_cluster_floor=100)
+    assert np.array_equal(rows, maps.label_sample(labels, limit=1000, seed=1, per_cluster_floor=100))
+    counts = np.bincount(labels[rows], minlength=4)
+    assert counts.tolist()[2:] == [100, 10] and counts[0] > counts[1] > 100
+    assert np.array_equal(maps.label_sample(labels[:50], limit=1000), np.arange(50))
+
+
+def test_review_status_and_preview(store):
+    map_id = make_mapped_store(store)
+    status = maps.map_review_status(store, map_id)
+    assert len(status) == 120 and set(status["status"]) == {"no example"}
+    sid = status["snippet_id"].iloc[0]
+    prev = maps.snippet_preview(store, [sid, "missing-id"], lines=2, width=20)
+    assert len(prev) == 2 and prev[1] == "" and prev[0].count("\n") == 1
+    assert all(len(line) <= 20 for line in prev[0].splitlines())
+
+
+def _crossings_reference(x, y, px, py) -> np.ndarray:
+    """Textbook even-odd test, one point at a time."""
+    out = []
+    for i, (a, b) in enumerate(zip(x, y)):
+        inside = False
+        for j in range(len(px)):
+            x0, y0, x1, y1 = px[j], py[j], px[(j + 1) % len(px)], py[(j + 1) % len(px)]
+            if (y0 > b) != (y1 > b) and a < x0 + (b - y0) * (x1 - x0) / (y1 - y0):
+                inside = not inside
+        if inside:
+            out.append(i)
+    return np.array(out, dtype=np.int64)
+
+
+def test_lasso_point_in_polygon_matches_reference_and_box():
+    from core.lasso import PointIndex
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=3000), rng.normal(size=3000)
+    idx = PointIndex(x, y)
+    for trial in range(5):   # random star-shaped and self-crossing polygons
+        k = rng.integers(3, 40)
+        ang = np.sort(rng.uniform(0, 2 * np.pi, k)) if trial % 2 else rng.uniform(0, 2 * np.pi, k)
+        r = rng.uniform(0.3, 2.0, k)
+        px, py = r * np.cos(ang), r * np.sin(ang)
+        np.testing.assert_array_equal(idx.in_polygon(px, py), _crossings_reference(x, y, px, py))
+    box = idx.in_box([-0.5, 1.0], [0.2, -0.3])
+    np.testing.assert_array_equal(box, np.flatnonzero((x >= -0.5) & (x <= 1) & (y >= -0.3) & (y <= 0.2)))
+    assert len(idx.in_polygon([0, 1], [0, 1])) == 0
+
