@@ -127,6 +127,8 @@ def test_unknown_model_is_a_clear_error(store):
 
 def test_fast_backend_matches_torch(store, model, onnx_cache, monkeypatch):
     monkeypatch.setenv("SHOAL_CACHE_DIR", str(onnx_cache))
+    from core import embed_model
+    monkeypatch.setattr(embed_model, "_MODELS", {})   # an earlier test's fast model must not stand in for the export
     snips = stdlib_snippets(24)
     store.insert_df("snippets", snips)
     embed.embed_corpus(store, backend="torch", batch_size=8)
