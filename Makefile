@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.shoal-installed
 PORT   ?= 8501
 
-.PHONY: setup test-deps run test bench clean
+.PHONY: setup test-deps run test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,15 @@ test-deps:
 run: setup
 	$(BIN)/shoal app --demo --port $(PORT)
 
-test: setup test-deps
+test: setup test-deps lint
 	$(BIN)/python -m pytest
+
+# The unit layer only (no browser, no llama.cpp, no subprocess journeys): a minute or two.
+test-fast: setup lint
+	$(BIN)/python -m pytest -m "not slow and not browser and not llama"
+
+lint: setup
+	$(BIN)/ruff check .
 
 bench: setup test-deps
 	$(BIN)/python -m bench.run_all

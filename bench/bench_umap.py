@@ -61,7 +61,7 @@ def compare_placements(n: int, test_points: int = 2000) -> dict:
     out = {"n": n, "fit_points": len(fit_idx), "placed_points": len(rest_idx), "fit_seconds": round(fit_s, 1)}
     test = rest_idx[np.random.default_rng(0).choice(len(rest_idx), min(test_points, len(rest_idx)), replace=False)]
     for placement in ("transform", "neighbours"):
-        placed, secs, _ = timed(lambda: np.vstack([place_rest(reducer, X[rest_idx[s:s + 20_000]], placement)
+        placed, secs, _ = timed(lambda placement=placement: np.vstack([place_rest(reducer, X[rest_idx[s:s + 20_000]], placement)
                                                    for s in range(0, len(rest_idx), 20_000)]))
         pos = {int(r): j for j, r in enumerate(rest_idx)}
         c_test = placed[[pos[int(t)] for t in test]]

@@ -5,7 +5,6 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -23,7 +22,7 @@ COMMAND_MODULES = ["ingest", "mapping", "generation", "reviewing", "checking", "
 
 @app.callback()
 def main_options(ctx: typer.Context,
-                 db: Optional[Path] = typer.Option(None, "--db", envvar="SHOAL_DB",
+                 db: Path | None = typer.Option(None, "--db", envvar="SHOAL_DB",
                                                    help="DuckDB file (default ./shoal.duckdb).")):
     ctx.ensure_object(dict)["db"] = db
 

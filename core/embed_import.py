@@ -46,7 +46,7 @@ class ImportResult:
     def summary(self) -> dict:
         return asdict(self)
 
-    def add(self, other: "ImportResult") -> None:
+    def add(self, other: ImportResult) -> None:
         for name in ("files", "n_rows", "n_imported", "n_already_cached", "n_unknown", "n_bad"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.bad_reasons = dict(Counter(self.bad_reasons) + Counter(other.bad_reasons))

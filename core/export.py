@@ -237,7 +237,7 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
     n = len(rows)
     size = "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "n>100K"
     front = ["---", "tags:", "- code", "- instruction-tuning", "- shoal", "task_categories:",
-             "- text-generation", "language:", "- en", f"size_categories:", f"- {size}"]
+             "- text-generation", "language:", "- en", "size_categories:", f"- {size}"]
     if fmt in DATA_FILE:
         front += ["configs:", "- config_name: default", "  data_files:", "  - split: train",
                   f"    path: {DATA_FILE[fmt]}"]
@@ -271,7 +271,7 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
     dec = latest_run(store, "decontamination")
     if dec:
         s, p = dec["summary"], dec["params"]
-        out += [f"Method: case-insensitive, whitespace-normalized substring match"
+        out += ["Method: case-insensitive, whitespace-normalized substring match"
                 + (f" plus {p.get('ngram')}-gram overlap" if p.get("ngram") else "")
                 + f" (bigcode / Magicoder). Benchmarks: {', '.join(b.split('=')[0] for b in p.get('benchmarks', []))}.",
                 f"Checked {s.get('n_examples')} examples on {str(dec['created_at'])[:19]}; "

@@ -199,7 +199,7 @@ class PoolSnapshot:
         return {"max_generation_id": self.max_generation_id, "reviews_until": self.reviews_until}
 
     @classmethod
-    def take(cls, store: Store) -> "PoolSnapshot":
+    def take(cls, store: Store) -> PoolSnapshot:
         gid = int(store.scalar("SELECT coalesce(max(id), 0) FROM generations") or 0)
         ts = str(store.scalar("SELECT CAST(current_timestamp AS TIMESTAMP)"))
         return cls(gid, ts)
@@ -228,7 +228,7 @@ class Pools:
     bad_judge: list[dict] = field(default_factory=list)
 
     @classmethod
-    def load(cls, store: Store, task: str, snapshot: PoolSnapshot | None = None, limit: int = 500) -> "Pools":
+    def load(cls, store: Store, task: str, snapshot: PoolSnapshot | None = None, limit: int = 500) -> Pools:
         snap = snapshot or PoolSnapshot.take(store)
         params = [task, snap.max_generation_id]
         base = """

@@ -168,7 +168,7 @@ class Bucket:
     stamp: float
 
     @classmethod
-    def full(cls, limit: float, window_s: float, now: float) -> "Bucket":
+    def full(cls, limit: float, window_s: float, now: float) -> Bucket:
         return cls(float(limit), float(window_s), float(limit), now)
 
     @property
@@ -211,7 +211,7 @@ class Bucket:
 @dataclass
 class Permit:
     """One admitted request. `finish()` exactly once (a second call is ignored)."""
-    gate: "RateGate"
+    gate: RateGate
     prompt_tokens: int
     max_output_tokens: int
     reserved: int

@@ -7,9 +7,9 @@ event is set; the CLI wires a rich bar to it, the app a worker thread writing to
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from typing import Callable
 
-ProgressFn = Callable[[int, Optional[int], str], None]
+ProgressFn = Callable[[int, int | None, str], None]
 
 
 class Cancelled(Exception):

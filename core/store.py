@@ -126,7 +126,7 @@ class Store:
         except duckdb.Error:
             pass
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -21,7 +21,7 @@ import re
 import struct
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any, Iterable
 
 __all__ = ["TokenCount", "encoding_name_for", "count_text", "count_messages", "estimate",
@@ -102,7 +102,7 @@ def _o200k_pattern() -> str:
         public.load_tiktoken_bpe = original
 
 
-@lru_cache(maxsize=None)
+@cache
 def encoding(name: str) -> Any | None:
     """A tiktoken Encoding built from shipped files, or None when it cannot be (no package)."""
     with _LOAD_LOCK:

@@ -1,7 +1,6 @@
 """`shoal check`: decontamination, near-duplicates (MinHash, optionally semantic) and the execution sandbox."""
 from __future__ import annotations
 
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,7 @@ def register(app: typer.Typer) -> None:
                   "humaneval", "--benchmarks",
                   help="Comma-separated: humaneval (built in), mbpp=PATH, apps=PATH, ds1000=PATH, gsm8k=PATH "
                        "(JSONL/Parquet); a name without PATH loads it from the Hugging Face hub when online."),
-              ngram: Optional[int] = typer.Option(None, "--ngram", min=4, max=64,
+              ngram: int | None = typer.Option(None, "--ngram", min=4, max=64,
                                                   help="Also flag shared N-grams of words (datatrove uses 12)."),
               dedup: bool = typer.Option(True, "--dedup/--no-dedup", help="Run the MinHash near-duplicate check."),
               threshold: float = typer.Option(0.58, "--threshold", help="Near-duplicate Jaccard threshold."),
@@ -29,7 +28,7 @@ def register(app: typer.Typer) -> None:
                                                    help="Cosine to a benchmark problem at or above which an example "
                                                         "is flagged as a semantic leak."),
               run_exec: bool = typer.Option(False, "--exec", help="Run Python solutions in the sandbox."),
-              exec_sample: Optional[int] = typer.Option(None, "--exec-sample", min=1,
+              exec_sample: int | None = typer.Option(None, "--exec-sample", min=1,
                                                         help="Execute only a seeded random sample of N."),
               timeout: float = typer.Option(10.0, "--timeout", help="Sandbox wall-time limit per example (s)."),
               memory_mb: int = typer.Option(512, "--memory-mb", help="Sandbox memory limit (MB)."),

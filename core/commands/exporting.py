@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -26,7 +25,7 @@ def register(app: typer.Typer) -> None:
                    help="Also export examples whose solution failed its tests in the sandbox."),
                overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
                name: str = typer.Option("Shoal dataset", "--name", help="Title of the dataset card."),
-               push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub",
+               push_to_hub: str | None = typer.Option(None, "--push-to-hub",
                                                          help="hf format: also push to this hub repo (needs HF_TOKEN)."),
                as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
         """Export accepted examples (edits applied, failing checks left out unless overridden)."""

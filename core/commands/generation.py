@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -141,27 +140,27 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def generate(
         ctx: typer.Context,
-        selection: Optional[str] = typer.Option(None, "--selection", "-s", help="Name of a saved selection."),
-        ids: Optional[Path] = typer.Option(None, "--ids", help="File with one snippet id per line."),
+        selection: str | None = typer.Option(None, "--selection", "-s", help="Name of a saved selection."),
+        ids: Path | None = typer.Option(None, "--ids", help="File with one snippet id per line."),
         seeds: bool = typer.Option(False, "--seeds", help="Use every OSS-Instruct seed snippet (kind='seed')."),
-        task: Optional[str] = typer.Option(None, "--task", "-t", help="One task: code_generation, code_summarization, "
+        task: str | None = typer.Option(None, "--task", "-t", help="One task: code_generation, code_summarization, "
                                            "code_translation, code_repair or oss_instruct."),
-        mix: Optional[str] = typer.Option(None, "--mix", help="'default' (CodeOcean 57/16/16/11) or task=share,..."),
-        target_language: List[str] = typer.Option([], "--target-language", "-l",
+        mix: str | None = typer.Option(None, "--mix", help="'default' (CodeOcean 57/16/16/11) or task=share,..."),
+        target_language: list[str] = typer.Option([], "--target-language", "-l",
                                                   help="Target language(s) for code_translation (repeatable)."),
         seeds_only: bool = typer.Option(False, "--seeds-only", help="Keep only seed snippets of the selection."),
         concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Items in flight at once."),
-        max_calls: Optional[int] = typer.Option(None, "--max-calls", min=1, help="Stop after this many LLM calls."),
-        max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0.0, help="Stop at this estimated cost (USD)."),
+        max_calls: int | None = typer.Option(None, "--max-calls", min=1, help="Stop after this many LLM calls."),
+        max_cost: float | None = typer.Option(None, "--max-cost", min=0.0, help="Stop at this estimated cost (USD)."),
         pool_good: int = typer.Option(2, "--pool-good", min=0, help="Good few-shot examples per prompt."),
         pool_bad: int = typer.Option(1, "--pool-bad", min=0, help="Bad few-shot examples per prompt."),
         pool_seed: int = typer.Option(0, "--pool-seed", help="Seed of the few-shot sampling."),
         pool_refresh: int = typer.Option(50, "--pool-refresh", min=1,
                                          help="Re-read the example pools every N items of the job."),
-        name: Optional[str] = typer.Option(None, "--name", help="A name for the job."),
-        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N snippets."),
-        resume: Optional[int] = typer.Option(None, "--resume", help="Resume job JOB (pending and interrupted items)."),
-        retry_failed: Optional[int] = typer.Option(None, "--retry-failed", help="Re-run the failed items of job JOB."),
+        name: str | None = typer.Option(None, "--name", help="A name for the job."),
+        limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N snippets."),
+        resume: int | None = typer.Option(None, "--resume", help="Resume job JOB (pending and interrupted items)."),
+        retry_failed: int | None = typer.Option(None, "--retry-failed", help="Re-run the failed items of job JOB."),
         batch: bool = typer.Option(False, "--batch", help="Send the calls through the provider's Batch API: half "
                                    "price, answers within 24h (resume with --resume JOB after an interruption)."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Plan and estimate the cost; do not create the job."),
@@ -239,10 +238,10 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def jobs(
         ctx: typer.Context,
-        show: Optional[int] = typer.Option(None, "--show", help="Details of one job."),
-        pause: Optional[int] = typer.Option(None, "--pause", help="Mark a job paused (resume with generate --resume)."),
-        cancel: Optional[int] = typer.Option(None, "--cancel", help="Cancel a job (and its provider batch)."),
-        resume: Optional[int] = typer.Option(None, "--resume", help="Resume a job (as `generate --resume`)."),
+        show: int | None = typer.Option(None, "--show", help="Details of one job."),
+        pause: int | None = typer.Option(None, "--pause", help="Mark a job paused (resume with generate --resume)."),
+        cancel: int | None = typer.Option(None, "--cancel", help="Cancel a job (and its provider batch)."),
+        resume: int | None = typer.Option(None, "--resume", help="Resume a job (as `generate --resume`)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ):
         """List generation jobs with their item counts."""

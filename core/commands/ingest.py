@@ -1,7 +1,6 @@
 """`shoal ingest SOURCE...`: corpus files, folders, git checkouts or the stdlib demo into snippets."""
 from __future__ import annotations
 
-from typing import List, Optional
 
 import typer
 
@@ -39,12 +38,12 @@ def register(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest(
         ctx: typer.Context,
-        sources: List[str] = typer.Argument(..., help="Files, folders, git checkouts, or 'stdlib' "
+        sources: list[str] = typer.Argument(..., help="Files, folders, git checkouts, or 'stdlib' "
                                                       "('stdlib:json,csv' for a few modules)."),
         fmt: str = typer.Option("auto", "--format", help="auto|codesearchnet|jsonl|parquet|dir|stdlib"),
         min_chars: int = typer.Option(50, "--min-chars", help="Drop code shorter than this."),
         max_chars: int = typer.Option(800, "--max-chars", help="Drop code longer than this."),
-        blacklist: Optional[List[str]] = typer.Option(
+        blacklist: list[str] | None = typer.Option(
             None, "--blacklist", help="A word or phrase that drops a snippet; repeat it. Replaces the default list."),
         no_blacklist: bool = typer.Option(False, "--no-blacklist", help="Turn the word blacklist off."),
         seed: int = typer.Option(0, "--seed", help="Seed for drawing OSS-Instruct seeds from whole files."),

@@ -1,7 +1,6 @@
 """`shoal judge`: calibrate the judge against human verdicts, compare versions, use the better one."""
 from __future__ import annotations
 
-from typing import List, Optional
 
 import typer
 
@@ -22,7 +21,7 @@ def _print_comparison(reports: list[dict]) -> None:
 
     cmp = compare_evals(reports)
     width = 64
-    console.print(f"[bold]Judge vs human (gold set)[/]: columns " +
+    console.print("[bold]Judge vs human (gold set)[/]: columns " +
                   "; ".join(f"[{i + 1}] {c}" for i, c in enumerate(cmp["columns"])), highlight=False)
     console.print(f"{'figure':<{width}}" + "".join(f"{f'[{i + 1}]':>9}" for i in range(len(cmp["columns"]))),
                   highlight=False, soft_wrap=True)
@@ -48,12 +47,12 @@ def register(app: typer.Typer) -> None:
 
 @judge_app.command("eval")
 def judge_eval(ctx: typer.Context,
-               versions: List[str] = typer.Option(..., "--version", "-v",
+               versions: list[str] = typer.Option(..., "--version", "-v",
                                                   help="Prompt version number to evaluate (or 'current'); "
                                                        "repeat to compare versions side by side."),
-               model: Optional[str] = typer.Option(None, "--model", help="Judge model (default: the judge profile's)."),
-               tasks: List[str] = typer.Option([], "--task", help="Only these tasks (repeatable)."),
-               sample: Optional[int] = typer.Option(None, "--sample", min=1,
+               model: str | None = typer.Option(None, "--model", help="Judge model (default: the judge profile's)."),
+               tasks: list[str] = typer.Option([], "--task", help="Only these tasks (repeatable)."),
+               sample: int | None = typer.Option(None, "--sample", min=1,
                                                     help="Evaluate a seeded random sample of the gold set."),
                seed: int = typer.Option(0, "--seed"),
                concurrency: int = typer.Option(8, "--concurrency", min=1),
@@ -85,7 +84,7 @@ def judge_eval(ctx: typer.Context,
 @judge_app.command("use")
 def judge_use(ctx: typer.Context,
               version: int = typer.Option(..., "--version", "-v", help="Prompt version whose judge new jobs use."),
-              tasks: List[str] = typer.Option([], "--task", help="Only these tasks (default: every task with it)."),
+              tasks: list[str] = typer.Option([], "--task", help="Only these tasks (default: every task with it)."),
               as_json: bool = typer.Option(False, "--json")):
     """Make a version's judge (rules, judge template) current: new jobs judge with it."""
     from core.judge_eval import use_judge_version

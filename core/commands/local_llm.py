@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import signal
-from typing import Optional
 
 import typer
 
@@ -15,11 +14,11 @@ def register(app: typer.Typer) -> None:
                       no_args_is_help=True)
 
     @llm.command("serve")
-    def serve(model: Optional[str] = typer.Option(None, "--model", help="smollm2-135m, gemma3-270m or a .gguf path "
+    def serve(model: str | None = typer.Option(None, "--model", help="smollm2-135m, gemma3-270m or a .gguf path "
                                                   "(default: $SHOAL_LOCAL_MODEL or the built-in default)."),
-              port: Optional[int] = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: a free one)."),
+              port: int | None = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: a free one)."),
               n_ctx: int = typer.Option(4096, "--n-ctx", help="Context window in tokens."),
-              threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all cores).")):
+              threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: all cores).")):
         """Run the local model server in the foreground until Ctrl-C; other Shoal processes reuse it."""
         from core import local_llm
         try:
@@ -63,7 +62,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
         out = Console()
         pkg = info["server_package"]
-        out.print(f"llama-cpp-python: " + (f"{pkg['version']}" if pkg["installed"] else f"[red]{pkg['error']}[/]"),
+        out.print("llama-cpp-python: " + (f"{pkg['version']}" if pkg["installed"] else f"[red]{pkg['error']}[/]"),
                   highlight=False)
         out.print(f"cache: {info['cache_dir']}   threads: {info['threads']}   n_ctx: {info['n_ctx']}",
                   highlight=False)

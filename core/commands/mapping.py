@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -10,7 +9,7 @@ from core.commands.common import console, fail, print_json, progress_bar, store_
 from core.errors import ShoalError
 
 
-def _parse_clusters(text: Optional[str]) -> list[int] | None:
+def _parse_clusters(text: str | None) -> list[int] | None:
     if not text:
         return None
     try:
@@ -19,7 +18,7 @@ def _parse_clusters(text: Optional[str]) -> list[int] | None:
         fail(f"--clusters takes cluster numbers separated by commas (e.g. 0,3,7), not {text!r}.")
 
 
-def _read_ids(path: Optional[Path]) -> list[str] | None:
+def _read_ids(path: Path | None) -> list[str] | None:
     if path is None:
         return None
     try:
@@ -43,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def embed(ctx: typer.Context,
-              model: Optional[str] = typer.Option(None, "--model", help="sentence-transformers model name or "
+              model: str | None = typer.Option(None, "--model", help="sentence-transformers model name or "
                                                   "local folder (default: built-in all-MiniLM-L6-v2, offline). "
                                                   "With --import: the model the file's vectors belong to."),
               batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
@@ -51,14 +50,14 @@ def register(app: typer.Typer) -> None:
                                           "measured once per model), torch, or fast (ONNX int8, CPU)."),
               device: str = typer.Option("auto", "--device", help="auto (a GPU if PyTorch sees one, fp16), "
                                          "cpu, or cuda."),
-              import_file: Optional[Path] = typer.Option(None, "--import", help="Import vectors computed "
+              import_file: Path | None = typer.Option(None, "--import", help="Import vectors computed "
                                                          "elsewhere from a Parquet file (snippet_id or "
                                                          "content_hash, vector)."),
               engine: str = typer.Option("local", "--engine", help="local (this process) or ray."),
-              address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (--engine "
+              address: str | None = typer.Option(None, "--address", help="Ray cluster address (--engine "
                                                     "ray; default: start a local Ray instance)."),
               shard_size: int = typer.Option(1024, "--shard-size", min=1, help="Texts per shard (--engine ray)."),
-              shard_dir: Optional[Path] = typer.Option(None, "--shard-dir", help="Folder of the shard files "
+              shard_dir: Path | None = typer.Option(None, "--shard-dir", help="Folder of the shard files "
                                                        "(--engine ray; default: beside the database)."),
               as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
         """Embed every snippet not embedded yet under this model (cached by text hash and model)."""
@@ -98,11 +97,11 @@ def register(app: typer.Typer) -> None:
     def map_cmd(ctx: typer.Context,
                 clusters: int = typer.Option(0, "--clusters", min=0, help="Number of clusters (0 = from the "
                                              "corpus size); for hdbscan, the minimum cluster size."),
-                model: Optional[str] = typer.Option(None, "--model", help="Model key of the embeddings "
+                model: str | None = typer.Option(None, "--model", help="Model key of the embeddings "
                                                     "(default: the most recently used)."),
                 method: str = typer.Option("kmeans", "--method", help="kmeans or hdbscan."),
                 seed: int = typer.Option(42, "--seed", help="Seed for UMAP and k-means."),
-                name: Optional[str] = typer.Option(None, "--name", help="A name for this map."),
+                name: str | None = typer.Option(None, "--name", help="A name for this map."),
                 as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
         """Project the embeddings to 2D (UMAP), cluster them, name the clusters; store the map."""
         from core.maps import build_map, map_clusters
@@ -137,13 +136,13 @@ def register(app: typer.Typer) -> None:
                method: str = typer.Option("kcenter", "--method",
                                           help="kcenter (exact greedy), kcenter_fast ((1+eps)-relaxed greedy, "
                                           "eps=0.05), random or stratified."),
-               clusters: Optional[str] = typer.Option(None, "--clusters", help="Only these clusters, e.g. 0,3,7."),
-               map_id: Optional[int] = typer.Option(None, "--map", help="Map id for --clusters / stratified "
+               clusters: str | None = typer.Option(None, "--clusters", help="Only these clusters, e.g. 0,3,7."),
+               map_id: int | None = typer.Option(None, "--map", help="Map id for --clusters / stratified "
                                                     "(default: the latest map)."),
-               ids_file: Optional[Path] = typer.Option(None, "--ids-file", help="Only these snippet ids "
+               ids_file: Path | None = typer.Option(None, "--ids-file", help="Only these snippet ids "
                                                        "(one per line)."),
-               model: Optional[str] = typer.Option(None, "--model", help="Model key of the embeddings."),
-               extend: Optional[str] = typer.Option(None, "--extend", help="Start from this stored selection "
+               model: str | None = typer.Option(None, "--model", help="Model key of the embeddings."),
+               extend: str | None = typer.Option(None, "--extend", help="Start from this stored selection "
                                                     "(its items are kept and act as centres)."),
                seed: int = typer.Option(0, "--seed", help="Seed for the first pick and the baselines."),
                replace: bool = typer.Option(False, "--replace", help="Overwrite a selection with this name."),

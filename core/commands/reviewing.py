@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import getpass
 import os
-from typing import List, Optional
 
 import typer
 
@@ -56,14 +55,14 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="With --status: print one JSON object."),
         accept_judged: bool = typer.Option(False, "--accept-judged", help="Accept every judge-passed example in the filter that has no human verdict yet."),
         reject_judged_failed: bool = typer.Option(False, "--reject-judged-failed", help="Reject every judge-failed example in the filter that has no human verdict yet."),
-        filters: List[str] = typer.Option([], "--filter", "-f", help=FILTER_HELP),
+        filters: list[str] = typer.Option([], "--filter", "-f", help=FILTER_HELP),
         overwrite: bool = typer.Option(False, "--overwrite", help="Bulk: also change examples that already have a human verdict."),
         dry_run: bool = typer.Option(False, "--dry-run", help="Bulk: only print how many examples would change."),
-        accept: Optional[int] = typer.Option(None, "--accept", help="Accept one example by id."),
-        reject: Optional[int] = typer.Option(None, "--reject", help="Reject one example by id."),
-        note: Optional[str] = typer.Option(None, "--note", help="Note stored with the verdict."),
+        accept: int | None = typer.Option(None, "--accept", help="Accept one example by id."),
+        reject: int | None = typer.Option(None, "--reject", help="Reject one example by id."),
+        note: str | None = typer.Option(None, "--note", help="Note stored with the verdict."),
         undo: bool = typer.Option(False, "--undo", help="Undo this reviewer's last decision or bulk action."),
-        reviewer: Optional[str] = typer.Option(None, "--reviewer", envvar="SHOAL_REVIEWER",
+        reviewer: str | None = typer.Option(None, "--reviewer", envvar="SHOAL_REVIEWER",
                                                help="Name recorded in the audit log (default: $USER)."),
     ):
         """Review generated examples without the app: status, bulk accept/reject over a filter, undo."""

@@ -11,7 +11,7 @@ import inspect
 import re
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import tree_sitter as ts
 
@@ -86,7 +86,7 @@ class GrammarMissing(Exception):
     pass
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_language(name: str) -> ts.Language:
     spec = SPECS[name]
     try:

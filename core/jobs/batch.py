@@ -38,20 +38,19 @@ from pydantic import BaseModel
 
 from core.config import Profile
 from core.errors import ShoalError
-from core.generate import PoolSnapshot, Pools
+from core.generate import Pools, PoolSnapshot
 from core.jobs import records
+from core.jobs import runner as online
 from core.jobs.records import get_job, job_summary, set_job_status
 from core.jobs.registry import running_here
-from core.jobs import runner as online
 from core.jobs.runner import HEARTBEAT_S, JobRunner, _finish, _heartbeat, _record_snapshot
 from core.jobs.writer import write_batch
 from core.llm import CallResult, LLMClient, canonical_json, insert_calls, parse_reply
-from core.llm.batch import (BatchAPIError, BatchInfo, OpenAIBatches, batch_line, chunk_lines,
-                            line_attempt, provider_for)
+from core.llm.batch import BatchAPIError, BatchInfo, OpenAIBatches, batch_line, chunk_lines, line_attempt, provider_for
 from core.llm.calllog import successful_hashes, successful_replies
 from core.llm.client import parse_correction
-from core.llm.formats import MODES
 from core.llm.failures import classify
+from core.llm.formats import MODES
 from core.prices import estimate_batch_cost
 from core.progress import ProgressFn
 from core.store import Store
@@ -160,7 +159,7 @@ def _job_replies(store: Store, job_id: int) -> dict[str, list[dict]]:
 class _PlanningClient:
     """Stands in for an LLMClient inside generate_one while a round is planned."""
 
-    def __init__(self, planner: "_Planner", llm: LLMClient, role: str):
+    def __init__(self, planner: _Planner, llm: LLMClient, role: str):
         self.planner, self.llm, self.role = planner, llm, role
 
     async def complete(self, messages: list[dict], schema: type[BaseModel], *, role: str | None = None,
@@ -347,7 +346,7 @@ class BatchJobRunner(JobRunner):
     def _write_results(self, results: list[tuple[dict, Any]]) -> None:
         for start in range(0, len(results), WRITE_CHUNK):
             chunk = results[start:start + WRITE_CHUNK]
-            self.store.write(lambda cur: write_batch(cur, self.job_id, [], chunk, {it["id"] for it, _ in chunk}))
+            self.store.write(lambda cur, chunk=chunk: write_batch(cur, self.job_id, [], chunk, {it["id"] for it, _ in chunk}))
             self.state.done += len(chunk)
             self.state.completed_here += len(chunk)
             self._report(f"{len(chunk)} items written")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 _WORKERS_LOCK = threading.Lock()
 _RUNNING: set[tuple[str, int]] = set()
-_WORKERS: dict[tuple[str, int], "JobWorker"] = {}
+_WORKERS: dict[tuple[str, int], JobWorker] = {}
 
 
 def job_key(store: Store, job_id: int) -> tuple[str, int]:

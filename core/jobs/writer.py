@@ -165,7 +165,7 @@ class BatchWriter:
             errors: list[BaseException | None] = []
             for item, res, _ in batch:
                 try:
-                    self.store.write(lambda cur: write_batch(cur, self.job_id, [], [(item, res)], bump))
+                    self.store.write(lambda cur, item=item, res=res: write_batch(cur, self.job_id, [], [(item, res)], bump))
                     errors.append(None)
                 except Exception as exc:  # noqa: BLE001 - reported to the item's coroutine
                     errors.append(exc)

@@ -88,7 +88,7 @@ class CallLog:
     def __init__(self, store: Store, linger_s: float = 0.0):
         self.store = store
         self.linger_s = linger_s   # wait this long after a first row so more share its commit
-        self._queue: "queue.SimpleQueue[tuple[str, Any, Future] | None]" = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, Any, Future] | None] = queue.SimpleQueue()
         self._thread_lock = threading.Lock()   # guards starting and stopping the writer thread
         self._thread: threading.Thread | None = None
         self._ok_hashes: set[str] | None = None

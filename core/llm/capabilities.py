@@ -52,13 +52,13 @@ class Capabilities:
     def current(self) -> str:
         return self.modes[0] if self.modes else "text"
 
-    def without_mode(self, mode: str) -> "Capabilities":
+    def without_mode(self, mode: str) -> Capabilities:
         """The record once `mode` is refused: the modes after it (text always remains)."""
         rest = tuple(m for m in self.modes if MODES.index(m) > MODES.index(mode)) or ("text",)
         return replace(self, modes=rest, learned=self.learned + [{"mode": mode, "refused": True}],
                        source="learned", confirmed=False)
 
-    def adapt(self, param: str | None, code: str | None, message: str = "") -> "Capabilities | None":
+    def adapt(self, param: str | None, code: str | None, message: str = "") -> Capabilities | None:
         """The record after the server refused `param` (OpenAI's error body: param and code), or
         None when that refusal is not about something this record decides."""
         param = (param or "").strip()
@@ -84,7 +84,7 @@ class Capabilities:
         return d
 
     @classmethod
-    def from_row(cls, row: dict) -> "Capabilities":
+    def from_row(cls, row: dict) -> Capabilities:
         learned = row.get("learned")
         modes = row.get("modes")
         if isinstance(learned, str):

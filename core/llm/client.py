@@ -148,7 +148,7 @@ class LLMClient:
         fixed = profile.response_format
         self._fixed_mode = None if fixed == "auto" else fixed
         self._rng = random.Random(seed)
-        self._states: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = \
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = \
             weakref.WeakKeyDictionary()
         self._defer_log = defer_log
         self._log_writer = CallLog(store, linger_s=self.DEFERRED_LINGER_S if defer_log else 0.0)

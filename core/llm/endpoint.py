@@ -67,7 +67,7 @@ class EndpointLink:
             latency_tolerance=LATENCY_TOLERANCE)
         self.gate.ensure_concurrency(max_concurrency)
         self._pacing_saved = 0.0
-        self._load_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = \
+        self._load_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = \
             weakref.WeakKeyDictionary()
 
     async def load(self) -> None:

@@ -29,7 +29,7 @@ class Probe(BaseModel):
 class _Prober:
     """Sends the probe in one mode after another and fills in the report."""
 
-    def __init__(self, client: "LLMClient", report: dict[str, Any]):
+    def __init__(self, client: LLMClient, report: dict[str, Any]):
         self.client = client
         self.report = report
         self.state = client._state()
@@ -85,7 +85,7 @@ class _Prober:
         return self.report
 
 
-async def probe_connection(client: "LLMClient") -> dict:
+async def probe_connection(client: LLMClient) -> dict:
     """{ok, model, latency_ms, schema_enforced: bool|None, mode, error, base_url, total_ms};
     remembers the mode found on the client unless its profile fixes one."""
     t0 = time.perf_counter()

@@ -50,7 +50,7 @@ class QueueFilter:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "QueueFilter":
+    def from_dict(cls, d: dict | None) -> QueueFilter:
         d = dict(d or {})
         known = {f for f in cls.__dataclass_fields__}
         d = {k: v for k, v in d.items() if k in known}
@@ -59,7 +59,7 @@ class QueueFilter:
         d["clusters"] = tuple(int(x) for x in d.get("clusters") or ())
         return cls(**d)
 
-    def with_(self, **changes) -> "QueueFilter":
+    def with_(self, **changes) -> QueueFilter:
         return replace(self, **changes)
 
 

@@ -30,9 +30,9 @@ class Check:
     """One named rule. `rule(spec, fields, source_code)` returns None to keep the example, or the
     detail of why it is dropped ("" when the name says it all)."""
     name: str
-    rule: Callable[["TaskSpec", dict, "str | None"], "str | None"]
+    rule: Callable[[TaskSpec, dict, str | None], str | None]
 
-    def __call__(self, spec: "TaskSpec", fields: dict, source_code: str | None = None) -> Verdict:
+    def __call__(self, spec: TaskSpec, fields: dict, source_code: str | None = None) -> Verdict:
         detail = self.rule(spec, fields, source_code)
         if detail is None:
             return KEEP
@@ -46,7 +46,7 @@ class PrefilterResult:
     fields: dict
 
 
-def run_checks(spec: "TaskSpec", checks: tuple[Check, ...], fields: dict,
+def run_checks(spec: TaskSpec, checks: tuple[Check, ...], fields: dict,
                source_code: str | None = None) -> PrefilterResult:
     """Every check on `fields` (string values); the example passes when none drops it."""
     reasons = [v.reason for v in (check(spec, fields, source_code) for check in checks) if not v.keep]
@@ -86,7 +86,7 @@ def identifier_share(text: str, source: str) -> tuple[float, int]:
     return len(words & known) / len(words), len(words)
 
 
-def _empty_keys(spec: "TaskSpec", fields: dict) -> list[str]:
+def _empty_keys(spec: TaskSpec, fields: dict) -> list[str]:
     return [k for k in spec.required_keys if k in fields and not fields[k].strip()]
 
 

@@ -46,7 +46,7 @@ def _example_block_of(compact_json: str) -> str:
     return fence(json.dumps(json.loads(compact_json), indent=2, ensure_ascii=False), "json")
 
 
-def generator_messages(spec: "TaskSpec", content: dict, snippet: dict, target_language: str | None,
+def generator_messages(spec: TaskSpec, content: dict, snippet: dict, target_language: str | None,
                        good: list[dict], bad: list[dict]) -> list[dict]:
     """Chat messages for the generator. `good`: field dicts; `bad`: {"fields", "analysis"} dicts."""
     language = snippet.get("language") or "code"
@@ -61,7 +61,7 @@ def generator_messages(spec: "TaskSpec", content: dict, snippet: dict, target_la
             {"role": "user", "content": user}]
 
 
-def judge_messages(spec: "TaskSpec", content: dict, snippet: dict, target_language: str | None,
+def judge_messages(spec: TaskSpec, content: dict, snippet: dict, target_language: str | None,
                    fields: dict, execution: str | None = None) -> list[dict]:
     """Chat messages for the judge: the snippet, the example, its execution result (one line, when it
     was run) and the numbered rules. The template also gets `rule_keys`, the property name each rule's
@@ -79,7 +79,7 @@ def judge_messages(spec: "TaskSpec", content: dict, snippet: dict, target_langua
             {"role": "user", "content": user}]
 
 
-def repair_messages(spec: "TaskSpec", messages: list[dict], reply: str, failure: str) -> list[dict]:
+def repair_messages(spec: TaskSpec, messages: list[dict], reply: str, failure: str) -> list[dict]:
     """The generator's conversation continued for one repair round: its reply, then the failure."""
     from core.tasks.templates import REPAIR_TEMPLATE
     user = template(REPAIR_TEMPLATE).render(failure=failure, keys=spec.keys)

@@ -19,7 +19,7 @@ def brute_force_kcenter(X: np.ndarray, budget: int, first: int | None = None, al
     centres = [X64[i] for i in already] + ([] if extra is None else list(extra.astype(np.float64)))
     picked = set(already)
     out = []
-    for step in range(budget):
+    for _step in range(budget):
         if not centres:
             i = first
         else:

@@ -1,11 +1,9 @@
-import multiprocessing as mp
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from core.errors import DatabaseBusy
 from core.store import MIGRATIONS, open_store
 
 

@@ -493,7 +493,7 @@ class OpenAIPlatform(FakeOpenAIServer):
     def _parse_batch_input(content: bytes, endpoint: str) -> tuple[list[dict], list[dict] | None]:
         lines, errors, seen = [], [], set()
         for n, raw in enumerate(content.decode("utf-8", "replace").splitlines(), start=1):
-            def bad(code: str, message: str, param: str | None = None) -> None:
+            def bad(code: str, message: str, param: str | None = None, n: int = n) -> None:
                 errors.append({"code": code, "message": message, "param": param, "line": n})
             try:
                 line = json.loads(raw)

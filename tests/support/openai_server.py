@@ -198,7 +198,7 @@ class FakeOpenAIServer:
     def base_url(self) -> str:
         return f"http://{self._host}:{self.port}/v1"
 
-    def start(self) -> "FakeOpenAIServer":
+    def start(self) -> FakeOpenAIServer:
         if self._httpd is not None:
             return self
         handler = type("Handler", (self.handler_class or _Handler,), {"fake": self})
@@ -227,7 +227,7 @@ class FakeOpenAIServer:
             self._thread.join(timeout=5)
         self._httpd = None
 
-    def __enter__(self) -> "FakeOpenAIServer":
+    def __enter__(self) -> FakeOpenAIServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

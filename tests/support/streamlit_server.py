@@ -32,7 +32,7 @@ class StreamlitServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90) -> "StreamlitServer":
+    def start(self, timeout: float = 90) -> StreamlitServer:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
@@ -69,7 +69,7 @@ class StreamlitServer:
             self.proc.kill()
             self.proc.wait(10)
 
-    def __enter__(self) -> "StreamlitServer":
+    def __enter__(self) -> StreamlitServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

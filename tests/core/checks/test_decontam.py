@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from core.checks.benchmarks import (HUMANEVAL_ALLOWED, humaneval_problems, humaneval_strings, mbpp_strings,
-                                    parse_spec, read_records)
+from core.checks.benchmarks import (
+    HUMANEVAL_ALLOWED,
+    humaneval_problems,
+    humaneval_strings,
+    mbpp_strings,
+    parse_spec,
+    read_records,
+)
 from core.checks.decontam import Matcher, find_contamination
 from core.cli import app
 from core.errors import ShoalError
@@ -68,7 +73,7 @@ def test_cli_check_flags_every_planted_example_and_no_clean_one(tmp_path):
                           verdict="accepted", judge=True)
         (allowed.add(gid) if p["canonical_solution"].strip() in HUMANEVAL_ALLOWED else
          planted.__setitem__(gid, task_id))
-    for n, (task_id, p) in enumerate(sorted(problems.items())[:30]):  # docstring copied into the instruction
+    for _n, (task_id, p) in enumerate(sorted(problems.items())[:30]):  # docstring copied into the instruction
         doc = p["prompt"].split('"""')[1] if '"""' in p["prompt"] else p["prompt"].split("'''")[1]
         gid = add_example(store, oss("Solve this problem:\n" + doc.upper(), "def f():\n    return 1\n"),
                           task="oss_instruct")

@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import itertools
-import json
 import random
 
-from core.checks.neardup import (duplicate_groups, find_near_duplicates, jaccard, keep_one, rouge_l, rouge_pairs,
-                                 rouge_tokens, run_near_duplicates, token_set)
+from core.checks.neardup import (
+    duplicate_groups,
+    find_near_duplicates,
+    jaccard,
+    keep_one,
+    rouge_l,
+    rouge_pairs,
+    rouge_tokens,
+    run_near_duplicates,
+    token_set,
+)
 from core.checks.results import blocking_checks, current_checks, set_override
 from tests.core.checks.seed_data import TOPICS, add_example, clean_python_solution, distinct_python_solution, wave
 
@@ -84,7 +92,7 @@ def test_run_groups_keep_accepted_and_keep_one_rejects_the_rest(store):
 
 def test_override_is_kept_across_runs(store):
     sol = clean_python_solution(5)
-    a = add_example(store, wave("Write a Python function to cache Fibonacci numbers.", sol))
+    add_example(store, wave("Write a Python function to cache Fibonacci numbers.", sol))
     b = add_example(store, wave("Write a Python function to cache Fibonacci numbers.", sol))
     run_near_duplicates(store)
     assert b in blocking_checks(store)

@@ -7,7 +7,9 @@
 The functions are real ones from well-known repositories, written out as CodeSearchNet stores them
 (the first line's indentation stripped, the url carrying the line span).
 """
-import gzip, json, re
+import gzip
+import json
+import re
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -110,7 +112,7 @@ for lang, items in by_lang.items():
         (OUT / "original" / name).write_text(lines, encoding="utf-8")
 # Hugging Face schema: the second function of each language, all in one file.
 with open(OUT / "hf_code_search_net.jsonl", "w", encoding="utf-8") as fh:
-    for lang, items in by_lang.items():
+    for items in by_lang.values():
         i, f = items[1]
         fh.write(json.dumps(hf(i, f)) + "\n")
 
