@@ -23,7 +23,6 @@ from core.tasks import get_task
 from ui.code import code_lang, show_field
 from ui.common import can, get_user_state, page_store, reviewer_name, set_user_state
 from ui.focus import focus
-from core.checks.exclusions import prefilter_reasons
 from ui.text import plain, verdict_badge
 
 store = page_store()
@@ -141,10 +140,7 @@ def go_next(after: int | None) -> None:
 
 def prefilter_stop(gid: int) -> list[str] | None:
     """The pre-filter's reasons when it stopped this example before the judge, else None."""
-    g = store.one("SELECT prefilter_ok, prefilter_reasons FROM generations WHERE id = ?", [gid])
-    if not g or g["prefilter_ok"] is None or g["prefilter_ok"]:
-        return None
-    return prefilter_reasons(g["prefilter_reasons"]) or ["stopped by the pre-filter"]
+    return rv.prefilter_stop(store, gid)
 
 
 def ask_accept(gid: int) -> None:
@@ -679,7 +675,7 @@ def conflicts_panel() -> None:
 def watch_for_new_examples() -> None:
     """Another tab (or a job) adds examples: refresh the page so the queue and its counts show them.
     Waits while a reject note or an edit is open, so nothing typed is disturbed."""
-    n = int(store.scalar("SELECT count(*) FROM generations") or 0)
+    n = rv.generation_count(store)
     seen = SS.get("rv_seen_generations")
     SS["rv_seen_generations"] = n
     if seen is not None and n != seen and not SS.get("rv_panel"):

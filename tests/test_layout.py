@@ -84,3 +84,12 @@ def test_core_has_no_import_cycles():
     # a package's __init__ re-exporting its submodules, which import each other, is not a cycle
     real = [c for c in cycles if not any(c[i + 1].startswith(c[i] + ".") for i in range(len(c) - 1))]
     assert real == []
+
+
+def test_pages_hold_no_sql():
+    """Pages and UI helpers read and write through core modules, never with SQL of their own."""
+    sql_call = re.compile(r"\b(store|_store|cur|con)\.(rows|one|scalar|df|execute|executemany)\(")
+    files = list((ROOT / "pages").glob("*.py")) + list((ROOT / "ui").rglob("*.py")) + [ROOT / "app.py"]
+    offenders = [f"{p.relative_to(ROOT)}:{n}" for p in files
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if sql_call.search(line)]
+    assert offenders == []

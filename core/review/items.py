@@ -70,3 +70,17 @@ def get_item(store: Store, generation_id: int) -> dict | None:
             "prompt": _prompt(store, g.get("prompt_version_id"), "id, task, version, note, created_at"),
             "judge_prompt": _prompt(store, (judgment or {}).get("prompt_version_id"), "id, task, version"),
             "cluster": _cluster(store, snippet)}
+
+
+def prefilter_stop(store: Store, generation_id: int) -> list[str] | None:
+    """The pre-filter's reasons when it stopped this example before the judge, else None."""
+    from core.checks.exclusions import prefilter_reasons
+    g = store.one("SELECT prefilter_ok, prefilter_reasons FROM generations WHERE id = ?", [generation_id])
+    if not g or g["prefilter_ok"] is None or g["prefilter_ok"]:
+        return None
+    return prefilter_reasons(g["prefilter_reasons"]) or ["stopped by the pre-filter"]
+
+
+def generation_count(store: Store) -> int:
+    """How many examples exist (a page polls it to notice new ones)."""
+    return int(store.scalar("SELECT count(*) FROM generations") or 0)
