@@ -56,6 +56,13 @@ def set_number(page, label: str, value: int) -> None:
     wait_for_app(page)
 
 
+def wait_value(page, label: str, expected: str, timeout: float = 15_000) -> None:
+    """The number input `label` shows `expected` (the page may still be drawing right after a reload)."""
+    page.wait_for_function(
+        "([label, want]) => { const e = document.querySelector(`input[aria-label=\"${label}\"]`);"
+        " return !!e && e.value === want; }", arg=[label, expected], timeout=timeout)
+
+
 def choose(page, label: str, option: str, where=None) -> None:
     (where or page).locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
     page.get_by_role("option", name=option, exact=True).click()
@@ -152,11 +159,11 @@ def reload_mid_job_and_queue(page, url: str, first: int) -> int:
     page.reload()
     wait_for_app(page)
     page.locator("[data-testid='stMetric']").filter(has_text="Items").wait_for()
-    assert page.get_by_role("spinbutton", name="At most", exact=True).input_value() == str(SECOND_LIMIT)
+    wait_value(page, "At most", str(SECOND_LIMIT))
     assert metric_value(page, "Items") == str(SECOND_LIMIT)
     assert SELECTION in page.locator("[data-testid='stSelectbox']").filter(has_text="Selection").first.inner_text()
     page.get_by_text("Concurrency, budget and few-shot pools").click()
-    assert page.get_by_role("spinbutton", name="Concurrency (items in flight)", exact=True).input_value() == "2"
+    wait_value(page, "Concurrency (items in flight)", "2")
     # the first job still runs on this server: the page says so and queues the next one
     page.get_by_text("is running on this server").wait_for()
     page.get_by_role("button", name="Start job").click()
