@@ -56,6 +56,22 @@ def set_number(page, label: str, value: int) -> None:
     wait_for_app(page)
 
 
+def wait_value(page, label: str, expected: str, timeout: float = 15_000) -> None:
+    """The number input `label` shows `expected` (the page may still be drawing right after a reload)."""
+    page.wait_for_function(
+        "([label, want]) => { const e = document.querySelector(`input[aria-label=\"${label}\"]`);"
+        " return !!e && e.value === want; }", arg=[label, expected], timeout=timeout)
+
+
+def shown_choice(page, label: str) -> str:
+    """What the selectbox labelled exactly `label` shows (its text and its input's value)."""
+    return page.evaluate(
+        "(label) => { const box = [...document.querySelectorAll('[data-testid=stSelectbox]')].find(b =>"
+        " b.querySelector('label')?.innerText.trim() === label); if (!box) return '';"
+        " const sel = box.querySelector('[data-baseweb=select]') || box;"
+        " return sel.innerText + ' ' + [...sel.querySelectorAll('input')].map(i => i.value).join(' '); }", label)
+
+
 def choose(page, label: str, option: str, where=None) -> None:
     (where or page).locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
     page.get_by_role("option", name=option, exact=True).click()
@@ -152,11 +168,11 @@ def reload_mid_job_and_queue(page, url: str, first: int) -> int:
     page.reload()
     wait_for_app(page)
     page.locator("[data-testid='stMetric']").filter(has_text="Items").wait_for()
-    assert page.get_by_role("spinbutton", name="At most", exact=True).input_value() == str(SECOND_LIMIT)
+    wait_value(page, "At most", str(SECOND_LIMIT))
     assert metric_value(page, "Items") == str(SECOND_LIMIT)
-    assert SELECTION in page.locator("[data-testid='stSelectbox']").filter(has_text="Selection").first.inner_text()
+    assert SELECTION in shown_choice(page, "Selection")
     page.get_by_text("Concurrency, budget and few-shot pools").click()
-    assert page.get_by_role("spinbutton", name="Concurrency (items in flight)", exact=True).input_value() == "2"
+    wait_value(page, "Concurrency (items in flight)", "2")
     # the first job still runs on this server: the page says so and queues the next one
     page.get_by_text("is running on this server").wait_for()
     page.get_by_role("button", name="Start job").click()
@@ -193,15 +209,15 @@ def review_prefiltered(page, url: str) -> int:
     assert "instruction_too_long" in warn.inner_text() or "instruction\\_too\\_long" in warn.inner_text()
     gid = int(re.search(r"Example #(\d+)", page.locator("h3").filter(has_text="Example #").first.inner_text())
               .group(1))
-    page.get_by_role("button", name="Accept", exact=True).click()
-    page.get_by_role("button", name="Accept anyway").wait_for()
+    page.locator(".st-key-rv_accept button").click()
+    page.locator(".st-key-rv_accept_anyway button").wait_for()
     screenshot(page, "first-hour-7-review-prefiltered")
-    page.get_by_role("button", name="Accept anyway").click()
+    page.locator(".st-key-rv_accept_anyway button").click()
     page.wait_for_selector("[data-testid='stToast']:has-text('flagged in the export')")
     wait_for_app(page)
     # and one judged example, accepted the usual way
     choose(page, "Judge verdict", "passed", page.locator("[data-testid='stSidebar']"))
-    page.get_by_role("button", name="Accept", exact=True).click()
+    page.locator(".st-key-rv_accept button").click()
     page.wait_for_selector("[data-testid='stToast']:has-text('Accepted #')")
     wait_for_app(page)
     no_exception(page)
