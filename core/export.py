@@ -325,6 +325,7 @@ def _execution_section(store: Store, sel: ExportSelection) -> list[str]:
             else "checks were NOT applied")
     lines += ["", f"In this export ({rule}): " + ", ".join(f"{k}: {v}" for k, v in sorted(shipped.items()))
               + f"; left out for failing: {sel.excluded.get('failed check: execution', 0)}."]
+    return lines
 
 
 def _fmt(v: float | None) -> str:
