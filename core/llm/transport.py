@@ -7,7 +7,6 @@ the status and error body by `core.llm.failures.classify`.
 """
 from __future__ import annotations
 
-import email.utils
 import json
 import time
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from typing import Any
 
 import openai
 from pydantic import BaseModel
+
+from core.pacing import retry_delay
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 FORMAT_REJECTED_STATUS = {400, 415, 422}   # what servers answer to a response_format they lack
@@ -116,29 +117,9 @@ def read_completion(response: Any) -> tuple[str | None, str | None, int, int]:
 
 
 def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date."""
-    if headers is None:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date
+    (core.pacing.retry_delay reads them, the 429 message aside)."""
+    return retry_delay(headers, None, now)
 
 
 def short_error(exc: Exception) -> str:
