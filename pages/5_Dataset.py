@@ -54,13 +54,14 @@ with st.form("ds_check_form"):
     ngram = cols[2].number_input("N-gram overlap (0 = off)", 0, 64, 0, key="ds_ngram",
                                  help="datatrove uses 12-grams.")
     threshold = st.slider("Near-duplicate Jaccard threshold", 0.3, 1.0, 0.58, 0.01, key="ds_threshold")
-    cols = st.columns(3)   # wide enough that no label is cut
-    rouge = cols[0].checkbox("Also compare instructions (ROUGE-L above 0.7)", key="ds_rouge",
-                             help="Self-instruct's filter: two examples whose instructions share most words "
-                                  "form a near-duplicate group too.")
-    run_exec = cols[1].checkbox("Execute Python solutions", key="ds_exec",
+    # each check on a row of its own: a checkbox label in a narrow column is cut off with an ellipsis
+    rouge = st.checkbox("Also compare instructions (ROUGE-L above 0.7)", key="ds_rouge",
+                        help="Self-instruct's filter: two examples whose instructions share most words "
+                             "form a near-duplicate group too.")
+    cols = st.columns([2, 1])
+    run_exec = cols[0].checkbox("Execute Python solutions", key="ds_exec",
                                 help="Runs each solution in a sandboxed subprocess; one that fails is left out.")
-    exec_sample = cols[2].number_input("Execute at most", 1, 100_000, 200, key="ds_exec_sample")
+    exec_sample = cols[1].number_input("Execute at most", 1, 100_000, 200, key="ds_exec_sample")
     st.caption("Checks only flag examples. Before an export you see every example they would leave out, and "
                "you confirm any that a reviewer accepted.")
     submitted = st.form_submit_button("Run checks", type="primary", disabled=checking)

@@ -72,6 +72,13 @@ def shown_choice(page, label: str) -> str:
         " return sel.innerText + ' ' + [...sel.querySelectorAll('input')].map(i => i.value).join(' '); }", label)
 
 
+def cut_off(locator) -> bool:
+    """Whether the text (or a box around it, up to its widget) is clipped: wider than it is shown."""
+    return locator.evaluate(
+        "(el) => { for (let e = el; e && !e.matches('[data-testid=stCheckbox]'); e = e.parentElement)"
+        " if (e.scrollWidth > e.clientWidth + 1) return true; return false; }")
+
+
 def choose(page, label: str, option: str, where=None) -> None:
     (where or page).locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
     page.get_by_role("option", name=option, exact=True).click()
@@ -231,7 +238,7 @@ def check_and_export(page, url: str, out) -> str:
     for label in ("Also compare instructions (ROUGE-L above 0.7)", "Execute Python solutions"):
         box = page.get_by_text(label, exact=True)
         box.click()
-        assert box.is_visible()
+        assert box.is_visible() and not cut_off(box), f"the label {label!r} is cut off"
     page.get_by_role("button", name="Run checks").click()
     page.get_by_text("Decontamination:").wait_for(timeout=180_000)
     wait_for_app(page, timeout=180_000)
