@@ -25,7 +25,7 @@ from ui.text import short
 
 HOVER_CODE_UP_TO = 20_000      # maps up to this size carry a code preview per point for the hover
 DRAW_ALL_UP_TO = 200_000       # above: a density image of every point + a sample drawn as points
-OVERVIEW_SAMPLE = 100_000      # (measured: plotly scattergl draws 100k points in ~1.5 s, 1M in ~7 s)
+OVERVIEW_SAMPLE = 50_000       # (measured: plotly scattergl draws 100k points in ~1.5 s, 1M in ~7 s)
 COMPONENT_DIR = Path(__file__).resolve().parent / "map_component"
 _component = None
 

@@ -89,7 +89,7 @@ def kind_options(pts: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 def find_snippet(pts: pd.DataFrame, map_id: int) -> None:
     """A point picker by function name: the keyboard way to show a point's code."""
-    query = st.text_input("Find a snippet by name", key=f"map.find.{map_id}",
+    query = st.text_input("Find a snippet", key=f"map.find.{map_id}",
                           placeholder="part of a function name, then pick it below")
     if not query.strip():
         return
@@ -115,7 +115,7 @@ def snippet_panel(store: Store, pts: pd.DataFrame, map_id: int, cluster_label: d
     shown = st.session_state.get(f"map.shown.{map_id}")
     snip = get_snippet(store, shown) if shown else None
     if snip is None:
-        st.info("Click a point on the map (or find one by name above) to see its code here.")
+        st.info("Click a point on the map (or find one above) to see its code here.")
         return
     row = pts.loc[pts["snippet_id"] == shown]
     cluster = int(row["cluster"].iloc[0]) if len(row) else None

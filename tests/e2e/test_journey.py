@@ -106,7 +106,7 @@ def map_step(page, url: str) -> None:
     page.get_by_text("No map yet").wait_for()
     page.get_by_role("button", name="Embed and build map").click()
     # embedding model load + UMAP (numba compile on a cold process) are the slow part of the journey
-    wait_or_fail(page, ".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=300_000)
+    wait_or_fail(page, "iframe[title*='shoal_map']", timeout=300_000)   # the map component's frame
     page.get_by_text("Pick the most diverse snippets").wait_for(timeout=60_000)
     wait_for_app(page)
     assert page.locator("[data-testid='stMultiSelect']").filter(has_text="Clusters").count() == 1
