@@ -93,7 +93,7 @@ def map_step(page, url: str) -> None:
     wait_for_app(page)
     page.get_by_text("No map yet").wait_for()
     page.get_by_role("button", name="Embed and build map").click()
-    wait_or_fail(page, ".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=900_000)
+    wait_or_fail(page, "iframe[title*='shoal_map']", timeout=900_000)   # the map component's frame
     page.get_by_text("Pick the most diverse snippets").wait_for(timeout=120_000)
     wait_for_app(page, timeout=120_000)
     set_number(page, "Budget", BUDGET)
