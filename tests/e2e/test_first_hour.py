@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 import pandas as pd
 import pytest
@@ -37,6 +38,31 @@ def first_hour_responder(body: dict) -> str:
         data["instruction"] = data["instruction"].rstrip(".") + ". Be brief. Use plain words. Name the inputs."
         reply = json.dumps(data)
     return reply
+
+
+class Valve:
+    """Lets the server answer only as many calls as the test allows, so "the job still runs" is a
+    fact the test makes, not a race against how busy the machine is."""
+
+    def __init__(self, allowed: int = 0):
+        self._cond = threading.Condition()
+        self._allowed: float = allowed
+
+    def allow(self, n: int) -> None:
+        with self._cond:
+            self._allowed += n
+            self._cond.notify_all()
+
+    def open(self) -> None:
+        self.allow(10**9)
+
+    def wrap(self, responder):
+        def gated(body: dict) -> str:
+            with self._cond:
+                self._cond.wait_for(lambda: self._allowed > 0)
+                self._allowed -= 1
+            return responder(body)
+        return gated
 
 
 def in_view(page, locator) -> bool:
@@ -148,7 +174,7 @@ def home_shows_running(page, url: str, first: int, second: int) -> None:
     screenshot(page, "first-hour-5-home-running")
 
 
-def second_tab_follows_the_job(page, url: str) -> None:
+def second_tab_follows_the_job(page, url: str, valve: Valve) -> None:
     """A Review tab opened while the job runs shows the new examples without a reload."""
     tab = page.context.new_page()
     try:
@@ -157,6 +183,7 @@ def second_tab_follows_the_job(page, url: str) -> None:
         queue = tab.locator("[data-testid='stMarkdownContainer']").filter(has_text=re.compile(r"Queue .* of \d+")).first
         queue.wait_for(timeout=60_000)
         before = int(re.search(r"of (\d+)", queue.inner_text()).group(1))
+        valve.allow(4)                                     # two more items' calls, then it holds again
         tab.wait_for_function(
             "(n) => { const m = [...document.querySelectorAll('[data-testid=stMarkdownContainer]')]"
             ".map(e => e.innerText.match(/Queue .*? of (\\d+)/)).find(Boolean); return m && Number(m[1]) > n; }",
@@ -268,18 +295,21 @@ def check_and_export(page, url: str, out) -> str:
 
 def test_first_hour_every_page_shows_the_true_state(tmp_path, page, app_server):
     db, out = tmp_path / "first-hour.duckdb", tmp_path / "export"
-    with FakeOpenAIServer(first_hour_responder, latency_s=5.0) as llm:
+    valve = Valve(allowed=4)       # the first job answers 4 calls, then holds until the test lets more through
+    with FakeOpenAIServer(valve.wrap(first_hour_responder), latency_s=1.0) as llm:
         srv = app_server(db, env={"SHOAL_DEMO_SOURCE": DEMO_MODULES, "USER": REVIEWER, "HF_HUB_OFFLINE": "1",
-                                  "SHOAL_GENERATOR_BASE_URL": llm.base_url, "SHOAL_GENERATOR_MODEL": "fake-model"})
+                                  "SHOAL_GENERATOR_BASE_URL": llm.base_url, "SHOAL_GENERATOR_MODEL": "fake-model",
+                                  "SHOAL_GENERATOR_TIMEOUT": "1800"})   # a held call is not a timeout
         corpus_step(page, srv.url)
         screenshot(page, "first-hour-1-corpus")
         map_step(page, srv.url)
         corpus_next_step(page, srv.url)
         screenshot(page, "first-hour-2-corpus-next-step")
         first = start_first_job(page, srv.url)
-        second_tab_follows_the_job(page, srv.url)
+        second_tab_follows_the_job(page, srv.url, valve)
         second = reload_mid_job_and_queue(page, srv.url, first)
         home_shows_running(page, srv.url, first, second)
+        valve.open()
         wait_until_done(page, srv.url, second)
         gid = review_prefiltered(page, srv.url)
         wrote = check_and_export(page, srv.url, out)
