@@ -365,7 +365,8 @@ def run_program(files: dict[str, str], steps: list[Step], language: str) -> Sand
             os.chown(workdir, NOBODY, NOBODY)   # the run step (as nobody) may write here, nowhere else
         total = 0.0
         outs, errs = [], []
-        status, rc, phase = "ok", 0, "none"
+        status, phase = "ok", "none"
+        rc: int | None = 0
         for step in steps:
             status, rc, out, err, seconds = _run_step(step, workdir, mode, prefix)
             total += seconds

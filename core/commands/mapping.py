@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from core.commands.common import console, fail, print_json, progress_bar, store_from
 from core.errors import ShoalError
+
+if TYPE_CHECKING:   # the embedding modules load lazily (the CLI starts without torch)
+    from core.embed import EmbedResult
+    from core.embed_import import ImportResult
+    from core.embed_ray import RayEmbedResult
 
 
 def _parse_clusters(text: str | None) -> list[int] | None:
@@ -30,12 +36,17 @@ def _read_ids(path: Path | None) -> list[str] | None:
     return ids
 
 
-def _print_import(result) -> None:
-    console.print(f"model key [bold]{result.model_key}[/]: {result.n_imported} vectors imported "
-                  f"({result.dim}-d), {result.n_already_cached} already cached, {result.n_unknown} rows for "
-                  f"snippets not in this corpus, {result.n_bad} bad rows of {result.n_rows}", highlight=False)
-    for reason, n in sorted(result.bad_reasons.items(), key=lambda kv: -kv[1]):
-        console.print(f"  {n} bad: {reason}", highlight=False)
+def _import_lines(result: ImportResult) -> list[str]:
+    return [f"model key [bold]{result.model_key}[/]: {result.n_imported} vectors imported "
+            f"({result.dim}-d), {result.n_already_cached} already cached, {result.n_unknown} rows for "
+            f"snippets not in this corpus, {result.n_bad} bad rows of {result.n_rows}"] + [
+        f"  {n} bad: {reason}" for reason, n in sorted(result.bad_reasons.items(), key=lambda kv: -kv[1])]
+
+
+def _embed_lines(result: EmbedResult | RayEmbedResult, extra: str = "") -> list[str]:
+    return [f"model key [bold]{result.model_key}[/]: {result.n_embedded} embedded, "
+            f"{result.n_cached} already cached, {result.n_snippets} snippets{extra} "
+            f"({result.seconds:.1f} s, {result.device})", f"backend {result.reason}"]
 
 
 def register(app: typer.Typer) -> None:
@@ -68,30 +79,28 @@ def register(app: typer.Typer) -> None:
             with progress_bar("Importing" if import_file else "Embedding", enabled=not as_json) as bar:
                 if import_file is not None:
                     from core.embed_import import import_vectors
-                    result = import_vectors(store, import_file, model=model, progress=bar)
+                    imported = import_vectors(store, import_file, model=model, progress=bar)
+                    summary, lines = imported.summary(), _import_lines(imported)
                 elif engine == "ray":
                     from core.embed_ray import embed_with_ray
-                    result = embed_with_ray(store, model=model, backend=backend, device=device, address=address,
+                    on_ray = embed_with_ray(store, model=model, backend=backend, device=device, address=address,
                                             batch_size=batch_size, shard_size=shard_size, shard_dir=shard_dir,
                                             progress=bar)
+                    summary, lines = on_ray.summary(), _embed_lines(
+                        on_ray, f", {on_ray.n_resumed} from {on_ray.shards_resumed} resumed shards, "
+                                f"{on_ray.shards_written} shards on {on_ray.n_actors} Ray actors")
                 else:
                     from core.embed import embed_corpus
-                    result = embed_corpus(store, model=model, backend=backend, device=device,
-                                          batch_size=batch_size, progress=bar)
+                    local = embed_corpus(store, model=model, backend=backend, device=device,
+                                         batch_size=batch_size, progress=bar)
+                    summary, lines = local.summary(), _embed_lines(local)
         except ShoalError as exc:
             fail(str(exc))
         if as_json:
-            print_json(result.summary())
-        elif import_file is not None:
-            _print_import(result)
+            print_json(summary)
         else:
-            extra = (f", {result.n_resumed} from {result.shards_resumed} resumed shards, "
-                     f"{result.shards_written} shards on {result.n_actors} Ray actors"
-                     if engine == "ray" else "")
-            console.print(f"model key [bold]{result.model_key}[/]: {result.n_embedded} embedded, "
-                          f"{result.n_cached} already cached, {result.n_snippets} snippets{extra} "
-                          f"({result.seconds:.1f} s, {result.device})", highlight=False)
-            console.print(f"backend {result.reason}", highlight=False)
+            for line in lines:
+                console.print(line, highlight=False)
 
     @app.command("map")
     def map_cmd(ctx: typer.Context,

@@ -31,6 +31,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -346,7 +347,8 @@ class BatchJobRunner(JobRunner):
     def _write_results(self, results: list[tuple[dict, Any]]) -> None:
         for start in range(0, len(results), WRITE_CHUNK):
             chunk = results[start:start + WRITE_CHUNK]
-            self.store.write(lambda cur, chunk=chunk: write_batch(cur, self.job_id, [], chunk, {it["id"] for it, _ in chunk}))
+            self.store.write(partial(write_batch, job_id=self.job_id, running=[], results=chunk,
+                                     count_attempt={it["id"] for it, _ in chunk}))
             self.state.done += len(chunk)
             self.state.completed_here += len(chunk)
             self._report(f"{len(chunk)} items written")
@@ -444,7 +446,7 @@ class BatchJobRunner(JobRunner):
                     if not submit:
                         continue
                     self._submit(b)
-                    b = self.store.one("SELECT * FROM batches WHERE id = ?", [b["id"]])
+                    b = self.store.one_row("SELECT * FROM batches WHERE id = ?", [b["id"]])
                 info = self._provider(self._profile_of(b)).retrieve(b["provider_batch_id"])
                 if (info.status, info.completed, info.failed) != (b["status"], b["request_completed"],
                                                                   b["request_failed"]):

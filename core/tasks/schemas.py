@@ -204,8 +204,9 @@ class KeyedJudgment(BaseModel):
 @functools.lru_cache(maxsize=256)
 def _keyed_schema(rules: tuple[str, ...]) -> type[KeyedJudgment]:
     keys = tuple(rule_keys(rules))
-    model = create_model("Judgment", __base__=KeyedJudgment,
-                         **{k: (RuleAnswer | None, None) for k in keys})
+    # one optional answer per rule key; typed as Any, as pydantic's field definitions are
+    fields: dict[str, Any] = {k: (RuleAnswer | None, None) for k in keys}
+    model = create_model("Judgment", __base__=KeyedJudgment, **fields)
     model.RULES, model.KEYS = rules, keys
     return model
 
