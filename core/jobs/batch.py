@@ -42,8 +42,7 @@ from core.errors import ShoalError
 from core.generate import Pools, PoolSnapshot
 from core.jobs import records
 from core.jobs import runner as online
-from core.jobs.records import get_job, job_summary, set_job_status
-from core.jobs.registry import running_here
+from core.jobs.records import get_job
 from core.jobs.runner import HEARTBEAT_S, JobRunner, _finish, _heartbeat, _record_snapshot
 from core.jobs.writer import write_batch
 from core.llm import CallResult, LLMClient, canonical_json, insert_calls, parse_reply
@@ -565,15 +564,9 @@ def run_batch_job(store: Store, job_id: int, *, progress: ProgressFn | None = No
                   client_options: dict | None = None, poll_s: float | None = None) -> dict:
     """Run (or resume) a batch-mode job until its items are done, it is paused / cancelled, a budget
     cap stops it or the provider needs the user. Blocking; returns the job summary."""
-    job = get_job(store, job_id)
-    with running_here(store, job_id):
-        if job["status"] == "cancelled":
-            set_job_status(store, job_id, "pending")
-        from core.llm import run_sync
-        runner = BatchJobRunner(store, job_id, progress=progress, cancel=cancel, prices=prices,
-                                client_options=client_options, poll_s=poll_s)
-        run_sync(runner.run())
-    return job_summary(store, job_id)
+    return online.run_here(store, job_id, lambda: BatchJobRunner(store, job_id, progress=progress, cancel=cancel,
+                                                                 prices=prices, client_options=client_options,
+                                                                 poll_s=poll_s))
 
 
 def batch_status(store: Store, job_id: int) -> dict:
