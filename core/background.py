@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from core.errors import ShoalError
 from core.progress import Cancelled
-from core.store import Store
+from core.store import Store, returned
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ class TaskContext:
 
     def __init__(self) -> None:
         self.cancel = threading.Event()
-        self.done, self.total, self.note, self.stage_name = 0, None, "starting", None
+        self.done, self.note = 0, "starting"
+        self.total: int | None = None
+        self.stage_name: str | None = None
         self.changed = True
 
     def progress(self, done: int, total: int | None, note: str = "") -> None:
@@ -217,9 +219,9 @@ def start_task(store: Store, kind: TaskKind, work: Callable[[TaskContext], Any],
         mark_interrupted(store)
         if exclusive and is_running(store, kind.name):
             raise ShoalError(f"{kind.title} is already running on this database; wait for it or cancel it.")
-        task_id = store.write(lambda cur: cur.execute(
+        task_id = store.write(lambda cur: returned(cur.execute(
             "INSERT INTO background_tasks(kind, label, owner, heartbeat, message) VALUES (?, ?, ?, ?, 'starting') "
-            "RETURNING id", [kind.name, label, OWNER, time.time()]).fetchone()[0])
+            "RETURNING id", [kind.name, label, OWNER, time.time()])))
         task = Task(store, int(task_id), kind, work, describe)
         _tasks[(_db_key(store), task.id)] = task
         task._start()

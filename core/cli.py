@@ -5,6 +5,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Iterable
 
 import typer
 
@@ -35,26 +36,26 @@ def stats(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help
     if as_json:
         print_json(data)
         return
-    from rich.table import Table
     from core.commands.common import Console
     out = Console()
-    t = Table(title=f"Shoal database {store_from(ctx).path}")
-    t.add_column("what"); t.add_column("count", justify="right")
-    for k, v in data["tables"].items():
-        t.add_row(k, str(v))
-    out.print(t)
+    out.print(_count_table(f"Shoal database {store_from(ctx).path}", ["what"], data["tables"].items()))
     if data["languages"]:
-        lt = Table(title="snippets per language")
-        lt.add_column("language"); lt.add_column("count", justify="right")
-        for k, v in data["languages"].items():
-            lt.add_row(k, str(v))
-        out.print(lt)
+        out.print(_count_table("snippets per language", ["language"], data["languages"].items()))
     if data["rejections"]:
-        rt = Table(title="rejected records by reason")
-        rt.add_column("kind"); rt.add_column("reason"); rt.add_column("count", justify="right")
-        for r in data["rejections"]:
-            rt.add_row(r["kind"], r["reason"], str(r["n"]))
-        out.print(rt)
+        out.print(_count_table("rejected records by reason", ["kind", "reason"],
+                               [(r["kind"], r["reason"], r["n"]) for r in data["rejections"]]))
+
+
+def _count_table(title: str, columns: list[str], rows: Iterable[tuple]):
+    """A rich table: the named columns, then a right-aligned "count" (each row's last value)."""
+    from rich.table import Table
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    t.add_column("count", justify="right")
+    for *names, n in rows:
+        t.add_row(*names, str(n))
+    return t
 
 
 @app.command("app")

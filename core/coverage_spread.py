@@ -56,8 +56,9 @@ def coverage_spread(store: Store, selection_id: int, *, map_id: int | None = Non
     out = {"draws": draws, "budget": budget, "candidates": len(cands.ids),
            "selection": {"max": float(sel["coverage_max"]), "mean": float(sel["coverage_mean"])}}
     samplers = {"random": lambda s: random_sample(len(cands.ids), budget, seed=s, exclude=already)}
-    if cands.clusters is not None:
-        samplers["stratified"] = lambda s: stratified_sample(cands.clusters, budget, seed=s, exclude=already)
+    labels = cands.clusters
+    if labels is not None:
+        samplers["stratified"] = lambda s: stratified_sample(labels, budget, seed=s, exclude=already)
     for name, draw in samplers.items():
         covs = [measure(draw(first_seed + k)) for k in range(draws)]
         out[name] = {"max": _spread([c["coverage_max"] for c in covs]),

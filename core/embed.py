@@ -179,6 +179,8 @@ def load_embeddings(store: Store, model: str | None = None,
                                 [key]).to_arrow_table()
     finally:
         cur.unregister("_emb_want")
+    if table is None:   # DuckDB gives None only for a statement without a result set
+        raise LookupError("the embeddings query gave no result set")
     ids = table.column("snippet_id").to_pylist()
     if not ids:
         return [], np.zeros((0, 0), dtype=np.float32), key

@@ -103,10 +103,11 @@ def file_model(path: Path, model: str | None) -> str:
     named = next((meta[k] for k in MODEL_META_KEYS if meta.get(k)), None)
     if named and model and key_of(named) != key_of(model):
         raise ShoalError(f"{path} holds vectors of model {named!r}, not {model!r}: check --model.")
-    if not (named or model):
+    chosen = model or named
+    if not chosen:
         raise ShoalError(f"{path} does not say which model made its vectors (no `shoal.model` metadata): "
                          "name it with --model.")
-    return key_of(model or named)
+    return key_of(chosen)
 
 
 class Importer:
@@ -154,7 +155,7 @@ class Importer:
 
     def _import_batch(self, path: Path, meta: dict, batch, out: ImportResult) -> None:
         import pyarrow.compute as pc
-        bad = Counter()
+        bad: Counter[str] = Counter()
         n = batch.num_rows
         names = batch.schema.names
         vec = batch.column("vector")
@@ -171,9 +172,10 @@ class Importer:
         if len(rows):
             flat = pc.list_flatten(vec.take(rows)).to_numpy(zero_copy_only=False)
             matrix = np.asarray(flat, dtype=np.float32).reshape(len(rows), self.dim)
-        finite = np.isfinite(matrix).all(axis=1)
+        finite = np.asarray(np.isfinite(matrix).all(axis=1))
         bad["non-finite values"] += int((~finite).sum())
-        keep_rows, keep_hashes = [], []
+        keep_rows: list[int] = []
+        keep_hashes: list[str] = []
         for j, r in enumerate(rows):
             if not finite[j]:
                 continue
@@ -184,7 +186,7 @@ class Importer:
                 out.n_already_cached += 1
             elif reason:
                 bad[reason] += 1
-            else:
+            elif h is not None:   # no reason: a usable row, which has its hash
                 self.seen.add(h)
                 keep_rows.append(j)
                 keep_hashes.append(h)
@@ -192,9 +194,9 @@ class Importer:
         out.n_rows += n
         out.n_imported += added
         out.n_already_cached += len(keep_rows) - added
-        bad = {k: v for k, v in bad.items() if v}
-        out.n_bad += sum(bad.values())
-        out.bad_reasons = dict(Counter(out.bad_reasons) + Counter(bad))
+        counted = {k: v for k, v in bad.items() if v}
+        out.n_bad += sum(counted.values())
+        out.bad_reasons = dict(Counter(out.bad_reasons) + Counter(counted))
 
     def _resolve(self, sid, given) -> tuple[str | None, str | None]:
         """(content hash, None) for a usable row, else (None, reason); "unknown" and "same text" are not bad rows."""

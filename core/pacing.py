@@ -368,9 +368,11 @@ class RateGate:
                                             for k, v in self._explicit.items() if v}
         self._max_concurrency = max_concurrency
         self._adaptive_until_limits = adaptive_until_limits
-        self._aimd = _Adaptive(ceiling=float(max_concurrency), floor=float(min_concurrency),
-                               window=float(initial_concurrency or min(8, max_concurrency)),
-                               tolerance=latency_tolerance) if adaptive else None
+        self._aimd: _Adaptive | None = None
+        if adaptive and max_concurrency:   # adaptive always has a ceiling (64 unless given, above)
+            self._aimd = _Adaptive(ceiling=float(max_concurrency), floor=float(min_concurrency),
+                                   window=float(initial_concurrency or min(8, max_concurrency)),
+                                   tolerance=latency_tolerance)
         self._in_flight = 0
         self._pause_until = -INF
         self._consecutive_429 = 0

@@ -165,7 +165,7 @@ def batch_discount(model: str, base_url: str | None = None, path: str | os.PathL
         return _share(entry["batch_discount"], model)
     provider = provider_of(model, base_url)
     per_provider = table.get("batch_discount")
-    if isinstance(per_provider, dict) and provider in per_provider:
+    if provider and isinstance(per_provider, dict) and provider in per_provider:
         return _share(per_provider[provider], provider)
     return BATCH_DISCOUNTS.get(provider or "", 1.0)
 

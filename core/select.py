@@ -394,7 +394,7 @@ def kcenter_greedy_fast(X: np.ndarray, budget: int, already: Sequence[int] | Non
                    progress, cancel, "k-center greedy (fast)")
 
 
-def random_sample(n: int, budget: int, seed: int = 0, exclude: Sequence[int] | None = None) -> np.ndarray:
+def random_sample(n: int, budget: int, seed: int = 0, exclude: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
     pool = np.setdiff1d(np.arange(n), np.asarray(exclude if exclude is not None else [], dtype=np.int64))
     if budget > len(pool):
         raise ShoalError(f"Budget {budget} is larger than the {len(pool)} candidates left to pick from.")
@@ -402,7 +402,7 @@ def random_sample(n: int, budget: int, seed: int = 0, exclude: Sequence[int] | N
 
 
 def stratified_sample(labels: np.ndarray, budget: int, seed: int = 0,
-                      exclude: Sequence[int] | None = None) -> np.ndarray:
+                      exclude: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
     """Random picks within each cluster, in proportion to its size (largest remainders)."""
     labels = np.asarray(labels)
     free = np.ones(len(labels), dtype=bool)

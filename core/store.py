@@ -99,6 +99,15 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise ShoalError(f"Cannot open database {path}: {msg}") from None
 
 
+def returned(cur: duckdb.DuckDBPyConnection) -> Any:
+    """The first value of the row the statement just run gave (an INSERT ... RETURNING id).
+    A statement that gave no row here is a bug, so it raises rather than returning None."""
+    row = cur.fetchone()
+    if row is None:
+        raise LookupError("the statement returned no row")
+    return row[0]
+
+
 class Store:
     """The project database. Safe to share between threads: each thread gets a cursor."""
 
@@ -154,6 +163,13 @@ class Store:
         if r is None:
             return None
         return dict(zip([d[0] for d in cur.description], r))
+
+    def one_row(self, sql: str, params: Sequence[Any] | dict | None = None) -> dict:
+        """The row of a query that always gives exactly one (an aggregate without GROUP BY)."""
+        row = self.one(sql, params)
+        if row is None:
+            raise LookupError("the query gave no row")
+        return row
 
     def scalar(self, sql: str, params: Sequence[Any] | dict | None = None) -> Any:
         r = self.cursor().execute(sql, params or []).fetchone()

@@ -93,3 +93,65 @@ def test_pages_hold_no_sql():
     offenders = [f"{p.relative_to(ROOT)}:{n}" for p in files
                  for n, line in enumerate(p.read_text().splitlines(), 1) if sql_call.search(line)]
     assert offenders == []
+
+
+MAX_FUNCTION_LINES = 80
+
+# Functions over the limit in files other helpers were changing when this test was written (not
+# theirs to wait for, not ours to edit). Lead: after merging their branches, remove each entry whose
+# function is short now (the test below says which), until the set is empty.
+LONG_FUNCTIONS_ALLOWED = {
+    "core/commands/generation.py::register",            # firsthour2: the `generate`/`jobs` commands nested in it
+    "core/commands/generation.py::register.generate",   # firsthour2
+}
+
+
+def long_functions(root: Path = ROOT, limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
+    """Every function or method in core/, ui/ and pages/ longer than `limit` lines (def line to last
+    line; a nested function counts on its own and inside its parent) -> its length. Migrations are
+    exempt; a page script's module-level code is not a function, the functions it defines are."""
+    import ast
+    found: dict[str, int] = {}
+
+    def visit(node: ast.AST, path: Path, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = prefix + child.name
+                length = (child.end_lineno or child.lineno) - child.lineno + 1
+                if length > limit:
+                    found[f"{path.relative_to(root).as_posix()}::{name}"] = length
+                visit(child, path, name + ".")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, path, prefix + child.name + ".")
+            else:
+                visit(child, path, prefix)
+
+    for folder in ("core", "ui", "pages"):
+        for path in sorted((root / folder).rglob("*.py")):
+            if "migrations" not in path.relative_to(root).parts:
+                visit(ast.parse(path.read_text()), path, "")
+    return found
+
+
+def test_long_function_finder(tmp_path):
+    """The finder itself, on a small tree: what counts, what is exempt, how entries are named."""
+    def lines(n: int, indent: str) -> str:
+        return "\n".join(f"{indent}x{i} = {i}" for i in range(n))
+
+    (tmp_path / "core" / "migrations").mkdir(parents=True)
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "core" / "mod.py").write_text(
+        f"class C:\n    def long(self):\n{lines(80, ' ' * 8)}\n"        # 81 lines: found
+        f"    def short(self):\n{lines(79, ' ' * 8)}\n"                  # 80 lines: fine
+        f"def outer():\n    async def inner():\n{lines(85, ' ' * 8)}\n")  # both found
+    (tmp_path / "core" / "migrations" / "m.py").write_text(f"def up():\n{lines(100, '    ')}\n")
+    (tmp_path / "pages" / "p.py").write_text(f"{lines(200, '')}\nif True:\n    def draw():\n{lines(90, ' ' * 8)}\n")
+    assert long_functions(tmp_path) == {"core/mod.py::C.long": 81, "core/mod.py::outer": 87,
+                                        "core/mod.py::outer.inner": 86, "pages/p.py::draw": 91}
+
+
+def test_no_function_over_80_lines():
+    """No function over ~80 lines outside migrations (one job per function; pages stay thin)."""
+    found = long_functions()
+    assert {k: v for k, v in found.items() if k not in LONG_FUNCTIONS_ALLOWED} == {}
+    assert sorted(LONG_FUNCTIONS_ALLOWED - set(found)) == [], "now short: remove from LONG_FUNCTIONS_ALLOWED"

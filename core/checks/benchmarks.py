@@ -127,7 +127,8 @@ def _strings_from_records(benchmark: str, records: Iterable[dict], fields: list[
 
 def _mbpp_id_ok(rec: dict) -> bool:
     try:
-        return int(rec.get("task_id")) in MBPP_IDS
+        task_id = rec.get("task_id")
+        return task_id is not None and int(task_id) in MBPP_IDS
     except (TypeError, ValueError):
         return False
 

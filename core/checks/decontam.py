@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from core.checks.benchmarks import BenchmarkString, load_benchmarks, parse_spec
 from core.progress import ProgressFn, check_cancel, report
@@ -50,7 +50,7 @@ class Matcher:
     ngram: int | None = None
     min_chars: int = 0
     _keys: dict[str, list[int]] = field(default_factory=dict)
-    _automaton: object = None
+    _automaton: Any = None   # an ahocorasick.Automaton when pyahocorasick is installed (it has no types)
     _ngrams: dict[tuple, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

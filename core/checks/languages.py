@@ -48,6 +48,12 @@ def _node() -> str | None:
     return shutil.which("node") or shutil.which("nodejs")
 
 
+def _node_program() -> str:
+    """The node to start. Steps are built only after `unavailable()` found one; without it the
+    plain name makes a spawn fail as "not found", like any missing program."""
+    return _node() or "node"
+
+
 @lru_cache(maxsize=4)
 def _node_accepts(*flags: str) -> bool:
     node = _node()
@@ -85,7 +91,7 @@ def _rustc() -> str | None:
 
 def _node_version() -> str:
     try:
-        return subprocess.run([_node(), "--version"], capture_output=True, text=True, timeout=20).stdout.strip()
+        return subprocess.run([_node_program(), "--version"], capture_output=True, text=True, timeout=20).stdout.strip()
     except (OSError, subprocess.SubprocessError, TypeError):
         return "unknown"
 
@@ -149,12 +155,12 @@ def _javascript(solution: str, tests: str, timeout: float, memory_mb: int, types
     if typescript:
         flags.append("--experimental-strip-types")
     files = {name: source, "_shoal_preload.cjs": 'globalThis.assert = require("assert");\n'}
-    run = Step((_node(), *flags, "--require", "./_shoal_preload.cjs", name), "run", timeout, memory_mb + 256, "data",
+    run = Step((_node_program(), *flags, "--require", "./_shoal_preload.cjs", name), "run", timeout, memory_mb + 256, "data",
                open_files=512)
     if typescript:
         return files, [run]
     # a syntax check first, so that code that does not parse is told apart from code that fails
-    check = Step((_node(), "--no-warnings", "--check", name), "compile", COMPILE_TIMEOUT, COMPILE_MEMORY_MB, "data",
+    check = Step((_node_program(), "--no-warnings", "--check", name), "compile", COMPILE_TIMEOUT, COMPILE_MEMORY_MB, "data",
                  open_files=512)
     return files, [check, run]
 

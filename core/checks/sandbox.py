@@ -193,17 +193,11 @@ def run_python(code: str, timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEF
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 preexec_fn=_limits(memory_mb, max(1, int(timeout) + 1)),
                                 start_new_session=True)
-        timed_out = False
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            out, err = proc.communicate()
+        out, err, timed_out = _wait(proc, timeout)
         seconds = time.perf_counter() - t0
         rc = proc.returncode
         stderr = _decode(err)
-        if timed_out or rc in (-signal.SIGXCPU, -signal.SIGKILL) and seconds >= timeout * 0.9:
+        if _out_of_time(timed_out, rc, seconds, timeout):
             status = "timeout"
         elif rc == 0:
             status = "ok"
@@ -227,6 +221,22 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> tuple[bytes, bytes, bool]:
+    """(stdout, stderr, timed out) of a run; on the timeout its process group is killed first."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return out, err, False
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        return out, err, True
+
+
+def _out_of_time(timed_out: bool, rc: int | None, seconds: float, limit: float) -> bool:
+    """A timeout, or the CPU limit's signal (or the kill that follows it) near the time limit."""
+    return timed_out or rc in (-signal.SIGXCPU, -signal.SIGKILL) and seconds >= limit * 0.9
 
 
 # --------------------------------------------------------------------------- other languages
@@ -323,17 +333,11 @@ def _run_step(step: Step, workdir: str, mode: str, prefix: tuple[str, ...]) -> t
     proc = subprocess.Popen(_command(step, workdir, mode, prefix), cwd=workdir, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_step_limits(step),
                             start_new_session=True)
-    timed_out = False
-    try:
-        out, err = proc.communicate(timeout=step.timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc)
-        out, err = proc.communicate()
+    out, err, timed_out = _wait(proc, step.timeout)
     seconds = time.perf_counter() - t0
     rc = proc.returncode
     tail = err[-4000:].decode("utf-8", "replace") + out[-1000:].decode("utf-8", "replace")
-    if timed_out or rc in (-signal.SIGXCPU, -signal.SIGKILL) and seconds >= step.timeout * 0.9:
+    if _out_of_time(timed_out, rc, seconds, step.timeout):
         status = "timeout"
     elif rc == 0:
         status = "ok"
@@ -365,7 +369,8 @@ def run_program(files: dict[str, str], steps: list[Step], language: str) -> Sand
             os.chown(workdir, NOBODY, NOBODY)   # the run step (as nobody) may write here, nowhere else
         total = 0.0
         outs, errs = [], []
-        status, rc, phase = "ok", 0, "none"
+        status, phase = "ok", "none"
+        rc: int | None = 0
         for step in steps:
             status, rc, out, err, seconds = _run_step(step, workdir, mode, prefix)
             total += seconds

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, NoReturn
 
 import typer
 from rich.console import Console
@@ -29,7 +29,7 @@ def store_from(ctx: typer.Context) -> Store:
     return obj["store"]
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 
@@ -38,11 +38,15 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, default=str, indent=2) + "\n")
 
 
+def _no_progress(done: int, total: int | None, note: str = "") -> None:
+    """The ProgressFn of a silent run."""
+
+
 @contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[ProgressFn]:
     """A rich progress bar on stderr, as a ProgressFn; silent when disabled."""
     if not enabled:
-        yield lambda done, total, note="": None
+        yield _no_progress
         return
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.fields[note]}"),

@@ -31,7 +31,6 @@ def register(app: typer.Typer) -> None:
             server = local_llm.start_server(model, port, n_ctx=n_ctx, n_threads=threads)
         except ShoalError as exc:
             fail(str(exc))
-            return
         typer.echo(f"Serving {server.model} at {server.base_url} (pid {server.pid}, log {server.log_path}).\n"
                    f"Shoal processes without a configured endpoint use it; other OpenAI clients can too:\n"
                    f"  OPENAI_BASE_URL={server.base_url} OPENAI_API_KEY=none, model {server.model!r}\n"
@@ -55,7 +54,6 @@ def register(app: typer.Typer) -> None:
             info = local_llm.status()
         except ShoalError as exc:
             fail(str(exc))
-            return
         if as_json:
             print_json(info)
             return

@@ -82,17 +82,18 @@ def register(app: typer.Typer) -> None:
                 else:
                     _print_status(data)
                 return
-            if accept is not None or reject is not None:
-                gid = accept if accept is not None else reject
+            gid = accept if accept is not None else reject
+            if gid is not None:
                 verdict = "accepted" if accept is not None else "rejected"
-                res = rv.decide(store, gid, verdict, reviewer=who, note=note,
-                                expected_version=rv.current_version(store, gid))
-                console.print(f"#{gid} {verdict} by {who} (version {res['version']}).")
+                decided = rv.decide(store, gid, verdict, reviewer=who, note=note,
+                                    expected_version=rv.current_version(store, gid))
+                console.print(f"#{gid} {verdict} by {who} (version {decided['version']}).")
                 return
             if undo:
-                res = rv.undo_last(store, who)
-                console.print(f"Undid {res.action} ({res.restored} restored"
-                              + (f", {res.not_restored} changed since and left as they are" if res.not_restored else "")
+                undone = rv.undo_last(store, who)
+                console.print(f"Undid {undone.action} ({undone.restored} restored"
+                              + (f", {undone.not_restored} changed since and left as they are"
+                                 if undone.not_restored else "")
                               + ").")
                 return
             verdict, judge = ("accepted", "passed") if accept_judged else ("rejected", "failed")
@@ -105,8 +106,8 @@ def register(app: typer.Typer) -> None:
                           + (f"; {pre.already} already {verdict}" if pre.already else "") + ".")
             if dry_run or pre.to_change == 0:
                 return
-            res = rv.bulk_decide(store, f, verdict, reviewer=who, note=note, overwrite=overwrite)
-            console.print(f"{res.changed} examples {verdict} by {who} as one action "
+            bulk = rv.bulk_decide(store, f, verdict, reviewer=who, note=note, overwrite=overwrite)
+            console.print(f"{bulk.changed} examples {verdict} by {who} as one action "
                           f"(undo: shoal review --undo --reviewer {who}).")
         except ShoalError as exc:
             fail(str(exc))

@@ -1,19 +1,21 @@
 """Read-side queries for the Corpus page: counts, length histogram, rejects, search."""
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from core.store import Store
 
 
 def overview(store: Store) -> dict:
-    row = store.one("""SELECT count(*) AS snippets,
+    row = store.one_row("""SELECT count(*) AS snippets,
                               count(*) FILTER (WHERE kind = 'function') AS functions,
                               count(*) FILTER (WHERE kind = 'seed') AS seeds,
                               count(DISTINCT language) AS languages,
                               count(DISTINCT source) AS sources
                        FROM snippets""")
-    rej = store.one("""SELECT count(*) FILTER (WHERE kind = 'filtered') AS filtered,
+    rej = store.one_row("""SELECT count(*) FILTER (WHERE kind = 'filtered') AS filtered,
                               count(*) FILTER (WHERE kind = 'error') AS errors FROM ingest_errors""")
     dups = duplicate_counts(store)
     return {**{k: int(v or 0) for k, v in row.items()}, "filtered": int(rej["filtered"] or 0),
@@ -24,7 +26,7 @@ def duplicate_counts(store: Store) -> dict:
     """`duplicates`: records dropped as exact copies of another record of the same sources, each
     source list counted once (its largest run), so re-ingesting a source does not add them up again;
     `already_present`: records the newest ingest read that the corpus already had."""
-    row = store.one("""
+    row = store.one_row("""
         WITH per_source AS (
             SELECT max(duplicates - coalesce(already_present, 0)) AS within
             FROM ingests GROUP BY CAST(sources AS VARCHAR))
@@ -69,7 +71,8 @@ def rejections(store: Store, reasons: list[str] | None = None, limit: int = 500)
 def search(store: Store, text: str = "", languages: list[str] | None = None, kinds: list[str] | None = None,
            limit: int = 200) -> pd.DataFrame:
     """Snippets whose name, path, docstring or code contain `text` (case-insensitive)."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if text.strip():
         # % and _ typed by the user are literal characters, not wildcards.
         like = "%" + text.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

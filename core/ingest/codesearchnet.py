@@ -39,7 +39,7 @@ class BadRecord(Exception):
         self.reason, self.detail = reason, detail
 
 
-def _text(record: dict, keys: tuple[str, ...], required: bool = False) -> str | None:
+def _text(record: dict, keys: tuple[str, ...]) -> str | None:
     """The first non-null of `keys`; a non-string value is a 'wrong_type' error."""
     for k in keys:
         v = record.get(k)
@@ -48,14 +48,20 @@ def _text(record: dict, keys: tuple[str, ...], required: bool = False) -> str | 
         if not isinstance(v, str):
             raise BadRecord("wrong_type", f"field {k!r} should be a string, got {type(v).__name__}")
         return v
-    if required:
-        raise BadRecord("missing_field", f"no {' / '.join(repr(k) for k in keys)} field")
     return None
+
+
+def _required_text(record: dict, keys: tuple[str, ...]) -> str:
+    """Like _text, but a record without any of `keys` is a 'missing_field' error."""
+    v = _text(record, keys)
+    if v is None:
+        raise BadRecord("missing_field", f"no {' / '.join(repr(k) for k in keys)} field")
+    return v
 
 
 def record_to_snippet(record: dict, source: str, location: str, file_language: str | None) -> Snippet:
     """One CodeSearchNet record -> Snippet; raises BadRecord with a countable reason."""
-    code = _text(record, CODE_KEYS, required=True)
+    code = _required_text(record, CODE_KEYS)
     if not code.strip():
         raise BadRecord("empty_code", "the code field is empty")
     fields = {name: _text(record, keys) for name, keys in FIELDS.items()}

@@ -121,6 +121,11 @@ _PY_STRING = re.compile(r"^[rRuUbBfF]{0,2}(\"\"\"|'''|\"|')(.*)\1$", re.S)
 _COMMENT_PREFIX = re.compile(r"^\s*(/\*\*|/\*|\*/|///|//!|//|#|\*)")
 
 
+def _node_text(node: ts.Node) -> str:
+    """A node's source text (None only for a tree parsed without its bytes, which ours never are)."""
+    return (node.text or b"").decode("utf-8", "replace")
+
+
 def _clean_python_string(text: str) -> str | None:
     m = _PY_STRING.match(text.strip())
     if not m:
@@ -157,7 +162,7 @@ def _leading_comment(node: ts.Node, comment_types: frozenset[str]) -> str | None
         sib = before
     if not parts:
         return None
-    text = "\n".join(_clean_comment(p.text.decode("utf-8", "replace")) for p in reversed(parts))
+    text = "\n".join(_clean_comment(_node_text(p)) for p in reversed(parts))
     return text.strip() or None
 
 
@@ -172,7 +177,7 @@ def _python_docstring(fn: ts.Node) -> str | None:
         if node.type == "expression_statement" and node.named_child_count == 1:
             node = node.named_children[0]
         if node.type in ("string", "concatenated_string"):
-            return _clean_python_string(node.text.decode("utf-8", "replace"))
+            return _clean_python_string(_node_text(node))
         return None
     return None
 
@@ -194,7 +199,7 @@ def _cpp_name(fn: ts.Node) -> str | None:
             return None
         if node.type == "function_declarator":
             inner = node.child_by_field_name("declarator")
-            return inner.text.decode("utf-8", "replace") if inner is not None else None
+            return _node_text(inner) if inner is not None else None
         node = _cpp_declarator(node)
     return None
 
@@ -203,7 +208,7 @@ def _go_receiver(fn: ts.Node) -> str | None:
     recv = fn.child_by_field_name("receiver")
     if recv is None:
         return None
-    names = re.findall(r"[A-Za-z_]\w*", recv.text.decode("utf-8", "replace"))
+    names = re.findall(r"[A-Za-z_]\w*", _node_text(recv))
     return names[-1] if names else None
 
 
@@ -211,7 +216,7 @@ def _function_name(lang: str, fn: ts.Node) -> str | None:
     if lang == "cpp":
         return _cpp_name(fn)
     node = fn.child_by_field_name("name")
-    name = node.text.decode("utf-8", "replace") if node is not None else None
+    name = _node_text(node) if node is not None else None
     if lang == "go" and fn.type == "method_declaration" and name:
         recv = _go_receiver(fn)
         return f"{recv}.{name}" if recv else name
@@ -223,7 +228,7 @@ def _class_name(spec: LangSpec, node: ts.Node) -> str | None:
     if not name_field:
         return None
     n = node.child_by_field_name(name_field)
-    return n.text.decode("utf-8", "replace") if n is not None else None
+    return _node_text(n) if n is not None else None
 
 
 # --------------------------------------------------------------------------- extraction
@@ -250,7 +255,7 @@ def _var_function(node: ts.Node) -> tuple[str, ts.Node] | None:
     name = decls[0].child_by_field_name("name")
     if value is None or name is None or value.type not in ("arrow_function", "function_expression", "function"):
         return None
-    return name.text.decode("utf-8", "replace"), value
+    return _node_text(name), value
 
 
 def extract_functions(source: bytes, language: str, path: str | None = None) -> Extraction:
@@ -269,7 +274,7 @@ def extract_functions(source: bytes, language: str, path: str | None = None) -> 
         err = _first_error(root)
         if err is not None:
             result.error_line = err.start_point.row + 1
-            result.error_text = err.text[:60].decode("utf-8", "replace")
+            result.error_text = (err.text or b"")[:60].decode("utf-8", "replace")
         else:
             result.error_line = root.start_point.row + 1
 

@@ -31,6 +31,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -41,8 +42,7 @@ from core.errors import ShoalError
 from core.generate import Pools, PoolSnapshot
 from core.jobs import records
 from core.jobs import runner as online
-from core.jobs.records import get_job, job_summary, set_job_status
-from core.jobs.registry import running_here
+from core.jobs.records import get_job
 from core.jobs.runner import HEARTBEAT_S, JobRunner, _finish, _heartbeat, _record_snapshot
 from core.jobs.writer import write_batch
 from core.llm import CallResult, LLMClient, canonical_json, insert_calls, parse_reply
@@ -346,7 +346,8 @@ class BatchJobRunner(JobRunner):
     def _write_results(self, results: list[tuple[dict, Any]]) -> None:
         for start in range(0, len(results), WRITE_CHUNK):
             chunk = results[start:start + WRITE_CHUNK]
-            self.store.write(lambda cur, chunk=chunk: write_batch(cur, self.job_id, [], chunk, {it["id"] for it, _ in chunk}))
+            self.store.write(partial(write_batch, job_id=self.job_id, running=[], results=chunk,
+                                     count_attempt={it["id"] for it, _ in chunk}))
             self.state.done += len(chunk)
             self.state.completed_here += len(chunk)
             self._report(f"{len(chunk)} items written")
@@ -444,7 +445,7 @@ class BatchJobRunner(JobRunner):
                     if not submit:
                         continue
                     self._submit(b)
-                    b = self.store.one("SELECT * FROM batches WHERE id = ?", [b["id"]])
+                    b = self.store.one_row("SELECT * FROM batches WHERE id = ?", [b["id"]])
                 info = self._provider(self._profile_of(b)).retrieve(b["provider_batch_id"])
                 if (info.status, info.completed, info.failed) != (b["status"], b["request_completed"],
                                                                   b["request_failed"]):
@@ -563,15 +564,9 @@ def run_batch_job(store: Store, job_id: int, *, progress: ProgressFn | None = No
                   client_options: dict | None = None, poll_s: float | None = None) -> dict:
     """Run (or resume) a batch-mode job until its items are done, it is paused / cancelled, a budget
     cap stops it or the provider needs the user. Blocking; returns the job summary."""
-    job = get_job(store, job_id)
-    with running_here(store, job_id):
-        if job["status"] == "cancelled":
-            set_job_status(store, job_id, "pending")
-        from core.llm import run_sync
-        runner = BatchJobRunner(store, job_id, progress=progress, cancel=cancel, prices=prices,
-                                client_options=client_options, poll_s=poll_s)
-        run_sync(runner.run())
-    return job_summary(store, job_id)
+    return online.run_here(store, job_id, lambda: BatchJobRunner(store, job_id, progress=progress, cancel=cancel,
+                                                                 prices=prices, client_options=client_options,
+                                                                 poll_s=poll_s))
 
 
 def batch_status(store: Store, job_id: int) -> dict:

@@ -105,7 +105,11 @@ def plan_items(store: Store, snippet_ids: Sequence[str], *, task: str | None = N
     if not ids:
         raise ShoalError("None of the given snippet ids is in the database"
                          + (" (or none is an OSS-Instruct seed)" if seeds_only else "") + ".")
-    tasks = [task] * len(ids) if task else assign_tasks(ids, mix, mix_seed)
+    if mix is not None:
+        tasks = assign_tasks(ids, mix, mix_seed)
+    else:
+        assert task is not None   # exactly one of the two (checked above)
+        tasks = [task] * len(ids)
     targets = list(target_languages or [])
     versions = {t: current_prompt_version(store, t).id for t in sorted(set(tasks))}
     items = []

@@ -18,6 +18,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import duckdb
 
@@ -354,13 +355,18 @@ def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
     """Run (or resume) a job until its pending items are done, it is paused/cancelled or a budget
     cap stops it. Blocking; returns the job summary. `client_options` go to both LLMClients
     (max_retries, max_parse_retries, backoff_base_s, ...)."""
+    return run_here(store, job_id, lambda: JobRunner(store, job_id, progress=progress, cancel=cancel, prices=prices,
+                                                     concurrency=concurrency, client_options=client_options))
+
+
+def run_here(store: Store, job_id: int, make_runner: Callable[[], Any]) -> dict:
+    """Run a job in this process with the runner `make_runner()` builds (a cancelled job starts
+    again as pending), blocking until it stops; returns the job summary."""
     job = get_job(store, job_id)
     with running_here(store, job_id):
         if job["status"] == "cancelled":
             set_job_status(store, job_id, "pending")
         from core.llm import run_sync
         # run_sync: also from a thread that already runs an event loop (Jupyter, Playwright's sync API)
-        runner = JobRunner(store, job_id, progress=progress, cancel=cancel, prices=prices,
-                           concurrency=concurrency, client_options=client_options)
-        run_sync(runner.run())
+        run_sync(make_runner().run())
     return job_summary(store, job_id)

@@ -5,7 +5,8 @@ import asyncio
 import json
 import threading
 import time
-from typing import Sequence
+from functools import partial
+from typing import AbstractSet, Sequence
 
 from core.generate import ItemResult
 from core.store import Store
@@ -75,7 +76,7 @@ def _insert_execution_checks(cur, results: list[tuple[dict, ItemResult]], gen_of
 
 
 def write_batch(cur, job_id: int, running: list[int], results: list[tuple[dict, ItemResult]],
-                 count_attempt: set[int] = frozenset()) -> None:
+                 count_attempt: AbstractSet[int] = frozenset()) -> None:
     """Everything the writer collected, inside the caller's transaction: items newly in flight are
     marked running; each finished item gets its generation + judgment + status. An item is written
     whole or not at all; an item's earlier (failed, unreviewed) generation is replaced, never
@@ -165,7 +166,8 @@ class BatchWriter:
             errors: list[BaseException | None] = []
             for item, res, _ in batch:
                 try:
-                    self.store.write(lambda cur, item=item, res=res: write_batch(cur, self.job_id, [], [(item, res)], bump))
+                    self.store.write(partial(write_batch, job_id=self.job_id, running=[], results=[(item, res)],
+                                             count_attempt=bump))
                     errors.append(None)
                 except Exception as exc:  # noqa: BLE001 - reported to the item's coroutine
                     errors.append(exc)

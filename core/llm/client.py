@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, TypeVar
+from typing import Any, Awaitable, Sequence, TypeVar
 
 import openai
 from pydantic import BaseModel
@@ -458,7 +458,7 @@ class LLMClient:
     # -- one HTTP attempt ---------------------------------------------------------
     async def _attempt(self, state: _LoopState, key: str, role: str, messages: list[dict],
                        schema: type[BaseModel] | None, schema_json: dict | None, mode: str,
-                       meta: dict, correction: list[dict] = (), instruct: bool = True) -> Attempt:
+                       meta: dict, correction: Sequence[dict] = (), instruct: bool = True) -> Attempt:
         """One HTTP request (holding a concurrency slot and a permit of the endpoint's rate
         gate), parsed, then logged (without either). `instruct`: describe the schema in the
         prompt in the modes that need it (the connection probe asks without)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -24,7 +25,7 @@ def schema_of(schema: type[BaseModel]) -> dict:
     return schema.model_json_schema()
 
 
-def strict_schema(schema: dict) -> dict:
+def strict_schema(schema: Any) -> Any:
     """A copy of a JSON schema fit for OpenAI's strict mode: on every object
     `additionalProperties: false` and every property in `required` (a field with a default is
     then always sent, which the pydantic model still accepts); `default` values dropped (strict
@@ -33,7 +34,7 @@ def strict_schema(schema: dict) -> dict:
         return [strict_schema(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: strict_schema(v) for k, v in schema.items() if k != "default"}
+    out: dict[str, Any] = {k: strict_schema(v) for k, v in schema.items() if k != "default"}
     for key in ("properties", "$defs", "definitions"):      # mappings of name -> schema
         if isinstance(schema.get(key), dict):
             out[key] = {k: strict_schema(v) for k, v in schema[key].items()}

@@ -34,7 +34,7 @@ class _Prober:
         self.report = report
         self.state = client._state()
         self.schema_json = schema_of(Probe)
-        self.key: str | None = None
+        self.key = ""   # the call-log key, set by run() once the model is known
 
     async def send(self, mode: str) -> Attempt:
         t = time.perf_counter()

@@ -34,8 +34,8 @@ def chat_request(profile: Profile, model: str, caps: Capabilities, mode: str, me
     """The request body for one attempt in structured-output `mode` ("text": no response_format,
     the schema described in the last user message -- also in json_object mode; no schema, or
     `instruct` false: the messages as given)."""
-    described = schema is not None and instruct
-    sent = (messages_for(mode, messages, schema) if described else list(messages)) + list(correction)
+    sent = (messages_for(mode, messages, schema) if schema is not None and instruct else list(messages)) \
+        + list(correction)
     body: dict[str, Any] = {"model": model, "messages": sent}
     if caps.sampling:
         body["temperature"] = min(profile.temperature, caps.max_temperature)

@@ -100,13 +100,15 @@ def read_completion(response: Any) -> tuple[str | None, str | None, int, int]:
     except ValueError:
         data = None
     choices = data.get("choices") if isinstance(data, dict) else None
-    if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+    if not isinstance(data, dict) or not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
         raise BadBody(f"bad response body: not a chat completion ({ctype or 'no content-type'})",
                       response.text[:4000])
     choice = choices[0] if choices else {}
     message = choice.get("message")
     content = message.get("content") if isinstance(message, dict) else None
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
 
     def count(key: str) -> int:
         value = usage.get(key)
@@ -128,7 +130,8 @@ def short_error(exc: Exception) -> str:
     if isinstance(exc, openai.APIStatusError):
         body, message = exc.body, ""
         if isinstance(body, dict):
-            inner = body.get("error") if isinstance(body.get("error"), dict) else body
+            error = body.get("error")
+            inner = error if isinstance(error, dict) else body
             message = str(inner.get("message") or "")
         elif isinstance(body, str):
             message = body

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, replace
-from typing import Iterable
+from typing import Any, Iterable
 
 from core.errors import ShoalError
 from core.review.common import JUDGE_CHOICES, SORTS, STATUS_CHOICES
@@ -140,7 +140,8 @@ def todo_condition(f: QueueFilter, p: list) -> str:
 
 def where_clause(f: QueueFilter) -> tuple[str, list]:
     """The WHERE clause (without the keyword) and its parameters for a filter."""
-    conds, p = ["TRUE"], []
+    conds: list[str] = ["TRUE"]
+    p: list[Any] = []
     if f.tasks:
         conds.append(_in("g.task", f.tasks, p))
     if f.languages:

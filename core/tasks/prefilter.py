@@ -49,7 +49,7 @@ class PrefilterResult:
 def run_checks(spec: TaskSpec, checks: tuple[Check, ...], fields: dict,
                source_code: str | None = None) -> PrefilterResult:
     """Every check on `fields` (string values); the example passes when none drops it."""
-    reasons = [v.reason for v in (check(spec, fields, source_code) for check in checks) if not v.keep]
+    reasons = [v.reason or "" for v in (check(spec, fields, source_code) for check in checks) if not v.keep]
     return PrefilterResult(not reasons, reasons, fields)
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 
 TESTS_DESCRIPTION = ("Tests for the solution, in the solution's language: assertions or a small test function "
                      "that fail when the solution is wrong. Plain code, no prose.")
@@ -54,16 +54,19 @@ class OssInstructExample(BaseModel):
     tests: str = Field("", description=TESTS_DESCRIPTION)
 
 
+def _lowered(v: Any) -> Any:
+    """"Yes." / " NO" as the schema's "yes" / "no" (models vary the case and add a full stop)."""
+    return v.strip().lower().rstrip(".") if isinstance(v, str) else v
+
+
+YesNo = Annotated[Literal["yes", "no"], BeforeValidator(_lowered)]
+
+
 class RuleVerdict(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rule: str
     reason: str
-    answer: Literal["yes", "no"]
-
-    @field_validator("answer", mode="before")
-    @classmethod
-    def _lower(cls, v):
-        return v.strip().lower().rstrip(".") if isinstance(v, str) else v
+    answer: YesNo
 
 
 class Judgment(BaseModel):
@@ -71,12 +74,7 @@ class Judgment(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rules: list[RuleVerdict]
     analysis: str
-    overall: Literal["yes", "no"]
-
-    @field_validator("overall", mode="before")
-    @classmethod
-    def _lower(cls, v):
-        return v.strip().lower().rstrip(".") if isinstance(v, str) else v
+    overall: YesNo
 
 
 # --------------------------------------------------------------------------- judge, keyed by rule
@@ -85,12 +83,7 @@ class RuleAnswer(BaseModel):
     """One rule's answer in the keyed judgment: the reason first (chain of thought), then yes/no."""
     model_config = ConfigDict(extra="ignore")
     reason: str
-    answer: Literal["yes", "no"]
-
-    @field_validator("answer", mode="before")
-    @classmethod
-    def _lower(cls, v):
-        return v.strip().lower().rstrip(".") if isinstance(v, str) else v
+    answer: YesNo
 
 
 _SLUG = re.compile(r"[a-z0-9]+")
@@ -155,12 +148,7 @@ class KeyedJudgment(BaseModel):
     RULES: ClassVar[tuple[str, ...]] = ()
     KEYS: ClassVar[tuple[str, ...]] = ()
     analysis: str
-    overall: Literal["yes", "no"]
-
-    @field_validator("overall", mode="before")
-    @classmethod
-    def _lower(cls, v):
-        return v.strip().lower().rstrip(".") if isinstance(v, str) else v
+    overall: YesNo
 
     @model_validator(mode="before")
     @classmethod
@@ -204,8 +192,9 @@ class KeyedJudgment(BaseModel):
 @functools.lru_cache(maxsize=256)
 def _keyed_schema(rules: tuple[str, ...]) -> type[KeyedJudgment]:
     keys = tuple(rule_keys(rules))
-    model = create_model("Judgment", __base__=KeyedJudgment,
-                         **{k: (RuleAnswer | None, None) for k in keys})
+    # one optional answer per rule key; typed as Any, as pydantic's field definitions are
+    fields: dict[str, Any] = {k: (RuleAnswer | None, None) for k in keys}
+    model = create_model("Judgment", __base__=KeyedJudgment, **fields)
     model.RULES, model.KEYS = rules, keys
     return model
 
