@@ -323,9 +323,9 @@ def generate(
     from core.generate import PoolConfig
     store = store_from(ctx)
     try:
-        if resume is not None or retry_failed is not None:
-            job_id = resume if resume is not None else retry_failed
-            summary = _resume(store, job_id, retry_failed is not None, allow_parallel, as_json)
+        existing = resume if resume is not None else retry_failed
+        if existing is not None:
+            summary = _resume(store, existing, retry_failed is not None, allow_parallel, as_json)
         else:
             _check_sources(selection, ids, seeds, task, mix)
             snippet_ids, selection_id = _snippet_ids(store, selection, ids, limit)

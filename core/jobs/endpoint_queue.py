@@ -12,6 +12,7 @@ no job queued before it uses one of its servers (`ready_jobs`). Starting claims 
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
@@ -35,12 +36,14 @@ _QUEUE_LOCK = threading.RLock()
 # --------------------------------------------------------------------------- running jobs
 
 def job_rows(store: Store) -> list[dict]:
-    """Jobs not done yet, oldest first, with their finished-item count."""
+    """Jobs not done yet, or still in a worker here (a run that just ended hands its server over
+    before its thread ends), oldest first, with their finished-item count."""
+    from core.jobs.registry import live_job_ids
     return store.rows("""
         SELECT j.id, j.name, j.status, j.n_items, j.heartbeat_at, j.params, j.queued_after,
                count(*) FILTER (WHERE i.status IN ('succeeded', 'failed', 'skipped')) AS done
         FROM jobs j LEFT JOIN job_items i ON i.job_id = j.id
-        WHERE j.status <> 'done' GROUP BY ALL ORDER BY j.id""")
+        WHERE j.status <> 'done' OR list_contains(?, j.id) GROUP BY ALL ORDER BY j.id""", [live_job_ids(store)])
 
 
 def _is_running(store: Store, row: dict) -> bool:
@@ -109,13 +112,13 @@ def queue_job(store: Store, job_id: int, after: list[int]) -> None:
         [QUEUED, [int(a) for a in after], int(job_id)]))
 
 
-def ready_jobs(store: Store) -> list[int]:
+def ready_jobs(store: Store, finished: int | None = None) -> list[int]:
     """Queued jobs that may start now, in queue order: no running job and no job queued before
-    them uses one of their servers."""
+    them uses one of their servers. `finished`: a job whose run is ending (not counted as running)."""
     rows = job_rows(store)
     taken: set[str] = set()
     for r in rows:
-        if _is_running(store, r):
+        if int(r["id"]) != finished and _is_running(store, r):
             taken |= job_endpoints(r["params"])
     ready = []
     for r in rows:
@@ -135,12 +138,13 @@ def claim(store: Store, job_id: int) -> bool:
         "RETURNING id", [int(job_id), QUEUED]).fetchone()) is not None
 
 
-def start_ready(store: Store) -> list[int]:
-    """Start (in worker threads of this process) every queued job whose servers are free; their ids."""
+def start_ready(store: Store, finished: int | None = None) -> list[int]:
+    """Start (in worker threads of this process) every queued job whose servers are free; their ids.
+    `finished`: the job whose run is ending now (its servers count as free)."""
     from core.jobs.workers import start_worker
     started = []
     with _QUEUE_LOCK:    # the worker is registered before the job leaves the queue for any reader here
-        for job_id in ready_jobs(store):
+        for job_id in ready_jobs(store, finished):
             if claim(store, job_id):
                 start_worker(store, job_id)
                 started.append(job_id)
@@ -206,8 +210,30 @@ _RUNNERS: dict[int, QueueRunner] = {}
 _RUNNERS_LOCK = threading.Lock()
 
 
+@atexit.register
+def stop_queue_runners(timeout: float = 5.0) -> None:
+    """Stop this process's queue runners (at exit: never leave one inside a DuckDB call)."""
+    with _RUNNERS_LOCK:
+        runners = list(_RUNNERS.values())
+        _RUNNERS.clear()
+    for r in runners:
+        r.stop.set()
+    for r in runners:
+        r.join(timeout)
+
+
+def _hand_over(store: Store, job_id: int) -> None:
+    """As a run ends in a process with a queue runner (the app): start the jobs queued for its
+    servers at once, while it still counts as running, so no reader ever sees neither job."""
+    runner = _RUNNERS.get(id(store))
+    if runner is not None and runner.store is store and runner.is_alive():
+        start_ready(store, finished=job_id)
+
+
 def ensure_queue_runner(store: Store) -> QueueRunner:
     """Start (once per store in this process) the thread that starts queued jobs; return it."""
+    from core.jobs.registry import on_run_end
+    on_run_end(_hand_over)
     with _RUNNERS_LOCK:
         r = _RUNNERS.get(id(store))
         if r is None or not r.is_alive() or r.store is not store:

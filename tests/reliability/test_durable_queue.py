@@ -23,7 +23,7 @@ N_FIRST, N_SECOND = 30, 4
 
 # What the Generate page does on two Starts against the same server: run the first job, queue the
 # second behind it (core.pipeline.start_after, the page's call); then wait to be killed.
-APP = """
+APP = f"""
 import json, os, sys, time
 from core import jobs as J
 from core.config import load_profiles
@@ -32,14 +32,14 @@ from core.store import open_store
 store = open_store(os.environ["SHOAL_DB"])
 ids = [r["id"] for r in store.rows("SELECT id FROM snippets ORDER BY id")]
 profiles = load_profiles()
-first = J.create_job(store, ids[:{n_first}], profiles=profiles, task="code_generation", concurrency=1)
+first = J.create_job(store, ids[:{N_FIRST}], profiles=profiles, task="code_generation", concurrency=1)
 J.start_worker(store, first)
 busy = jobs_on_endpoint(store, profiles)
-second = J.create_job(store, ids[{n_first}:], profiles=profiles, task="code_generation", concurrency=1)
+second = J.create_job(store, ids[{N_FIRST}:], profiles=profiles, task="code_generation", concurrency=1)
 start_after(store, second, busy)
 print(json.dumps({{"first": first, "second": second, "busy": busy}}), flush=True)
 time.sleep(600)
-""".format(n_first=N_FIRST)
+"""
 
 # A restarted app: the first page run opens the shared store (ui.common._store), which starts the
 # queue runner. Nothing else is asked of it; the script only watches the job, as Home would, and
