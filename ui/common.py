@@ -13,7 +13,10 @@ from core.store import Store, default_db_path, open_store
 
 @st.cache_resource(show_spinner=False)
 def _store(path: str) -> Store:
-    return open_store(path)
+    from core.jobs.endpoint_queue import ensure_queue_runner
+    store = open_store(path)
+    ensure_queue_runner(store)   # jobs queued before a restart (rows in DuckDB) start when their server is free
+    return store
 
 
 def get_store() -> Store:

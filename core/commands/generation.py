@@ -1,4 +1,6 @@
-"""`shoal generate` (create / resume / retry a generation job) and `shoal jobs` (list, show, pause, cancel)."""
+"""`shoal generate` (create / resume / retry a generation job) and `shoal jobs` (list, show, pause, cancel,
+run the queue). Both go through the page's rules: model names filled in from the server, the embedded
+model's concurrency cap, and one job at a time per server (core/jobs/endpoint_queue.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -136,148 +138,290 @@ def _print_pacing(rows: list[dict]) -> None:
             f"({r['source']})", highlight=False, soft_wrap=True)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def generate(
-        ctx: typer.Context,
-        selection: str | None = typer.Option(None, "--selection", "-s", help="Name of a saved selection."),
-        ids: Path | None = typer.Option(None, "--ids", help="File with one snippet id per line."),
-        seeds: bool = typer.Option(False, "--seeds", help="Use every OSS-Instruct seed snippet (kind='seed')."),
-        task: str | None = typer.Option(None, "--task", "-t", help="One task: code_generation, code_summarization, "
-                                           "code_translation, code_repair or oss_instruct."),
-        mix: str | None = typer.Option(None, "--mix", help="'default' (CodeOcean 57/16/16/11) or task=share,..."),
-        target_language: list[str] = typer.Option([], "--target-language", "-l",
-                                                  help="Target language(s) for code_translation (repeatable)."),
-        seeds_only: bool = typer.Option(False, "--seeds-only", help="Keep only seed snippets of the selection."),
-        concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Items in flight at once."),
-        max_calls: int | None = typer.Option(None, "--max-calls", min=1, help="Stop after this many LLM calls."),
-        max_cost: float | None = typer.Option(None, "--max-cost", min=0.0, help="Stop at this estimated cost (USD)."),
-        pool_good: int = typer.Option(2, "--pool-good", min=0, help="Good few-shot examples per prompt."),
-        pool_bad: int = typer.Option(1, "--pool-bad", min=0, help="Bad few-shot examples per prompt."),
-        pool_seed: int = typer.Option(0, "--pool-seed", help="Seed of the few-shot sampling."),
-        pool_refresh: int = typer.Option(50, "--pool-refresh", min=1,
-                                         help="Re-read the example pools every N items of the job."),
-        name: str | None = typer.Option(None, "--name", help="A name for the job."),
-        limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N snippets."),
-        resume: int | None = typer.Option(None, "--resume", help="Resume job JOB (pending and interrupted items)."),
-        retry_failed: int | None = typer.Option(None, "--retry-failed", help="Re-run the failed items of job JOB."),
-        batch: bool = typer.Option(False, "--batch", help="Send the calls through the provider's Batch API: half "
-                                   "price, answers within 24h (resume with --resume JOB after an interruption)."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Plan and estimate the cost; do not create the job."),
-        as_json: bool = typer.Option(False, "--json", help="Print the job summary as JSON (no progress bar)."),
-    ):
-        """Generate and judge instruction examples (a persisted, resumable job)."""
-        from core import jobs as J
-        from core.generate import PoolConfig
-        store = store_from(ctx)
-        try:
-            if resume is not None or retry_failed is not None:
-                job_id = resume if resume is not None else retry_failed
-                J.get_job(store, job_id)
-                if retry_failed is not None:
-                    n = J.retry_failed(store, job_id)
-                    if not as_json:
-                        console.print(f"{n} failed item(s) of job {job_id} put back to pending.")
-                summary = _run_with_bar(store, job_id, as_json, None)
-            else:
-                sources = [x for x in (selection, ids, seeds or None) if x]
-                if len(sources) != 1:
-                    fail("Give exactly one of --selection NAME, --ids FILE or --seeds.")
-                if task and mix:
-                    fail("Give either --task or --mix, not both.")
-                selection_id = None
-                if selection:
-                    snippet_ids, selection_id = _selection_ids(store, selection)
-                elif ids:
-                    snippet_ids = _read_ids(ids)
-                else:
-                    snippet_ids = [r["id"] for r in store.rows("SELECT id FROM snippets WHERE kind = 'seed' ORDER BY id")]
-                    if not snippet_ids:
-                        fail("There are no seed snippets: ingest a whole-file corpus first (`shoal ingest ...`).")
-                if limit:
-                    snippet_ids = snippet_ids[:limit]
-                mix_map = _parse_mix(mix) if mix else (None if task else _parse_mix("default"))
-                from core.config import load_profiles
-                profiles = load_profiles()
-                if dry_run:
-                    plan = J.plan_items(store, snippet_ids, task=task, mix=mix_map, target_languages=target_language,
-                                        generator_model=profiles["generator"].model,
-                                        judge_model=profiles["judge"].model, seeds_only=seeds_only)
-                    est = J.estimate_cost(store, plan, profiles)
-                    if batch:
-                        est["cost_usd"] = round(est["cost_usd"] * _batch_share(profiles), 4)
-                        est["batch"] = True
-                    out = {"items": plan.n_items, "tasks": plan.task_counts(), "unknown_ids": len(plan.unknown_ids),
-                           "estimate": est}
-                    if as_json:
-                        print_json(out)
-                    else:
-                        console.print(out)
-                    return
-                job_id = J.create_job(
-                    store, snippet_ids, profiles=profiles, task=task, mix=mix_map, target_languages=target_language,
-                    concurrency=concurrency, max_calls=max_calls, max_cost=max_cost,
-                    pool=PoolConfig(good=pool_good, bad=pool_bad, seed=pool_seed, refresh_every=pool_refresh), seeds_only=seeds_only,
-                    name=name or (f"selection {selection}" if selection else None), selection_id=selection_id,
-                    source=f"selection:{selection}" if selection else (f"ids:{ids}" if ids else "seeds"),
-                    batch=batch)
-                if not as_json:
-                    job = J.get_job(store, job_id)
-                    unknown = job["params"].get("unknown_ids", 0)
-                    console.print(f"Job {job_id}: {job['n_items']} items" +
-                                  (f" ({unknown} unknown snippet ids ignored)" if unknown else ""), highlight=False)
-                summary = _run_with_bar(store, job_id, as_json, None)
-            summary = _with_batches(store, summary)
-        except ShoalError as exc:
-            fail(str(exc))
-        if as_json:
-            print_json(summary)
-        else:
-            _print_summary(summary)
+# --------------------------------------------------------------------------- the page's rules, on the CLI
 
-    @app.command()
-    def jobs(
-        ctx: typer.Context,
-        show: int | None = typer.Option(None, "--show", help="Details of one job."),
-        pause: int | None = typer.Option(None, "--pause", help="Mark a job paused (resume with generate --resume)."),
-        cancel: int | None = typer.Option(None, "--cancel", help="Cancel a job (and its provider batch)."),
-        resume: int | None = typer.Option(None, "--resume", help="Resume a job (as `generate --resume`)."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ):
-        """List generation jobs with their item counts."""
-        from core import jobs as J
-        store = store_from(ctx)
+def _refs(ids) -> str:
+    return ", ".join(f"#{j}" for j in ids)
+
+
+def _job_profiles(concurrency: int, quiet: bool) -> tuple[dict, int]:
+    """The profiles a new job records, by the page's rules: every model name filled in from the
+    server's model list (or a clear refusal), and the embedded model's one-request-at-a-time cap."""
+    from core.config import load_profiles, with_model_names
+    from core.local_llm import RECOMMENDED_CONCURRENCY
+    profiles = with_model_names(load_profiles())
+    if any(p.source == "local" for p in profiles.values()) and concurrency > RECOMMENDED_CONCURRENCY:
+        if not quiet:
+            console.print(f"The embedded local model answers one request at a time: the job runs at concurrency "
+                          f"{RECOMMENDED_CONCURRENCY}, not {concurrency}.", highlight=False)
+        concurrency = RECOMMENDED_CONCURRENCY
+    return profiles, concurrency
+
+
+def _run_queue(store: Store, quiet: bool, until: int | None = None) -> list[dict]:
+    """Run queued jobs in this process, each as soon as its servers are free (first come first
+    served per server), until none is queued or job `until` has run; their summaries. Ctrl-C stops
+    the job running (it stays resumable) and leaves the others queued."""
+    from core.jobs import job_summary, record_stop_reason, run_job
+    from core.jobs.endpoint_queue import blocking_jobs, run_queued
+    summaries: list[dict] = []
+
+    def run(job_id: int) -> None:
+        if not quiet:
+            console.print(f"Starting queued job {job_id}.", highlight=False)
         try:
-            if resume is not None:
-                J.get_job(store, resume)
-                s = _with_batches(store, _run_with_bar(store, resume, as_json, None))
-                print_json(s) if as_json else _print_summary(s)
-                return
-            if pause is not None:
-                J.pause_job(store, pause)
-            if cancel is not None:
-                J.cancel_job(store, cancel)
-            if show is not None or pause is not None or cancel is not None:
-                s = _with_batches(store, J.job_summary(store, show if show is not None else
-                                                       (pause if pause is not None else cancel)))
-                if show is not None:
-                    s["pacing"] = _job_pacing(store, show)
-                print_json(s) if as_json else _print_summary(s)
-                if show is not None and not as_json:
-                    _print_pacing(s["pacing"])
-                return
-            rows = J.list_jobs(store)
-        except ShoalError as exc:
-            fail(str(exc))
-        if as_json:
-            print_json(rows)
-            return
-        from rich.table import Table
-        t = Table(title="generation jobs")
-        for col in ("id", "name", "task", "status", "items", "succeeded", "failed", "pending", "skipped", "created"):
-            t.add_column(col)
-        for r in rows:
-            status = "interrupted" if r["interrupted"] else r["status"]
-            t.add_row(str(r["id"]), r["name"] or "", r["task"], status, str(r["n_items"]), str(r["succeeded"]),
-                      str(r["failed"]), str(r["pending"]), str(r["skipped"]), str(r["created_at"])[:19])
-        console.print(t)
+            with progress_bar(f"Job {job_id}", enabled=not quiet) as bar:
+                run_job(store, job_id, progress=bar)
+        except ShoalError as exc:   # as the app's worker does: the job stays resumable, the queue goes on
+            record_stop_reason(store, job_id, f"error: {exc}"[:500], status="paused")
+            console.print(f"Job {job_id} stopped: {exc}", highlight=False)
+        summaries.append(job_summary(store, job_id))
+
+    def waiting(queue: dict) -> None:
+        if not quiet:
+            ahead = sorted({b for j in queue for b in blocking_jobs(store, j) if b not in queue})
+            console.print(f"Waiting for job {_refs(ahead)} (running in another process) before queued job "
+                          f"{_refs(queue)}.", highlight=False)
+
+    try:
+        run_queued(store, run, until=until, on_wait=waiting)
+    except KeyboardInterrupt:
+        console.print("Interrupted: resume the job that was running with `shoal generate --resume JOB`; "
+                      "the jobs still queued stay queued (`shoal jobs --run-queued` runs them).")
+    return summaries
+
+
+def _start_or_queue(store: Store, job_id: int, *, allow_parallel: bool, quiet: bool) -> dict:
+    """Run the job now; or, when another job runs (or waits) on one of its servers and the user did
+    not ask for parallel runs, queue it (a 'queued' row) and work the queue here until it has run."""
+    from core.jobs import job_summary
+    from core.jobs.endpoint_queue import QUEUED, blocking_jobs, queue_job
+    busy = [] if allow_parallel else blocking_jobs(store, job_id)
+    if not busy:
+        return _run_with_bar(store, job_id, quiet, None)
+    queue_job(store, job_id, busy)
+    if not quiet:
+        queued_first = [j for j in busy if store.scalar("SELECT status FROM jobs WHERE id = ?", [j]) == QUEUED]
+        console.print(f"Job {job_id} queued after job {_refs(busy)}: one job at a time per server. It runs here as "
+                      "soon as the server is free" + (f" (job {_refs(queued_first)}, queued before it, runs first)"
+                                                      if queued_first else "") +
+                      "; pass --allow-parallel to start it now alongside.", highlight=False)
+    _run_queue(store, quiet, until=job_id)
+    return job_summary(store, job_id)
+
+
+# --------------------------------------------------------------------------- shoal generate
+
+def _check_sources(selection: str | None, ids: Path | None, seeds: bool, task: str | None, mix: str | None) -> None:
+    if len([x for x in (selection, ids, seeds or None) if x]) != 1:
+        fail("Give exactly one of --selection NAME, --ids FILE or --seeds.")
+    if task and mix:
+        fail("Give either --task or --mix, not both.")
+
+
+def _snippet_ids(store: Store, selection: str | None, ids: Path | None,
+                 limit: int | None) -> tuple[list[str], int | None]:
+    """The snippets a new job uses (from a selection, an ids file or every seed), and the selection's id."""
+    selection_id = None
+    if selection:
+        snippet_ids, selection_id = _selection_ids(store, selection)
+    elif ids:
+        snippet_ids = _read_ids(ids)
+    else:
+        snippet_ids = [r["id"] for r in store.rows("SELECT id FROM snippets WHERE kind = 'seed' ORDER BY id")]
+        if not snippet_ids:
+            fail("There are no seed snippets: ingest a whole-file corpus first (`shoal ingest ...`).")
+    return (snippet_ids[:limit] if limit else snippet_ids), selection_id
+
+
+def _dry_run(store: Store, snippet_ids: list[str], *, task: str | None, mix: dict | None, targets: list[str],
+             seeds_only: bool, batch: bool, as_json: bool) -> None:
+    """Plan and estimate the cost of a job without creating it."""
+    from core import jobs as J
+    from core.config import load_profiles
+    profiles = load_profiles()
+    plan = J.plan_items(store, snippet_ids, task=task, mix=mix, target_languages=targets,
+                        generator_model=profiles["generator"].model,
+                        judge_model=profiles["judge"].model, seeds_only=seeds_only)
+    est = J.estimate_cost(store, plan, profiles)
+    if batch:
+        est["cost_usd"] = round(est["cost_usd"] * _batch_share(profiles), 4)
+        est["batch"] = True
+    out = {"items": plan.n_items, "tasks": plan.task_counts(), "unknown_ids": len(plan.unknown_ids), "estimate": est}
+    if as_json:
+        print_json(out)
+    else:
+        console.print(out)
+
+
+def _create_job(store: Store, snippet_ids: list[str], selection_id: int | None, *, selection: str | None,
+                ids: Path | None, task: str | None, mix: dict | None, targets: list[str], concurrency: int,
+                max_calls: int | None, max_cost: float | None, pool, seeds_only: bool, name: str | None,
+                batch: bool, quiet: bool) -> int:
+    """Create the job (with the page's model-name and concurrency rules); returns its id."""
+    from core import jobs as J
+    profiles, concurrency = _job_profiles(concurrency, quiet)
+    job_id = J.create_job(
+        store, snippet_ids, profiles=profiles, task=task, mix=mix, target_languages=targets,
+        concurrency=concurrency, max_calls=max_calls, max_cost=max_cost, pool=pool, seeds_only=seeds_only,
+        name=name or (f"selection {selection}" if selection else None), selection_id=selection_id,
+        source=f"selection:{selection}" if selection else (f"ids:{ids}" if ids else "seeds"), batch=batch)
+    if not quiet:
+        job = J.get_job(store, job_id)
+        unknown = job["params"].get("unknown_ids", 0)
+        console.print(f"Job {job_id}: {job['n_items']} items" +
+                      (f" ({unknown} unknown snippet ids ignored)" if unknown else ""), highlight=False)
+    return job_id
+
+
+def _resume(store: Store, job_id: int, retry: bool, allow_parallel: bool, quiet: bool) -> dict:
+    """`--resume JOB` / `--retry-failed JOB`: run the job's pending (or failed) items."""
+    from core import jobs as J
+    J.get_job(store, job_id)
+    if retry:
+        n = J.retry_failed(store, job_id)
+        if not quiet:
+            console.print(f"{n} failed item(s) of job {job_id} put back to pending.")
+    return _start_or_queue(store, job_id, allow_parallel=allow_parallel, quiet=quiet)
+
+
+def _report(summary: dict, as_json: bool) -> None:
+    print_json(summary) if as_json else _print_summary(summary)
+
+
+def generate(
+    ctx: typer.Context,
+    selection: str | None = typer.Option(None, "--selection", "-s", help="Name of a saved selection."),
+    ids: Path | None = typer.Option(None, "--ids", help="File with one snippet id per line."),
+    seeds: bool = typer.Option(False, "--seeds", help="Use every OSS-Instruct seed snippet (kind='seed')."),
+    task: str | None = typer.Option(None, "--task", "-t", help="One task: code_generation, code_summarization, "
+                                       "code_translation, code_repair or oss_instruct."),
+    mix: str | None = typer.Option(None, "--mix", help="'default' (CodeOcean 57/16/16/11) or task=share,..."),
+    target_language: list[str] = typer.Option([], "--target-language", "-l",
+                                              help="Target language(s) for code_translation (repeatable)."),
+    seeds_only: bool = typer.Option(False, "--seeds-only", help="Keep only seed snippets of the selection."),
+    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Items in flight at once."),
+    max_calls: int | None = typer.Option(None, "--max-calls", min=1, help="Stop after this many LLM calls."),
+    max_cost: float | None = typer.Option(None, "--max-cost", min=0.0, help="Stop at this estimated cost (USD)."),
+    pool_good: int = typer.Option(2, "--pool-good", min=0, help="Good few-shot examples per prompt."),
+    pool_bad: int = typer.Option(1, "--pool-bad", min=0, help="Bad few-shot examples per prompt."),
+    pool_seed: int = typer.Option(0, "--pool-seed", help="Seed of the few-shot sampling."),
+    pool_refresh: int = typer.Option(50, "--pool-refresh", min=1,
+                                     help="Re-read the example pools every N items of the job."),
+    name: str | None = typer.Option(None, "--name", help="A name for the job."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N snippets."),
+    resume: int | None = typer.Option(None, "--resume", help="Resume job JOB (pending and interrupted items)."),
+    retry_failed: int | None = typer.Option(None, "--retry-failed", help="Re-run the failed items of job JOB."),
+    batch: bool = typer.Option(False, "--batch", help="Send the calls through the provider's Batch API: half "
+                               "price, answers within 24h (resume with --resume JOB after an interruption)."),
+    allow_parallel: bool = typer.Option(False, "--allow-parallel", help="Start now even when another job runs "
+                                        "(or is queued) on the same server; by default the job waits its turn."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Plan and estimate the cost; do not create the job."),
+    as_json: bool = typer.Option(False, "--json", help="Print the job summary as JSON (no progress bar)."),
+):
+    """Generate and judge instruction examples (a persisted, resumable job; one job at a time per server)."""
+    from core.generate import PoolConfig
+    store = store_from(ctx)
+    try:
+        existing = resume if resume is not None else retry_failed
+        if existing is not None:
+            summary = _resume(store, existing, retry_failed is not None, allow_parallel, as_json)
+        else:
+            _check_sources(selection, ids, seeds, task, mix)
+            snippet_ids, selection_id = _snippet_ids(store, selection, ids, limit)
+            mix_map = _parse_mix(mix) if mix else (None if task else _parse_mix("default"))
+            if dry_run:
+                return _dry_run(store, snippet_ids, task=task, mix=mix_map, targets=target_language,
+                                seeds_only=seeds_only, batch=batch, as_json=as_json)
+            job_id = _create_job(
+                store, snippet_ids, selection_id, selection=selection, ids=ids, task=task, mix=mix_map,
+                targets=target_language, concurrency=concurrency, max_calls=max_calls, max_cost=max_cost,
+                pool=PoolConfig(good=pool_good, bad=pool_bad, seed=pool_seed, refresh_every=pool_refresh),
+                seeds_only=seeds_only, name=name, batch=batch, quiet=as_json)
+            summary = _start_or_queue(store, job_id, allow_parallel=allow_parallel, quiet=as_json)
+        summary = _with_batches(store, summary)
+    except ShoalError as exc:
+        fail(str(exc))
+    _report(summary, as_json)
+
+
+# --------------------------------------------------------------------------- shoal jobs
+
+def _print_jobs(store: Store, rows: list[dict]) -> None:
+    from rich.table import Table
+    from core.jobs.endpoint_queue import queued_jobs
+    queued = queued_jobs(store)
+    t = Table(title="generation jobs")
+    for col in ("id", "name", "task", "status", "items", "succeeded", "failed", "pending", "skipped", "created"):
+        t.add_column(col)
+    for r in rows:
+        status = "interrupted" if r["interrupted"] else r["status"]
+        if r["id"] in queued:
+            status = f"queued after {_refs(queued[r['id']])}" if queued[r["id"]] else "queued"
+        t.add_row(str(r["id"]), r["name"] or "", r["task"], status, str(r["n_items"]), str(r["succeeded"]),
+                  str(r["failed"]), str(r["pending"]), str(r["skipped"]), str(r["created_at"])[:19])
+    console.print(t)
+
+
+def _control(store: Store, job_id: int, show: bool, as_json: bool) -> None:
+    """After --pause / --cancel (or for --show): the job's summary, with its pacing for --show."""
+    from core import jobs as J
+    s = _with_batches(store, J.job_summary(store, job_id))
+    if show:
+        s["pacing"] = _job_pacing(store, job_id)
+    _report(s, as_json)
+    if show and not as_json:
+        _print_pacing(s["pacing"])
+
+
+def _print_queue_run(summaries: list[dict], as_json: bool) -> None:
+    if as_json:
+        print_json(summaries)
+        return
+    if not summaries:
+        console.print("No job is queued.")
+    for s in summaries:
+        _print_summary(s)
+
+
+def jobs(
+    ctx: typer.Context,
+    show: int | None = typer.Option(None, "--show", help="Details of one job."),
+    pause: int | None = typer.Option(None, "--pause", help="Mark a job paused (resume with generate --resume)."),
+    cancel: int | None = typer.Option(None, "--cancel", help="Cancel a job (and its provider batch)."),
+    resume: int | None = typer.Option(None, "--resume", help="Resume a job (as `generate --resume`)."),
+    run_queued: bool = typer.Option(False, "--run-queued", help="Run the queued jobs here, each as soon as its "
+                                    "server is free (jobs queued on the page wait in the database)."),
+    allow_parallel: bool = typer.Option(False, "--allow-parallel", help="With --resume: start even when another "
+                                        "job runs on the same server."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """List generation jobs with their item counts."""
+    from core import jobs as J
+    store = store_from(ctx)
+    try:
+        if resume is not None:
+            J.get_job(store, resume)
+            return _report(_with_batches(store, _start_or_queue(store, resume, allow_parallel=allow_parallel,
+                                                                quiet=as_json)), as_json)
+        if run_queued:
+            return _print_queue_run([_with_batches(store, s) for s in _run_queue(store, as_json)], as_json)
+        if pause is not None:
+            J.pause_job(store, pause)
+        if cancel is not None:
+            J.cancel_job(store, cancel)
+        target = next((j for j in (show, pause, cancel) if j is not None), None)
+        if target is not None:
+            return _control(store, target, show is not None, as_json)
+        rows = J.list_jobs(store)
+    except ShoalError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(rows)
+    else:
+        _print_jobs(store, rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(generate)
+    app.command()(jobs)

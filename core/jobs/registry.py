@@ -5,9 +5,10 @@ runner (one run per job at a time) can ask without importing the threads that ca
 """
 from __future__ import annotations
 
+import logging
 import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from core.errors import ShoalError
 from core.store import Store
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 _WORKERS_LOCK = threading.Lock()
 _RUNNING: set[tuple[str, int]] = set()
 _WORKERS: dict[tuple[str, int], JobWorker] = {}
+# Called as hook(store, job_id) when a run ends, while the job still counts as running here: the
+# durable queue hands the server over to the next job without a moment in which neither runs.
+_RUN_END_HOOKS: list[Callable[[Store, int], None]] = []
+log = logging.getLogger(__name__)
 
 
 def job_key(store: Store, job_id: int) -> tuple[str, int]:
@@ -35,14 +40,34 @@ def running_here(store: Store, job_id: int) -> Iterator[None]:
     try:
         yield
     finally:
+        for hook in list(_RUN_END_HOOKS):
+            try:
+                hook(store, int(job_id))
+            except Exception:   # the run itself is over and recorded; a failed hand-over is retried by the queue
+                log.warning("end-of-run hook %r failed for job %s", hook, job_id, exc_info=True)
         with _WORKERS_LOCK:
             _RUNNING.discard(key)
+
+
+def on_run_end(hook: Callable[[Store, int], None]) -> None:
+    """Register `hook(store, job_id)`, called once per run as it ends (the job still counted as running)."""
+    if hook not in _RUN_END_HOOKS:
+        _RUN_END_HOOKS.append(hook)
 
 
 def worker_alive(store: Store, job_id: int) -> bool:
     key = job_key(store, job_id)
     w = _WORKERS.get(key)
     return (w is not None and w.is_alive()) or key in _RUNNING
+
+
+def live_job_ids(store: Store) -> list[int]:
+    """Jobs of this database with a live worker thread or a run under way in this process."""
+    path = str(store.path)
+    with _WORKERS_LOCK:
+        ids = {jid for (p, jid), w in _WORKERS.items() if p == path and w.is_alive()}
+        ids |= {jid for (p, jid) in _RUNNING if p == path}
+    return sorted(ids)
 
 
 def signal_worker(store: Store, job_id: int) -> None:
