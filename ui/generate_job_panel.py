@@ -117,7 +117,7 @@ def job_panel(store: Store, live: bool) -> None:
     k[3].metric("Judge passed", s["judge_passed"])
     k[4].metric("Pre-filter stopped", s["prefilter_rejected"])
     k[5].metric("LLM requests", s["usage"].get("calls", 0))
-    st.caption(f"Spent ${s['usage'].get('cost_usd', 0):.4f} (estimated from the price table)"
+    st.caption(f"Spent ${s['usage'].get('cost_usd', 0):.4f} (at the models' prices)"
                + (f" · stopped: {s['stop_reason']}" if s.get("stop_reason") else ""))
     _job_controls(store, job_id, s, alive)
     batch_section(store, job_id)

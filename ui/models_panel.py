@@ -177,7 +177,7 @@ def _role_block(store: Store, role: str, base_profiles: dict[str, Profile]) -> N
 def _model_list(role: str, prof: Profile) -> None:
     v = st.session_state
     listed = v.get(f"gen.{role}.models")
-    b, pick = st.columns([1, 4])
+    b, pick = st.columns([1, 4], vertical_alignment="bottom")
     if b.button("List models", key=f"gen.{role}.list_models", help="GET /v1/models on the server."):
         with st.spinner("Asking the server for its models…"):
             got = list_models(prof)
@@ -194,14 +194,14 @@ def _model_list(role: str, prof: Profile) -> None:
 
 def _key_fields(role: str, prof: Profile) -> None:
     v = st.session_state
-    k1, k2 = st.columns([3, 2])
+    k1, k2 = st.columns([3, 2], vertical_alignment="bottom")
     k1.text_input(f"{role} API key", key=f"gen.{role}.api_key", type="password",
                   help="Kept in this browser session only (never in the database, logs or exports). "
                        "To keep it, save it to .streamlit/secrets.toml.")
     name = key_env_for(v[f"gen.{role}.preset"], role)
-    k2.button(f"Save key to secrets.toml as {name}", key=f"gen.{role}.save_key", on_click=_save_key, args=(role,),
+    k2.button("Save key to secrets.toml", key=f"gen.{role}.save_key", on_click=_save_key, args=(role,),
               disabled=not str(v.get(f"gen.{role}.api_key", "") or "").strip(),
-              help=f"Writes {name} into {secrets_file_for_writing()} (other entries are kept).")
+              help=f"Writes it as {name} into {secrets_file_for_writing()} (other entries are kept).")
     st.caption(f"Key: {key_source(prof)}")
     flash = v.pop(f"gen.{role}.key_flash", None)
     if flash:

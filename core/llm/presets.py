@@ -89,7 +89,8 @@ def _named_key_env(base: Profile, preset: str, url: str, session_name: str | Non
     if base.key_env_explicit and url == base.base_url:
         return base.api_key_env
     own = key_env_for(preset, base.role)
-    probe = Profile(role=base.role, base_url="http://127.0.0.1/v1", model="", api_key_env=own)   # only the name counts
+    probe = Profile.model_validate({"role": base.role, "base_url": "http://127.0.0.1/v1", "model": "",
+                                    "api_key_env": own})   # only the name counts
     return own if not key_source(probe).startswith("none") else None
 
 
