@@ -22,7 +22,7 @@ from core.store import Store
 from core.tasks import DEFAULT_MIX, TASKS, get_task
 from ui.common import reviewer_name
 from ui.models_panel import (allow_presets, chosen_presets, chosen_profiles, form_defaults, models_panel,
-                             started_profiles, uses_local_model)
+                             reconcile_presets, started_profiles, uses_local_model)
 from ui.persist import Form
 from ui.text import plain
 
@@ -51,6 +51,7 @@ class Choice:
     profiles: dict[str, Profile]
     local: bool
     batch: bool
+    problem: str | None = None     # why the Models panel's choice cannot start a job
 
 
 def base_profiles() -> dict[str, Profile]:
@@ -85,14 +86,17 @@ def run_form(store: Store) -> RunForm:
     form.allow("gen.when_busy", [QUEUE, PARALLEL])
     allow_presets(form, base)
     form.restore()
+    reconcile_presets(base)
     return RunForm(store, base, form, sources, selections)
 
 
-def _profiles_now(rf: RunForm) -> dict[str, Profile]:
+def _profiles_now(rf: RunForm) -> tuple[dict[str, Profile], str | None]:
+    """The profiles the panel's choice makes, or the environment's and why the choice cannot be used
+    (the panel shows it; Start waits until it is fixed)."""
     try:
-        return chosen_profiles(rf.base)
-    except ShoalError:
-        return rf.base       # the panel shows what is wrong with the choice
+        return chosen_profiles(rf.base), None
+    except ShoalError as exc:
+        return rf.base, str(exc)
 
 
 def _snippets_and_tasks(rf: RunForm) -> tuple:
@@ -199,7 +203,9 @@ def _start_button(store: Store, c: Choice, plan: J.JobPlan | None) -> None:
         st.radio("When you start another job", [QUEUE, PARALLEL], key="gen.when_busy", horizontal=True)
     what = (f"{plan.n_items} items from " + (f"selection “{c.selection}”" if c.selection else c.source.lower())
             + (" in batch mode" if c.batch else "")) if plan else ""
-    if st.button("Start job", type="primary", disabled=plan is None, key="gen.start",
+    if c.problem:
+        st.warning(f"Models: {c.problem}")
+    if st.button("Start job", type="primary", disabled=plan is None or bool(c.problem), key="gen.start",
                  help=f"Starts {what}." if what else None):
         try:
             start_job(store, c)
@@ -212,7 +218,7 @@ def _start_button(store: Store, c: Choice, plan: J.JobPlan | None) -> None:
 def run_tab(rf: RunForm) -> Choice:
     """The Run tab below the job panel; returns what the form asks for (the Prompts tab previews it)."""
     store = rf.store
-    profiles = _profiles_now(rf)
+    profiles, problem = _profiles_now(rf)
     local = uses_local_model(profiles)
     if local:
         st.warning("**The embedded local model only demonstrates the flow.** It is a 135M-parameter model on "
@@ -229,7 +235,7 @@ def run_tab(rf: RunForm) -> Choice:
     batch = _batch_choice(profiles)
     rf.form.save()
     c = Choice(_snippet_ids(store, source, selection, limit) if n_snippets else [], task, mix, targets, source,
-               selection, profiles, local, batch)
+               selection, profiles, local, batch, problem)
     plan = _estimate(store, c) if c.snippet_ids else None
     _start_button(store, c, plan)
     return c

@@ -44,6 +44,21 @@ def allow_presets(form, roles) -> None:
         form.allow(f"gen.{role}.preset", list(PRESETS))
 
 
+def reconcile_presets(roles) -> None:
+    """After the form is restored: a URL saved before presets existed (or typed for a preset since
+    changed) is shown under the preset it matches, never silently replaced by the embedded model."""
+    v = st.session_state
+    for role in roles:
+        url = str(v.get(f"gen.{role}.base_url_in", "")).strip()
+        if v.get(f"gen.{role}.preset") == "local" and url and not url.startswith("("):
+            try:
+                v[f"gen.{role}.preset"] = preset_of(Profile(role=role, base_url=url, model=""))
+            except ValueError:
+                v[f"gen.{role}.preset"] = "custom"
+        elif v.get(f"gen.{role}.preset") != "local" and url.startswith("("):
+            v[f"gen.{role}.base_url_in"] = PRESETS[v[f"gen.{role}.preset"]].base_url
+
+
 def _session_key_name(role: str) -> str | None:
     """The name this session's typed key for `role` is held under (None: no key typed)."""
     typed = str(st.session_state.get(f"gen.{role}.api_key", "") or "").strip()

@@ -106,8 +106,11 @@ def profile_for_choice(base: Profile, preset: str, base_url: str, model: str,
         raise ShoalError(f"Unknown endpoint preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
     role = base.role
     url = base_url.strip()
-    if preset == "local" or not url:
+    if preset == "local":
         return base if base.source == "local" else local_profile(role, start=False, model=model.strip() or None)
+    if not url:
+        raise ShoalError(f"Type the {role} server's base URL (it usually ends in /v1), or choose the embedded "
+                         "local model.")
     data: dict[str, Any] = base.model_dump() if base.source != "local" else {"role": role, **ROLE_DEFAULTS[role]}
     data.pop("api_key_env", None)
     data.update(base_url=url, model=model.strip())

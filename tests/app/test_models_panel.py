@@ -239,6 +239,9 @@ def test_a_model_list_that_cannot_be_read_says_why_and_free_text_still_works(pla
     at = _run(AppTest.from_file(GENERATE, default_timeout=60))
     at.selectbox(key="gen.generator.preset").set_value("custom")
     _run(at)
+    assert at.text_input(key="gen.generator.base_url_in").value == ""
+    assert any("Type the generator server's base URL" in w.value for w in at.warning)
+    assert at.button(key="gen.start").disabled                  # not the embedded model in disguise
     at.text_input(key="gen.generator.base_url_in").set_value(platform.base_url)
     at.text_input(key="gen.generator.model_in").set_value("my-own-name")
     _run(at)

@@ -64,6 +64,8 @@ def test_a_choice_makes_the_profile_the_next_job_uses():
     custom = profile_for_choice(base, "custom", "http://10.0.0.5:9000/v1", "m")
     assert not custom.key_env_explicit and resolve_api_key(custom) == DUMMY_KEY
     assert profile_for_choice(custom, "local", "", "smollm2-135m").source == "local"
+    with pytest.raises(ShoalError, match="Type the generator server's base URL"):
+        profile_for_choice(base, "custom", "", "m")          # never the embedded model in disguise
     with pytest.raises(ShoalError, match="base URL is not valid"):
         profile_for_choice(base, "custom", "10.0.0.5:9000/v1", "m")
     # the environment's profile keeps its own settings while its URL is chosen
