@@ -7,6 +7,10 @@ profile, DuckDB, a log or an export.
 Key safety (the simonw/llm lesson): a custom base URL (vLLM, Ollama, OpenRouter, ...) never
 receives the default `OPENAI_API_KEY` unless the profile names it explicitly. Loopback
 servers get a dummy key.
+
+A key typed on the Generate page is held in this process's memory under a session-only name
+(`hold_session_key`), or written into secrets.toml on request (`write_secret`, merged with what
+the file holds); either way the profile carries only the name.
 """
 from __future__ import annotations
 
