@@ -7,11 +7,19 @@ profile, DuckDB, a log or an export.
 Key safety (the simonw/llm lesson): a custom base URL (vLLM, Ollama, OpenRouter, ...) never
 receives the default `OPENAI_API_KEY` unless the profile names it explicitly. Loopback
 servers get a dummy key.
+
+A key typed on the Generate page is held in this process's memory under a session-only name
+(`hold_session_key`), or written into secrets.toml on request (`write_secret`, merged with what
+the file holds); either way the profile carries only the name.
 """
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
+import tempfile
+import threading
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -158,12 +166,22 @@ def resolve_api_key(profile: Profile, secrets: list[Path] | None = None) -> str:
     """The key to send for this profile (read now, never cached on disk).
 
     * A custom (non-OpenAI) base URL whose profile did not name a key variable gets no real key.
+    * A key typed on the Generate page for this session only (`hold_session_key`) is read from
+      this process's memory; once the process has restarted it is gone, and the call is refused.
     * Loopback servers get a dummy key when their variable is unset.
     * api.openai.com without a key is a configuration error with the fix in its message.
     """
     if not profile.is_openai and not profile.key_env_explicit:
         return DUMMY_KEY
     name = profile.api_key_env
+    if name.startswith(SESSION_KEY_PREFIX):
+        held = session_key(name)
+        if held is None:
+            raise ShoalError(
+                f"The {profile.role} profile's API key was typed on the Generate page for that session only, "
+                "and the app has restarted since: type the key again in the Models panel (or save it to "
+                ".streamlit/secrets.toml there).")
+        return held
     key = (os.environ.get(name) or "").strip() or _read_secret(name, secrets)
     if key:
         return key
@@ -172,6 +190,128 @@ def resolve_api_key(profile: Profile, secrets: list[Path] | None = None) -> str:
             f"The {profile.role} profile uses {profile.base_url} but no API key was found: "
             f"set the environment variable {name} or add `{name} = \"...\"` to .streamlit/secrets.toml.")
     return DUMMY_KEY
+
+
+# ---------------------------------------------------------------- keys typed on the page
+
+# A key typed on the Generate page lives here, in this process's memory only, under a name no
+# environment variable has (a profile names it like any key variable: job records hold the
+# name, never the key). Each page session has its own names, so sessions never share keys.
+SESSION_KEY_PREFIX = "SHOAL_SESSION_KEY_"
+_SESSION_KEYS: dict[str, str] = {}
+_SESSION_KEYS_LOCK = threading.Lock()
+_KEY_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def session_key_name(role: str, token: str) -> str:
+    """The key variable name of `role`'s session key in the page session `token`."""
+    return f"{SESSION_KEY_PREFIX}{role.upper()}_{token}"
+
+
+def hold_session_key(name: str, key: str) -> None:
+    """Keep `key` in memory under `name` (an empty key forgets it)."""
+    if not name.startswith(SESSION_KEY_PREFIX):
+        raise ValueError(f"{name!r} is not a session key name")
+    with _SESSION_KEYS_LOCK:
+        if key.strip():
+            _SESSION_KEYS[name] = key.strip()
+        else:
+            _SESSION_KEYS.pop(name, None)
+
+
+def session_key(name: str) -> str | None:
+    with _SESSION_KEYS_LOCK:
+        return _SESSION_KEYS.get(name)
+
+
+def key_source(profile: Profile, secrets: list[Path] | None = None) -> str:
+    """Where this profile's key would come from, for display (never the key itself)."""
+    if not profile.base_url:
+        return "no key needed (embedded model)"
+    if not profile.is_openai and not profile.key_env_explicit:
+        return "no key sent (a custom server gets one only when you give it one)"
+    name = profile.api_key_env
+    if name.startswith(SESSION_KEY_PREFIX):
+        return "typed here, kept for this session only" if session_key(name) else "none (the session key is gone)"
+    if (os.environ.get(name) or "").strip():
+        return f"environment variable {name}"
+    for path in secrets if secrets is not None else secrets_paths():
+        try:
+            if path.is_file() and _read_secret(name, [path]):
+                return f"{name} in {path}"
+        except ShoalError:
+            return f"{path} cannot be read"
+    return f"none yet ({name} is not set)"
+
+
+def secrets_file_for_writing() -> Path:
+    """Where a key saved from the page goes: $SHOAL_SECRETS_FILE, else the project's
+    .streamlit/secrets.toml (Streamlit's own place, ignored by git)."""
+    return secrets_paths()[0]
+
+
+def _toml_string(value: str) -> str:
+    # JSON's escapes (\" \\ \n \uXXXX ...) are all valid in a TOML basic string
+    return json.dumps(value, ensure_ascii=True)
+
+
+def write_secret(name: str, value: str, path: Path | None = None) -> Path:
+    """Set the top-level `name = "value"` in a secrets.toml, keeping everything else in it
+    (other keys, tables such as [auth], comments). Refuses to touch a file that does not parse.
+    Written atomically, readable by the owner only. Returns the file's path."""
+    if not _KEY_NAME_RE.match(name) or name.startswith(SESSION_KEY_PREFIX):
+        raise ShoalError(f"{name!r} cannot be a secrets.toml key name.")
+    value = value.strip()
+    if not value or "\n" in value or "\r" in value:
+        raise ShoalError("The key to save is empty or spans lines.")
+    path = Path(path or secrets_file_for_writing()).expanduser()
+    text, before = "", {}
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        try:
+            before = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ShoalError(f"{path} is not valid TOML ({exc}); fix it before saving a key into it.") from None
+    new_text = _with_top_level_line(text, name, f"{name} = {_toml_string(value)}")
+    try:
+        after = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError:
+        after = {}
+    others_kept = {k: v for k, v in after.items() if k != name} == {k: v for k, v in before.items() if k != name}
+    if after.get(name) != value or not others_kept:
+        raise ShoalError(f"Could not set {name} in {path} without changing the rest of it; edit the file by hand.")
+    _write_private(path, new_text)
+    return path
+
+
+def _with_top_level_line(text: str, name: str, line: str) -> str:
+    """`text` with the top-level assignment of `name` replaced by `line` (or `line` added before
+    the first [table], where top-level keys must be)."""
+    lines = text.splitlines()
+    assign = re.compile(rf"^\s*(?:{re.escape(name)}|\"{re.escape(name)}\")\s*=")
+    first_table = next((i for i, raw in enumerate(lines) if raw.lstrip().startswith("[")), len(lines))
+    for i in range(first_table):
+        if assign.match(lines[i]):
+            lines[i] = line
+            break
+    else:
+        lines.insert(first_table, line)
+        if first_table < len(lines) - 1 and lines[first_table + 1].strip():
+            lines.insert(first_table + 1, "")
+    return "\n".join(lines) + "\n"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secrets-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # ---------------------------------------------------------------- profiles from the environment
@@ -255,10 +395,7 @@ def load_profiles(start_local: bool = True) -> dict[str, Profile]:
                 settings.setdefault("model", _env("OPENAI_MODEL") or default_model)
                 source = "openai"
             else:
-                settings.update(_local_endpoint(start_local, settings.get("model")))
-                # a 135M model on 2 CPU cores: ~15 tokens/s, one request at a time
-                settings["timeout_s"] = own.get("timeout_s", LOCAL_TIMEOUT_S)
-                settings["max_tokens"] = own.get("max_tokens", _local_max_tokens(role))
+                settings.update(_local_settings(role, own, start_local, settings.get("model")))
                 source = "local"
         settings.setdefault("model", "")
         try:
@@ -267,6 +404,26 @@ def load_profiles(start_local: bool = True) -> dict[str, Profile]:
             raise ShoalError(f"Invalid {role} LLM settings: {exc.errors()[0]['msg']} "
                              f"({'.'.join(map(str, exc.errors()[0]['loc']))})") from None
     return out
+
+
+def _local_settings(role: str, own: dict[str, Any], start: bool, model: str | None) -> dict[str, Any]:
+    settings = _local_endpoint(start, model)
+    # a 135M model on 2 CPU cores: ~15 tokens/s, one request at a time
+    settings["timeout_s"] = own.get("timeout_s", LOCAL_TIMEOUT_S)
+    settings["max_tokens"] = own.get("max_tokens", _local_max_tokens(role))
+    return settings
+
+
+def local_profile(role: str, start: bool = False, model: str | None = None) -> Profile:
+    """The embedded model's profile for `role`, also when an endpoint is configured (the Models
+    panel's "embedded local model" choice); base_url is "" until the server is started."""
+    from core import local_llm
+    own = _role_settings(role)
+    name = model if model and (model in local_llm.MODELS or model.endswith(".gguf")) else None
+    settings: dict[str, Any] = dict(ROLE_DEFAULTS[role])
+    settings.update({k: v for k, v in own.items() if k in ("temperature", "reasoning_effort")})
+    settings.update(_local_settings(role, own, start, name))
+    return Profile(role=role, source="local", **settings)
 
 
 def _local_endpoint(start: bool, model: str | None) -> dict[str, Any]:

@@ -10,6 +10,9 @@ Batch APIs charge a share of the online price (`batch_discount`): 0.5 for OpenAI
 Anthropic models (by provider, from the model name or the server's host), 1.0 for anyone
 else unless the price file says otherwise, per model (`{"my-model": {..., "batch_discount":
 0.4}}`) or per provider (`{"batch_discount": {"openai": 0.5}}`).
+
+Prices set on the Generate page (core.model_prices, kept in DuckDB) are laid over both in the
+app's process (`set_price_overlay`).
 """
 from __future__ import annotations
 
@@ -64,17 +67,29 @@ def _normalise(table: dict) -> dict[str, tuple[float, float]]:
     return out
 
 
+# prices set in the app (core.model_prices, from DuckDB): over the table and the file
+_OVERLAY: dict[str, dict] = {}
+
+
+def set_price_overlay(table: dict[str, dict]) -> None:
+    """Replace this process's overlay: model -> {input, output[, batch_discount]}."""
+    global _OVERLAY
+    _normalise(table)      # refuse a bad entry now, not at the next call's cost
+    _OVERLAY = {str(k): dict(v) for k, v in table.items()}
+
+
 def load_prices(path: str | os.PathLike | None = None) -> dict[str, tuple[float, float]]:
-    """The built-in table updated with the file at `path` (default $SHOAL_PRICES_FILE)."""
+    """The built-in table updated with the file at `path` (default $SHOAL_PRICES_FILE), then
+    with the prices set in the app (`set_price_overlay`)."""
     path = path or os.environ.get("SHOAL_PRICES_FILE")
     if not path:
-        return dict(DEFAULT_PRICES)
+        return {**DEFAULT_PRICES, **_normalise(_OVERLAY)}
     p = Path(path).expanduser()
     try:
         mtime = p.stat().st_mtime_ns
     except OSError as exc:
         raise ShoalError(f"Cannot read the price table {p}: {exc}") from None
-    return dict(_load_file(str(p), mtime))
+    return {**_load_file(str(p), mtime), **_normalise(_OVERLAY)}
 
 
 @lru_cache(maxsize=8)
@@ -160,9 +175,9 @@ def _share(value, where: str) -> float:
 def batch_discount(model: str, base_url: str | None = None, path: str | os.PathLike | None = None) -> float:
     """The share of the online price a batch request of `model` costs (see the module docstring)."""
     table = _raw_table(path)
-    entry = table.get(model) if model else None
-    if isinstance(entry, dict) and "batch_discount" in entry:
-        return _share(entry["batch_discount"], model)
+    for entry in (_OVERLAY.get(model), table.get(model)) if model else ():
+        if isinstance(entry, dict) and entry.get("batch_discount") is not None:
+            return _share(entry["batch_discount"], model)
     provider = provider_of(model, base_url)
     per_provider = table.get("batch_discount")
     if provider and isinstance(per_provider, dict) and provider in per_provider:
