@@ -67,14 +67,24 @@ def latest_map_id(store: Store) -> int | None:
     return store.scalar("SELECT max(id) FROM maps WHERE coalesce(status, 'done') = 'done'")
 
 
-def from_clause(store: Store, f: QueueFilter, sort: str | None = None) -> tuple[str, int | None]:
-    """FROM clause joining only what the filter and sort need (each join costs a scan at 100k)."""
+def needs_judgment(f: QueueFilter, sort: str | None = None) -> bool:
+    """Whether the filter's WHERE clause or the sort key reads the judgment (`j`)."""
+    return f.judge != "any" or bool(f.rule) or sort == "judge_failed_first"
+
+
+def from_clause(store: Store, f: QueueFilter, sort: str | None = None,
+                judgment: bool = True) -> tuple[str, int | None]:
+    """FROM clause joining only what the filter and sort need (each join costs a scan at 100k).
+
+    `judgment=False` leaves out the newest judgment (`j`), for a query that reads nothing of it
+    beyond the filter and sort (see `needs_judgment`): the view's window is most of a point lookup's cost."""
     # an assigned queue starts from the reviewer's assignments (filtered in where_clause), so
     # every scan covers their examples only
     parts = ["FROM assignments asg JOIN generations g ON g.id = asg.generation_id" if f.assigned_to
-             else "FROM generations g",
-             "LEFT JOIN latest_judgments j ON j.generation_id = g.id",
-             "LEFT JOIN reviews r ON r.generation_id = g.id"]
+             else "FROM generations g"]
+    if judgment or needs_judgment(f, sort):
+        parts.append("LEFT JOIN latest_judgments j ON j.generation_id = g.id")
+    parts.append("LEFT JOIN reviews r ON r.generation_id = g.id")
     if f.languages or (f.search or "").strip():
         parts.append("LEFT JOIN snippets s ON s.id = g.snippet_id")
     map_id = None

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from core.review.counts import QueueCounts
 from core.review.filters import QueueFilter, from_clause, latest_map_id, sort_keys, todo_condition, where_clause
 from core.store import Store
 
 
 def _key_of(store: Store, f: QueueFilter, sort: str, seed: int, generation_id: int):
-    frm, _ = from_clause(store, f, sort)
+    frm, _ = from_clause(store, f, sort, judgment=False)
     k1, k2 = sort_keys(sort, seed)
     return store.execute(f"SELECT {k1}, {k2} {frm} WHERE g.id = ?", [int(generation_id)]).fetchone()
 
@@ -56,7 +57,7 @@ def queue_summary(store: Store, f: QueueFilter, sort: str = "judge_failed_first"
 
 
 def queue_count(store: Store, f: QueueFilter) -> int:
-    frm, _ = from_clause(store, f)
+    frm, _ = from_clause(store, f, judgment=False)
     where, p = where_clause(f)
     return int(store.scalar(f"SELECT count(*) {frm} WHERE {where}", p))
 
@@ -92,14 +93,14 @@ def queue_rows(store: Store, ids: list[int]) -> pd.DataFrame:
 
 
 def queue_ids(store: Store, f: QueueFilter) -> list[int]:
-    frm, _ = from_clause(store, f)
+    frm, _ = from_clause(store, f, judgment=False)
     where, p = where_clause(f)
     return [r[0] for r in store.execute(f"SELECT g.id {frm} WHERE {where} ORDER BY g.id", p).fetchall()]
 
 
 def matches(store: Store, f: QueueFilter, generation_id: int) -> bool:
     """Does this example (still) match the filter? A point lookup, cheap at any size."""
-    frm, _ = from_clause(store, f)
+    frm, _ = from_clause(store, f, judgment=False)
     where, p = where_clause(f)
     return bool(store.scalar(f"SELECT count(*) {frm} WHERE g.id = ? AND {where}", [int(generation_id)] + p))
 
@@ -109,7 +110,7 @@ def queue_window(store: Store, f: QueueFilter, sort: str = "judge_failed_first",
     """The next `limit` examples after `after_id` in queue order (direction=-1: the previous ones,
     nearest first). Keyset on the sort key, so no OFFSET scans; `after_id` need not match the
     filter any more (e.g. it was just accepted while the filter shows the to-do list)."""
-    frm, _ = from_clause(store, f, sort)
+    frm, _ = from_clause(store, f, sort, judgment=False)
     where, p = where_clause(f)
     k1, k2 = sort_keys(sort, seed)
     order = "ASC" if direction > 0 else "DESC"
@@ -142,6 +143,7 @@ class QueueCursor:
 
     Plain data (ids and the filter) so a page can keep it in its session; every candidate is
     re-checked against the database before it is shown, so decisions made elsewhere are respected.
+    Its `summary` is the queue's counts, scanned once and then kept in step (core.review.counts).
     """
 
     def __init__(self, f: QueueFilter, sort: str, seed: int, window: int = 40):
@@ -150,6 +152,11 @@ class QueueCursor:
         self._anchor: int | None = None   # the id last returned (or the window was fetched after)
         self._tail: int | None = None     # last id fetched, where the next window starts
         self._exhausted = False
+        self.counts = QueueCounts(f, sort, seed)
+
+    def summary(self, store: Store, current_id: int | None = None) -> dict:
+        """`queue_summary` of this queue with `current_id`'s position, without a scan per call."""
+        return self.counts.summary(store, current_id)
 
     def same_queue(self, f: QueueFilter, sort: str, seed: int) -> bool:
         return (self.filter, self.sort, self.seed) == (f, sort, seed)

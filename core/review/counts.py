@@ -1,0 +1,206 @@
+"""Queue counts kept in step, not recomputed: one scan when a queue is opened, then only the
+examples that changed.
+
+`queue_summary` counts a queue with one scan over its scope (a reviewer's assignments, or every
+generation): at 100k generations that is tens of milliseconds, too much to pay on every accept
+when ten reviewers work at once. `QueueCounts` does that scan once, keeping per example its sort
+key and the flags the counts add up (in the filter, to do, accepted, ... judge failed). After
+that, each `summary()` asks the database what changed since it last looked — new audit rows name
+every example a decision, response, consolidation, adjudication, bulk action or undo touched; new
+judgments and generations have ids past the ones seen — and re-reads only those rows. So the
+counts and the position are the ones `queue_summary` would give, including other reviewers'
+decisions, at the cost of point lookups. A re-assignment (the scope changes), a new map, deleted
+generations, many changes at once, or `ttl` seconds without a full scan mean a new full scan.
+
+A queue bigger than `MAX_ROWS` is not kept in memory: its summary is `queue_summary` each time.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from core.review.filters import QueueFilter, from_clause, latest_map_id, sort_keys, todo_condition, where_clause
+from core.store import Store
+
+FLAGS = ("in_filter", "todo", "accepted", "rejected", "skipped", "edited", "judge_passed", "judge_failed", "unjudged")
+MAX_ROWS = 400_000        # bigger queues are counted by SQL each time (memory per session)
+MAX_CHANGED = 2_000       # more changed examples than this since the last look: scan again
+RESCOPE_ACTIONS = ("team.assign", "team.remove")   # who is assigned what changed: the scope moves
+
+_FLAG_SQL = ("coalesce(r.verdict = 'accepted', FALSE)", "coalesce(r.verdict = 'rejected', FALSE)",
+             "coalesce(r.verdict = 'skipped', FALSE)", "coalesce(r.edited_fields IS NOT NULL, FALSE)",
+             "coalesce(j.overall, FALSE)", "coalesce(NOT j.overall, FALSE)", "j.overall IS NULL")
+
+
+def _rows_sql(store: Store, f: QueueFilter, sort: str, seed: int) -> tuple[str, list, int | None]:
+    """SELECT of (id, k1, k2, *FLAGS) over the queue's scope (the filter with any status), its
+    parameters, and the map id it was built for. Extra conditions are appended by the caller."""
+    frm, map_id = from_clause(store, f, sort)
+    where, p = where_clause(f.with_(status="any"))
+    wf, pf = where_clause(f)
+    todo_p: list = []
+    todo = todo_condition(f, todo_p)
+    k1, k2 = sort_keys(sort, seed)
+    cols = [f"coalesce(({wf}), FALSE)", f"coalesce(({todo}), FALSE)", *_FLAG_SQL]
+    return (f"SELECT g.id, CAST({k1} AS BIGINT) AS k1, CAST({k2} AS BIGINT) AS k2, {', '.join(cols)}\n"
+            f"{frm} WHERE {where}", pf + todo_p + p, map_id)
+
+
+class QueueCounts:
+    """The counts and positions of one queue (filter, sort, seed), kept in step with the database.
+
+    Plain data (numpy arrays and a dict), so a page keeps it in its session; not shared between
+    threads."""
+
+    def __init__(self, f: QueueFilter, sort: str = "judge_failed_first", seed: int = 0, ttl: float = 300.0):
+        self.filter, self.sort, self.seed, self.ttl = f, sort, int(seed), float(ttl)
+        self.full_scans = 0           # how many times the scope was scanned (tests and the bench read it)
+        self._scanned_at: float | None = None
+        self._too_big = False
+
+    # ------------------------------------------------------------------ public
+
+    def summary(self, store: Store, current_id: int | None = None) -> dict:
+        """What `queue_summary(store, f, sort, seed, current_id)` returns, from the kept rows."""
+        self.sync(store)
+        if self._too_big:
+            from core.review.queue import queue_summary
+            return queue_summary(store, self.filter, self.sort, self.seed, current_id)
+        out = {"in_filter": int(self._totals[0]), "all_status": int(self._scope)}
+        out.update({k: int(v) for k, v in zip(FLAGS[1:], self._totals[1:])})
+        out["position"] = self.position(current_id)
+        return out
+
+    def position(self, gid: int | None) -> int | None:
+        """1-based place of `gid` in the queue; None when it is not in the filter."""
+        row = self._row(gid) if gid is not None else None
+        if row is None or not row[2][0]:
+            return None
+        a, b = row[0], row[1]
+        keep = self._live & self._flags[0]
+        before = keep & ((self._k1 < a) | ((self._k1 == a) & (self._k2 < b)))
+        n = int(np.count_nonzero(before))
+        n += sum(1 for r in self._over.values() if r is not None and r[2][0] and (r[0], r[1]) < (a, b))
+        return n + 1
+
+    def sync(self, store: Store) -> None:
+        """Bring the kept rows in line with the database (a full scan only when needed)."""
+        now = time.monotonic()
+        if self._scanned_at is None or now - self._scanned_at > self.ttl:
+            self.scan(store)
+            return
+        if self._too_big:
+            return
+        changed = self._changed_since(store)
+        if changed is None:
+            self.scan(store)
+        elif changed:
+            self.reload(store, changed)
+
+    def scan(self, store: Store) -> None:
+        """Read every row of the scope (and note where the database's change logs stand)."""
+        self.full_scans += 1
+        self._scanned_at = time.monotonic()
+        self._marks = self._probe(store)           # before the scan: anything after it is re-read
+        sql, params, self._map_id = _rows_sql(store, self.filter, self.sort, self.seed)
+        self._sql, self._params = sql, params
+        n = int(store.scalar(f"SELECT count(*) FROM ({sql})", params))
+        self._too_big = n > MAX_ROWS
+        if self._too_big:
+            return
+        cols = store.execute(sql + " ORDER BY g.id", params).fetchnumpy()
+        names = list(cols)
+        self._ids = np.asarray(cols[names[0]], dtype=np.int64)
+        self._k1 = np.asarray(cols[names[1]], dtype=np.int64)
+        self._k2 = np.asarray(cols[names[2]], dtype=np.int64)
+        self._flags = np.vstack([np.asarray(cols[c], dtype=bool) for c in names[3:]]) if len(self._ids) \
+            else np.zeros((len(FLAGS), 0), dtype=bool)
+        self._live = np.ones(len(self._ids), dtype=bool)
+        self._over: dict[int, tuple | None] = {}
+        self._totals = self._flags.sum(axis=1).astype(np.int64)
+        self._scope = len(self._ids)
+
+    def reload(self, store: Store, gids: set[int] | list[int]) -> None:
+        """Re-read these examples' rows (a decision, a new judgment ...) and adjust the counts."""
+        gids = sorted({int(g) for g in gids})
+        fresh: dict[int, tuple] = {}
+        for i in range(0, len(gids), 500):
+            chunk = gids[i:i + 500]
+            rows = store.execute(f"{self._sql} AND g.id IN ({', '.join('?' * len(chunk))})",
+                                 self._params + chunk).fetchall()
+            fresh.update({int(r[0]): (int(r[1]), int(r[2]), tuple(bool(x) for x in r[3:])) for r in rows})
+        for gid in gids:
+            self._replace(gid, fresh.get(gid))
+
+    # ------------------------------------------------------------------ rows
+
+    def _index(self, gid: int) -> int | None:
+        i = int(np.searchsorted(self._ids, gid))
+        return i if i < len(self._ids) and self._ids[i] == gid else None
+
+    def _row(self, gid: int) -> tuple | None:
+        """(k1, k2, flags) of an example in the scope, None when it is not in it."""
+        if gid in self._over:
+            return self._over[gid]
+        i = self._index(gid)
+        if i is None:
+            return None
+        return int(self._k1[i]), int(self._k2[i]), tuple(bool(x) for x in self._flags[:, i])
+
+    def _replace(self, gid: int, new: tuple | None) -> None:
+        old = self._row(gid)
+        if old is not None:
+            self._totals -= np.asarray(old[2], dtype=np.int64)
+            self._scope -= 1
+        if new is not None:
+            self._totals += np.asarray(new[2], dtype=np.int64)
+            self._scope += 1
+        i = self._index(gid)
+        if i is not None:
+            self._live[i] = False
+        self._over[gid] = new
+
+    # ------------------------------------------------------------------ what changed
+
+    def _probe(self, store: Store) -> dict:
+        row = store.execute("""SELECT (SELECT coalesce(max(id), 0) FROM audit_log),
+                                      (SELECT coalesce(max(id), 0) FROM generations),
+                                      (SELECT count(*) FROM generations),
+                                      (SELECT coalesce(max(id), 0) FROM judgments)""").fetchone()
+        return {"audit": int(row[0]), "generation": int(row[1]), "generations": int(row[2]),
+                "judgment": int(row[3]), "map": latest_map_id(store)}
+
+    def _changed_since(self, store: Store) -> set[int] | None:
+        """Examples changed since the last look; None when only a full scan can tell."""
+        m = self._marks
+        row = store.execute("""
+            SELECT (SELECT coalesce(max(id), 0) FROM generations), (SELECT count(*) FROM generations),
+                   (SELECT coalesce(max(id), 0) FROM judgments),
+                   (SELECT list({'id': id, 'action': action, 'entity': entity, 'gid': TRY_CAST(entity_id AS BIGINT)}
+                                ORDER BY id) FROM audit_log WHERE id > ?)""", [m["audit"]]).fetchone()
+        max_gen, n_gen, max_judgment, audit = int(row[0]), int(row[1]), int(row[2]), row[3] or []
+        if self._map_id is not None or self.sort == "cluster" or self.filter.clusters:
+            if latest_map_id(store) != m["map"]:
+                return None
+        changed: set[int] = set()
+        for a in audit:
+            if a["action"] in RESCOPE_ACTIONS:
+                return None
+            if a["entity"] in ("review", "response") and a["gid"] is not None:
+                changed.add(int(a["gid"]))
+        if max_gen != m["generation"] or n_gen != m["generations"]:
+            new = [int(r[0]) for r in store.execute("SELECT id FROM generations WHERE id > ?",
+                                                    [m["generation"]]).fetchall()]
+            if n_gen - m["generations"] != len(new):          # some were deleted
+                return None
+            changed.update(new)
+        if max_judgment != m["judgment"]:
+            changed.update(int(r[0]) for r in store.execute(
+                "SELECT DISTINCT generation_id FROM judgments WHERE id > ?", [m["judgment"]]).fetchall())
+        if len(changed) > MAX_CHANGED:
+            return None
+        if audit:
+            m["audit"] = int(audit[-1]["id"])
+        m.update(generation=max_gen, generations=n_gen, judgment=max_judgment)
+        return changed
