@@ -17,7 +17,8 @@ app = typer.Typer(help="Shoal: build small, diverse, high-quality code instructi
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Stage modules under core/commands/, each with `register(app)`.
-COMMAND_MODULES = ["ingest", "mapping", "generation", "reviewing", "checking", "exporting", "local_llm", "judging"]
+COMMAND_MODULES = ["ingest", "mapping", "generation", "reviewing", "checking", "exporting", "local_llm", "judging",
+                   "team"]
 
 
 @app.callback()
