@@ -29,6 +29,7 @@ def save_member(identity: str, role: str) -> None:
     try:
         team.set_member(store, identity, role, actor=me, actor_role=current_role(), config=config)
         SS["tm_flash"] = (f"{identity.strip()} is now {role}.", True)
+        SS.pop("tm_reviewers", None)      # the team changed: offer its reviewers again
     except ShoalError as exc:
         SS["tm_flash"] = (str(exc), False)
 
@@ -37,6 +38,7 @@ def drop_member(identity: str) -> None:
     try:
         team.remove_member(store, identity, actor=me, actor_role=current_role(), config=config)
         SS["tm_flash"] = (f"{identity} was removed from the team.", True)
+        SS.pop("tm_reviewers", None)
     except ShoalError as exc:
         SS["tm_flash"] = (str(exc), False)
 
