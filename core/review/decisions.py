@@ -50,6 +50,10 @@ def _original_fields(store: Store, gid: int) -> tuple[dict, int]:
     return (original if isinstance(original, dict) else {}), int(gen["needed"] or 1)
 
 
+_RECORD_AND_RESPONSE = ("SELECT (SELECT version FROM review_responses WHERE generation_id = ? AND reviewer = ?)"
+                        " AS _my_version, rr.* FROM (SELECT 1) LEFT JOIN review_records rr ON rr.generation_id = ?")
+
+
 def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, expected_version: int,
            note: str | None = None, reasons: Iterable[str] | None = None,
            edited_fields: dict | None = None, seconds_open: float | None = None) -> dict:
@@ -69,12 +73,15 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
     note = (note or "").strip() or None
     if need > 1:
         return _respond(store, gid, verdict, reviewer, expected_version, note, reasons, original,
-                        edited_fields, seconds_open)
+                        edited_fields, seconds_open, need)
     batch_id = uuid.uuid4().hex
 
     def write(cur) -> dict:
-        # the row, live or a tombstone (undone): the live review, and the highest version ever
-        record = row_dict(cur, cur.execute("SELECT * FROM review_records WHERE generation_id = ?", [gid]).fetchone())
+        # in one lookup: the row, live or a tombstone (undone) — the live review and the highest
+        # version ever — and the version of this reviewer's own copy of it
+        found = row_dict(cur, cur.execute(_RECORD_AND_RESPONSE, [gid, reviewer, gid]).fetchone()) or {}
+        mine = found.pop("_my_version")
+        record = found if found.get("generation_id") is not None else None
         current = None if record is None or record["undone_at"] is not None else \
             {k: v for k, v in record.items() if k != "undone_at"}
         if (current["version"] if current else 0) != int(expected_version):
@@ -89,7 +96,8 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
             "VALUES (?, 'review.decide', 'review', ?, ?, ?, ?)",
             [reviewer, str(gid), None if current is None else json.dumps(review_json(current), default=str),
              json.dumps(after), batch_id])
-        write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open, audit=False)
+        write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open, audit=False,
+                       current=None if mine is None else {"version": mine})
         return after
 
     after = store.write(write)
@@ -97,7 +105,7 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
 
 
 def _respond(store: Store, gid: int, verdict: str, reviewer: str, expected_version: int, note, reasons,
-             original: dict, edited_fields: dict | None, seconds_open) -> dict:
+             original: dict, edited_fields: dict | None, seconds_open, need: int) -> dict:
     """An overlap example: the reviewer's own response (an edit carries over from their last one)."""
     if edited_fields is not None:
         edited = _clean_edit(original, edited_fields)
@@ -106,7 +114,7 @@ def _respond(store: Store, gid: int, verdict: str, reviewer: str, expected_versi
                             [gid, reviewer])
         edited = loads(prev)
     return respond(store, gid, verdict, reviewer=reviewer, expected_version=expected_version, note=note,
-                   reasons=reasons, edited=edited, seconds_open=seconds_open)
+                   reasons=reasons, edited=edited, seconds_open=seconds_open, needed=need)
 
 
 def version_for(store: Store, generation_id: int, reviewer: str) -> int:

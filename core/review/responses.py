@@ -139,10 +139,17 @@ def _target_of(adj: dict | None, rows: list, needed: int) -> tuple[str, dict | N
                       "edited_fields": edits[-1] if edits else None, "reviewer": ", ".join(sorted(r[0] for r in rows))}
 
 
-def consolidate(cur, gid: int, actor: str, batch_id: str) -> str:
+def consolidate(cur, gid: int, actor: str, batch_id: str, needed: int | None = None,
+                unadjudicated: bool = False) -> str:
     """Inside a transaction: bring an overlap example's `review_records` row in line with its
-    responses (audited as review.consolidate when it changes); returns the example's status."""
-    status, target = _target(cur, gid, _needed(cur, gid))
+    responses (audited as review.consolidate when it changes); returns the example's status.
+    `needed` / `unadjudicated`: what the caller has just read in this transaction (not read again)."""
+    need = _needed(cur, gid) if needed is None else needed
+    if unadjudicated:
+        rows = cur.execute(_RESPONSE_ROWS.format("AND verdict IN ('accepted', 'rejected')"), [gid]).fetchall()
+        status, target = _target_of(None, rows, need)
+    else:
+        status, target = _target(cur, gid, need)
     record = row_dict(cur, cur.execute("SELECT * FROM review_records WHERE generation_id = ?", [gid]).fetchone())
     current = None if record is None or record["undone_at"] is not None else \
         {k: v for k, v in record.items() if k != "undone_at"}
@@ -170,9 +177,11 @@ def consolidate(cur, gid: int, actor: str, batch_id: str) -> str:
 
 
 def respond(store: Store, generation_id: int, verdict: str, *, reviewer: str, expected_version: int,
-            note: str | None, reasons: list[str], edited: dict | None, seconds_open: float | None = None) -> dict:
+            note: str | None, reasons: list[str], edited: dict | None, seconds_open: float | None = None,
+            needed: int | None = None) -> dict:
     """One reviewer's response to an overlap example (called by core.review.decide). Raises
-    StaleReview when the reviewer's own response is no longer at `expected_version`."""
+    StaleReview when the reviewer's own response is no longer at `expected_version`. `needed`: how
+    many reviewers it needs, when the caller knows."""
     gid = int(generation_id)
     batch_id = uuid.uuid4().hex
 
@@ -184,7 +193,7 @@ def respond(store: Store, generation_id: int, verdict: str, *, reviewer: str, ex
             raise StaleReview(gid, {**current, "reviewer": reviewer} if current else None, int(expected_version))
         after = write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open,
                                current=current)
-        status = consolidate(cur, gid, reviewer, batch_id)
+        status = consolidate(cur, gid, reviewer, batch_id, needed=needed, unadjudicated=True)
         return {**after, "status": status}
 
     return {**store.write(write), "generation_id": gid, "action_id": batch_id}
