@@ -7,7 +7,8 @@ when ten reviewers work at once. `QueueCounts` does that scan once, keeping per 
 key and the flags the counts add up (in the filter, to do, accepted, ... judge failed). After
 that, each `summary()` asks the database what changed since it last looked — new audit rows name
 every example a decision, response, consolidation, adjudication, bulk action or undo touched; new
-judgments and generations have ids past the ones seen — and re-reads only those rows. So the
+judgments and generations have ids past the ones seen (looked for every `rows_every` seconds, a
+page polls for new examples no faster) — and re-reads only those rows. So the
 counts and the position are the ones `queue_summary` would give, including other reviewers'
 decisions, at the cost of point lookups. A re-assignment (the scope changes), a new map, deleted
 generations, many changes at once, or `ttl` seconds without a full scan mean a new full scan.
@@ -73,8 +74,11 @@ class QueueCounts:
     Plain data (numpy arrays and a dict), so a page keeps it in its session; not shared between
     threads."""
 
-    def __init__(self, f: QueueFilter, sort: str = "judge_failed_first", seed: int = 0, ttl: float = 300.0):
+    def __init__(self, f: QueueFilter, sort: str = "judge_failed_first", seed: int = 0, ttl: float = 300.0,
+                 rows_every: float = 2.0):
         self.filter, self.sort, self.seed, self.ttl = f, sort, int(seed), float(ttl)
+        self.rows_every = float(rows_every)   # seconds between looks for new examples and judgments
+        self._rows_looked = 0.0
         self.full_scans = 0           # how many times the scope was scanned (tests and the bench read it)
         self._scanned_at: float | None = None
         self._too_big = False
@@ -155,7 +159,7 @@ class QueueCounts:
     def scan(self, store: Store) -> None:
         """Read every row of the scope (and note where the database's change logs stand)."""
         self.full_scans += 1
-        self._scanned_at = time.monotonic()
+        self._scanned_at = self._rows_looked = time.monotonic()
         self._marks = self._probe(store)           # before the scan: anything after it is re-read
         sql, params, map_id = _rows_sql(store, self.filter, self.sort, self.seed)
         self._map_id = map_id
@@ -240,37 +244,39 @@ class QueueCounts:
         """(examples changed since the last look, those of them with a new judgment or new);
         None when only a full scan can tell."""
         m = self._marks
-        row = store.execute("""
-            SELECT (SELECT coalesce(max(id), 0) FROM generations), (SELECT count(*) FROM generations),
-                   (SELECT coalesce(max(id), 0) FROM judgments),
-                   (SELECT list({'id': id, 'action': action, 'entity': entity, 'gid': TRY_CAST(entity_id AS BIGINT)}
-                                ORDER BY id) FROM audit_log WHERE id > ?)""", [m["audit"]]).fetchone()
-        max_gen, n_gen, max_judgment, audit = int(row[0]), int(row[1]), int(row[2]), row[3] or []
+        audit = store.execute("SELECT id, action, entity, TRY_CAST(entity_id AS BIGINT) FROM audit_log WHERE id > ? "
+                              "ORDER BY id", [m["audit"]]).fetchall()
         if self._map_id is not None or self.sort == "cluster" or self.filter.clusters:
             if latest_map_id(store) != m["map"]:
                 return None
         changed: set[int] = set()
         judged: set[int] = set()
-        for a in audit:
-            if a["action"] in RESCOPE_ACTIONS:
+        for _, action, entity, gid in audit:
+            if action in RESCOPE_ACTIONS:
                 return None
-            if a["entity"] in ("review", "response") and a["gid"] is not None:
-                changed.add(int(a["gid"]))
-        if max_gen != m["generation"] or n_gen != m["generations"]:
-            new = [int(r[0]) for r in store.execute("SELECT id FROM generations WHERE id > ?",
-                                                    [m["generation"]]).fetchall()]
-            if n_gen - m["generations"] != len(new):          # some were deleted
-                return None
-            judged.update(new)
-        if max_judgment != m["judgment"]:
-            judged.update(int(r[0]) for r in store.execute(
-                "SELECT DISTINCT generation_id FROM judgments WHERE id > ?", [m["judgment"]]).fetchall())
+            if entity in ("review", "response") and gid is not None:
+                changed.add(int(gid))
+        if audit:
+            m["audit"] = int(audit[-1][0])
+        now = time.monotonic()
+        if now - self._rows_looked >= self.rows_every:      # new examples and judgments
+            self._rows_looked = now
+            row = store.execute("""SELECT (SELECT coalesce(max(id), 0) FROM generations), (SELECT count(*) FROM generations),
+                                          (SELECT coalesce(max(id), 0) FROM judgments)""").fetchone()
+            max_gen, n_gen, max_judgment = (int(x) for x in row)
+            if max_gen != m["generation"] or n_gen != m["generations"]:
+                new = [int(r[0]) for r in store.execute("SELECT id FROM generations WHERE id > ?",
+                                                        [m["generation"]]).fetchall()]
+                if n_gen - m["generations"] != len(new):          # some were deleted
+                    return None
+                judged.update(new)
+            if max_judgment != m["judgment"]:
+                judged.update(int(r[0]) for r in store.execute(
+                    "SELECT DISTINCT generation_id FROM judgments WHERE id > ?", [m["judgment"]]).fetchall())
+            m.update(generation=max_gen, generations=n_gen, judgment=max_judgment)
         changed |= judged
         if len(changed) > MAX_CHANGED:
             return None
-        if audit:
-            m["audit"] = int(audit[-1]["id"])
-        m.update(generation=max_gen, generations=n_gen, judgment=max_judgment)
         return changed, judged
 
 

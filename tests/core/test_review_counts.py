@@ -36,11 +36,12 @@ def same(store, counts: QueueCounts, current_id):
 def test_counts_follow_decisions_undo_bulk_and_new_rows_without_rescanning(filled):
     store = filled
     all_ids = ids(store)
-    queues = [QueueCounts(rv.QueueFilter(), s, 3) for s in SORTS] + [
-        QueueCounts(rv.QueueFilter(judge="failed"), "judge_failed_first", 0),
-        QueueCounts(rv.QueueFilter(status="any", tasks=("code_generation", "code_repair")), "oldest", 0),
-        QueueCounts(rv.QueueFilter(status="accepted", reviewer="ann"), "newest", 0),   # the scope moves
-        QueueCounts(rv.QueueFilter(status="edited"), "oldest", 0),
+    kept = dict(rows_every=0)        # look for new judgments and examples at every call
+    queues = [QueueCounts(rv.QueueFilter(), s, 3, **kept) for s in SORTS] + [
+        QueueCounts(rv.QueueFilter(judge="failed"), "judge_failed_first", 0, **kept),
+        QueueCounts(rv.QueueFilter(status="any", tasks=("code_generation", "code_repair")), "oldest", 0, **kept),
+        QueueCounts(rv.QueueFilter(status="accepted", reviewer="ann"), "newest", 0, **kept),   # the scope moves
+        QueueCounts(rv.QueueFilter(status="edited"), "oldest", 0, **kept),
     ]
     rnd = random.Random(4)
     for q in queues:
@@ -122,3 +123,23 @@ def test_a_queue_too_big_to_keep_is_counted_by_sql(filled, monkeypatch):
     same(store, q, first)
     decide(store, first, "accepted", "ann")
     same(store, q, first)
+
+
+def test_new_examples_show_within_rows_every_and_anything_else_within_ttl(filled):
+    import time
+    store = filled
+    q = QueueCounts(rv.QueueFilter(), "oldest", 0, rows_every=0.3, ttl=1.0)
+    before = q.summary(store)["in_filter"]
+    store.execute("INSERT INTO generations(snippet_id, task, fields, parse_ok) SELECT snippet_id, task, fields, TRUE "
+                  "FROM generations ORDER BY id LIMIT 1")
+    assert q.summary(store)["in_filter"] == before                 # not looked for yet
+    time.sleep(0.35)
+    assert q.summary(store)["in_filter"] == before + 1 and q.full_scans == 1
+    # a write that bypasses core.review (no audit row) is seen at the next full scan
+    gid = ids(store)[0]
+    store.execute("INSERT INTO review_records(generation_id, verdict, reviewer, version) VALUES (?, 'accepted', 'x', 1)",
+                  [gid])
+    assert q.summary(store)["accepted"] == 0
+    time.sleep(1.05)
+    assert q.summary(store)["accepted"] == 1 and q.full_scans == 2
+    same(store, q, gid)
