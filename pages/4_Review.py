@@ -447,7 +447,7 @@ def draw_actions(gid: int) -> None:
 
 def draw_counts(slot, f: rv.QueueFilter, gid: int | None) -> None:
     """Counts for the current filter; drawn last into a slot at the top so the example shows first."""
-    c = rv.queue_summary(store, f, SS.rv_sort, int(SS.rv_seed), gid)
+    c = cursor().summary(store, gid)          # kept in step, not recounted (core.review.counts)
     pos = f"{c['position']} of {c['in_filter']}" if c["position"] else f"– of {c['in_filter']}"
     slot.markdown(
         f"**Queue** {pos} · to do {c['todo']} · accepted {c['accepted']} · rejected {c['rejected']} · "
