@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Stage modules under core/commands/, each with `register(app)`.
 COMMAND_MODULES = ["ingest", "mapping", "generation", "reviewing", "checking", "exporting", "local_llm", "judging",
-                   "status"]
+                   "status", "team"]
 
 
 @app.callback()

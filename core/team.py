@@ -268,3 +268,25 @@ def set_settings(store: Store, *, actor: str, actor_role: str | None, **values) 
 
     store.write(write)
     return get_settings(store)
+
+
+# --------------------------------------------------------------------------- assignment
+
+def default_reviewers(people: list[Member]) -> list[str]:
+    """Who an assignment goes to unless the owner says otherwise: the reviewers, else every member."""
+    return [m.identity for m in people if m.role == "reviewer"] or [m.identity for m in people]
+
+
+def assign_examples(store: Store, reviewers: list[str], *, per_example: int, overlap_share: float, actor: str,
+                    actor_role: str | None, include_reviewed: bool = False, reset_open: bool = False,
+                    seed: int = 0) -> Any:
+    """The Team page's Assign button and `shoal team assign`: check the role, assign the unassigned
+    examples with that overlap (core.review.assign), and keep the overlap as the team's setting.
+    Returns the AssignResult."""
+    require(actor_role, "team")
+    from core.review.assign import assign
+    res = assign(store, reviewers, per_example=per_example, overlap_share=overlap_share,
+                 include_reviewed=include_reviewed, reset_open=reset_open, actor=actor, seed=seed)
+    set_settings(store, actor=actor, actor_role=actor_role, reviewers_per_example=int(per_example),
+                 overlap_share=float(overlap_share))
+    return res

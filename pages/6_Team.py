@@ -29,6 +29,7 @@ def save_member(identity: str, role: str) -> None:
     try:
         team.set_member(store, identity, role, actor=me, actor_role=current_role(), config=config)
         SS["tm_flash"] = (f"{identity.strip()} is now {role}.", True)
+        SS.pop("tm_reviewers", None)      # the team changed: offer its reviewers again
     except ShoalError as exc:
         SS["tm_flash"] = (str(exc), False)
 
@@ -37,17 +38,16 @@ def drop_member(identity: str) -> None:
     try:
         team.remove_member(store, identity, actor=me, actor_role=current_role(), config=config)
         SS["tm_flash"] = (f"{identity} was removed from the team.", True)
+        SS.pop("tm_reviewers", None)
     except ShoalError as exc:
         SS["tm_flash"] = (str(exc), False)
 
 
 def run_assign(reviewers: list[str], per_example: int, share: float, include_reviewed: bool, reset: bool) -> None:
     try:
-        team.require(current_role(), "team")
-        team.set_settings(store, actor=me, actor_role=current_role(), reviewers_per_example=per_example,
-                          overlap_share=share)
-        res = rv.assign(store, reviewers, per_example=per_example, overlap_share=share,
-                        include_reviewed=include_reviewed, reset_open=reset, actor=me, seed=int(SS.get("tm_seed", 0)))
+        res = team.assign_examples(store, reviewers, per_example=per_example, overlap_share=share, actor=me,
+                                   actor_role=current_role(), include_reviewed=include_reviewed, reset_open=reset,
+                                   seed=int(SS.get("tm_seed", 0)))
         SS["tm_flash"] = (f"Assigned {res.examples} examples ({res.overlap_examples} with overlap) to "
                           f"{len(reviewers)} reviewers: " + ", ".join(f"{k} {v}" for k, v in sorted(res.per_reviewer.items())),
                           True)
@@ -101,7 +101,7 @@ if is_owner:
     settings = team.get_settings(store)
     candidates = [p.identity for p in people]
     with st.container(border=True):
-        default = [p.identity for p in people if p.role == "reviewer"] or candidates
+        default = team.default_reviewers(people)
         chosen = st.multiselect("Reviewers to assign to", candidates, default=default, key="tm_reviewers")
         if not sign_in_enabled():
             extra = st.text_input("More reviewer names (comma-separated)", key="tm_extra",

@@ -7,7 +7,7 @@ import streamlit as st
 from core import review as rv
 from core.store import Store
 from ui.common import can
-from ui.review_state import SS, on_filter_change, options, save_position
+from ui.review_state import SS, cursor, on_filter_change, options, save_position
 
 
 def queue_sidebar(store: Store) -> None:
@@ -50,7 +50,7 @@ def queue_sidebar(store: Store) -> None:
 
 def draw_counts(store: Store, slot, f: rv.QueueFilter, gid: int | None) -> None:
     """Counts for the current filter; drawn last into a slot at the top so the example shows first."""
-    c = rv.queue_summary(store, f, SS.rv_sort, int(SS.rv_seed), gid)
+    c = cursor().summary(store, gid)          # kept in step, not recounted (core.review.counts)
     pos = f"{c['position']} of {c['in_filter']}" if c["position"] else f"– of {c['in_filter']}"
     slot.markdown(
         f"**Queue** {pos} · to do {c['todo']} · accepted {c['accepted']} · rejected {c['rejected']} · "

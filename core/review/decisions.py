@@ -15,17 +15,11 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from core.errors import ShoalError
-from core.review.common import VERDICTS, StaleReview, loads, require_reviewer, review_json, row_dict
+from core.review.common import VERDICTS, StaleReview, loads, put_review, require_reviewer, review_json, row_dict
 from core.review.assign import needed
 from core.review.filters import QueueFilter, from_clause, where_clause
 from core.review.responses import respond, response_version, write_response
 from core.store import Store
-
-
-def highest_version(cur, generation_id: int) -> int:
-    """The highest version this generation's review ever had (a tombstone keeps it), 0 if none."""
-    v = cur.execute("SELECT version FROM review_records WHERE generation_id = ?", [int(generation_id)]).fetchone()
-    return int(v[0]) if v else 0
 
 
 def _clean_edit(original: dict, edited: dict | None) -> dict | None:
@@ -46,20 +40,18 @@ def _clean_edit(original: dict, edited: dict | None) -> dict | None:
     return None if merged == original else merged
 
 
-def _original_fields(store: Store, gid: int) -> dict:
-    gen = store.one("SELECT fields FROM generations WHERE id = ?", [gid])
+def _original_fields(store: Store, gid: int) -> tuple[dict, int]:
+    """The example's generated fields and how many reviewers it needs (one lookup)."""
+    gen = store.one("SELECT fields, (SELECT max(needed) FROM assignments WHERE generation_id = ?) AS needed "
+                    "FROM generations WHERE id = ?", [gid, gid])
     if gen is None:
         raise ShoalError(f"There is no generated example #{gid}.")
     original = loads(gen["fields"])
-    return original if isinstance(original, dict) else {}
+    return (original if isinstance(original, dict) else {}), int(gen["needed"] or 1)
 
 
-_UPSERT_DECISION = (
-    "INSERT INTO review_records(generation_id, verdict, note, reasons, edited_fields, reviewer, version,"
-    " batch_id, updated_at, undone_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, current_timestamp, NULL) "
-    "ON CONFLICT (generation_id) DO UPDATE SET verdict = excluded.verdict, note = excluded.note,"
-    " reasons = excluded.reasons, edited_fields = excluded.edited_fields, reviewer = excluded.reviewer,"
-    " version = excluded.version, batch_id = NULL, updated_at = excluded.updated_at, undone_at = NULL")
+_RECORD_AND_RESPONSE = ("SELECT (SELECT version FROM review_responses WHERE generation_id = ? AND reviewer = ?)"
+                        " AS _my_version, rr.* FROM (SELECT 1) LEFT JOIN review_records rr ON rr.generation_id = ?")
 
 
 def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, expected_version: int,
@@ -76,30 +68,36 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
         raise ShoalError(f"Unknown verdict {verdict!r}; use one of {', '.join(VERDICTS)}.")
     reviewer = require_reviewer(reviewer)
     gid = int(generation_id)
-    original = _original_fields(store, gid)
+    original, need = _original_fields(store, gid)
     reasons = [str(x) for x in (reasons or [])]
     note = (note or "").strip() or None
-    if needed(store, gid) > 1:
+    if need > 1:
         return _respond(store, gid, verdict, reviewer, expected_version, note, reasons, original,
-                        edited_fields, seconds_open)
+                        edited_fields, seconds_open, need)
     batch_id = uuid.uuid4().hex
 
     def write(cur) -> dict:
-        current = row_dict(cur, cur.execute("SELECT * FROM reviews WHERE generation_id = ?", [gid]).fetchone())
+        # in one lookup: the row, live or a tombstone (undone) — the live review and the highest
+        # version ever — and the version of this reviewer's own copy of it
+        found = row_dict(cur, cur.execute(_RECORD_AND_RESPONSE, [gid, reviewer, gid]).fetchone()) or {}
+        mine = found.pop("_my_version")
+        record = found if found.get("generation_id") is not None else None
+        current = None if record is None or record["undone_at"] is not None else \
+            {k: v for k, v in record.items() if k != "undone_at"}
         if (current["version"] if current else 0) != int(expected_version):
             raise StaleReview(gid, current, int(expected_version))
         edited = _clean_edit(original, edited_fields) if edited_fields is not None else (
             loads(current["edited_fields"]) if current else None)
         after = {"verdict": verdict, "note": note, "reasons": reasons, "edited_fields": edited,
-                 "reviewer": reviewer, "version": highest_version(cur, gid) + 1, "batch_id": None}
-        cur.execute(_UPSERT_DECISION, [gid, verdict, note, json.dumps(reasons),
-                                       None if edited is None else json.dumps(edited), reviewer, after["version"]])
+                 "reviewer": reviewer, "version": (int(record["version"]) if record else 0) + 1, "batch_id": None}
+        put_review(cur, gid, record is not None, verdict, note, reasons, edited, reviewer, after["version"])
         cur.execute(
             "INSERT INTO audit_log(actor, action, entity, entity_id, before, after, batch_id) "
             "VALUES (?, 'review.decide', 'review', ?, ?, ?, ?)",
             [reviewer, str(gid), None if current is None else json.dumps(review_json(current), default=str),
              json.dumps(after), batch_id])
-        write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open, audit=False)
+        write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open, audit=False,
+                       current=None if mine is None else {"version": mine})
         return after
 
     after = store.write(write)
@@ -107,7 +105,7 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
 
 
 def _respond(store: Store, gid: int, verdict: str, reviewer: str, expected_version: int, note, reasons,
-             original: dict, edited_fields: dict | None, seconds_open) -> dict:
+             original: dict, edited_fields: dict | None, seconds_open, need: int) -> dict:
     """An overlap example: the reviewer's own response (an edit carries over from their last one)."""
     if edited_fields is not None:
         edited = _clean_edit(original, edited_fields)
@@ -116,7 +114,7 @@ def _respond(store: Store, gid: int, verdict: str, reviewer: str, expected_versi
                             [gid, reviewer])
         edited = loads(prev)
     return respond(store, gid, verdict, reviewer=reviewer, expected_version=expected_version, note=note,
-                   reasons=reasons, edited=edited, seconds_open=seconds_open)
+                   reasons=reasons, edited=edited, seconds_open=seconds_open, needed=need)
 
 
 def version_for(store: Store, generation_id: int, reviewer: str) -> int:

@@ -67,21 +67,40 @@ def latest_map_id(store: Store) -> int | None:
     return store.scalar("SELECT max(id) FROM maps WHERE coalesce(status, 'done') = 'done'")
 
 
-def from_clause(store: Store, f: QueueFilter, sort: str | None = None) -> tuple[str, int | None]:
-    """FROM clause joining only what the filter and sort need (each join costs a scan at 100k)."""
+def needs_judgment(f: QueueFilter, sort: str | None = None) -> bool:
+    """Whether the filter's WHERE clause or the sort key reads the judgment (`j`)."""
+    return f.judge != "any" or bool(f.rule) or sort == "judge_failed_first"
+
+
+def from_clause(store: Store, f: QueueFilter, sort: str | None = None, judgment: bool = True,
+                ids: Iterable[int] | None = None) -> tuple[str, int | None]:
+    """FROM clause joining only what the filter and sort need (each join costs a scan at 100k).
+
+    `judgment=False` leaves out the newest judgment (`j`), for a query that reads nothing of it
+    beyond the filter and sort (see `needs_judgment`). `ids`: a point lookup of these generations
+    only; every joined table is cut to them first, so no join scans a whole table (the judgment
+    view's window, the reviewer's assignments) to find a handful of rows."""
+    only = None if ids is None else ", ".join(str(int(i)) for i in ids) or "NULL"
+
+    def cut(table: str, key: str) -> str:
+        return table if only is None else f"(SELECT * FROM {table} WHERE {key} IN ({only}))"
+
+    gen = cut("generations", "id")
     # an assigned queue starts from the reviewer's assignments (filtered in where_clause), so
     # every scan covers their examples only
-    parts = ["FROM assignments asg JOIN generations g ON g.id = asg.generation_id" if f.assigned_to
-             else "FROM generations g",
-             "LEFT JOIN latest_judgments j ON j.generation_id = g.id",
-             "LEFT JOIN reviews r ON r.generation_id = g.id"]
+    parts = [f"FROM {cut('assignments', 'generation_id')} asg JOIN {gen} g ON g.id = asg.generation_id"
+             if f.assigned_to else f"FROM {gen} g"]
+    if judgment or needs_judgment(f, sort):
+        parts.append(f"LEFT JOIN {cut('latest_judgments', 'generation_id')} j ON j.generation_id = g.id")
+    parts.append(f"LEFT JOIN {cut('reviews', 'generation_id')} r ON r.generation_id = g.id")
+    of_gens = "" if only is None else f" AND {{}} IN (SELECT snippet_id FROM generations WHERE id IN ({only}))"
     if f.languages or (f.search or "").strip():
-        parts.append("LEFT JOIN snippets s ON s.id = g.snippet_id")
+        parts.append("LEFT JOIN snippets s ON s.id = g.snippet_id" + of_gens.format("s.id"))
     map_id = None
     if f.clusters or sort == "cluster":
         map_id = f.map_id if f.map_id is not None else latest_map_id(store)
         parts.append("LEFT JOIN map_points mp ON mp.snippet_id = g.snippet_id AND mp.map_id = "
-                     + (str(int(map_id)) if map_id is not None else "NULL"))
+                     + (str(int(map_id)) if map_id is not None else "NULL") + of_gens.format("mp.snippet_id"))
     return "\n".join(parts) + "\n", map_id
 
 
@@ -138,6 +157,11 @@ def todo_condition(f: QueueFilter, p: list) -> str:
             " AND g.id NOT IN (SELECT generation_id FROM adjudications)")
 
 
+def status_condition(f: QueueFilter, p: list) -> str:
+    """The status part of the filter alone (where_clause with status "any" is the rest)."""
+    return todo_condition(f, p) if f.status == "todo" else _STATUS_SQL[f.status]
+
+
 def where_clause(f: QueueFilter) -> tuple[str, list]:
     """The WHERE clause (without the keyword) and its parameters for a filter."""
     conds: list[str] = ["TRUE"]
@@ -157,7 +181,7 @@ def where_clause(f: QueueFilter) -> tuple[str, list]:
     if f.assigned_to:
         conds.append("asg.reviewer = ?")          # from_clause joins the assignments as `asg`
         p.append(f.assigned_to)
-    conds.append(todo_condition(f, p) if f.status == "todo" else _STATUS_SQL[f.status])
+    conds.append(status_condition(f, p))
     if f.team_status:
         conds.append("g.id IN (SELECT generation_id FROM review_team_status WHERE status = ?)")
         p.append(f.team_status)

@@ -43,10 +43,19 @@ def _judgment(store: Store, generation_id: int) -> dict | None:
     return judgment
 
 
-def _prompt(store: Store, prompt_version_id, columns: str) -> dict | None:
-    if prompt_version_id is None:
-        return None
-    return store.one(f"SELECT {columns} FROM prompt_versions WHERE id = ?", [prompt_version_id])
+def _prompts(store: Store, generator_id, judge_id) -> tuple[dict | None, dict | None]:
+    """The generation's prompt version (id, task, version, note, created_at) and the judge's (id,
+    task, version), in one lookup."""
+    ids = [i for i in (generator_id, judge_id) if i is not None]
+    if not ids:
+        return None, None
+    rows = {r["id"]: r for r in store.rows(
+        f"SELECT id, task, version, note, created_at FROM prompt_versions WHERE id IN ({', '.join('?' * len(ids))})",
+        ids)}
+    gen = rows.get(generator_id) if generator_id is not None else None
+    judge = rows.get(judge_id) if judge_id is not None else None
+    return (dict(gen) if gen else None,
+            {k: judge[k] for k in ("id", "task", "version")} if judge else None)
 
 
 def _cluster(store: Store, snippet: dict) -> dict | None:
@@ -66,10 +75,9 @@ def get_item(store: Store, generation_id: int) -> dict | None:
         return None
     snippet = store.one("SELECT * FROM snippets WHERE id = ?", [g["snippet_id"]]) or {}
     judgment = _judgment(store, generation_id)
+    prompt, judge_prompt = _prompts(store, g.get("prompt_version_id"), (judgment or {}).get("prompt_version_id"))
     return {"generation": g, "snippet": snippet, "judgment": judgment, "review": get_review(store, generation_id),
-            "prompt": _prompt(store, g.get("prompt_version_id"), "id, task, version, note, created_at"),
-            "judge_prompt": _prompt(store, (judgment or {}).get("prompt_version_id"), "id, task, version"),
-            "cluster": _cluster(store, snippet)}
+            "prompt": prompt, "judge_prompt": judge_prompt, "cluster": _cluster(store, snippet)}
 
 
 def prefilter_stop(store: Store, generation_id: int) -> list[str] | None:

@@ -4,14 +4,17 @@ The page asks for one example at a time (keyset on the sort key), never loads th
 """
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 
+from core.review.counts import QueueCounts
 from core.review.filters import QueueFilter, from_clause, latest_map_id, sort_keys, todo_condition, where_clause
 from core.store import Store
 
 
 def _key_of(store: Store, f: QueueFilter, sort: str, seed: int, generation_id: int):
-    frm, _ = from_clause(store, f, sort)
+    frm, _ = from_clause(store, f, sort, judgment=False, ids=[generation_id])
     k1, k2 = sort_keys(sort, seed)
     return store.execute(f"SELECT {k1}, {k2} {frm} WHERE g.id = ?", [int(generation_id)]).fetchone()
 
@@ -56,7 +59,7 @@ def queue_summary(store: Store, f: QueueFilter, sort: str = "judge_failed_first"
 
 
 def queue_count(store: Store, f: QueueFilter) -> int:
-    frm, _ = from_clause(store, f)
+    frm, _ = from_clause(store, f, judgment=False)
     where, p = where_clause(f)
     return int(store.scalar(f"SELECT count(*) {frm} WHERE {where}", p))
 
@@ -92,14 +95,14 @@ def queue_rows(store: Store, ids: list[int]) -> pd.DataFrame:
 
 
 def queue_ids(store: Store, f: QueueFilter) -> list[int]:
-    frm, _ = from_clause(store, f)
+    frm, _ = from_clause(store, f, judgment=False)
     where, p = where_clause(f)
     return [r[0] for r in store.execute(f"SELECT g.id {frm} WHERE {where} ORDER BY g.id", p).fetchall()]
 
 
 def matches(store: Store, f: QueueFilter, generation_id: int) -> bool:
     """Does this example (still) match the filter? A point lookup, cheap at any size."""
-    frm, _ = from_clause(store, f)
+    frm, _ = from_clause(store, f, judgment=False, ids=[generation_id])
     where, p = where_clause(f)
     return bool(store.scalar(f"SELECT count(*) {frm} WHERE g.id = ? AND {where}", [int(generation_id)] + p))
 
@@ -109,7 +112,7 @@ def queue_window(store: Store, f: QueueFilter, sort: str = "judge_failed_first",
     """The next `limit` examples after `after_id` in queue order (direction=-1: the previous ones,
     nearest first). Keyset on the sort key, so no OFFSET scans; `after_id` need not match the
     filter any more (e.g. it was just accepted while the filter shows the to-do list)."""
-    frm, _ = from_clause(store, f, sort)
+    frm, _ = from_clause(store, f, sort, judgment=False)
     where, p = where_clause(f)
     k1, k2 = sort_keys(sort, seed)
     order = "ASC" if direction > 0 else "DESC"
@@ -138,10 +141,14 @@ def first_in_queue(store: Store, f: QueueFilter, sort: str = "judge_failed_first
 
 
 class QueueCursor:
-    """Walks the queue with a prefetched keyset window: "next" costs point lookups, not a scan.
+    """Walks the queue: "next" costs point lookups, not a scan.
 
-    Plain data (ids and the filter) so a page can keep it in its session; every candidate is
-    re-checked against the database before it is shown, so decisions made elsewhere are respected.
+    It keeps the queue's rows (core.review.counts: scanned once, then kept in step with what
+    changed), so "next" is the next kept row in queue order and `summary` the queue's counts and
+    position. A queue too big to keep is walked with a prefetched keyset window instead. Plain
+    data, so a page can keep it in its session. Every candidate is checked against the database
+    before it is shown — the kept rows are brought up to date from its change logs first, else
+    with a point lookup — so decisions made elsewhere are respected.
     """
 
     def __init__(self, f: QueueFilter, sort: str, seed: int, window: int = 40):
@@ -150,12 +157,26 @@ class QueueCursor:
         self._anchor: int | None = None   # the id last returned (or the window was fetched after)
         self._tail: int | None = None     # last id fetched, where the next window starts
         self._exhausted = False
+        self.counts = QueueCounts(f, sort, seed)
+        self._moved: tuple[int | None, float] | None = None   # (id next_after returned, when)
+
+    def summary(self, store: Store, current_id: int | None = None) -> dict:
+        """`queue_summary` of this queue with `current_id`'s position, without a scan per call.
+        Right after `next_after` returned `current_id` the rows it just synced are used as they are."""
+        fresh = self._moved is not None and self._moved[0] == current_id and time.monotonic() - self._moved[1] < 1.0
+        self._moved = None
+        return self.counts.summary(store, current_id, sync=not fresh)
 
     def same_queue(self, f: QueueFilter, sort: str, seed: int) -> bool:
         return (self.filter, self.sort, self.seed) == (f, sort, seed)
 
     def next_after(self, store: Store, current_id: int | None) -> int | None:
         """The first example after `current_id` that still matches the filter (None: end of queue)."""
+        self.counts.sync(store)
+        if self.counts.kept():
+            gid = self._next_kept(store, current_id)
+            self._moved = (gid, time.monotonic())
+            return gid
         if current_id is None:
             self._fetch(store, None)
         elif current_id in self._ahead:
@@ -171,6 +192,14 @@ class QueueCursor:
             if self._exhausted:
                 return None
             self._fetch(store, self._tail)
+
+    def _next_kept(self, store: Store, current_id: int | None) -> int | None:
+        counts = self.counts
+        key = None
+        if current_id is not None:   # an example outside the scope: from where it would sit
+            key = counts.key_of(current_id) or _key_of(store, self.filter, self.sort, self.seed, current_id)
+        self._anchor = counts.first_after(key)     # the rows were synced just now
+        return self._anchor
 
     def _fetch(self, store: Store, after_id: int | None) -> None:
         ids = queue_window(store, self.filter, self.sort, self.seed, after_id, 1, self.window)
