@@ -91,7 +91,7 @@ def _headline(col, store, r: dict, in_use: dict) -> None:
     m[0].metric("Accuracy", _f(o.get("accuracy"), pct=True))
     m[1].metric("Precision (accept)", _f(o.get("precision_accept")))
     m[2].metric("Recall (accept)", _f(o.get("recall_accept")))
-    m[3].metric("Cohen's κ", _f(o.get("kappa")))
+    m[3].metric("Cohen's κ (gold set)", _f(o.get("kappa")))
     col.caption(f"{r.get('n_unreadable', 0)} unreadable replies; the judge gave no answer to "
                 f"{r.get('n_missing_rule_answers', 0)} rules (left out of the per-rule figures); "
                 f"{r['calls']} requests, ${r['cost_usd'] or 0:.4f}.")
