@@ -122,9 +122,12 @@ def judge_history(ctx: typer.Context, as_json: bool = typer.Option(False, "--jso
 def judge_current(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
     """The judge new jobs use, per task: the current prompt version and whose judge it has."""
     from core.judge_eval import current_judges
-    from core.tasks import TASKS
 
-    out = current_judges(store_from(ctx), TASKS)
+    store = store_from(ctx)
+    tasks = [r["task"] for r in store.rows("SELECT DISTINCT task FROM prompt_versions ORDER BY task")]
+    if not tasks:
+        fail("No prompt versions yet: every task judges with its built-in prompt.")
+    out = current_judges(store, tasks)
     if as_json:
         print_json(out)
         return

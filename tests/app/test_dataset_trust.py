@@ -17,6 +17,7 @@ from core.store import open_store
 from tests.core.checks.seed_data import add_example, wave
 from tests.core.test_judge_eval import EXTRA_RULE, N_GOLD, TASKS, build_gold, scripted_judge
 from tests.support import semantic_planted as P
+from ui.dataset_semantic import LEAKS_PER_PAGE
 from tests.support.openai_server import FakeOpenAIServer
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "5_Dataset.py")
@@ -29,7 +30,8 @@ def _run(at: AppTest) -> AppTest:
 
 
 def _semantic_set() -> dict:
-    """5 HumanEval paraphrases, 8 clean stdlib examples, 2 paraphrased duplicates (one of an accepted example)."""
+    """15 HumanEval paraphrases (5 generated, 10 hand-written), 8 clean stdlib examples, 2 paraphrased
+    duplicates (one of an accepted example)."""
     store = open_store(os.environ["SHOAL_DB"])
     para = [add_example(store, wave(e["instruction"], e["solution"])) for e in P.humaneval_paraphrases(5, seed=1)]
     clean = P.stdlib_examples(8, seed=1)
@@ -61,12 +63,17 @@ def test_semantic_groups_and_leaks_with_a_preview_before_they_take_effect():
         assert dup in groups.get(original, []), (dup, original, groups)
         assert S.DUP_KIND in blocked[dup]
     leaked = {g for g, kinds in blocked.items() if S.LEAK_KIND in kinds}
-    assert len(leaked & set(info["para"])) >= 4 and not leaked & set(info["clean"])
+    assert len(leaked & set(info["para"])) >= 0.7 * len(info["para"]) and not leaked & set(info["clean"])
 
     # both texts side by side, with the similarity, for every flagged example
     leak_expander = next(e for e in at.expander if e.label.startswith("Semantic benchmark leaks"))
     codes = [c.value for c in leak_expander.code]
-    assert len(codes) == 2 * len(leaked) and any("def " in c for c in codes)
+    assert len(codes) == 2 * min(len(leaked), LEAKS_PER_PAGE) and any("def " in c for c in codes)
+    if len(leaked) > LEAKS_PER_PAGE:                         # the rest on the next page
+        at.number_input(key="ds_sem_leak_page").set_value(2)
+        _run(at)
+        leak_expander = next(e for e in at.expander if e.label.startswith("Semantic benchmark leaks"))
+        assert len(leak_expander.code) == 2 * min(len(leaked) - LEAKS_PER_PAGE, LEAKS_PER_PAGE)
     assert any("cosine" in m.value and "humaneval" in m.value for m in leak_expander.markdown)
 
     # a stricter duplicate threshold: the preview says what it would change before anything is applied

@@ -110,3 +110,20 @@ def test_card_reports_the_calibration_of_the_judge_used(store):
     from core.generate import save_prompt_version
     v4 = save_prompt_version(store, TASKS[0], {**base, "rules": base["rules"] + ["Another rule."]})
     assert calibration_of(store, [v4.id])[0]["evaluation"] is None
+
+
+def test_cli_current_names_the_judge_new_jobs_use(tmp_path):
+    from typer.testing import CliRunner
+    from core.cli import app
+    from core.store import open_store
+
+    db = tmp_path / "current.duckdb"
+    run = lambda *a: CliRunner().invoke(app, ["--db", str(db), *a], catch_exceptions=False)
+    assert run("judge", "current").exit_code == 1           # nothing saved yet
+    with open_store(db) as s:
+        build_gold(s)
+        use_judge_version(s, 1)
+    out = run("judge", "current")
+    assert out.exit_code == 0 and all(f"{t}: v3 (judge of v1, v3)" in out.output for t in TASKS), out.output
+    data = json.loads(run("judge", "current", "--json").stdout)
+    assert set(data) == set(TASKS) and all(v["judge_of"] == [1, 3] for v in data.values())
