@@ -33,9 +33,9 @@ def _dup_preview(_store, db: str, threshold: float, stamp: tuple) -> dict:
 
 def _stamp(store) -> tuple:
     """Changes whenever examples, verdicts or check rows change (the preview cache key)."""
-    return tuple(store.one("SELECT (SELECT count(*) FROM generations) AS g, (SELECT coalesce(max(id), 0) FROM checks) "
+    return tuple(store.rows("SELECT (SELECT count(*) FROM generations) AS g, (SELECT coalesce(max(id), 0) FROM checks) "
                            "AS c, (SELECT count(*) || ':' || coalesce(sum(version), 0) FROM review_records) AS r, "
-                           "(SELECT count(*) FROM checks WHERE overridden) AS o").values())
+                           "(SELECT count(*) FROM checks WHERE overridden) AS o")[0].values())
 
 
 def _effect(p: dict, what: str) -> str:

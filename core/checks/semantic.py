@@ -110,31 +110,42 @@ def text_vectors(store: Store, texts: Sequence[str], model: str | None = None, b
     return vectors, {"model_key": key, "backend": backend, "n_texts": len(texts), "n_embedded": len(todo)}
 
 
-def cached_vectors(store: Store, key: str, hashes: Sequence[str]) -> np.ndarray | None:
-    """Unit vectors of `hashes` (in order) under `key` read as one Arrow column; None if any is not cached."""
+def _cached_table(store: Store, key: str, uniq: Sequence[str]):
+    """(ord, vector) rows of the cached vectors of `uniq` under `key`, in order, as an Arrow table.
+    A cursor of its own: the thread's cursor may hold an open result (a fetchone) that register() refuses."""
     import warnings
 
+    cur = store.con.cursor()
+    try:
+        cur.register("_sem_want", pd.DataFrame({"content_hash": list(uniq), "ord": np.arange(len(uniq))}))
+        with warnings.catch_warnings():  # "Arrow output on a DB-API result makes an extra copy"
+            warnings.simplefilter("ignore")
+            return cur.execute("SELECT w.ord, e.vector FROM _sem_want w JOIN embeddings e "
+                               "ON e.content_hash = w.content_hash AND e.model = ? ORDER BY w.ord",
+                               [key]).to_arrow_table()
+    finally:
+        cur.close()
+
+
+def cached_vectors(store: Store, key: str, hashes: Sequence[str]) -> np.ndarray | None:
+    """Unit vectors of `hashes` (in order) under `key` read as one Arrow column; None if any is not cached."""
     from core.vectors import arrow_to_matrix
 
     if not hashes:
         return np.zeros((0, 0), dtype=np.float32)
     uniq = list(dict.fromkeys(hashes))
-    cur = store.cursor()
-    cur.register("_sem_want", pd.DataFrame({"content_hash": uniq, "ord": np.arange(len(uniq))}))
-    try:
-        with warnings.catch_warnings():  # "Arrow output on a DB-API result makes an extra copy"
-            warnings.simplefilter("ignore")
-            table = cur.execute("SELECT w.ord, e.vector FROM _sem_want w JOIN embeddings e "
-                                "ON e.content_hash = w.content_hash AND e.model = ? ORDER BY w.ord",
-                                [key]).to_arrow_table()
-    finally:
-        cur.unregister("_sem_want")
+    table = _cached_table(store, key, uniq)
     if table.num_rows < len(uniq):
         return None
     m = arrow_to_matrix(table.column("vector"))
     pos = {h: i for i, h in enumerate(uniq)}
     m = m[[pos[h] for h in hashes]] if len(uniq) < len(hashes) else m
     return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+
+
+def n_uncached(store: Store, key: str, hashes: Sequence[str]) -> int:
+    uniq = list(dict.fromkeys(hashes))
+    return len(uniq) - _cached_table(store, key, uniq).num_rows
 
 
 # --------------------------------------------------------------------------- search and grouping
@@ -333,8 +344,11 @@ def keep_semantic(store: Store, members: list[int], keep: int, reviewer: str, no
 
 def latest_semantic_run(store: Store, kind: str) -> dict | None:
     """The newest real run of `kind` (not a person's keep-one record), params and summary decoded."""
-    row = store.one("SELECT id, params, summary, created_at FROM check_runs WHERE kind = ? "
-                    "AND json_extract_string(params, '$.action') IS NULL ORDER BY id DESC LIMIT 1", [kind])
+    # rows(), not one(): a fetchone() leaves DuckDB's result open, and the thread's cursor then
+    # refuses the register() the vector reads make next
+    found = store.rows("SELECT id, params, summary, created_at FROM check_runs WHERE kind = ? "
+                       "AND json_extract_string(params, '$.action') IS NULL ORDER BY id DESC LIMIT 1", [kind])
+    row = found[0] if found else None
     if row:
         row["params"] = json.loads(row["params"]) if row["params"] else {}
         row["summary"] = json.loads(row["summary"]) if row["summary"] else {}
@@ -395,7 +409,7 @@ def preview_duplicates(store: Store, threshold: float, model_key: str | None = N
     hashes = [embed.text_hash(t[:EMBED_CHARS]) for t in ex["text"]]
     vectors = cached_vectors(store, key, hashes)
     if vectors is None:
-        return {"threshold": threshold, "missing": len(missing_hashes(store, key, hashes)), "model_key": key}
+        return {"threshold": threshold, "missing": n_uncached(store, key, hashes), "model_key": key}
     detail_of, n_pairs, n_groups = duplicate_details(ex, vectors, threshold)
     would = {g for g, d in detail_of.items() if d["keep"] != g}
     return _preview(store, DUP_KIND, would, threshold, missing=0, model_key=key, n_groups=n_groups,

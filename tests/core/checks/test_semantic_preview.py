@@ -38,7 +38,8 @@ def _setup(store) -> dict:
 
 def test_duplicate_preview_counts_what_a_threshold_would_leave_out_and_records_nothing(store):
     ids = _setup(store)
-    p = S.preview_duplicates(store, 0.90, model_key=KEY)
+    assert store.one("SELECT id FROM generations ORDER BY id")      # leaves this thread's result open
+    p = S.preview_duplicates(store, 0.90, model_key=KEY)            # ... which the vector read does not mind
     assert p["missing"] == 0 and p["n_groups"] == 2
     assert p["n_excluded"] == 2 and p["newly_excluded"] == sorted([ids["B"], ids["D"]])
     assert p["n_excluded_accepted"] == 1                      # B: accepted, the older A is kept
