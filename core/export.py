@@ -262,7 +262,7 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
            f"- Reviewer edits applied: {sum(1 for r in rows if r['provenance']['edited'])} edited examples.",
            f"- Accepted by a reviewer although the pre-filter stopped them (not judged; "
            f"`provenance.prefilter_failed` gives the reasons): {sum(1 for r in rows if r['provenance'].get('prefilter_failed'))}.",
-           "- Failing checks (decontamination, near-duplicates, execution) "
+           "- Failing checks (decontamination, near-duplicates, execution, semantic duplicates and leaks) "
            + ("exclude an example unless a reviewer overrode them" if sel.apply_checks else "were NOT applied")
            + f"; overridden check failures: {sel.n_overridden}.",
            f"- Candidates: {sel.n_candidates}; left out:", ""]
@@ -280,7 +280,7 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
     else:
         out.append("**Not run.** Run `shoal check` before publishing this set.")
     for kind, title in (("near_duplicate", "Near-duplicates"), ("execution", "Execution check")):
-        run = latest_run(store, kind)
+        run = latest_check_run(store, kind)
         out += ["", f"## {title}", ""]
         if run:
             out.append(f"Last run {str(run['created_at'])[:19]}: parameters {json.dumps(run['params'])}; "
@@ -289,8 +289,10 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
             out.append("Not run.")
         else:
             out.append("No separate run (`shoal check`); the generation loop's runs are below.")
+    out += ["", "## Duplicates and leaks removed", ""] + _removed_section(store, sel)
     out += ["", "## Execution pass rates", ""] + _execution_section(store, sel)
     out += ["", "## Reviewers and agreement", ""] + _review_section(store)
+    out += ["", "## Judge calibration", ""] + _calibration_section(store, sel)
     out += ["", "## Provenance", "",
             "Every row carries `provenance`: generation_id, snippet_id, source, repo, path, url, func_name, "
             "task, language, generator_model, judge_model, judge_verdict, review_verdict (the final human "
@@ -326,6 +328,68 @@ def _execution_section(store: Store, sel: ExportSelection) -> list[str]:
     lines += ["", f"In this export ({rule}): " + ", ".join(f"{k}: {v}" for k, v in sorted(shipped.items()))
               + f"; left out for failing: {sel.excluded.get('failed check: execution', 0)}."]
     return lines
+
+
+REMOVAL_CHECKS = (("decontamination", "benchmark text (exact substring / n-gram)"),
+                  ("near_duplicate", "near-duplicates (MinHash / ROUGE-L)"),
+                  ("semantic_duplicate", "semantic duplicates (embedding cosine)"),
+                  ("semantic_decontamination", "semantic benchmark leaks (embedding cosine)"))
+
+
+def _removed_section(store: Store, sel: ExportSelection) -> list[str]:
+    """One row per duplicate / leak check: its last run, what it flags now, and what it removed here."""
+    from core.checks.results import current_checks
+
+    cur = current_checks(store)
+    lines = ["| check | last run | settings | flagged now | overridden | left out of this export |",
+             "|---|---|---|---:|---:|---:|"]
+    for kind, title in REMOVAL_CHECKS:
+        run = latest_check_run(store, kind)
+        mine = cur[cur["kind"] == kind] if not cur.empty else cur
+        failed = mine[~mine["passed"].astype(bool)] if not mine.empty else mine
+        overridden = int(failed["overridden"].fillna(False).astype(bool).sum()) if not failed.empty else 0
+        p = (run or {}).get("params") or {}
+        settings = "; ".join(f"{k} {p[k]}" for k in ("threshold", "ngram", "model_key") if p.get(k) is not None) \
+            or ("default" if run else "")
+        lines.append(f"| {title} | {str(run['created_at'])[:19] if run else 'not run'} | {settings or '—'} | "
+                     f"{len(failed)} | {overridden} | {sel.excluded.get(f'failed check: {kind}', 0)} |")
+    lines += ["", "An example a reviewer accepted is left out by a check only after a person confirmed it on "
+              "the Dataset page (or overrode the check to keep it)."]
+    return lines
+
+
+def _calibration_section(store: Store, sel: ExportSelection) -> list[str]:
+    """Judge–human agreement of the judge versions that judged the exported examples: the newest
+    `shoal judge eval` of each on the gold set, and the agreement on the examples it judged."""
+    from core.judge_eval import calibration_of, production_agreement
+
+    ids = [r["provenance"]["generation_id"] for r in sel.rows]
+    used = [int(r["prompt_version_id"]) for r in store.rows(
+        "SELECT DISTINCT prompt_version_id FROM latest_judgments WHERE prompt_version_id IS NOT NULL "
+        "AND generation_id IN (SELECT unnest(?))", [ids])] if ids else []
+    cal = calibration_of(store, used)
+    if not cal:
+        return ["No exported example was judged with a recorded prompt version."]
+    lines = ["| task | judge of prompt versions | gold-set kappa | accuracy | precision / recall of accept | "
+             "gold examples | evaluation | kappa on the examples it judged |", "|---|---|---:|---:|---:|---:|---|---:|"]
+    for c in cal:
+        e, live = c["evaluation"], production_agreement(store, c["task"], c["prompt_version_ids"])
+        live_txt = f"{_fmt(live['kappa'])} (n={live['n']})"
+        if e is None:
+            lines.append(f"| {c['task']} | v{', v'.join(map(str, c['versions']))} | not evaluated | | | | "
+                         f"run `shoal judge eval` | {live_txt} |")
+            continue
+        pr = f"{_fmt(e['precision_accept'])} / {_fmt(e['recall_accept'])}"
+        lines.append(f"| {c['task']} | v{', v'.join(map(str, c['versions']))} | {_fmt(e['kappa'])} | "
+                     f"{_fmt(e['accuracy'])} | {pr} | {e['n']} | #{e['eval_id']} {e['judge_model']} "
+                     f"({e['created_at'][:10]}) | {live_txt} |")
+    return lines
+
+
+def latest_check_run(store: Store, kind: str) -> dict | None:
+    """The newest run of a check (not a person's keep-one record)."""
+    from core.checks.semantic import latest_semantic_run
+    return latest_semantic_run(store, kind)
 
 
 def _fmt(v: float | None) -> str:

@@ -17,19 +17,24 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from core.background import TaskKind
 from core.errors import ShoalError
 from core.generate import (PromptVersion, content_hash, current_prompt_version, get_prompt_version,
                            judge_example)
-from core.progress import ProgressFn, report
+from core.progress import Cancelled, ProgressFn, check_cancel, report
 from core.review import kappa_from_counts
 from core.store import Store
 from core.tasks import get_task
 
 # the parts of a task's content that make up its judge (the rest belongs to the generator)
 JUDGE_PARTS = ("rules", "judge_system", "judge_template")
+JUDGE_EVAL = TaskKind("judge_eval", "A judge evaluation",
+                      cancelled="Cancelled: the judge calls made so far are cached, so running again resumes cheaply.")
 MAX_DISAGREEMENTS = 500
 
 
@@ -72,6 +77,18 @@ def gold_set(store: Store, tasks: Iterable[str] | None = None, sample: int | Non
                                r["target_language"]))
     if sample is not None and sample < len(out):
         out = sorted(random.Random(seed).sample(out, sample), key=lambda g: g.generation_id)
+    return out
+
+
+def gold_counts(store: Store) -> dict[str, dict[str, int]]:
+    """task -> {accepted, rejected}: the size of the gold set (what `gold_set` would load)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in store.rows("""SELECT e.task, e.human_verdict, count(*) AS n FROM review_effective e
+                           JOIN generations g ON g.id = e.generation_id JOIN snippets s ON s.id = e.snippet_id
+                           WHERE e.decided_by = 'human' AND e.human_verdict IN ('accepted', 'rejected')
+                             AND coalesce(g.parse_ok, TRUE) AND e.effective_fields IS NOT NULL
+                           GROUP BY ALL ORDER BY 1, 2"""):
+        out.setdefault(r["task"], {"accepted": 0, "rejected": 0})[r["human_verdict"]] = int(r["n"])
     return out
 
 
@@ -153,10 +170,11 @@ def _insert_current(store: Store, task: str, content: dict, note: str, actor: st
 
 # --------------------------------------------------------------------------- running the judge
 
-def judge_profile(model: str | None = None):
-    """The configured judge profile (environment / secrets), with `model` instead of its own if given."""
+def judge_profile(model: str | None = None, start_local: bool = False):
+    """The configured judge profile (environment / secrets), with `model` instead of its own if given;
+    `start_local` starts the embedded local model when no endpoint is configured."""
     from core.config import load_profiles
-    profile = load_profiles(start_local=False)["judge"]
+    profile = load_profiles(start_local=start_local)["judge"]
     if not profile.base_url:
         raise ShoalError("No judge endpoint is configured: set SHOAL_JUDGE_BASE_URL (or start the local "
                          "model with `shoal llm serve`).")
@@ -164,10 +182,11 @@ def judge_profile(model: str | None = None):
 
 
 async def _judge_all(client, gold: list[GoldExample], versions: dict[str, PromptVersion],
-                     progress: ProgressFn | None) -> list[dict]:
+                     progress: ProgressFn | None, cancel: threading.Event | None = None) -> list[dict]:
     done = [0]
 
     async def one(g: GoldExample) -> dict:
+        check_cancel(cancel)
         pv = versions[g.task]
         outcome = await judge_example(client, get_task(g.task), pv.content, g.snippet, g.target_language, g.fields)
         done[0] += 1
@@ -188,7 +207,8 @@ async def _judge_all(client, gold: list[GoldExample], versions: dict[str, Prompt
 
 def evaluate_judge(store: Store, prompt_version: int | str | None, model: str | None = None, *,
                    tasks: Iterable[str] | None = None, sample: int | None = None, seed: int = 0,
-                   profile=None, concurrency: int = 8, progress: ProgressFn | None = None) -> dict:
+                   profile=None, concurrency: int = 8, progress: ProgressFn | None = None,
+                   cancel: threading.Event | None = None) -> dict:
     """Run prompt version `prompt_version` (a version number, or None / "current") of each task's
     judge with `model` (default: the judge profile's) over the gold set; store the run; return its
     report (see `eval_report`)."""
@@ -214,11 +234,13 @@ def evaluate_judge(store: Store, prompt_version: int | str | None, model: str | 
         [number, json.dumps({t: pv.id for t, pv in versions.items()}), profile.model, profile.base_url,
          json.dumps(params), len(gold)]).fetchone()[0])
     try:
-        items = run_sync(_judge_all(client, gold, versions, progress))
+        items = run_sync(_judge_all(client, gold, versions, progress, cancel))
     except BaseException as exc:
-        message = str(exc)[:500]
-        store.write(lambda cur: cur.execute("UPDATE judge_evals SET status = 'failed', error = ?, "
-                                            "finished_at = current_timestamp WHERE id = ?", [message, eval_id]))
+        message = str(exc)[:500] or type(exc).__name__
+        status = "cancelled" if isinstance(exc, Cancelled) else "failed"
+        store.write(lambda cur: cur.execute("UPDATE judge_evals SET status = ?, error = ?, "
+                                            "finished_at = current_timestamp WHERE id = ?",
+                                            [status, message, eval_id]))
         raise
     finally:
         client.close()
@@ -268,19 +290,25 @@ def _count(pairs: Iterable[tuple[Any, bool, bool]]) -> dict:
 
 def metrics(items: list[dict]) -> dict:
     """Judge vs human on the items whose judge reply was read: overall, per task, per rule (a rule's
-    yes/no against the human's accept/reject; rules the judge left unanswered are not counted)."""
+    yes/no against the human's accept/reject; a rule the judge left unanswered is neither: it is
+    counted in that rule's `judge_no_answer` and in `n_missing_rule_answers`)."""
     read = [it for it in items if it["judge_overall"] is not None]
     overall = _count(("all", bool(it["judge_overall"]), it["human_verdict"] == "accepted") for it in read)
     per_task = _count((it["task"], bool(it["judge_overall"]), it["human_verdict"] == "accepted") for it in read)
-    rule_pairs, missing = [], 0
+    rule_pairs, missing, no_answer = [], 0, Counter()
     for it in read:
         for r in it["rules"] or []:
             if r.get("missing"):
                 missing += 1
+                no_answer[r["rule"]] += 1
                 continue
             rule_pairs.append((r["rule"], r["answer"] == "yes", it["human_verdict"] == "accepted"))
+    per_rule = _count(rule_pairs)
+    for rule in no_answer.keys() - per_rule.keys():       # a rule the judge never answered
+        per_rule[rule] = binary_stats(0, 0, 0, 0)
+    per_rule = {k: {**v, "judge_no_answer": no_answer.get(k, 0)} for k, v in sorted(per_rule.items())}
     return {"overall": overall.get("all", binary_stats(0, 0, 0, 0)), "per_task": per_task,
-            "per_rule": _count(rule_pairs), "n_items": len(items), "n_unreadable": len(items) - len(read),
+            "per_rule": per_rule, "n_items": len(items), "n_unreadable": len(items) - len(read),
             "n_missing_rule_answers": missing}
 
 
@@ -346,3 +374,111 @@ def compare_evals(reports: list[dict]) -> dict:
     best = max(reports, key=rank) if reports else None
     return {"columns": columns, "rows": rows, "best": None if best is None else
             {"eval_id": best["eval_id"], "version": best["version"], "judge_model": best["judge_model"]}}
+
+
+# --------------------------------------------------------------------------- which judge is which
+
+def judge_hash(content: dict) -> str:
+    """The identity of a version's judge: its rules, judge system prompt and judge template."""
+    return content_hash({k: content.get(k) for k in JUDGE_PARTS})
+
+
+def version_choices(store: Store) -> list[dict]:
+    """Every prompt version number with the tasks that have it, newest first: what can be evaluated."""
+    rows = store.rows("SELECT version, list(task ORDER BY task) AS tasks FROM prompt_versions "
+                      "GROUP BY version ORDER BY version DESC")
+    return [{"version": int(r["version"]), "tasks": list(r["tasks"])} for r in rows]
+
+
+def current_judges(store: Store, tasks: Iterable[str]) -> dict[str, dict]:
+    """task -> the current version and the version numbers whose judge it has (oldest first)."""
+    out = {}
+    for task in sorted(set(tasks)):
+        cur = current_prompt_version(store, task)
+        h = judge_hash(cur.content)
+        same = [int(r["version"]) for r in store.rows(
+            "SELECT version, content FROM prompt_versions WHERE task = ? ORDER BY version", [task])
+            if judge_hash(json.loads(r["content"]) if isinstance(r["content"], str) else r["content"]) == h]
+        out[task] = {"version": cur.version, "id": cur.id, "judge_of": same, "judge_hash": h}
+    return out
+
+
+def calibration_of(store: Store, prompt_version_ids: Iterable[int]) -> list[dict]:
+    """For each judge (task + judge parts) among `prompt_version_ids`: the newest finished judge
+    evaluation of that same judge (any prompt version sharing its judge parts), and its figures."""
+    ids = sorted({int(i) for i in prompt_version_ids if i is not None})
+    if not ids:
+        return []
+    pvs = {pid: get_prompt_version(store, pid) for pid in ids}
+    judges: dict[tuple[str, str], list[PromptVersion]] = {}
+    for pv in pvs.values():
+        judges.setdefault((pv.task, judge_hash(pv.content)), []).append(pv)
+    evals = store.rows("SELECT id, judge_model, prompt_version_ids, metrics, created_at FROM judge_evals "
+                       "WHERE status = 'done' ORDER BY id DESC")
+    hash_of: dict[int, str] = {}
+    out = []
+    for (task, h), used in sorted(judges.items()):
+        found = None
+        for e in evals:
+            pid = (json.loads(e["prompt_version_ids"] or "{}")).get(task)
+            if pid is None:
+                continue
+            if int(pid) not in hash_of:
+                hash_of[int(pid)] = judge_hash(get_prompt_version(store, int(pid)).content)
+            metrics = json.loads(e["metrics"] or "{}")
+            per_task = (metrics.get("per_task") or {}).get(task)
+            if hash_of[int(pid)] == h and per_task:
+                found = {"eval_id": int(e["id"]), "judge_model": e["judge_model"], "created_at": str(e["created_at"]),
+                         **{k: per_task.get(k) for k in ("n", "accuracy", "precision_accept", "recall_accept",
+                                                         "kappa")}}
+                break
+        same = [int(r["id"]) for r in store.rows("SELECT id, content FROM prompt_versions WHERE task = ?", [task])
+                if judge_hash(json.loads(r["content"]) if isinstance(r["content"], str) else r["content"]) == h]
+        out.append({"task": task, "versions": sorted(pv.version for pv in used), "judge_hash": h,
+                    "prompt_version_ids": sorted(same), "evaluation": found})
+    return out
+
+
+def production_agreement(store: Store, task: str, prompt_version_ids: Iterable[int]) -> dict:
+    """Judge vs final human verdict on the examples of `task` whose current judgment was made with
+    one of `prompt_version_ids` (the judge at work, next to its calibration on the gold set)."""
+    rows = store.rows("""SELECT j.overall AS judge_yes, r.verdict = 'accepted' AS human_yes, count(*) AS n
+                         FROM latest_judgments j JOIN generations g ON g.id = j.generation_id
+                         JOIN reviews r ON r.generation_id = j.generation_id
+                         WHERE g.task = ? AND j.prompt_version_id IN (SELECT unnest(?))
+                           AND j.overall IS NOT NULL AND r.verdict IN ('accepted', 'rejected')
+                         GROUP BY ALL""", [task, sorted(int(i) for i in prompt_version_ids)])
+    cells = {(bool(r["judge_yes"]), bool(r["human_yes"])): int(r["n"]) for r in rows}
+    return binary_stats(cells.get((True, True), 0), cells.get((False, True), 0), cells.get((True, False), 0),
+                        cells.get((False, False), 0))
+
+
+# --------------------------------------------------------------------------- as a background task (Dataset page)
+
+def start_judge_eval(store: Store, versions: list[int | str], model: str | None = None, *,
+                     tasks: Iterable[str] | None = None, sample: int | None = None, seed: int = 0,
+                     concurrency: int = 8):
+    """`evaluate_judge` for each version, one after the other, in a worker thread (core.background):
+    leaving the page does not stop it; a cancel stops at the next example (calls made are cached)."""
+    from core.background import TaskContext, start_task
+
+    if not versions:
+        raise ShoalError("Choose a judge prompt version to evaluate.")
+    tasks = sorted(set(tasks)) if tasks else None
+
+    def work(ctx: TaskContext) -> dict:
+        profile = judge_profile(model, start_local=True)
+        reports = []
+        for v in versions:
+            ctx.stage(f"v{v}")
+            reports.append(evaluate_judge(store, v, model, tasks=tasks, sample=sample, seed=seed, profile=profile,
+                                          concurrency=concurrency, progress=ctx.progress, cancel=ctx.cancel))
+        parts = [f"v{r['version'] if r['version'] is not None else 'current'}: kappa "
+                 f"{'—' if r['overall']['kappa'] is None else format(r['overall']['kappa'], '.2f')}, accuracy "
+                 f"{'—' if r['overall']['accuracy'] is None else format(r['overall']['accuracy'], '.0%')} "
+                 f"on {r['n_gold']}" for r in reports]
+        return {"summary": "Judge evaluated (" + "; ".join(parts) + ").",
+                "eval_ids": [r["eval_id"] for r in reports]}
+
+    return start_task(store, JUDGE_EVAL, work, label=", ".join(f"v{v}" for v in versions) + f" · {model or 'judge'}",
+                      describe=lambda result: result)

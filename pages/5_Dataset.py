@@ -1,4 +1,5 @@
-"""Dataset: check the curated set (benchmarks, near-duplicates, execution), see what it is made of, export it."""
+"""Dataset: check the curated set (benchmarks, near-duplicates, semantic duplicates and leaks, execution), see what
+it is made of, calibrate the judge against the reviewers, export it."""
 import json
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from core.checks.results import current_checks, latest_run, set_override
 from core.errors import ShoalError
 from core.export import FORMATS, export_dataset, export_zip, recent_exports, select_rows
 from ui.background import task_panel
+from ui.dataset_semantic import semantic_panel
+from ui.judge_eval_panel import judge_eval_panel
 from ui.common import page_store, require_page, reviewer_name
 from ui.palettes import REVIEW_STATUS
 from ui.text import page_text, plain
@@ -139,6 +142,9 @@ with st.expander(f"Near-duplicate groups: {len(groups)} (keep one of each)", exp
     if len(groups) > 30:
         st.caption(f"Showing 30 of {len(groups)} groups.")
 
+semantic_panel(store, ex, titles, benchmark_spec(st.session_state.get("ds_benchmarks") or ["humaneval"],
+                                                  st.session_state.get("ds_bench_paths") or ""))
+
 exe = current_checks(store, "execution")
 with st.expander(f"Execution results: {len(exe)} examples run", expanded=False):
     if exe.empty:
@@ -232,13 +238,17 @@ with right:
         fig.update_layout(xaxis_visible=False, yaxis_visible=False)
         st.plotly_chart(fig, key="ds_chart_map")
 
+# =========================================================================== judge calibration
+judge_eval_panel(store)
+
 # =========================================================================== export
 
 def exclusions_preview(apply_checks: bool) -> bool:
     """Every automatic exclusion with its reason; True while accepted examples a check would leave out
     wait for the user's confirmation (the export buttons stay off until then)."""
     table = automatic_exclusions(store)
-    with st.expander(f"Automatic exclusions: {len(table)} (pre-filter, near-duplicates, execution, benchmarks)",
+    with st.expander(f"Automatic exclusions: {len(table)} (pre-filter, near-duplicates, execution, benchmarks, "
+                     "semantic checks)",
                      expanded=False):
         if table.empty:
             st.write("Nothing was stopped by the pre-filter or flagged by a check.")

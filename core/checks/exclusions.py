@@ -16,7 +16,8 @@ from core.store import Store
 
 CONFIRMED_KEY = "dataset.confirmed_exclusions"   # ui_state: check row ids a person confirmed
 BY = {"prefilter": "pre-filter", "decontamination": "benchmark contamination",
-      "near_duplicate": "near-duplicate group", "execution": "failed execution"}
+      "near_duplicate": "near-duplicate group", "execution": "failed execution",
+      "semantic_duplicate": "semantic duplicate group", "semantic_decontamination": "semantic benchmark leak"}
 COLUMNS = ["example", "excluded by", "reason", "verdict", "overridden", "in export", "kind", "check_id"]
 
 
@@ -45,6 +46,9 @@ def check_reason(kind: str, detail: Any) -> str:
         hits = d.get("hits") or []
         names = sorted({h.get("benchmark", "?") for h in hits})
         return "contains text of " + (", ".join(names) if names else "a benchmark")
+    if kind.startswith("semantic_"):
+        from core.checks.semantic import check_reason as semantic_reason
+        return semantic_reason(kind, d)
     return kind
 
 

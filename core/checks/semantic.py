@@ -30,6 +30,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from core.background import TaskKind
 from core.checks.benchmarks import BenchmarkString, humaneval_problems, load_benchmarks, parse_spec
 from core.checks.neardup import groups_around_keepers
 from core.errors import MissingDependency, ShoalError
@@ -45,6 +46,8 @@ NEAREST_K = 3
 SIDE_BY_SIDE_CHARS = 2000
 EMBED_CHARS = 4000
 MAX_GROUP_LISTED = 50
+SEMANTIC_CHECKS = TaskKind("semantic_checks", "A semantic check run",
+                           cancelled="Cancelled: vectors embedded so far are kept; running again continues from there.")
 
 
 def _faiss():
@@ -57,47 +60,92 @@ def _faiss():
 
 # --------------------------------------------------------------------------- vectors (cached like snippets')
 
-def text_vectors(store: Store, texts: Sequence[str], model: str | None = None, backend: str = "torch",
+def resolve_backend(store: Store, model: str | None, backend: str = "auto") -> str:
+    """torch or fast. `auto`: the backend of the latest semantic run with this model (its vectors are
+    cached, and its thresholds were read on them), else core.embed_choice's pick for this machine."""
+    from core import embed
+    from core.checks.results import latest_run
+    from core.embed_choice import choose_backend
+
+    if backend != "auto":
+        return backend
+    name = embed.model_key(model, "torch")
+    for kind in (DUP_KIND, LEAK_KIND):
+        run = latest_run(store, kind)
+        key = ((run or {}).get("params") or {}).get("model_key")
+        if key and embed.split_key(key)[0] == name:
+            return embed.split_key(key)[1]
+    return choose_backend(model, "auto").backend
+
+
+def text_vectors(store: Store, texts: Sequence[str], model: str | None = None, backend: str = "auto",
                  batch_size: int = 32, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None) -> tuple[np.ndarray, dict]:
     """Unit vectors (n, dim) of `texts`, from the `embeddings` cache by (text hash, model key);
     texts not cached yet are embedded (longest first, written chunk by chunk) and cached."""
     from core import embed
 
+    backend = resolve_backend(store, model, backend)
     key = embed.model_key(model, backend)
     texts = [t[:EMBED_CHARS] for t in texts]
     hashes = [embed.text_hash(t) for t in texts]
     unique = dict(zip(hashes, texts))
     missing = missing_hashes(store, key, list(unique)) if unique else set()
     todo = sorted(missing, key=lambda h: -len(unique[h]))
-    report(progress, 0, len(todo), f"{len(unique) - len(todo)} cached, {len(todo)} to embed")
+    report(progress, 0, len(todo), f"{len(unique) - len(todo)} cached, {len(todo)} to embed ({backend})")
     if todo:
         st_model = embed.load_model(model, backend)
         chunk = batch_size * embed.CHUNK_BATCHES
+        started = time.perf_counter()
         for s in range(0, len(todo), chunk):
             check_cancel(cancel)
             part = todo[s:s + chunk]
             store_vectors(store, key, part, embed.encode(st_model, [unique[h] for h in part], batch_size))
-            report(progress, min(s + chunk, len(todo)), len(todo), "embedding")
+            done = min(s + chunk, len(todo))
+            report(progress, done, len(todo), f"embedding, {done / max(time.perf_counter() - started, 1e-9):.0f}/s")
         store.checkpoint()
-    vectors = _cached(store, key, hashes)
-    return vectors, {"model_key": key, "n_texts": len(texts), "n_embedded": len(todo)}
+    vectors = cached_vectors(store, key, hashes)
+    if vectors is None:
+        raise ShoalError("Some embedded texts are missing from the vector cache; run the check again.")
+    return vectors, {"model_key": key, "backend": backend, "n_texts": len(texts), "n_embedded": len(todo)}
 
 
-def _cached(store: Store, key: str, hashes: Sequence[str]) -> np.ndarray:
-    cur = store.cursor()
-    want = pd.DataFrame({"content_hash": list(dict.fromkeys(hashes))})
-    cur.register("_sem_want", want)
+def _cached_table(store: Store, key: str, uniq: Sequence[str]):
+    """(ord, vector) rows of the cached vectors of `uniq` under `key`, in order, as an Arrow table.
+    A cursor of its own: the thread's cursor may hold an open result (a fetchone) that register() refuses."""
+    import warnings
+
+    cur = store.con.cursor()
     try:
-        rows = cur.execute("SELECT w.content_hash, e.vector FROM _sem_want w JOIN embeddings e "
-                           "ON e.content_hash = w.content_hash AND e.model = ?", [key]).fetchall()
+        cur.register("_sem_want", pd.DataFrame({"content_hash": list(uniq), "ord": np.arange(len(uniq))}))
+        with warnings.catch_warnings():  # "Arrow output on a DB-API result makes an extra copy"
+            warnings.simplefilter("ignore")
+            return cur.execute("SELECT w.ord, e.vector FROM _sem_want w JOIN embeddings e "
+                               "ON e.content_hash = w.content_hash AND e.model = ? ORDER BY w.ord",
+                               [key]).to_arrow_table()
     finally:
-        cur.unregister("_sem_want")
-    by_hash = {h: np.asarray(v, dtype=np.float32) for h, v in rows}
+        cur.close()
+
+
+def cached_vectors(store: Store, key: str, hashes: Sequence[str]) -> np.ndarray | None:
+    """Unit vectors of `hashes` (in order) under `key` read as one Arrow column; None if any is not cached."""
+    from core.vectors import arrow_to_matrix
+
     if not hashes:
         return np.zeros((0, 0), dtype=np.float32)
-    m = np.stack([by_hash[h] for h in hashes]).astype(np.float32)
+    uniq = list(dict.fromkeys(hashes))
+    table = _cached_table(store, key, uniq)
+    if table.num_rows < len(uniq):
+        return None
+    m = arrow_to_matrix(table.column("vector"))
+    pos = {h: i for i, h in enumerate(uniq)}
+    m = m[[pos[h] for h in hashes]] if len(uniq) < len(hashes) else m
     return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+
+
+def n_uncached(store: Store, key: str, hashes: Sequence[str]) -> int:
+    uniq = list(dict.fromkeys(hashes))
+    return len(uniq) - _cached_table(store, key, uniq).num_rows
 
 
 # --------------------------------------------------------------------------- search and grouping
@@ -165,20 +213,15 @@ def _keep_order(ex: pd.DataFrame) -> list[int]:
     return list(np.lexsort((ex["generation_id"].to_numpy(), rank)))
 
 
-def run_semantic_duplicates(store: Store, threshold: float = DEFAULT_DUP_THRESHOLD, model: str | None = None,
-                            backend: str = "torch", progress: ProgressFn | None = None,
-                            cancel: threading.Event | None = None) -> dict:
-    """Group every example not rejected by a person by embedding similarity; record a run."""
-    from core.checks.results import record_run
+def _dup_candidates(store: Store) -> pd.DataFrame:
+    return _examples(store, "coalesce(r.verdict, '') <> 'rejected'")
 
-    ex = _examples(store, "coalesce(r.verdict, '') <> 'rejected'")
+
+def duplicate_details(ex: pd.DataFrame, vectors: np.ndarray, threshold: float) -> tuple[dict[int, dict], int, int]:
+    """generation_id -> its group detail (members only), the number of pairs and of groups."""
     ids = ex["generation_id"].astype(int).tolist()
-    t0 = time.perf_counter()
-    vectors, info = text_vectors(store, ex["text"].tolist(), model, backend, progress=progress, cancel=cancel)
-    t1 = time.perf_counter()
     pairs = similar_pairs(vectors, threshold)
     groups = groups_around_keepers(_keep_order(ex), pairs)
-    t2 = time.perf_counter()
     detail_of: dict[int, dict] = {}
     for grp in groups:
         keep = ids[grp["keep"]]
@@ -187,8 +230,25 @@ def run_semantic_duplicates(store: Store, threshold: float = DEFAULT_DUP_THRESHO
             detail_of[ids[i]] = {"group": keep, "keep": keep, "members": members[:MAX_GROUP_LISTED],
                                  "size": len(members), "similarity": round(sim, 4), "similar_to": keep,
                                  "method": "embedding", "threshold": threshold}
+    return detail_of, len(pairs), len(groups)
+
+
+def run_semantic_duplicates(store: Store, threshold: float = DEFAULT_DUP_THRESHOLD, model: str | None = None,
+                            backend: str = "auto", progress: ProgressFn | None = None,
+                            cancel: threading.Event | None = None) -> dict:
+    """Group every example not rejected by a person by embedding similarity; record a run."""
+    from core.checks.results import record_run
+
+    ex = _dup_candidates(store)
+    ids = ex["generation_id"].astype(int).tolist()
+    backend = resolve_backend(store, model, backend)
+    t0 = time.perf_counter()
+    vectors, info = text_vectors(store, ex["text"].tolist(), model, backend, progress=progress, cancel=cancel)
+    t1 = time.perf_counter()
+    detail_of, n_pairs, n_groups = duplicate_details(ex, vectors, threshold)
+    t2 = time.perf_counter()
     results = [(g, g not in detail_of or detail_of[g]["keep"] == g, detail_of.get(g, {})) for g in ids]
-    summary = {"n_examples": len(ids), "n_pairs": len(pairs), "n_groups": len(groups),
+    summary = {"n_examples": len(ids), "n_pairs": n_pairs, "n_groups": n_groups,
                "n_flagged": sum(1 for _, ok, _ in results if not ok), "threshold": threshold,
                "model_key": info["model_key"], "n_embedded": info["n_embedded"],
                "seconds_embed": round(t1 - t0, 3), "seconds_search": round(t2 - t1, 3)}
@@ -200,13 +260,14 @@ def run_semantic_duplicates(store: Store, threshold: float = DEFAULT_DUP_THRESHO
 
 def run_semantic_decontamination(store: Store, benchmarks: str | list | None = "humaneval",
                                  threshold: float = DEFAULT_LEAK_THRESHOLD, k: int = NEAREST_K,
-                                 model: str | None = None, backend: str = "torch",
+                                 model: str | None = None, backend: str = "auto",
                                  progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> dict:
     """Every parsed example's `k` nearest benchmark problems; flagged when the best is >= threshold."""
     from core.checks.results import record_run
 
     spec = parse_spec(benchmarks) if benchmarks is None or isinstance(benchmarks, str) else benchmarks
     problems = benchmark_problems(load_benchmarks(spec))
+    backend = resolve_backend(store, model, backend)
     ex = _examples(store)
     ids = ex["generation_id"].astype(int).tolist()
     t0 = time.perf_counter()
@@ -279,3 +340,122 @@ def keep_semantic(store: Store, members: list[int], keep: int, reviewer: str, no
     """The user keeps another member of a semantic group: the others are rejected with a note."""
     from core.checks.neardup import keep_one
     return keep_one(store, members, keep, reviewer, note or f"semantic duplicate of #{keep}", kind=DUP_KIND)
+
+
+def latest_semantic_run(store: Store, kind: str) -> dict | None:
+    """The newest real run of `kind` (not a person's keep-one record), params and summary decoded."""
+    # rows(), not one(): a fetchone() leaves DuckDB's result open, and the thread's cursor then
+    # refuses the register() the vector reads make next
+    found = store.rows("SELECT id, params, summary, created_at FROM check_runs WHERE kind = ? "
+                       "AND json_extract_string(params, '$.action') IS NULL ORDER BY id DESC LIMIT 1", [kind])
+    row = found[0] if found else None
+    if row:
+        row["params"] = json.loads(row["params"]) if row["params"] else {}
+        row["summary"] = json.loads(row["summary"]) if row["summary"] else {}
+    return row
+
+
+def check_reason(kind: str, detail: dict) -> str:
+    """Why a semantic check flagged an example, in a sentence (core.checks.exclusions' table)."""
+    sim = detail.get("similarity")
+    if kind == DUP_KIND:
+        how = f" (cosine {sim:.2f})" if isinstance(sim, (int, float)) else ""
+        return (f"semantic duplicate of #{detail.get('keep')}, which is kept{how}; "
+                f"group of {detail.get('size', '?')}")
+    best = (detail.get("nearest") or [{}])[0]
+    sim = best.get("similarity")
+    return (f"close to {best.get('benchmark', 'a benchmark')} {best.get('item', '')}".rstrip()
+            + (f" (cosine {sim:.2f})" if isinstance(sim, (int, float)) else ""))
+
+
+# --------------------------------------------------------------------------- what a threshold would exclude
+
+def _excluded_now(store: Store, kind: str) -> set[int]:
+    from core.checks.results import current_checks
+    cur = current_checks(store, kind)
+    if cur.empty:
+        return set()
+    bad = cur[~cur["passed"].astype(bool) & ~cur["overridden"].fillna(False).astype(bool)]
+    return set(bad["generation_id"].astype(int))
+
+
+def _overridden_now(store: Store, kind: str) -> set[int]:
+    from core.checks.results import current_checks
+    cur = current_checks(store, kind)
+    return set() if cur.empty else set(cur[cur["overridden"].fillna(False).astype(bool)]["generation_id"].astype(int))
+
+
+def _preview(store: Store, kind: str, would: set[int], threshold: float, **extra) -> dict:
+    """What flagging `would` means: how many leave the export, how many of those a person accepted
+    (they wait for confirmation before an export), and the difference to what is excluded now."""
+    accepted = {int(g) for (g,) in store.execute(
+        "SELECT generation_id FROM reviews WHERE verdict = 'accepted'").fetchall()}
+    would = would - _overridden_now(store, kind)      # an override is carried over to the next run
+    now = _excluded_now(store, kind)
+    return {"threshold": threshold, "n_excluded": len(would), "n_excluded_accepted": len(would & accepted),
+            "n_excluded_now": len(now), "newly_excluded": sorted(would - now),
+            "no_longer_excluded": sorted(now - would), **extra}
+
+
+def preview_duplicates(store: Store, threshold: float, model_key: str | None = None) -> dict:
+    """The groups and exclusions `threshold` would give, from cached vectors only (nothing is embedded
+    or recorded). `missing` > 0: that many examples have no cached vector yet; run the check first."""
+    from core import embed
+
+    key = model_key or ((latest_semantic_run(store, DUP_KIND) or {}).get("params") or {}).get("model_key")
+    ex = _dup_candidates(store)
+    if key is None or ex.empty:
+        return {"threshold": threshold, "missing": len(ex), "model_key": key}
+    hashes = [embed.text_hash(t[:EMBED_CHARS]) for t in ex["text"]]
+    vectors = cached_vectors(store, key, hashes)
+    if vectors is None:
+        return {"threshold": threshold, "missing": n_uncached(store, key, hashes), "model_key": key}
+    detail_of, n_pairs, n_groups = duplicate_details(ex, vectors, threshold)
+    would = {g for g, d in detail_of.items() if d["keep"] != g}
+    return _preview(store, DUP_KIND, would, threshold, missing=0, model_key=key, n_groups=n_groups,
+                    n_pairs=n_pairs)
+
+
+def preview_leaks(store: Store, threshold: float) -> dict:
+    """The exclusions `threshold` would give, from the nearest cosines the latest leak run stored."""
+    from core.checks.results import current_checks
+
+    cur = current_checks(store, LEAK_KIND)
+    best = {}
+    for g, d in zip(cur["generation_id"], cur["detail"]):
+        near = (json.loads(d) if d else {}).get("nearest") or []
+        best[int(g)] = near[0]["similarity"] if near else 0.0
+    n_examples = len(_examples(store))
+    would = {g for g, s in best.items() if s >= threshold}
+    return _preview(store, LEAK_KIND, would, threshold, n_checked=len(best), n_unchecked=max(0, n_examples - len(best)))
+
+
+# --------------------------------------------------------------------------- as a background task (Dataset page)
+
+def start_semantic_checks(store: Store, benchmarks: str, dup_threshold: float | None,
+                          leak_threshold: float | None, model: str | None = None, backend: str = "auto"):
+    """Semantic duplicates and / or leaks (a None threshold skips that check) in a worker thread
+    (core.background), so leaving the page does not stop them; the examples are embedded once."""
+    from core.background import TaskContext, start_task
+
+    if dup_threshold is None and leak_threshold is None:
+        raise ShoalError("Choose at least one semantic check.")
+
+    def work(ctx: TaskContext) -> dict:
+        parts = []
+        if dup_threshold is not None:
+            ctx.stage("semantic duplicates")
+            d = run_semantic_duplicates(store, dup_threshold, model, backend, ctx.progress, ctx.cancel)
+            parts.append(f"Semantic duplicates at {dup_threshold:.2f}: {d['n_groups']} groups, "
+                         f"{d['n_flagged']} flagged ({d['n_embedded']} embedded, {d['seconds_embed']:.1f} s; "
+                         f"search {d['seconds_search']:.1f} s).")
+        if leak_threshold is not None:
+            ctx.stage("semantic leaks")
+            s = run_semantic_decontamination(store, benchmarks, leak_threshold, model=model, backend=backend,
+                                             progress=ctx.progress, cancel=ctx.cancel)
+            parts.append(f"Semantic leaks at {leak_threshold:.2f}: {s['n_flagged']} of {s['n_examples']} "
+                         f"flagged against {s['n_problems']} benchmark problems.")
+        return {"summary": " ".join(parts)}
+
+    label = ", ".join(x for x, t in (("duplicates", dup_threshold), ("leaks", leak_threshold)) if t is not None)
+    return start_task(store, SEMANTIC_CHECKS, work, label=label, describe=lambda result: result)

@@ -32,7 +32,8 @@ def _print_comparison(reports: list[dict]) -> None:
                       highlight=False, soft_wrap=True)
     for r in reports:
         console.print(f"#{r['eval_id']} v{r['version'] if r['version'] is not None else 'current'}: "
-                      f"{r['n_gold']} gold examples, {r['n_unreadable']} unreadable replies, "
+                      f"{r['n_gold']} gold examples, {r['n_unreadable']} unreadable replies, judge gave no "
+                      f"answer to {r.get('n_missing_rule_answers', 0)} rules (left out of the per-rule kappa), "
                       f"{len(r['disagreements'])} disagreements, {r['calls']} requests, ${r['cost_usd']:.4f}",
                       highlight=False, soft_wrap=True)
     best = cmp["best"]
@@ -115,3 +116,20 @@ def judge_history(ctx: typer.Context, as_json: bool = typer.Option(False, "--jso
     for r in rows:
         console.print(f"#{r['eval_id']} v{r['version']} {r['judge_model']} {r['status']}: n={r['n_gold']} "
                       f"accuracy {_fmt(r['accuracy'])} kappa {_fmt(r['kappa'])} ({r['created_at']})")
+
+
+@judge_app.command("current")
+def judge_current(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
+    """The judge new jobs use, per task: the current prompt version and whose judge it has."""
+    from core.judge_eval import current_judges
+
+    store = store_from(ctx)
+    tasks = [r["task"] for r in store.rows("SELECT DISTINCT task FROM prompt_versions ORDER BY task")]
+    if not tasks:
+        fail("No prompt versions yet: every task judges with its built-in prompt.")
+    out = current_judges(store, tasks)
+    if as_json:
+        print_json(out)
+        return
+    for task, r in out.items():
+        console.print(f"{task}: v{r['version']} (judge of v{', v'.join(map(str, r['judge_of']))})", highlight=False)

@@ -2,7 +2,11 @@
 and Fleiss' kappa for many raters (people vs people: core.review.people).
 
 The human side is the example's verdict in `reviews`: with overlap that is the agreed or the
-adjudicated verdict, so judge–human agreement is measured against the final human word."""
+adjudicated verdict, so judge–human agreement is measured against the final human word.
+
+A rule the judge gave no answer for is stored as {"answer": "no", "missing": true} (the example
+does not pass it); it is neither yes nor no here: per-rule tables leave it out and count it as
+`judge_no_answer`."""
 from __future__ import annotations
 
 from core.review.filters import QueueFilter, from_clause, where_clause
@@ -61,21 +65,32 @@ def _tables(rows: list[dict], key: str | None) -> dict:
 
 def agreement(store: Store, f: QueueFilter | None = None) -> dict:
     """Judge vs human on examples with both a judge verdict and a human accept/reject:
-    overall, per task and per rule (a rule's yes/no against the human's accept/reject)."""
+    overall, per task and per rule (a rule's yes/no against the human's accept/reject; answers the
+    judge did not give are left out of the rule's table and counted in its `judge_no_answer`, and
+    in total in `judge_no_answer`)."""
     f = (f or QueueFilter()).with_(status="reviewed", judge="any", rule=None)
     frm, _ = from_clause(store, f)
     where, p = where_clause(f)
     by_task = store.rows(f"""
         SELECT g.task, j.overall AS judge_yes, r.verdict = 'accepted' AS human_yes, count(*) AS n
         {frm} WHERE {where} AND j.overall IS NOT NULL GROUP BY ALL""", p)
-    by_rule = store.rows(f"""
-        SELECT (e->>'rule') AS rule, lower(e->>'answer') = 'yes' AS judge_yes, human_yes, count(*) AS n
+    answers = f"""
+        SELECT (e->>'rule') AS rule, lower(e->>'answer') AS answer,
+               coalesce(TRY_CAST(e->>'missing' AS BOOLEAN), FALSE) AS missing, human_yes
         FROM (SELECT unnest(CAST(j.rules AS JSON[])) AS e, r.verdict = 'accepted' AS human_yes
               {frm} WHERE {where} AND json_type(j.rules) = 'ARRAY')
-        WHERE lower(e->>'answer') IN ('yes', 'no') AND (e->>'rule') IS NOT NULL
-        GROUP BY ALL""", p)
+        WHERE (e->>'rule') IS NOT NULL"""
+    by_rule = store.rows(f"""SELECT rule, answer = 'yes' AS judge_yes, human_yes, count(*) AS n
+                             FROM ({answers}) WHERE NOT missing AND answer IN ('yes', 'no') GROUP BY ALL""", p)
+    no_answer = {r["rule"]: int(r["n"]) for r in store.rows(
+        f"SELECT rule, count(*) AS n FROM ({answers}) WHERE missing GROUP BY ALL", p)}
     overall = _tables(by_task, None).get("all", _cell_stats(0, 0, 0, 0))
-    return {"overall": overall, "per_task": _tables(by_task, "task"), "per_rule": _tables(by_rule, "rule")}
+    per_rule = _tables(by_rule, "rule")
+    for rule in no_answer.keys() - per_rule.keys():       # a rule the judge never answered
+        per_rule[rule] = _cell_stats(0, 0, 0, 0)
+    per_rule = {k: {**v, "judge_no_answer": no_answer.get(k, 0)} for k, v in sorted(per_rule.items())}
+    return {"overall": overall, "per_task": _tables(by_task, "task"), "per_rule": per_rule,
+            "judge_no_answer": sum(no_answer.values())}
 
 
 def cell_filter(base: QueueFilter, judge_yes: bool, human_accepted: bool, task: str | None = None,
