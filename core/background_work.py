@@ -29,8 +29,8 @@ def start_embed_and_map(store: Store, model: str | None, backend: str, batch_siz
         m = build_map(store, model=r.model_key, n_clusters=n_clusters or None, method=method,
                       progress=ctx.progress, cancel=ctx.cancel)
         return {"map_id": m.map_id,
-                "summary": f"Embedded {r.n_embedded} snippets ({r.n_cached} were cached); map {m.map_id}: "
-                           f"{m.n_points} points in {m.n_clusters} clusters."}
+                "summary": f"Embedded {r.n_embedded} snippets ({r.n_cached} were cached) with {r.reason}; "
+                           f"map {m.map_id}: {m.n_points} points in {m.n_clusters} clusters."}
 
     return start_task(store, EMBED_MAP, work, label=f"{model or 'default model'} · {method}",
                       describe=lambda result: result)

@@ -4,7 +4,8 @@ The fast backend (ONNX Runtime, int8 weights) is chosen wherever it agrees with 
 cosine >= AGREEMENT_MIN) and PyTorch is not measurably faster (by more than SPEED_MARGIN); else
 PyTorch. With a GPU, PyTorch float16 on the GPU. The measurement is made once per model (and per
 torch / onnxruntime version), on PROBE_TEXTS real functions of the running Python's standard
-library, and remembered in ``$SHOAL_CACHE_DIR/backend-choice.json``, so later runs decide at once.
+library, in MEASURE_ROUNDS interleaved rounds timed by wall and CPU clock (`measure_agreement`),
+and remembered in ``$SHOAL_CACHE_DIR/backend-choice.json``, so later runs decide at once.
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from core.errors import ShoalError
 
 AGREEMENT_MIN = 0.99
 SPEED_MARGIN = 0.05  # PyTorch must be > 5 % faster to win over an agreeing fast backend
+MEASURE_ROUNDS = 3
+MEASURE_METHOD = 2  # 2: speed from wall and CPU time, median of rounds (records of 1 are measured again)
 PROBE_TEXTS = 32
 PROBE_MODULES = ("textwrap.py", "shlex.py", "fnmatch.py", "calendar.py", "heapq.py", "difflib.py",
                  "statistics.py", "ipaddress.py", "csv.py", "pprint.py", "base64.py", "bisect.py")
@@ -88,33 +91,46 @@ def _remember(key: str, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def measure_agreement(model: str | None) -> dict:
-    """Cosine of fast vs torch vectors and both speeds on the probe texts (two interleaved rounds)."""
+def measure_agreement(model: str | None, rounds: int = MEASURE_ROUNDS) -> dict:
+    """Cosine of fast vs torch vectors and both speeds on the probe texts (`rounds` interleaved rounds).
+
+    ``speed_ratio`` (fast over torch, > 1: fast is faster) is the larger of the median per-round
+    ratio of wall time and that of this process's CPU time: on a shared machine other processes'
+    load swings wall time from round to round, while CPU time counts only the work done here, so
+    PyTorch is taken as faster only when both say so.
+    """
     texts = probe_texts()
     models = {b: load_model(model, b) for b in ("torch", "fast")}
     for m in models.values():
         encode(m, texts[:4])  # warm-up
-    seconds: dict[str, list[float]] = {"torch": [], "fast": []}
+    wall: dict[str, list[float]] = {"torch": [], "fast": []}
+    cpu: dict[str, list[float]] = {"torch": [], "fast": []}
     vectors = {}
-    for _ in range(2):
+    for _ in range(rounds):
         for b, m in models.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             vectors[b] = encode(m, texts, 16)
-            seconds[b].append(time.perf_counter() - t0)
+            wall[b].append(time.perf_counter() - t0)
+            cpu[b].append(max(time.process_time() - c0, 1e-9))
     a, f = vectors["torch"], vectors["fast"]
     cos = (a * f).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(f, axis=1), 1e-12)
-    torch_rate, fast_rate = (len(texts) / min(seconds[b]) for b in ("torch", "fast"))
+    torch_rate, fast_rate = (len(texts) / min(wall[b]) for b in ("torch", "fast"))
+    wall_ratio = float(np.median([t / f for t, f in zip(wall["torch"], wall["fast"])]))
+    cpu_ratio = float(np.median([t / f for t, f in zip(cpu["torch"], cpu["fast"])]))
     return {"cosine_mean": round(float(cos.mean()), 5), "cosine_min": round(float(cos.min()), 5),
             "torch_per_s": round(torch_rate, 1), "fast_per_s": round(fast_rate, 1),
-            "speed_ratio": round(fast_rate / torch_rate, 3), "n_texts": len(texts),
+            "speed_ratio": round(max(wall_ratio, cpu_ratio), 3), "wall_speed_ratio": round(wall_ratio, 3),
+            "cpu_speed_ratio": round(cpu_ratio, 3), "rounds": rounds, "n_texts": len(texts),
+            "method": MEASURE_METHOD, "load_avg_1m": round(os.getloadavg()[0], 2),
             "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def agreement(model: str | None, refresh: bool = False) -> dict:
-    """The remembered measurement for this model, measuring it first if there is none (or `refresh`)."""
+    """The remembered measurement for this model, measuring it first if there is none (or `refresh`,
+    or it was made by an older way of measuring)."""
     key = _memory_key(model)
     record = None if refresh else _read_memory().get(key)
-    if record is None:
+    if record is None or record.get("method") != MEASURE_METHOD:
         record = measure_agreement(model)
         _remember(key, record)
     return record
@@ -123,9 +139,10 @@ def agreement(model: str | None, refresh: bool = False) -> dict:
 def remembered_agreement(model: str | None = None) -> dict | None:
     """The measurement if one was made already (never measures; cheap enough for a page)."""
     try:
-        return _read_memory().get(_memory_key(model))
+        record = _read_memory().get(_memory_key(model))
     except Exception:  # noqa: BLE001 - a page asking must not fail on a missing optional dependency
         return None
+    return record if record and record.get("method") == MEASURE_METHOD else None
 
 
 def _verdict(m: dict) -> tuple[str, str]:

@@ -53,6 +53,7 @@ class OnnxInt8Encoder:
         path = self._exported(st_model, source)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(os.environ.get("SHOAL_ONNX_THREADS", "0"))
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # spinning threads stall a shared CPU
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
 

@@ -101,6 +101,40 @@ def place_rest(reducer, rows: np.ndarray, placement: str) -> np.ndarray:
         return np.asarray(init_graph_transform(graph, reducer.embedding_), dtype=np.float32)
 
 
+_UMAP_MODULES = ("umap.umap_", "umap.layouts", "umap.distances", "umap.sparse", "umap.spectral", "umap.utils")
+_umap_cached = False
+
+
+def cache_umap_kernels() -> int:
+    """Keep UMAP's compiled numba kernels on disk, so compiling them (about 26 s on 2 cores) happens
+    once per machine instead of once per process: umap-learn marks few of its kernels
+    ``cache=True``; this turns numba's on-disk cache on for the others before their first call.
+    numba writes beside the package, or under ``NUMBA_CACHE_DIR`` (or its per-user cache folder)
+    when that is not writable. Returns how many kernels it turned caching on for."""
+    global _umap_cached
+    if _umap_cached:
+        return 0
+    import importlib
+
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+    turned = 0
+    for name in _UMAP_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        for obj in list(vars(mod).values()):
+            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+                try:
+                    obj.enable_caching()
+                except Exception:  # noqa: BLE001 - a kernel numba cannot cache just compiles as before
+                    continue
+                turned += 1
+    _umap_cached = True
+    return turned
+
+
 def project_2d(X: np.ndarray, seed: int = 42, n_neighbors: int = 15, min_dist: float = 0.1,
                sample: int = UMAP_FIT_SAMPLE, n_epochs: int | None = None, chunk: int = PLACE_CHUNK,
                placement: str = "auto", progress: ProgressFn | None = None,
@@ -118,6 +152,7 @@ def project_2d(X: np.ndarray, seed: int = 42, n_neighbors: int = 15, min_dist: f
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import umap  # first import compiles numba kernels (~20 s, cached afterwards)
+        cache_umap_kernels()
     reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, n - 1), min_dist=min_dist,
                         metric="cosine", random_state=seed, n_epochs=n_epochs, low_memory=True,
                         init="spectral" if n > 50 else "random")

@@ -8,6 +8,7 @@ import streamlit as st
 from core.background import TaskRecord, is_running
 from core.background_work import EMBED_MAP, EMBEDDING, start_embed_and_map
 from core.embed import BACKENDS, DEFAULT_MODEL, cached_models
+from core.embed_choice import default_backend_note
 from core.errors import ShoalError
 from core.lasso import PointIndex
 from core.maps import CLUSTER_METHODS, list_maps, map_clusters, map_points, map_review_status
@@ -57,8 +58,10 @@ with st.expander("Embed and build a map", expanded=maps_df.empty or running):
         model_in = c1.text_input("Embedding model", value=DEFAULT_MODEL, key="map.model",
                                  help="A sentence-transformers model name or local folder. The default ships "
                                       "with Shoal and works offline.")
-        backend_in = c2.selectbox("Backend", BACKENDS, key="map.backend", help="fast = ONNX Runtime with int8 weights: about "
-                                  "2× faster on a CPU, nearly the same vectors (mean cosine 0.993 to torch's).")
+        backend_in = c2.selectbox("Backend", BACKENDS, key="map.backend", help="auto = the fast backend wherever it "
+                                  "agrees with PyTorch (mean cosine >= 0.99) and is not slower, measured once per "
+                                  "model; fast = ONNX Runtime with int8 weights (about 2× faster on a CPU, mean "
+                                  "cosine 0.993 to torch's); torch = PyTorch (float16 on a GPU).")
         batch_in = c3.number_input("Batch size", min_value=1, max_value=512, value=32, key="map.batch")
         clusters_in = c4.number_input("Clusters", min_value=0, max_value=500, value=0, key="map.n_clusters",
                                       help="0 = chosen from the corpus size. For HDBSCAN: minimum cluster size.")
@@ -72,6 +75,7 @@ with st.expander("Embed and build a map", expanded=maps_df.empty or running):
             st.error(str(exc))
         else:
             st.rerun()
+    st.caption(default_backend_note(model_in.strip() or None))
     task_panel(store, EMBED_MAP.name, "map", _build_progress, on_finish=_show_new_map)
 
 if maps_df.empty:
@@ -179,8 +183,12 @@ with st.form("map.select_form"):
     budget = c2.number_input("Budget", min_value=1, max_value=max(1, len(pts)), value=min(200, len(pts)),
                              key="map.budget")
     method = c3.selectbox("Method", METHODS, key="map.method",
-                          help="kcenter: exact k-center greedy · kcenter_fast: approximate, faster · "
-                               "random · stratified: random within clusters, in proportion to their size")
+                          help="kcenter: exact k-center greedy, each pick the snippet farthest from all picks "
+                               "so far (the same picks as the plain loop, found with pruning) · kcenter_fast: "
+                               "the (1+ε)-relaxed greedy, ε = 0.05, on the full vectors: each pick is at least "
+                               "1/1.05 as far as the farthest snippet, so a step can stop early; its max distance "
+                               "measured within 2 % of exact's · random · stratified: random within clusters, in "
+                               "proportion to their size")
     sel_name = c4.text_input("Name", value=f"selection {len(list_selections(store)) + 1}", key="map.sel_name")
     extend_opts = ["(none)"] + sels["name"].tolist()
     extend = st.selectbox("Extend an existing selection (its items stay and count as centres)", extend_opts,

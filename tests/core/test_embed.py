@@ -201,3 +201,20 @@ def test_backend_verdict_needs_agreement_and_no_slowdown():
     slow = {**base, "fast_per_s": 80.0, "speed_ratio": 0.8}
     assert _verdict(slow)[0] == "torch" and "PyTorch is faster" in _verdict(slow)[1]
     assert _verdict({**base, "fast_per_s": 97.0, "speed_ratio": 0.97})[0] == "fast"  # within noise: fast
+
+
+def test_backend_measurement_of_an_older_method_is_made_again(tmp_path, monkeypatch):
+    from core import embed_choice
+    monkeypatch.setenv("SHOAL_CACHE_DIR", str(tmp_path))
+    key = embed_choice._memory_key(None)
+    old = {"cosine_mean": 0.992, "torch_per_s": 12.7, "fast_per_s": 12.0, "speed_ratio": 0.944}
+    embed_choice._remember(key, old)  # a one-round wall-clock record from before: not trusted any more
+    assert embed_choice.remembered_agreement() is None
+    new = {**old, "fast_per_s": 20.0, "speed_ratio": 1.7, "wall_speed_ratio": 1.5, "cpu_speed_ratio": 1.7,
+           "method": embed_choice.MEASURE_METHOD}
+    calls = []
+    monkeypatch.setattr(embed_choice, "measure_agreement", lambda model: calls.append(model) or new)
+    assert embed_choice.agreement(None) == new and calls == [None]
+    assert embed_choice.agreement(None) == new and calls == [None]  # remembered now
+    assert embed_choice.choose_backend(None, "auto", "cpu").backend == "fast"
+    assert embed_choice.remembered_agreement() == new

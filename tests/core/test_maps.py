@@ -217,3 +217,20 @@ def test_lasso_point_in_polygon_matches_reference_and_box():
     np.testing.assert_array_equal(box, np.flatnonzero((x >= -0.5) & (x <= 1) & (y >= -0.3) & (y <= 0.2)))
     assert len(idx.in_polygon([0, 1], [0, 1])) == 0
 
+
+
+def test_umap_kernels_are_cached_on_disk():
+    """UMAP's numba kernels keep their compiled code on disk (compiled once per machine, not per
+    process): after `cache_umap_kernels`, kernels umap-learn left uncached have a real cache."""
+    import warnings
+
+    from numba.core.caching import NullCache
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import umap.layouts
+        import umap.umap_
+    maps.cache_umap_kernels()
+    for kernel in (umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths,
+                   umap.layouts._nb_optimize_layout_euclidean_single_epoch):
+        assert not isinstance(kernel._cache, NullCache), kernel
+    assert maps.cache_umap_kernels() == 0  # once per process
