@@ -164,7 +164,8 @@ def status_condition(f: QueueFilter, p: list) -> str:
 
 def where_clause(f: QueueFilter) -> tuple[str, list]:
     """The WHERE clause (without the keyword) and its parameters for a filter."""
-    conds, p = ["TRUE"], []
+    conds: list[str] = ["TRUE"]
+    p: list = []
     if f.tasks:
         conds.append(_in("g.task", f.tasks, p))
     if f.languages:
