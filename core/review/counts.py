@@ -1,5 +1,5 @@
-"""Queue counts kept in step, not recomputed: one scan when a queue is opened, then only the
-examples that changed.
+"""Queue counts: `queue_summary` (one scan), and `QueueCounts`, kept in step rather than
+recomputed: one scan when a queue is opened, then only the examples that changed.
 
 `queue_summary` counts a queue with one scan over its scope (a reviewer's assignments, or every
 generation): at 100k generations that is tens of milliseconds, too much to pay on every accept
@@ -34,6 +34,56 @@ _FLAG_SQL = ("coalesce(r.verdict = 'accepted', FALSE)", "coalesce(r.verdict = 'r
              "coalesce(r.verdict = 'skipped', FALSE)", "coalesce(r.edited_fields IS NOT NULL, FALSE)",
              "coalesce(j.overall, FALSE)", "coalesce(NOT j.overall, FALSE)", "j.overall IS NULL")
 
+
+# --------------------------------------------------------------------------- one scan
+
+def sort_key_of(store: Store, f: QueueFilter, sort: str, seed: int, generation_id: int) -> tuple | None:
+    """(k1, k2) of one example in this queue's order (a point lookup); None when it is not in the FROM."""
+    frm, _ = from_clause(store, f, sort, judgment=False, ids=[generation_id])
+    k1, k2 = sort_keys(sort, seed)
+    return store.execute(f"SELECT {k1}, {k2} {frm} WHERE g.id = ?", [int(generation_id)]).fetchone()
+
+
+def _position_sql(store: Store, f: QueueFilter, sort: str, seed: int, current_id: int | None) -> tuple[str, list]:
+    """SQL (and parameters) for the 1-based place of `current_id` in the queue, NULL when it is not in it."""
+    key = sort_key_of(store, f, sort, seed, current_id) if current_id is not None else None
+    if key is None or current_id is None:
+        return "NULL", []
+    wf, pf = where_clause(f)
+    k1, k2 = sort_keys(sort, seed)
+    before = f"count(*) FILTER (WHERE ({wf}) AND ({k1} < ? OR ({k1} = ? AND {k2} < ?))) + 1"
+    return (f"CASE WHEN count(*) FILTER (WHERE ({wf}) AND g.id = ?) > 0 THEN {before} END",
+            pf + [int(current_id)] + pf + [key[0], key[0], key[1]])
+
+
+def queue_summary(store: Store, f: QueueFilter, sort: str = "judge_failed_first", seed: int = 0,
+                  current_id: int | None = None) -> dict:
+    """Counts for the filter in one scan: `in_filter`, and (ignoring the status part of the filter)
+    todo/accepted/rejected/skipped/edited and judge passed/failed/unjudged; plus `position`, the
+    1-based place of `current_id` in the queue (None when it does not match the filter)."""
+    frm, _ = from_clause(store, f, sort)
+    where, p = where_clause(f.with_(status="any"))
+    wf, pf = where_clause(f)
+    todo_p: list = []
+    todo = todo_condition(f, todo_p)
+    pos_sql, pos_p = _position_sql(store, f, sort, seed, current_id)
+    row = store.one(f"""
+        SELECT count(*) FILTER (WHERE {wf}) AS in_filter,
+               count(*) AS all_status,
+               count(*) FILTER (WHERE {todo}) AS todo,
+               count(*) FILTER (WHERE r.verdict = 'accepted') AS accepted,
+               count(*) FILTER (WHERE r.verdict = 'rejected') AS rejected,
+               count(*) FILTER (WHERE r.verdict = 'skipped') AS skipped,
+               count(*) FILTER (WHERE r.edited_fields IS NOT NULL) AS edited,
+               count(*) FILTER (WHERE j.overall) AS judge_passed,
+               count(*) FILTER (WHERE NOT j.overall) AS judge_failed,
+               count(*) FILTER (WHERE j.overall IS NULL) AS unjudged,
+               {pos_sql} AS position
+        {frm} WHERE {where}""", pf + todo_p + pos_p + p) or {}
+    return {k: (None if v is None else int(v)) for k, v in row.items()}
+
+
+# --------------------------------------------------------------------------- kept in step
 
 REVIEW_FLAGS = 6          # FLAGS[:6] follow the reviews; the judge's three only a new judgment changes
 
@@ -91,9 +141,8 @@ class QueueCounts:
         if sync or self._scanned_at is None:
             self.sync(store)
         if self._too_big:
-            from core.review.queue import queue_summary
             return queue_summary(store, self.filter, self.sort, self.seed, current_id)
-        out = {"in_filter": int(self._totals[0]), "all_status": int(self._scope)}
+        out: dict[str, int | None] = {"in_filter": int(self._totals[0]), "all_status": int(self._scope)}
         out.update({k: int(v) for k, v in zip(FLAGS[1:], self._totals[1:])})
         out["position"] = self.position(current_id)
         return out
@@ -191,10 +240,11 @@ class QueueCounts:
         full = [g for g in gids if g in judged or self._row(g) is None]
         for chunk in _chunks(light):
             sql, params, _ = _rows_sql(store, self._fixed, self.sort, self.seed, chunk, judge=False)
-            rows = {int(r[0]): _flags(r[1:], self.filter.status == "todo") for r in store.execute(sql, params).fetchall()}
+            flags = {int(r[0]): _flags(r[1:], self.filter.status == "todo") for r in store.execute(sql, params).fetchall()}
             for gid in chunk:
                 old = self._row(gid)
-                self._replace(gid, None if gid not in rows else (old[0], old[1], rows[gid] + old[2][REVIEW_FLAGS:]))
+                assert old is not None            # `light` holds kept rows only
+                self._replace(gid, None if gid not in flags else (old[0], old[1], flags[gid] + old[2][REVIEW_FLAGS:]))
         for chunk in _chunks(full):
             sql, params, _ = _rows_sql(store, self._fixed, self.sort, self.seed, chunk)
             rows = {int(r[0]): (int(r[1]), int(r[2]), _flags(r[3:], self.filter.status == "todo"))

@@ -88,9 +88,10 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
             raise StaleReview(gid, current, int(expected_version))
         edited = _clean_edit(original, edited_fields) if edited_fields is not None else (
             loads(current["edited_fields"]) if current else None)
+        version = (int(record["version"]) if record else 0) + 1
         after = {"verdict": verdict, "note": note, "reasons": reasons, "edited_fields": edited,
-                 "reviewer": reviewer, "version": (int(record["version"]) if record else 0) + 1, "batch_id": None}
-        put_review(cur, gid, record is not None, verdict, note, reasons, edited, reviewer, after["version"])
+                 "reviewer": reviewer, "version": version, "batch_id": None}
+        put_review(cur, gid, record is not None, verdict, note, reasons, edited, reviewer, version)
         cur.execute(
             "INSERT INTO audit_log(actor, action, entity, entity_id, before, after, batch_id) "
             "VALUES (?, 'review.decide', 'review', ?, ?, ?, ?)",

@@ -1,4 +1,4 @@
-"""The review queue: counts, pages, keyset windows and a prefetching cursor.
+"""The review queue: pages, keyset windows and the cursor (its counts: core.review.counts).
 
 The page asks for one example at a time (keyset on the sort key), never loads the queue.
 """
@@ -8,54 +8,9 @@ import time
 
 import pandas as pd
 
-from core.review.counts import QueueCounts
-from core.review.filters import QueueFilter, from_clause, latest_map_id, sort_keys, todo_condition, where_clause
+from core.review.counts import QueueCounts, queue_summary, sort_key_of  # noqa: F401 (queue_summary: re-exported)
+from core.review.filters import QueueFilter, from_clause, latest_map_id, sort_keys, where_clause
 from core.store import Store
-
-
-def _key_of(store: Store, f: QueueFilter, sort: str, seed: int, generation_id: int):
-    frm, _ = from_clause(store, f, sort, judgment=False, ids=[generation_id])
-    k1, k2 = sort_keys(sort, seed)
-    return store.execute(f"SELECT {k1}, {k2} {frm} WHERE g.id = ?", [int(generation_id)]).fetchone()
-
-
-def _position_sql(store: Store, f: QueueFilter, sort: str, seed: int, current_id: int | None) -> tuple[str, list]:
-    """SQL (and parameters) for the 1-based place of `current_id` in the queue, NULL when it is not in it."""
-    key = _key_of(store, f, sort, seed, current_id) if current_id is not None else None
-    if key is None:
-        return "NULL", []
-    wf, pf = where_clause(f)
-    k1, k2 = sort_keys(sort, seed)
-    before = f"count(*) FILTER (WHERE ({wf}) AND ({k1} < ? OR ({k1} = ? AND {k2} < ?))) + 1"
-    return (f"CASE WHEN count(*) FILTER (WHERE ({wf}) AND g.id = ?) > 0 THEN {before} END",
-            pf + [int(current_id)] + pf + [key[0], key[0], key[1]])
-
-
-def queue_summary(store: Store, f: QueueFilter, sort: str = "judge_failed_first", seed: int = 0,
-                  current_id: int | None = None) -> dict:
-    """Counts for the filter in one scan: `in_filter`, and (ignoring the status part of the filter)
-    todo/accepted/rejected/skipped/edited and judge passed/failed/unjudged; plus `position`, the
-    1-based place of `current_id` in the queue (None when it does not match the filter)."""
-    frm, _ = from_clause(store, f, sort)
-    where, p = where_clause(f.with_(status="any"))
-    wf, pf = where_clause(f)
-    todo_p: list = []
-    todo = todo_condition(f, todo_p)
-    pos_sql, pos_p = _position_sql(store, f, sort, seed, current_id)
-    row = store.one(f"""
-        SELECT count(*) FILTER (WHERE {wf}) AS in_filter,
-               count(*) AS all_status,
-               count(*) FILTER (WHERE {todo}) AS todo,
-               count(*) FILTER (WHERE r.verdict = 'accepted') AS accepted,
-               count(*) FILTER (WHERE r.verdict = 'rejected') AS rejected,
-               count(*) FILTER (WHERE r.verdict = 'skipped') AS skipped,
-               count(*) FILTER (WHERE r.edited_fields IS NOT NULL) AS edited,
-               count(*) FILTER (WHERE j.overall) AS judge_passed,
-               count(*) FILTER (WHERE NOT j.overall) AS judge_failed,
-               count(*) FILTER (WHERE j.overall IS NULL) AS unjudged,
-               {pos_sql} AS position
-        {frm} WHERE {where}""", pf + todo_p + pos_p + p)
-    return {k: (None if v is None else int(v)) for k, v in row.items()}
 
 
 def queue_count(store: Store, f: QueueFilter) -> int:
@@ -119,7 +74,7 @@ def queue_window(store: Store, f: QueueFilter, sort: str = "judge_failed_first",
     cmp = ">" if direction > 0 else "<"
     extra, extra_p = "", []
     if after_id is not None:
-        key = _key_of(store, f, sort, seed, after_id)
+        key = sort_key_of(store, f, sort, seed, after_id)
         if key is not None:
             extra = f" AND ({k1} {cmp} ? OR ({k1} = ? AND {k2} {cmp} ?))"
             extra_p = [key[0], key[0], key[1]]
@@ -197,7 +152,7 @@ class QueueCursor:
         counts = self.counts
         key = None
         if current_id is not None:   # an example outside the scope: from where it would sit
-            key = counts.key_of(current_id) or _key_of(store, self.filter, self.sort, self.seed, current_id)
+            key = counts.key_of(current_id) or sort_key_of(store, self.filter, self.sort, self.seed, current_id)
         self._anchor = counts.first_after(key)     # the rows were synced just now
         return self._anchor
 
