@@ -64,14 +64,13 @@ def resolve_backend(store: Store, model: str | None, backend: str = "auto") -> s
     """torch or fast. `auto`: the backend of the latest semantic run with this model (its vectors are
     cached, and its thresholds were read on them), else core.embed_choice's pick for this machine."""
     from core import embed
-    from core.checks.results import latest_run
     from core.embed_choice import choose_backend
 
     if backend != "auto":
         return backend
     name = embed.model_key(model, "torch")
     for kind in (DUP_KIND, LEAK_KIND):
-        run = latest_run(store, kind)
+        run = latest_semantic_run(store, kind)
         key = ((run or {}).get("params") or {}).get("model_key")
         if key and embed.split_key(key)[0] == name:
             return embed.split_key(key)[1]
