@@ -396,6 +396,14 @@ def _preview(store: Store, kind: str, would: set[int], threshold: float, **extra
             "no_longer_excluded": sorted(now - would), **extra}
 
 
+def preview_stamp(store: Store) -> tuple:
+    """Changes whenever examples, verdicts or check rows change (what a cached preview is keyed by)."""
+    return tuple(store.rows(
+        "SELECT (SELECT count(*) FROM generations) AS g, (SELECT coalesce(max(id), 0) FROM checks) AS c, "
+        "(SELECT count(*) || ':' || coalesce(sum(version), 0) FROM review_records) AS r, "
+        "(SELECT count(*) FROM checks WHERE overridden) AS o")[0].values())
+
+
 def preview_duplicates(store: Store, threshold: float, model_key: str | None = None) -> dict:
     """The groups and exclusions `threshold` would give, from cached vectors only (nothing is embedded
     or recorded). `missing` > 0: that many examples have no cached vector yet; run the check first."""

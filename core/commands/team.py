@@ -92,109 +92,111 @@ def _agreement_tables(res: dict) -> None:
         out.print("No example has verdicts from two reviewers yet: assign with --overlap 2 or more.")
 
 
+def team_options(ctx: typer.Context,
+                 as_identity: str | None = typer.Option(None, "--as", envvar="SHOAL_IDENTITY", help=AS_HELP)):
+    ctx.ensure_object(dict)["identity"] = as_identity
+
+def members(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON list.")):
+    """Every member and their role (the database's and the secrets file's)."""
+    from core import team
+    store = store_from(ctx)
+    try:
+        acting(ctx, store, "review")
+        people = team.members(store)
+    except ShoalError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json([{"identity": m.identity, "role": m.role, "name": m.name, "from_config": m.from_config}
+                    for m in people])
+    elif people:
+        _members_table(people)
+    else:
+        console.print("No members yet. Add one with `shoal team add EMAIL --role owner`.")
+
+def add(ctx: typer.Context, identity: str = typer.Argument(..., help="The member's email (or OIDC subject)."),
+        role: str = typer.Option("reviewer", "--role", help="owner | curator | reviewer"),
+        name: str | None = typer.Option(None, "--name", help="Display name.")):
+    """Add a member, or change a member's role (owner only)."""
+    from core import team
+    store = store_from(ctx)
+    try:
+        actor, actor_role = acting(ctx, store, "team")
+        team.set_member(store, identity, role, actor=actor, actor_role=actor_role, name=name)
+    except ShoalError as exc:
+        fail(str(exc))
+    console.print(f"{_identity(identity)} is now {team.check_role(role)}.", highlight=False)
+
+def remove(ctx: typer.Context, identity: str = typer.Argument(..., help="The member's email (or OIDC subject).")):
+    """Remove a member (owner only). Their verdicts stay; assignments they have not started go."""
+    from core import team
+    store = store_from(ctx)
+    try:
+        actor, actor_role = acting(ctx, store, "team")
+        team.remove_member(store, _identity(identity) or "", actor=actor, actor_role=actor_role)
+    except ShoalError as exc:
+        fail(str(exc))
+    console.print(f"{_identity(identity)} was removed from the team.", highlight=False)
+
+def assign(ctx: typer.Context,
+           overlap: int = typer.Option(1, "--overlap", min=1,
+                                       help="Reviewers per example (2-3 to measure agreement)."),
+           share: float = typer.Option(1.0, "--share", help="Share (0-1) of the examples that get that overlap; "
+                                                            "the others get one reviewer."),
+           reviewers: list[str] = typer.Option([], "--reviewer", "-r",
+                                               help="Assign to these (repeatable; default: the team's reviewers)."),
+           include_reviewed: bool = typer.Option(False, "--include-reviewed",
+                                                 help="Also assign examples that already have a human verdict."),
+           reset: bool = typer.Option(False, "--reset", help="First redistribute assignments nobody has started."),
+           seed: int = typer.Option(0, "--seed", help="Seed of the random order examples are dealt in."),
+           as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+    """Assign every unassigned example to reviewers, with overlap (owner only; as the Team page)."""
+    from core import team
+    store = store_from(ctx)
+    try:
+        actor, actor_role = acting(ctx, store, "team")
+        chosen = [_identity(r) or "" for r in reviewers] or team.default_reviewers(team.members(store))
+        if not chosen:
+            raise ShoalError("Nobody to assign to: add reviewers with `shoal team add EMAIL` or name them "
+                             "with --reviewer.")
+        res = team.assign_examples(store, chosen, per_example=overlap, overlap_share=share, actor=actor,
+                                   actor_role=actor_role, include_reviewed=include_reviewed, reset_open=reset,
+                                   seed=seed)
+    except ShoalError as exc:
+        fail(str(exc))
+    out = {"examples": res.examples, "overlap_examples": res.overlap_examples, "rows": res.rows,
+           "per_reviewer": res.per_reviewer, "batch_id": res.batch_id}
+    if as_json:
+        print_json(out)
+        return
+    console.print(f"Assigned {res.examples} examples ({res.overlap_examples} with overlap) to {len(chosen)} "
+                  "reviewers: " + ", ".join(f"{k} {v}" for k, v in sorted(res.per_reviewer.items())), highlight=False)
+
+def agreement(ctx: typer.Context, task: str | None = typer.Option(None, "--task", help="Only this task."),
+              as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with the examples "
+                                                                  "behind every cell).")):
+    """Agreement between reviewers: Cohen's kappa per pair, Fleiss' kappa over everyone, per task,
+    per reject reason and against the judge's rules; with every reviewer's progress."""
+    from core import review as rv
+    store = store_from(ctx)
+    try:
+        acting(ctx, store, "adjudicate")
+        res = rv.people_agreement(store, task)
+    except ShoalError as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(res)
+        return
+    _agreement_tables(res)
+
+
 def register(app: typer.Typer) -> None:
     team_app = typer.Typer(help="The team: members and roles, assignment with overlap, agreement between reviewers.",
                            no_args_is_help=True)
     app.add_typer(team_app, name="team")
 
-    @team_app.callback()
-    def team_options(ctx: typer.Context,
-                     as_identity: str | None = typer.Option(None, "--as", envvar="SHOAL_IDENTITY", help=AS_HELP)):
-        ctx.ensure_object(dict)["identity"] = as_identity
-
-    @team_app.command("members")
-    def members(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON list.")):
-        """Every member and their role (the database's and the secrets file's)."""
-        from core import team
-        store = store_from(ctx)
-        try:
-            acting(ctx, store, "review")
-            people = team.members(store)
-        except ShoalError as exc:
-            fail(str(exc))
-        if as_json:
-            print_json([{"identity": m.identity, "role": m.role, "name": m.name, "from_config": m.from_config}
-                        for m in people])
-        elif people:
-            _members_table(people)
-        else:
-            console.print("No members yet. Add one with `shoal team add EMAIL --role owner`.")
-
-    @team_app.command("add")
-    def add(ctx: typer.Context, identity: str = typer.Argument(..., help="The member's email (or OIDC subject)."),
-            role: str = typer.Option("reviewer", "--role", help="owner | curator | reviewer"),
-            name: str | None = typer.Option(None, "--name", help="Display name.")):
-        """Add a member, or change a member's role (owner only)."""
-        from core import team
-        store = store_from(ctx)
-        try:
-            actor, actor_role = acting(ctx, store, "team")
-            team.set_member(store, identity, role, actor=actor, actor_role=actor_role, name=name)
-        except ShoalError as exc:
-            fail(str(exc))
-        console.print(f"{_identity(identity)} is now {team.check_role(role)}.", highlight=False)
-
-    @team_app.command("remove")
-    def remove(ctx: typer.Context, identity: str = typer.Argument(..., help="The member's email (or OIDC subject).")):
-        """Remove a member (owner only). Their verdicts stay; assignments they have not started go."""
-        from core import team
-        store = store_from(ctx)
-        try:
-            actor, actor_role = acting(ctx, store, "team")
-            team.remove_member(store, _identity(identity) or "", actor=actor, actor_role=actor_role)
-        except ShoalError as exc:
-            fail(str(exc))
-        console.print(f"{_identity(identity)} was removed from the team.", highlight=False)
-
-    @team_app.command("assign")
-    def assign(ctx: typer.Context,
-               overlap: int = typer.Option(1, "--overlap", min=1,
-                                           help="Reviewers per example (2-3 to measure agreement)."),
-               share: float = typer.Option(1.0, "--share", help="Share (0-1) of the examples that get that overlap; "
-                                                                "the others get one reviewer."),
-               reviewers: list[str] = typer.Option([], "--reviewer", "-r",
-                                                   help="Assign to these (repeatable; default: the team's reviewers)."),
-               include_reviewed: bool = typer.Option(False, "--include-reviewed",
-                                                     help="Also assign examples that already have a human verdict."),
-               reset: bool = typer.Option(False, "--reset", help="First redistribute assignments nobody has started."),
-               seed: int = typer.Option(0, "--seed", help="Seed of the random order examples are dealt in."),
-               as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
-        """Assign every unassigned example to reviewers, with overlap (owner only; as the Team page)."""
-        from core import team
-        store = store_from(ctx)
-        try:
-            actor, actor_role = acting(ctx, store, "team")
-            chosen = [_identity(r) or "" for r in reviewers] or team.default_reviewers(team.members(store))
-            if not chosen:
-                raise ShoalError("Nobody to assign to: add reviewers with `shoal team add EMAIL` or name them "
-                                 "with --reviewer.")
-            res = team.assign_examples(store, chosen, per_example=overlap, overlap_share=share, actor=actor,
-                                       actor_role=actor_role, include_reviewed=include_reviewed, reset_open=reset,
-                                       seed=seed)
-        except ShoalError as exc:
-            fail(str(exc))
-        out = {"examples": res.examples, "overlap_examples": res.overlap_examples, "rows": res.rows,
-               "per_reviewer": res.per_reviewer, "batch_id": res.batch_id}
-        if as_json:
-            print_json(out)
-            return
-        console.print(f"Assigned {res.examples} examples ({res.overlap_examples} with overlap) to {len(chosen)} "
-                      "reviewers: " + ", ".join(f"{k} {v}" for k, v in sorted(res.per_reviewer.items())), highlight=False)
-
-    @team_app.command("agreement")
-    def agreement(ctx: typer.Context, task: str | None = typer.Option(None, "--task", help="Only this task."),
-                  as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with the examples "
-                                                                      "behind every cell).")):
-        """Agreement between reviewers: Cohen's kappa per pair, Fleiss' kappa over everyone, per task,
-        per reject reason and against the judge's rules; with every reviewer's progress."""
-        from core import review as rv
-        store = store_from(ctx)
-        try:
-            acting(ctx, store, "adjudicate")
-            res = rv.people_agreement(store, task)
-        except ShoalError as exc:
-            fail(str(exc))
-        if as_json:
-            print_json(res)
-            return
-        _agreement_tables(res)
+    team_app.callback()(team_options)
+    team_app.command("members")(members)
+    team_app.command("add")(add)
+    team_app.command("remove")(remove)
+    team_app.command("assign")(assign)
+    team_app.command("agreement")(agreement)
