@@ -9,6 +9,7 @@ import typer
 
 from core.commands.common import console, fail, print_json, progress_bar, store_from
 from core.errors import ShoalError
+from core.model_prices import apply_prices
 from core.store import Store
 
 
@@ -322,6 +323,7 @@ def generate(
     """Generate and judge instruction examples (a persisted, resumable job; one job at a time per server)."""
     from core.generate import PoolConfig
     store = store_from(ctx)
+    apply_prices(store)                  # prices set on the Generate page count here too
     try:
         existing = resume if resume is not None else retry_failed
         if existing is not None:
@@ -399,6 +401,7 @@ def jobs(
     """List generation jobs with their item counts."""
     from core import jobs as J
     store = store_from(ctx)
+    apply_prices(store)
     try:
         if resume is not None:
             J.get_job(store, resume)

@@ -216,3 +216,29 @@ def test_a_price_set_per_model_is_used_by_every_cost_figure(store):
     assert prices.estimate_cost("my-model", 1_000_000, 0) == 0
     with pytest.raises(ShoalError):
         set_model_price(store, "my-model", 1.0, 1.0, 1.5)
+
+
+def test_cli_estimates_with_the_prices_set_on_the_page(store, tmp_path, monkeypatch):
+    """A price stored from the Models panel is the one `shoal generate --dry-run` estimates with."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from core.cli import app
+    from tests.core.test_jobs import add_snippets
+    ids = add_snippets(store, 4)
+    (tmp_path / "ids.txt").write_text("\n".join(ids))
+    monkeypatch.setenv("SHOAL_GENERATOR_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("SHOAL_GENERATOR_MODEL", "house-model-7b")
+
+    def estimate() -> float:
+        prices.set_price_overlay({})               # a new process: only what the database holds
+        res = CliRunner().invoke(app, ["--db", str(store.path), "generate", "--ids", str(tmp_path / "ids.txt"),
+                                       "--task", "code_generation", "--dry-run", "--json"])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)["estimate"]["cost_usd"]
+
+    before = estimate()
+    set_model_price(store, "house-model-7b", 1000.0, 1000.0)
+    after = estimate()
+    assert after > before and after > 0
