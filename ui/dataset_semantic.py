@@ -65,7 +65,7 @@ def semantic_panel(store, ex: pd.DataFrame, titles: dict, benchmarks: str) -> No
     leak_t = c[1].slider("Semantic leak threshold (cosine)", 0.40, 1.0,
                          float((leak_run or {}).get("params", {}).get("threshold", sem.DEFAULT_LEAK_THRESHOLD)), 0.01,
                          key="ds_sem_leak_t", help="An example at least this similar to a benchmark problem is "
-                                                   "flagged. On a planted set, 0.65 caught 89% of paraphrased "
+                                                   "flagged. On a planted set, 0.62 caught 89% of paraphrased "
                                                    "HumanEval problems and no clean example.")
     with c[0]:
         _duplicate_effect(store, dup_run, dup_t, benchmarks, running)

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
                                             help="Also embed the examples: semantic duplicates and semantic leaks."),
               semantic_threshold: float = typer.Option(0.90, "--semantic-threshold",
                                                        help="Cosine at or above which two examples are duplicates."),
-              leak_threshold: float = typer.Option(0.65, "--leak-threshold",
+              leak_threshold: float = typer.Option(0.62, "--leak-threshold",
                                                    help="Cosine to a benchmark problem at or above which an example "
                                                         "is flagged as a semantic leak."),
               run_exec: bool = typer.Option(False, "--exec", help="Run Python solutions in the sandbox."),

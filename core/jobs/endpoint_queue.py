@@ -142,7 +142,9 @@ def start_ready(store: Store, finished: int | None = None) -> list[int]:
     """Start (in worker threads of this process) every queued job whose servers are free; their ids.
     `finished`: the job whose run is ending now (its servers count as free)."""
     from core.jobs.workers import start_worker
-    started = []
+    started: list[int] = []
+    if not store.scalar("SELECT count(*) FROM jobs WHERE status = ?", [QUEUED]):
+        return started     # the usual tick: nothing waits
     with _QUEUE_LOCK:    # the worker is registered before the job leaves the queue for any reader here
         for job_id in ready_jobs(store, finished):
             if claim(store, job_id):

@@ -78,8 +78,8 @@ def test_paraphrased_humaneval_problems_are_flagged_and_clean_examples_are_not(p
     right_item = sum(near[g]["item"] == src for g, src in ids["paraphrase"].items() if g in blocked)
     # the figures at a few thresholds, from the stored nearest cosines (no re-embedding)
     curve = {t: (sum(near[g]["similarity"] >= t for g in para) / len(para),
-                 sum(near[g]["similarity"] >= t for g in clean)) for t in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8)}
-    print(f"\nsemantic leaks at {S.DEFAULT_LEAK_THRESHOLD}: precision {precision:.3f}, recall {recall:.3f} "
+                 sum(near[g]["similarity"] >= t for g in clean)) for t in (0.55, 0.6, 0.62, 0.65, 0.7, 0.75, 0.8)}
+    print(f"\nsemantic leaks ({planted['leaks']['model_key']}) at {S.DEFAULT_LEAK_THRESHOLD}: precision {precision:.3f}, recall {recall:.3f} "
           f"({tp}/{len(para)} paraphrases, {fp}/{len(clean)} clean flagged; nearest problem right for "
           f"{right_item}/{tp}); recall / clean flagged by threshold: {curve}")
     assert recall >= 0.85 and precision >= 0.95
