@@ -146,7 +146,7 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
         status, needed, adjudicator = team.get(int(r.generation_id), (None, 1, None))
         reason = _left_out_by_verdict(eff, by, include_judged)
         if not reason and needed > 1 and by != "human":
-            reason = _WAITING.get(status, "waiting for more reviewers (overlap)")
+            reason = _WAITING.get(status or "", "waiting for more reviewers (overlap)")
         if reason:
             sel.excluded[reason] += 1
             continue

@@ -28,7 +28,7 @@ from core.generate import (PromptVersion, content_hash, current_prompt_version, 
                            judge_example)
 from core.progress import Cancelled, ProgressFn, check_cancel, report
 from core.review import kappa_from_counts
-from core.store import Store
+from core.store import Store, returned
 from core.tasks import get_task
 
 # the parts of a task's content that make up its judge (the rest belongs to the generator)
@@ -228,11 +228,14 @@ def evaluate_judge(store: Store, prompt_version: int | str | None, model: str | 
     client = LLMClient(store, profile, max_concurrency=concurrency)
     number = None if prompt_version is None or str(prompt_version).lower() == "current" else int(prompt_version)
     params = {"tasks": sorted(versions), "skipped_tasks": skipped, "sample": sample, "seed": seed}
-    eval_id = store.write(lambda cur: cur.execute(
-        "INSERT INTO judge_evals(version, prompt_version_ids, judge_model, base_url, params, n_gold) "
-        "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        [number, json.dumps({t: pv.id for t, pv in versions.items()}), profile.model, profile.base_url,
-         json.dumps(params), len(gold)]).fetchone()[0])
+
+    def insert_eval(cur) -> int:
+        cur.execute("INSERT INTO judge_evals(version, prompt_version_ids, judge_model, base_url, params, n_gold) "
+                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    [number, json.dumps({t: pv.id for t, pv in versions.items()}), profile.model, profile.base_url,
+                     json.dumps(params), len(gold)])
+        return int(returned(cur))
+    eval_id = store.write(insert_eval)
     try:
         items = run_sync(_judge_all(client, gold, versions, progress, cancel))
     except BaseException as exc:
@@ -295,7 +298,9 @@ def metrics(items: list[dict]) -> dict:
     read = [it for it in items if it["judge_overall"] is not None]
     overall = _count(("all", bool(it["judge_overall"]), it["human_verdict"] == "accepted") for it in read)
     per_task = _count((it["task"], bool(it["judge_overall"]), it["human_verdict"] == "accepted") for it in read)
-    rule_pairs, missing, no_answer = [], 0, Counter()
+    rule_pairs: list[tuple] = []
+    missing = 0
+    no_answer: Counter[str] = Counter()
     for it in read:
         for r in it["rules"] or []:
             if r.get("missing"):

@@ -125,7 +125,7 @@ def cache_umap_kernels() -> int:
         except ImportError:
             continue
         for obj in list(vars(mod).values()):
-            if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+            if isinstance(obj, Dispatcher) and isinstance(getattr(obj, "_cache", None), NullCache):
                 try:
                     obj.enable_caching()
                 except Exception:  # noqa: BLE001 - a kernel numba cannot cache just compiles as before
@@ -274,7 +274,7 @@ def cluster_labels(labels: np.ndarray, func_names, docstrings, codes, top: int =
         ok = counts[r] >= min(2, (labels == g).sum())
         idx = [i for i in np.lexsort((vocab, -row)) if ok[i] and row[i] > 0][:top]
         terms = [{"term": str(vocab[i]), "score": round(float(row[i]), 5)} for i in idx]
-        label = " · ".join(t["term"] for t in terms[:n_label_terms]) or f"cluster {int(g)}"
+        label = " · ".join(str(vocab[i]) for i in idx[:n_label_terms]) or f"cluster {int(g)}"
         if int(g) == NOISE:
             label = "unclustered"
         out[int(g)] = (label, terms)

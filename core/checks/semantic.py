@@ -278,7 +278,8 @@ def run_semantic_decontamination(store: Store, benchmarks: str | list | None = "
     t1 = time.perf_counter()
     sims, idx = nearest(ex_vec, bench_vec, k) if ids else (np.zeros((0, k)), np.zeros((0, k), dtype=int))
     t2 = time.perf_counter()
-    results, per_benchmark = [], defaultdict(int)
+    results: list[tuple] = []
+    per_benchmark: defaultdict[str, int] = defaultdict(int)
     for row, g in enumerate(ids):
         near = [{"benchmark": problems[j].benchmark, "item": problems[j].item, "similarity": round(float(s), 4)}
                 for s, j in zip(sims[row], idx[row]) if j >= 0]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from itertools import combinations
 
+from typing import Any
+
 import pandas as pd
 
 from core.review.agreement import fleiss_kappa, kappa_from_counts
@@ -154,7 +156,7 @@ def people_agreement(store: Store, task: str | None = None) -> dict:
     """Everything the agreement view shows about people (optionally for one task)."""
     df = _responses(store, task)
     per_task = {t: _fleiss_block(g) for t, g in df.groupby("task")} if not df.empty else {}
-    empty = {"n_examples": 0, "n_ratings": 0, "kappa": None, "agreed": 0, "split": 0, "split_examples": []}
+    empty: dict[str, Any] = {"n_examples": 0, "n_ratings": 0, "kappa": None, "agreed": 0, "split": 0, "split_examples": []}
     return {"reviewers": sorted(df["reviewer"].unique().tolist()) if not df.empty else [],
             "pairs": pairwise(df) if not df.empty else [],
             "fleiss": _fleiss_block(df) if not df.empty else empty,
