@@ -14,7 +14,7 @@ import uuid
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +245,7 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
     out = ["\n".join(front), f"# {name}", "",
            f"Instruction-tuning data for code LLMs curated with Shoal "
            f"(CodeOcean/WaveCoder and Magicoder/OSS-Instruct recipes), exported "
-           f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} as **{FORMATS[fmt]}**.", "",
+           f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} as **{FORMATS[fmt]}**.", "",
            f"**{n} examples.**", "", "## Task mix", "", _table(Counter(r["task"] for r in rows), "task"),
            "## Language mix", "", _table(Counter(r["language"] for r in rows), "language"),
            "## Models", "", _table(Counter(r["provenance"]["generator_model"] or "unknown" for r in rows),

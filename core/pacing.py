@@ -559,7 +559,7 @@ class RateGate:
                 nap = _nap(got, deadline)
                 try:
                     await asyncio.wait_for(event.wait(), timeout=nap)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             if not admitted:
