@@ -31,13 +31,6 @@ def _dup_preview(_store, db: str, threshold: float, stamp: tuple) -> dict:
     return sem.preview_duplicates(_store, threshold)
 
 
-def _stamp(store) -> tuple:
-    """Changes whenever examples, verdicts or check rows change (the preview cache key)."""
-    return tuple(store.rows("SELECT (SELECT count(*) FROM generations) AS g, (SELECT coalesce(max(id), 0) FROM checks) "
-                           "AS c, (SELECT count(*) || ':' || coalesce(sum(version), 0) FROM review_records) AS r, "
-                           "(SELECT count(*) FROM checks WHERE overridden) AS o")[0].values())
-
-
 def _effect(p: dict, what: str) -> str:
     """One sentence: what this threshold would leave out, against what is left out now."""
     text = (f"At **{p['threshold']:.2f}**, {what} would leave **{p['n_excluded']}** examples out of the export "
@@ -95,7 +88,7 @@ def _duplicate_effect(store, run: dict | None, threshold: float, benchmarks: str
     s = run["summary"]
     st.caption(f"Last run {str(run['created_at'])[:16]} at {run['params'].get('threshold')}: {s.get('n_groups')} "
                f"groups, {s.get('n_flagged')} flagged ({plain(run['params'].get('model_key'))}).")
-    p = _dup_preview(store, str(store.path), round(threshold, 2), _stamp(store))
+    p = _dup_preview(store, str(store.path), round(threshold, 2), sem.state_stamp(store))
     if p.get("missing"):
         st.info(f"{p['missing']} examples have no cached vector yet: run the check to embed them, then the effect "
                 "of a threshold shows here before it is applied.")

@@ -372,6 +372,14 @@ def check_reason(kind: str, detail: dict) -> str:
 
 # --------------------------------------------------------------------------- what a threshold would exclude
 
+def state_stamp(store: Store) -> tuple:
+    """Changes whenever examples, verdicts or check rows change (a page's key for caching a preview)."""
+    row = store.rows("SELECT (SELECT count(*) FROM generations) AS g, (SELECT coalesce(max(id), 0) FROM checks) AS c, "
+                     "(SELECT count(*) || ':' || coalesce(sum(version), 0) FROM review_records) AS r, "
+                     "(SELECT count(*) FROM checks WHERE overridden) AS o")[0]
+    return tuple(row.values())
+
+
 def _excluded_now(store: Store, kind: str) -> set[int]:
     from core.checks.results import current_checks
     cur = current_checks(store, kind)
