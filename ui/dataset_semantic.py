@@ -88,7 +88,7 @@ def _duplicate_effect(store, run: dict | None, threshold: float, benchmarks: str
     s = run["summary"]
     st.caption(f"Last run {str(run['created_at'])[:16]} at {run['params'].get('threshold')}: {s.get('n_groups')} "
                f"groups, {s.get('n_flagged')} flagged ({plain(run['params'].get('model_key'))}).")
-    p = _dup_preview(store, str(store.path), round(threshold, 2), sem.preview_stamp(store))
+    p = _dup_preview(store, str(store.path), round(threshold, 2), sem.state_stamp(store))
     if p.get("missing"):
         st.info(f"{p['missing']} examples have no cached vector yet: run the check to embed them, then the effect "
                 "of a threshold shows here before it is applied.")

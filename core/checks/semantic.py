@@ -373,6 +373,14 @@ def check_reason(kind: str, detail: dict) -> str:
 
 # --------------------------------------------------------------------------- what a threshold would exclude
 
+def state_stamp(store: Store) -> tuple:
+    """Changes whenever examples, verdicts or check rows change (a page's key for caching a preview)."""
+    row = store.rows("SELECT (SELECT count(*) FROM generations) AS g, (SELECT coalesce(max(id), 0) FROM checks) AS c, "
+                     "(SELECT count(*) || ':' || coalesce(sum(version), 0) FROM review_records) AS r, "
+                     "(SELECT count(*) FROM checks WHERE overridden) AS o")[0]
+    return tuple(row.values())
+
+
 def _excluded_now(store: Store, kind: str) -> set[int]:
     from core.checks.results import current_checks
     cur = current_checks(store, kind)
@@ -398,14 +406,6 @@ def _preview(store: Store, kind: str, would: set[int], threshold: float, **extra
     return {"threshold": threshold, "n_excluded": len(would), "n_excluded_accepted": len(would & accepted),
             "n_excluded_now": len(now), "newly_excluded": sorted(would - now),
             "no_longer_excluded": sorted(now - would), **extra}
-
-
-def preview_stamp(store: Store) -> tuple:
-    """Changes whenever examples, verdicts or check rows change (what a cached preview is keyed by)."""
-    return tuple(store.rows(
-        "SELECT (SELECT count(*) FROM generations) AS g, (SELECT coalesce(max(id), 0) FROM checks) AS c, "
-        "(SELECT count(*) || ':' || coalesce(sum(version), 0) FROM review_records) AS r, "
-        "(SELECT count(*) FROM checks WHERE overridden) AS o")[0].values())
 
 
 def preview_duplicates(store: Store, threshold: float, model_key: str | None = None) -> dict:
