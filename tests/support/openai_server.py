@@ -316,6 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- helpers ------------------------------------------------------------
     def _send_json(self, status: int, payload: Any, headers: dict | None = None) -> None:
         data = json.dumps(payload).encode()
+        self._leave_once()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -349,10 +350,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fake = self.fake
         entry = fake._enter(body, self.headers.get("Authorization"))
+        self._in_flight = True
         try:
             entry["status"] = self._chat(body, entry)
         finally:
-            fake._leave()
+            self._leave_once()
+
+    def _leave_once(self) -> None:
+        """A request stops counting as in flight when its reply starts, not after the reply is written:
+        else the client's next request of the same slot can arrive first and count as a second one."""
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
+            self.fake._leave()
 
     def _chat(self, body: dict, entry: dict) -> int:
         fake = self.fake
