@@ -1,7 +1,8 @@
 """Human review: the queue, verdicts and edits, undo, bulk actions, audit trail, judge–human agreement.
 
 * `filters`   — QueueFilter and the SQL it becomes;
-* `queue`     — counts, pages, keyset windows, the prefetching QueueCursor;
+* `queue`     — pages, keyset windows, the QueueCursor;
+* `counts`    — queue counts: one scan (`queue_summary`), or kept in step from the change logs;
 * `items`     — one example as the review screen shows it;
 * `decisions` — single verdicts and bulk actions, with versions and the audit log;
 * `undo`      — undo one action as a unit (tombstones), the audit trail;
