@@ -1,7 +1,9 @@
 """`make bench`: run every bench/bench_*.py in turn and print the ratios they wrote.
 
 Each script measures Shoal and its baseline in the same run and writes
-bench/results/<name>.json; this runner only sequences them and summarises.
+bench/results/<name>.json; this runner only sequences them and summarises. Every
+bench/bench_<name>.py is found by name (`python -m bench.run_all scale` runs only the 1M bench,
+bench_scale.py, which takes 20-40 minutes on a quiet 2-core machine).
 """
 from __future__ import annotations
 
