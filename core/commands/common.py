@@ -10,19 +10,22 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from core.errors import ShoalError
+from core.errors import DatabaseBusy, ShoalError
 from core.progress import ProgressFn
 from core.store import Store, open_store
 
 console = Console(stderr=True)
 
 
-def store_from(ctx: typer.Context) -> Store:
-    """The store named by the global --db option (opened once per command)."""
+def store_from(ctx: typer.Context, when_busy: str | None = None) -> Store:
+    """The store named by the global --db option (opened once per command). `when_busy`: what to say
+    after "<holder> has <path> open" when another process holds the database."""
     obj = ctx.ensure_object(dict)
     if "store" not in obj:
         try:
             obj["store"] = open_store(obj.get("db"))
+        except DatabaseBusy as exc:
+            fail(f"{exc.holder} has {exc.path} open, {when_busy}" if when_busy else str(exc))
         except ShoalError as exc:
             fail(str(exc))
         ctx.call_on_close(obj["store"].close)

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from core.commands.common import console, fail, print_json
-from core.errors import DatabaseBusy
-from core.store import Store, open_store
+from core.commands.common import console, print_json, store_from
+from core.store import Store
 
 STATE = {"running": "running", "done": "done", "to do": "to do"}
 
 
-def _open(ctx: typer.Context) -> Store:
-    """The store of --db; a database held by another process is said to be where the work runs."""
-    obj = ctx.ensure_object(dict)
-    if "store" not in obj:
-        try:
-            obj["store"] = open_store(obj.get("db"))
-        except DatabaseBusy as exc:
-            fail(f"{exc.holder} has {exc.path} open, and only the process holding the database can be running "
-                 "work on it: see the Home page of that app (or wait for that command), or stop it to read the "
-                 "status here.")
-        ctx.call_on_close(obj["store"].close)
-    return obj["store"]
+BUSY = ("and only the process holding the database can be running work on it: see the Home page of that app "
+        "(or wait for that command), or stop it to read the status here.")
 
 
 def status_report(store: Store) -> dict:
@@ -59,7 +48,7 @@ def _print_report(r: dict) -> None:
 
 def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """What is running on this database now and where it is in the pipeline (what Home shows)."""
-    report = status_report(_open(ctx))
+    report = status_report(store_from(ctx, when_busy=BUSY))
     if as_json:
         print_json(report)
     else:

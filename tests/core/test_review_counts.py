@@ -121,6 +121,7 @@ def test_a_queue_too_big_to_keep_is_counted_by_sql(filled, monkeypatch):
     q = QueueCounts(rv.QueueFilter(), "oldest", 0)
     first = ids(store)[0]
     same(store, q, first)
+    assert q._too_big and len(ids(store)) > 10          # not kept: counted by SQL each time
     decide(store, first, "accepted", "ann")
     same(store, q, first)
 
