@@ -21,6 +21,7 @@ from core import jobs as J
 from core.pipeline import queued_jobs, running_job_ids
 from core.store import open_store
 from tests.core.test_jobs import add_snippets
+from tests.support.selections import add_selection
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
 
@@ -54,10 +55,7 @@ def _prepare(n: int = 12) -> list[str]:
     store = open_store(os.environ["SHOAL_DB"])
     ids = add_snippets(store, n)
     for name, part in (("first-pick", ids[: n // 2]), ("second-pick", ids[n // 2:])):
-        sel = store.scalar("INSERT INTO selections(name, method, n_items) VALUES (?, 'manual', ?) RETURNING id",
-                           [name, len(part)])
-        for rank, sid in enumerate(part):
-            store.execute("INSERT INTO selection_items VALUES (?, ?, ?)", [sel, sid, rank])
+        add_selection(store, name, part)
     store.checkpoint()
     store.close()
     return ids

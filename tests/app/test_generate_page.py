@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from core import jobs as J
 from core.store import open_store
 from tests.core.test_jobs import add_snippets
+from tests.support.selections import add_selection
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
 
@@ -32,9 +33,7 @@ def server(monkeypatch):
 def _prepare_db(n: int = 12) -> None:
     store = open_store(os.environ["SHOAL_DB"])
     ids = add_snippets(store, n)
-    sel = store.scalar("INSERT INTO selections(name, method, n_items) VALUES ('demo-pick', 'manual', ?) RETURNING id", [n])
-    for rank, sid in enumerate(ids):
-        store.execute("INSERT INTO selection_items VALUES (?, ?, ?)", [sel, sid, rank])
+    add_selection(store, "demo-pick", ids)
     store.checkpoint()
     store.close()
 

@@ -19,6 +19,7 @@ from core.export import export_dataset
 from core.model_prices import price_of
 from core.store import open_store
 from tests.core.test_jobs import add_snippets
+from tests.support.selections import add_selection
 from core.llm.probe import PROBE_MESSAGES
 from tests.support.openai_platform import OpenAIPlatform
 from tests.support.openai_server import default_responder
@@ -57,10 +58,7 @@ def _prepare() -> None:
     store = open_store(os.environ["SHOAL_DB"])
     ids = add_snippets(store, 12)
     for name, part in (("batch-pick", ids[:6]), ("online-pick", ids[6:])):
-        sel = store.scalar("INSERT INTO selections(name, method, n_items) VALUES (?, 'manual', ?) RETURNING id",
-                           [name, len(part)])
-        for rank, sid in enumerate(part):
-            store.execute("INSERT INTO selection_items VALUES (?, ?, ?)", [sel, sid, rank])
+        add_selection(store, name, part)
     store.checkpoint()
     store.close()
 
