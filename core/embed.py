@@ -35,7 +35,7 @@ import pandas as pd
 
 from core.errors import ShoalError
 from core.progress import ProgressFn, check_cancel, report
-from core.store import Store
+from core.store import Store, register
 from core.vectors import insert_vectors, missing_hashes, store_vectors
 
 from core.embed_model import (  # noqa: F401  (the model layer, re-exported for callers of core.embed)
@@ -55,7 +55,7 @@ def snippet_frame(store: Store, snippet_ids: Iterable[str] | None = None) -> pd.
     if snippet_ids is None:
         rows = cur.execute("SELECT id, func_name, docstring, code FROM snippets ORDER BY id").fetchall()
     else:
-        cur.register("_emb_ids", pd.DataFrame({"id": sorted(set(snippet_ids))}))
+        register(cur, "_emb_ids", pd.DataFrame({"id": sorted(set(snippet_ids))}))
         try:
             rows = cur.execute("SELECT s.id, s.func_name, s.docstring, s.code FROM snippets s "
                                "JOIN _emb_ids w ON w.id = s.id ORDER BY s.id").fetchall()
@@ -170,7 +170,7 @@ def load_embeddings(store: Store, model: str | None = None,
     frame = snippet_frame(store, snippet_ids)
     frame["ord"] = np.arange(len(frame), dtype=np.int64)
     cur = store.cursor()
-    cur.register("_emb_want", frame[["snippet_id", "content_hash", "ord"]])
+    register(cur, "_emb_want", frame[["snippet_id", "content_hash", "ord"]])
     try:
         with warnings.catch_warnings():  # "Arrow output on a DB-API result makes an extra copy"
             warnings.simplefilter("ignore")

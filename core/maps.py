@@ -31,7 +31,7 @@ import pandas as pd
 
 from core.errors import ShoalError
 from core.progress import ProgressFn, check_cancel, report
-from core.store import Store
+from core.store import Store, register
 
 UMAP_FIT_SAMPLE = 20_000
 PLACEMENTS = ("auto", "transform", "neighbours")
@@ -392,10 +392,10 @@ def _store_map(store: Store, name: str | None, key: str, params: dict, ids: list
             "RETURNING id", [name, key, json.dumps(params), len(ids),
                              int(sum(1 for g in sizes.index if g != NOISE))]).fetchone()[0]
         cur.execute("UPDATE maps SET name = ? WHERE id = ?", [name or f"map {map_id}", map_id])
-        cur.register("_map_pts", pts)
+        register(cur, "_map_pts", pts)
         cur.execute("INSERT INTO map_points SELECT ?, snippet_id, x, y, cluster FROM _map_pts", [map_id])
         cur.unregister("_map_pts")
-        cur.register("_map_cl", cl)
+        register(cur, "_map_cl", cl)
         cur.execute("INSERT INTO clusters SELECT ?, cluster, label, terms, size FROM _map_cl", [map_id])
         cur.unregister("_map_cl")
         return int(map_id)
@@ -405,7 +405,7 @@ def _store_map(store: Store, name: str | None, key: str, params: dict, ids: list
 
 def _snippet_meta(store: Store, ids: list[str]) -> pd.DataFrame:
     cur = store.cursor()
-    cur.register("_map_ids", pd.DataFrame({"id": ids, "ord": np.arange(len(ids))}))
+    register(cur, "_map_ids", pd.DataFrame({"id": ids, "ord": np.arange(len(ids))}))
     try:
         return cur.execute("SELECT s.id, s.func_name, s.docstring, s.code FROM _map_ids w "
                            "JOIN snippets s ON s.id = w.id ORDER BY w.ord").df()
@@ -474,7 +474,7 @@ def snippet_preview(store: Store, snippet_ids: list[str], lines: int = 4, width:
     if not snippet_ids:
         return []
     cur = store.cursor()
-    cur.register("_prev_ids", pd.DataFrame({"id": snippet_ids, "ord": np.arange(len(snippet_ids))}))
+    register(cur, "_prev_ids", pd.DataFrame({"id": snippet_ids, "ord": np.arange(len(snippet_ids))}))
     try:
         codes = cur.execute("SELECT s.code FROM _prev_ids w LEFT JOIN snippets s ON s.id = w.id ORDER BY w.ord"
                             ).fetchall()

@@ -38,7 +38,7 @@ import pandas as pd
 
 from core.errors import ShoalError
 from core.progress import ProgressFn, check_cancel, report
-from core.store import Store
+from core.store import Store, register
 
 METHODS = ("kcenter", "kcenter_fast", "random", "stratified")
 BASELINES = ("random", "stratified")  # measured next to every new selection: one pass over the pool each
@@ -639,7 +639,7 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
              len(cands.ids), cov["coverage_mean"], cov["coverage_max"]]).fetchone()[0]
         items = pd.DataFrame({"selection_id": new_id, "snippet_id": all_ids,
                               "rank": np.arange(len(all_ids), dtype=np.int32)})
-        cur.register("_sel_items", items)
+        register(cur, "_sel_items", items)
         cur.execute("INSERT INTO selection_items SELECT selection_id, snippet_id, rank FROM _sel_items")
         cur.unregister("_sel_items")
         return new_id

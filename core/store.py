@@ -99,10 +99,30 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise ShoalError(f"Cannot open database {path}: {msg}") from None
 
 
+def finish(cur: duckdb.DuckDBPyConnection) -> None:
+    """Finish the result a fetchone() left open: DuckDB 2 refuses register() on a cursor until then."""
+    complete = getattr(cur, "complete", None)     # DuckDB 2; older versions had no such state
+    if complete is not None:
+        complete()
+
+
+def register(cur: duckdb.DuckDBPyConnection, name: str, frame: Any) -> None:
+    """`cur.register(name, frame)`, after finishing any result left open on the (shared thread) cursor."""
+    finish(cur)
+    cur.register(name, frame)
+
+
+def first_row(cur: duckdb.DuckDBPyConnection) -> tuple | None:
+    """The first row of the statement just run, its result then finished."""
+    row = cur.fetchone()
+    finish(cur)
+    return row
+
+
 def returned(cur: duckdb.DuckDBPyConnection) -> Any:
     """The first value of the row the statement just run gave (an INSERT ... RETURNING id).
     A statement that gave no row here is a bug, so it raises rather than returning None."""
-    row = cur.fetchone()
+    row = first_row(cur)
     if row is None:
         raise LookupError("the statement returned no row")
     return row[0]
@@ -159,10 +179,9 @@ class Store:
 
     def one(self, sql: str, params: Sequence[Any] | dict | None = None) -> dict | None:
         cur = self.cursor().execute(sql, params or [])
-        r = cur.fetchone()
-        if r is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], r))
+        cols = [d[0] for d in cur.description]
+        r = first_row(cur)
+        return None if r is None else dict(zip(cols, r))
 
     def one_row(self, sql: str, params: Sequence[Any] | dict | None = None) -> dict:
         """The row of a query that always gives exactly one (an aggregate without GROUP BY)."""
@@ -172,7 +191,7 @@ class Store:
         return row
 
     def scalar(self, sql: str, params: Sequence[Any] | dict | None = None) -> Any:
-        r = self.cursor().execute(sql, params or []).fetchone()
+        r = first_row(self.cursor().execute(sql, params or []))
         return None if r is None else r[0]
 
     @contextmanager
@@ -208,7 +227,7 @@ class Store:
         if frame.empty:
             return 0
         cur = self.cursor()
-        cur.register("_shoal_insert", frame)
+        register(cur, "_shoal_insert", frame)
         try:
             cols = ", ".join(f'"{c}"' for c in frame.columns)
             cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _shoal_insert")

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from core.store import Store
+from core.store import Store, register
 
 
 def vectors_to_arrow(vectors: np.ndarray):
@@ -42,7 +42,7 @@ def insert_vectors(cur, key: str, hashes: Sequence[str], vectors: np.ndarray) ->
                       "dim": pa.array(np.full(n, dim, dtype=np.int32)), "vector": vectors_to_arrow(vectors)})
     count = "SELECT count(*) FROM embeddings WHERE model = ?"
     before = cur.execute(count, [key]).fetchall()[0][0]
-    cur.register("_emb_new", table)
+    register(cur, "_emb_new", table)
     try:
         cur.execute("INSERT OR IGNORE INTO embeddings(content_hash, model, dim, vector) "
                     "SELECT content_hash, model, dim, vector FROM _emb_new")
@@ -59,7 +59,7 @@ def store_vectors(store: Store, key: str, hashes: Sequence[str], vectors: np.nda
 def missing_hashes(store: Store, key: str, hashes: Sequence[str]) -> set[str]:
     """The hashes among `hashes` with no vector under `key`."""
     cur = store.cursor()
-    cur.register("_emb_want", pd.DataFrame({"content_hash": list(hashes)}))
+    register(cur, "_emb_want", pd.DataFrame({"content_hash": list(hashes)}))
     try:
         rows = cur.execute("SELECT w.content_hash FROM _emb_want w ANTI JOIN "
                            "(SELECT content_hash FROM embeddings WHERE model = ?) e "

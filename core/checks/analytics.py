@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from core.review import agreement, latest_map_id
-from core.store import Store
+from core.store import Store, register
 from core.vectors import store_vectors
 
 # Magicoder's ten categories, with a short description to embed.
@@ -110,7 +110,7 @@ def _cached_vectors(store: Store, key: str, hashes: list[str]) -> dict[str, np.n
     if not hashes:
         return {}
     cur = store.cursor()
-    cur.register("_ana_h", pd.DataFrame({"h": hashes}))
+    register(cur, "_ana_h", pd.DataFrame({"h": hashes}))
     try:
         rows = cur.execute("SELECT e.content_hash, e.vector FROM embeddings e JOIN _ana_h ON e.content_hash = _ana_h.h "
                            "WHERE e.model = ?", [key]).fetchall()

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from core.errors import ShoalError
-from core.store import Store
+from core.store import Store, register
 
 KINDS = ("decontamination", "near_duplicate", "execution", "semantic_duplicate", "semantic_decontamination")
 
@@ -39,7 +39,7 @@ def record_run(store: Store, kind: str, params: dict, summary: dict,
             "overridden": [(not p) and int(g) in prior for g, p, _ in results],
         })
         if not frame.empty:
-            cur.register("_shoal_checks", frame)
+            register(cur, "_shoal_checks", frame)
             try:
                 cur.execute("INSERT INTO checks(run_id, generation_id, kind, passed, detail, overridden) "
                             "SELECT run_id, generation_id, kind, passed, detail, overridden FROM _shoal_checks")

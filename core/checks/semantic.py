@@ -35,7 +35,7 @@ from core.checks.benchmarks import BenchmarkString, humaneval_problems, load_ben
 from core.checks.neardup import groups_around_keepers
 from core.errors import MissingDependency, ShoalError
 from core.progress import ProgressFn, check_cancel, report
-from core.store import Store
+from core.store import Store, register
 from core.vectors import missing_hashes, store_vectors
 
 DUP_KIND = "semantic_duplicate"
@@ -113,20 +113,19 @@ def text_vectors(store: Store, texts: Sequence[str], model: str | None = None, b
 
 
 def _cached_table(store: Store, key: str, uniq: Sequence[str]):
-    """(ord, vector) rows of the cached vectors of `uniq` under `key`, in order, as an Arrow table.
-    A cursor of its own: the thread's cursor may hold an open result (a fetchone) that register() refuses."""
+    """(ord, vector) rows of the cached vectors of `uniq` under `key`, in order, as an Arrow table."""
     import warnings
 
-    cur = store.con.cursor()
+    cur = store.cursor()
+    register(cur, "_sem_want", pd.DataFrame({"content_hash": list(uniq), "ord": np.arange(len(uniq))}))
     try:
-        cur.register("_sem_want", pd.DataFrame({"content_hash": list(uniq), "ord": np.arange(len(uniq))}))
         with warnings.catch_warnings():  # "Arrow output on a DB-API result makes an extra copy"
             warnings.simplefilter("ignore")
             return cur.execute("SELECT w.ord, e.vector FROM _sem_want w JOIN embeddings e "
                                "ON e.content_hash = w.content_hash AND e.model = ? ORDER BY w.ord",
                                [key]).to_arrow_table()
     finally:
-        cur.close()
+        cur.unregister("_sem_want")
 
 
 def cached_vectors(store: Store, key: str, hashes: Sequence[str]) -> np.ndarray | None:

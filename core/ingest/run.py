@@ -27,7 +27,7 @@ from core.ingest.records import file_size, is_data_file, iter_records
 from core.ingest.stdlib import is_stdlib_source, open_stdlib
 from core.ingest.wholefile import looks_like_wholefile, read_wholefile_file
 from core.progress import Cancelled, ProgressFn, check_cancel, report
-from core.store import Store
+from core.store import Store, register
 
 FORMATS = ("auto", "codesearchnet", "jsonl", "parquet", "dir", "stdlib")
 Item = Snippet | Problem | Advance
@@ -235,7 +235,7 @@ class _Writer:
                                                         "seed_rng": "Int64"})
             self.snippets = []
             cur = self.store.cursor()
-            cur.register("_shoal_new_ids", frame[["id"]])
+            register(cur, "_shoal_new_ids", frame[["id"]])
             try:
                 existing = {r[0] for r in cur.execute(
                     "SELECT s.id FROM snippets s JOIN _shoal_new_ids n ON s.id = n.id").fetchall()}

@@ -53,7 +53,7 @@ from core.llm.failures import classify
 from core.llm.formats import MODES
 from core.prices import estimate_batch_cost
 from core.progress import ProgressFn
-from core.store import Store
+from core.store import Store, register
 from core.tasks import Judgment, get_task
 from core.tokens import count_messages
 
@@ -79,7 +79,7 @@ def _note_info(store: Store, batch_id: int, info: BatchInfo) -> None:
 
 
 def _frame_insert(cur, table: str, frame: pd.DataFrame, select: str) -> None:
-    cur.register("_batch_rows", frame)
+    register(cur, "_batch_rows", frame)
     try:
         cur.execute(f"INSERT INTO {table} SELECT {select} FROM _batch_rows")
     finally:
@@ -528,7 +528,7 @@ class BatchJobRunner(JobRunner):
                               "error": [u[2] for u in updates],
                               "llm_call_id": pd.array([next(call_ids) if u[3] else None for u in updates],
                                                       dtype="Int64")})
-        cur.register("_collected", frame)
+        register(cur, "_collected", frame)
         try:
             cur.execute("""UPDATE batch_requests SET status = c.status, error = c.error, llm_call_id = c.llm_call_id,
                            body = NULL FROM _collected c

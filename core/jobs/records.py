@@ -15,7 +15,7 @@ from core.errors import ShoalError
 from core.generate import PoolConfig, PoolSnapshot
 from core.jobs.plan import plan_items
 from core.jobs.registry import signal_worker, worker_alive
-from core.store import Store
+from core.store import Store, register
 
 STALE_AFTER_S = 15.0
 DONE_STATUSES = ("succeeded", "failed", "skipped")
@@ -76,7 +76,7 @@ def create_job(store: Store, snippet_ids: Sequence[str], *, profiles: dict, task
             "INSERT INTO jobs(name, status, params, selection_id, n_items) VALUES (?, 'pending', ?, ?, ?) RETURNING id",
             [name, json.dumps(params), selection_id, plan.n_items]).fetchone()[0])
         rows = frame.assign(job_id=job_id)
-        cur.register("_job_items_new", rows)
+        register(cur, "_job_items_new", rows)
         try:
             cols = ", ".join(rows.columns)
             cur.execute(f"INSERT INTO job_items ({cols}) SELECT {cols} FROM _job_items_new")

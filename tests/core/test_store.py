@@ -2,6 +2,7 @@ import subprocess
 import sys
 import textwrap
 
+import pandas as pd
 import pytest
 
 from core.store import MIGRATIONS, open_store
@@ -138,3 +139,14 @@ def test_database_from_the_old_code_path_opens_and_keeps_its_reviews(tmp_path):
     with open_store(path) as s:   # reopening applies nothing twice
         assert s.scalar("SELECT count(*) FROM _migrations") == len(MIGRATIONS)
         assert rv.get_review(s, 2)["verdict"] == "rejected"
+
+
+def test_reads_leave_no_open_result_that_blocks_register(store):
+    """A one()/scalar() on the thread's cursor, then insert_df (register) on the same thread: DuckDB 2
+    refuses register() while a fetchone() result is unfinished, which once failed a whole check run."""
+    store.insert_df("audit_log", pd.DataFrame({"action": ["a"], "actor": ["x"]}))
+    assert store.one("SELECT action FROM audit_log") == {"action": "a"}
+    assert store.insert_df("audit_log", pd.DataFrame({"action": ["b"], "actor": ["x"]})) == 1
+    assert store.scalar("SELECT count(*) FROM audit_log") == 2
+    assert store.insert_df("audit_log", pd.DataFrame({"action": ["c"], "actor": ["x"]})) == 1
+    assert store.scalar("SELECT count(*) FROM audit_log") == 3

@@ -267,7 +267,7 @@ def check_and_export(page, url: str, out) -> str:
         box.click()
         assert box.is_visible() and not cut_off(box), f"the label {label!r} is cut off"
     page.get_by_role("button", name="Run checks").click()
-    page.get_by_text("Decontamination:").wait_for(timeout=180_000)
+    wait_or_fail(page, page.get_by_text("Decontamination:"), 180_000)
     wait_for_app(page, timeout=180_000)
     page.get_by_text("Automatic exclusions:").click()
     table = page.locator("[data-testid='stTable']").filter(has_text="pre-filter").first

@@ -48,12 +48,13 @@ def wait_metric_at_least(page, label: str, n: int, timeout: float) -> None:
         arg=[label, n], timeout=timeout)
 
 
-def wait_or_fail(page, selector: str, timeout: float) -> None:
-    """Wait for `selector`; stop at once (with its text) if the page shows an error or an exception instead."""
+def wait_or_fail(page, target, timeout: float) -> None:
+    """Wait for `target` (a CSS selector or a locator); stop at once (with its text) if the page shows an
+    error or an exception instead."""
     bad = "[data-testid='stAlertContentError'], [data-testid='stException']"
+    wanted = page.locator(target) if isinstance(target, str) else target
     try:
-        page.wait_for_function("([ok, bad]) => document.querySelector(ok) || document.querySelector(bad)",
-                               arg=[selector, bad], timeout=timeout)
+        wanted.or_(page.locator(bad)).first.wait_for(timeout=timeout)
     except Exception:
         full_page_shot(page, "timed-out")                 # what the page showed instead, for the CI log
         print("page text when the wait timed out:\n", page.locator("body").inner_text()[:3000])
