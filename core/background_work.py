@@ -13,23 +13,60 @@ EMBED_MAP = TaskKind("embed_map", "An embed + map run",
                      cancelled="Cancelled. Embeddings finished so far are kept; running again continues from there.")
 CHECKS = TaskKind("checks", "A check run", cancelled="Cancelled: the checks finished before are kept.")
 EMBEDDING, MAPPING = "embedding", "map"     # the stages of an embed + map run
+FIRST_LOOK, THE_REST = "first look", "the rest"   # the notes of a two-pass run's stages
+FIRST_MAP_SNIPPETS = 2_500  # a first map of a model comes from this many snippets when many more wait
+
+
+def first_look_ids(store: Store, n: int) -> list[str]:
+    """A seeded, spread-out sample of `n` snippet ids (the same on every run)."""
+    return [r["id"] for r in store.rows("SELECT id FROM snippets ORDER BY hash(id), id LIMIT ?", [n])]
+
+
+def needs_first_look(store: Store, key: str, first_map_at: int) -> bool:
+    """True when this model has no map yet and embedding everything would take much longer than a sample."""
+    from core.embed import pending_texts
+    if not first_map_at or store.scalar("SELECT count(*) FROM maps WHERE model = ?", [key]):
+        return False
+    return len(pending_texts(store, key).todo) > 2 * first_map_at
 
 
 def start_embed_and_map(store: Store, model: str | None, backend: str, batch_size: int, n_clusters: int,
-                        method: str) -> Task:
-    """Embed what is not cached yet, then build a map of every embedded snippet."""
+                        method: str, first_map_at: int | None = None) -> Task:
+    """Embed what is not cached yet, then build a map of every embedded snippet.
+
+    A model's first map of a big corpus comes in two passes: `first_map_at` (FIRST_MAP_SNIPPETS)
+    sampled snippets are embedded and mapped first (a map in a minute or two on a CPU), then the
+    rest, then the full map. 0 makes one pass."""
     from core.embed import embed_corpus
+    from core.embed_choice import choose_backend
+    from core.embed_model import model_key
     from core.maps import build_map
 
+    def embed_and_map(ctx: TaskContext, ids: list[str] | None, name: str | None, note: str) -> tuple:
+        def progress(done: int, total: int | None, text: str = "") -> None:
+            ctx.progress(done, total, f"{note} · {text}" if note else text)
+
+        ctx.stage(EMBEDDING, note)
+        r = embed_corpus(store, model=model, backend=backend, batch_size=batch_size, snippet_ids=ids,
+                         progress=progress, cancel=ctx.cancel)
+        ctx.stage(MAPPING, note)
+        m = build_map(store, model=r.model_key, n_clusters=n_clusters or None, method=method, name=name,
+                      progress=progress, cancel=ctx.cancel)
+        return r, m
+
+    sample = FIRST_MAP_SNIPPETS if first_map_at is None else first_map_at
+
     def work(ctx: TaskContext) -> dict:
-        ctx.stage(EMBEDDING)
-        r = embed_corpus(store, model=model, backend=backend, batch_size=batch_size, progress=ctx.progress,
-                         cancel=ctx.cancel)
-        ctx.stage(MAPPING, "UMAP")
-        m = build_map(store, model=r.model_key, n_clusters=n_clusters or None, method=method,
-                      progress=ctx.progress, cancel=ctx.cancel)
-        return {"map_id": m.map_id,
-                "summary": f"Embedded {r.n_embedded} snippets ({r.n_cached} were cached) with {r.reason}; "
+        key = model_key(model, choose_backend(model, backend).backend)  # measured once, then remembered
+        first = None
+        if needs_first_look(store, key, sample):
+            _, first = embed_and_map(ctx, first_look_ids(store, sample),
+                                     f"first look ({sample:,} sampled snippets)", FIRST_LOOK)
+        r, m = embed_and_map(ctx, None, None, THE_REST if first else "")
+        before = (f"First look: map {first.map_id} of {first.n_points} sampled snippets, then the rest. "
+                  if first else "")
+        return {"map_id": m.map_id, "first_look_map_id": first.map_id if first else None,
+                "summary": f"{before}Embedded {r.n_embedded} snippets ({r.n_cached} were cached) with {r.reason}; "
                            f"map {m.map_id}: {m.n_points} points in {m.n_clusters} clusters."}
 
     return start_task(store, EMBED_MAP, work, label=f"{model or 'default model'} · {method}",

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.background import TaskRecord, is_running
-from core.background_work import EMBED_MAP, EMBEDDING, start_embed_and_map
+from core.background_work import EMBED_MAP, EMBEDDING, THE_REST, start_embed_and_map
 from core.embed import BACKENDS, DEFAULT_MODEL, cached_models
 from core.embed_choice import default_backend_note
 from core.errors import ShoalError
@@ -31,6 +31,8 @@ running = is_running(store, EMBED_MAP.name)
 
 def _build_progress(rec: TaskRecord) -> str:
     label = "Embedding snippets" if rec.stage == EMBEDDING else "Building the map"
+    if rec.message.startswith(THE_REST):
+        label += " (the map below is a first look at a sample; the full map follows)"
     return f"{label}: {rec.done:,} / {rec.total:,} · {rec.message}" if rec.total else f"{label}: {rec.message}"
 
 
@@ -76,7 +78,8 @@ with st.expander("Embed and build a map", expanded=maps_df.empty or running):
         else:
             st.rerun()
     st.caption(default_backend_note(model_in.strip() or None))
-    task_panel(store, EMBED_MAP.name, "map", _build_progress, on_finish=_show_new_map)
+    task_panel(store, EMBED_MAP.name, "map", _build_progress, on_finish=_show_new_map,
+               rerun_on=lambda rec: rec.stage)     # a first-look map shows as soon as it is stored
 
 if maps_df.empty:
     if not running:

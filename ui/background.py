@@ -18,10 +18,13 @@ def _default_result(rec: TaskRecord, fmt: Callable[[str], str]) -> None:
 def task_panel(store: Store, kind: str, key: str, progress_text: Callable[[TaskRecord], str], *,
                cancel_label: str = "Cancel", fmt: Callable[[str], str] = str,
                on_finish: Callable[[TaskRecord], None] | None = None,
-               show_result: Callable[[TaskRecord, Callable[[str], str]], None] = _default_result) -> None:
+               show_result: Callable[[TaskRecord, Callable[[str], str]], None] = _default_result,
+               rerun_on: Callable[[TaskRecord], object] | None = None) -> None:
     """Progress of the newest `kind` task: a bar and a cancel button while it runs (refreshed every
     second), then, once, a rerun of the whole page (after `on_finish`), then its outcome.
-    `fmt` prepares text for Markdown widgets (ui.text.plain when it holds user data)."""
+    `fmt` prepares text for Markdown widgets (ui.text.plain when it holds user data).
+    `rerun_on(record)` (say, its stage) reruns the whole page whenever its value changes while the task
+    runs, for work whose intermediate results the page shows (a first map before the full one)."""
     rec = latest_task(store, kind)
     if rec is None:
         return
@@ -31,6 +34,11 @@ def task_panel(store: Store, kind: str, key: str, progress_text: Callable[[TaskR
         if rec is None:
             return
         if rec.running:
+            if rerun_on is not None:
+                mark, seen = (rec.id, rerun_on(rec)), st.session_state.get(f"{key}.rerun_mark")
+                st.session_state[f"{key}.rerun_mark"] = mark
+                if seen is not None and seen[0] == rec.id and seen != mark:
+                    st.rerun()
             st.progress(rec.fraction, text=fmt(progress_text(rec)))
             if st.button(cancel_label, key=f"{key}.cancel"):
                 cancel_task(store, rec.id)

@@ -242,3 +242,45 @@ def test_big_map_draws_a_sample_over_a_density_image_and_every_point_in_a_zoomed
     assert state.view == ((-0.3, 0.3), (-0.3, 0.3))
     state, _ = map_chart.apply_event(state, {"kind": "view", "reset": True, "t": 2}, d, index)
     assert state.view is None
+
+
+def test_a_big_corpus_shows_a_first_look_map_before_the_full_one(monkeypatch):
+    """Embedding every snippet of a big corpus takes minutes on a CPU: the page shows a map of a sample
+    as soon as it is built, while the rest is embedded, then the full map."""
+    import threading
+
+    import core.background_work as bw
+    import core.embed as embed
+
+    with open_store(_db()) as s:
+        s.insert_df("snippets", stdlib_snippets(60))
+    monkeypatch.setattr(bw, "FIRST_MAP_SNIPPETS", 20)
+    release, real = threading.Event(), embed.embed_corpus
+
+    def held_second_pass(*args, **kwargs):
+        if kwargs.get("snippet_ids") is None:      # the second pass waits until the first look was seen
+            assert release.wait(240)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed, "embed_corpus", held_second_pass)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.number_input(key="map.n_clusters").set_value(3)
+    next(b for b in at.button if b.label == "Embed and build map").click()
+    at.run()
+    deadline = time.time() + 240
+    while time.time() < deadline and not at.get("component_instance"):
+        time.sleep(1)
+        at.run()
+    assert not at.exception, at.exception
+    assert _drawn_points(at) == 20
+    bar = " ".join(str(p.proto.text) for p in at.get("progress"))
+    assert "the map below is a first look at a sample" in bar, bar
+    release.set()
+    while time.time() < deadline and _drawn_points(at) != 60:
+        time.sleep(1)
+        at.run()
+    assert _drawn_points(at) == 60
+    with open_store(_db()) as s:
+        maps = s.rows("SELECT name, n_points FROM maps ORDER BY id")
+    assert [m["n_points"] for m in maps] == [20, 60]
+    assert maps[0]["name"] == "first look (20 sampled snippets)"
