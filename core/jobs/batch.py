@@ -548,7 +548,7 @@ class BatchJobRunner(JobRunner):
             calls.append([req["payload_hash"], req["role"], b["base_url"], b["model"], canonical_json(request),
                           out.text, mode, out.prompt_tokens, out.completion_tokens, None, out.cost_usd, out.error,
                           out.status])
-            updates.append([req["custom_id"], self._classify(out, req["mode"], req["role"]), out.error, True])
+            updates.append([req["custom_id"], *self._classify(out, req["mode"], req["role"]), True])
             ran += res.status_code is not None
             cost += out.cost_usd
         self.store.write(lambda cur: self._write_collected(cur, b["id"], calls, updates, ran, cost))
@@ -584,15 +584,18 @@ class BatchJobRunner(JobRunner):
             return known
         return get_task(req["task"]).schema if req["role"] == "generator" else Judgment
 
-    def _classify(self, out, mode: str, role: str) -> str:
-        """What the line's outcome means for the next round (the online client's rules)."""
+    def _classify(self, out, mode: str, role: str) -> tuple[str, str | None]:
+        """What the line's outcome means for the next round (the online client's rules), and its
+        reason (a fatal one with the hint the online client gives, since it becomes the item's)."""
         if out.kind in ("ok", "parse"):
-            return out.kind
+            return out.kind, out.error
         failure = classify(out, mode, role, self.profiles[role].model or "")
         if failure.kind == "format_rejected" and self.profiles[role].response_format == "auto":
-            return "format"
+            return "format", out.error
+        if failure.kind in ("transient", "rate_limited"):
+            return "retry", out.error
         # a refused parameter would be refused again: the request body comes from the same capabilities
-        return "retry" if failure.kind in ("transient", "rate_limited") else "fatal"
+        return "fatal", f"{out.error} (hint: {failure.hint})" if failure.hint else out.error
 
 
 # --------------------------------------------------------------------------- entry points

@@ -72,12 +72,9 @@ def _schema_in(response_format: dict) -> dict | None:
 def messages_params(body: dict) -> dict:
     """Anthropic's Messages API params for the call a chat-completions `body` describes (see the
     module docstring). A `response_format` in it becomes the schema described in the prompt."""
-    chat = list(body.get("messages") or [])
-    schema = _schema_in(body["response_format"]) if isinstance(body.get("response_format"), dict) else None
-    if schema:
-        chat = with_instruction(chat, schema_instruction(schema))
-    system, turns = [], []
-    for m in chat:
+    system: list[str] = []
+    turns: list[dict] = []
+    for m in body.get("messages") or []:
         text = _text_of(m.get("content"))
         if m.get("role") in ("system", "developer"):
             if text.strip():
@@ -88,6 +85,9 @@ def messages_params(body: dict) -> dict:
             turns[-1]["content"] += "\n\n" + text
         else:
             turns.append({"role": role, "content": text})
+    schema = _schema_in(body["response_format"]) if isinstance(body.get("response_format"), dict) else None
+    if schema:
+        turns = with_instruction(turns, schema_instruction(schema))
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
     params: dict[str, Any] = {"model": body["model"], "max_tokens": int(limit or 1024), "messages": turns}
     if system:
