@@ -103,6 +103,10 @@ def request_line(custom_id: str, params: dict) -> dict:
 
 # --------------------------------------------------------------------------- the result parser
 
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def parse_results(text: str) -> list[LineResult]:
     """The lines of a results file ({custom_id, result: {type, message | error}})."""
     out = []
@@ -118,8 +122,8 @@ def _line_result(custom_id: str, result: dict) -> LineResult:
     if kind == "succeeded":
         return LineResult(custom_id, 200, result.get("message"))
     if kind == "errored":
-        outer = result.get("error") if isinstance(result.get("error"), dict) else {}
-        inner = outer.get("error") if isinstance(outer.get("error"), dict) else outer
+        outer = _dict(result.get("error"))
+        inner = _dict(outer.get("error")) or outer
         etype = str(inner.get("type") or "api_error")
         return LineResult(custom_id, STATUS_OF_ERROR.get(etype, 500), outer, error_code=etype,
                           error_message=str(inner.get("message") or ""))
@@ -149,10 +153,10 @@ def line_attempt(result: LineResult, schema: type[BaseModel] | None, model: str,
         return Attempt(kind="http", status=200, error="bad result: not a message", text=json.dumps(body)[:4000],
                        retryable=True)
     text = "".join(str(b.get("text") or "") for b in content if isinstance(b, dict) and b.get("type") == "text")
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    usage = _dict(body.get("usage"))
 
     def count(*keys: str) -> int:
-        return sum(v for v in (usage.get(k) for k in keys) if isinstance(v, int))
+        return sum(int(v) for v in (usage.get(k) for k in keys) if isinstance(v, int))
 
     finish = "length" if body.get("stop_reason") == "max_tokens" else "stop"
     return answered_attempt(text, finish, count("input_tokens", "cache_creation_input_tokens",
@@ -171,7 +175,7 @@ def _epoch(stamp: Any) -> float | None:
 
 
 def _info(b: dict) -> BatchInfo:
-    counts = b.get("request_counts") if isinstance(b.get("request_counts"), dict) else {}
+    counts = _dict(b.get("request_counts"))
 
     def n(key: str) -> int:
         return int(counts.get(key) or 0)
@@ -197,7 +201,7 @@ class AnthropicBatches:
     """Anthropic's Message Batches endpoints for one profile's server (its base URL ends in /v1)."""
 
     provider = "anthropic"
-    modes = ("text",)
+    modes: tuple[str, ...] = ("text",)
     max_lines = MAX_REQUESTS
     max_bytes = MAX_BYTES
 

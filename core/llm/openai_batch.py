@@ -91,7 +91,7 @@ class OpenAIBatches:
     """OpenAI's Files + Batches endpoints for one profile's server (sync `openai.OpenAI`)."""
 
     provider = "openai"
-    modes = MODES
+    modes: tuple[str, ...] = MODES
     max_lines = MAX_LINES
     max_bytes = MAX_BYTES
 

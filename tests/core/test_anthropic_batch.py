@@ -15,6 +15,7 @@ from core.llm.anthropic_batch import AnthropicBatches, line_attempt, messages_pa
 from core.llm.batch import BatchAPIError, provider_for, route_of
 from core.llm.failures import classify
 from core.llm.openai_batch import OpenAIBatches
+from core.llm.presets import profile_for_choice
 from core.prices import estimate_cost
 from tests.core.test_batch import no_payload_answered_twice, one_generation_per_item
 from tests.core.test_jobs import add_snippets
@@ -343,3 +344,72 @@ def test_the_route_follows_the_profile_or_the_host():
     assert route_of(p("https://api.anthropic.com/v1/", batch_api="openai")) == "openai"
     assert isinstance(provider_for(p("https://api.anthropic.com/v1/")), AnthropicBatches)
     assert isinstance(provider_for(p("http://127.0.0.1:9/v1")), OpenAIBatches)
+    # the Models panel's Anthropic preset keeps its route at any URL (a gateway, this test server)
+    base = p("http://127.0.0.1:9/v1")
+    chosen = profile_for_choice(base, "anthropic", "http://127.0.0.1:7/v1", MODEL)
+    assert (chosen.batch_api, route_of(chosen), chosen.api_key_env) == ("anthropic", "anthropic", "ANTHROPIC_API_KEY")
+    assert profile_for_choice(chosen, "custom", "http://127.0.0.1:8/v1", "m").batch_api == "auto"
+    assert profile_for_choice(chosen, "openai", "http://127.0.0.1:8/v1", "m").batch_api == "openai"
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_of_the_cli_then_resume_polls_the_same_message_batch(tmp_path):
+    """`shoal generate --batch` on an Anthropic profile set by environment variables, killed while its
+    batch runs; `--resume` polls that batch, never creates it again, and pays each request once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.store import open_store
+    root = Path(__file__).resolve().parents[2]
+    db = tmp_path / "batch.duckdb"
+    store = open_store(db)
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("\n".join(add_snippets(store, N)) + "\n")
+    store.checkpoint()
+    store.close()
+    prices_file = tmp_path / "prices.json"
+    prices_file.write_text(json.dumps({MODEL: {"input": 1.0, "output": 5.0}}))
+
+    def cli(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "core.cli", "--db", str(db), *args], cwd=str(root), env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    with AnthropicPlatform(shoal_responder, api_key=KEY, batch_timing=(4.0, 0.05)) as srv:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SHOAL_", "ANTHROPIC_"))}
+        env.update(SHOAL_GENERATOR_BASE_URL=srv.base_url, SHOAL_GENERATOR_MODEL=MODEL, ANTHROPIC_API_KEY=KEY,
+                   SHOAL_GENERATOR_API_KEY_ENV="ANTHROPIC_API_KEY", SHOAL_GENERATOR_BATCH_API="anthropic",
+                   SHOAL_DB=str(db), SHOAL_BATCH_POLL_S="0.05", SHOAL_PRICES_FILE=str(prices_file), HF_HUB_OFFLINE="1",
+                   PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+        proc = cli("generate", "--ids", str(ids_file), "--task", "code_generation", "--batch", "--json")
+        deadline = time.time() + 60
+        while not srv.message_batches and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        time.sleep(0.5)                            # the runner is polling the batch now
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        (first,) = srv.message_batches.values()
+        assert not first.ended                     # killed between submission and the end of processing
+        store = open_store(db)
+        row = store.one("SELECT * FROM batches")
+        assert (row["provider"], row["provider_batch_id"], row["status"]) == ("anthropic", first.id, "in_progress")
+        job_id = store.scalar("SELECT max(id) FROM jobs")
+        store.close()
+
+        srv.batch_timing = FAST
+        proc = cli("generate", "--resume", str(job_id), "--json")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-3000:]
+        summary = json.loads(out)
+        assert summary["status"] == "done" and summary["items"]["succeeded"] == N
+        assert srv.create_attempts == 2 and srv.chat_request_count == 0      # the first batch polled, not resent
+        assert summary["batch"]["batches"][0]["provider_batch_id"] == first.id
+    store = open_store(db, read_only=True)
+    calls = store.rows("SELECT model, prompt_tokens, completion_tokens FROM llm_calls")
+    assert len(calls) == N + summary["judged"] == summary["usage"]["calls"]       # each request paid once
+    online = sum(estimate_cost(c["model"], c["prompt_tokens"], c["completion_tokens"], PRICES) for c in calls)
+    assert online > 0 and summary["usage"]["cost_usd"] == pytest.approx(online / 2, abs=1e-6)
+    store.close()
