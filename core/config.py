@@ -37,6 +37,7 @@ OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 DUMMY_KEY = "sk-no-key-needed"  # the openai package refuses an empty key; local servers ignore it
 ResponseFormat = Literal["auto", "json_schema", "json_object", "text"]
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+BatchAPI = Literal["auto", "openai", "anthropic"]
 
 
 class Profile(pydantic.BaseModel):
@@ -55,6 +56,8 @@ class Profile(pydantic.BaseModel):
     rpm: float | None = Field(None, gt=0)
     tpm: float | None = Field(None, gt=0)
     source: str = "explicit"       # where the profile came from, for display: env | openai | local
+    # the Batch API batch jobs use (core.llm.batch.route_of); auto: Anthropic's on api.anthropic.com, else OpenAI's
+    batch_api: BatchAPI = "auto"
 
     @field_validator("base_url")
     @classmethod
@@ -339,7 +342,7 @@ def _role_settings(role: str) -> dict[str, Any]:
     for field, kind in (("base_url", str), ("model", str), ("api_key_env", str),
                         ("temperature", float), ("max_tokens", int), ("timeout_s", float),
                         ("response_format", str), ("reasoning_effort", str), ("rpm", float),
-                        ("tpm", float)):
+                        ("tpm", float), ("batch_api", str)):
         env_name = p + ("TIMEOUT" if field == "timeout_s" else field.upper())
         if _env(env_name) is not None:
             out[field] = _number(env_name, kind, None)
@@ -370,7 +373,7 @@ def load_profiles(start_local: bool = True) -> dict[str, Profile]:
     """{"generator": Profile, "judge": Profile} from the environment.
 
     Per role, in order: SHOAL_<ROLE>_BASE_URL / _MODEL / _API_KEY_ENV / _TEMPERATURE /
-    _MAX_TOKENS / _TIMEOUT / _RESPONSE_FORMAT / _REASONING_EFFORT / _RPM / _TPM; a judge without
+    _MAX_TOKENS / _TIMEOUT / _RESPONSE_FORMAT / _REASONING_EFFORT / _RPM / _TPM / _BATCH_API; a judge without
     its own base URL uses the generator's endpoint (and its RPM/TPM limits); then OPENAI_BASE_URL + OPENAI_API_KEY (+ OPENAI_MODEL); else the
     embedded llama.cpp server (`core.local_llm.ensure_server()`, started only when
     start_local is true; otherwise base_url is "" until it is started).
@@ -381,7 +384,7 @@ def load_profiles(start_local: bool = True) -> dict[str, Profile]:
         own = _role_settings(role)
         settings: dict[str, Any] = dict(ROLE_DEFAULTS[role])
         if role == "judge" and "base_url" not in own and "base_url" in gen:
-            for k in ("base_url", "model", "api_key_env", "timeout_s", "response_format", "rpm", "tpm"):
+            for k in ("base_url", "model", "api_key_env", "timeout_s", "response_format", "rpm", "tpm", "batch_api"):
                 if k in gen:
                     settings[k] = gen[k]
         settings.update(own)

@@ -8,6 +8,7 @@ DuckDB (core.model_prices) and from there into every cost figure of the app.
 """
 from __future__ import annotations
 
+import re
 import secrets
 
 import pandas as pd
@@ -260,13 +261,54 @@ def _run_test(store: Store, role: str, prof: Profile) -> None:
     st.session_state[f"gen.{role}.probe"] = {"for": (prof.base_url, prof.model), "report": result}
 
 
+# What to do after a failed test, said in this panel's terms (the core's hints name SHOAL_<ROLE>_*
+# variables, which the command line sets); keyed by core.llm.failures.Failure.reason.
+PAGE_HINTS = {
+    "context_length": "the prompt plus the reply's token limit is over {model}'s context window: use shorter "
+                      "snippets or fewer few-shot examples, or pick a model with a larger window",
+    "auth": "the server refused the API key: type the {role} API key again above (or save it to secrets.toml)",
+    "model_not_found": "the server has no model {model!r} for this key: press “List models” and pick one, or "
+                       "type a name it serves in the {role} model field",
+    "quota": "the account's quota is used up: check its plan and billing (waiting does not help)",
+    "too_large": "one request is larger than the tokens-per-minute limit: use shorter snippets or fewer "
+                 "few-shot examples",
+    "not_found": "no chat-completions route there: check the {role} base URL above (it usually ends in /v1)",
+    "bad_request": "the server refused the request; its message says why",
+}
+_SETTING_WORDS = {"MODEL": "the {role} model field", "BASE_URL": "the {role} base URL field",
+                  "API_KEY_ENV": "the {role} API key field", "API_KEY": "the {role} API key field",
+                  "MAX_TOKENS": "the {role}'s output token limit (set when the app starts)",
+                  "REASONING_EFFORT": "the {role}'s reasoning effort (set when the app starts)"}
+_SETTING_RE = re.compile(r"\b(?:set |raise |lower )?SHOAL_(GENERATOR|JUDGE|<ROLE>)_([A-Z_]+)\b")
+
+
+def page_words(text: str, role: str) -> str:
+    """`text` with each SHOAL_<ROLE>_* variable named as what it is on this page."""
+    def named(m: re.Match) -> str:
+        verb = m.group(0).split("SHOAL_")[0]
+        who = role if m.group(1) == "<ROLE>" else m.group(1).lower()
+        return verb + _SETTING_WORDS.get(m.group(2), "the {role}'s " + m.group(2).lower().replace("_", " ")
+                                         + " setting").format(role=who)
+    return _SETTING_RE.sub(named, text)
+
+
+def page_hint(report: dict, role: str) -> str | None:
+    """The hint for a failed connection test in the panel's terms (never an environment variable)."""
+    template = PAGE_HINTS.get(report.get("reason") or "")
+    if template:
+        return template.format(role=role, model=report.get("model") or "")
+    return page_words(report["hint"], role) if report.get("hint") else None
+
+
 def _show_test(role: str, prof: Profile) -> None:
     held = st.session_state.get(f"gen.{role}.probe")
     if not held or (held["for"][0] != prof.base_url and prof.source != "local"):
         return
     r = held["report"]
     if not r.get("ok"):
-        st.error(f"{role}: ok=False · " + plain(f"{r.get('error')}" + (f" (hint: {r['hint']})" if r.get("hint") else "")))
+        hint = page_hint(r, role)
+        st.error(f"{role}: ok=False · " + plain(page_words(f"{r.get('error')}", role)
+                                               + (f" (hint: {hint})" if hint else "")))
         return
     st.success(f"{role}: ok=True · " + plain(f"model {r.get('model')} · {r.get('latency_ms')} ms · output mode "
                                              f"{r.get('mode')}" + (" (schema enforced)" if r.get("schema_enforced") else "")))

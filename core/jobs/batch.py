@@ -1,5 +1,9 @@
 """Batch mode: a job's LLM calls go through the provider's Batch API in rounds (half price, slower).
 
+The provider is the profile's route (core.llm.batch: OpenAI's Batch API or Anthropic's Message
+Batches); everything here -- the rounds, the recorded ids, resume, per-line outcomes, costs -- is
+the same for both, driven through `core.llm.batch_shared.BatchProvider`.
+
 A round is plan → submit → poll → collect:
 
 * plan: every pending item walks the online chain (`core.generate.generate_one`, through
@@ -10,9 +14,10 @@ A round is plan → submit → poll → collect:
   correction, a weaker response_format: the online client's rules, across rounds). Items whose
   chain completes are written through `core.jobs.writer.write_batch`.
 * submit: the lines of one endpoint (base URL + model) go into one provider batch. Its rows in
-  `batches` / `batch_requests` are written before anything is sent; the input file id and the
-  batch id are recorded the moment the provider returns them, and a batch created just before a
-  crash (id never recorded) is found again by its input file. A restart never submits twice.
+  `batches` / `batch_requests` are written before anything is sent; each submission step (OpenAI:
+  the input file id; Anthropic: the time its create request was first sent) and the batch id are
+  recorded the moment they happen, and a batch created just before a crash (id never recorded) is
+  found again (by its input file; by creation time and size). A restart never submits twice.
 * poll: heartbeat and pause / cancel as in the online runner; a cancel cancels the provider batch
   (the lines it finished are still collected: they are paid for).
 * collect: every output and error line becomes an `llm_calls` row exactly like an online attempt
@@ -46,7 +51,7 @@ from core.jobs.records import get_job
 from core.jobs.runner import HEARTBEAT_S, JobRunner, _finish, _heartbeat, _record_snapshot
 from core.jobs.writer import write_batch
 from core.llm import CallResult, LLMClient, canonical_json, insert_calls, parse_reply
-from core.llm.batch import BatchAPIError, BatchInfo, OpenAIBatches, batch_line, chunk_lines, line_attempt, provider_for
+from core.llm.batch import TERMINAL, BatchAPIError, BatchInfo, BatchProvider, chunk_lines, provider_for
 from core.llm.calllog import successful_hashes, successful_replies
 from core.llm.client import parse_correction
 from core.llm.failures import classify
@@ -78,6 +83,23 @@ def _note_info(store: Store, batch_id: int, info: BatchInfo) -> None:
                             info.error_file_id, info.errors, batch_id]))
 
 
+_SUBMISSION_COLUMNS = ("input_file_id", "status", "submitted_at")
+
+
+def _record_submission(store: Store, batch_id: int, **columns: Any) -> None:
+    """A step of a batch's submission (file uploaded, create request about to be sent), written
+    before the provider request that could create the batch."""
+    names = [c for c in columns if c in _SUBMISSION_COLUMNS]
+    sets = ", ".join(f"{c} = ?" for c in names)
+    store.write(lambda cur: cur.execute(f"UPDATE batches SET {sets}, updated_at = current_timestamp WHERE id = ?",
+                                        [columns[c] for c in names] + [batch_id]))
+
+
+def _claimed(store: Store, provider_batch_id: str) -> bool:
+    """Whether some batch row already records this provider batch (then it is never adopted again)."""
+    return bool(store.scalar("SELECT count(*) FROM batches WHERE provider_batch_id = ?", [provider_batch_id]))
+
+
 def _frame_insert(cur, table: str, frame: pd.DataFrame, select: str) -> None:
     register(cur, "_batch_rows", frame)
     try:
@@ -96,17 +118,19 @@ class _Need:
     body: dict
 
 
-def _record_round(store: Store, job_id: int, round_no: int, groups: list[tuple[str, Profile, list[_Need]]],
+Group = tuple[str, Profile, BatchProvider, list[_Need]]
+
+
+def _record_round(store: Store, job_id: int, round_no: int, groups: list[Group],
                   new_pins: list[int], waiting: list[int]) -> None:
     """The round's batches and lines, the items it planned first, its items marked running: one transaction."""
     def write(cur) -> None:
-        for roles, profile, needs in groups:
-            lines = [batch_line(f"{n.item_id}-{n.role}", n.body) for n in needs]
-            for chunk_needs in _split(needs, lines):
+        for roles, profile, provider, needs in groups:
+            for chunk_needs in _split(needs, provider):
                 bid = int(cur.execute(
                     "INSERT INTO batches(job_id, round, role, provider, base_url, model, n_lines) "
-                    "VALUES (?, ?, ?, 'openai', ?, ?, ?) RETURNING id",
-                    [job_id, round_no, roles, profile.base_url, chunk_needs[0].body["model"],
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    [job_id, round_no, roles, provider.provider, profile.base_url, chunk_needs[0].body["model"],
                      len(chunk_needs)]).fetchone()[0])
                 frame = pd.DataFrame({"batch_id": bid, "custom_id": [f"{n.item_id}-{n.role}" for n in chunk_needs],
                                       "job_item_id": [n.item_id for n in chunk_needs],
@@ -125,10 +149,19 @@ def _record_round(store: Store, job_id: int, round_no: int, groups: list[tuple[s
     store.write(write)
 
 
-def _split(needs: list[_Need], lines: list[dict]) -> list[list[_Need]]:
+def _split(needs: list[_Need], provider: BatchProvider) -> list[list[_Need]]:
     """Needs in chunks the provider accepts as one batch each."""
+    lines = [provider.line(f"{n.item_id}-{n.role}", n.body) for n in needs]
     by_id = {line["custom_id"]: n for n, line in zip(needs, lines)}
-    return [[by_id[line["custom_id"]] for line in chunk] for chunk in chunk_lines(lines)]
+    return [[by_id[line["custom_id"]] for line in chunk]
+            for chunk in chunk_lines(lines, provider.max_lines, provider.max_bytes)]
+
+
+def _request_tokens(body: dict) -> tuple[int, int]:
+    """(prompt tokens, output limit) of a line's request, in either provider's shape."""
+    system = [{"role": "system", "content": body["system"]}] if isinstance(body.get("system"), str) else []
+    prompt = count_messages(system + list(body.get("messages") or []), body["model"]).tokens
+    return prompt, int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
 
 
 def _history(store: Store, job_id: int) -> dict[str, list[dict]]:
@@ -159,12 +192,12 @@ def _job_replies(store: Store, job_id: int) -> dict[str, list[dict]]:
 class _PlanningClient:
     """Stands in for an LLMClient inside generate_one while a round is planned."""
 
-    def __init__(self, planner: _Planner, llm: LLMClient, role: str):
-        self.planner, self.llm, self.role = planner, llm, role
+    def __init__(self, planner: _Planner, llm: LLMClient, role: str, provider: BatchProvider):
+        self.planner, self.llm, self.role, self.provider = planner, llm, role, provider
 
     async def complete(self, messages: list[dict], schema: type[BaseModel], *, role: str | None = None,
                        cache: bool = True) -> CallResult:
-        return self.planner.answer(self.llm, self.role, messages, schema)
+        return self.planner.answer(self, messages, schema)
 
 
 @dataclass
@@ -182,10 +215,13 @@ class _Planner:
     waiting: dict[int, str] = field(default_factory=dict)    # item id -> the payload hash it waits for
     item_id: int = 0
 
-    def client(self, llm: LLMClient, role: str) -> _PlanningClient:
-        return _PlanningClient(self, llm, role)
+    def client(self, llm: LLMClient, role: str, provider: BatchProvider) -> _PlanningClient:
+        return _PlanningClient(self, llm, role, provider)
 
-    def answer(self, llm: LLMClient, role: str, messages: list[dict], schema: type[BaseModel]) -> CallResult:
+    def answer(self, via: _PlanningClient, messages: list[dict], schema: type[BaseModel]) -> CallResult:
+        """The logged answer of this call, the failure the online client would end with, or
+        DEFERRED after noting the call as a line of the next batch (built by the role's provider)."""
+        llm, role = via.llm, via.role
         key = llm.cache_key(messages, schema)
         self.schemas[key] = schema
         hit = self._cached(key, schema)
@@ -199,7 +235,8 @@ class _Planner:
         correction = parse_correction(last_parse["response_text"], last_parse["error"]) if last_parse else []
         mode = self.modes[role]
         if key not in self.needs:
-            self.needs[key] = _Need(self.item_id, role, key, mode, llm.request_body(messages, schema, mode, correction))
+            self.needs[key] = _Need(self.item_id, role, key, mode,
+                                    via.provider.request(llm, messages, schema, mode, correction))
         self.waiting[self.item_id] = key
         return CallResult(False, None, None, DEFERRED, None, False)
 
@@ -228,9 +265,11 @@ class _Planner:
         return None
 
 
-def _modes(history: dict[str, list[dict]], llms: dict[str, LLMClient]) -> dict[str, str]:
-    """Each role's structured-output mode: the client's, moved past every mode the server refused."""
-    modes = {role: llm.mode for role, llm in llms.items()}
+def _modes(history: dict[str, list[dict]], llms: dict[str, LLMClient],
+           allowed: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Each role's structured-output mode: the client's (or the first its provider's lines can ask
+    in), moved past every mode the server refused."""
+    modes = {role: llm.mode if llm.mode in allowed[role] else allowed[role][0] for role, llm in llms.items()}
     for lines in history.values():
         for line in lines:
             if line["status"] == "format" and line["mode"] in MODES[:-1]:
@@ -256,7 +295,7 @@ class BatchJobRunner(JobRunner):
         self.max_parse_retries = int(opts.get("max_parse_retries", 1))
         self.poll_s = float(poll_s if poll_s is not None else os.environ.get("SHOAL_BATCH_POLL_S", DEFAULT_POLL_S))
         self.llm = {role: LLMClient(store, self.profiles[role], prices=prices) for role in ("generator", "judge")}
-        self.providers: dict[tuple, OpenAIBatches] = {}
+        self.providers: dict[tuple, BatchProvider] = {}
         self.schemas: dict[str, type[BaseModel]] = {}
         self._round_pools: dict[int, dict[str, Pools]] = {}
         self._beat_at = 0.0
@@ -276,6 +315,8 @@ class BatchJobRunner(JobRunner):
         finally:
             for llm in self.llm.values():
                 llm.close()
+            for provider in self.providers.values():
+                provider.close()
             status = _finish(self.store, self.job_id, self.state)
         self._report(status)
         return status
@@ -312,10 +353,12 @@ class BatchJobRunner(JobRunner):
         """Walk every item's chain from the call log; (the planner with the lines to send, finished items).
         Round 0 only learns the schemas of the lines in flight."""
         history = _history(self.store, self.job_id)
+        providers = {role: self._provider(self.profiles[role]) for role in self.llm}
+        modes = _modes(history, self.llm, {role: p.modes for role, p in providers.items()})
         planner = _Planner(self.store, history, _job_replies(self.store, self.job_id), successful_hashes(self.store),
-                           _modes(history, self.llm), self.max_retries, self.max_parse_retries, self.schemas)
-        self.gen_client, self.judge_client = planner.client(self.llm["generator"], "generator"), \
-            planner.client(self.llm["judge"], "judge")
+                           modes, self.max_retries, self.max_parse_retries, self.schemas)
+        self.gen_client, self.judge_client = planner.client(self.llm["generator"], "generator", providers["generator"]), \
+            planner.client(self.llm["judge"], "judge", providers["judge"])
         pinned = self._pinned()
         results = []
         for n, item in enumerate(items):
@@ -366,9 +409,9 @@ class BatchJobRunner(JobRunner):
         if self.max_cost is not None and needs:
             spent, kept = self.state.cost_usd, []
             for n in needs:   # prompt tokens counted, output at its limit: an upper bound at the batch price
-                prompt = count_messages(n.body["messages"], n.body["model"]).tokens
-                spent += estimate_batch_cost(n.body["model"], prompt, int(n.body.get("max_tokens") or 0),
-                                             self.prices, self.profiles[n.role].base_url)
+                prompt, limit = _request_tokens(n.body)
+                spent += estimate_batch_cost(n.body["model"], prompt, limit, self.prices,
+                                             self.profiles[n.role].base_url)
                 if spent > float(self.max_cost):
                     break
                 kept.append(n)
@@ -378,21 +421,22 @@ class BatchJobRunner(JobRunner):
             needs = kept
         return needs
 
-    def _groups(self, needs: list[_Need]) -> list[tuple[str, Profile, list[_Need]]]:
+    def _groups(self, needs: list[_Need]) -> list[Group]:
         """Lines by endpoint (a provider batch holds one model's requests)."""
         groups: dict[tuple, list[_Need]] = {}
         for n in needs:
             p = self.profiles[n.role]
-            groups.setdefault((p.base_url, n.body["model"], p.api_key_env), []).append(n)
+            groups.setdefault((p.base_url, n.body["model"], p.api_key_env, p.batch_api), []).append(n)
         out = []
         for members in groups.values():
             roles = ",".join(sorted({n.role for n in members}))
-            out.append((roles, self.profiles[members[0].role], members))
+            profile = self.profiles[members[0].role]
+            out.append((roles, profile, self._provider(profile), members))
         return out
 
     # -- submitting and polling ---------------------------------------------------
-    def _provider(self, profile: Profile) -> OpenAIBatches:
-        key = (profile.base_url, profile.api_key_env)
+    def _provider(self, profile: Profile) -> BatchProvider:
+        key = (profile.base_url, profile.api_key_env, profile.batch_api)
         if key not in self.providers:
             self.providers[key] = provider_for(profile)
         return self.providers[key]
@@ -401,21 +445,13 @@ class BatchJobRunner(JobRunner):
         return self.profiles[str(b["role"]).split(",")[0]]
 
     def _submit(self, b: dict) -> None:
-        """Upload the batch's file and create it at the provider, recording each id as it comes back."""
-        provider = self._provider(self._profile_of(b))
-        info = None
-        if b["input_file_id"] is None:
-            lines = [batch_line(r["custom_id"], json.loads(r["body"])) for r in self.store.rows(
+        """Create the batch at the provider (or find the one a crash left unrecorded); each step is
+        recorded before the request that could create it, the batch id the moment it comes back."""
+        def lines() -> list[tuple[str, dict]]:
+            return [(r["custom_id"], json.loads(r["body"])) for r in self.store.rows(
                 "SELECT custom_id, body FROM batch_requests WHERE batch_id = ? ORDER BY custom_id", [b["id"]])]
-            file_id = provider.upload(lines, f"shoal-job{self.job_id}-batch{b['id']}.jsonl")
-            self.store.write(lambda cur: cur.execute(
-                "UPDATE batches SET input_file_id = ?, status = 'uploaded', updated_at = current_timestamp "
-                "WHERE id = ?", [file_id, b["id"]]))
-        else:   # uploaded before a restart: the batch may exist already
-            file_id = b["input_file_id"]
-            info = provider.find(file_id)
-        if info is None:
-            info = provider.create(file_id, {"shoal_job": str(self.job_id), "shoal_batch": str(b["id"])})
+        info = self._provider(self._profile_of(b)).submit(
+            b, lines, partial(_record_submission, self.store, b["id"]), partial(_claimed, self.store))
         _note_info(self.store, b["id"], info)
 
     def _see_through(self) -> bool:
@@ -463,7 +499,7 @@ class BatchJobRunner(JobRunner):
 
     def _cancel_open(self) -> None:
         for b in _open_batches(self.store, self.job_id):
-            if b["provider_batch_id"] and b["status"] not in ("completed", "expired", "failed", "cancelled"):
+            if b["provider_batch_id"] and b["status"] not in TERMINAL:
                 try:
                     _note_info(self.store, b["id"], self._provider(self._profile_of(b)).cancel(b["provider_batch_id"]))
                 except BatchAPIError as exc:
@@ -484,7 +520,8 @@ class BatchJobRunner(JobRunner):
     def _collect(self, b: dict, info: BatchInfo) -> None:
         """Every line of a finished batch into llm_calls and batch_requests, with the job's calls and
         cost, in one transaction."""
-        results = self._provider(self._profile_of(b)).results(info)
+        provider = self._provider(self._profile_of(b))
+        results = provider.results(info)
         requests = self.store.rows("""SELECT r.custom_id, r.role, r.payload_hash, r.mode, r.body, i.task
                                       FROM batch_requests r JOIN job_items i ON i.id = r.job_item_id
                                       WHERE r.batch_id = ? AND r.status = 'pending' ORDER BY r.custom_id""", [b["id"]])
@@ -496,12 +533,13 @@ class BatchJobRunner(JobRunner):
         calls, updates, ran, cost = [], [], 0, 0.0
         for req in requests:
             res = results.get(req["custom_id"])
-            if res is None:   # never ran: the batch was cancelled first, or refused as a whole
+            if res is None or res.not_run:   # never ran: the batch was cancelled first, or refused as a whole
                 status = "retry" if info.status == "failed" else "not_run"
-                updates.append([req["custom_id"], status, info.errors or f"batch {info.status} before this line ran",
-                                False])
+                why = (res.error_message if res else None) or info.errors or f"batch {info.status} before this line ran"
+                updates.append([req["custom_id"], status, why, False])
                 continue
-            out = line_attempt(res, self._schema_of(req), b["model"], prices=self.prices, base_url=b["base_url"])
+            out = provider.line_attempt(res, self._schema_of(req), b["model"], prices=self.prices,
+                                        base_url=b["base_url"])
             body = {k: v for k, v in json.loads(req["body"]).items() if k != "model"}
             seen = counts.get(req["payload_hash"]) or {}
             request = {**body, "transport_retry": int(seen.get("retries") or 0),
@@ -510,7 +548,7 @@ class BatchJobRunner(JobRunner):
             calls.append([req["payload_hash"], req["role"], b["base_url"], b["model"], canonical_json(request),
                           out.text, mode, out.prompt_tokens, out.completion_tokens, None, out.cost_usd, out.error,
                           out.status])
-            updates.append([req["custom_id"], self._classify(out, req["mode"], req["role"]), out.error, True])
+            updates.append([req["custom_id"], *self._classify(out, req["mode"], req["role"]), True])
             ran += res.status_code is not None
             cost += out.cost_usd
         self.store.write(lambda cur: self._write_collected(cur, b["id"], calls, updates, ran, cost))
@@ -546,15 +584,18 @@ class BatchJobRunner(JobRunner):
             return known
         return get_task(req["task"]).schema if req["role"] == "generator" else Judgment
 
-    def _classify(self, out, mode: str, role: str) -> str:
-        """What the line's outcome means for the next round (the online client's rules)."""
+    def _classify(self, out, mode: str, role: str) -> tuple[str, str | None]:
+        """What the line's outcome means for the next round (the online client's rules), and its
+        reason (a fatal one with the hint the online client gives, since it becomes the item's)."""
         if out.kind in ("ok", "parse"):
-            return out.kind
+            return out.kind, out.error
         failure = classify(out, mode, role, self.profiles[role].model or "")
         if failure.kind == "format_rejected" and self.profiles[role].response_format == "auto":
-            return "format"
+            return "format", out.error
+        if failure.kind in ("transient", "rate_limited"):
+            return "retry", out.error
         # a refused parameter would be refused again: the request body comes from the same capabilities
-        return "retry" if failure.kind in ("transient", "rate_limited") else "fatal"
+        return "fatal", f"{out.error} (hint: {failure.hint})" if failure.hint else out.error
 
 
 # --------------------------------------------------------------------------- entry points
@@ -588,11 +629,15 @@ def cancel_provider_batches(store: Store, job_id: int) -> int:
     stored = job["params"].get("profiles") or {}
     n = 0
     for b in _open_batches(store, job_id):
-        if not b["provider_batch_id"] or b["status"] in ("completed", "expired", "failed", "cancelled"):
+        if not b["provider_batch_id"] or b["status"] in TERMINAL:
             continue
         profile = Profile(**stored[str(b["role"]).split(",")[0]])
         try:
-            _note_info(store, b["id"], provider_for(profile).cancel(b["provider_batch_id"]))
+            provider = provider_for(profile)
+            try:
+                _note_info(store, b["id"], provider.cancel(b["provider_batch_id"]))
+            finally:
+                provider.close()
             n += 1
         except ShoalError:
             pass   # the runner (or a later resume) tries again

@@ -1,7 +1,7 @@
 """Endpoint presets for the Generate page's Models panel, and the profile a panel choice makes.
 
 A preset says where a kind of server usually listens, which variable its key is read from and
-what it is known for (a Batch API, a response_format it takes); the endpoint's capabilities
+what it is known for (which Batch API it has, a response_format it takes); the endpoint's capabilities
 record (core.llm.capabilities) then starts from that family's defaults. `profile_for_choice`
 turns what the panel shows (preset, base URL, model, key variable) into the `Profile` the next
 job uses; keys never enter it (a profile names its key's variable, see core.config).
@@ -35,23 +35,26 @@ class Preset:
     key_env: str | None = None     # the variable its key is read from; None: SHOAL_<ROLE>_API_KEY if set
     default_model: str = ""        # "" = the first model the server lists
     response_format: str = "auto"  # what to fix when the family needs it
-    batch_api: bool | None = False  # True: OpenAI's Batch API; None: only if the server has /v1/batches
+    # "openai": OpenAI's Batch API; "anthropic": Anthropic's Message Batches; "maybe": OpenAI's if the
+    # server has /v1/batches (found out when the job submits); "": none
+    batch_api: str = ""
     note: str = ""
 
 
 PRESETS: dict[str, Preset] = {p.key: p for p in (
-    Preset("openai", "OpenAI", OPENAI_BASE_URL, DEFAULT_KEY_ENV, OPENAI_DEFAULT_MODEL, batch_api=True,
+    Preset("openai", "OpenAI", OPENAI_BASE_URL, DEFAULT_KEY_ENV, OPENAI_DEFAULT_MODEL, batch_api="openai",
            note="Reasoning models (o1, o3, o4-mini, gpt-5*) get max_completion_tokens and no temperature."),
-    Preset("anthropic", "Anthropic (OpenAI-compatible endpoint)", ANTHROPIC_BASE_URL, "ANTHROPIC_API_KEY",
-           note="Anthropic ignores response_format: the schema is described in the prompt. Its Message "
-                "Batches API is not supported, so no batch mode."),
+    Preset("anthropic", "Anthropic", ANTHROPIC_BASE_URL, "ANTHROPIC_API_KEY", batch_api="anthropic",
+           note="Online calls go through Anthropic's OpenAI-compatible endpoint, batch mode through its Message "
+                "Batches API (half price). Anthropic has no response_format: the schema is described in the "
+                "prompt and the reply validated here."),
     Preset("vllm", "vLLM", "http://127.0.0.1:8000/v1",
            note="vLLM constrains json_schema; the model name is the one `vllm serve` was started with."),
     Preset("ollama", "Ollama", "http://127.0.0.1:11434/v1", note="Model names as `ollama list` shows them."),
     Preset("llamacpp", "llama.cpp server", "http://127.0.0.1:8080/v1", response_format="json_object",
            note="llama.cpp constrains json_object with a schema (its json_schema support varies)."),
     Preset("local", "Embedded local model", "", note=LOCAL_DEMO_NOTE),
-    Preset("custom", "Any OpenAI-compatible URL", "", batch_api=None,
+    Preset("custom", "Any OpenAI-compatible URL", "", batch_api="maybe",
            note="OpenRouter, LiteLLM, a proxy, ...: what it accepts is learned from its first errors."),
 )}
 
@@ -118,6 +121,11 @@ def profile_for_choice(base: Profile, preset: str, base_url: str, model: str,
     fixed = PRESETS[preset].response_format
     if fixed != "auto" and data.get("response_format", "auto") == "auto":
         data["response_format"] = fixed
+    route = PRESETS[preset].batch_api
+    if route in ("openai", "anthropic"):
+        data["batch_api"] = route          # also for a gateway or test server at another URL
+    elif url != base.base_url:
+        data["batch_api"] = "auto"
     key_env = _named_key_env(base, preset, url, session_key_name)
     if key_env:
         data["api_key_env"] = key_env
@@ -183,7 +191,7 @@ def batch_support(profiles: dict[str, Profile], presets: dict[str, str]) -> tupl
     from core.llm.batch import check_batch_profiles
     for role in profiles:
         preset = PRESETS.get(presets.get(role, "custom"), PRESETS["custom"])
-        if preset.batch_api is False:
+        if not preset.batch_api:
             return False, f"the {role}'s endpoint ({preset.label}) has no Batch API"
     try:
         check_batch_profiles(profiles)

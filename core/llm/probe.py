@@ -82,6 +82,7 @@ class _Prober:
         failure = classify(out, mode, self.client.profile.role, self.client.model or "")
         self.report["error"] = out.error
         self.report["hint"] = failure.hint or None
+        self.report["reason"] = failure.reason or None     # pages word their own hint from it
         return self.report
 
     async def run(self) -> dict[str, Any]:
@@ -131,11 +132,13 @@ async def probe_connection(client: LLMClient) -> dict:
     """{ok, model, latency_ms, schema_enforced: bool|None, mode, modes: {mode: enforced | accepted |
     refused}, accepts: {family, token_param, temperature, reasoning_effort, strict, learned},
     rate_limits: the last reply's x-ratelimit-* values, pacing: the endpoint's gate (limits and
-    where they came from), error, hint, base_url, total_ms}; remembers the mode found on the
+    where they came from), error, hint, reason (core.llm.failures.Failure.reason), base_url,
+    total_ms}; remembers the mode found on the
     client unless its profile fixes one."""
     t0 = time.perf_counter()
     report: dict[str, Any] = {"ok": False, "model": None, "latency_ms": None, "schema_enforced": None,
-                              "mode": None, "modes": {}, "error": None, "hint": None, "rate_limits": {},
+                              "mode": None, "modes": {}, "error": None, "hint": None, "reason": None,
+                              "rate_limits": {},
                               "base_url": client.profile.base_url}
     await _Prober(client, report).run()
     report["accepts"] = _accepts(client)

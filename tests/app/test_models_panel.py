@@ -2,7 +2,9 @@
 loopback): a new user on the embedded model picks the OpenAI preset with the server's URL, types a key,
 lists the models, tests the connection (strict schema and the rate limits shown), sets a price, runs a
 batch job that finishes at the batch price, then an online job whose pacing the panel shows. The key
-never reaches DuckDB, the URL or an export; saved on request it lands in secrets.toml, merged."""
+never reaches DuckDB, the URL or an export; saved on request it lands in secrets.toml, merged. The
+Anthropic preset, against the Anthropic platform test server, runs its batch job through Message
+Batches. A failed test's hint says what to do on this page, never which variable to set."""
 from __future__ import annotations
 
 import os
@@ -21,6 +23,7 @@ from core.store import open_store
 from tests.core.test_jobs import add_snippets
 from tests.support.selections import add_selection
 from core.llm.probe import PROBE_MESSAGES
+from tests.support.anthropic_platform import AnthropicPlatform
 from tests.support.openai_platform import OpenAIPlatform
 from tests.support.openai_server import default_responder
 from tests.support.shoal_responder import shoal_responder
@@ -39,7 +42,7 @@ def responder(body: dict) -> str:
 
 
 @pytest.fixture
-def platform(monkeypatch, tmp_path):
+def clean_env(monkeypatch, tmp_path):
     for k in list(os.environ):
         if k.startswith(("OPENAI_", "SHOAL_GENERATOR_", "SHOAL_JUDGE_", "ANTHROPIC_")):
             monkeypatch.delenv(k)
@@ -48,6 +51,10 @@ def platform(monkeypatch, tmp_path):
     monkeypatch.setenv("SHOAL_SECRETS_FILE", str(secrets))
     monkeypatch.setenv("SHOAL_BATCH_POLL_S", "0.05")
     monkeypatch.setenv("USER", "models-panel")
+
+
+@pytest.fixture
+def platform(clean_env):
     with OpenAIPlatform(responder, api_key=KEY, rpm=600, tpm=200_000,
                         batch_timing=(0.02, 0.1, 0.02)) as srv:
         yield srv
@@ -251,4 +258,61 @@ def test_a_model_list_that_cannot_be_read_says_why_and_free_text_still_works(pla
     at.button(key="gen.generator.test").click()
     _run(at)
     assert any(e.value.startswith("generator: ok=False") and "hint" in e.value for e in at.error)
+    refused = next(e.value for e in at.error if e.value.startswith("generator: ok=False"))
+    assert "type the generator API key again above" in refused and "SHOAL" not in refused
     assert at.checkbox(key="gen.batch").value is False
+
+
+ANTHROPIC_KEY = "sk-ant-api03-models-panel-Wq4R8"
+CLAUDE = "claude-haiku-4-5"
+
+
+@pytest.fixture
+def anthropic(clean_env):
+    with AnthropicPlatform(shoal_responder, api_key=ANTHROPIC_KEY, batch_timing=(0.1, 0.02)) as srv:
+        yield srv
+    prices.set_price_overlay({})
+
+
+def test_the_anthropic_preset_runs_its_batch_job_through_message_batches(anthropic):
+    _prepare()
+    at = _run(AppTest.from_file(GENERATE, default_timeout=90))
+    for role in ROLES:
+        at.selectbox(key=f"gen.{role}.preset").set_value("anthropic")
+        _run(at)
+        assert at.text_input(key=f"gen.{role}.base_url_in").value == "https://api.anthropic.com/v1/"
+        at.text_input(key=f"gen.{role}.base_url_in").set_value(anthropic.base_url)
+        at.text_input(key=f"gen.{role}.model_in").set_value(CLAUDE)
+        _run(at)
+    assert any("Message Batches API (half price)" in c.value for c in at.caption)
+    # no key yet: the test fails, and its hint says what to do here
+    at.button(key="gen.judge.test").click()
+    _run(at)
+    refused = next(e.value for e in at.error if e.value.startswith("judge: ok=False"))
+    assert "401" in refused and "type the judge API key again above" in refused and "SHOAL" not in refused
+    for role in ROLES:
+        at.text_input(key=f"gen.{role}.api_key").set_value(ANTHROPIC_KEY)
+        _run(at)
+    for field, value in (("in", 1.0), ("out", 5.0)):
+        at.number_input(key=f"gen.generator.price.{field}.{CLAUDE}").set_value(value)
+        _run(at)
+    assert not at.checkbox(key="gen.batch").disabled
+    at.checkbox(key="gen.batch").check()
+    _run(at)
+    job_id = _start(at, "batch-pick")
+    store = page_store()
+    s = J.job_summary(store, job_id)
+    assert s["status"] == "done" and s["items"]["succeeded"] == 6
+    assert anthropic.chat_request_count == 0 and anthropic.create_attempts == 2   # generator round, judge round
+    assert {b["provider"] for b in store.rows("SELECT provider FROM batches")} == {"anthropic"}
+    batches = _table(at, "batch id")
+    assert len(batches) == 2 and set(batches["status"]) == {"collected"}
+    assert set(batches["batch id"]) == set(anthropic.message_batches)
+    calls = store.rows("SELECT prompt_tokens, completion_tokens FROM llm_calls WHERE role <> 'test'")
+    expected = sum((c["prompt_tokens"] * 1.0 + c["completion_tokens"] * 5.0) / 1e6 * 0.5 for c in calls)
+    assert expected > 0 and s["usage"]["cost_usd"] == pytest.approx(expected, abs=2e-6)
+    assert any("at the batch price" in c.value and "nothing in flight" in c.value for c in at.caption)
+    store.checkpoint()
+    db = Path(os.environ["SHOAL_DB"])
+    for path in [db, *db.parent.glob(db.name + ".wal")]:
+        assert ANTHROPIC_KEY.encode() not in path.read_bytes(), path

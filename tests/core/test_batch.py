@@ -11,7 +11,8 @@ from core.config import Profile
 from core.errors import ShoalError
 from core.jobs import batch_status, cancel_job, create_job, get_job, job_summary, run_job, start_worker, wait_for_worker
 from core.llm import LLMClient
-from core.llm.batch import BatchAPIError, LineResult, chunk_lines, line_attempt, parse_results
+from core.llm.batch import BatchAPIError, LineResult, chunk_lines
+from core.llm.openai_batch import line_attempt, parse_results
 from core.prices import batch_discount, estimate_batch_cost, estimate_cost, provider_of
 from core.tasks import get_task
 from tests.core.test_jobs import add_snippets

@@ -186,8 +186,11 @@ def test_batch_mode_is_offered_only_where_a_batch_api_exists(store):
         assert not ok and "Ollama" in why
         anthropic = {r: Profile(role=r, base_url="https://api.anthropic.com/v1/", model="claude-x")
                      for r in ("generator", "judge")}
-        ok, why = batch_support(anthropic, {"generator": "custom", "judge": "custom"})
-        assert not ok and "Message Batches" in why
+        # Anthropic's Message Batches are the second route (core.llm.anthropic_batch), by preset or host
+        assert batch_support(anthropic, {"generator": "anthropic", "judge": "anthropic"}) == (True, "")
+        assert batch_support(anthropic, {"generator": "custom", "judge": "custom"}) == (True, "")
+        ok, why = batch_support(anthropic, {"generator": "anthropic", "judge": "vllm"})
+        assert not ok and "vLLM" in why
 
 
 # ---------------------------------------------------------------- prices
