@@ -114,7 +114,10 @@ class _Prober:
         self.report["ok"] = True
         self.report["modes"] = modes
         self.report["schema_enforced"] = (enforced is not None) if structured else None
-        self.report["mode"] = enforced or accepted
+        # a json_schema request that is answered but not enforced carries no schema in the prompt:
+        # later calls then start from a mode that describes it (json_object or text)
+        self.report["mode"] = enforced or (accepted if accepted != "json_schema" else next(
+            (m for m in structured if m != "json_schema" and modes.get(m) == "accepted"), "text"))
         return self.report
 
 

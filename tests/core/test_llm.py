@@ -406,10 +406,15 @@ def test_connection_reports_schema_enforcement(store):
     assert report["schema_enforced"] is True and report["mode"] == "json_object" == c.mode
 
     # a server that accepts response_format but answers prose does not enforce anything
+    # (Anthropic's OpenAI-compatible endpoint): later calls start from json_object, whose prompt
+    # describes the schema, never from a json_schema request that carries none
     with FakeOpenAIServer(responder=lambda body: "Hello there, friend!") as server:
-        report = client(store, server).test_connection()
+        c = client(store, server)
+        report = c.test_connection()
         assert len(server.requests) == 2
     assert report["ok"] and report["schema_enforced"] is False
+    assert report["modes"] == {"json_schema": "accepted", "json_object": "accepted"}
+    assert report["mode"] == "json_object" == c.mode
 
     with FakeOpenAIServer(reject_json_schema=True, reject_json_object=True) as server:
         report = client(store, server).test_connection()
