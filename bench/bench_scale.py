@@ -301,34 +301,50 @@ def knn_preservation(X: np.ndarray, coords: np.ndarray, k: int = 10, sample: int
     return round(float(np.mean([len(set(a) & set(b)) / k for a, b in zip(emb, mp)])), 4)
 
 
-def demo_first_map(tmp: Path) -> dict:
+def demo_first_map(tmp: Path, fresh_cache: bool) -> dict:
     """The demo as a new user meets it: `shoal ingest stdlib`, then the Map page's "Embed and build
-    map" (default backend auto, batch 32, automatic clusters), in this fresh process."""
-    from core.embed import embed_corpus, load_embeddings
+    map" (the page's background task: default backend auto, batch 32, automatic clusters), in this
+    fresh process. Times when the first map is stored (a first look at a sample when the corpus is
+    big) and when the full map is. `fresh_cache`: no exported ONNX model and no backend choice yet,
+    as on a new machine (they are made once per machine)."""
+    from core.background import latest_task
+    from core.background_work import EMBED_MAP, start_embed_and_map
+    from core.embed import load_embeddings
     from core.ingest.run import ingest_sources
-    from core.maps import build_map, map_points
+    from core.maps import map_points
     from core.store import open_store
-    out: dict = {"load_avg_1m_start": round(os.getloadavg()[0], 2)}
+    if fresh_cache:
+        os.environ["SHOAL_CACHE_DIR"] = str(tmp / "cache")
+    out: dict = {"load_avg_1m_start": round(os.getloadavg()[0], 2), "fresh_cache": fresh_cache}
     with open_store(tmp / "demo.duckdb") as store:
         c0, t0 = time.process_time(), time.perf_counter()
         got = ingest_sources(store, ["stdlib"])
         out["ingest"] = {"snippets": got.ingested, "seconds": round(time.perf_counter() - t0, 1),
                          "cpu_seconds": round(time.process_time() - c0, 1)}
         c0, t0 = time.process_time(), time.perf_counter()
-        r = embed_corpus(store, backend="auto", batch_size=32)
-        out["embed"] = {"backend": r.backend, "reason": r.reason, "embedded": r.n_embedded,
-                        "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1)}
-        c0, t0 = time.process_time(), time.perf_counter()
-        m = build_map(store, model=r.model_key)
-        out["map"] = {"points": m.n_points, "clusters": m.n_clusters, "seconds": round(time.perf_counter() - t0, 1),
-                      "cpu_seconds": round(time.process_time() - c0, 1), "umap": m.params.get("umap"),
-                      "cluster_seconds": m.params.get("cluster_seconds")}
-        ids, X, _ = load_embeddings(store, r.model_key)
-        pts = map_points(store, m.map_id).set_index("snippet_id").loc[ids]
-        out["map"]["knn10_preservation"] = knn_preservation(X, pts[["x", "y"]].to_numpy(np.float32))
-    out["embed_plus_map_seconds"] = round(out["embed"]["seconds"] + out["map"]["seconds"], 1)
+        task = start_embed_and_map(store, None, "auto", 32, 0, "kmeans")
+        maps: list[dict] = []
+        stages: list[list] = []       # [seconds, stage, note] each time the task's stage changes
+        while not task.wait(0.5):
+            if not maps and store.scalar("SELECT count(*) FROM maps WHERE status = 'done'"):
+                maps.append({"seconds": round(time.perf_counter() - t0, 1)})
+            now = (task.ctx.stage_name, task.ctx.note.split(" · ")[0])
+            if not stages or stages[-1][1:] != list(now):
+                stages.append([round(time.perf_counter() - t0, 1), *now])
+        out["stages"] = stages
+        rec = latest_task(store, EMBED_MAP.name)
+        if rec is None or rec.status != "done":
+            raise RuntimeError(f"the embed + map task did not finish: {rec and rec.error}")
+        out["full_map_seconds"] = round(time.perf_counter() - t0, 1)
+        out["cpu_seconds"] = round(time.process_time() - c0, 1)
+        out["first_map_seconds"] = maps[0]["seconds"] if maps else out["full_map_seconds"]
+        out["maps"] = store.rows("SELECT id, name, n_points, n_clusters FROM maps ORDER BY id")
+        out["summary"] = (rec.result or {}).get("summary")
+        ids, X, _ = load_embeddings(store)
+        pts = map_points(store, rec.result["map_id"]).set_index("snippet_id").loc[ids]
+        out["knn10_preservation"] = knn_preservation(X, pts[["x", "y"]].to_numpy(np.float32))
     out["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
-    out["meets_2_min"] = out["embed_plus_map_seconds"] < 120
+    out["meets_2_min"] = out["first_map_seconds"] < 120
     return out
 
 
@@ -395,13 +411,15 @@ def main() -> None:
     ap.add_argument("--workdir", default=None, help="keep the corpus and database here (default: a temp dir)")
     ap.add_argument("--reuse", action="store_true", help="with --workdir: reuse its ingested database")
     ap.add_argument("--demo", action="store_true", help="only: the demo's first map (stdlib, default backend)")
+    ap.add_argument("--fresh-cache", action="store_true", help="with --demo: as on a new machine (no ONNX "
+                    "export, no backend choice cached)")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     tmp = Path(a.workdir or tempfile.mkdtemp(prefix="shoal-bench-scale-"))
     tmp.mkdir(parents=True, exist_ok=True)
     if a.demo:
         try:
-            write_result("demo_first_map", demo_first_map(tmp))
+            write_result("demo_first_map", demo_first_map(tmp, a.fresh_cache))
         finally:
             if not a.workdir:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,7 @@ EMBED_MAP = TaskKind("embed_map", "An embed + map run",
 CHECKS = TaskKind("checks", "A check run", cancelled="Cancelled: the checks finished before are kept.")
 EMBEDDING, MAPPING = "embedding", "map"     # the stages of an embed + map run
 FIRST_LOOK, THE_REST = "first look", "the rest"   # the notes of a two-pass run's stages
-FIRST_MAP_SNIPPETS = 2_500  # a first map of a model comes from this many snippets when many more wait
+FIRST_MAP_SNIPPETS = 1_500  # a first map of a model comes from this many snippets when many more wait
 
 
 def first_look_ids(store: Store, n: int) -> list[str]:
@@ -57,7 +57,8 @@ def start_embed_and_map(store: Store, model: str | None, backend: str, batch_siz
     sample = FIRST_MAP_SNIPPETS if first_map_at is None else first_map_at
 
     def work(ctx: TaskContext) -> dict:
-        key = model_key(model, choose_backend(model, backend).backend)  # measured once, then remembered
+        ctx.stage(EMBEDDING, "choosing the backend")       # measured once per machine, then remembered
+        key = model_key(model, choose_backend(model, backend).backend)
         first = None
         if needs_first_look(store, key, sample):
             _, first = embed_and_map(ctx, first_look_ids(store, sample),
