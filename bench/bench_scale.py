@@ -399,7 +399,7 @@ def print_table(res: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=1_080_000,
+    ap.add_argument("--n", type=int, default=1_200_000,
                     help="records written (ingest drops duplicates and out-of-window lengths: >= 1M are kept)")
     ap.add_argument("--k", type=int, default=10_000, help="k-center budget (1%% of 1M)")
     ap.add_argument("--ref-steps", type=int, default=20, help="plain numpy greedy picks timed")
