@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[local,fast,ray,test]"
+	@$(BIN)/shoal warmup || echo "warm-up skipped: the first map will prepare the embedding backend itself"
 	@touch $(STAMP)
 
 # System packages the tests need (Debian): chromium + driver for the browser tests; node, a JDK, g++ and

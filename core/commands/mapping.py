@@ -186,7 +186,17 @@ def select(ctx: typer.Context,
     console.print(t)
 
 
+def warmup() -> None:
+    """Prepare this machine once (run by `make run`'s set-up): export the embedding model for the fast
+    backend, measure which backend `auto` uses, and compile UMAP's kernels, so the first map does not."""
+    from core.warmup import warm_up
+    r = warm_up()
+    typer.echo(f"Backend auto: {r['reason']} ({r['backend_seconds']} s); UMAP kernels compiled "
+               f"({r['umap_seconds']} s).", err=True)
+
+
 def register(app: typer.Typer) -> None:
+    app.command()(warmup)
     app.command()(embed)
     app.command("map")(map_cmd)
     app.command()(select)

@@ -139,3 +139,27 @@ def test_ray_route_matches_in_process(store, tmp_path):
     ids, X, _ = embed.load_embeddings(store, KEY)
     cos = _cosines(X, np.stack([ref[i] for i in ids]))
     assert len(ids) == n and cos.min() >= 0.999, cos.min()
+
+
+@pytest.mark.slow
+def test_warmup_prepares_the_backend_choice_and_umap_kernels_once(tmp_path, monkeypatch):
+    """`shoal warmup` (run by make's set-up) exports the fast model and remembers the choice, so the
+    first "Embed and build map" decides at once; a second warm-up measures nothing again."""
+    from typer.testing import CliRunner
+
+    from core.cli import app
+    from core.embed_choice import remembered_agreement
+
+    import core.embed_model as embed_model
+
+    monkeypatch.setenv("SHOAL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(embed_model, "_MODELS", {})      # as in a new process: nothing loaded yet
+    assert remembered_agreement() is None
+    out = CliRunner().invoke(app, ["--db", str(tmp_path / "w.duckdb"), "warmup"])
+    assert out.exit_code == 0, out.output
+    assert "Backend auto:" in out.output and "UMAP kernels compiled" in out.output
+    measured = remembered_agreement()
+    assert measured is not None and measured["cosine_mean"] >= 0.99
+    assert list((tmp_path / "cache" / "onnx").glob("*/model-int8.onnx"))
+    again = CliRunner().invoke(app, ["--db", str(tmp_path / "w.duckdb"), "warmup"])
+    assert again.exit_code == 0 and remembered_agreement()["measured_at"] == measured["measured_at"]
