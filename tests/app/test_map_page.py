@@ -191,20 +191,25 @@ def test_palette_and_legend_labels():
     assert len({g["colour"] for g in groups}) == 40 and codes.tolist() == np.arange(40).repeat(2).tolist()
 
 
+def _build_until_drawn(at: AppTest) -> None:
+    """Press "Embed and build map" (3 clusters) and rerun the page until it draws a map."""
+    at.number_input(key="map.n_clusters").set_value(3)
+    next(b for b in at.button if b.label == "Embed and build map").click()
+    at.run()
+    deadline = time.time() + 240
+    while time.time() < deadline and not at.get("component_instance"):
+        time.sleep(1)
+        at.run()
+    assert not at.exception, at.exception
+
+
 def test_map_page_builds_map_in_background():
     with open_store(_db()) as s:
         s.insert_df("snippets", stdlib_snippets(30))
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception, at.exception
     assert any("No map yet" in m.value for m in at.info)
-    at.number_input(key="map.n_clusters").set_value(3)
-    next(b for b in at.button if b.label == "Embed and build map").click()
-    at.run()
-    deadline = time.time() + 240
-    while time.time() < deadline and not at.get("component_instance"):
-        time.sleep(2)
-        at.run()
-    assert not at.exception, at.exception
+    _build_until_drawn(at)
     assert _drawn_points(at) == 30, [e.value for e in at.error]
     with open_store(_db()) as s:
         assert s.scalar("SELECT n_clusters FROM maps") == 3
@@ -264,18 +269,12 @@ def test_a_big_corpus_shows_a_first_look_map_before_the_full_one(monkeypatch):
 
     monkeypatch.setattr(embed, "embed_corpus", held_second_pass)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
-    at.number_input(key="map.n_clusters").set_value(3)
-    next(b for b in at.button if b.label == "Embed and build map").click()
-    at.run()
-    deadline = time.time() + 240
-    while time.time() < deadline and not at.get("component_instance"):
-        time.sleep(1)
-        at.run()
-    assert not at.exception, at.exception
+    _build_until_drawn(at)
     assert _drawn_points(at) == 20
     bar = " ".join(str(p.proto.text) for p in at.get("progress"))
     assert "the map below is a first look at a sample" in bar, bar
     release.set()
+    deadline = time.time() + 240
     while time.time() < deadline and _drawn_points(at) != 60:
         time.sleep(1)
         at.run()
