@@ -137,38 +137,32 @@ def measure(db: Path, presses: int, warmup: int = 3, srv: StreamlitServer | None
 
 # --------------------------------------------------------------------------- ten reviewers at once
 
-def _accept_next(store, cur, me: str, gid: int, version: int, verdict: str) -> tuple[int | None, int, float, float]:
-    """One press of A (or a confirmed reject) on the Review page, as its code runs it: the button's
-    callback (decide with the version the page loaded, move the cursor on, remember the position),
-    then the fragment's rerun drawing the next example, then the queue counts the page draws last
-    into the slot above it. Returns (next id, its version, ms until the next example is drawn,
-    ms for the whole rerun including the counts)."""
+def _accept_next(store, cur, me: str, gid: int, opened: dict, verdict: str) -> tuple[int | None, dict, float, float]:
+    """One press of A (or a confirmed reject) on the Review page, as its code runs it
+    (ui/review_decisions.py, ui/review_state.py, ui/review_item.py): the button's callback (decide
+    with the version and pre-filter stop the page opened the example at, move the cursor on,
+    remember the position), then the fragment's rerun drawing the next example (`review_view`: the
+    example, its overlap status and the responses the reviewer may see, its execution), then the
+    queue counts the page draws last into the slot above it. `opened`: what the page remembered
+    when it drew `gid` (version, stop). Returns (next id, what the page remembers of it, ms until
+    the next example is drawn, ms for the whole rerun including the counts)."""
     from core import review as rv
-    from core.checks.execution import execution_of
     t0 = time.perf_counter()
-    if verdict == "accepted":
-        rv.prefilter_stop(store, gid)                     # ask_accept: a pre-filtered example asks first
-    rv.decide(store, gid, verdict, reviewer=me, expected_version=version,
+    # ask_accept goes by opened["stop"] (no lookup); an example the pre-filter stopped asks once
+    # more on the page, the bench confirms at once
+    rv.decide(store, gid, verdict, reviewer=me, expected_version=opened["version"],
               note="bench" if verdict == "rejected" else None, seconds_open=1.0)
-    if verdict == "accepted":
-        rv.prefilter_stop(store, gid)                     # the saved-toast says whether it is flagged
     nxt = cur.next_after(store, gid)
     store.set_ui_state(f"review.state:{me}", {"filter": cur.filter.to_dict(), "sort": cur.sort, "seed": cur.seed,
-                                              "generation_id": nxt})
-    version = 0
+                                              "generation_id": nxt, "mine": True})
+    seen: dict = {"version": 0, "stop": None}
     if nxt is not None:                                   # review_panel: the next example
-        item = rv.get_item(store, nxt)
-        version = rv.version_for(store, nxt, me)
-        if item["review"] is None:
-            rv.is_overlap(store, nxt)                     # the "no final verdict yet" badge
-        rv.prefilter_stop(store, nxt)
-        if rv.is_overlap(store, nxt):                     # draw_team_line
-            rv.example_status(store, nxt)
-            rv.visible_responses(store, nxt, me)
-        execution_of(store, nxt)
+        view = rv.review_view(store, nxt, me)
+        assert view is not None
+        seen = {"version": view["version"], "stop": view["stop"]}
     shown = time.perf_counter()
     cur.summary(store, nxt)                               # draw_counts
-    return nxt, version, (shown - t0) * 1000, (time.perf_counter() - t0) * 1000
+    return nxt, seen, (shown - t0) * 1000, (time.perf_counter() - t0) * 1000
 
 
 def _reviewer_thread(store, me: str, steps: int, seed: int, out: dict, think: float = 0.0) -> None:
@@ -180,8 +174,9 @@ def _reviewer_thread(store, me: str, steps: int, seed: int, out: dict, think: fl
     t0 = time.perf_counter()
     cur = rv.QueueCursor(f, "judge_failed_first", 0)
     gid = cur.next_after(store, None)
+    view = rv.review_view(store, gid, me) if gid is not None else None
+    opened = {"version": view["version"], "stop": view["stop"]} if view else {"version": 0, "stop": None}
     cur.summary(store, gid)
-    version = rv.version_for(store, gid, me) if gid is not None else 0
     opened_ms = (time.perf_counter() - t0) * 1000
     mine = out.setdefault(me, {"decided": {}, "shown_ms": [], "rerun_ms": [], "opened_ms": []})
     mine["opened_ms"].append(opened_ms)
@@ -190,11 +185,11 @@ def _reviewer_thread(store, me: str, steps: int, seed: int, out: dict, think: fl
             break
         time.sleep(think * rnd.uniform(0.5, 1.5))      # the reviewer reads the example
         verdict = "rejected" if rnd.random() < 0.2 else "accepted"
-        nxt, next_version, shown_ms, rerun_ms = _accept_next(store, cur, me, gid, version, verdict)
+        nxt, next_opened, shown_ms, rerun_ms = _accept_next(store, cur, me, gid, opened, verdict)
         mine["shown_ms"].append(shown_ms)
         mine["rerun_ms"].append(rerun_ms)
         mine["decided"][gid] = verdict
-        gid, version = nxt, next_version
+        gid, opened = nxt, next_opened
     mine["full_scans"] = cur.counts.full_scans
 
 

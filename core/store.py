@@ -128,6 +128,9 @@ def returned(cur: duckdb.DuckDBPyConnection) -> Any:
     return row[0]
 
 
+_UPDATE_UI_STATE = "UPDATE ui_state SET value = ?, updated_at = current_timestamp WHERE key = ?"
+
+
 class Store:
     """The project database. Safe to share between threads: each thread gets a cursor."""
 
@@ -249,11 +252,18 @@ class Store:
         return default if v is None else json.loads(v)
 
     def set_ui_state(self, key: str, value: Any) -> None:
-        self.execute(
-            "INSERT INTO ui_state(key, value, updated_at) VALUES (?, ?, current_timestamp) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            [key, json.dumps(value)],
-        )
+        """Save `value` under `key`: one UPDATE, and an INSERT only the first time a key is saved.
+        (A page saves its position on every accept; DuckDB's INSERT ... ON CONFLICT DO UPDATE costs
+        about three times a plain UPDATE of the row.)"""
+        cur = self.cursor()
+        text = json.dumps(value)
+        row = first_row(cur.execute(_UPDATE_UI_STATE, [text, key]))
+        if row is not None and row[0]:
+            return
+        try:
+            cur.execute("INSERT INTO ui_state(key, value, updated_at) VALUES (?, ?, current_timestamp)", [key, text])
+        except duckdb.ConstraintException:        # another thread saved the same new key just now
+            cur.execute(_UPDATE_UI_STATE, [text, key])
 
     def audit(self, action: str, entity: str, entity_id: Any, before: Any = None,
               after: Any = None, actor: str | None = None, batch_id: str | None = None) -> None:
