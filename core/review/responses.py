@@ -193,8 +193,9 @@ _ALL_RESPONSES = ("SELECT reviewer, verdict, note, reasons, edited_fields, versi
 def respond_in(cur, gid: int, verdict: str, reviewer: str, expected_version: int, note: str | None,
                reasons: list[str], edited: Any, batch_id: str, seconds_open: float | None, needed: int,
                record: dict | None) -> dict:
-    """Inside a transaction: one reviewer's response to an overlap example, and the example's
-    verdict consolidated from the responses. `record`: the example's review_records row as the
+    """Inside a transaction (core.review.decide's): one reviewer's response to an overlap example,
+    and the example's verdict consolidated from the responses. Raises StaleReview when the
+    reviewer's own response is no longer at `expected_version`. `record`: the example's review_records row as the
     caller has just read it. `edited` = `KEEP_EDIT` carries the reviewer's last edit over.
     Reads the adjudication and the responses once; the consolidation takes them as they are
     after this response (the newest, so the last in order)."""
@@ -215,23 +216,6 @@ def respond_in(cur, gid: int, verdict: str, reviewer: str, expected_version: int
         decisive.append((reviewer, verdict, note, json.dumps(reasons), None if edited is None else json.dumps(edited)))
     status = consolidate(cur, gid, reviewer, batch_id, needed=needed, rows=decisive, record=record)
     return {**after, "status": status}
-
-
-def respond(store: Store, generation_id: int, verdict: str, *, reviewer: str, expected_version: int,
-            note: str | None, reasons: list[str], edited: dict | None, seconds_open: float | None = None,
-            needed: int | None = None) -> dict:
-    """One reviewer's response to an overlap example (called by core.review.decide). Raises
-    StaleReview when the reviewer's own response is no longer at `expected_version`. `needed`: how
-    many reviewers it needs, when the caller knows."""
-    gid = int(generation_id)
-    batch_id = uuid.uuid4().hex
-
-    def write(cur) -> dict:
-        record = row_dict(cur, cur.execute("SELECT * FROM review_records WHERE generation_id = ?", [gid]).fetchone())
-        return respond_in(cur, gid, verdict, reviewer, expected_version, note, reasons, edited, batch_id,
-                          seconds_open, _needed(cur, gid) if needed is None else needed, record)
-
-    return {**store.write(write), "generation_id": gid, "action_id": batch_id}
 
 
 # --------------------------------------------------------------------------- adjudication
