@@ -11,9 +11,13 @@ Team part (`--team`, or `--team-only` to skip the browser runs): one reviewer al
 once, at 100k generations (30% of them with two reviewers), each a thread doing what a Review page
 session does for accept -> next: the button's callback (decide, move the queue cursor on, save
 the position) and the rerun that draws the next example (the example, its overlap status and blind
-responses, its execution, then the queue counts). Reports accept -> next p50/p95 (to the example
-drawn, and the whole rerun with the counts), CPU per decision, the load average, and checks that
-every decision made is in the database as made, with its audit row (target p95 < 300 ms, 0 lost).
+responses, its execution, then the queue counts). The reviewers open their queues first (one
+scan each, reported as open_queue), then all decide at once. Reports accept -> next p50/p95 (to
+the example drawn, and the whole rerun with the counts), CPU per decision, the load average, and
+checks that every decision made is in the database as made, with its audit row (target p95 <
+300 ms, 0 lost).
+
+    python -m bench.bench_review --team-only [--n 100000] [--steps 40] [--think 1.0]
 """
 from __future__ import annotations
 
@@ -137,42 +141,37 @@ def measure(db: Path, presses: int, warmup: int = 3, srv: StreamlitServer | None
 
 # --------------------------------------------------------------------------- ten reviewers at once
 
-def _accept_next(store, cur, me: str, gid: int, version: int, verdict: str) -> tuple[int | None, int, float, float]:
-    """One press of A (or a confirmed reject) on the Review page, as its code runs it: the button's
-    callback (decide with the version the page loaded, move the cursor on, remember the position),
-    then the fragment's rerun drawing the next example, then the queue counts the page draws last
-    into the slot above it. Returns (next id, its version, ms until the next example is drawn,
-    ms for the whole rerun including the counts)."""
+def _accept_next(store, cur, me: str, gid: int, opened: dict, verdict: str) -> tuple[int | None, dict, float, float]:
+    """One press of A (or a confirmed reject) on the Review page, as its code runs it
+    (ui/review_decisions.py, ui/review_state.py, ui/review_item.py): the button's callback (decide
+    with the version and pre-filter stop the page opened the example at, move the cursor on,
+    remember the position), then the fragment's rerun drawing the next example (`review_view`: the
+    example, its overlap status and the responses the reviewer may see, its execution), then the
+    queue counts the page draws last into the slot above it. `opened`: what the page remembered
+    when it drew `gid` (version, stop). Returns (next id, what the page remembers of it, ms until
+    the next example is drawn, ms for the whole rerun including the counts)."""
     from core import review as rv
-    from core.checks.execution import execution_of
     t0 = time.perf_counter()
-    if verdict == "accepted":
-        rv.prefilter_stop(store, gid)                     # ask_accept: a pre-filtered example asks first
-    rv.decide(store, gid, verdict, reviewer=me, expected_version=version,
+    # ask_accept goes by opened["stop"] (no lookup); an example the pre-filter stopped asks once
+    # more on the page, the bench confirms at once
+    rv.decide(store, gid, verdict, reviewer=me, expected_version=opened["version"],
               note="bench" if verdict == "rejected" else None, seconds_open=1.0)
-    if verdict == "accepted":
-        rv.prefilter_stop(store, gid)                     # the saved-toast says whether it is flagged
     nxt = cur.next_after(store, gid)
     store.set_ui_state(f"review.state:{me}", {"filter": cur.filter.to_dict(), "sort": cur.sort, "seed": cur.seed,
-                                              "generation_id": nxt})
-    version = 0
+                                              "generation_id": nxt, "mine": True})
+    seen: dict = {"version": 0, "stop": None}
     if nxt is not None:                                   # review_panel: the next example
-        item = rv.get_item(store, nxt)
-        version = rv.version_for(store, nxt, me)
-        if item["review"] is None:
-            rv.is_overlap(store, nxt)                     # the "no final verdict yet" badge
-        rv.prefilter_stop(store, nxt)
-        if rv.is_overlap(store, nxt):                     # draw_team_line
-            rv.example_status(store, nxt)
-            rv.visible_responses(store, nxt, me)
-        execution_of(store, nxt)
+        view = rv.review_view(store, nxt, me)
+        assert view is not None
+        seen = {"version": view["version"], "stop": view["stop"]}
     shown = time.perf_counter()
     cur.summary(store, nxt)                               # draw_counts
-    return nxt, version, (shown - t0) * 1000, (time.perf_counter() - t0) * 1000
+    return nxt, seen, (shown - t0) * 1000, (time.perf_counter() - t0) * 1000
 
 
-def _reviewer_thread(store, me: str, steps: int, seed: int, out: dict, think: float = 0.0) -> None:
-    """One reviewer's session: open the Review page on their queue, then decide `steps` examples."""
+def _reviewer_thread(store, me: str, steps: int, seed: int, out: dict, think: float, opened_all) -> None:
+    """One reviewer's session: open the Review page on their queue, wait until every reviewer has
+    (`opened_all`, a barrier), then decide `steps` examples."""
     import random
     from core import review as rv
     rnd = random.Random(seed)
@@ -180,21 +179,23 @@ def _reviewer_thread(store, me: str, steps: int, seed: int, out: dict, think: fl
     t0 = time.perf_counter()
     cur = rv.QueueCursor(f, "judge_failed_first", 0)
     gid = cur.next_after(store, None)
+    view = rv.review_view(store, gid, me) if gid is not None else None
+    opened = {"version": view["version"], "stop": view["stop"]} if view else {"version": 0, "stop": None}
     cur.summary(store, gid)
-    version = rv.version_for(store, gid, me) if gid is not None else 0
     opened_ms = (time.perf_counter() - t0) * 1000
     mine = out.setdefault(me, {"decided": {}, "shown_ms": [], "rerun_ms": [], "opened_ms": []})
     mine["opened_ms"].append(opened_ms)
+    opened_all.wait()
     for _ in range(steps):
         if gid is None:
             break
         time.sleep(think * rnd.uniform(0.5, 1.5))      # the reviewer reads the example
         verdict = "rejected" if rnd.random() < 0.2 else "accepted"
-        nxt, next_version, shown_ms, rerun_ms = _accept_next(store, cur, me, gid, version, verdict)
+        nxt, next_opened, shown_ms, rerun_ms = _accept_next(store, cur, me, gid, opened, verdict)
         mine["shown_ms"].append(shown_ms)
         mine["rerun_ms"].append(rerun_ms)
         mine["decided"][gid] = verdict
-        gid, version = nxt, next_version
+        gid, opened = nxt, next_opened
     mine["full_scans"] = cur.counts.full_scans
 
 
@@ -202,11 +203,18 @@ def _run(store, names: list[str], steps: int, think: float, seed: int) -> dict:
     import threading
     out: dict = {}
     load = os.getloadavg()[0]
-    threads = [threading.Thread(target=_reviewer_thread, args=(store, me, steps, seed + i, out, think))
+    opened_all = threading.Barrier(len(names) + 1)
+    threads = [threading.Thread(target=_reviewer_thread, args=(store, me, steps, seed + i, out, think, opened_all))
                for i, me in enumerate(names)]
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t_open, cpu_open = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
+    # Everyone opens the Review page first (their queue's one full scan, timed as open_queue), then
+    # all decide at once: the accept -> next figures and the CPU per decision cover deciding only,
+    # not ten queue scans started in the same instant.
+    opened_all.wait()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    open_s, open_cpu = t0 - t_open, cpu0 - cpu_open
     for t in threads:
         t.join()
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -221,6 +229,7 @@ def _run(store, names: list[str], steps: int, think: float, seed: int) -> dict:
             "rerun_with_counts_p50_ms": round(statistics.median(rerun), 1),
             "rerun_with_counts_p95_ms": round(pct(rerun, 0.95), 1),
             "open_queue_p50_ms": round(statistics.median(x for r in out.values() for x in r["opened_ms"]), 1),
+            "open_all_seconds": round(open_s, 2), "open_cpu_ms_per_reviewer": round(open_cpu * 1000 / len(names), 1),
             "full_scans_per_reviewer": max(r["full_scans"] for r in out.values()),
             "load_average_1min_before": round(load, 2), "load_average_1min_after": round(os.getloadavg()[0], 2),
             "_decided": {me: r["decided"] for me, r in out.items()}}

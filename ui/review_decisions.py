@@ -33,14 +33,27 @@ def seconds_open(gid: int) -> float | None:
     return time.monotonic() - seen["at"] if seen.get("gid") == gid and seen.get("at") else None
 
 
+def loaded_stop(store: Store, gid: int) -> list[str] | None:
+    """The pre-filter's stop reasons the session saw when it opened the example (read again only
+    for an example it did not open)."""
+    seen = SS.get("rv_loaded") or {}
+    return seen["stop"] if seen.get("gid") == gid and "stop" in seen else rv.prefilter_stop(store, gid)
+
+
+def remember_loaded(store: Store, gid: int) -> None:
+    """Note the example's current version (and pre-filter stop) as the one this session has open."""
+    SS["rv_loaded"] = {"gid": gid, "version": rv.version_for(store, gid, reviewer_name()), "at": time.monotonic(),
+                       "stop": rv.prefilter_stop(store, gid)}
+
+
 def reload_example(store: Store, gid: int) -> None:
-    SS["rv_loaded"] = {"gid": gid, "version": rv.version_for(store, gid, reviewer_name()), "at": time.monotonic()}
+    remember_loaded(store, gid)
     SS["rv_error"] = None
 
 
 def ask_accept(store: Store, gid: int) -> None:
     """Accept, except that an example the pre-filter stopped asks first (it was never judged)."""
-    if rv.prefilter_stop(store, gid) is not None:
+    if loaded_stop(store, gid) is not None:
         SS["rv_panel"] = "confirm_accept"
         return
     decide(store, "accepted", gid)
@@ -63,7 +76,7 @@ def decide(store: Store, verdict: str, gid: int, edited: dict | None = None, not
             "rejected": "Rejected", "skipped": "Skipped"}[verdict]
     status = f" · {STATUS_WORDS[res['status']]}" if res.get("status") else ""
     flagged = " · stopped by the pre-filter: flagged in the export" \
-        if verdict == "accepted" and rv.prefilter_stop(store, gid) is not None else ""
+        if verdict == "accepted" and loaded_stop(store, gid) is not None else ""
     flash(f"{word} #{gid} — saved (version {res['version']}){status}{flagged}", "✅" if verdict == "accepted" else "📝")
     go_next(store, gid)
 
@@ -89,7 +102,7 @@ def do_undo(store: Store) -> None:
         return
     if res.action in ("review.decide", "review.respond") and res.generation_ids:
         gid = res.generation_ids[0]
-        SS["rv_loaded"] = {"gid": gid, "version": rv.version_for(store, gid, reviewer_name()), "at": time.monotonic()}
+        remember_loaded(store, gid)
         save_position(store, gid)
         flash(f"Undone: #{gid} is back to its previous state", "↩️")
     else:

@@ -9,7 +9,6 @@ import pandas as pd
 import streamlit as st
 
 from core import review as rv
-from core.checks.execution import execution_of
 from core.store import Store
 from core.tasks import get_task
 from ui.code import code_lang, show_field
@@ -40,18 +39,19 @@ def show_generated(generation: dict, fields: dict, src_lang: str | None) -> None
 def review_panel(store: Store) -> None:
     show_flash()
     f = current_filter()
-    gid, item = _current_item(store)
+    gid, view = _current_view(store)
     head = st.empty()
-    if gid is None or item is None:
+    if gid is None or view is None:
         st.info("Nothing to review for this filter. Change the filter in the sidebar, or generate examples "
                 "on the Generate page.")
         draw_counts(store, head, f, None)
         return
+    item = view["item"]
     g, review = item["generation"], item["review"]
-    _stale_notice(store, gid, review)
-    stop = rv.prefilter_stop(store, gid)
-    _title_line(store, gid, item, stop)
-    blind = draw_team_line(store, gid)
+    _stale_notice(store, gid, view)
+    stop = view["stop"]
+    _title_line(gid, view)
+    blind = draw_team_line(view["team"])
     if stop is not None:
         st.warning("**Stopped by the pre-filter, so the judge never saw it:** " + plain("; ".join(stop))
                    + ". Accepting it puts it in the export, flagged with these reasons.")
@@ -63,7 +63,7 @@ def review_panel(store: Store) -> None:
         confirm_accept(store, gid)
     fields = g["fields"] or {}
     shown = review["edited_fields"] if review and review.get("edited_fields") else fields
-    _source_and_generated(store, gid, item, fields, shown, editing=panel == "edit")
+    _source_and_generated(store, gid, view, fields, shown, editing=panel == "edit")
     _judge_section(item)
     if review and review.get("note"):
         st.caption(f"Note: {review['note']}" + (f" · reasons: {', '.join(review['reasons'])}" if review["reasons"] else ""))
@@ -73,24 +73,29 @@ def review_panel(store: Store) -> None:
     draw_counts(store, head, f, gid)
 
 
-def _current_item(store: Store) -> tuple[int | None, dict | None]:
+def _view(store: Store, gid: int) -> dict | None:
+    return rv.review_view(store, gid, reviewer_name(), see_all=can("adjudicate"))
+
+
+def _current_view(store: Store) -> tuple[int | None, dict | None]:
     """The example the reviewer is at, else the first of the queue (which becomes the position)."""
     gid = SS.get("rv_gid")
-    item = rv.get_item(store, gid) if gid is not None else None
-    if item is None:
+    view = _view(store, gid) if gid is not None else None
+    if view is None:
         gid = cursor().next_after(store, None)
         if gid is not None:
             save_position(store, gid)
-            item = rv.get_item(store, gid)
-    return gid, item
+            view = _view(store, gid)
+    return gid, view
 
 
-def _stale_notice(store: Store, gid: int, review: dict | None) -> None:
-    """The last action's error, or a warning (with Reload) when the example changed since it was opened."""
-    version = rv.version_for(store, gid, reviewer_name())
+def _stale_notice(store: Store, gid: int, view: dict) -> None:
+    """The last action's error, or a warning (with Reload) when the example changed since it was opened.
+    Opening an example remembers its version and pre-filter stop (what Accept goes by)."""
+    version, review = view["version"], view["item"]["review"]
     seen = SS.get("rv_loaded") or {}
     if seen.get("gid") != gid:
-        SS["rv_loaded"] = seen = {"gid": gid, "version": version, "at": time.monotonic()}
+        SS["rv_loaded"] = seen = {"gid": gid, "version": version, "at": time.monotonic(), "stop": view["stop"]}
     stale = seen["version"] != version
     if SS.get("rv_error"):
         st.error(SS["rv_error"])
@@ -101,7 +106,8 @@ def _stale_notice(store: Store, gid: int, review: dict | None) -> None:
         st.button("Reload example", on_click=reload_example, args=(store, gid), key="rv_reload")
 
 
-def _title_line(store: Store, gid: int, item: dict, stop: list[str] | None) -> None:
+def _title_line(gid: int, view: dict) -> None:
+    item, stop = view["item"], view["stop"]
     g, snip, judg, review = item["generation"], item["snippet"], item["judgment"], item["review"]
     src_lang, tgt = snip.get("language"), g.get("target_language")
     langs = f"{src_lang} → {tgt}" if tgt else (src_lang or "?")
@@ -109,20 +115,19 @@ def _title_line(store: Store, gid: int, item: dict, stop: list[str] | None) -> N
     ctext = f" · cluster {cluster['cluster']}" + (f" ({cluster['label']})" if cluster and cluster.get("label") else "") \
         if cluster else ""
     human = (f":blue-badge[{review['verdict']} by {review['reviewer']} · v{review['version']}]" if review
-             else ":gray-badge[no final verdict yet]" if rv.is_overlap(store, gid) else ":gray-badge[not reviewed]")
+             else ":gray-badge[no final verdict yet]" if view["needed"] > 1 else ":gray-badge[not reviewed]")
     badge = ":orange-badge[stopped by the pre-filter]" if stop is not None and not judg \
         else verdict_badge(judg["overall"] if judg else None)
     st.markdown(f"### Example #{gid}\n`{g['task']}` · {langs}{ctext} · {badge}"
                 f" {human}" + (" :orange-badge[edited]" if review and review.get("edited_fields") else ""))
 
 
-def draw_team_line(store: Store, gid: int) -> bool:
-    """For an overlap example: its status and the responses this reviewer may see (blind review).
-    Returns True when other verdicts are hidden from this reviewer."""
-    if not rv.is_overlap(store, gid):
+def draw_team_line(team: dict | None) -> bool:
+    """For an overlap example (`team`: rv.team_view): its status and the responses this reviewer
+    may see (blind review). Returns True when other verdicts are hidden from this reviewer."""
+    if team is None:
         return False
-    st_ = rv.example_status(store, gid)
-    shown, hidden = rv.visible_responses(store, gid, reviewer_name(), see_all=can("adjudicate"))
+    st_, shown, hidden = team["status"], team["shown"], team["hidden"]
     line = (f":{STATUS_BADGE[st_['status']]}-badge[{STATUS_WORDS[st_['status']]}] · overlap example: "
             f"{st_['responses']} of {st_['needed']} verdicts in")
     if hidden:
@@ -132,9 +137,9 @@ def draw_team_line(store: Store, gid: int) -> bool:
     return bool(hidden)
 
 
-def _source_and_generated(store: Store, gid: int, item: dict, fields: dict, shown: dict, editing: bool) -> None:
+def _source_and_generated(store: Store, gid: int, view: dict, fields: dict, shown: dict, editing: bool) -> None:
     """Source and generated side by side (an edit happens in the right column: the source stays in view)."""
-    g, snip = item["generation"], item["snippet"]
+    g, snip = view["item"]["generation"], view["item"]["snippet"]
     src_lang = snip.get("language")
     left, right = st.columns(2, gap="medium")
     with left:
@@ -149,12 +154,11 @@ def _source_and_generated(store: Store, gid: int, item: dict, fields: dict, show
         else:
             st.markdown("**Generated**" + (" (your edited copy)" if shown is not fields else ""))
             show_generated(g, shown, src_lang)
-        _execution(store, gid)
+        _execution(view["execution"])
 
 
-def _execution(store: Store, gid: int) -> None:
-    """The sandbox run of solution + tests (core.checks.execution), when there was one."""
-    run = execution_of(store, gid)
+def _execution(run: dict | None) -> None:
+    """The sandbox run of solution + tests (core.checks.execution.execution_of), when there was one."""
     if run:
         st.markdown(f"**Execution** :{'green' if run['passed'] else 'red'}-badge[{run['outcome']}] "
                     f"{run.get('language', '')} · {run.get('status', '')}"

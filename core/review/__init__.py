@@ -3,7 +3,7 @@
 * `filters`   — QueueFilter and the SQL it becomes;
 * `queue`     — pages, keyset windows, the QueueCursor;
 * `counts`    — queue counts: one scan (`queue_summary`), or kept in step from the change logs;
-* `items`     — one example as the review screen shows it;
+* `items`     — one example as the review screen shows it (`review_view`: all the page draws);
 * `decisions` — single verdicts and bulk actions, with versions and the audit log;
 * `undo`      — undo one action as a unit (tombstones), the audit trail;
 * `agreement` — judge vs human tables, Cohen's kappa and Fleiss' kappa;
@@ -23,11 +23,12 @@ from core.review.common import (DECISION_ACTIONS, JUDGE_CHOICES, QUICK_REASONS, 
 from core.review.decisions import BulkPreview, BulkResult, bulk_decide, bulk_preview, decide, version_for
 from core.review.effective import effective_verdict_sql, effective_verdicts
 from core.review.filters import TEAM_STATUSES, QueueFilter, latest_map_id
-from core.review.items import current_version, generation_count, get_item, get_review, prefilter_stop
+from core.review.items import (current_version, generation_count, get_item, get_review, prefilter_stop, review_view,
+                               stop_reasons)
 from core.review.options import filter_options, review_status
 from core.review.people import people_agreement, progress
 from core.review.responses import (adjudicate, conflict_ids, example_status, is_overlap, responses,
-                                   status_counts, visible_responses)
+                                   status_counts, team_view, visible_responses)
 from core.review.queue import (QueueCursor, first_in_queue, matches, neighbour, queue_count, queue_ids,
                                queue_page, queue_rows, queue_summary, queue_window)
 from core.review.undo import UndoResult, audit_trail, last_action, recent_actions, undo_action, undo_last
@@ -42,5 +43,5 @@ __all__ = [
     "undo_action", "undo_last",
     "TEAM_STATUSES", "AssignResult", "adjudicate", "assign", "assignees", "conflict_ids", "example_status",
     "fleiss_kappa", "has_assignments", "is_overlap", "needed", "overlap_summary", "people_agreement", "progress",
-    "responses", "status_counts", "version_for", "visible_responses",
+    "responses", "review_view", "status_counts", "stop_reasons", "team_view", "version_for", "visible_responses",
 ]

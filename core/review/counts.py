@@ -8,7 +8,8 @@ key and the flags the counts add up (in the filter, to do, accepted, ... judge f
 that, each `summary()` asks the database what changed since it last looked — new audit rows name
 every example a decision, response, consolidation, adjudication, bulk action or undo touched; new
 judgments and generations have ids past the ones seen (looked for every `rows_every` seconds, a
-page polls for new examples no faster) — and re-reads only those rows. So the
+page polls for new examples no faster) — and re-reads only those rows (of a decision, only the
+rows it keeps, unless the filter's scope itself follows the reviews: `scope_follows_reviews`). So the
 counts and the position are the ones `queue_summary` would give, including other reviewers'
 decisions, at the cost of point lookups. A re-assignment (the scope changes), a new map, deleted
 generations, many changes at once, or `ttl` seconds without a full scan mean a new full scan.
@@ -111,6 +112,14 @@ def _rows_sql(store: Store, f: QueueFilter, sort: str, seed: int, ids: list[int]
     return f"SELECT g.id AS _id, {', '.join(cols)}\n{frm} WHERE {where}", todo_p + status_p + p, map_id
 
 
+def scope_follows_reviews(f: QueueFilter) -> bool:
+    """Whether a review or a response can move an example into or out of the queue's scope (the
+    filter with any status): only through the reviewer filter, a search (it reads the review's note
+    and edits) or the team status. Every other part reads the example, its judgment, the map, a
+    selection or the assignments, which decisions do not change."""
+    return bool(f.reviewer or (f.search or "").strip() or f.team_status)
+
+
 def _flags(values, todo_list: bool) -> tuple[bool, ...]:
     """A row's flags in FLAGS order from the SELECT's (todo, [in_filter], ...): for the to-do list
     "in the filter" is the to-do flag."""
@@ -202,8 +211,13 @@ class QueueCounts:
         changed = self._changed_since(store)
         if changed is None:
             self.scan(store)
-        elif changed[0]:
-            self.reload(store, *changed)
+            return
+        gids, judged = changed
+        if not scope_follows_reviews(self.filter):
+            # a decision elsewhere cannot bring an example into this scope: only kept rows can change
+            gids = {g for g in gids if g in judged or self._row(g) is not None}
+        if gids:
+            self.reload(store, gids, judged)
 
     def scan(self, store: Store) -> None:
         """Read every row of the scope (and note where the database's change logs stand)."""

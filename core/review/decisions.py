@@ -18,7 +18,7 @@ from core.errors import ShoalError
 from core.review.common import VERDICTS, StaleReview, loads, put_review, require_reviewer, review_json, row_dict
 from core.review.assign import needed
 from core.review.filters import QueueFilter, from_clause, where_clause
-from core.review.responses import respond, response_version, write_response
+from core.review.responses import KEEP_EDIT, live_review, respond_in, response_version, write_response
 from core.store import Store
 
 
@@ -40,18 +40,19 @@ def _clean_edit(original: dict, edited: dict | None) -> dict | None:
     return None if merged == original else merged
 
 
-def _original_fields(store: Store, gid: int) -> tuple[dict, int]:
-    """The example's generated fields and how many reviewers it needs (one lookup)."""
-    gen = store.one("SELECT fields, (SELECT max(needed) FROM assignments WHERE generation_id = ?) AS needed "
-                    "FROM generations WHERE id = ?", [gid, gid])
+def _original_fields(store: Store, gid: int, fields: bool) -> tuple[dict, int]:
+    """The example's generated fields (only when `fields`: an edit to check) and how many
+    reviewers it needs, in one lookup; raises when there is no such example."""
+    gen = store.one(f"SELECT {'fields' if fields else 'NULL'} AS fields, (SELECT max(needed) FROM assignments "
+                    "WHERE generation_id = ?) AS needed FROM generations WHERE id = ?", [gid, gid])
     if gen is None:
         raise ShoalError(f"There is no generated example #{gid}.")
     original = loads(gen["fields"])
     return (original if isinstance(original, dict) else {}), int(gen["needed"] or 1)
 
 
-_RECORD_AND_RESPONSE = ("SELECT (SELECT version FROM review_responses WHERE generation_id = ? AND reviewer = ?)"
-                        " AS _my_version, rr.* FROM (SELECT 1) LEFT JOIN review_records rr ON rr.generation_id = ?")
+_RECORD = "SELECT * FROM review_records WHERE generation_id = ?"
+_MY_VERSION = "SELECT version FROM review_responses WHERE generation_id = ? AND reviewer = ?"
 
 
 def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, expected_version: int,
@@ -63,31 +64,31 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
     An example that needs several reviewers (overlap) takes the reviewer's own response instead
     (core.review.responses): `expected_version` is then the version of *their* response (0 = none
     yet, see `version_for`), and the example's verdict follows once the responses agree.
-    `seconds_open`: how long the reviewer looked at the example (for their speed)."""
+    `seconds_open`: how long the reviewer looked at the example (for their speed).
+
+    One transaction of point lookups and plain writes: the example's review row, this reviewer's
+    response, the audit row (and on an overlap example the consolidated verdict with its own)."""
     if verdict not in VERDICTS:
         raise ShoalError(f"Unknown verdict {verdict!r}; use one of {', '.join(VERDICTS)}.")
     reviewer = require_reviewer(reviewer)
     gid = int(generation_id)
-    original, need = _original_fields(store, gid)
+    original, need = _original_fields(store, gid, fields=edited_fields is not None)
     reasons = [str(x) for x in (reasons or [])]
     note = (note or "").strip() or None
-    if need > 1:
-        return _respond(store, gid, verdict, reviewer, expected_version, note, reasons, original,
-                        edited_fields, seconds_open, need)
     batch_id = uuid.uuid4().hex
+    edit = _clean_edit(original, edited_fields) if edited_fields is not None else KEEP_EDIT
 
     def write(cur) -> dict:
-        # in one lookup: the row, live or a tombstone (undone) — the live review and the highest
-        # version ever — and the version of this reviewer's own copy of it
-        found = row_dict(cur, cur.execute(_RECORD_AND_RESPONSE, [gid, reviewer, gid]).fetchone()) or {}
-        mine = found.pop("_my_version")
-        record = found if found.get("generation_id") is not None else None
-        current = None if record is None or record["undone_at"] is not None else \
-            {k: v for k, v in record.items() if k != "undone_at"}
+        # the row, live or a tombstone (undone): the live review and the highest version ever
+        record = row_dict(cur, cur.execute(_RECORD, [gid]).fetchone())
+        if need > 1:
+            return respond_in(cur, gid, verdict, reviewer, expected_version, note, reasons, edit, batch_id,
+                              seconds_open, need, record)
+        current = live_review(record)
         if (current["version"] if current else 0) != int(expected_version):
             raise StaleReview(gid, current, int(expected_version))
-        edited = _clean_edit(original, edited_fields) if edited_fields is not None else (
-            loads(current["edited_fields"]) if current else None)
+        mine = cur.execute(_MY_VERSION, [gid, reviewer]).fetchone()
+        edited = edit if edit is not KEEP_EDIT else (loads(current["edited_fields"]) if current else None)
         version = (int(record["version"]) if record else 0) + 1
         after = {"verdict": verdict, "note": note, "reasons": reasons, "edited_fields": edited,
                  "reviewer": reviewer, "version": version, "batch_id": None}
@@ -98,24 +99,11 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
             [reviewer, str(gid), None if current is None else json.dumps(review_json(current), default=str),
              json.dumps(after), batch_id])
         write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open, audit=False,
-                       current=None if mine is None else {"version": mine})
+                       current=None if mine is None else {"version": mine[0]})
         return after
 
     after = store.write(write)
     return {**after, "generation_id": gid, "action_id": batch_id}
-
-
-def _respond(store: Store, gid: int, verdict: str, reviewer: str, expected_version: int, note, reasons,
-             original: dict, edited_fields: dict | None, seconds_open, need: int) -> dict:
-    """An overlap example: the reviewer's own response (an edit carries over from their last one)."""
-    if edited_fields is not None:
-        edited = _clean_edit(original, edited_fields)
-    else:
-        prev = store.scalar("SELECT edited_fields FROM review_responses WHERE generation_id = ? AND reviewer = ?",
-                            [gid, reviewer])
-        edited = loads(prev)
-    return respond(store, gid, verdict, reviewer=reviewer, expected_version=expected_version, note=note,
-                   reasons=reasons, edited=edited, seconds_open=seconds_open, needed=need)
 
 
 def version_for(store: Store, generation_id: int, reviewer: str) -> int:

@@ -124,9 +124,13 @@ _STATUS_SQL = {
 
 
 def _rule_condition(f: QueueFilter, p: list) -> str:
+    """The judge answered the rule no (or yes). A rule it left unanswered is stored as answered no
+    with "missing": true (core.generate) and is in `failed_rules`; it matches neither."""
     if f.rule_answer == "no":
         p.append(f.rule)
-        return "list_contains(j.failed_rules, ?)"
+        return ("json_type(j.rules) = 'ARRAY' AND list_contains(list_transform(list_filter(CAST(j.rules AS JSON[]),"
+                " lambda e: lower(e->>'answer') = 'no' AND NOT coalesce(TRY_CAST(e->>'missing' AS BOOLEAN), FALSE)),"
+                " lambda e: e->>'rule'), ?)")
     p.extend([f.rule, f.rule])   # answered, and not among the failed ones
     return ("json_type(j.rules) = 'ARRAY' AND list_contains(json_extract_string(j.rules, '$[*].rule'), ?)"
             " AND NOT coalesce(list_contains(j.failed_rules, ?), FALSE)")

@@ -23,7 +23,9 @@ def current_version(store: Store, generation_id: int) -> int:
 
 
 def _generation(store: Store, generation_id: int) -> dict | None:
-    g = store.one("SELECT * FROM generations WHERE id = ?", [int(generation_id)])
+    """The generation row, with `_needed`: how many reviewers it needs (NULL when not assigned)."""
+    g = store.one("SELECT *, (SELECT max(needed) FROM assignments WHERE generation_id = $1) AS _needed "
+                  "FROM generations WHERE id = $1", [int(generation_id)])
     if g is None:
         return None
     g["fields"] = loads(g["fields"])
@@ -69,24 +71,52 @@ def _cluster(store: Store, snippet: dict) -> dict | None:
 
 
 def get_item(store: Store, generation_id: int) -> dict | None:
-    """Everything the review screen shows for one example (point lookups only)."""
+    """Everything the review screen shows for one example (point lookups only), with `needed`: how
+    many reviewers it needs (1 when it is not assigned)."""
     g = _generation(store, generation_id)
     if g is None:
         return None
+    needed = int(g.pop("_needed") or 1)
     snippet = store.one("SELECT * FROM snippets WHERE id = ?", [g["snippet_id"]]) or {}
     judgment = _judgment(store, generation_id)
     prompt, judge_prompt = _prompts(store, g.get("prompt_version_id"), (judgment or {}).get("prompt_version_id"))
     return {"generation": g, "snippet": snippet, "judgment": judgment, "review": get_review(store, generation_id),
-            "prompt": prompt, "judge_prompt": judge_prompt, "cluster": _cluster(store, snippet)}
+            "prompt": prompt, "judge_prompt": judge_prompt, "cluster": _cluster(store, snippet), "needed": needed}
 
 
 def prefilter_stop(store: Store, generation_id: int) -> list[str] | None:
     """The pre-filter's reasons when it stopped this example before the judge, else None."""
-    from core.checks.exclusions import prefilter_reasons
     g = store.one("SELECT prefilter_ok, prefilter_reasons FROM generations WHERE id = ?", [generation_id])
-    if not g or g["prefilter_ok"] is None or g["prefilter_ok"]:
+    return stop_reasons(g)
+
+
+def stop_reasons(generation: dict | None) -> list[str] | None:
+    """`prefilter_stop` of a generation row already read (its prefilter_ok and prefilter_reasons)."""
+    from core.checks.exclusions import prefilter_reasons
+    if not generation or generation["prefilter_ok"] is None or generation["prefilter_ok"]:
         return None
-    return prefilter_reasons(g["prefilter_reasons"]) or ["stopped by the pre-filter"]
+    return prefilter_reasons(generation["prefilter_reasons"]) or ["stopped by the pre-filter"]
+
+
+def review_view(store: Store, generation_id: int, viewer: str, *, see_all: bool = False) -> dict | None:
+    """Everything the Review page draws of one example for `viewer`, each thing read once: the
+    item (`get_item`), how many reviewers it `needed`, the pre-filter's `stop` reasons, the
+    `version` `decide` must be given (their own response's on an overlap example, else the
+    review's), `team` (an overlap example's status and the responses the viewer may see:
+    `core.review.responses.team_view`; None otherwise) and its `execution` run. None when there
+    is no such example."""
+    from core.checks.execution import execution_of
+    from core.review.responses import team_view
+    gid = int(generation_id)
+    item = get_item(store, gid)
+    if item is None:
+        return None
+    need = item["needed"]
+    review = item["review"]
+    team = team_view(store, gid, viewer, need, review, see_all=see_all) if need > 1 else None
+    version = team["my_version"] if team else int(review["version"]) if review else 0
+    return {"item": item, "needed": need, "stop": stop_reasons(item["generation"]), "version": version,
+            "team": team, "execution": execution_of(store, gid)}
 
 
 def generation_count(store: Store) -> int:

@@ -139,20 +139,21 @@ def _target_of(adj: dict | None, rows: list, needed: int) -> tuple[str, dict | N
                       "edited_fields": edits[-1] if edits else None, "reviewer": ", ".join(sorted(r[0] for r in rows))}
 
 
+_UNREAD_RECORD: Any = object()   # consolidate: the caller did not read the example's review_records row
+
+
 def consolidate(cur, gid: int, actor: str, batch_id: str, needed: int | None = None,
-                unadjudicated: bool = False) -> str:
+                rows: list | None = None, record: Any = _UNREAD_RECORD) -> str:
     """Inside a transaction: bring an overlap example's `review_records` row in line with its
     responses (audited as review.consolidate when it changes); returns the example's status.
-    `needed` / `unadjudicated`: what the caller has just read in this transaction (not read again)."""
+    What the caller has just read in this transaction is not read again: `needed`, `rows` (the
+    accept/reject responses as `_target_of` takes them, in the order they came; given only when
+    the example is not adjudicated) and `record` (the example's review_records row, None if none)."""
     need = _needed(cur, gid) if needed is None else needed
-    if unadjudicated:
-        rows = cur.execute(_RESPONSE_ROWS.format("AND verdict IN ('accepted', 'rejected')"), [gid]).fetchall()
-        status, target = _target_of(None, rows, need)
-    else:
-        status, target = _target(cur, gid, need)
-    record = row_dict(cur, cur.execute("SELECT * FROM review_records WHERE generation_id = ?", [gid]).fetchone())
-    current = None if record is None or record["undone_at"] is not None else \
-        {k: v for k, v in record.items() if k != "undone_at"}
+    status, target = _target(cur, gid, need) if rows is None else _target_of(None, rows, need)
+    if record is _UNREAD_RECORD:
+        record = row_dict(cur, cur.execute("SELECT * FROM review_records WHERE generation_id = ?", [gid]).fetchone())
+    current = live_review(record)
     same = (current is None and target is None) or (
         current is not None and target is not None and current["verdict"] == target["verdict"]
         and current["reviewer"] == target["reviewer"] and current["note"] == target["note"]
@@ -176,27 +177,45 @@ def consolidate(cur, gid: int, actor: str, batch_id: str, needed: int | None = N
     return status
 
 
-def respond(store: Store, generation_id: int, verdict: str, *, reviewer: str, expected_version: int,
-            note: str | None, reasons: list[str], edited: dict | None, seconds_open: float | None = None,
-            needed: int | None = None) -> dict:
-    """One reviewer's response to an overlap example (called by core.review.decide). Raises
-    StaleReview when the reviewer's own response is no longer at `expected_version`. `needed`: how
-    many reviewers it needs, when the caller knows."""
-    gid = int(generation_id)
-    batch_id = uuid.uuid4().hex
+def live_review(record: dict | None) -> dict | None:
+    """The live review in a review_records row (without `undone_at`); None for no row or a tombstone."""
+    if record is None or record["undone_at"] is not None:
+        return None
+    return {k: v for k, v in record.items() if k != "undone_at"}
 
-    def write(cur) -> dict:
-        if cur.execute("SELECT count(*) FROM adjudications WHERE generation_id = ?", [gid]).fetchone()[0]:
-            raise ShoalError(f"Example #{gid} was resolved by an adjudicator; its verdict is final.")
-        current = _response(cur, gid, reviewer)
-        if (int(current["version"]) if current else 0) != int(expected_version):
-            raise StaleReview(gid, {**current, "reviewer": reviewer} if current else None, int(expected_version))
-        after = write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open,
-                               current=current)
-        status = consolidate(cur, gid, reviewer, batch_id, needed=needed, unadjudicated=True)
-        return {**after, "status": status}
 
-    return {**store.write(write), "generation_id": gid, "action_id": batch_id}
+KEEP_EDIT: Any = object()    # respond_in: the response keeps the reviewer's last edit
+
+_ALL_RESPONSES = ("SELECT reviewer, verdict, note, reasons, edited_fields, version, updated_at FROM review_responses"
+                  " WHERE generation_id = ? ORDER BY updated_at, reviewer")
+
+
+def respond_in(cur, gid: int, verdict: str, reviewer: str, expected_version: int, note: str | None,
+               reasons: list[str], edited: Any, batch_id: str, seconds_open: float | None, needed: int,
+               record: dict | None) -> dict:
+    """Inside a transaction (core.review.decide's): one reviewer's response to an overlap example,
+    and the example's verdict consolidated from the responses. Raises StaleReview when the
+    reviewer's own response is no longer at `expected_version`. `record`: the example's review_records row as the
+    caller has just read it. `edited` = `KEEP_EDIT` carries the reviewer's last edit over.
+    Reads the adjudication and the responses once; the consolidation takes them as they are
+    after this response (the newest, so the last in order)."""
+    if cur.execute("SELECT count(*) FROM adjudications WHERE generation_id = ?", [gid]).fetchone()[0]:
+        raise ShoalError(f"Example #{gid} was resolved by an adjudicator; its verdict is final.")
+    rows = cur.execute(_ALL_RESPONSES, [gid]).fetchall()
+    mine = next((r for r in rows if r[0] == reviewer), None)
+    current = None if mine is None else dict(zip(("reviewer", "verdict", "note", "reasons", "edited_fields",
+                                                  "version", "updated_at"), mine))
+    if (int(current["version"]) if current else 0) != int(expected_version):
+        raise StaleReview(gid, current, int(expected_version))
+    if edited is KEEP_EDIT:
+        edited = loads(current["edited_fields"]) if current else None
+    after = write_response(cur, gid, reviewer, verdict, note, reasons, edited, batch_id, seconds_open,
+                           current=current)
+    decisive = [r[:5] for r in rows if r[0] != reviewer and r[1] in ("accepted", "rejected")]
+    if verdict in ("accepted", "rejected"):
+        decisive.append((reviewer, verdict, note, json.dumps(reasons), None if edited is None else json.dumps(edited)))
+    status = consolidate(cur, gid, reviewer, batch_id, needed=needed, rows=decisive, record=record)
+    return {**after, "status": status}
 
 
 # --------------------------------------------------------------------------- adjudication
@@ -238,11 +257,17 @@ def example_status(store: Store, generation_id: int) -> dict:
     """needed, responses in, accepts/rejects, status and the final verdict of one example."""
     gid = int(generation_id)
     cur = store.cursor()
-    need = _needed(cur, gid)
-    decisive = [r for r in cur.execute(_RESPONSE_ROWS.format(""), [gid]).fetchall() if r[1] in ("accepted", "rejected")]
-    status, _ = _target_of(_adjudication(cur, gid), decisive, need)
-    accepts = sum(1 for r in decisive if r[1] == "accepted")
     final = store.one("SELECT verdict, reviewer FROM reviews WHERE generation_id = ?", [gid])
+    return status_of(gid, _needed(cur, gid), responses(store, gid), _adjudication(cur, gid), final)
+
+
+def status_of(gid: int, need: int, rows: list[dict], adjudication: dict | None, final: dict | None) -> dict:
+    """`example_status` from what it reads: how many reviewers the example needs, its responses
+    (`responses`), its adjudication and its live review (verdict, reviewer), each None if none."""
+    decisive = [(r["reviewer"], r["verdict"], r["note"], r["reasons"], r["edited_fields"]) for r in rows
+                if r["verdict"] in ("accepted", "rejected")]
+    status, _ = _target_of(adjudication, decisive, need)
+    accepts = sum(1 for r in decisive if r[1] == "accepted")
     if need <= 1 and status != "resolved":
         status = "decided" if final and final["verdict"] in ("accepted", "rejected") else "pending"
     return {"generation_id": gid, "needed": need, "responses": len(decisive), "accepts": accepts,
@@ -263,12 +288,32 @@ def visible_responses(store: Store, generation_id: int, viewer: str, *, see_all:
     """(the responses `viewer` may see, how many are hidden). Blind: before the viewer has given an
     accept/reject on an overlap example, the others' responses are hidden (unless `see_all`)."""
     rows = responses(store, generation_id)
-    if see_all or _needed(store.cursor(), int(generation_id)) <= 1:
+    return visible_of(rows, viewer, _needed(store.cursor(), int(generation_id)), see_all)
+
+
+def visible_of(rows: list[dict], viewer: str, need: int, see_all: bool = False) -> tuple[list[dict], int]:
+    """`visible_responses` from the example's responses and how many reviewers it needs."""
+    if see_all or need <= 1:
         return rows, 0
     mine = [r for r in rows if r["reviewer"] == viewer]
     if any(r["verdict"] in ("accepted", "rejected") for r in mine):
         return rows, 0
     return mine, len(rows) - len(mine)
+
+
+def team_view(store: Store, generation_id: int, viewer: str, need: int, final: dict | None,
+              see_all: bool = False) -> dict:
+    """What the Review page shows of an overlap example for `viewer`, in two lookups (its
+    responses and its adjudication): `status` (as `example_status`), the responses they may see
+    (`shown`) and how many are `hidden` (blind review), and the version of their own response
+    (`my_version`, what `decide` must be given). `need` and `final` (the live review): as the
+    caller has read them."""
+    gid = int(generation_id)
+    rows = responses(store, gid)
+    status = status_of(gid, need, rows, _adjudication(store.cursor(), gid), final)
+    shown, hidden = visible_of(rows, viewer, need, see_all)
+    mine = next((r for r in rows if r["reviewer"] == viewer), None)
+    return {"status": status, "shown": shown, "hidden": hidden, "my_version": int(mine["version"]) if mine else 0}
 
 
 def status_counts(store: Store, reviewer: str | None = None) -> dict:

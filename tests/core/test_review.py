@@ -416,3 +416,26 @@ def test_team_filters_round_trip_and_select_by_status(filled):
     assert rv.queue_ids(store, rv.QueueFilter(status="any", team_status="conflict")) == [g1]
     assert g2 in rv.queue_ids(store, rv.QueueFilter(status="any", team_status="pending"))
     assert rv.queue_ids(store, rv.QueueFilter(assigned_to="ann", status="any", team_status="conflict")) == [g1]
+
+
+def test_a_rule_the_judge_left_unanswered_is_neither_yes_nor_no_in_the_filter(filled):
+    """A rule the judge gave no answer for is stored as {"answer": "no", "missing": true} (core.generate):
+    the "says no" filter must not list it, nor the "says yes" one."""
+    store, info = filled
+    no, yes, unanswered = info["generation_ids"][:3]
+    rule = "the rule under test"
+
+    def judge(gid, entry):
+        store.execute("INSERT INTO judgments(generation_id, judge_model, rules, overall) VALUES (?, 'j', ?, FALSE)",
+                      [gid, json.dumps([{"rule": "another rule", "answer": "yes", "reason": "ok"},
+                                        {"rule": rule, **entry}])])
+
+    judge(no, {"answer": "no", "reason": "it does not"})
+    judge(yes, {"answer": "yes", "reason": "it does"})
+    judge(unanswered, {"answer": "no", "reason": "the judge gave no answer for this rule", "missing": True})
+    says_no = rv.QueueFilter(status="any", rule=rule)
+    says_yes = says_no.with_(rule_answer="yes")
+    assert set(rv.queue_ids(store, says_no)) == {no}
+    assert set(rv.queue_ids(store, says_yes)) == {yes}
+    assert rv.queue_summary(store, says_no)["in_filter"] == 1
+    assert rv.matches(store, says_no, no) and not rv.matches(store, says_no, unanswered)

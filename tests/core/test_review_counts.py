@@ -98,6 +98,34 @@ def test_assigned_queue_counts_follow_other_reviewers_and_rescan_after_reassignm
     assert mine.full_scans == 2
 
 
+def test_decisions_outside_an_assigned_queue_are_not_read_again(filled, monkeypatch):
+    """A reviewer's kept queue re-reads only its own rows: another reviewer's decisions on examples
+    outside it cannot change it (its scope does not follow the reviews), so they cost no lookup."""
+    store = filled
+    rv.assign(store, ["a", "b"], per_example=1, seed=3)
+    mine = QueueCounts(rv.QueueFilter(assigned_to="a"), "judge_failed_first", 0)
+    a_ids = rv.queue_ids(store, mine.filter)
+    b_ids = rv.queue_ids(store, rv.QueueFilter(assigned_to="b"))
+    same(store, mine, a_ids[0])
+    reloaded: list = []
+    real = QueueCounts.reload
+    monkeypatch.setattr(QueueCounts, "reload", lambda self, st, gids, judged=None: (reloaded.append(set(gids)),
+                                                                                    real(self, st, gids, judged)))
+    for g in b_ids[:3]:
+        decide(store, g, "accepted", "b")
+    same(store, mine, a_ids[0])
+    assert reloaded == []
+    decide(store, a_ids[1], "rejected", "a")
+    same(store, mine, a_ids[1])
+    assert reloaded == [{a_ids[1]}] and mine.full_scans == 1
+    # a filter whose scope follows the reviews still reads them
+    theirs = QueueCounts(rv.QueueFilter(status="any", reviewer="b"), "oldest", 0)
+    same(store, theirs, b_ids[0])
+    decide(store, b_ids[5], "rejected", "b")
+    same(store, theirs, b_ids[5])
+    assert theirs.full_scans == 1
+
+
 def test_cursor_summary_is_the_queue_summary_and_positions_follow_the_walk(filled):
     store = filled
     f = rv.QueueFilter(tasks=("code_translation", "oss_instruct"))

@@ -28,6 +28,29 @@ def test_ui_state_and_audit_roundtrip(store):
     assert row["actor"] == "ann" and row["entity_id"] == "5"
 
 
+def test_ui_state_saved_by_many_threads_at_once_keeps_every_key(store):
+    """Two tabs of one user save the same key at the same moment: DuckDB refuses one of the writes
+    (a conflict on the row, or the new key inserted twice); set_ui_state tries it again."""
+    import threading
+    errors: list = []
+
+    def save(i):
+        try:
+            for k in range(20):
+                store.set_ui_state(f"key{k}", {"thread": i, "k": k})
+        except Exception as exc:                     # noqa: BLE001 (the test reports any)
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.scalar("SELECT count(*) FROM ui_state") == 20
+    assert all(store.get_ui_state(f"key{k}")["k"] == k for k in range(20))
+
+
 def test_transaction_rolls_back(store):
     with pytest.raises(RuntimeError):
         with store.transaction() as cur:

@@ -217,6 +217,46 @@ def test_single_reviewer_examples_work_as_before_and_keep_a_response(filled):
     assert rv.get_review(store, g) is None and rv.responses(store, g) == []
 
 
+def test_review_view_is_what_the_separate_reads_give(filled):
+    """The Review page draws one example from `review_view` (each thing read once); it says what
+    version_for, example_status, visible_responses, prefilter_stop and get_item say."""
+    store = filled
+    rv.assign(store, ["a", "b"], per_example=2, overlap_share=0.5, seed=6)
+    ids = gids(store)
+    overlap = [g for g in ids if rv.is_overlap(store, g)]
+    single = [g for g in ids if not rv.is_overlap(store, g)]
+    store.execute("UPDATE generations SET prefilter_ok = FALSE, prefilter_reasons = '[\"too short\"]' WHERE id = ?",
+                  [single[1]])
+    decide(store, overlap[0], "rejected", "a", note="a says no")        # b has not answered: blind for b
+    decide(store, overlap[1], "accepted", "a")
+    decide(store, overlap[1], "accepted", "b")                          # agreed
+    decide(store, single[0], "accepted", "a")
+
+    def check(g, who, see_all=False):
+        view = rv.review_view(store, g, who, see_all=see_all)
+        item = rv.get_item(store, g)
+        assert view["item"] == item and view["needed"] == rv.needed(store, g) == item["needed"]
+        assert view["version"] == rv.version_for(store, g, who)
+        assert view["stop"] == rv.prefilter_stop(store, g)
+        assert view["execution"] is None
+        if view["needed"] > 1:
+            assert view["team"]["status"] == rv.example_status(store, g)
+            assert (view["team"]["shown"], view["team"]["hidden"]) == rv.visible_responses(store, g, who,
+                                                                                              see_all=see_all)
+        else:
+            assert view["team"] is None
+        return view
+
+    blind = check(overlap[0], "b")
+    assert blind["team"]["hidden"] == 1 and blind["team"]["shown"] == [] and blind["version"] == 0
+    assert check(overlap[0], "a")["version"] == 1
+    assert check(overlap[0], "owner", see_all=True)["team"]["hidden"] == 0
+    assert check(overlap[1], "b")["team"]["status"]["status"] == "agreed"
+    assert check(single[0], "a")["version"] == 1
+    assert check(single[1], "a")["stop"] == ["too short"]
+    assert rv.review_view(store, max(ids) + 1, "a") is None
+
+
 # --------------------------------------------------------------------------- agreement between people
 
 def test_fleiss_kappa_matches_the_textbook_example():
