@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.background import TaskRecord, is_running
-from core.background_work import EMBED_MAP, EMBEDDING, THE_REST, start_embed_and_map
+from core.background_work import EMBED_MAP, EMBEDDING, FIRST_LOOK, THE_REST, start_embed_and_map
 from core.embed import BACKENDS, DEFAULT_MODEL, cached_models
 from core.embed_choice import default_backend_note
 from core.errors import ShoalError
@@ -31,7 +31,9 @@ running = is_running(store, EMBED_MAP.name)
 
 def _build_progress(rec: TaskRecord) -> str:
     label = "Embedding snippets" if rec.stage == EMBEDDING else "Building the map"
-    if rec.message.startswith(THE_REST):
+    if rec.message.startswith(FIRST_LOOK):
+        label += " (a first look at a sample; the rest follows)"
+    elif rec.message.startswith(THE_REST):
         label += " (the map below is a first look at a sample; the full map follows)"
     return f"{label}: {rec.done:,} / {rec.total:,} · {rec.message}" if rec.total else f"{label}: {rec.message}"
 
