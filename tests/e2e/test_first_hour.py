@@ -16,6 +16,7 @@ import pytest
 
 from core.store import open_store
 from tests.e2e.conftest import screenshot, wait_for_app
+from tests.e2e.test_map_browser import FRAME
 from tests.e2e.test_journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step, full_page_shot, metric_value, \
     no_exception, wait_or_fail
 from tests.support.openai_server import FakeOpenAIServer
@@ -126,8 +127,31 @@ def choose(page, label: str, option: str, where=None) -> None:
 
 # --------------------------------------------------------------------------- the steps
 
+LONELIEST_PIXEL = """() => { const P = document.getElementById('plot'), L = P._fullLayout, pts = [];
+  P.data.forEach(t => { if (!(t.meta && t.meta.overlay)) Array.from(t.x || []).forEach((x, i) => pts.push([x, t.y[i]])); });
+  let best = -1, at = 0;
+  pts.forEach((p, i) => { let m = Infinity;
+    pts.forEach((q, j) => { if (i !== j) m = Math.min(m, (p[0] - q[0]) ** 2 + (p[1] - q[1]) ** 2); });
+    if (m > best) { best = m; at = i; } });
+  return [L.xaxis.l2p(pts[at][0]) + L._size.l, L.yaxis.l2p(pts[at][1]) + L._size.t, pts.length]; }"""
+
+
+def click_a_point(page) -> None:
+    """Click the map's loneliest point (a click on it cannot hit another): the page shows its code."""
+    page.frame_locator(FRAME).locator("body[data-points]").wait_for(timeout=120_000)
+    frame = next(f for f in page.frames if "shoal_map" in f.url)
+    frame.wait_for_function("() => { const P = document.getElementById('plot'); return P && P._fullLayout; }")
+    px, py, n = frame.evaluate(LONELIEST_PIXEL)
+    assert n > 0, "the map draws its points"
+    box = page.locator(FRAME).bounding_box()
+    page.mouse.click(box["x"] + px, box["y"] + py)
+    page.get_by_test_id("stCode").filter(has_text="def ").first.wait_for(timeout=60_000)
+    wait_for_app(page)
+
+
 def map_step(page, url: str) -> None:
-    """Embed, map and pick BUDGET snippets (as the journey test does, with room for a busy machine)."""
+    """Embed, map, click a point (its code shows), then pick BUDGET snippets (as the journey test does,
+    with room for a busy machine)."""
     page.goto(url + "/Map")
     wait_for_app(page)
     page.get_by_text("No map yet").wait_for()
@@ -135,6 +159,7 @@ def map_step(page, url: str) -> None:
     wait_or_fail(page, "iframe[title*='shoal_map']", timeout=900_000)   # the map component's frame
     page.get_by_text("Pick the most diverse snippets").wait_for(timeout=120_000)
     wait_for_app(page, timeout=120_000)
+    click_a_point(page)
     set_number(page, "Budget", BUDGET)
     name = page.get_by_label("Name")
     name.fill(SELECTION)
