@@ -20,6 +20,7 @@ from core.prices import estimate_cost
 from tests.core.test_batch import no_payload_answered_twice, one_generation_per_item
 from tests.core.test_jobs import add_snippets
 from tests.support.anthropic_platform import AnthropicPlatform
+from tests.support.crash import run_until_crash
 from tests.support.shoal_responder import shoal_responder
 
 N = 20
@@ -152,25 +153,15 @@ def test_mixed_results_fail_items_with_their_reasons_and_keep_every_good_answer(
         assert store.scalar("SELECT sum(cost_usd) FROM llm_calls WHERE error IS NOT NULL") == 0
 
 
-class _Crash(BaseException):
-    """Stands for a kill -9."""
-
-
 def test_a_crash_while_the_batch_runs_resumes_polling_the_same_batch(store, monkeypatch):
     ids = add_snippets(store, 6)
     with AnthropicPlatform(shoal_responder, api_key=KEY, batch_timing=(0.3, 0.02)) as srv:
         job = create_job(store, ids, profiles=profiles(srv), task="code_generation", batch=True)
-        real = batch_module.BatchJobRunner._collect
-
-        def crash(self, b, info):
-            raise _Crash()
-        monkeypatch.setattr(batch_module.BatchJobRunner, "_collect", crash)
-        with pytest.raises(_Crash):
-            batch_module.run_batch_job(store, job, poll_s=POLL)
+        run_until_crash(monkeypatch, batch_module.BatchJobRunner, "_collect",
+                        lambda: batch_module.run_batch_job(store, job, poll_s=POLL))
         row = store.one("SELECT * FROM batches")
         assert row["provider_batch_id"] == by_creation(srv)[0].id and row["status"] == "ended"
         assert store.scalar("SELECT count(*) FROM llm_calls") == 0          # nothing collected yet
-        monkeypatch.setattr(batch_module.BatchJobRunner, "_collect", real)
         s = batch_module.run_batch_job(store, job, poll_s=POLL)
         assert s["status"] == "done" and s["items"]["succeeded"] == 6
         assert srv.create_attempts == 2 and srv.chat_request_count == 0      # never sent again
@@ -182,13 +173,8 @@ def test_a_batch_created_just_before_a_crash_is_adopted_not_sent_again(store, mo
     ids = add_snippets(store, 6)
     with AnthropicPlatform(shoal_responder, api_key=KEY, batch_timing=FAST) as srv:
         job = create_job(store, ids, profiles=profiles(srv), task="code_generation", batch=True)
-        real = batch_module._note_info
-
-        def crash(*a, **kw):
-            raise _Crash()
-        monkeypatch.setattr(batch_module, "_note_info", crash)
-        with pytest.raises(_Crash):
-            batch_module.run_batch_job(store, job, poll_s=POLL)
+        run_until_crash(monkeypatch, batch_module, "_note_info",
+                        lambda: batch_module.run_batch_job(store, job, poll_s=POLL))
         row = store.one("SELECT * FROM batches")
         assert row["status"] == "submitting" and row["provider_batch_id"] is None and row["submitted_at"]
         (ours,) = srv.message_batches
@@ -196,7 +182,6 @@ def test_a_batch_created_just_before_a_crash_is_adopted_not_sent_again(store, mo
         other = {"custom_id": "other-1", "params": {"model": MODEL, "max_tokens": 16,
                                                     "messages": [{"role": "user", "content": "hi"}]}}
         srv.create_batch(json.dumps({"requests": [other]}).encode())
-        monkeypatch.setattr(batch_module, "_note_info", real)
         s = batch_module.run_batch_job(store, job, poll_s=POLL)
         assert s["status"] == "done" and s["items"]["succeeded"] == 6
         assert store.scalar("SELECT provider_batch_id FROM batches WHERE id = ?", [row["id"]]) == ours

@@ -16,6 +16,7 @@ from core.llm.openai_batch import line_attempt, parse_results
 from core.prices import batch_discount, estimate_batch_cost, estimate_cost, provider_of
 from core.tasks import get_task
 from tests.core.test_jobs import add_snippets
+from tests.support.crash import run_until_crash
 from tests.support.openai_platform import OpenAIPlatform
 from tests.support.shoal_responder import shoal_responder
 
@@ -162,24 +163,15 @@ def test_an_error_no_retry_can_fix_fails_the_item_at_once(store):
         assert len(srv.batches) == 2
 
 
-class _Crash(BaseException):
-    """Stands for a kill -9 right after the provider created the batch, before its id was recorded."""
-
-
 def test_a_batch_created_before_a_crash_is_found_again_not_resubmitted(store, monkeypatch):
     ids = add_snippets(store, 6)
     with OpenAIPlatform(shoal_responder, batch_timing=FAST) as srv:
         job = create_job(store, ids, profiles=profiles(srv), task="code_generation", batch=True)
-        real = batch_module._note_info
-
-        def crash(*a, **kw):
-            raise _Crash()
-        monkeypatch.setattr(batch_module, "_note_info", crash)
-        with pytest.raises(_Crash):
-            batch_module.run_batch_job(store, job, poll_s=POLL)
+        # a kill -9 right after the provider created the batch, before its id was recorded
+        run_until_crash(monkeypatch, batch_module, "_note_info",
+                        lambda: batch_module.run_batch_job(store, job, poll_s=POLL))
         row = store.one("SELECT * FROM batches")
         assert row["status"] == "uploaded" and row["provider_batch_id"] is None and len(srv.batches) == 1
-        monkeypatch.setattr(batch_module, "_note_info", real)
         s = batch_module.run_batch_job(store, job, poll_s=POLL)
         assert s["items"]["succeeded"] == 6 and len(srv.batches) == 2 and srv.chat_request_count == 0
         assert store.scalar("SELECT provider_batch_id FROM batches WHERE id = ?", [row["id"]]) in srv.batches
