@@ -128,6 +128,18 @@ def returned(cur: duckdb.DuckDBPyConnection) -> Any:
     return row[0]
 
 
+def retried(fn: Callable[[], Any], errors: tuple[type[BaseException], ...], attempts: int, backoff_s: float) -> Any:
+    """`fn()`, tried again after `errors` (DuckDB's write conflicts) with a growing pause, `attempts` times."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except errors:
+            if i == attempts - 1:
+                raise
+            time.sleep(backoff_s * (i + 1))
+    raise ValueError("attempts must be at least 1")
+
+
 _UPDATE_UI_STATE = "UPDATE ui_state SET value = ?, updated_at = current_timestamp WHERE key = ?"
 
 
@@ -216,14 +228,10 @@ class Store:
         connection (a page and a worker) touched the same rows; such conflicts are retried with a
         short back-off, up to `attempts` times. Returns what `fn` returns.
         """
-        for i in range(attempts):
-            try:
-                with self._write_lock, self.transaction() as cur:
-                    return fn(cur)
-            except duckdb.TransactionException:
-                if i == attempts - 1:
-                    raise
-                time.sleep(0.02 * (i + 1))
+        def once() -> Any:
+            with self._write_lock, self.transaction() as cur:
+                return fn(cur)
+        return retried(once, (duckdb.TransactionException,), attempts, 0.02)
 
     def insert_df(self, table: str, frame: pd.DataFrame) -> int:
         """Append a DataFrame whose columns are a subset of `table`'s columns."""
@@ -259,17 +267,13 @@ class Store:
         tries again, so the last one wins."""
         cur = self.cursor()
         text = json.dumps(value)
-        for i in range(attempts):
-            try:
-                row = first_row(cur.execute(_UPDATE_UI_STATE, [text, key]))
-                if not (row and row[0]):
-                    cur.execute("INSERT INTO ui_state(key, value, updated_at) VALUES (?, ?, current_timestamp)",
-                                [key, text])
-                return
-            except (duckdb.ConstraintException, duckdb.TransactionException):
-                if i == attempts - 1:
-                    raise
-                time.sleep(0.005 * (i + 1))
+
+        def once() -> None:
+            row = first_row(cur.execute(_UPDATE_UI_STATE, [text, key]))
+            if not (row and row[0]):
+                cur.execute("INSERT INTO ui_state(key, value, updated_at) VALUES (?, ?, current_timestamp)",
+                            [key, text])
+        retried(once, (duckdb.ConstraintException, duckdb.TransactionException), attempts, 0.005)
 
     def audit(self, action: str, entity: str, entity_id: Any, before: Any = None,
               after: Any = None, actor: str | None = None, batch_id: str | None = None) -> None:
