@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml
 test-deps:
 	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "color emoji" \
 	    || ! command -v node >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1 \
-	    || ! command -v g++ >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1; then \
+	    || ! command -v g++ >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1 \
+	    || ! command -v bwrap >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-noto-color-emoji nodejs default-jdk-headless g++ rustc >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver fonts-noto-color-emoji nodejs default-jdk-headless g++ rustc bubblewrap >/dev/null; \
 	fi
 
 run: setup

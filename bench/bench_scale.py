@@ -17,6 +17,9 @@ Embedding, per route:
   (hashed identifier and word tokens, count-sketched to 384 dims, L2-normalised; no model) written
   to Parquet and imported by `core.embed_import`. Those vectors time everything after.
 * Ray: see bench_embed (a local Ray instance on this 2-core machine measures overhead, not scale).
+* `--backend static`: instead of the import, every snippet is embedded for real by the static backend
+  (core.embed_static, `shoal embed --backend static`); the map and k-center then use those vectors.
+  Results go to bench/results/scale_static.json.
 
 Then: map build (`core.maps.build_map`: UMAP fit on a 20k sample, neighbour placement of the rest,
 k-means, cluster names), map render in Chromium and lasso over 1M (bench_map_render's
@@ -30,6 +33,8 @@ render step is a separate process and not counted.
     python -m bench.bench_scale [--n 1080000] [--k 10000] [--ref-steps 20] [--skip embed,render,kcenter]
                                 [--workdir DIR [--reuse]]
     python -m bench.bench_scale --demo      # the demo's first map: ingest stdlib, embed (auto), map
+    python -m bench.bench_scale --backend static --n 2100000 --k 20000 --skip embed,render
+                                            # >= 2M records, every one embedded for real (static backend)
 """
 from __future__ import annotations
 
@@ -238,6 +243,21 @@ def import_cheap_vectors(store, tmp: Path, model: str = "hashed-tokens-384") -> 
             "import_per_s": round(res.n_imported / max(import_s, 1e-9)), "model_key": res.model_key}
 
 
+def embed_static(store) -> dict:
+    """Every snippet embedded for real with the static backend (`shoal embed --backend static`)."""
+    from core.embed import embed_corpus
+    from core.embed_model import load_model
+    t0 = time.perf_counter()
+    enc = load_model(None, "static")        # the table: distilled once per machine (shoal warmup)
+    load_s = time.perf_counter() - t0
+    t1, c1 = time.perf_counter(), time.process_time()
+    r = embed_corpus(store, backend="static")
+    wall, cpu = time.perf_counter() - t1, time.process_time() - c1
+    return {"model_key": r.model_key, "embedded": r.n_embedded, "cached": r.n_cached, "snippets": r.n_snippets,
+            "seconds": round(wall, 1), "cpu_seconds": round(cpu, 1), "per_s": round(r.n_embedded / max(wall, 1e-9)),
+            "table_seconds": round(load_s, 1), "table": getattr(enc, "info", {})}
+
+
 # --------------------------------------------------------------------------- k-center
 
 def kcenter_at_scale(X: np.ndarray, k: int, ref_steps: int, out: dict, rss: PeakRss) -> dict:
@@ -373,6 +393,10 @@ def print_table(res: dict) -> None:
         m = res["import"]
         rows.append(("embed --import (cheap vectors, Parquet)", f"{m['imported']:,} in {m['import_seconds']} s "
                      f"= {m['import_per_s']:,}/s", st.get("embed_import")))
+    if "static" in res:
+        m = res["static"]
+        rows.append(("embed --backend static (real vectors)", f"{m['embedded']:,} in {m['seconds']} s = "
+                     f"{m['per_s']:,}/s (CPU {m['cpu_seconds']} s)", st.get("embed_static")))
     if "map" in res:
         m = res["map"]
         rows.append(("map build", f"{m['seconds']} s (fit {m['fit_seconds']} s, place {m['place_seconds']} s, "
@@ -410,11 +434,16 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma-separated: embed,render,kcenter")
     ap.add_argument("--workdir", default=None, help="keep the corpus and database here (default: a temp dir)")
     ap.add_argument("--reuse", action="store_true", help="with --workdir: reuse its ingested database")
+    ap.add_argument("--result", default=None, help="results name (default: scale, or scale_static)")
+    ap.add_argument("--backend", choices=("hashed", "static"), default="hashed",
+                    help="the full set's vectors: hashed tokens imported from Parquet (no model), or the "
+                    "static backend embedding every snippet for real")
     ap.add_argument("--demo", action="store_true", help="only: the demo's first map (stdlib, default backend)")
     ap.add_argument("--fresh-cache", action="store_true", help="with --demo: as on a new machine (no ONNX "
                     "export, no backend choice cached)")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
+    a.result = a.result or ("scale_static" if a.backend == "static" else "scale")
     tmp = Path(a.workdir or tempfile.mkdtemp(prefix="shoal-bench-scale-"))
     tmp.mkdir(parents=True, exist_ok=True)
     if a.demo:
@@ -430,9 +459,9 @@ def main() -> None:
     from core.ingest.run import ingest_sources
     from core.store import open_store
     db = tmp / "scale.duckdb"
-    reuse = a.reuse and db.exists() and (RESULTS / "scale.json").exists()
+    reuse = a.reuse and db.exists() and (RESULTS / f"{a.result}.json").exists()
     if reuse:  # a rerun of the later steps on the database an earlier run ingested (its figures kept)
-        earlier = json.loads((RESULTS / "scale.json").read_text())
+        earlier = json.loads((RESULTS / f"{a.result}.json").read_text())
         res.update({k: earlier[k] for k in ("corpus", "ingest", "steps") if k in earlier})
     try:
         if not reuse:
@@ -447,31 +476,37 @@ def main() -> None:
                 res["ingest"] = {"ingested": got.ingested, "seconds": round(wall, 1),
                                  "per_s": round(got.ingested / wall), "db_mb": round(db.stat().st_size / 2 ** 20)}
                 shutil.rmtree(tmp / "corpus")
-                write_result("scale", res)
+                write_result(a.result, res)
             ids = [r[0] for r in store.execute("SELECT id FROM snippets ORDER BY id").fetchall()]
             if "embed" not in skip:
                 with rss.step(res, "embed_in_process"):
                     res["embed"] = embed_routes(store, ids, a.embed_sample, a.torch_sample)
             del ids
-            with rss.step(res, "embed_import"):
-                res["import"] = import_cheap_vectors(store, tmp)
-            write_result("scale", res)
+            if a.backend == "static":
+                with rss.step(res, "embed_static"):
+                    res["static"] = embed_static(store)
+                key = res["static"]["model_key"]
+            else:
+                with rss.step(res, "embed_import"):
+                    res["import"] = import_cheap_vectors(store, tmp)
+                key = res["import"]["model_key"]
+            write_result(a.result, res)
             from core.maps import build_map
             with rss.step(res, "map_build"):
-                m = build_map(store, model=res["import"]["model_key"])
+                m = build_map(store, model=key)
             u = m.params["umap"]
             res["map"] = {"points": m.n_points, "clusters": m.n_clusters, "seconds": m.seconds,
                           "fit_points": u.get("fit_points"), "fit_seconds": u.get("fit_seconds"),
                           "placement": u.get("placement"), "place_seconds": u.get("transform_seconds"),
                           "cluster_seconds": m.params.get("cluster_seconds")}
-            write_result("scale", res)
+            write_result(a.result, res)
             if "kcenter" not in skip:
                 from core.embed import load_embeddings
                 with rss.step(res, "load_vectors"):
-                    _, X, _ = load_embeddings(store, res["import"]["model_key"])
+                    _, X, _ = load_embeddings(store, key)
                 res["kcenter"] = kcenter_at_scale(X, a.k, a.ref_steps, res, rss)
                 del X
-                write_result("scale", res)
+                write_result(a.result, res)
         if "render" not in skip:
             try:
                 res["render"] = render_step(db, res["map"]["points"], a.reloads)
@@ -479,7 +514,7 @@ def main() -> None:
                 res["render_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
         res["peak_rss_mb_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         print_table(res)
-        write_result("scale", res)
+        write_result(a.result, res)
     finally:
         if not a.workdir:
             shutil.rmtree(tmp, ignore_errors=True)

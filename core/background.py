@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from core import team
 from core.errors import ShoalError
 from core.progress import Cancelled
 from core.store import Store, returned
@@ -228,8 +229,13 @@ def start_task(store: Store, kind: TaskKind, work: Callable[[TaskContext], Any],
         return task
 
 
-def cancel_task(store: Store, task_id: int) -> None:
+_CANCEL_NEEDS = {"ingest": "ingest", "embed_map": "map"}   # the action a cancel is part of; else "checks"
+
+
+def cancel_task(store: Store, task_id: int, *, actor: str | None = None) -> None:
     """Ask a task to stop at its next check (work finished before is kept)."""
+    kind = store.scalar("SELECT kind FROM background_tasks WHERE id = ?", [task_id])
+    team.authorize(store, actor, _CANCEL_NEEDS.get(kind, "checks"), target=f"cancel task {task_id}")
     store.write(lambda cur: cur.execute(
         "UPDATE background_tasks SET cancel_requested = true WHERE id = ?", [task_id]))
     task = _local(store, task_id)

@@ -6,6 +6,7 @@ so the page that started it can be left and the work goes on.
 """
 from __future__ import annotations
 
+from core import team
 from core.background import Task, TaskContext, TaskKind, start_task
 from core.store import Store
 
@@ -31,14 +32,14 @@ def needs_first_look(store: Store, key: str, first_map_at: int) -> bool:
 
 
 def start_embed_and_map(store: Store, model: str | None, backend: str, batch_size: int, n_clusters: int,
-                        method: str, first_map_at: int | None = None) -> Task:
+                        method: str, first_map_at: int | None = None, *, actor: str | None = None) -> Task:
     """Embed what is not cached yet, then build a map of every embedded snippet.
 
     A model's first map of a big corpus comes in two passes: `first_map_at` (FIRST_MAP_SNIPPETS)
     sampled snippets are embedded and mapped first (a map in a minute or two on a CPU), then the
     rest, then the full map. 0 makes one pass."""
-    from core.embed import embed_corpus
-    from core.embed_choice import choose_backend
+    team.authorize(store, actor, "map", target=model or "default model")
+    from core.embed import corpus_choice, embed_corpus
     from core.embed_model import model_key
     from core.maps import build_map
 
@@ -58,9 +59,10 @@ def start_embed_and_map(store: Store, model: str | None, backend: str, batch_siz
 
     def work(ctx: TaskContext) -> dict:
         ctx.stage(EMBEDDING, "choosing the backend")       # measured once per machine, then remembered
-        key = model_key(model, choose_backend(model, backend).backend)
+        chosen = corpus_choice(store, model, backend)[0].backend   # static embeds everything in seconds
+        key = model_key(model, chosen)
         first = None
-        if needs_first_look(store, key, sample):
+        if chosen != "static" and needs_first_look(store, key, sample):
             _, first = embed_and_map(ctx, first_look_ids(store, sample),
                                      f"first look ({sample:,} sampled snippets)", FIRST_LOOK)
         r, m = embed_and_map(ctx, None, None, THE_REST if first else "")
@@ -81,8 +83,9 @@ def benchmark_spec(chosen: list[str], paths: str) -> str:
 
 
 def start_checks(store: Store, benchmarks: str, ngram: int | None, threshold: float, rouge: bool,
-                 execute: bool, exec_sample: int) -> Task:
+                 execute: bool, exec_sample: int, *, actor: str | None = None) -> Task:
     """Decontamination, near-duplicates and (optionally) execution, one after the other."""
+    team.authorize(store, actor, "checks", target=benchmarks)
     from core.checks.decontam import run_decontamination
     from core.checks.execution import run_execution_checks
     from core.checks.neardup import run_near_duplicates

@@ -15,11 +15,10 @@ from core.errors import ShoalError
 app = typer.Typer(help="Shoal: build small, diverse, high-quality code instruction datasets.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
 # Stage modules under core/commands/, each with `register(app)`.
 COMMAND_MODULES = ["ingest", "mapping", "generation", "reviewing", "checking", "exporting", "local_llm", "judging",
                    "status", "team"]
+COMMAND_MODULES.append("evaluating")   # shoal eval
 
 
 @app.callback()
@@ -67,9 +66,10 @@ def run_app(ctx: typer.Context,
             host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but loopback "
                                      "needs sign-in configured ([auth] in .streamlit/secrets.toml).")):
     """Start the Streamlit app on this database (private to this machine unless --host says otherwise)."""
+    from core.appfiles import app_files, exec_streamlit
     from core.config import is_loopback_host, sign_in_configured
-    secrets = [REPO_ROOT / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"]
-    if not is_loopback_host(host) and not sign_in_configured(secrets):
+    files = app_files()   # the checkout's app.py and pages/, or the installed wheel's copy
+    if not is_loopback_host(host) and not sign_in_configured(files.secrets()):
         raise ShoalError(
             f"Refusing to serve on {host}: anyone who can reach it could read the corpus, spend the API "
             "keys and change reviews. Configure sign-in first (an [auth] section with redirect_uri, "
@@ -77,6 +77,9 @@ def run_app(ctx: typer.Context,
             "or keep the default --host 127.0.0.1.")
     store = store_from(ctx)
     db_path = str(store.path.resolve())
+    if sign_in_configured(files.secrets()):      # a team: no start until its owner is named (core.team)
+        from core import team
+        team.require_owner(store, config=team.config_roles(files.secrets()))
     if demo and store.scalar("SELECT count(*) FROM snippets") == 0:
         from core.ingest import ingest_sources
         from core.commands.common import progress_bar
@@ -86,14 +89,10 @@ def run_app(ctx: typer.Context,
     store.checkpoint()
     store.close()  # the app process opens the file itself
     ctx.obj.pop("store", None)
-    env = dict(os.environ, SHOAL_DB=db_path)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"), "--server.address", host,
-           "--server.port", str(port), "--server.headless", str(headless).lower()]
-    # Become Streamlit instead of waiting on it: a signal to this PID then stops the server itself,
-    # so `kill` never leaves a child serving and holding the database lock.
-    sys.stdout.flush(); sys.stderr.flush()
-    os.chdir(REPO_ROOT)
-    os.execve(sys.executable, cmd, env)
+    # the app's own settings (.streamlit/config.toml, passed as flags: the folder it runs in may be any)
+    # under what this command chose
+    exec_streamlit(files, {"server.address": host, "server.port": port, "server.headless": headless},
+                   dict(os.environ, SHOAL_DB=db_path))
 
 
 for _name in COMMAND_MODULES:

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 from urllib.parse import urlparse
 
 import pydantic
@@ -384,9 +384,7 @@ def load_profiles(start_local: bool = True) -> dict[str, Profile]:
         own = _role_settings(role)
         settings: dict[str, Any] = dict(ROLE_DEFAULTS[role])
         if role == "judge" and "base_url" not in own and "base_url" in gen:
-            for k in ("base_url", "model", "api_key_env", "timeout_s", "response_format", "rpm", "tpm", "batch_api"):
-                if k in gen:
-                    settings[k] = gen[k]
+            settings.update({k: gen[k] for k in FOLLOWED_BY_JUDGE if k in gen})
         settings.update(own)
         source = "env"
         if "base_url" not in settings:
@@ -407,6 +405,38 @@ def load_profiles(start_local: bool = True) -> dict[str, Profile]:
             raise ShoalError(f"Invalid {role} LLM settings: {exc.errors()[0]['msg']} "
                              f"({'.'.join(map(str, exc.errors()[0]['loc']))})") from None
     return out
+
+
+# What a judge that was not configured apart takes from the generator: its server, model, key and
+# limits. Temperature and token budget stay the judge's own (it answers deterministically and needs
+# room for one reason per rule).
+FOLLOWED_BY_JUDGE = ("base_url", "model", "api_key_env", "timeout_s", "response_format", "rpm", "tpm", "batch_api")
+
+
+def judge_set_apart() -> bool:
+    """Whether the environment names the judge's own server or model (SHOAL_JUDGE_BASE_URL /
+    SHOAL_JUDGE_MODEL); else the judge follows whatever the generator is set to."""
+    return bool(_env("SHOAL_JUDGE_BASE_URL") or _env("SHOAL_JUDGE_MODEL"))
+
+
+def judge_following(generator: Profile) -> Profile:
+    """The judge's profile when it follows the generator: the generator's endpoint, model and key
+    (the embedded model included), with the judge's own defaults and SHOAL_JUDGE_* settings for
+    temperature, token budget and reasoning effort. One rule for the environment's profiles, the
+    Models panel's choice, the job and the judge calibration."""
+    if generator.source == "local":
+        prof = local_profile("judge", start=False, model=generator.model or None)
+        return prof.model_copy(update={"base_url": generator.base_url}) if generator.base_url else prof
+    gen = generator.model_dump()          # an implicit key variable stays implicit (see Profile)
+    settings: dict[str, Any] = dict(ROLE_DEFAULTS["judge"])
+    settings.update({k: gen[k] for k in FOLLOWED_BY_JUDGE if k in gen})
+    settings.update({k: v for k, v in _role_settings("judge").items() if k not in ("base_url", "model", "api_key_env")})
+    return Profile(role="judge", source=generator.source, **settings)
+
+
+def resolve_profiles(generator: Profile, judge: Profile | None = None) -> dict[str, Profile]:
+    """Both roles' profiles: `judge` when it was configured apart, else the judge follows the generator."""
+    return {"generator": generator, "judge": judge if judge is not None else judge_following(generator)}
 
 
 def _local_settings(role: str, own: dict[str, Any], start: bool, model: str | None) -> dict[str, Any]:
@@ -435,6 +465,30 @@ def _local_endpoint(start: bool, model: str | None) -> dict[str, Any]:
         return {"base_url": "", "model": model or local_llm.resolve_model(None).name}
     server = local_llm.ensure_server(model or None)
     return {"base_url": server.base_url, "model": server.model}
+
+
+# ---------------------------------------------------------------- how many calls at once
+
+# Items a generation job keeps in flight (and requests a judge calibration sends at once) unless
+# asked otherwise: the page's field, `shoal generate --concurrency` and the clients all start here.
+DEFAULT_CONCURRENCY = 8
+
+
+def uses_local_model(profiles: Mapping[str, Any]) -> bool:
+    """Whether any role runs on the embedded model (a Profile or a stored profile dict)."""
+    return any((p.get("source") if isinstance(p, dict) else getattr(p, "source", "")) == "local"
+               for p in profiles.values())
+
+
+def job_concurrency(profiles: Mapping[str, Any], asked: int | None = None) -> int:
+    """The concurrency a job on these profiles runs at: what was asked (else DEFAULT_CONCURRENCY),
+    capped for the embedded model, which answers one request at a time (more would only queue there
+    and time out). The one place this rule is applied: page, CLI and runner all ask here."""
+    n = max(1, int(asked or DEFAULT_CONCURRENCY))
+    if uses_local_model(profiles):
+        from core.local_llm import RECOMMENDED_CONCURRENCY
+        n = min(n, RECOMMENDED_CONCURRENCY)
+    return n
 
 
 # ---------------------------------------------------------------- model names
@@ -475,3 +529,11 @@ def with_model_names(profiles: dict[str, Profile], list_models=list_server_model
         data["model"] = models[0]
         out[role] = Profile(**data)
     return out
+
+
+def ready_profiles(profiles: dict[str, Profile], list_models=list_server_models) -> dict[str, Profile]:
+    """The profiles a new job records: the embedded model started where a role uses it (its URL known),
+    and every model name filled in (`with_model_names`)."""
+    started = {role: p if p.base_url or p.source != "local" else local_profile(role, start=True, model=p.model or None)
+               for role, p in profiles.items()}
+    return with_model_names(started, list_models)

@@ -39,8 +39,10 @@ from core.store import Store, register
 from core.vectors import insert_vectors, missing_hashes, store_vectors
 
 from core.embed_model import (  # noqa: F401  (the model layer, re-exported for callers of core.embed)
-    DEFAULT_MODEL, _DEFAULT_ALIASES, BACKENDS, KEY_BACKENDS, FAST_SUFFIX, MAX_TEXT_CHARS, DOC_SUMMARY_CHARS, CHUNK_BATCHES, _MODELS_LOCK, _doc_summary, snippet_text, text_hash, is_default_model, model_key, split_key, _model_source, _load_sentence_transformer, load_model, encode)
+    DEFAULT_MODEL, _DEFAULT_ALIASES, BACKENDS, KEY_BACKENDS, FAST_SUFFIX, STATIC_SUFFIX, MAX_TEXT_CHARS, DOC_SUMMARY_CHARS, CHUNK_BATCHES, _MODELS_LOCK, _doc_summary, snippet_text, text_hash, is_default_model, model_key, split_key, _model_source, _load_sentence_transformer, load_model, encode)
 
+
+STATIC_CHUNK = 20_000   # texts per cache write with the static backend (thousands per second)
 
 # --------------------------------------------------------------------------- cache
 
@@ -93,7 +95,10 @@ class Pending:
 
 
 def pending_texts(store: Store, key: str, snippet_ids: Iterable[str] | None = None) -> Pending:
-    frame = snippet_frame(store, snippet_ids)
+    return _pending(store, key, snippet_frame(store, snippet_ids))
+
+
+def _pending(store: Store, key: str, frame: pd.DataFrame) -> Pending:
     uniq = frame.drop_duplicates("content_hash")
     missing = missing_hashes(store, key, uniq["content_hash"].tolist()) if len(uniq) else set()
     todo = uniq[uniq["content_hash"].isin(missing)]
@@ -101,22 +106,37 @@ def pending_texts(store: Store, key: str, snippet_ids: Iterable[str] | None = No
     return Pending(len(frame), len(uniq), todo[["content_hash", "text"]].reset_index(drop=True))
 
 
+def corpus_choice(store: Store, model: str | None = None, backend: str = "auto", device: str = "auto",
+                  snippet_ids: Iterable[str] | None = None):
+    """(core.embed_choice's BackendChoice, the chosen key's Pending) for embedding these snippets.
+
+    `auto` weighs what the model itself (torch or fast, whichever has more cached) would still
+    have to embed, so a corpus embedded with MiniLM once stays on MiniLM when a few snippets are
+    added; the snippet texts are read once."""
+    from core.embed_choice import choose_backend
+    frame = snippet_frame(store, snippet_ids)
+    n_model = None
+    if (backend or "auto").strip().lower() == "auto":
+        n_model = min(len(_pending(store, model_key(model, b), frame).todo) for b in ("torch", "fast"))
+    choice = choose_backend(model, backend, device, n_to_embed=n_model)
+    return choice, _pending(store, model_key(model, choice.backend), frame)
+
+
 def embed_corpus(store: Store, model: str | None = None, backend: str = "auto", batch_size: int = 32,
                  snippet_ids: Iterable[str] | None = None, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None, device: str = "auto") -> EmbedResult:
     """Embed every snippet (or `snippet_ids`) whose text is not yet cached for this model.
 
-    `backend` auto picks fast or torch (core.embed_choice; the result says which and why).
-    Texts are encoded longest first in chunks of `CHUNK_BATCHES` batches; each chunk is
-    written to the cache before the next starts, so a cancel or crash keeps the work done.
+    `backend` auto picks static, fast or torch (core.embed_choice, from how many texts the model
+    would still have to embed; the result says which and why). Texts are encoded longest first in
+    chunks of `CHUNK_BATCHES` batches; each chunk is written to the cache before the next starts,
+    so a cancel or crash keeps the work done.
     """
-    from core.embed_choice import choose_backend
     if batch_size < 1:
         raise ShoalError("The batch size must be at least 1.")
     t0 = time.perf_counter()
-    choice = choose_backend(model, backend, device)
+    choice, plan = corpus_choice(store, model, backend, device, snippet_ids)
     key = model_key(model, choice.backend)
-    plan = pending_texts(store, key, snippet_ids)
     max_seq = None
     total = len(plan.todo)
     report(progress, 0, total, f"{plan.n_unique - total} cached, {total} to embed ({choice.backend})")
@@ -124,7 +144,7 @@ def embed_corpus(store: Store, model: str | None = None, backend: str = "auto", 
         st_model = load_model(model, choice.backend, choice.device)
         max_seq = getattr(st_model, "max_seq_length", None)
         texts, hashes = plan.todo["text"].tolist(), plan.todo["content_hash"].tolist()
-        chunk = batch_size * CHUNK_BATCHES
+        chunk = STATIC_CHUNK if choice.backend == "static" else batch_size * CHUNK_BATCHES
         started = time.perf_counter()
         for s in range(0, total, chunk):
             check_cancel(cancel)
@@ -154,10 +174,10 @@ def resolve_key(store: Store, model: str | None) -> str:
 
 
 def key_of(name: str) -> str:
-    """The model key a name or key means: ``X+onnx-int8`` is X on the fast backend, anything else torch."""
-    if name.endswith(FAST_SUFFIX):
-        return model_key(name[: -len(FAST_SUFFIX)], "fast")
-    return model_key(name, "torch")
+    """The model key a name or key means: ``X+onnx-int8`` is X on the fast backend, ``X+static`` its
+    static table, anything else torch."""
+    base, backend = split_key(name)
+    return model_key(base, backend)
 
 
 def load_embeddings(store: Store, model: str | None = None,

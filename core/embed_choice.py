@@ -6,6 +6,12 @@ PyTorch. With a GPU, PyTorch float16 on the GPU. The measurement is made once pe
 torch / onnxruntime version), on PROBE_TEXTS real functions of the running Python's standard
 library, in MEASURE_ROUNDS interleaved rounds timed by wall and CPU clock (`measure_agreement`),
 and remembered in ``$SHOAL_CACHE_DIR/backend-choice.json``, so later runs decide at once.
+
+The static backend (a model2vec table distilled from the same model, core.embed_static) is
+chosen by ``auto`` on a CPU when MiniLM (whichever of fast / torch auto would use) would take
+more than STATIC_AFTER_SECONDS for the texts it still has to embed, at the speed measured above:
+bench/bench_static.py measures what that costs in agreement (README, Performance), and the
+reason says it. With a GPU, MiniLM (float16) is fast enough and stays the default.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import numpy as np
 
 from core.embed_device import is_gpu, resolve_device
 from core.embed_model import BACKENDS, _model_source, encode, load_model, model_key, snippet_text
-from core.embed_onnx import cache_dir
+from core.paths import cache_dir
 from core.errors import ShoalError
 
 AGREEMENT_MIN = 0.99
@@ -29,6 +35,11 @@ SPEED_MARGIN = 0.05  # PyTorch must be > 5 % faster to win over an agreeing fast
 MEASURE_ROUNDS = 3
 MEASURE_METHOD = 2  # 2: speed from wall and CPU time, median of rounds (records of 1 are measured again)
 PROBE_TEXTS = 32
+STATIC_AFTER_SECONDS = 3600  # auto goes static only when MiniLM would embed for longer than this (README: why)
+STATIC_MIN_TEXTS = 2_000     # and never for fewer texts than this, whatever the measured speed
+# what bench/bench_static.py measured (2,466 stdlib + site-packages functions, MiniLM int8 as reference)
+STATIC_AGREEMENT = ("it agrees with MiniLM only in part: 29% of MiniLM's 10 nearest neighbours, and k-center "
+                    "picks no better than random ones in MiniLM's space at k >= 100")
 PROBE_MODULES = ("textwrap.py", "shlex.py", "fnmatch.py", "calendar.py", "heapq.py", "difflib.py",
                  "statistics.py", "ipaddress.py", "csv.py", "pprint.py", "base64.py", "bisect.py")
 
@@ -36,7 +47,7 @@ PROBE_MODULES = ("textwrap.py", "shlex.py", "fnmatch.py", "calendar.py", "heapq.
 @dataclass
 class BackendChoice:
     requested: str
-    backend: str           # torch | fast
+    backend: str           # torch | fast | static
     device: str            # cpu | cuda[:N]
     reason: str            # one sentence a page or the CLI can show
     measurement: dict | None = None
@@ -156,11 +167,31 @@ def _verdict(m: dict) -> tuple[str, str]:
     return "torch", f"torch: the fast backend was not chosen because {why} ({figures})"
 
 
-def choose_backend(model: str | None = None, backend: str = "auto", device: str = "auto") -> BackendChoice:
-    """The backend and device that embed, with the reason (measuring agreement once if needed)."""
+def _static_verdict(m: dict, chosen: str, n_to_embed: int | None) -> str | None:
+    """The reason to embed statically instead of with `chosen` (fast / torch), or None."""
+    if n_to_embed is None or n_to_embed < STATIC_MIN_TEXTS:
+        return None
+    rate = float(m.get(f"{chosen}_per_s") or 0)
+    eta = n_to_embed / rate if rate > 0 else float("inf")
+    if eta <= STATIC_AFTER_SECONDS:
+        return None
+    took = f"about {eta / 60:.0f} min" if eta < 5400 else f"about {eta / 3600:.1f} h"
+    return (f"static (model2vec table distilled from the model): {n_to_embed:,} snippets would take {took} with "
+            f"the {chosen} backend here ({rate:.0f} snippets/s measured), more than {STATIC_AFTER_SECONDS / 60:.0f} "
+            f"min; static embeds thousands per second, but {STATIC_AGREEMENT} (bench_static). "
+            f"Choose fast or torch for the model's own vectors")
+
+
+def choose_backend(model: str | None = None, backend: str = "auto", device: str = "auto",
+                   n_to_embed: int | None = None) -> BackendChoice:
+    """The backend and device that embed, with the reason (measuring agreement once if needed).
+
+    `n_to_embed`: how many texts the model (fast / torch) would still embed; None never picks static."""
     wanted = (backend or "auto").strip().lower()
     if wanted not in BACKENDS:
         raise ShoalError(f"Unknown embedding backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+    if wanted == "static":
+        return BackendChoice(wanted, "static", "cpu", "static: asked for (a model2vec table on the CPU)")
     dev = resolve_device(device)
     if is_gpu(dev):
         if wanted == "fast":
@@ -176,6 +207,9 @@ def choose_backend(model: str | None = None, backend: str = "auto", device: str 
     except ImportError as exc:
         return BackendChoice("auto", "torch", dev, f"torch: the fast backend is not installed ({exc})")
     chosen, reason = _verdict(m)
+    static = _static_verdict(m, chosen, n_to_embed)
+    if static:
+        return BackendChoice("auto", "static", "cpu", static, m)
     return BackendChoice("auto", chosen, dev, reason, m)
 
 
@@ -187,4 +221,6 @@ def default_backend_note(model: str | None = None) -> str:
     if m is None:
         return ("Backend auto: the first embedding measures once whether the fast ONNX int8 backend "
                 f"agrees with PyTorch (mean cosine >= {AGREEMENT_MIN}) and is not slower, and uses it if so.")
-    return "Backend auto uses " + _verdict(m)[1] + "."
+    return ("Backend auto uses " + _verdict(m)[1] + f"; static (a model2vec table distilled from the model) "
+            f"when that would take more than {STATIC_AFTER_SECONDS / 60:.0f} min for what is left to embed "
+            f"(about {STATIC_AFTER_SECONDS * m[_verdict(m)[0] + '_per_s']:,.0f} snippets here).")

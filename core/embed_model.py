@@ -14,13 +14,15 @@ from typing import Sequence
 import numpy as np
 
 from core.embed_onnx import OnnxInt8Encoder
+from core.embed_static import StaticEncoder
 from core.errors import MissingDependency, ShoalError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"", "default", DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
-BACKENDS = ("auto", "torch", "fast")  # auto first: the default (see core.embed_choice)
-KEY_BACKENDS = ("torch", "fast")      # the backends a model key can name
+BACKENDS = ("auto", "torch", "fast", "static")  # auto first: the default (see core.embed_choice)
+KEY_BACKENDS = ("torch", "fast", "static")      # the backends a model key can name
 FAST_SUFFIX = "+onnx-int8"
+STATIC_SUFFIX = "+static"   # a model2vec table distilled from the model (core.embed_static): its own vectors
 MAX_TEXT_CHARS = 4000
 DOC_SUMMARY_CHARS = 300
 CHUNK_BATCHES = 8  # batches encoded between cache writes / progress reports / cancel checks
@@ -65,18 +67,20 @@ def _custom_name(model: str | None) -> str | None:
 
 
 def model_key(model: str | None = None, backend: str = "torch") -> str:
-    """Cache key of a model + backend: the name as given (default ``all-MiniLM-L6-v2``), ``+onnx-int8`` if fast."""
+    """Cache key of a model + backend: the name as given (default ``all-MiniLM-L6-v2``), ``+onnx-int8`` if
+    fast, ``+static`` for the static table distilled from it (other vectors: never mixed with the model's)."""
     if backend not in KEY_BACKENDS:
         raise ShoalError(f"Unknown embedding backend {backend!r}; use one of {', '.join(KEY_BACKENDS)}.")
     name = _custom_name(model)
     base = DEFAULT_MODEL if name is None else name
-    return base + (FAST_SUFFIX if backend == "fast" else "")
+    return base + {"fast": FAST_SUFFIX, "static": STATIC_SUFFIX}.get(backend, "")
 
 
 def split_key(key: str) -> tuple[str, str]:
     """(model, backend) of a model key."""
-    if key.endswith(FAST_SUFFIX):
-        return key[: -len(FAST_SUFFIX)], "fast"
+    for suffix, backend in ((FAST_SUFFIX, "fast"), (STATIC_SUFFIX, "static")):
+        if key.endswith(suffix):
+            return key[: -len(suffix)], backend
     return key, "torch"
 
 
@@ -111,10 +115,13 @@ def _load_sentence_transformer(source: str, device: str):
 
 
 def load_model(model: str | None = None, backend: str = "torch", device: str = "cpu"):
-    """A SentenceTransformer (loaded once per process and device): int8 ONNX for ``fast``, float16 on a GPU."""
+    """A SentenceTransformer (loaded once per process and device): int8 ONNX for ``fast``, float16 on a GPU,
+    the distilled table for ``static`` (numpy on the CPU, made once per machine: core.embed_static)."""
     key = model_key(model, backend)
     if backend == "fast" and device != "cpu":
         raise ShoalError("The fast backend (ONNX int8) runs on the CPU: use the torch backend on a GPU.")
+    if backend == "static":
+        return _load_static(model, key)
     with _MODELS_LOCK:
         if (key, device) in _MODELS:
             return _MODELS[(key, device)]
@@ -140,11 +147,22 @@ def load_model(model: str | None = None, backend: str = "torch", device: str = "
         return st_model
 
 
+def _load_static(model: str | None, key: str):
+    """The static encoder of `model` (distilled on first use; the SentenceTransformer is loaded only then)."""
+    with _MODELS_LOCK:
+        if (key, "cpu") in _MODELS:
+            return _MODELS[(key, "cpu")]
+    source = _model_source(model)
+    encoder = StaticEncoder(source, lambda: load_model(model, "torch", "cpu"))
+    with _MODELS_LOCK:
+        return _MODELS.setdefault((key, "cpu"), encoder)
+
+
 def encode(st_model, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-    """Raw sentence-transformers encode (or the ONNX encoder's), float32 (n, dim)."""
-    import torch
-    if isinstance(st_model, OnnxInt8Encoder):
+    """Raw sentence-transformers encode (or the ONNX or static encoder's), float32 (n, dim)."""
+    if isinstance(st_model, (OnnxInt8Encoder, StaticEncoder)):
         return st_model.encode(texts, batch_size)
+    import torch
     with torch.inference_mode():
         out = st_model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
                               show_progress_bar=False)

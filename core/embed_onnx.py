@@ -17,11 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from core.errors import MissingDependency, ShoalError
-
-
-def cache_dir() -> Path:
-    """Where exported models and backend measurements are kept (``$SHOAL_CACHE_DIR`` or ~/.cache/shoal)."""
-    return Path(os.environ.get("SHOAL_CACHE_DIR") or Path.home() / ".cache" / "shoal")
+from core.paths import cache_dir
 
 
 class OnnxInt8Encoder:

@@ -22,3 +22,19 @@ class DatabaseBusy(ShoalError):
 class MissingDependency(ShoalError):
     def __init__(self, what: str, pip_name: str):
         super().__init__(f"{what} needs an optional package: pip install '{pip_name}'")
+
+
+class NotAllowed(ShoalError):
+    """The acting user's role does not allow the action (core.team.authorize: refused and audited)."""
+
+
+class OutsideDataRoots(ShoalError):
+    """A server path to ingest lies outside the configured data roots (core.ingest.roots)."""
+
+    def __init__(self, path: str, roots: list[Path]):
+        self.path, self.roots = path, list(roots)
+        shown = ", ".join(str(r) for r in self.roots) or "none"
+        super().__init__(
+            f"{path} is outside the folders this app may read from (data roots: {shown}). Put the data "
+            "under one of them, or add its folder to SHOAL_DATA_ROOTS (folders separated by ':') or to "
+            "`data_roots = [...]` under [shoal] in .streamlit/secrets.toml, then restart the app.")

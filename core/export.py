@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from core import team
 from core.errors import ShoalError
 from core.review.effective import effective_verdicts
 from core.store import Store
@@ -101,6 +102,21 @@ def _execution_outcomes(cur: pd.DataFrame) -> dict[int, str]:
     return out
 
 
+def _sandbox_violations(cur: pd.DataFrame) -> dict[int, str]:
+    """generation_id -> why the sandbox stopped its current execution run (a limit, an attempt to
+    leave it, processes left behind: core.checks.sandbox.VIOLATIONS)."""
+    out: dict[int, str] = {}
+    for g, kind, detail in zip(cur["generation_id"], cur["kind"], cur["detail"]):
+        if kind == "execution" and isinstance(detail, str) and '"violation"' in detail:
+            try:
+                why = json.loads(detail).get("violation")
+            except ValueError:
+                continue
+            if why:
+                out[int(g)] = str(why)
+    return out
+
+
 def _team_view(store: Store) -> tuple[dict[int, list[dict]], dict[int, tuple[str, int, str | None]]]:
     """Every reviewer's response per example, and (status, needed, adjudicator) of examples that
     have responses or assignments (the others are plain one-reviewer examples)."""
@@ -135,6 +151,7 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
     blocked = blocking_checks(store) if apply_checks else {}
     cur = current_checks(store)
     executed = _execution_outcomes(cur) if not cur.empty else {}
+    stopped = _sandbox_violations(cur) if not cur.empty else {}
     if not cur.empty:
         sel.n_overridden = int((cur["overridden"].fillna(False).astype(bool) & ~cur["passed"].astype(bool)).sum())
     effective = effective_verdicts(store)
@@ -154,6 +171,9 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
             sel.excluded["empty instruction or solution"] += 1
             continue
         kinds = blocked.get(int(r.generation_id)) or []
+        if int(r.generation_id) in stopped:   # never exported: not with an override, not with the flag below
+            sel.excluded[f"stopped by the sandbox: {stopped[int(r.generation_id)]}"] += 1
+            continue
         if include_failed_execution and "execution" in kinds:
             kinds = [k for k in kinds if k != "execution"]
             sel.n_failed_execution_included += 1
@@ -470,6 +490,14 @@ def _hf_dataset(shaped: list[dict]):
     return datasets.Dataset(table)
 
 
+def _owner_only(folder: Path) -> None:
+    """An export is readable by its owner only (0700 folders, 0600 files), whatever the umask."""
+    folder.chmod(0o700)
+    for p in folder.rglob("*"):
+        if not p.is_symlink():
+            p.chmod(0o700 if p.is_dir() else 0o600)
+
+
 def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     if out.exists():
         if not overwrite and (out.is_file() or any(out.iterdir())):
@@ -492,8 +520,9 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 def export_dataset(store: Store, fmt: str, out: str | os.PathLike, include_judged: bool = False,
                    apply_checks: bool = True, overwrite: bool = False, name: str = "Shoal dataset",
                    push_to_hub: str | None = None, allow_empty: bool = False,
-                   include_failed_execution: bool = False) -> ExportResult:
+                   include_failed_execution: bool = False, *, actor: str | None = None) -> ExportResult:
     """Write the selected examples in `fmt` to the folder `out` (atomically); record an `exports` row."""
+    team.authorize(store, actor, "export", target=out)
     if fmt not in FORMATS:
         raise ShoalError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     out = Path(out).expanduser()
@@ -510,6 +539,7 @@ def export_dataset(store: Store, fmt: str, out: str | os.PathLike, include_judge
     tmp.mkdir()
     try:
         _write_into(tmp, fmt, sel.rows, card)
+        _owner_only(tmp)
         _swap_into_place(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -542,13 +572,14 @@ def _push(folder: Path, fmt: str, repo_id: str) -> str:
 
 
 def export_zip(store: Store, fmt: str, include_judged: bool = False, apply_checks: bool = True,
-               name: str = "Shoal dataset", include_failed_execution: bool = False) -> tuple[bytes, ExportResult]:
+               name: str = "Shoal dataset", include_failed_execution: bool = False,
+               *, actor: str | None = None) -> tuple[bytes, ExportResult]:
     """The export as a zip archive in memory (for the app's download button)."""
     import tempfile
     with tempfile.TemporaryDirectory(prefix="shoal-export-") as tmp:
         folder = Path(tmp) / f"shoal-{fmt}"
         res = export_dataset(store, fmt, folder, include_judged, apply_checks, name=name,
-                             include_failed_execution=include_failed_execution)
+                             include_failed_execution=include_failed_execution, actor=actor)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for p in sorted(folder.rglob("*")):

@@ -3,8 +3,10 @@
 What a task means (its prompts, pre-filter checks, code fields, export mapping) lives in its
 spec, core.tasks; this module runs the loop (generate → parse → pre-filter → execute → judge)
 and picks the few-shot examples. Execute: an example that carries tests (code generation, code
-repair, OSS-Instruct) is run with them in the sandbox; a failing one gets one repair round (the
-generator sees the failure and answers again), and the judge is told the result. The prompt-assembly and pre-filter names are re-exported here for the
+repair, OSS-Instruct) is run with them in the sandbox; a failing one gets up to
+`core.lifecycle.LIMITS.repair_rounds` repair rounds (the generator sees the failure and answers
+again), and the judge is told the result. Each call is made inside its step (`core.lifecycle.step`:
+generate, repair N, judge), which batch mode counts its lines by. The prompt-assembly and pre-filter names are re-exported here for the
 modules that import them from core.generate.
 
 Prompt versions: a task's editable content (definition, requirements, rules, templates, built-in
@@ -27,7 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import AbstractSet, Any
 
+from core import team
 from core.errors import ShoalError
+from core.lifecycle import GENERATE, JUDGE, LIMITS, repair_step, step
 from core.llm import parse_reply
 from core.store import Store
 from core.tasks import Judgment, KeyedJudgment, TaskSpec, get_task, rule_keys
@@ -66,8 +70,10 @@ def validate_content(task: str, content: dict) -> None:
     get_task(task).validate_content(content)
 
 
-def save_prompt_version(store: Store, task: str, content: dict, note: str | None = None) -> PromptVersion:
+def save_prompt_version(store: Store, task: str, content: dict, note: str | None = None, *,
+                        actor: str | None = None) -> PromptVersion:
     """Store `content` as the next version of `task`, or return the existing version with the same content."""
+    team.authorize(store, actor, "prompts", target=task)
     validate_content(task, content)
     h = content_hash(content)
 
@@ -339,7 +345,7 @@ class ItemResult:
     cost_usd: float = 0.0
     judged: bool = False
     execution: dict | None = None   # the sandbox run of solution + tests (a `checks` row when it ran)
-    repairs: int = 0                # repair rounds after a failed execution (0 or 1)
+    repairs: int = 0                # repair rounds after a failed execution (at most LIMITS.repair_rounds)
 
     @property
     def has_generation(self) -> bool:
@@ -391,29 +397,38 @@ def _parse(call: Any, spec: TaskSpec):
 
 
 async def _execute_and_repair(result: ItemResult, gen_client: Any, spec: TaskSpec, messages: list[dict],
-                              snippet: dict, target_language: str | None, repair: bool) -> str | None:
-    """Run the example; on failure, one repair round (kept only if the new reply passes the
-    pre-filter). Sets result.execution / result.repairs; returns the judge's execution line."""
+                              snippet: dict, target_language: str | None, repair: bool,
+                              rounds: int | None = None) -> str | None:
+    """Run the example; while it fails, up to `rounds` (LIMITS.repair_rounds) repair rounds, each
+    kept only if the new reply passes the pre-filter (a reply that does not ends the rounds). The
+    example that is still failing after the last round is kept with its execution failed and the
+    failure as its reason. Sets result.execution / result.repairs; returns the judge's execution line."""
     from core.checks.execution import execution_detail, failure_report
     run = await _execute(spec, snippet, target_language, result.fields or {})
     if run is None:
         return "not run: the example has no tests." if spec.tests_key else None
     first = None
-    if repair and run.outcome in ("fail", "error") and result.raw_text:
-        first = run
-        rcall = await gen_client.complete(spec.repair_messages(messages, result.raw_text, failure_report(run)),
-                                          spec.schema, role="generator")
+    limit = LIMITS.repair_rounds if rounds is None else rounds
+    while repair and result.repairs < limit and run.outcome in ("fail", "error") and result.raw_text:
+        first = first or run
+        result.repairs += 1
+        with step(repair_step(result.repairs)):
+            rcall = await gen_client.complete(spec.repair_messages(messages, result.raw_text, failure_report(run)),
+                                              spec.schema, role="generator")
         _account(result, rcall)
-        result.repairs = 1
         reparsed = _parse(rcall, spec)
         pf = spec.prefilter(reparsed.model_dump(), source_code=snippet.get("code")) if reparsed else None
-        if pf is not None and pf.ok:
-            result.fields, result.raw_text, result.gen_call_id = pf.fields, rcall.raw_text, rcall.call_id
-            run = await _execute(spec, snippet, target_language, result.fields) or run
+        if pf is None or not pf.ok:
+            break
+        result.fields, result.raw_text, result.gen_call_id = pf.fields, rcall.raw_text, rcall.call_id
+        again = await _execute(spec, snippet, target_language, result.fields)
+        if again is None:
+            break
+        run = again
     extra: dict[str, Any] = {"repair_rounds": result.repairs}
     if first is not None:
         extra.update(first_status=first.status, first_output=failure_report(first, 800),
-                     repaired=result.repairs == 1 and run is not first and run.ok)
+                     repaired=result.repairs >= 1 and run is not first and run.ok)
     if run.outcome != "skipped":
         result.execution = {"passed": run.ok, **execution_detail(run, **extra)}
     return execution_line(run)
@@ -422,11 +437,13 @@ async def _execute_and_repair(result: ItemResult, gen_client: Any, spec: TaskSpe
 async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, content: dict, snippet: dict,
                        target_language: str | None, good: list[dict], bad: list[dict],
                        execute: bool = True, repair: bool = True) -> ItemResult:
-    """Generator call → parse → pre-filter → sandboxed execution of solution + tests (one repair
-    round if it fails) → judge call, told the execution result. Never raises for LLM or parse errors."""
+    """Generator call → parse → pre-filter → sandboxed execution of solution + tests (repair rounds
+    while it fails, `core.lifecycle.LIMITS.repair_rounds` at most) → judge call, told the execution
+    result. Each call inside its step (generate, repair N, judge). Never raises for LLM or parse errors."""
     result = ItemResult()
     messages = spec.generator_messages(content, snippet, target_language, good, bad)
-    call = await gen_client.complete(messages, spec.schema, role="generator")
+    with step(GENERATE):
+        call = await gen_client.complete(messages, spec.schema, role="generator")
     _account(result, call)
     result.gen_call_id = call.call_id
     result.raw_text = call.raw_text
@@ -446,7 +463,8 @@ async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, conte
         return result   # stored with its reasons; no judge call
     line = await _execute_and_repair(result, gen_client, spec, messages, snippet, target_language, repair) \
         if execute else None
-    judged = await judge_example(judge_client, spec, content, snippet, target_language, result.fields, line)
+    with step(JUDGE):
+        judged = await judge_example(judge_client, spec, content, snippet, target_language, result.fields, line)
     _account(result, judged.call)
     result.judged = True
     result.judge_call_id = judged.call_id

@@ -22,7 +22,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from core import team
 from core.background import TaskKind
+from core.config import DEFAULT_CONCURRENCY
 from core.errors import ShoalError
 from core.generate import (PromptVersion, content_hash, current_prompt_version, get_prompt_version,
                            judge_example)
@@ -134,6 +136,7 @@ def use_judge_version(store: Store, version: int, tasks: Iterable[str] | None = 
     for each task that has that version, the current content with those parts replaced becomes a new,
     current prompt version (jobs plan with each task's latest version). A task whose current version
     already has that judge is left as it is."""
+    team.authorize(store, actor, "prompts", target=f"judge v{version}", audit_allowed=False)   # audited below
     tasks = sorted(set(tasks)) if tasks else [r["task"] for r in store.rows(
         "SELECT DISTINCT task FROM prompt_versions WHERE version = ? ORDER BY task", [int(version)])]
     chosen = resolve_versions(store, version, tasks)
@@ -170,11 +173,19 @@ def _insert_current(store: Store, task: str, content: dict, note: str, actor: st
 
 # --------------------------------------------------------------------------- running the judge
 
-def judge_profile(model: str | None = None, start_local: bool = False):
-    """The configured judge profile (environment / secrets), with `model` instead of its own if given;
-    `start_local` starts the embedded local model when no endpoint is configured."""
-    from core.config import load_profiles
-    profile = load_profiles(start_local=start_local)["judge"]
+def judge_profile(model: str | None = None, start_local: bool = False, store: Store | None = None):
+    """The configured judge profile, with `model` instead of its own if given: the judge the newest job of
+    `store` used (the Generate page's Models panel choice, a judge that follows the generator included),
+    else the environment's (and secrets'); `start_local` starts the embedded local model where it is the one."""
+    from core.config import load_profiles, local_profile
+    from core.jobs.start import last_job_profiles
+    last = last_job_profiles(store) if store is not None else None
+    if last is None:
+        profile = load_profiles(start_local=start_local)["judge"]
+    elif last["judge"].source == "local":
+        profile = local_profile("judge", start=start_local, model=last["judge"].model or None)
+    else:
+        profile = last["judge"]
     if not profile.base_url:
         raise ShoalError("No judge endpoint is configured: set SHOAL_JUDGE_BASE_URL (or start the local "
                          "model with `shoal llm serve`).")
@@ -207,7 +218,7 @@ async def _judge_all(client, gold: list[GoldExample], versions: dict[str, Prompt
 
 def evaluate_judge(store: Store, prompt_version: int | str | None, model: str | None = None, *,
                    tasks: Iterable[str] | None = None, sample: int | None = None, seed: int = 0,
-                   profile=None, concurrency: int = 8, progress: ProgressFn | None = None,
+                   profile=None, concurrency: int = DEFAULT_CONCURRENCY, progress: ProgressFn | None = None,
                    cancel: threading.Event | None = None) -> dict:
     """Run prompt version `prompt_version` (a version number, or None / "current") of each task's
     judge with `model` (default: the judge profile's) over the gold set; store the run; return its
@@ -222,7 +233,7 @@ def evaluate_judge(store: Store, prompt_version: int | str | None, model: str | 
     gold = [g for g in gold if g.task in versions]
     if not gold:
         raise ShoalError(f"No task of the gold set has a prompt version {prompt_version}.")
-    profile = profile or judge_profile(model)
+    profile = profile or judge_profile(model, store=store)
     if model:
         profile = profile.model_copy(update={"model": model})
     client = LLMClient(store, profile, max_concurrency=concurrency)
@@ -462,9 +473,10 @@ def production_agreement(store: Store, task: str, prompt_version_ids: Iterable[i
 
 def start_judge_eval(store: Store, versions: list[int | str], model: str | None = None, *,
                      tasks: Iterable[str] | None = None, sample: int | None = None, seed: int = 0,
-                     concurrency: int = 8):
+                     concurrency: int = DEFAULT_CONCURRENCY, actor: str | None = None):
     """`evaluate_judge` for each version, one after the other, in a worker thread (core.background):
     leaving the page does not stop it; a cancel stops at the next example (calls made are cached)."""
+    team.authorize(store, actor, "checks", target=f"judge eval {versions}")
     from core.background import TaskContext, start_task
 
     if not versions:
@@ -472,7 +484,7 @@ def start_judge_eval(store: Store, versions: list[int | str], model: str | None 
     tasks = sorted(set(tasks)) if tasks else None
 
     def work(ctx: TaskContext) -> dict:
-        profile = judge_profile(model, start_local=True)
+        profile = judge_profile(model, start_local=True, store=store)
         reports = []
         for v in versions:
             ctx.stage(f"v{v}")

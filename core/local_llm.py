@@ -37,6 +37,7 @@ from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 from core.errors import MissingDependency, ShoalError
+from core.paths import cache_dir
 
 SERVER_PIP = "llama-cpp-python[server]"
 N_CTX = 4096  # our generator/judge prompts with few-shot examples stay well under this
@@ -94,14 +95,6 @@ class LocalServer:
 
 
 # ---------------------------------------------------------------- paths
-
-
-def cache_dir() -> Path:
-    """~/.cache/shoal (or $SHOAL_CACHE_DIR, or $XDG_CACHE_HOME/shoal): models, state files, logs."""
-    if os.environ.get("SHOAL_CACHE_DIR"):
-        return Path(os.environ["SHOAL_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "shoal"
 
 
 def models_dir() -> Path:

@@ -413,16 +413,20 @@ def _snippet_meta(store: Store, ids: list[str]) -> pd.DataFrame:
         cur.unregister("_map_ids")
 
 
+def latest_map_id(store: Store) -> int | None:
+    """The newest finished map: the one place that says which map is "the latest"."""
+    return store.scalar("SELECT max(id) FROM maps WHERE status = 'done'")
+
+
 def get_map(store: Store, map_id: int | None = None) -> dict:
     """A stored map run (the latest when `map_id` is None)."""
     if map_id is None:
-        row = store.one("SELECT * FROM maps WHERE status = 'done' ORDER BY id DESC LIMIT 1")
-        if row is None:
+        map_id = latest_map_id(store)
+        if map_id is None:
             raise ShoalError("No map yet: run `shoal map` (or Build map on the Map page) first.")
-    else:
-        row = store.one("SELECT * FROM maps WHERE id = ?", [int(map_id)])
-        if row is None:
-            raise ShoalError(f"No map with id {map_id}.")
+    row = store.one("SELECT * FROM maps WHERE id = ?", [int(map_id)])
+    if row is None:
+        raise ShoalError(f"No map with id {map_id}.")
     row["params"] = json.loads(row["params"]) if row.get("params") else {}
     return row
 

@@ -36,6 +36,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from core import team
 from core.errors import ShoalError
 from core.progress import ProgressFn, check_cancel, report
 from core.store import Store, register
@@ -588,6 +589,7 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
     stratified baselines of the same budget are measured too, one pass each, plus exact
     k-center when it is cheap (`baseline_methods`); they are not stored as selections.
     """
+    team.authorize(store, actor, "select", target=name, audit_allowed=False)    # a selection is audited below
     name = (name or "").strip()
     if not name:
         raise ShoalError("Give the selection a name.")

@@ -99,6 +99,21 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise ShoalError(f"Cannot open database {path}: {msg}") from None
 
 
+def private_files(path: Path) -> None:
+    """Shoal's files are readable by their owner only: from now on this process creates files 0600
+    and folders 0700 (umask 077: DuckDB makes the WAL afresh after every checkpoint, and exports and
+    secrets follow the same rule), and an existing database or WAL of ours is tightened to 0600."""
+    old = os.umask(0o077)
+    os.umask(old | 0o077)
+    for p in (path, path.with_name(path.name + ".wal")):
+        try:
+            st = p.stat()
+            if st.st_uid == os.getuid() and st.st_mode & 0o077:
+                os.chmod(p, 0o600)
+        except OSError:
+            pass
+
+
 def finish(cur: duckdb.DuckDBPyConnection) -> None:
     """Finish the result a fetchone() left open: DuckDB 2 refuses register() on a cursor until then."""
     complete = getattr(cur, "complete", None)     # DuckDB 2; older versions had no such state
@@ -150,6 +165,8 @@ class Store:
         self.path = Path(path) if path else default_db_path()
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not read_only:
+                private_files(self.path)
         self.con = _connect(self.path, read_only)
         self._local = threading.local()
         self._write_lock = threading.RLock()

@@ -7,22 +7,26 @@ Roles:
 
 Members live in `team_members` (migration 012). The owner can also name roles in the secrets file
 (`[shoal.roles]` "alice@example.com" = "owner", or `[shoal.team] owner = "..."`): a role from the
-file always wins and cannot be changed on the Team page. The first user who signs in to a team
-without an owner becomes its owner. Anyone else must be added by the owner first: signing in
-through the identity provider is not enough to see the corpus.
+file always wins and cannot be changed on the Team page. With sign-in configured the team must
+have a named owner before the app starts (`require_owner`); nobody becomes owner by signing in
+first. Anyone else must be added by the owner first: signing in through the identity provider is
+not enough to see the corpus.
 
-Without sign-in configured (the app is private to 127.0.0.1) there is one user, and that user is
-the owner.
+Every action checks the acting user's role where it begins, in core (`authorize`), not only on the
+page: the check, its refusals and the allowed actions go to the audit log. Without sign-in
+configured (the app is private to 127.0.0.1) there is one user, and that user is the owner; the
+CLI without `--as` is this machine's own user too (`Local`).
 """
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from core.errors import ShoalError
+from core.errors import NotAllowed, ShoalError
 from core.store import Store
 
 ROLES = ("owner", "curator", "reviewer")
@@ -39,6 +43,10 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "bulk_review": ("owner", "curator"),
     "adjudicate": ("owner", "curator"),
     "team": ("owner",),                    # members, roles, assignment and overlap
+    "ingest": ("owner", "curator"),
+    "embed": ("owner", "curator"),
+    "map": ("owner", "curator"),           # embed and build a map (the Map page's build button)
+    "select": ("owner", "curator"),
 }
 
 ACTION_WORDS = {
@@ -46,11 +54,8 @@ ACTION_WORDS = {
     "jobs": "start or stop generation jobs", "generate": "use the Generate page", "checks": "run checks",
     "export": "export the dataset", "bulk_review": "apply bulk review actions",
     "adjudicate": "resolve conflicts between reviewers", "team": "manage the team",
+    "ingest": "add to the corpus", "embed": "embed the corpus", "map": "build maps", "select": "make selections",
 }
-
-
-class NotAllowed(ShoalError):
-    """The user's role does not allow the action."""
 
 
 def allowed(role: str | None, action: str) -> bool:
@@ -66,6 +71,90 @@ def require(role: str | None, action: str) -> None:
         need = " or ".join(PERMISSIONS[action])
         raise NotAllowed(f"As {who} you cannot {ACTION_WORDS.get(action, action)}; that needs the role "
                          f"{need}. Ask the team's owner to change your role on the Team page.")
+
+
+# --------------------------------------------------------------------------- who is acting, and the check
+
+class Local(str):
+    """An identity acting as this machine's own user: the CLI without `--as` (whoever can open the
+    DuckDB file can change it anyway) or the app without sign-in. Allowed everything; the string
+    still signs the audit log."""
+
+
+def local(name: str | None = None) -> Local:
+    return Local((name or "").strip() or os.environ.get("USER") or "local")
+
+
+_stamped: dict[str, tuple[tuple, Any]] = {}
+
+
+def _from_secrets(what: str, read) -> Any:
+    """`read(paths)` of the secrets files, read again only when one of them changed."""
+    from core.config import secrets_paths
+    paths = secrets_paths()
+    stamp = tuple((str(p), p.stat().st_mtime_ns if p.is_file() else None) for p in paths)
+    if what not in _stamped or _stamped[what][0] != stamp:
+        _stamped[what] = (stamp, read(paths))
+    return _stamped[what][1]
+
+
+def sign_in_on() -> bool:
+    """Whether sign-in is configured ([auth] in a secrets file): then roles hold for everyone but
+    this machine's own user."""
+    from core.config import sign_in_configured
+    return bool(_from_secrets("auth", sign_in_configured))
+
+
+def acting_role(store: Store, actor: str | None) -> str | None:
+    """The role `actor` acts with: owner for this machine's own user (None, a `Local` identity, or
+    any name while no sign-in is configured), else their role in the team (None: not a member)."""
+    if actor is None or isinstance(actor, Local) or not sign_in_on():
+        return "owner"
+    return role_of(store, actor, config=_from_secrets("roles", config_roles))
+
+
+_LOOKUP: Any = object()
+
+
+def authorize(store: Store, actor: str | None, action: str, *, target: Any = None, role: str | None = _LOOKUP,
+              check=None, audit_allowed: bool = True) -> str | None:
+    """The check every action makes where it begins, in core: raise NotAllowed (a message a page
+    shows as it is) unless `actor` may do `action`; returns their role.
+
+    `actor`: the signed-in identity a page passes (see `acting_role` for this machine's own user).
+    `target`: what the action is on; for "review" the example id, since a reviewer decides only the
+    examples assigned to them. `role`: the role when the caller holds it already (the Team page).
+    `check()`: a further condition that raises ShoalError (ingest: the data roots).
+    Every refusal goes to the audit log as `<action>.refused`; an allowed action with a named actor
+    (the app always names one) as `<action>.allowed`, unless `audit_allowed` is False because the
+    action writes its own audit row."""
+    role = acting_role(store, actor) if role is _LOOKUP else role
+    try:
+        require(role, action)
+        if action == "review" and role == "reviewer" and target is not None:
+            _require_assigned(store, str(actor), int(target))
+        if check is not None:
+            check()
+    except ShoalError as exc:
+        _audit_action(store, actor, f"{action}.refused", target, {"role": role, "reason": str(exc)})
+        raise
+    if audit_allowed and actor is not None:
+        _audit_action(store, actor, f"{action}.allowed", target, {"role": role})
+    return role
+
+
+def _require_assigned(store: Store, identity: str, gid: int) -> None:
+    if not store.scalar("SELECT count(*) FROM assignments WHERE generation_id = ? AND reviewer = ?", [gid, identity]):
+        raise NotAllowed(f"Example #{gid} is not in your review queue: as a reviewer you decide only the examples "
+                         "assigned to you. A curator or the owner can change its verdict.")
+
+
+def _audit_action(store: Store, actor: str | None, action: str, target: Any, after: dict) -> None:
+    who = str(local()) if actor is None else (str(actor) or "(no identity)")
+    what = None if target is None else str(target)[:500]
+    store.write(lambda cur: cur.execute(
+        "INSERT INTO audit_log(actor, action, entity, entity_id, after) VALUES (?, ?, 'permission', ?, ?)",
+        [who, action, what, json.dumps(after, default=str)]))
 
 
 def check_role(role: str) -> str:
@@ -155,9 +244,7 @@ def _audit(cur, actor: str | None, action: str, identity: str, before: Any, afte
 def sign_in(store: Store, identity: str, name: str | None = None,
             config: dict[str, str] | None = None) -> str | None:
     """Record that `identity` signed in and return their role; None when they are not a member.
-
-    The first user to sign in to a team with no owner (in the database or the config file)
-    becomes its owner."""
+    Nobody becomes owner by signing in (the owner is named first: `require_owner`)."""
     if not identity:
         raise ShoalError("Signed in without an email or subject: cannot tell who you are.")
     config = config_roles() if config is None else config
@@ -170,14 +257,7 @@ def sign_in(store: Store, identity: str, name: str | None = None,
             _audit(cur, identity, "team.join", identity, None, {"role": config[identity], "by": "config"})
             row = (config[identity],)
         if row is None:
-            has_owner = "owner" in config.values() or cur.execute(
-                "SELECT count(*) FROM team_members WHERE role = 'owner'").fetchone()[0] > 0
-            if has_owner:
-                return None
-            cur.execute("INSERT INTO team_members(identity, name, role, added_by) VALUES (?, ?, 'owner', ?)",
-                        [identity, name, identity])
-            _audit(cur, identity, "team.join", identity, None, {"role": "owner", "by": "first sign-in"})
-            row = ("owner",)
+            return None
         cur.execute("UPDATE team_members SET last_seen_at = current_timestamp, name = coalesce(?, name) "
                     "WHERE identity = ?", [name, identity])
         return config.get(identity, row[0])
@@ -185,11 +265,23 @@ def sign_in(store: Store, identity: str, name: str | None = None,
     return store.write(write)
 
 
+NO_OWNER = ("Sign-in is configured ([auth] in .streamlit/secrets.toml) but the team has no owner, so Shoal will "
+            "not start: add `owner = \"you@example.com\"` under `[shoal.team]` in .streamlit/secrets.toml (or run "
+            "`shoal team add you@example.com --role owner`), then start the app again.")
+
+
+def require_owner(store: Store, config: dict[str, str] | None = None) -> None:
+    """With sign-in configured the app starts only once the team has an owner (in the secrets file
+    or the database): else the first account to sign in could take the team."""
+    if not any(m.role == "owner" for m in members(store, config)):
+        raise ShoalError(NO_OWNER)
+
+
 def set_member(store: Store, identity: str, role: str, *, actor: str, actor_role: str | None,
                name: str | None = None, config: dict[str, str] | None = None) -> None:
     """Add a member or change their role (owner only; audited). Refuses to leave the team without
     an owner, and to change a role the config file fixes."""
-    require(actor_role, "team")
+    authorize(store, actor, "team", target=identity, role=actor_role, audit_allowed=False)
     identity = (identity or "").strip()
     identity = identity.lower() if "@" in identity else identity
     if not identity:
@@ -214,7 +306,7 @@ def set_member(store: Store, identity: str, role: str, *, actor: str, actor_role
 def remove_member(store: Store, identity: str, *, actor: str, actor_role: str | None,
                   config: dict[str, str] | None = None) -> None:
     """Remove a member (owner only; audited). Their responses stay; their open assignments go."""
-    require(actor_role, "team")
+    authorize(store, actor, "team", target=identity, role=actor_role, audit_allowed=False)
     config = config_roles() if config is None else config
     if identity in config:
         raise ShoalError(f"{identity} is named in the secrets file; remove them there.")
@@ -253,7 +345,7 @@ def get_settings(store: Store) -> dict:
 
 
 def set_settings(store: Store, *, actor: str, actor_role: str | None, **values) -> dict:
-    require(actor_role, "team")
+    authorize(store, actor, "team", target="settings", role=actor_role, audit_allowed=False)
     unknown = set(values) - set(DEFAULT_SETTINGS)
     if unknown:
         raise ShoalError(f"Unknown team setting(s): {', '.join(sorted(unknown))}.")
@@ -283,7 +375,7 @@ def assign_examples(store: Store, reviewers: list[str], *, per_example: int, ove
     """The Team page's Assign button and `shoal team assign`: check the role, assign the unassigned
     examples with that overlap (core.review.assign), and keep the overlap as the team's setting.
     Returns the AssignResult."""
-    require(actor_role, "team")
+    authorize(store, actor, "team", target="assignment", role=actor_role, audit_allowed=False)
     from core.review.assign import assign
     res = assign(store, reviewers, per_example=per_example, overlap_share=overlap_share,
                  include_reviewed=include_reviewed, reset_open=reset_open, actor=actor, seed=seed)

@@ -12,7 +12,8 @@ from core.ingest.upload import save_upload
 from core.pipeline import next_step, pipeline_status
 from ui.background import task_panel
 from ui.code import code_lang
-from ui.common import next_step_box, page_store
+from ui.common import lock_note, next_step_box, page_store, reviewer_name
+from ui.persist import PERSIST, keep, within
 from ui.text import plain
 
 store = page_store()
@@ -22,7 +23,12 @@ st.caption("Raw code in: CodeSearchNet files, whole-file corpora (The Stack styl
            "checkouts, or the Python standard library as a demo. Every rejected record is counted with its reason.")
 
 stats = browse.overview(store)
+# the source, filters and search keep their values while the user is on another page
+keep({"corpus.path": "", "corpus.format": FORMATS[0], "corpus.min_chars": 50, "corpus.max_chars": 800,
+      "corpus.seed": 0, "corpus.blacklist": "\n".join(DEFAULT_BLACKLIST), "corpus.reasons": [],
+      "corpus.query": "", "corpus.langs": [], "corpus.kinds": []})
 busy = is_running(store, INGEST.name)
+locked = lock_note("ingest")    # a reviewer sees why; core refuses (and audits) anyway
 
 
 def _start(sources: list[str], fmt: str = "auto") -> None:
@@ -31,7 +37,7 @@ def _start(sources: list[str], fmt: str = "auto") -> None:
     try:
         start_ingest(store, sources, fmt=fmt, min_chars=int(opts.get("corpus.min_chars", 50)),
                      max_chars=int(opts.get("corpus.max_chars", 800)), blacklist=words,
-                     seed=int(opts.get("corpus.seed", 0)))
+                     seed=int(opts.get("corpus.seed", 0)), actor=reviewer_name())
     except ShoalError as exc:
         st.error(plain(exc))
         return
@@ -42,17 +48,19 @@ def _start(sources: list[str], fmt: str = "auto") -> None:
 with st.expander("Add a source", expanded=stats["snippets"] == 0 and not busy):
     demo_tab, path_tab, upload_tab, options_tab = st.tabs(
         ["Demo corpus", "Path on the server", "Upload a file", "Filters"])
+    if locked:
+        st.info(locked, icon=":material/lock:")
     with demo_tab:
         st.write("The functions of this Python's standard library: real code, no download needed.")
-        if st.button("Load demo corpus", key="corpus.demo", type="primary", disabled=busy):
+        if st.button("Load demo corpus", key="corpus.demo", type="primary", disabled=busy or bool(locked)):
             _start([os.environ.get("SHOAL_DEMO_SOURCE", "stdlib")], "stdlib")
     with path_tab:
-        st.text_input("File or folder on the server", key="corpus.path",
+        st.text_input("File or folder on the server", key="corpus.path", **PERSIST,
                       placeholder="/data/codesearchnet/python  or  ~/src/my-repo  or  stack.parquet")
-        st.selectbox("Format", FORMATS, key="corpus.format",
+        st.selectbox("Format", FORMATS, key="corpus.format", **PERSIST,
                      help="auto: CodeSearchNet or whole-file records are told apart by their fields; "
                           "a folder with source code is read with tree-sitter.")
-        if st.button("Ingest", key="corpus.ingest_path", disabled=busy):
+        if st.button("Ingest", key="corpus.ingest_path", disabled=busy or bool(locked)):
             path = st.session_state.get("corpus.path", "").strip()
             if not path:
                 st.warning("Type a path first.")
@@ -61,7 +69,7 @@ with st.expander("Add a source", expanded=stats["snippets"] == 0 and not busy):
     with upload_tab:
         up = st.file_uploader("A .jsonl / .jsonl.gz / .parquet file, a source file, or a .zip of a repository",
                               key="corpus.upload")
-        if st.button("Ingest upload", key="corpus.ingest_upload", disabled=busy or up is None):
+        if st.button("Ingest upload", key="corpus.ingest_upload", disabled=busy or up is None or bool(locked)):
             try:
                 saved = save_upload(up.name, up.getvalue(), store.path.resolve().parent / "uploads")
             except ShoalError as exc:
@@ -70,11 +78,10 @@ with st.expander("Add a source", expanded=stats["snippets"] == 0 and not busy):
                 _start([str(saved)])
     with options_tab:
         c1, c2, c3 = st.columns(3)
-        c1.number_input("Min chars", 0, 100_000, 50, key="corpus.min_chars")
-        c2.number_input("Max chars", 1, 1_000_000, 800, key="corpus.max_chars")
-        c3.number_input("Seed (OSS-Instruct seeds)", 0, 2**31 - 1, 0, key="corpus.seed")
-        st.text_area("Word blacklist (one per line; empty = off)", "\n".join(DEFAULT_BLACKLIST),
-                     key="corpus.blacklist", height=150)
+        c1.number_input("Min chars", 0, 100_000, key="corpus.min_chars", **PERSIST)
+        c2.number_input("Max chars", 1, 1_000_000, key="corpus.max_chars", **PERSIST)
+        c3.number_input("Seed (OSS-Instruct seeds)", 0, 2**31 - 1, key="corpus.seed", **PERSIST)
+        st.text_area("Word blacklist (one per line; empty = off)", key="corpus.blacklist", **PERSIST, height=150)
 
 
 # --------------------------------------------------------------------------- progress
@@ -134,15 +141,18 @@ else:
     with c1:
         st.dataframe(counts, width="stretch", hide_index=True)
     with c2:
-        chosen = st.multiselect("Reasons", counts["reason"].tolist(), key="corpus.reasons")
+        within("corpus.reasons", counts["reason"].tolist())
+        chosen = st.multiselect("Reasons", counts["reason"].tolist(), key="corpus.reasons", **PERSIST)
         st.dataframe(browse.rejections(store, chosen), width="stretch", hide_index=True, height=260)
 
 # --------------------------------------------------------------------------- search + viewer
 st.subheader("Browse snippets")
 s1, s2, s3 = st.columns([3, 2, 1])
-query = s1.text_input("Search name, path, docstring or code", key="corpus.query")
-langs = s2.multiselect("Languages", browse.languages(store), key="corpus.langs")
-kinds = s3.multiselect("Kind", ["function", "seed"], key="corpus.kinds")
+query = s1.text_input("Search name, path, docstring or code", key="corpus.query", **PERSIST)
+corpus_langs = browse.languages(store)
+within("corpus.langs", corpus_langs)
+langs = s2.multiselect("Languages", corpus_langs, key="corpus.langs", **PERSIST)
+kinds = s3.multiselect("Kind", ["function", "seed"], key="corpus.kinds", **PERSIST)
 found = browse.search(store, query, langs, kinds)
 st.caption(f"{len(found)} shown" + (" (first 200)" if len(found) == 200 else ""))
 event = st.dataframe(found.drop(columns=["id"]), width="stretch", hide_index=True,
@@ -156,7 +166,7 @@ if not found.empty:
     st.markdown(f"**Snippet viewer** — {len(snip['code']):,} chars")
     st.text(f"{title}  ·  {snip['language']}  ·  {snip['repo'] or ''} {snip['path'] or ''}"
             f"{'  L%s-%s' % (snip['start_line'], snip['end_line']) if snip['start_line'] else ''}")
-    st.code(snip["code"], language=code_lang(snip["language"]), line_numbers=True)
+    st.code(snip["code"], language=code_lang(snip["language"]), line_numbers=True, wrap_lines=True)
     if snip["docstring"]:
         with st.expander("Docstring / leading comment"):
             st.text(snip["docstring"])

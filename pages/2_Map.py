@@ -12,13 +12,14 @@ from core.embed_choice import default_backend_note
 from core.errors import ShoalError
 from core.lasso import PointIndex
 from core.maps import CLUSTER_METHODS, list_maps, map_clusters, map_points, map_review_status
-from core.select import METHODS, list_selections, select, selection_ids
+from core.select import METHODS, list_selections, selection_ids
 from core.snippets import count_snippets
 from ui.background import task_panel
-from ui.common import page_store, reviewer_name
+from ui.common import lock_note, page_store, reviewer_name
 from ui.map_chart import ChartState, apply_event, map_component, toggle
-from ui.map_panels import (build_drawing, how_to, coverage_section, find_snippet, kind_options, measure_spread,
-                           snippet_panel)
+from ui.map_panels import (build_drawing, how_to, coverage_section, find_snippet, keep_map_widgets, kind_options,
+                           select_submitted, show_select_outcome, snippet_panel)
+from ui.persist import PERSIST
 
 store = page_store()
 st.title("Map")
@@ -27,6 +28,7 @@ st.caption("Each point is a snippet, placed by meaning (embeddings → UMAP). Co
            "snippets (k-center greedy) and compare their coverage with random picks.")
 
 running = is_running(store, EMBED_MAP.name)
+map_lock, select_lock = lock_note("map"), lock_note("select")   # core refuses (and audits) anyway
 
 
 def _build_progress(rec: TaskRecord) -> str:
@@ -57,24 +59,29 @@ with st.expander("Embed and build a map", expanded=maps_df.empty or running):
     st.caption(f"{n_snippets:,} snippets. Embeddings are cached by text and model: only new or changed "
                f"snippets are embedded. " + ("Cached: " + ", ".join(
                    f"`{m}` ({v:,})" for m, v in zip(models["model"], models["vectors"])) if len(models) else ""))
-    with st.form("map.build_form"):
+    with st.form("map.build_form", enter_to_submit=False):   # Enter in a field must not start a build
         c1, c2, c3, c4, c5 = st.columns([3, 1, 1, 1, 1])
         model_in = c1.text_input("Embedding model", value=DEFAULT_MODEL, key="map.model",
                                  help="A sentence-transformers model name or local folder. The default ships "
                                       "with Shoal and works offline.")
-        backend_in = c2.selectbox("Backend", BACKENDS, key="map.backend", help="auto = the fast backend wherever it "
+        backend_in = c2.selectbox("Backend", BACKENDS, key="map.backend", help="auto = static when the model would "
+                                  "take more than an hour on this CPU, else the fast backend wherever it "
                                   "agrees with PyTorch (mean cosine >= 0.99) and is not slower, measured once per "
                                   "model; fast = ONNX Runtime with int8 weights (about 2× faster on a CPU, mean "
-                                  "cosine 0.993 to torch's); torch = PyTorch (float16 on a GPU).")
+                                  "cosine 0.993 to torch's); torch = PyTorch (float16 on a GPU); static = a "
+                                  "model2vec table distilled from the model (thousands of snippets a second; "
+                                  "it agrees with the model only in part: see the README's agreement table).")
         batch_in = c3.number_input("Batch size", min_value=1, max_value=512, value=32, key="map.batch")
         clusters_in = c4.number_input("Clusters", min_value=0, max_value=500, value=0, key="map.n_clusters",
                                       help="0 = chosen from the corpus size. For HDBSCAN: minimum cluster size.")
         method_in = c5.selectbox("Clustering", CLUSTER_METHODS, key="map.cluster_method")
-        go_build = st.form_submit_button("Embed and build map", type="primary", disabled=running)
+        go_build = st.form_submit_button("Embed and build map", type="primary", disabled=running or bool(map_lock))
+    if map_lock:
+        st.info(map_lock, icon=":material/lock:")
     if go_build and not running:
         try:
             start_embed_and_map(store, model_in.strip() or None, backend_in, int(batch_in), int(clusters_in),
-                                method_in)
+                                method_in, actor=reviewer_name())
         except ShoalError as exc:
             st.error(str(exc))
         else:
@@ -125,6 +132,9 @@ cluster_label = dict(zip(clusters["cluster"].astype(int), clusters["label"]))
 sels = list_selections(store)
 sels = sels[sels["model"] == maps_df.set_index("id").loc[map_id, "model"]]
 sel_names = {int(r.id): f"{r.name} · {r.method} · {r.n_items}" for r in sels.itertuples()}
+kinds_all, kinds_default = kind_options(pts)
+keep_map_widgets(store, len(pts), clusters["cluster"].astype(int).tolist(), kinds_all, kinds_default,
+                 sels["name"].tolist())
 hl_default = st.session_state.get("map.highlight")
 hl_options = [None] + list(sel_names)
 highlight = top[1].selectbox("Highlight selection", hl_options,
@@ -132,7 +142,7 @@ highlight = top[1].selectbox("Highlight selection", hl_options,
                              format_func=lambda i: "(none)" if i is None else sel_names[i])
 st.session_state["map.highlight"] = highlight
 colour_by = top[2].radio("Colour by", ["cluster", "review status", "kind", "language", "source", "selection"],
-                         horizontal=True, key="map.colour")
+                         horizontal=True, key="map.colour", **PERSIST)
 
 chosen_mask = np.zeros(len(pts), dtype=bool)
 if highlight is not None:
@@ -173,54 +183,35 @@ area_ids = pts["snippet_id"].iloc[state.area_rows].tolist() if state.area_rows i
 if area_ids is not None:
     st.info(f"{len(area_ids):,} points in the {state.area_kind} selection: candidates are limited to them "
             "(double-click an empty spot of the map to clear it).")
-kinds_all, kinds_default = kind_options(pts)
-if "map.kinds" not in st.session_state:
-    st.session_state["map.kinds"] = kinds_default
-with st.form("map.select_form"):
+# Enter in Budget or Name must not submit (a stray "selection N"): only the button selects
+with st.form("map.select_form", enter_to_submit=False):
     c0, c1, c2, c3, c4 = st.columns([2, 3, 1, 1, 2])
-    kinds = c0.multiselect("Snippet kinds", kinds_all, key="map.kinds",
+    kinds = c0.multiselect("Snippet kinds", kinds_all, key="map.kinds", **PERSIST,
                            help="function = whole functions from the corpus; seed = OSS-Instruct seed fragments "
                                 "(a few lines cut from a file). Farthest-point picks the odd ones first, so "
                                 "mixing the two fills a k-center pick with fragments.")
     picked_clusters = c1.multiselect(
-        "Clusters (empty = all)", clusters["cluster"].astype(int).tolist(), key="map.clusters",
+        "Clusters (empty = all)", clusters["cluster"].astype(int).tolist(), key="map.clusters", **PERSIST,
         format_func=lambda c: f"{c}: {cluster_label.get(c, '')} ({int(clusters.set_index('cluster').loc[c, 'size'])})")
-    budget = c2.number_input("Budget", min_value=1, max_value=max(1, len(pts)), value=min(200, len(pts)),
-                             key="map.budget")
-    method = c3.selectbox("Method", METHODS, key="map.method",
+    budget = c2.number_input("Budget", min_value=1, max_value=max(1, len(pts)), key="map.budget", **PERSIST)
+    method = c3.selectbox("Method", METHODS, key="map.method", **PERSIST,
                           help="kcenter: exact k-center greedy, each pick the snippet farthest from all picks "
                                "so far (the same picks as the plain loop, found with pruning) · kcenter_fast: "
                                "the (1+ε)-relaxed greedy, ε = 0.05, on the full vectors: each pick is at least "
                                "1/1.05 as far as the farthest snippet, so a step can stop early; its max distance "
                                "measured within 2 % of exact's · random · stratified: random within clusters, in "
                                "proportion to their size")
-    sel_name = c4.text_input("Name", value=f"selection {len(list_selections(store)) + 1}", key="map.sel_name")
+    sel_name = c4.text_input("Name", key="map.sel_name", **PERSIST)
     extend_opts = ["(none)"] + sels["name"].tolist()
     extend = st.selectbox("Extend an existing selection (its items stay and count as centres)", extend_opts,
-                          key="map.extend")
-    submitted = st.form_submit_button("Select", type="primary")
+                          key="map.extend", **PERSIST)
+    submitted = st.form_submit_button("Select", type="primary", disabled=bool(select_lock))
+if select_lock:
+    st.info(select_lock, icon=":material/lock:")
 if submitted:
-    pool = pts["snippet_id"][pts["kind"].isin(kinds)] if kinds else pts["snippet_id"]
-    ids = pool.tolist() if (kinds and len(kinds) < len(kinds_all)) or area_ids is not None else None
-    if area_ids is not None:
-        ids = sorted(set(area_ids) & set(ids if ids is not None else area_ids))
-    try:
-        if ids is not None and not ids:
-            raise ShoalError("No snippet of the chosen kinds lies in the selected area.")
-        with st.spinner("Selecting…"):
-            res = select(store, name=sel_name, budget=int(budget), method=method, map_id=map_id,
-                         clusters=picked_clusters or None, ids=ids,
-                         extend=None if extend == "(none)" else extend, actor=reviewer_name())
-        with st.spinner("Measuring random draws…"):
-            measure_spread(store, res.id, map_id, picked_clusters or None, ids)
-        st.session_state["map.highlight"] = res.id
-        st.session_state["map.last_result"] = (f"Saved selection **{res.name}**: {res.n_items} snippets from "
-                                               f"{res.n_candidates:,} candidates ({res.seconds:.2f} s).")
-        st.rerun()
-    except ShoalError as exc:
-        st.error(str(exc))
-if st.session_state.get("map.last_result"):
-    st.success(st.session_state["map.last_result"])
+    select_submitted(store, map_id, pts, kinds, kinds_all, area_ids, picked_clusters, int(budget), method,
+                     sel_name, None if extend == "(none)" else extend)
+show_select_outcome()
 
 if highlight is not None:
     coverage_section(store, highlight, sel_names[highlight], sels.set_index("id").loc[highlight])

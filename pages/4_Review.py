@@ -22,6 +22,7 @@ from ui.review_bulk import bulk_panel
 from ui.review_conflicts import conflicts_panel
 from ui.review_item import review_panel
 from ui.review_queue import queue_sidebar, watch_for_new_examples
+from ui.persist import PERSIST
 from ui.review_state import SS, has_queue, init_state
 
 store = page_store()
@@ -35,7 +36,7 @@ modes = ["Review"] + (["Bulk"] if can("bulk_review") else []) + ["Agreement"] + 
     ["Conflicts"] if can("adjudicate") else [])
 if SS.get("rv_mode") not in modes:
     SS["rv_mode"] = "Review"
-mode = st.segmented_control("View", modes, key="rv_mode", required=True, label_visibility="collapsed")
+mode = st.segmented_control("View", modes, key="rv_mode", **PERSIST, required=True, label_visibility="collapsed")
 if mode == "Bulk":
     bulk_panel(store)
 elif mode == "Agreement":

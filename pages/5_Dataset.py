@@ -15,6 +15,7 @@ from core.checks.examples import load_examples
 from core.checks.exclusions import automatic_exclusions, confirm_exclusions, unconfirmed
 from core.checks.neardup import duplicate_groups, keep_one
 from core.checks.results import current_checks, latest_run, set_override
+from core.checks.sandbox import sandbox_problem
 from core.errors import ShoalError
 from core.export import FORMATS, export_dataset, export_zip, recent_exports, select_rows
 from ui.background import task_panel
@@ -22,7 +23,8 @@ from ui.dataset_semantic import semantic_panel
 from ui.judge_eval_panel import judge_eval_panel
 from ui.common import page_store, require_page, reviewer_name
 from ui.palettes import REVIEW_STATUS
-from ui.text import page_text, plain
+from ui.persist import PERSIST, keep
+from ui.text import page_text, plain, text_table
 
 store = page_store()
 require_page("export")     # checks and export: owner or curator (a reviewer sees why, nothing else)
@@ -44,27 +46,32 @@ c[2].metric("Rejected", int((verdicts == "rejected").sum()))
 c[3].metric("Not reviewed", int((~verdicts.isin(["accepted", "rejected"])).sum()))
 c[4].metric("Exportable now", len(selection.rows), help="Accepted, and no failing check unless overridden.")
 
+# the check and export settings keep their values while the user is on another page
+keep({"ds_benchmarks": ["humaneval"], "ds_bench_paths": "", "ds_ngram": 0, "ds_threshold": 0.58, "ds_rouge": False,
+      "ds_exec": False, "ds_exec_sample": 200, "ds_fmt": list(FORMATS)[0], "ds_include_judged": False,
+      "ds_apply_checks": True, "ds_name": "Shoal dataset", "ds_out": "", "ds_overwrite": False})
+
 # =========================================================================== checks
 st.header("Checks")
 checking = is_running(store, CHECKS.name)
-with st.form("ds_check_form"):
+with st.form("ds_check_form", enter_to_submit=False):     # Enter in a field must not start the checks
     cols = st.columns([2, 2, 1])
-    chosen = cols[0].multiselect("Benchmarks", list(BENCHMARKS), default=["humaneval"], key="ds_benchmarks",
+    chosen = cols[0].multiselect("Benchmarks", list(BENCHMARKS), key="ds_benchmarks", **PERSIST,
                                  help="HumanEval is built in. Others need a JSONL/Parquet file path "
                                       "(or are loaded from the Hugging Face hub when online).")
-    paths = cols[1].text_input("Benchmark files", key="ds_bench_paths", placeholder="mbpp=/data/mbpp.jsonl, gsm8k=…",
+    paths = cols[1].text_input("Benchmark files", key="ds_bench_paths", **PERSIST, placeholder="mbpp=/data/mbpp.jsonl, gsm8k=…",
                                help="name=PATH pairs, comma-separated.")
-    ngram = cols[2].number_input("N-gram overlap (0 = off)", 0, 64, 0, key="ds_ngram",
+    ngram = cols[2].number_input("N-gram overlap (0 = off)", 0, 64, key="ds_ngram", **PERSIST,
                                  help="datatrove uses 12-grams.")
-    threshold = st.slider("Near-duplicate Jaccard threshold", 0.3, 1.0, 0.58, 0.01, key="ds_threshold")
+    threshold = st.slider("Near-duplicate Jaccard threshold", 0.3, 1.0, step=0.01, key="ds_threshold", **PERSIST)
     # each check on a row of its own: a checkbox label in a narrow column is cut off with an ellipsis
-    rouge = st.checkbox("Also compare instructions (ROUGE-L above 0.7)", key="ds_rouge",
+    rouge = st.checkbox("Also compare instructions (ROUGE-L above 0.7)", key="ds_rouge", **PERSIST,
                         help="Self-instruct's filter: two examples whose instructions share most words "
                              "form a near-duplicate group too.")
     cols = st.columns([2, 1])
-    run_exec = cols[0].checkbox("Execute Python solutions", key="ds_exec",
+    run_exec = cols[0].checkbox("Execute Python solutions", key="ds_exec", **PERSIST,
                                 help="Runs each solution in a sandboxed subprocess; one that fails is left out.")
-    exec_sample = cols[1].number_input("Execute at most", 1, 100_000, 200, key="ds_exec_sample")
+    exec_sample = cols[1].number_input("Execute at most", 1, 100_000, key="ds_exec_sample", **PERSIST)
     st.caption("Checks only flag examples. Before an export you see every example they would leave out, and "
                "you confirm any that a reviewer accepted.")
     submitted = st.form_submit_button("Run checks", type="primary", disabled=checking)
@@ -72,7 +79,7 @@ with st.form("ds_check_form"):
 if submitted and not checking:
     try:
         start_checks(store, benchmark_spec(chosen, paths), int(ngram) or None, threshold, rouge, run_exec,
-                     int(exec_sample))
+                     int(exec_sample), actor=reviewer_name())
     except ShoalError as exc:
         st.error(page_text(exc))
     else:
@@ -146,6 +153,8 @@ semantic_panel(store, ex, titles, benchmark_spec(st.session_state.get("ds_benchm
                                                   st.session_state.get("ds_bench_paths") or ""))
 
 exe = current_checks(store, "execution")
+if no_sandbox := sandbox_problem():   # refused, not run unconfined: say why and the fix
+    st.warning(f"Execution is skipped on this machine: {no_sandbox}")
 with st.expander(f"Execution results: {len(exe)} examples run", expanded=False):
     if exe.empty:
         st.write("Not run yet (tick “Execute Python solutions” above; code runs in a sandboxed subprocess).")
@@ -253,7 +262,7 @@ def exclusions_preview(apply_checks: bool) -> bool:
         if table.empty:
             st.write("Nothing was stopped by the pre-filter or flagged by a check.")
         elif len(table) <= 100:   # static HTML: every reason readable (and findable with Ctrl+F)
-            st.table(table.drop(columns=["kind", "check_id"]).set_index("example"))
+            st.table(text_table(table.drop(columns=["kind", "check_id"]).set_index("example")))
         else:
             st.dataframe(table.drop(columns=["kind", "check_id"]), hide_index=True, width="stretch", key="ds_exclusions")
     waiting = unconfirmed(store) if apply_checks else pd.DataFrame()
@@ -261,7 +270,7 @@ def exclusions_preview(apply_checks: bool) -> bool:
         return False
     st.warning(f"**{waiting['example'].nunique()} examples a reviewer accepted would be left out by a check.** "
                "Confirm to leave them out, or allow them in the export anyway.")
-    st.table(waiting.drop(columns=["kind", "check_id", "overridden", "in export"]).set_index("example"))
+    st.table(text_table(waiting.drop(columns=["kind", "check_id", "overridden", "in export"]).set_index("example")))
     c1, c2 = st.columns(2)
     if c1.button("Leave them out of the export", key="ds_confirm_exclusions"):
         confirm_exclusions(store, waiting["check_id"].astype(int).tolist(), actor=reviewer_name())
@@ -275,10 +284,10 @@ def exclusions_preview(apply_checks: bool) -> bool:
 
 st.header("Export")
 cols = st.columns([2, 1, 1])
-fmt = cols[0].selectbox("Format", list(FORMATS), format_func=lambda f: FORMATS[f], key="ds_fmt")
-include_judged = cols[1].checkbox("Include judge-passed unreviewed", key="ds_include_judged")
-apply_checks = cols[2].checkbox("Apply check verdicts", value=True, key="ds_apply_checks")
-name = st.text_input("Dataset name (card title)", "Shoal dataset", key="ds_name")
+fmt = cols[0].selectbox("Format", list(FORMATS), format_func=lambda f: FORMATS[f], key="ds_fmt", **PERSIST)
+include_judged = cols[1].checkbox("Include judge-passed unreviewed", key="ds_include_judged", **PERSIST)
+apply_checks = cols[2].checkbox("Apply check verdicts", key="ds_apply_checks", **PERSIST)
+name = st.text_input("Dataset name (card title)", key="ds_name", **PERSIST)
 sel = select_rows(store, include_judged, apply_checks)
 st.write(f"**{len(sel.rows)}** examples will be exported."
          + ("" if not sel.excluded else " Left out: " + ", ".join(f"{k}: {v}" for k, v in sel.excluded.most_common())))
@@ -288,7 +297,7 @@ b1, b2 = st.columns(2)
 with b1:
     if st.button("Prepare download", key="ds_prepare", disabled=not sel.rows or must_confirm, type="primary"):
         try:
-            data, res = export_zip(store, fmt, include_judged, apply_checks, name=name)
+            data, res = export_zip(store, fmt, include_judged, apply_checks, name=name, actor=reviewer_name())
             st.session_state["ds_zip"] = (data, res.path, res.card)
         except ShoalError as exc:
             st.error(page_text(exc))
@@ -298,15 +307,16 @@ with b1:
         with st.expander("Dataset card"):
             st.code(card, language="markdown")
 with b2:
-    out = st.text_input("…or write to a folder on this machine", key="ds_out", placeholder="/path/to/my-dataset")
-    overwrite = st.checkbox("Overwrite an existing folder", key="ds_overwrite")
+    out = st.text_input("…or write to a folder on this machine", key="ds_out", **PERSIST, placeholder="/path/to/my-dataset")
+    overwrite = st.checkbox("Overwrite an existing folder", key="ds_overwrite", **PERSIST)
     if st.button("Export to folder", key="ds_export_folder", disabled=not (out and sel.rows) or must_confirm):
         if Path(out).expanduser().exists() and not overwrite:
             st.error(f"{plain(out)} already exists: choose another folder, or tick “Overwrite an existing folder”.")
         else:
             try:
-                res = export_dataset(store, fmt, out, include_judged, apply_checks, overwrite=overwrite, name=name)
-                st.success(f"Wrote {res.n_rows} examples to {res.path}")
+                res = export_dataset(store, fmt, out, include_judged, apply_checks, overwrite=overwrite, name=name,
+                                     actor=reviewer_name())
+                st.success(f"Wrote {res.n_rows} examples to {plain(res.path)}")
             except ShoalError as exc:
                 st.error(page_text(exc))
 

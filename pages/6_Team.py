@@ -8,6 +8,7 @@ from core import review as rv
 from core import team
 from core.errors import ShoalError
 from ui.common import can, current_role, page_store, reviewer_name, sign_in_enabled
+from ui.text import plain
 
 store = page_store()
 SS = st.session_state
@@ -22,7 +23,7 @@ config = team.config_roles()
 def flash() -> None:
     if SS.get("tm_flash"):
         msg, ok = SS.pop("tm_flash")
-        (st.success if ok else st.error)(msg)
+        (st.success if ok else st.error)(plain(msg))
 
 
 def save_member(identity: str, role: str) -> None:
@@ -69,7 +70,8 @@ if people:
                                 "set in": "secrets file" if m.from_config else "Team page"} for m in people]),
                  hide_index=True, width="stretch")
 else:
-    st.caption("No members yet. The first person to sign in becomes the owner.")
+    st.caption("No members yet. With sign-in configured, name the owner first (`[shoal.team]` `owner = ...` in "
+               "`.streamlit/secrets.toml`): nobody becomes owner by signing in.")
 
 if is_owner:
     with st.form("tm_member_form", border=True):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.support.streamlit_server import StreamlitServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,12 +49,33 @@ def browser():
         b.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so `page` can tell whether its test failed."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, request):
+    """A fresh browser tab. When its test fails, the tab's screenshot and text are saved under
+    test-artifacts/ and the text is printed, so a CI log says what the page showed instead."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
     pg.set_default_timeout(30_000)
     yield pg
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed and not pg.is_closed():
+        try:
+            ARTIFACTS.mkdir(exist_ok=True)
+            name = f"failed-{request.node.name}"[:120]
+            pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+            text = pg.locator("body").inner_text(timeout=5_000)
+            (ARTIFACTS / f"{name}.txt").write_text(text)
+            print(f"\n--- page text when {request.node.name} failed (test-artifacts/{name}.png) ---\n{text[:3000]}")
+        except Exception as exc:   # a dead page must not hide the test's own failure
+            print(f"could not save the failed page: {exc}")
     ctx.close()
 
 

@@ -6,7 +6,10 @@ from typing import Callable
 import streamlit as st
 
 from core.background import TaskRecord, cancel_task, latest_task
+from core.errors import ShoalError
 from core.store import Store
+from ui.common import reviewer_name
+from ui.text import plain
 
 INTERRUPTED = "Interrupted: the process running it stopped. Start it again to continue."
 
@@ -16,13 +19,13 @@ def _default_result(rec: TaskRecord, fmt: Callable[[str], str]) -> None:
 
 
 def task_panel(store: Store, kind: str, key: str, progress_text: Callable[[TaskRecord], str], *,
-               cancel_label: str = "Cancel", fmt: Callable[[str], str] = str,
+               cancel_label: str = "Cancel", fmt: Callable[[str], str] = plain,
                on_finish: Callable[[TaskRecord], None] | None = None,
                show_result: Callable[[TaskRecord, Callable[[str], str]], None] = _default_result,
                rerun_on: Callable[[TaskRecord], object] | None = None) -> None:
     """Progress of the newest `kind` task: a bar and a cancel button while it runs (refreshed every
     second), then, once, a rerun of the whole page (after `on_finish`), then its outcome.
-    `fmt` prepares text for Markdown widgets (ui.text.plain when it holds user data).
+    `fmt` prepares text for Markdown widgets (default ui.text.plain: task messages hold paths and names).
     `rerun_on(record)` (say, its stage) reruns the whole page whenever its value changes while the task
     runs, for work whose intermediate results the page shows (a first map before the full one)."""
     rec = latest_task(store, kind)
@@ -41,7 +44,10 @@ def task_panel(store: Store, kind: str, key: str, progress_text: Callable[[TaskR
                     st.rerun()
             st.progress(rec.fraction, text=fmt(progress_text(rec)))
             if st.button(cancel_label, key=f"{key}.cancel"):
-                cancel_task(store, rec.id)
+                try:
+                    cancel_task(store, rec.id, actor=reviewer_name())
+                except ShoalError as exc:      # the role does not allow it (said, and audited, by core)
+                    st.warning(str(exc), icon=":material/lock:")
             return
         if st.session_state.get(f"{key}.shown_task") != rec.id:
             st.session_state[f"{key}.shown_task"] = rec.id

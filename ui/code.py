@@ -5,6 +5,8 @@ import json
 
 import streamlit as st
 
+from ui.text import plain
+
 # corpus / model language names that the highlighter knows under another name
 HIGHLIGHTER = {"c++": "cpp", "c#": "csharp", "shell": "bash", "sh": "bash", "js": "javascript", "ts": "typescript"}
 
@@ -19,7 +21,7 @@ def code_lang(lang: str | None, default: str | None = None) -> str | None:
 
 def show_field(name: str, value, lang: str | None) -> None:
     """A generated field under its name: highlighted code when `lang` is given, else plain text."""
-    st.markdown(f"**{name}**")
+    st.markdown(f"**{plain(name)}**")
     text = value if isinstance(value, str) else json.dumps(value, indent=2)
     if lang:
         st.code(text, language=lang, wrap_lines=True)

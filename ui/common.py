@@ -96,20 +96,31 @@ def current_role() -> str | None:
 
 
 def reviewer_name() -> str:
-    """Who signs a decision: the signed-in user, else the name typed in the sidebar (local use)."""
+    """Who acts and signs: the signed-in user (core checks their role), else the name typed in the
+    sidebar (local use: this machine's own user, core.team.Local, allowed everything)."""
     if sign_in_enabled():
         return current_identity() or ""
-    return st.session_state.get("reviewer") or os.environ.get("USER") or "reviewer"
+    return team.Local(st.session_state.get("reviewer") or os.environ.get("USER") or "reviewer")
 
 
 def can(action: str) -> bool:
     return team.allowed(current_role(), action)
 
 
-def require_page(action: str) -> None:
-    """Stop the page with a clear message unless the user's role allows `action`."""
+def lock_note(action: str) -> str | None:
+    """Why the user's role may not do `action` (to show by a disabled control), None when it may."""
     try:
         team.require(current_role(), action)
+    except team.NotAllowed as exc:
+        return str(exc)
+    return None
+
+
+def require_page(action: str) -> None:
+    """Stop the page with a clear message unless the user's role allows `action` (the refusal is
+    audited by core.team.authorize, like the refusal of the action itself)."""
+    try:
+        team.authorize(get_store(), reviewer_name(), action, target="page", role=current_role(), audit_allowed=False)
     except team.NotAllowed as exc:
         st.warning(str(exc), icon=":material/lock:")
         st.stop()

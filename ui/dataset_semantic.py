@@ -43,7 +43,7 @@ def _effect(p: dict, what: str) -> str:
 
 def _start(store, benchmarks: str, dup: float | None, leak: float | None) -> None:
     try:
-        sem.start_semantic_checks(store, benchmarks, dup, leak)
+        sem.start_semantic_checks(store, benchmarks, dup, leak, actor=reviewer_name())
     except ShoalError as exc:
         st.error(page_text(exc))
     else:
@@ -170,7 +170,7 @@ def _leaks(store, titles: dict) -> None:
             left, right = st.columns(2)
             left.caption("The example")
             left.code(r["example_text"], language=None, wrap_lines=True)
-            right.caption(f"{r['benchmark']} {r['item']}")
+            right.caption(plain(f"{r['benchmark']} {r['item']}"))
             right.code(r["benchmark_text"], language=None, wrap_lines=True)
         pick = st.multiselect("Examples", [r["generation_id"] for r in leaks], key="ds_sem_leak_pick",
                               format_func=lambda g: f"#{g} {titles.get(g, '')}")

@@ -5,24 +5,25 @@ panel (ui.models_panel) decides the profiles the next Start uses.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import streamlit as st
 
 from core import jobs as J
-from core.config import Profile, load_profiles, with_model_names
+from core.config import DEFAULT_CONCURRENCY, Profile, load_profiles
 from core.errors import ShoalError
 from core.generate import PoolConfig
-from core.local_llm import RECOMMENDED_CONCURRENCY
 from core.llm.presets import batch_support
 from core.model_prices import batch_share
-from core.pipeline import jobs_on_endpoint, start_after
+from core.jobs.start import JobRequest, JobSettings, job_settings, start_job
+from core.pipeline import jobs_on_endpoint
 from core.snippets import count_snippets, first_snippet_ids, selection_names, selection_snippet_ids
 from core.store import Store
 from core.tasks import DEFAULT_MIX, TASKS, get_task
 from ui.common import reviewer_name
 from ui.models_panel import (allow_presets, chosen_presets, chosen_profiles, form_defaults, models_panel,
-                             reconcile_presets, started_profiles, uses_local_model)
+                             reconcile_presets, uses_local_model)
 from ui.persist import Form
 from ui.text import plain
 
@@ -74,7 +75,7 @@ def run_form(store: Store) -> RunForm:
         **{f"gen.mix.{t}": float(share) for t, share in DEFAULT_MIX.items()},
         "gen.targets": ["java", "go"], "gen.seeds_only": False,
         **form_defaults(base),
-        "gen.concurrency": 8, "gen.max_calls": 0, "gen.max_cost": 0.0,
+        "gen.concurrency": DEFAULT_CONCURRENCY, "gen.max_calls": 0, "gen.max_cost": 0.0,
         "gen.pool_good": 2, "gen.pool_bad": 1, "gen.pool_seed": 0, "gen.pool_refresh": 50,
         "gen.when_busy": QUEUE, "gen.batch": False,
     })
@@ -122,12 +123,13 @@ def _snippets_and_tasks(rf: RunForm) -> tuple:
     return source, selection, task, mix, int(limit), targets
 
 
-def limits_expander(local: bool) -> None:
+def limits_expander(local: bool, settings: JobSettings) -> None:
     with st.expander("Concurrency, budget and few-shot pools", expanded=False):
         b1, b2, b3 = st.columns(3)
         b1.number_input("Concurrency (items in flight)", 1, 256, key="gen.concurrency", disabled=local,
                         help=(f"The embedded model answers one request at a time: its jobs run at concurrency "
-                              f"{RECOMMENDED_CONCURRENCY}." if local else None))
+                              f"{settings.concurrency}."
+                              if local else f"Default {DEFAULT_CONCURRENCY}, as `shoal generate`."))
         b2.number_input("Max calls (0 = no cap)", 0, 10_000_000, key="gen.max_calls")
         b3.number_input("Max cost USD (0 = no cap)", 0.0, 100_000.0, key="gen.max_cost")
         p1, p2, p3, p4 = st.columns(4)
@@ -172,30 +174,39 @@ def _estimate(store: Store, c: Choice) -> J.JobPlan | None:
     return plan
 
 
-def start_job(store: Store, c: Choice) -> None:
-    """Create the job for what the form shows; run it now, or queue it behind a job on the same server."""
+def job_request(c: Choice) -> JobRequest:
+    """What the form asks for, as core.jobs.start takes it (the CLI builds the same from its options)."""
     v = st.session_state
-    profiles = with_model_names(started_profiles(c.profiles))
-    concurrency = RECOMMENDED_CONCURRENCY if c.local else int(v["gen.concurrency"])
-    busy = jobs_on_endpoint(store, profiles)
-    job_id = J.create_job(store, c.snippet_ids, profiles=profiles, task=c.task, mix=c.mix, target_languages=c.targets,
-                          concurrency=concurrency, max_calls=int(v["gen.max_calls"]) or None,
-                          max_cost=float(v["gen.max_cost"]) or None, seeds_only=bool(v["gen.seeds_only"]),
-                          pool=PoolConfig(good=int(v["gen.pool_good"]), bad=int(v["gen.pool_bad"]),
-                                          seed=int(v["gen.pool_seed"]), refresh_every=int(v["gen.pool_refresh"])),
-                          name=f"{c.source}{(': ' + c.selection) if c.selection else ''}", source=f"page:{c.source}",
-                          batch=c.batch)
-    if busy and v["gen.when_busy"] == QUEUE:
-        start_after(store, job_id, busy)
-        v["gen.flash"] = f"Job {job_id} queued: it starts when job " + ", ".join(f"#{j}" for j in busy) + " ends."
+    return JobRequest(c.snippet_ids, task=c.task, mix=c.mix, targets=c.targets, concurrency=int(v["gen.concurrency"]),
+                      max_calls=int(v["gen.max_calls"]) or None, max_cost=float(v["gen.max_cost"]) or None,
+                      seeds_only=bool(v["gen.seeds_only"]), batch=c.batch,
+                      pool=PoolConfig(good=int(v["gen.pool_good"]), bad=int(v["gen.pool_bad"]),
+                                      seed=int(v["gen.pool_seed"]), refresh_every=int(v["gen.pool_refresh"])),
+                      name=f"{c.source}{(': ' + c.selection) if c.selection else ''}", source=f"page:{c.source}")
+
+
+def start_from_page(store: Store, c: Choice) -> None:
+    """Start (or queue) the job the form shows, through the function `shoal generate` uses."""
+    v = st.session_state
+    with st.spinner("Starting the embedded local model (first start can take a minute)…") if c.local else nullcontext():
+        started = start_job(store, job_request(c), c.profiles, allow_parallel=v.get("gen.when_busy") == PARALLEL,
+                            actor=reviewer_name())
+    job_id = started.job_id
+    if started.queued:
+        v["gen.flash"] = (f"Job {job_id} queued: it starts when job " + ", ".join(f"#{j}" for j in started.queued_after)
+                          + " ends.")
     else:
-        J.start_worker(store, job_id)
         v["gen.flash"] = f"Job {job_id} started" + (" in batch mode." if c.batch else ".")
     v["gen.show_job"] = job_id        # applied before the panel's picker is drawn (next run)
     v["gen.scroll_to_panel"] = True
 
 
-def _start_button(store: Store, c: Choice, plan: J.JobPlan | None) -> None:
+def settings_line(settings: JobSettings) -> None:
+    """Before a job starts: which model each role uses and the concurrency it will run at."""
+    st.caption("The job will use: " + settings.describe())
+
+
+def _start_button(store: Store, c: Choice, plan: J.JobPlan | None, settings: JobSettings) -> None:
     busy_now = jobs_on_endpoint(store, c.profiles)
     if busy_now:
         st.warning("Job " + ", ".join(f"#{j}" for j in busy_now) + " is running on this server. A second job "
@@ -205,10 +216,12 @@ def _start_button(store: Store, c: Choice, plan: J.JobPlan | None) -> None:
             + (" in batch mode" if c.batch else "")) if plan else ""
     if c.problem:
         st.warning(f"Models: {c.problem}")
+    else:
+        settings_line(settings)
     if st.button("Start job", type="primary", disabled=plan is None or bool(c.problem), key="gen.start",
                  help=f"Starts {what}." if what else None):
         try:
-            start_job(store, c)
+            start_from_page(store, c)
         except ShoalError as exc:
             st.error(plain(exc))
         else:
@@ -231,11 +244,12 @@ def run_tab(rf: RunForm) -> Choice:
         st.info("No snippets yet: add a corpus (or the built-in demo) on the Corpus page first.")
     source, selection, task, mix, limit, targets = _snippets_and_tasks(rf)
     models_panel(store, rf.base, local)
-    limits_expander(local)
+    settings = job_settings(profiles, int(st.session_state.get("gen.concurrency") or DEFAULT_CONCURRENCY))
+    limits_expander(local, settings)
     batch = _batch_choice(profiles)
     rf.form.save()
     c = Choice(_snippet_ids(store, source, selection, limit) if n_snippets else [], task, mix, targets, source,
                selection, profiles, local, batch, problem)
     plan = _estimate(store, c) if c.snippet_ids else None
-    _start_button(store, c, plan)
+    _start_button(store, c, plan, settings)
     return c

@@ -13,6 +13,11 @@ from core.pipeline import queued_jobs, running_job_ids
 from core.store import Store
 from ui.generate_progress import batch_section, pacing_section
 from ui.scroll import anchor, scroll_to
+from ui.text import plain
+
+
+POLL_S = 1.0            # progress and counts, while a job runs or waits
+DETAILS_POLL_S = 5.0    # pacing, provider batches and (when asked for) the newest examples
 
 
 def jobs_live(store: Store) -> bool:
@@ -64,14 +69,14 @@ def _job_controls(store: Store, job_id: int, s: dict, alive: bool) -> None:
 def _latest_examples(store: Store, job_id: int, s: dict) -> None:
     st.subheader("Latest examples")
     for row in J.latest_examples(store, job_id, limit=8):
-        with st.expander(f"#{row['id']} · {row['task']} · {_verdict(row)}"):
+        with st.expander(f"#{row['id']} · {plain(row['task'])} · {plain(_verdict(row))}"):
             fields = json.loads(row["fields"]) if row["fields"] else None
             if fields is None:
                 st.text("Raw reply (did not parse):")
-                st.code(row["raw_text"] or "", language=None)
+                st.code(row["raw_text"] or "", language=None, wrap_lines=True)
             else:
                 for key, value in fields.items():
-                    st.caption(key)
+                    st.caption(plain(key))
                     st.code(str(value), language=None, wrap_lines=True)
             if row["rules"]:
                 st.dataframe(pd.DataFrame(json.loads(row["rules"])), hide_index=True, width="stretch")
@@ -84,6 +89,17 @@ def _latest_examples(store: Store, job_id: int, s: dict) -> None:
         if s["prefilter_reasons"]:
             st.caption("Stopped by the pre-filter (no judge call), by reason")
             st.dataframe(pd.DataFrame(s["prefilter_reasons"]), hide_index=True, width="stretch")
+
+
+def _examples_section(store: Store, job_id: int, s: dict, alive: bool) -> None:
+    """The newest examples and the failures. While the job runs here they are drawn only when asked for:
+    this panel runs once a second in the process the job runs in, and drawing eight examples (code, rule
+    tables) each time took CPU the job's own thread needed (a collapsed expander's content is drawn too)."""
+    if alive and not st.toggle("Show the newest examples while it runs", key="gen.live_examples",
+                               help=f"They refresh every {DETAILS_POLL_S:g} s while the job runs; off, the job runs faster."):
+        return
+    with st.expander("Latest examples and failures", expanded=True):
+        _latest_examples(store, job_id, s)
 
 
 def _panel_job(store: Store, jobs: list[dict]) -> int:
@@ -99,11 +115,9 @@ def _panel_job(store: Store, jobs: list[dict]) -> int:
     return st.selectbox("Job", ids, key="gen.panel_job", format_func=lambda i: names[i])
 
 
-def job_panel(store: Store, live: bool) -> None:
-    jobs = J.list_jobs(store, limit=50)
-    if not jobs:
-        return
-    job_id = _panel_job(store, jobs)
+def _progress(store: Store, job_id: int, live: bool) -> None:
+    """Progress and counts: what changes every second while the job runs (a small fragment, so that each
+    refresh costs the job's process and the browser little)."""
     s = J.job_summary(store, job_id)
     items = s["items"]
     done = items["succeeded"] + items["failed"] + items["skipped"]
@@ -111,28 +125,47 @@ def job_panel(store: Store, live: bool) -> None:
     st.progress(done / max(1, s["n_items"]),
                 text=f"Job #{job_id} · {_job_status(store, job_id, s, alive)} · {done}/{s['n_items']} items")
     k = st.columns(6)
-    k[0].metric("Succeeded", items["succeeded"])
+    # "Generated", not "Succeeded": an item the generator answered is not yet a good example (the judge says)
+    k[0].metric("Generated", items["succeeded"], help="Items the generator answered with a readable example. "
+                "Whether an example is good is the judge's verdict (Judge passed).")
     k[1].metric("Failed", items["failed"])
     k[2].metric("Pending", items["pending"] + items["running"])
-    k[3].metric("Judge passed", s["judge_passed"])
+    k[3].metric("Judge passed", f"{s['judge_passed']} of {items['succeeded']}" if items["succeeded"] else s["judge_passed"],
+                help="Examples the judge passed, of those generated.")
     k[4].metric("Pre-filter stopped", s["prefilter_rejected"])
     k[5].metric("LLM requests", s["usage"].get("calls", 0))
     st.caption(f"Spent ${s['usage'].get('cost_usd', 0):.4f} (at the models' prices)"
                + (f" · stopped: {s['stop_reason']}" if s.get("stop_reason") else ""))
-    _job_controls(store, job_id, s, alive)
-    batch_section(store, job_id)
-    pacing_section(store, job_id)
-    with st.expander("Latest examples and failures", expanded=not alive):
-        _latest_examples(store, job_id, s)
     if live and not jobs_live(store):
         st.rerun()   # everything finished: one full run refreshes the page and stops the polling
 
 
+def _details(store: Store, job_id: int) -> None:
+    """Pacing, provider batches and the newest examples: refreshed every few seconds while the job runs."""
+    s = J.job_summary(store, job_id)
+    batch_section(store, job_id)
+    pacing_section(store, job_id)
+    _examples_section(store, job_id, s, J.worker_alive(store, job_id))
+
+
+def job_panel(store: Store, live: bool) -> None:
+    """The job picker and controls (drawn by full runs: starting, pausing or the end of a job makes one),
+    with the progress polled every POLL_S and the details every DETAILS_POLL_S while a job runs or waits.
+    The job runs in this process: a heavier or more frequent refresh slowed it (issue 20, bench_app_vs_cli)."""
+    jobs = J.list_jobs(store, limit=50)
+    if not jobs:
+        return
+    job_id = _panel_job(store, jobs)
+    st.fragment(run_every=POLL_S if live else None)(_progress)(store, job_id, live)
+    _job_controls(store, job_id, J.job_summary(store, job_id), J.worker_alive(store, job_id))
+    st.fragment(run_every=DETAILS_POLL_S if live else None)(_details)(store, job_id)
+
+
 def show_job_panel(store: Store) -> None:
-    """The panel at the top of the Run tab, polling once a second while a job runs or waits."""
+    """The panel at the top of the Run tab, polling while a job runs or waits."""
     live = jobs_live(store)
     anchor("gen-job-panel")
-    st.fragment(run_every=1.0 if live else None)(job_panel)(store, live)
+    job_panel(store, live)
     if st.session_state.pop("gen.scroll_to_panel", False):
         scroll_to("gen-job-panel", nonce=str(st.session_state.get("gen.panel_job")))
     st.divider()

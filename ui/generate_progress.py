@@ -50,7 +50,8 @@ def pacing_section(store: Store, job_id: int) -> None:
 
 
 def batch_section(store: Store, job_id: int) -> None:
-    """A batch-mode job's provider batches: ids, status, request counts, cost at the batch price."""
+    """A batch-mode job's provider batches (ids, status, request counts, cost at the batch price) and
+    its rounds (lines sent, what and why, how they came back)."""
     b = J.batch_status(store, job_id)
     if not b["batch"]:
         return
@@ -65,3 +66,12 @@ def batch_section(store: Store, job_id: int) -> None:
             "requests": r["request_total"] or r["n_lines"], "cost $": round(float(r["cost_usd"] or 0), 6)}
             for r in b["batches"]])
         st.dataframe(frame, hide_index=True, width="stretch")
+    if b.get("round_lines"):
+        st.caption("Each round: the lines it sent, what (each item's step) and why, and how they came back")
+        st.dataframe(pd.DataFrame([{"round": r["round"], "lines": r["lines"], "sent": _tally(r["sent"]),
+                                    "why": _tally(r["why"]), "came back": _tally(r["outcome"])}
+                                   for r in b["round_lines"]]), hide_index=True, width="stretch")
+
+
+def _tally(counts: dict) -> str:
+    return ", ".join(f"{k} ×{n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -10,6 +10,7 @@ from core.generate import (PoolConfig, PoolSnapshot, Pools, build_generator_mess
 from core.snippets import get_snippet, preview_snippet_ids
 from core.store import Store
 from core.tasks import TASKS, get_task
+from ui.common import reviewer_name
 from ui.text import plain
 
 
@@ -31,7 +32,7 @@ def prompt_editor(store: Store, ptask: str, pv) -> dict:
     if st.button("Save as new version", key=f"{kp}.save", disabled=edited == c,
                  help="Enabled once the text differs from the version shown."):
         try:
-            saved = save_prompt_version(store, ptask, edited, note=note or None)
+            saved = save_prompt_version(store, ptask, edited, note=note or None, actor=reviewer_name())
         except ShoalError as exc:
             st.error(plain(exc))
         else:
@@ -63,7 +64,7 @@ def prompt_preview(store: Store, ptask: str, edited: dict, snippet_ids: list[str
             st.caption(m["role"])
             st.code(m["content"], language=None, wrap_lines=True)
     except Exception as exc:   # a template being edited may not render yet
-        st.warning(f"The template does not render: {exc}")
+        st.warning(f"The template does not render: {plain(exc)}")
 
 
 def prompts_tab(store: Store, snippet_ids: list[str], targets: list[str]) -> None:

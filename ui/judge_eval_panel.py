@@ -13,6 +13,7 @@ import streamlit as st
 
 from core import judge_eval as je
 from core.background import TaskRecord, is_running
+from core.config import DEFAULT_CONCURRENCY
 from core.errors import ShoalError
 from ui.background import task_panel
 from ui.common import reviewer_name
@@ -30,10 +31,10 @@ def _progress(rec: TaskRecord) -> str:
     return f"{rec.stage or ''} {rec.message} {rec.done}/{rec.total or '?'}"
 
 
-def _default_model() -> str:
-    from core.config import load_profiles
+def _default_model(store) -> str:
+    """The judge model the newest job used (the Generate page's choice), else the environment's."""
     try:
-        return load_profiles(start_local=False)["judge"].model or ""
+        return je.judge_profile(None, start_local=False, store=store).model or ""
     except ShoalError:
         return ""
 
@@ -54,14 +55,14 @@ def _form(store, gold_n: int, tasks: list[str]) -> None:
                                     format_func=lambda v: _version_label(v, choices),
                                     help="A version's judge is its rules, judge template and judge system prompt "
                                          "(edited on the Generate page, Prompts tab).")
-        model = c[1].text_input("Judge model", _default_model(), key="ds_judge_model",
+        model = c[1].text_input("Judge model", _default_model(store), key="ds_judge_model",
                                 help="The judge endpoint of the Generate page's settings, with this model name.")
         c = st.columns(4)
         use_tasks = c[0].multiselect("Tasks", tasks, default=tasks, key="ds_judge_tasks")
         sample = c[1].number_input("Sample (0 = whole gold set)", 0, max(gold_n, 1), 0, key="ds_judge_sample",
                                    help="Evaluate a seeded random sample of the gold set drawn for the purpose.")
         seed = c[2].number_input("Seed", 0, 10_000, 0, key="ds_judge_seed")
-        concurrency = c[3].number_input("Parallel requests", 1, 64, 8, key="ds_judge_concurrency")
+        concurrency = c[3].number_input("Parallel requests", 1, 64, DEFAULT_CONCURRENCY, key="ds_judge_concurrency")
         st.caption("Every call goes through the cached, rate-limited client: evaluating the same version and model "
                    "again costs nothing. It runs in the background; you can leave the page.")
         submitted = st.form_submit_button("Evaluate judge", type="primary", disabled=running or not gold_n)
@@ -69,7 +70,7 @@ def _form(store, gold_n: int, tasks: list[str]) -> None:
         try:
             je.start_judge_eval(store, [None if v == CURRENT else int(v) for v in versions] or [None],
                                 model.strip() or None, tasks=use_tasks or None, sample=int(sample) or None,
-                                seed=int(seed), concurrency=int(concurrency))
+                                seed=int(seed), concurrency=int(concurrency), actor=reviewer_name())
         except ShoalError as exc:
             st.error(page_text(exc))
         else:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.lasso import PointIndex
+from core.paths import cache_dir, private_dir
 from ui.palettes import CLUSTER_PALETTE, NOISE, NOT_SELECTED, REVIEW_STATUS, SELECTED
 from ui.text import short
 
@@ -32,13 +33,16 @@ _component = None
 
 def _asset_dir() -> Path:
     """The component's files: our index.html plus the plotly.js that ships with plotly (copied,
-    since Streamlit serves component files only from inside the component's folder)."""
+    since Streamlit serves component files only from inside the component's folder), in a folder of
+    this user's cache that only this user can write: a shared temp folder could be planted by
+    another local user, whose page would then run with the app's origin."""
     import plotly
     page = (COMPONENT_DIR / "index.html").read_bytes()
     digest = hashlib.sha256(page + plotly.__version__.encode()).hexdigest()[:12]
-    out = Path(tempfile.gettempdir()) / f"shoal-map-component-{digest}"
+    root = private_dir(cache_dir() / "map-component")
+    out = root / digest
     if not (out / "plotly.min.js").exists():
-        tmp = Path(tempfile.mkdtemp(prefix="shoal-map-component-"))
+        tmp = Path(tempfile.mkdtemp(prefix="tmp-", dir=root))
         (tmp / "index.html").write_bytes(page)
         shutil.copyfile(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", tmp / "plotly.min.js")
         try:
@@ -74,7 +78,7 @@ def colour_groups(pts: pd.DataFrame, colour_by: str, chosen_mask: np.ndarray, cl
     if colour_by == "cluster":
         codes = pts["cluster"].astype(int).to_numpy()
         keys = sorted(set(codes.tolist()), key=lambda c: (c == -1, c))
-        groups = [{"name": short(f"{c}: {cluster_label.get(c, '')}", 34), "cluster": int(c),
+        groups = [{"name": html.escape(short(f"{c}: {cluster_label.get(c, '')}", 34)), "cluster": int(c),
                    "colour": NOISE if c == -1 else CLUSTER_PALETTE[c % len(CLUSTER_PALETTE)]} for c in keys]
         arr = np.array(keys)
         perm = np.argsort(arr)
@@ -92,7 +96,9 @@ def colour_groups(pts: pd.DataFrame, colour_by: str, chosen_mask: np.ndarray, cl
     values = pts[colour_by].fillna("?").astype(str)
     keys = sorted(values.unique())
     lookup = {s: i for i, s in enumerate(keys)}
-    return values.map(lookup).to_numpy(), [{"name": short(s, 34), "colour": CLUSTER_PALETTE[i % len(CLUSTER_PALETTE)],
+    # legend names are plotly's pseudo-HTML: sources and languages are data, shown as text
+    return values.map(lookup).to_numpy(), [{"name": html.escape(short(s, 34)),
+                                            "colour": CLUSTER_PALETTE[i % len(CLUSTER_PALETTE)],
                                             "cluster": None} for i, s in enumerate(keys)]
 
 
@@ -176,7 +182,7 @@ def drawing(pts: pd.DataFrame, codes: np.ndarray, groups: list[dict], *, data_ke
     hover_drawn = [hover[i] for i in order] if hover is not None and len(hover) == n else None
     args = {"xy": xy.tobytes(), "groups": draw_groups, "labels": labels, "size": size, "height": height,
             "dragmode": dragmode, "data_key": data_key, "highlight": highlight.tobytes(),
-            "overlay_key": hashlib.sha1(highlight.tobytes()).hexdigest()[:12], "highlight_name": highlight_name,
+            "overlay_key": hashlib.sha1(highlight.tobytes()).hexdigest()[:12], "highlight_name": html.escape(highlight_name),
             "hover": hover_drawn, "n_total": n, "extent": list(extent), "overview": overview,
             "track_view": n > DRAW_ALL_UP_TO, "ui_key": ui_key or data_key}
     return MapDrawing(order, args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import duckdb
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -12,10 +13,13 @@ import streamlit as st
 from core.coverage_spread import coverage_spread, gain_verdict
 from core.errors import ShoalError
 from core.maps import snippet_preview
-from core.select import compare_coverage
+from core.select import METHODS, compare_coverage, list_selections, select
 from core.snippets import get_snippet
 from core.store import Store
 from ui.code import code_lang
+from ui.common import reviewer_name
+from ui.persist import forget, keep
+from ui.text import page_text, plain
 from core.lasso import PointIndex
 from ui.map_chart import (DRAW_ALL_UP_TO, HOVER_CODE_UP_TO, OVERVIEW_SAMPLE, MapDrawing, cluster_label_positions, colour_groups,
                           density_image, drawing, drawn_rows, hover_texts)
@@ -119,11 +123,11 @@ def snippet_panel(store: Store, pts: pd.DataFrame, map_id: int, cluster_label: d
         return
     row = pts.loc[pts["snippet_id"] == shown]
     cluster = int(row["cluster"].iloc[0]) if len(row) else None
-    st.markdown(f"**{snip['func_name'] or '(no name)'}** · {snip.get('kind') or ''} · cluster {cluster}: "
-                f"*{cluster_label.get(cluster, '')}*")
-    st.caption(f"{snip['language']} · {snip['path'] or snip['source']}"
-               + (f":{snip['start_line']}" if snip["start_line"] else ""))
-    st.code(snip["code"], language=code_lang(snip["language"], "text"), line_numbers=True)
+    st.markdown(f"**{plain(snip['func_name'] or '(no name)')}** · {plain(snip.get('kind') or '')} · cluster "
+                f"{cluster}: *{plain(cluster_label.get(cluster, ''))}*")
+    st.caption(plain(f"{snip['language']} · {snip['path'] or snip['source']}"
+                     + (f":{snip['start_line']}" if snip["start_line"] else "")))
+    st.code(snip["code"], language=code_lang(snip["language"], "text"), line_numbers=True, wrap_lines=True)
 
 
 # --------------------------------------------------------------------------- coverage
@@ -154,7 +158,7 @@ def spread_table(spread: dict) -> pd.DataFrame:
 
 
 def coverage_section(store: Store, selection_id: int, label: str, sel: pd.Series) -> None:
-    st.markdown(f"**Coverage of {label}** — distance from each candidate to its nearest selected snippet "
+    st.markdown(f"**Coverage of {plain(label)}** — distance from each candidate to its nearest selected snippet "
                 "(lower = no region left far from a chosen example):")
     table = compare_coverage(store, selection_id)
     st.table(table.rename(columns={"coverage_mean": "mean distance", "coverage_max": "max distance"})
@@ -169,7 +173,7 @@ def coverage_section(store: Store, selection_id: int, label: str, sel: pd.Series
             try:
                 spread = measure_spread(store, selection_id, sel["map_id"], params.get("clusters"), None)
             except ShoalError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
     if spread is not None:
         st.markdown(f"**Spread over {spread['draws']} random draws** of the same budget "
                     f"({spread['budget']:,} of {spread['candidates']:,}): mean (min–max)")
@@ -178,3 +182,84 @@ def coverage_section(store: Store, selection_id: int, label: str, sel: pd.Series
     st.caption("k-center greedy minimises the **max** distance: no snippet is left far from every pick. It "
                "reaches into sparse corners, so its mean distance can be a little higher than a random pick's, "
                "which follows the dense regions.")
+
+
+# --------------------------------------------------------------------------- the selection form
+
+def free_name(store: Store) -> str:
+    """The form's default name: "selection N", the first N no selection has taken."""
+    taken = set(list_selections(store)["name"])
+    n = len(taken) + 1
+    while f"selection {n}" in taken:
+        n += 1
+    return f"selection {n}"
+
+
+def keep_map_widgets(store: Store, n_points: int, cluster_ids: list[int], kinds_all: list[str],
+                     kinds_default: list[str], selection_names: list[str]) -> None:
+    """The map's colouring and the selection form keep their values across other pages (ui.persist.keep),
+    within what this map offers; after a saved selection the name starts afresh."""
+    ss = st.session_state
+    if ss.pop("map.fresh_name", False):
+        forget("map.sel_name")
+    keep({"map.colour": "cluster", "map.kinds": kinds_default, "map.clusters": [],
+          "map.budget": max(1, min(200, n_points)), "map.method": METHODS[0],
+          "map.sel_name": lambda: free_name(store), "map.extend": "(none)"})
+    fixed = {"map.kinds": [k for k in ss["map.kinds"] if k in kinds_all],
+             "map.clusters": [c for c in ss["map.clusters"] if c in set(cluster_ids)],
+             "map.budget": min(max(1, int(ss["map.budget"])), max(1, n_points)),
+             "map.method": ss["map.method"] if ss["map.method"] in METHODS else METHODS[0],
+             "map.extend": ss["map.extend"] if ss["map.extend"] in selection_names else "(none)"}
+    for key, value in fixed.items():
+        if ss[key] != value:      # written only when it changed (a write marks the value as set by the page)
+            ss[key] = value
+
+
+def _select(store: Store, name: str, **kw):
+    """core.select.select, with a name already taken said once and plainly (also when another tab or a
+    second click saved it a moment ago: DuckDB's unique key then refuses the insert)."""
+    taken = f"A selection named “{name.strip()}” already exists. Pick another name."
+    if name.strip() in set(list_selections(store)["name"]):
+        raise ShoalError(taken)
+    try:
+        return select(store, name=name, **kw)
+    except duckdb.ConstraintException:
+        raise ShoalError(taken) from None
+
+
+def select_submitted(store: Store, map_id: int, pts: pd.DataFrame, kinds: list[str], kinds_all: list[str],
+                     area_ids: list[str] | None, clusters: list[int], budget: int, method: str, name: str,
+                     extend: str | None) -> None:
+    """The Select button: pick, save, measure the random draws, then show the map with it highlighted.
+    Only this submit's outcome is shown: an error never sits beside an earlier "Saved selection"."""
+    ss = st.session_state
+    ss.pop("map.last_result", None)
+    pool = pts["snippet_id"][pts["kind"].isin(kinds)] if kinds else pts["snippet_id"]
+    ids = pool.tolist() if (kinds and len(kinds) < len(kinds_all)) or area_ids is not None else None
+    if area_ids is not None:
+        ids = sorted(set(area_ids) & set(ids if ids is not None else area_ids))
+    try:
+        if ids is not None and not ids:
+            raise ShoalError("No snippet of the chosen kinds lies in the selected area.")
+        with st.spinner("Selecting…"):
+            res = _select(store, name, budget=budget, method=method, map_id=map_id, clusters=clusters or None,
+                          ids=ids, extend=extend, actor=reviewer_name())
+            # noted before any other Streamlit call: a rerun that interrupts the page from here on
+            # still finds the selection saved and said so
+            ss.update({"map.highlight": res.id, "map.fresh_name": True, "map.last_result": (
+                f"Saved selection **{plain(res.name)}**: {res.n_items} snippets from {res.n_candidates:,} "
+                f"candidates ({res.seconds:.2f} s).")})
+    except ShoalError as exc:
+        st.error(plain(page_text(exc)))
+        return
+    try:
+        with st.spinner("Measuring random draws…"):
+            measure_spread(store, res.id, map_id, clusters or None, ids)
+    except ShoalError:
+        pass                      # saved all the same; the coverage section offers to measure them
+    st.rerun()
+
+
+def show_select_outcome() -> None:
+    if st.session_state.get("map.last_result"):
+        st.success(st.session_state["map.last_result"])

@@ -17,11 +17,12 @@ import streamlit as st
 from core.config import (Profile, hold_session_key, key_source, local_profile, secrets_file_for_writing,
                          session_key_name, write_secret)
 from core.errors import ShoalError
-from core.llm.presets import (LOCAL_DEMO_NOTE, PRESETS, endpoint_summary, key_env_for, list_models, preset_of,
-                              profile_for_choice)
+from core.llm.presets import (LOCAL_DEMO_NOTE, PRESETS, SAME, SAME_NOTE, default_preset, endpoint_summary,
+                              key_env_for, list_models, preset_label, preset_of, presets_for, profiles_for_choices)
 from core.local_llm import resolve_model
 from core.model_prices import apply_prices, price_of, set_model_price
 from core.store import Store
+from ui.persist import keep
 from ui.text import plain, real_model_help
 
 LOCAL_URL = "(embedded local model)"
@@ -34,7 +35,7 @@ def form_defaults(base_profiles: dict[str, Profile]) -> dict[str, str]:
     """The panel's persisted fields with their defaults, from the environment's profiles."""
     out: dict[str, str] = {}
     for role, prof in base_profiles.items():
-        out[f"gen.{role}.preset"] = preset_of(prof)
+        out[f"gen.{role}.preset"] = default_preset(role, prof)     # the judge follows the generator
         out[f"gen.{role}.base_url_in"] = prof.base_url or LOCAL_URL
         out[f"gen.{role}.model_in"] = prof.model
     return out
@@ -42,7 +43,7 @@ def form_defaults(base_profiles: dict[str, Profile]) -> dict[str, str]:
 
 def allow_presets(form, roles) -> None:
     for role in roles:
-        form.allow(f"gen.{role}.preset", list(PRESETS))
+        form.allow(f"gen.{role}.preset", presets_for(role))
 
 
 def reconcile_presets(roles) -> None:
@@ -51,6 +52,8 @@ def reconcile_presets(roles) -> None:
     v = st.session_state
     for role in roles:
         url = str(v.get(f"gen.{role}.base_url_in", "")).strip()
+        if v.get(f"gen.{role}.preset") == SAME:
+            continue
         if v.get(f"gen.{role}.preset") == "local" and url and not url.startswith("("):
             try:
                 v[f"gen.{role}.preset"] = preset_of(Profile(role=role, base_url=url, model=""))
@@ -75,14 +78,21 @@ def chosen_presets(roles) -> dict[str, str]:
 
 def chosen_profiles(base_profiles: dict[str, Profile]) -> dict[str, Profile]:
     """The profiles as the panel shows them now (the embedded model's without a URL until started)."""
-    out = {}
+    # a typed key is a widget's value: kept while the user is on another page (else it is dropped and
+    # the next job would run without it)
+    keep({f"gen.{role}.api_key": "" for role in base_profiles})
+    return profiles_for_choices(base_profiles, _choices(base_profiles))   # a judge set to SAME follows the generator
+
+
+def _choices(base_profiles: dict[str, Profile]) -> dict[str, tuple]:
+    """Per role, what the panel shows: (preset, base URL, model, session key name)."""
+    v = st.session_state
+    choices = {}
     for role, base in base_profiles.items():
-        v = st.session_state
         url = str(v.get(f"gen.{role}.base_url_in", "")).strip()
-        out[role] = profile_for_choice(base, str(v.get(f"gen.{role}.preset", "custom")),
-                                       "" if url.startswith("(") else url,
-                                       str(v.get(f"gen.{role}.model_in", base.model)), _session_key_name(role))
-    return out
+        choices[role] = (str(v.get(f"gen.{role}.preset", "custom")), "" if url.startswith("(") else url,
+                         str(v.get(f"gen.{role}.model_in", base.model)), _session_key_name(role))
+    return choices
 
 
 def uses_local_model(profiles: dict[str, Profile]) -> bool:
@@ -103,6 +113,8 @@ def started_profiles(profiles: dict[str, Profile]) -> dict[str, Profile]:
 def _apply_preset(role: str) -> None:
     """A preset was picked: fill in its usual URL and model (a custom URL keeps what is typed)."""
     v = st.session_state
+    if v[f"gen.{role}.preset"] == SAME:
+        return
     preset = PRESETS[v[f"gen.{role}.preset"]]
     if preset.key == "local":
         v[f"gen.{role}.base_url_in"], v[f"gen.{role}.model_in"] = LOCAL_URL, resolve_model(None).name
@@ -160,8 +172,11 @@ def models_panel(store: Store, base_profiles: dict[str, Profile], local: bool) -
 def _role_block(store: Store, role: str, base_profiles: dict[str, Profile]) -> None:
     v = st.session_state
     c1, c2, c3 = st.columns([2, 3, 2])
-    c1.selectbox(f"{role} endpoint", list(PRESETS), key=f"gen.{role}.preset", format_func=lambda k: PRESETS[k].label,
+    c1.selectbox(f"{role} endpoint", presets_for(role), key=f"gen.{role}.preset", format_func=preset_label,
                  on_change=_apply_preset, args=(role,))
+    if v[f"gen.{role}.preset"] == SAME:
+        _follows_generator(c2, base_profiles)
+        return
     preset = PRESETS[v[f"gen.{role}.preset"]]
     c2.text_input(f"{role} base URL", key=f"gen.{role}.base_url_in", disabled=preset.key == "local",
                   help="The server's OpenAI-compatible address, usually ending in /v1.")
@@ -188,6 +203,17 @@ def _role_block(store: Store, role: str, base_profiles: dict[str, Profile]) -> N
     if st.button("Test connection", key=f"gen.{role}.test"):
         _run_test(store, role, prof)
     _show_test(role, prof)
+
+
+def _follows_generator(col, base_profiles: dict[str, Profile]) -> None:
+    """The judge set to follow the generator: what it will use (no fields of its own)."""
+    try:
+        judge = profiles_for_choices(base_profiles, _choices(base_profiles))["judge"]
+    except ShoalError as exc:
+        col.caption(plain(exc))
+        return
+    where = "the embedded local model" if judge.source == "local" else judge.base_url
+    col.caption(plain(f"{judge.model or 'the first model the server lists'} at {where}. {SAME_NOTE}"))
 
 
 def _model_list(role: str, prof: Profile) -> None:

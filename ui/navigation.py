@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.common import current_identity, current_role, page_setup, sign_in_enabled, signed_in
+from core import team
+from core.errors import ShoalError
+from ui.common import current_identity, current_role, get_store, page_setup, sign_in_enabled, signed_in
+from ui.persist import carry_over
 
 
 def app_pages() -> list:
@@ -21,6 +24,7 @@ def app_pages() -> list:
         st.Page("pages/4_Review.py", title="Review", icon=":material/rate_review:", url_path="Review"),
         st.Page("pages/5_Dataset.py", title="Dataset", icon=":material/dataset:", url_path="Dataset"),
         st.Page("pages/6_Team.py", title="Team", icon=":material/group:", url_path="Team"),
+        st.Page("pages/7_Evaluate.py", title="Evaluate", icon=":material/fact_check:", url_path="Evaluate"),
     ]
 
 
@@ -49,10 +53,20 @@ def not_a_member_page() -> None:
     st.button("Sign out", key="sign_out_guest", on_click=st.logout, icon=":material/logout:")
 
 
+def no_owner_page() -> None:
+    st.title("🐟 Shoal")
+    st.error(team.NO_OWNER, icon=":material/lock:")
+
+
 def _gate():
-    """The one page a browser may see before it is a signed-in member; None when it may see all."""
+    """The one page a browser may see before it is a signed-in member; None when it may see all.
+    With sign-in configured and no owner named, Shoal does not start at all (only the message)."""
     if not sign_in_enabled():
         return None
+    try:
+        team.require_owner(get_store(), config=team.config_roles())
+    except ShoalError:
+        return st.Page(no_owner_page, title="No owner", icon=":material/lock:", url_path="setup", default=True)
     if not signed_in():
         return st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="signin", default=True)
     if current_role() is None:
@@ -70,5 +84,6 @@ def frame():
         st.set_page_config(page_title=f"{gate.title} · Shoal", page_icon="🐟", layout="centered")
         return page
     page = st.navigation(app_pages())
+    carry_over()            # widget values kept by any page survive this run of another page (ui.persist.keep)
     page_setup(page.title)
     return page

@@ -102,3 +102,67 @@ class Form:
             if self.store.get_ui_state(self.db_key) != now:
                 self.store.set_ui_state(self.db_key, now)
             st.session_state[marker] = now
+
+
+# --------------------------------------------------------------------------- state that outlives another page
+
+def _persist_kwargs() -> dict[str, Any]:
+    import inspect
+    return {"persist_state": "session"} if "persist_state" in inspect.signature(st.selectbox).parameters else {}
+
+
+# Passed to every widget whose value `keep` looks after: Streamlit's own way (1.6x) to keep a keyed
+# widget's value while it is not drawn (another page, a hidden widget, a fragment run between).
+PERSIST: dict[str, Any] = _persist_kwargs()
+_KEPT: set[str] = set()          # every widget key some page keeps (process-wide; keys are the same for everyone)
+
+
+def keep(defaults: dict[str, Any]) -> None:
+    """Widget values that survive a run on another page. Call every run, before the widgets are drawn;
+    draw the widgets with `key=` only (no value of their own) and `**PERSIST`.
+
+    Streamlit drops a widget's Session State entry at the end of any run that does not draw the
+    widget (every run of another page, or of this page while the widget is hidden), so code that
+    reads `st.session_state.<key>` on the way back failed (the Review page's "no attribute
+    rv_clusters") and the filter was lost. With `persist_state="session"` (PERSIST) Streamlit keeps
+    the value itself; a key seen for the first time gets its default here (a callable default is
+    called). On a Streamlit without it, each kept value is assigned to itself on every run (here,
+    and by the frame through `carry_over` on every page): a value the script assigns is never dropped.
+    """
+    ss = st.session_state
+    for key, default in defaults.items():
+        _KEPT.add(key)
+        if key not in ss:
+            ss[key] = default() if callable(default) else default
+        elif not PERSIST:
+            ss[key] = ss[key]
+
+
+def carry_over() -> None:
+    """The frame, on every run before the page (a Streamlit without `persist_state` only): every kept
+    value is assigned to itself, so a run of a page that does not draw the widget keeps it."""
+    if PERSIST:
+        return
+    ss = st.session_state
+    for key in tuple(_KEPT):
+        if key in ss:
+            ss[key] = ss[key]
+
+
+def forget(*keys: str) -> None:
+    """Drop kept values, so the next `keep` starts these keys from their defaults."""
+    for key in keys:
+        if key in st.session_state:
+            del st.session_state[key]
+
+
+def within(key: str, options: Sequence[Any], default: Any = None) -> None:
+    """A kept value limited to what the widget offers now (an option may be gone since it was kept):
+    for a multiselect the choices left, else `default`. Written only when it changes."""
+    ss = st.session_state
+    if key not in ss:
+        return
+    opts, value = list(options), ss[key]
+    fixed = [v for v in value if v in opts] if isinstance(value, list) else (value if value in opts else default)
+    if fixed != value:
+        ss[key] = fixed

@@ -9,6 +9,7 @@ from core.errors import ShoalError
 from core.store import Store
 from ui.common import reviewer_name
 from ui.review_state import SS, current_filter, flash, show_notices
+from ui.text import plain
 
 
 def bulk_panel(store: Store) -> None:
@@ -38,7 +39,7 @@ def recent_actions(store: Store) -> None:
     for a in acts:
         c1, c2 = st.columns([5, 1])
         kind = "bulk" if a["action"] == "review.bulk" else f"#{a['first_generation']}"
-        c1.markdown(f"{str(a['at'])[:19]} · **{a['reviewer']}** · {kind} · {a['verdict']} · {a['n']} example(s)"
+        c1.markdown(f"{str(a['at'])[:19]} · **{plain(a['reviewer'])}** · {kind} · {a['verdict']} · {a['n']} example(s)"
                     + (" · _undone_" if a["undone"] else ""))
         if not a["undone"]:
             c2.button("Undo", key=f"rv_undo_{a['action_id']}", on_click=do_undo_action, args=(store, a["action_id"]))

@@ -12,7 +12,7 @@ from ui.code import code_lang
 from ui.common import reviewer_name
 from ui.review_item import show_generated
 from ui.review_state import SS, flash, show_notices
-from ui.text import verdict_badge
+from ui.text import plain, text_table, verdict_badge
 
 
 def do_adjudicate(store: Store, gid: int, verdict: str) -> None:
@@ -37,14 +37,16 @@ def conflicts_panel(store: Store) -> None:
     gid = st.selectbox("Conflict", ids, key="rv_conflict", format_func=lambda g: f"Example #{g}")
     item = rv.get_item(store, gid)
     g, snip = item["generation"], item["snippet"]
-    st.markdown(f"### Conflict on example #{gid}\n`{g['task']}` · "
+    st.markdown(f"### Conflict on example #{gid}\n{plain(g['task'])} · "
                 f"{verdict_badge(item['judgment']['overall'] if item['judgment'] else None)}")
-    st.table(pd.DataFrame([{"reviewer": r["reviewer"], "verdict": r["verdict"], "note": r.get("note") or "",
-                            "reasons": ", ".join(r["reasons"]), "edited": r["edited_fields"] is not None,
-                            "at": str(r["updated_at"])[:19]} for r in rv.responses(store, gid)]).set_index("reviewer"))
+    st.table(text_table(pd.DataFrame([{
+        "reviewer": r["reviewer"], "verdict": r["verdict"], "note": r.get("note") or "", "reasons": ", ".join(r["reasons"]),
+        "edited": r["edited_fields"] is not None, "at": str(r["updated_at"])[:19]}
+        for r in rv.responses(store, gid)]).set_index("reviewer")))
     left, right = st.columns(2, gap="medium")
     with left:
-        st.code(snip.get("code") or "(snippet missing)", language=code_lang(snip.get("language")), line_numbers=True)
+        st.code(snip.get("code") or "(snippet missing)", language=code_lang(snip.get("language")), line_numbers=True,
+                wrap_lines=True)
     with right:
         show_generated(g, g["fields"] or {}, snip.get("language"))
     st.text_input("Adjudication note", key=f"rv_adj_note_{gid}", placeholder="Why this verdict (optional)")

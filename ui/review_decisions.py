@@ -17,6 +17,7 @@ from core.store import Store
 from ui.common import reviewer_name
 from ui.focus import focus
 from ui.review_state import SS, STATUS_WORDS, do_prev, flash, go_next, mine_only, open_panel, save_position
+from ui.text import plain
 
 SHORTCUTS = {"accept": "A", "reject": "X", "edit": "E", "skip": "S", "undo": "U", "next": "J", "prev": "K"}
 
@@ -127,7 +128,7 @@ def draw_actions(store: Store, gid: int) -> None:
     cols[6].button("Next", key="rv_next", shortcut=k["next"], on_click=go_next, args=(store, gid), width="stretch")
     st.caption("Keys: **A** accept · **X** reject (type a note, Enter) · **E** edit (Ctrl+Enter saves & accepts) · "
                "**S** skip · **U** undo your last decision · **J** / **K** next / previous. "
-               f"Reviewing as **{reviewer_name()}**" + (" · your assigned queue" if mine_only() else "") + ".")
+               f"Reviewing as **{plain(reviewer_name())}**" + (" · your assigned queue" if mine_only() else "") + ".")
 
 
 def reject_form(store: Store, gid: int) -> None:

@@ -16,8 +16,14 @@ from ui.common import can, reviewer_name
 from ui.review_decisions import confirm_accept, draw_actions, reject_form, reload_example
 from ui.review_edit import edit_form
 from ui.review_queue import draw_counts, draw_queue_list
+from ui.persist import PERSIST
 from ui.review_state import SS, STATUS_WORDS, current_filter, cursor, save_position, show_flash
-from ui.text import plain, verdict_badge
+from ui.text import plain, text_table, verdict_badge
+
+def _badge_text(text: object) -> str:
+    """Text inside a :colour-badge[...]: escaped, and without brackets that would close the badge."""
+    return plain(str(text).replace("[", "(").replace("]", ")"))
+
 
 STATUS_BADGE = {"pending": "gray", "decided": "blue", "agreed": "green", "conflict": "red", "resolved": "violet"}
 
@@ -66,9 +72,10 @@ def review_panel(store: Store) -> None:
     _source_and_generated(store, gid, view, fields, shown, editing=panel == "edit")
     _judge_section(item)
     if review and review.get("note"):
-        st.caption(f"Note: {review['note']}" + (f" · reasons: {', '.join(review['reasons'])}" if review["reasons"] else ""))
+        st.caption("Note: " + plain(review["note"]) + (" · reasons: " + plain(", ".join(review["reasons"]))
+                                                       if review["reasons"] else ""))
     _history(store, gid, blind)
-    if st.toggle("Queue list (next 50 from here)", key="rv_list"):
+    if st.toggle("Queue list (next 50 from here)", key="rv_list", **PERSIST):
         draw_queue_list(store, f, gid)
     draw_counts(store, head, f, gid)
 
@@ -110,15 +117,15 @@ def _title_line(gid: int, view: dict) -> None:
     item, stop = view["item"], view["stop"]
     g, snip, judg, review = item["generation"], item["snippet"], item["judgment"], item["review"]
     src_lang, tgt = snip.get("language"), g.get("target_language")
-    langs = f"{src_lang} → {tgt}" if tgt else (src_lang or "?")
+    langs = plain(f"{src_lang} → {tgt}" if tgt else (src_lang or "?"))
     cluster = item["cluster"]
-    ctext = f" · cluster {cluster['cluster']}" + (f" ({cluster['label']})" if cluster and cluster.get("label") else "") \
-        if cluster else ""
-    human = (f":blue-badge[{review['verdict']} by {review['reviewer']} · v{review['version']}]" if review
+    ctext = f" · cluster {cluster['cluster']}" + (f" ({plain(cluster['label'])})" if cluster and cluster.get("label")
+                                                  else "") if cluster else ""
+    human = (f":blue-badge[{review['verdict']} by {_badge_text(review['reviewer'])} · v{review['version']}]" if review
              else ":gray-badge[no final verdict yet]" if view["needed"] > 1 else ":gray-badge[not reviewed]")
     badge = ":orange-badge[stopped by the pre-filter]" if stop is not None and not judg \
         else verdict_badge(judg["overall"] if judg else None)
-    st.markdown(f"### Example #{gid}\n`{g['task']}` · {langs}{ctext} · {badge}"
+    st.markdown(f"### Example #{gid}\n{plain(g['task'])} · {langs}{ctext} · {badge}"
                 f" {human}" + (" :orange-badge[edited]" if review and review.get("edited_fields") else ""))
 
 
@@ -132,7 +139,8 @@ def draw_team_line(team: dict | None) -> bool:
             f"{st_['responses']} of {st_['needed']} verdicts in")
     if hidden:
         line += f" · :gray-badge[{hidden} other verdict(s) hidden until you give yours]"
-    parts = [f"**{r['reviewer']}** {r['verdict']}" + (f" ({r['note']})" if r.get("note") else "") for r in shown]
+    parts = [f"**{plain(r['reviewer'])}** {r['verdict']}" + (f" ({plain(r['note'])})" if r.get("note") else "")
+             for r in shown]
     st.markdown(line + (" · " + " · ".join(parts) if parts else ""))
     return bool(hidden)
 
@@ -143,11 +151,13 @@ def _source_and_generated(store: Store, gid: int, view: dict, fields: dict, show
     src_lang = snip.get("language")
     left, right = st.columns(2, gap="medium")
     with left:
-        st.markdown(f"**Source snippet** · {src_lang}")
-        st.code(snip.get("code") or "(snippet missing)", language=code_lang(src_lang), line_numbers=True)
+        st.markdown(f"**Source snippet** · {plain(src_lang)}")
+        # long lines wrap: a half-width column would otherwise cut them off at its edge
+        st.code(snip.get("code") or "(snippet missing)", language=code_lang(src_lang), line_numbers=True,
+                wrap_lines=True)
         where = " · ".join(str(x) for x in (snip.get("repo"), snip.get("path"), snip.get("func_name")) if x)
         if where:
-            st.caption(where)
+            st.caption(plain(where))
     with right:
         if editing:
             edit_form(store, gid, fields, shown)
@@ -160,11 +170,31 @@ def _source_and_generated(store: Store, gid: int, view: dict, fields: dict, show
 def _execution(run: dict | None) -> None:
     """The sandbox run of solution + tests (core.checks.execution.execution_of), when there was one."""
     if run:
-        st.markdown(f"**Execution** :{'green' if run['passed'] else 'red'}-badge[{run['outcome']}] "
-                    f"{run.get('language', '')} · {run.get('status', '')}"
+        st.markdown(f"**Execution** :{'green' if run['passed'] else 'red'}-badge[{_badge_text(run['outcome'])}] "
+                    f"{plain(run.get('language', ''))} · {plain(run.get('status', ''))}"
                     + (f" · repair rounds: {run['repair_rounds']}" if run.get("repair_rounds") else ""))
         if not run["passed"]:
-            st.code((run.get("stderr") or run.get("stdout") or "")[-1500:] or "(no output)", language=None)
+            st.code((run.get("stderr") or run.get("stdout") or "")[-1500:] or "(no output)", language=None,
+                    wrap_lines=True)
+
+
+FAILING_ROW = "background-color: rgba(255, 43, 43, 0.12)"
+ANSWER_SHOWN = {"yes": "✓ yes", "no": "✗ no"}
+
+
+def rules_table(rules: list[dict]):
+    """The judge's rules as a table (and how many fail): failing rules (answered no, or not answered)
+    marked ✗ and shaded. Every text cell is escaped (st.table's cells are Markdown)."""
+    failing = [r.get("answer") != "yes" or bool(r.get("missing")) for r in rules]
+    frame = text_table(pd.DataFrame([{
+        "rule": r.get("rule"), "answer": "✗ not answered" if r.get("missing") or r.get("answer") is None
+        else ANSWER_SHOWN.get(r.get("answer"), str(r.get("answer"))), "reason": r.get("reason")}
+        for r in rules])).set_index("rule")
+    if not frame.index.is_unique:     # a reply that names one rule twice: marked, not shaded
+        return frame, sum(failing)
+    shade = pd.DataFrame([[FAILING_ROW if bad else ""] * frame.shape[1] for bad in failing],
+                         index=frame.index, columns=frame.columns)
+    return frame.style.apply(lambda _: shade, axis=None), sum(failing)
 
 
 def _judge_section(item: dict) -> None:
@@ -173,19 +203,21 @@ def _judge_section(item: dict) -> None:
     st.markdown("**Judge** " + verdict_badge(judg["overall"] if judg else None))
     if judg:
         if judg["rules"]:
-            # st.table: static HTML, much lighter in the browser than the st.dataframe grid
-            st.table(pd.DataFrame([{"rule": r.get("rule"), "answer": r.get("answer"), "reason": r.get("reason")}
-                                   for r in judg["rules"]]).set_index("rule"))
+            # st.table: static HTML (much lighter in the browser than the st.dataframe grid), long reasons wrap
+            table, n_failing = rules_table(judg["rules"])
+            if n_failing:
+                st.caption(f"{n_failing} of {len(judg['rules'])} rules fail (shaded, ✗).")
+            st.table(table)
         if judg.get("analysis"):
             with st.expander("Judge analysis"):
                 st.text(judg["analysis"])
     prompt, jprompt = item["prompt"], item["judge_prompt"]
-    st.caption(" · ".join(x for x in (
+    st.caption(plain(" · ".join(x for x in (
         f"prompt {prompt['task']} v{prompt['version']} (#{prompt['id']})" if prompt else "prompt version unknown",
         f"generator {g.get('generator_model') or '?'}",
         f"judge {judg.get('judge_model') or '?'}" if judg else None,
         f"judge prompt v{jprompt['version']}" if jprompt else None,
-        f"created {str(g.get('created_at'))[:19]}") if x))
+        f"created {str(g.get('created_at'))[:19]}") if x)))
     with st.expander("Raw replies"):
         st.markdown("Generator reply")
         st.code(g.get("raw_text") or "(none)", language="json", wrap_lines=True)
@@ -195,12 +227,12 @@ def _judge_section(item: dict) -> None:
 
 
 def _history(store: Store, gid: int, blind: bool) -> None:
-    if st.toggle("History of this example", key="rv_history"):
+    if st.toggle("History of this example", key="rv_history", **PERSIST):
         trail = rv.audit_trail(store, gid, include_responses=not blind)
         if trail:
-            st.table(pd.DataFrame([{"at": str(t["at"])[:19], "who": t["actor"], "action": t["action"],
-                                    "before": (t["before"] or {}).get("verdict"),
-                                    "after": (t["after"] or {}).get("verdict")} for t in trail]))
+            st.table(text_table(pd.DataFrame([{"at": str(t["at"])[:19], "who": t["actor"], "action": t["action"],
+                                               "before": (t["before"] or {}).get("verdict"),
+                                               "after": (t["after"] or {}).get("verdict")} for t in trail])))
             if blind:
                 st.caption("Other reviewers' responses are left out until you give yours.")
         else:

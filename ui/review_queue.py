@@ -7,6 +7,7 @@ import streamlit as st
 from core import review as rv
 from core.store import Store
 from ui.common import can
+from ui.persist import PERSIST
 from ui.review_state import SS, cursor, on_filter_change, options, save_position
 
 
@@ -17,35 +18,35 @@ def queue_sidebar(store: Store) -> None:
     with st.sidebar:
         st.subheader("Review queue")
         if SS.rv_has_queue and can("bulk_review"):
-            st.toggle("Only my assigned examples", key="rv_mine", **change)
-        st.multiselect("Task", opts["tasks"], key="rv_tasks", **change)
-        st.multiselect("Language", opts["languages"], key="rv_langs", **change)
+            st.toggle("Only my assigned examples", key="rv_mine", **PERSIST, **change)
+        st.multiselect("Task", opts["tasks"], key="rv_tasks", **PERSIST, **change)
+        st.multiselect("Language", opts["languages"], key="rv_langs", **PERSIST, **change)
         clusters = {c["cluster"]: c["label"] for c in opts["clusters"]}
         SS["rv_clusters"] = [c for c in SS.rv_clusters if c in clusters]
-        st.multiselect("Cluster (latest map)", list(clusters), key="rv_clusters", **change,
+        st.multiselect("Cluster (latest map)", list(clusters), key="rv_clusters", **PERSIST, **change,
                        format_func=lambda c: f"{c} · {clusters.get(c) or ''}", disabled=not clusters)
         sels = {s["id"]: s["name"] for s in opts["selections"]}
         if SS.rv_selection not in sels:
             SS["rv_selection"] = 0
-        st.selectbox("Selection", [0, *sels], key="rv_selection", **change,
+        st.selectbox("Selection", [0, *sels], key="rv_selection", **PERSIST, **change,
                      format_func=lambda i: sels.get(i, "all snippets"))
-        st.selectbox("Judge verdict", rv.JUDGE_CHOICES, key="rv_judge", **change)
+        st.selectbox("Judge verdict", rv.JUDGE_CHOICES, key="rv_judge", **PERSIST, **change)
         if SS.rv_rule not in opts["rules"]:
             SS["rv_rule"] = ""
-        st.selectbox("Judge rule", ["", *opts["rules"]], key="rv_rule", **change,
+        st.selectbox("Judge rule", ["", *opts["rules"]], key="rv_rule", **PERSIST, **change,
                      format_func=lambda r: r or "any rule")
         if SS.rv_rule:
-            st.radio("…answered", ["no", "yes"], key="rv_rule_answer", horizontal=True, **change)
-        st.selectbox("Review status", rv.STATUS_CHOICES, key="rv_status", **change,
+            st.radio("…answered", ["no", "yes"], key="rv_rule_answer", **PERSIST, horizontal=True, **change)
+        st.selectbox("Review status", rv.STATUS_CHOICES, key="rv_status", **PERSIST, **change,
                      format_func=lambda s: {"todo": "to do (not accepted/rejected)"}.get(s, s))
         if SS.rv_reviewer_filter not in opts["reviewers"]:
             SS["rv_reviewer_filter"] = ""
-        st.selectbox("Reviewer", ["", *opts["reviewers"]], key="rv_reviewer_filter", **change,
+        st.selectbox("Reviewer", ["", *opts["reviewers"]], key="rv_reviewer_filter", **PERSIST, **change,
                      format_func=lambda r: r or "anyone")
-        st.text_input("Search text (or #id)", key="rv_search", **change)
-        st.selectbox("Sort", list(rv.SORTS), key="rv_sort", format_func=rv.SORTS.get, **change)
+        st.text_input("Search text (or #id)", key="rv_search", **PERSIST, **change)
+        st.selectbox("Sort", list(rv.SORTS), key="rv_sort", **PERSIST, format_func=rv.SORTS.get, **change)
         if SS.rv_sort == "random":
-            st.number_input("Random seed", min_value=0, step=1, key="rv_seed", **change)
+            st.number_input("Random seed", min_value=0, step=1, key="rv_seed", **PERSIST, **change)
 
 
 def draw_counts(store: Store, slot, f: rv.QueueFilter, gid: int | None) -> None:

@@ -1,7 +1,10 @@
 """The Review page's session state: the reviewer's filter, sort and position, and the notices.
 
 Filter and position live in Session State (widget keys `rv_*`), in the URL (?g=) and in DuckDB
-(ui_state per reviewer), so a reload or a new tab lands where the reviewer was.
+(ui_state per reviewer), so a reload or a new tab lands where the reviewer was. Streamlit drops a
+widget's entry after any run that does not draw it (a run of another page, or the rule answer while
+no rule is picked): the widgets are kept (ui.persist.keep, drawn with **PERSIST), so coming back to
+the page finds its filter.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import streamlit as st
 from core import review as rv
 from core.store import Store
 from ui.common import can, get_user_state, reviewer_name, set_user_state
+from ui.persist import keep
 
 SS = st.session_state
 STATE_KEY = "review.state"           # ui_state (per reviewer): filter, sort, seed, current example
@@ -32,10 +36,25 @@ def has_queue(store: Store) -> bool:
     return rv.has_assignments(store, reviewer_name())
 
 
+# every widget key of the page's filters, sort and views, with its value for "no restriction"
+_NO_FILTER = rv.QueueFilter()
+WIDGET_DEFAULTS: dict = {
+    "rv_tasks": [], "rv_langs": [], "rv_clusters": [], "rv_selection": 0, "rv_judge": _NO_FILTER.judge,
+    "rv_rule": "", "rv_rule_answer": _NO_FILTER.rule_answer, "rv_status": _NO_FILTER.status,
+    "rv_reviewer_filter": "", "rv_search": "", "rv_sort": "judge_failed_first", "rv_seed": 0,
+    "rv_mode": "Review", "rv_mine": True, "rv_list": False, "rv_history": False}
+
+
 def init_state(store: Store) -> None:
-    """First run of a browser session: filter and position from the URL / DuckDB."""
-    if SS.get("rv_init"):
-        return
+    """Every run, before the sidebar: on a browser session's first run the filter and position come
+    from the URL / DuckDB; later runs put back what a run of another page dropped."""
+    if not SS.get("rv_init"):
+        _load_saved(store)
+        SS["rv_init"] = True
+    keep(WIDGET_DEFAULTS)
+
+
+def _load_saved(store: Store) -> None:
     saved = saved_state(store)
     f = rv.QueueFilter.from_dict(saved.get("filter"))
     SS.update({
@@ -52,7 +71,6 @@ def init_state(store: Store) -> None:
         SS["rv_gid"] = int(gid) if gid is not None else None
     except ValueError:
         SS["rv_gid"] = None
-    SS["rv_init"] = True
 
 
 def current_filter() -> rv.QueueFilter:

@@ -1,12 +1,44 @@
 """Small formatting helpers for text shown on the pages."""
 from __future__ import annotations
 
-_MARKDOWN_SPECIALS = "\\`*_{}[]()#+-.!|<>~$:"
+import re
+
+# Characters that are Markdown (or Streamlit's Markdown: :colour[...], :icon:, $LaTeX$, HTML) wherever
+# they stand: escaped always. Other punctuation means something only in a few spots (below).
+_ALWAYS = "\\`*[]<>~$|&"
+_LINE_START = re.compile(r"^( {0,3})([#>+=-]|\d+(?=[.)]))", re.MULTILINE)   # heading, quote, list, rule
+_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")         # not inside a word (__init__, _x)
+_DIRECTIVE = re.compile(r":(?=[0-9A-Za-z_])")                            # :red[..], :material/x:, :smile:
 
 
 def plain(text: object) -> str:
-    """User data inside Markdown-rendering widgets (progress text, alerts): shown literally."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in str(text))
+    """Untrusted text (code, file paths, function names, generations, judge reasons, notes, names)
+    for any place that renders Markdown: st.markdown / st.write of a string, captions, alerts,
+    toasts, expander and metric labels, progress text, st.table cells. Shown literally: no emphasis
+    eats `__init__`'s underscores, no image or link is fetched, no HTML is drawn.
+
+    Only what could act as Markdown is escaped (a backslash before ASCII punctuation is always a
+    literal in CommonMark), so ordinary words, e-mail addresses, intraword underscores
+    (`code_generation`) and "(a) b: c." read the same in the page source as on screen.
+    """
+    out = "".join("\\" + ch if ch in _ALWAYS else ch for ch in str(text))
+    out = _LINE_START.sub(lambda m: m.group(1) + (m.group(2) if m.group(2)[0].isdigit() else "\\" + m.group(2))
+                          + ("\\" if m.group(2)[0].isdigit() else ""), out)     # "1." -> "1\." (a digit has no escape)
+    out = _UNDERSCORE.sub(r"\\_", out)
+    return _DIRECTIVE.sub(r"\\:", out)
+
+
+def text_table(frame):
+    """A DataFrame for st.table, whose cells, index and column names are Markdown: text escaped with `plain`."""
+    def esc(v):
+        return plain(v) if isinstance(v, str) else v
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].map(lambda v: isinstance(v, str)).any():     # object or string dtype
+            out[col] = out[col].map(esc)
+    out.index = out.index.map(esc)
+    out.columns = out.columns.map(esc)
+    return out
 
 
 def short(label: str, limit: int = 40) -> str:

@@ -18,7 +18,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from core.review import agreement, latest_map_id
+from core.maps import latest_map_id
+from core.review import agreement
 from core.store import Store, register
 from core.vectors import store_vectors
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from core import team
 from core.store import Store
 
 CONFIRMED_KEY = "dataset.confirmed_exclusions"   # ui_state: check row ids a person confirmed
@@ -99,6 +100,7 @@ def unconfirmed(store: Store) -> pd.DataFrame:
 
 def confirm_exclusions(store: Store, check_ids: list[int], actor: str | None = None) -> None:
     """A person agrees that these failing checks leave the accepted examples out of the export."""
+    team.authorize(store, actor, "checks", target="exclusions", audit_allowed=False)   # audited below
     done = sorted(set(store.get_ui_state(CONFIRMED_KEY, []) or []) | {int(c) for c in check_ids})
     store.set_ui_state(CONFIRMED_KEY, done)
     store.audit("confirm_exclusion", "checks", ",".join(str(int(c)) for c in check_ids), actor=actor)

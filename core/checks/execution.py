@@ -5,6 +5,12 @@
 (core.checks.languages). The generation loop calls it for every new example that carries tests;
 `run_execution_checks` runs it over the stored examples (Python solutions always, other languages
 when the example has tests: without tests there is nothing but a compile to check).
+
+What a run printed is redacted (core.redact) before it is kept or sent anywhere: the check's detail
+and the failure report a repair round puts into the generator's prompt. A run the sandbox stopped
+(core.checks.sandbox.VIOLATIONS: a limit, an attempt to leave, processes left behind) carries its
+reason as `violation`; the export never lets such an example through. Where no OS sandbox can be set
+up, nothing runs: every example is skipped and counted with the reason and the fix.
 """
 from __future__ import annotations
 
@@ -19,8 +25,9 @@ import pandas as pd
 
 from core.checks.examples import load_examples, solution_code
 from core.checks.languages import canonical_language, run_solution
-from core.checks.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, SandboxResult, network_isolation
+from core.checks.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, SandboxResult, sandbox_backend, sandbox_problem
 from core.progress import Cancelled, ProgressFn, check_cancel, report
+from core.redact import configured_secrets, redact
 from core.tasks import TASKS
 
 PYTHON_NAMES = {"python", "py", "python3"}
@@ -80,10 +87,14 @@ def execute_example(language: str | None, fields: dict, solution: str, timeout: 
 
 
 def execution_detail(r: SandboxResult, **extra) -> dict:
-    """What a `checks` row keeps of a run (the output's tail: the failure is at the end)."""
-    return {"status": r.status, "outcome": r.outcome, "language": r.language, "phase": r.phase,
-            "returncode": r.returncode, "seconds": r.seconds, "stdout": r.stdout[-DETAIL_OUTPUT:],
-            "stderr": r.stderr[-DETAIL_OUTPUT:], "fs_isolation": r.fs_isolation, **extra}
+    """What a `checks` row keeps of a run (the output's tail, redacted: the failure is at the end)."""
+    secrets = configured_secrets()
+    detail = {"status": r.status, "outcome": r.outcome, "language": r.language, "phase": r.phase,
+              "returncode": r.returncode, "seconds": r.seconds, "stdout": redact(r.stdout, secrets)[-DETAIL_OUTPUT:],
+              "stderr": redact(r.stderr, secrets)[-DETAIL_OUTPUT:], "fs_isolation": r.fs_isolation, **extra}
+    if r.violation:
+        detail["violation"] = r.violation
+    return detail
 
 
 _TIMINGS = re.compile(r"\b\d+(?:\.\d+)?\s?(?:ms|s)\b")
@@ -93,8 +104,9 @@ def failure_report(r: SandboxResult, limit: int = 1500) -> str:
     """The failure as a person (or the generator in a repair round) reads it. Timings are masked:
     the report goes into a prompt, which must not change between identical runs (the LLM cache)."""
     where = "compiling" if r.phase == "compile" else "running"
-    out = _TIMINGS.sub("<t>", (r.stderr.strip() or r.stdout.strip() or "(no output)")[-limit:])
-    return f"{r.status} while {where} the solution with its tests (exit code {r.returncode}):\n{out}"
+    out = _TIMINGS.sub("<t>", (redact(r.stderr.strip()) or redact(r.stdout.strip()) or "(no output)")[-limit:])
+    why = f" ({r.violation})" if r.violation else ""
+    return f"{r.status}{why} while {where} the solution with its tests (exit code {r.returncode}):\n{out}"
 
 
 def execution_of(store, generation_id: int) -> dict | None:
@@ -174,6 +186,7 @@ def run_execution_checks(store, sample: int | None = None, timeout: float = DEFA
     results: list[tuple[int, bool, dict]] = []
     statuses: dict[str, int] = {}
     skipped: dict[str, str] = {}
+    reasons: dict[str, int] = {}     # why examples were not run (no toolchain, no sandbox) -> how many
     t0 = time.perf_counter()
     total = len(jobs)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -185,6 +198,7 @@ def run_execution_checks(store, sample: int | None = None, timeout: float = DEFA
                 statuses[r.status] = statuses.get(r.status, 0) + 1
                 if r.status == "skipped":
                     skipped[r.language] = r.stderr
+                    reasons[r.stderr] = reasons.get(r.stderr, 0) + 1
                 else:
                     results.append((g, r.ok, execution_detail(r)))
                 report(progress, n, total, f"executed #{g}: {r.status}")
@@ -197,8 +211,9 @@ def run_execution_checks(store, sample: int | None = None, timeout: float = DEFA
     results.sort()
     summary = {"n_examples": len(results), "n_passed": sum(1 for _, ok, _ in results if ok),
                "n_flagged": sum(1 for _, ok, _ in results if not ok), "statuses": statuses,
-               "skipped_languages": skipped, "seconds": round(seconds, 3),
-               "network_isolation": network_isolation()[0]}
+               "skipped_languages": skipped, "n_skipped": sum(reasons.values()), "skipped_reasons": reasons,
+               "seconds": round(seconds, 3), "sandbox": sandbox_backend().describe(), "sandbox_problem": sandbox_problem(),
+               "network_isolation": "netns" if sandbox_backend().kind == "bwrap" else "none"}
     params = {"timeout": timeout, "memory_mb": memory_mb, "sample": sample, "seed": seed, "workers": workers}
     summary["run_id"] = record_run(store, "execution", params, summary, results)
     return summary

@@ -18,6 +18,7 @@ Composition rules, so that tests written in the usual style of each language run
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -87,6 +88,14 @@ def _rustc() -> str | None:
         return rustc
     real = f"{sysroot}/bin/rustc" if sysroot else ""
     return real if real and shutil.which(real) else rustc
+
+
+@lru_cache(maxsize=1)
+def toolchain_roots() -> tuple[str, ...]:
+    """Install prefixes of this machine's toolchains; the sandbox binds those outside /usr read-only
+    (a rustup toolchain in the home directory, a JDK or node under /opt)."""
+    tools = (_node(), shutil.which("javac"), shutil.which("java"), shutil.which("g++"), shutil.which("cc"), _rustc())
+    return tuple(os.path.dirname(os.path.dirname(os.path.realpath(t))) for t in tools if t)
 
 
 def _node_version() -> str:
@@ -254,4 +263,4 @@ def run_solution(language: str | None, solution: str, tests: str = "", timeout: 
         files, steps = _cpp(solution, tests, timeout, memory_mb)
     else:
         files, steps = _rust(solution, tests, timeout, memory_mb)
-    return run_program(files, steps, lang)
+    return run_program(files, steps, lang, toolchain_roots())

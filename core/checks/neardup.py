@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from core import team
 from core.errors import ShoalError
 from core.progress import ProgressFn, check_cancel, report
 from core.review import current_version, decide
@@ -291,6 +292,7 @@ def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | No
     (`kind`: near_duplicate, or semantic_duplicate for the embedding groups)."""
     from core.checks.results import record_run
 
+    team.authorize(store, reviewer, "checks", target=keep, audit_allowed=False)   # each rejection is audited
     if keep not in members:
         raise ShoalError(f"#{keep} is not in this duplicate group.")
     if not (reviewer or "").strip():

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from core import team
 from core.errors import ShoalError
 from core.store import Store, register
 
@@ -77,6 +78,7 @@ def blocking_checks(store: Store) -> dict[int, list[str]]:
 def set_override(store: Store, generation_id: int, kind: str, overridden: bool = True,
                  actor: str | None = None) -> None:
     """A person says a failing check should (not) keep this example out of the export."""
+    team.authorize(store, actor, "checks", target=generation_id, audit_allowed=False)   # audited below
     row = store.one("""SELECT id, passed, overridden FROM checks WHERE generation_id = ? AND kind = ?
                        ORDER BY id DESC LIMIT 1""", [generation_id, kind])
     if row is None:

@@ -17,6 +17,11 @@ for the k nearest benchmark problems), which is BLAS matrix products in blocks, 
 * **Semantic decontamination** (`run_semantic_decontamination`): every example's nearest
   benchmark problems; an example whose best cosine is at least the threshold fails, and its
   detail carries both texts for a side-by-side view (`semantic_leaks`).
+
+Both run on MiniLM (torch / fast) by default. `backend="static"` runs them on the static table
+(core.embed_static: hundreds of times faster, its own cache key and leak threshold), and
+`shortlist=True` lets static vectors pick the examples MiniLM then checks; bench/bench_static.py
+measured both on the planted set, and neither is what `auto` picks (LEAK_SHORTLIST's note says why).
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from core import team
 from core.background import TaskKind
 from core.checks.benchmarks import BenchmarkString, humaneval_problems, load_benchmarks, parse_spec
 from core.checks.neardup import groups_around_keepers
@@ -46,6 +52,13 @@ DEFAULT_DUP_THRESHOLD = 0.90
 # flagged on both backends (0.65 lost three paraphrases on the fast one)
 DEFAULT_LEAK_THRESHOLD = 0.62
 NEAREST_K = 3
+# Static vectors in the leak check, measured on the planted set (bench/bench_static.py; README, Performance):
+# alone, no clean example is flagged from 0.80 up, where recall is 0.455 (MiniLM at 0.62: 0.891), so they
+# are never the default. As a shortlist (`shortlist=True`: MiniLM embeds only the examples whose static
+# nearest cosine is >= LEAK_SHORTLIST) 0.60 keeps every paraphrase MiniLM flags but passes on 79 % of the
+# clean examples: 20 % less embedding, so it is offered, not chosen by `auto`.
+LEAK_SHORTLIST = 0.60
+STATIC_LEAK_THRESHOLD = 0.80   # the leak threshold when the check runs on static vectors (threshold None)
 SIDE_BY_SIDE_CHARS = 2000
 EMBED_CHARS = 4000
 MAX_GROUP_LISTED = 50
@@ -97,7 +110,7 @@ def text_vectors(store: Store, texts: Sequence[str], model: str | None = None, b
     report(progress, 0, len(todo), f"{len(unique) - len(todo)} cached, {len(todo)} to embed ({backend})")
     if todo:
         st_model = embed.load_model(model, backend)
-        chunk = batch_size * embed.CHUNK_BATCHES
+        chunk = embed.STATIC_CHUNK if backend == "static" else batch_size * embed.CHUNK_BATCHES
         started = time.perf_counter()
         for s in range(0, len(todo), chunk):
             check_cancel(cancel)
@@ -259,11 +272,41 @@ def run_semantic_duplicates(store: Store, threshold: float = DEFAULT_DUP_THRESHO
     return summary
 
 
+def _leak_search(store: Store, problem_texts: list[str], texts: list[str], model: str | None, backend: str,
+                 k: int, shortlist: bool, progress: ProgressFn | None,
+                 cancel: threading.Event | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(cosines (n, k), problem indices (n, k), info) under `backend` for every example; with `shortlist`,
+    only for the examples whose nearest problem under the static vectors is at least LEAK_SHORTLIST
+    (the others get no neighbour, index -1: not flagged, and MiniLM never embeds them)."""
+    n = len(texts)
+    keep = np.arange(n)
+    short = None
+    if shortlist and n and backend != "static":
+        sb, _ = text_vectors(store, problem_texts, model, "static", cancel=cancel)
+        se, _ = text_vectors(store, texts, model, "static", cancel=cancel)
+        keep = np.flatnonzero(nearest(se, sb, 1)[0][:, 0] >= LEAK_SHORTLIST)
+        short = {"static_threshold": LEAK_SHORTLIST, "passed_on": int(len(keep)), "of": n}
+    bench_vec, _ = text_vectors(store, problem_texts, model, backend, cancel=cancel)
+    ex_vec, info = text_vectors(store, [texts[i] for i in keep], model, backend, progress=progress, cancel=cancel)
+    sims = np.zeros((n, k), dtype=np.float32)
+    idx = np.full((n, k), -1, dtype=np.int64)
+    if len(keep):
+        s, j = nearest(ex_vec, bench_vec, k)
+        sims[keep, :s.shape[1]], idx[keep, :j.shape[1]] = s, j
+    if short is None:
+        info["n_texts"] = n
+    return sims, idx, {**info, "shortlist": short}
+
+
 def run_semantic_decontamination(store: Store, benchmarks: str | list | None = "humaneval",
-                                 threshold: float = DEFAULT_LEAK_THRESHOLD, k: int = NEAREST_K,
+                                 threshold: float | None = None, k: int = NEAREST_K,
                                  model: str | None = None, backend: str = "auto",
-                                 progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> dict:
-    """Every parsed example's `k` nearest benchmark problems; flagged when the best is >= threshold."""
+                                 progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+                                 shortlist: bool = False) -> dict:
+    """Every parsed example's `k` nearest benchmark problems; flagged when the best is >= threshold
+    (None: DEFAULT_LEAK_THRESHOLD, or STATIC_LEAK_THRESHOLD on static vectors).
+
+    `shortlist`: static vectors pick the examples MiniLM then checks (LEAK_SHORTLIST)."""
     from core.checks.results import record_run
 
     spec = parse_spec(benchmarks) if benchmarks is None or isinstance(benchmarks, str) else benchmarks
@@ -272,11 +315,11 @@ def run_semantic_decontamination(store: Store, benchmarks: str | list | None = "
     ex = _examples(store)
     ids = ex["generation_id"].astype(int).tolist()
     t0 = time.perf_counter()
-    bench_vec, _ = text_vectors(store, [p.text for p in problems], model, backend, cancel=cancel)
-    ex_vec, info = text_vectors(store, ex["text"].tolist(), model, backend, progress=progress, cancel=cancel)
-    t1 = time.perf_counter()
-    sims, idx = nearest(ex_vec, bench_vec, k) if ids else (np.zeros((0, k)), np.zeros((0, k), dtype=int))
-    t2 = time.perf_counter()
+    if threshold is None:
+        threshold = STATIC_LEAK_THRESHOLD if backend == "static" else DEFAULT_LEAK_THRESHOLD
+    sims, idx, info = _leak_search(store, [p.text for p in problems], ex["text"].tolist(), model, backend, k,
+                                   shortlist, progress, cancel)
+    t1 = t2 = time.perf_counter()   # the search is inside _leak_search (milliseconds beside embedding)
     results: list[tuple] = []
     per_benchmark: defaultdict[str, int] = defaultdict(int)
     for row, g in enumerate(ids):
@@ -291,10 +334,10 @@ def run_semantic_decontamination(store: Store, benchmarks: str | list | None = "
     flagged_ids = [g for g, ok, _ in results if not ok]
     summary = {"n_examples": len(ids), "n_flagged": len(flagged_ids), "flagged": flagged_ids[:1000],
                "flagged_per_benchmark": dict(per_benchmark), "n_problems": len(problems), "threshold": threshold,
-               "model_key": info["model_key"], "n_embedded": info["n_embedded"],
+               "model_key": info["model_key"], "n_embedded": info["n_embedded"], "shortlist": info["shortlist"],
                "seconds_embed": round(t1 - t0, 3), "seconds_search": round(t2 - t1, 3)}
     params = {"benchmarks": [f"{n}={p}" if p else n for n, p in spec], "threshold": threshold, "k": k,
-              "model_key": info["model_key"]}
+              "model_key": info["model_key"], "shortlist": info["shortlist"]}
     summary["run_id"] = record_run(store, LEAK_KIND, params, summary, results)
     return summary
 
@@ -443,9 +486,11 @@ def preview_leaks(store: Store, threshold: float) -> dict:
 # --------------------------------------------------------------------------- as a background task (Dataset page)
 
 def start_semantic_checks(store: Store, benchmarks: str, dup_threshold: float | None,
-                          leak_threshold: float | None, model: str | None = None, backend: str = "auto"):
+                          leak_threshold: float | None, model: str | None = None, backend: str = "auto",
+                          *, actor: str | None = None):
     """Semantic duplicates and / or leaks (a None threshold skips that check) in a worker thread
     (core.background), so leaving the page does not stop them; the examples are embedded once."""
+    team.authorize(store, actor, "checks", target=benchmarks)
     from core.background import TaskContext, start_task
 
     if dup_threshold is None and leak_threshold is None:

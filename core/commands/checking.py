@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
               leak_threshold: float = typer.Option(0.62, "--leak-threshold",
                                                    help="Cosine to a benchmark problem at or above which an example "
                                                         "is flagged as a semantic leak."),
-              run_exec: bool = typer.Option(False, "--exec", help="Run Python solutions in the sandbox."),
+              run_exec: bool = typer.Option(False, "--exec", help="Run solutions with their tests in the OS sandbox."),
               exec_sample: int | None = typer.Option(None, "--exec-sample", min=1,
                                                         help="Execute only a seeded random sample of N."),
               timeout: float = typer.Option(10.0, "--timeout", help="Sandbox wall-time limit per example (s)."),
@@ -78,5 +78,7 @@ def register(app: typer.Typer) -> None:
         if "execution" in out:
             e = out["execution"]
             console.print(f"[bold]Execution[/]: {e['n_passed']} of {e['n_examples']} Python solutions ran cleanly "
-                          f"{e['statuses']} (network isolation: {e['network_isolation']})")
+                          f"{e['statuses']} (sandbox: {e['sandbox']})")
+            for reason, n in (e.get("skipped_reasons") or {}).items():
+                console.print(f"[bold yellow]Not run[/]: {n} examples: {reason}", highlight=False)
         console.print("Failing examples are left out of `shoal export` unless overridden on the Dataset page.")

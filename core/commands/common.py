@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from core.errors import DatabaseBusy, ShoalError
 from core.progress import ProgressFn
+from core.redact import redact
 from core.store import Store, open_store
 
 console = Console(stderr=True)
@@ -33,12 +34,12 @@ def store_from(ctx: typer.Context, when_busy: str | None = None) -> Store:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {redact(message)}", highlight=False)
     raise typer.Exit(code)
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, default=str, indent=2) + "\n")
+    sys.stdout.write(redact(json.dumps(obj, default=str, indent=2)) + "\n")
 
 
 def _no_progress(done: int, total: int | None, note: str = "") -> None:

@@ -1,6 +1,7 @@
 """`shoal generate` (create / resume / retry a generation job) and `shoal jobs` (list, show, pause, cancel,
-run the queue). Both go through the page's rules: model names filled in from the server, the embedded
-model's concurrency cap, and one job at a time per server (core/jobs/endpoint_queue.py)."""
+run the queue). A new job starts through `core.jobs.start.start_job`, the function the Generate page
+calls: model names filled in from the server, the concurrency default and the embedded model's cap,
+and one job at a time per server (core/jobs/endpoint_queue.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import typer
 
 from core.commands.common import console, fail, print_json, progress_bar, store_from
+from core.config import DEFAULT_CONCURRENCY
 from core.errors import ShoalError
 from core.model_prices import apply_prices
 from core.store import Store
@@ -70,7 +72,7 @@ def _batch_share(profiles: dict) -> float:
 
 
 def _print_batches(b: dict) -> None:
-    """Which provider batch is in flight, with its request counts."""
+    """Which provider batch is in flight, with its request counts; then each round's lines."""
     if not b["in_flight"]:
         console.print(f"batch mode: {b['rounds']} round(s), nothing in flight, ${b['cost_usd']:.4f} at the batch price",
                       highlight=False)
@@ -78,6 +80,8 @@ def _print_batches(b: dict) -> None:
         console.print(f"batch in flight (round {r['round']}, {r['role']}): {r['provider_batch_id'] or 'not yet created'} "
                       f"{r['status']} · {r['request_completed'] or 0} completed, {r['request_failed'] or 0} failed of "
                       f"{r['request_total'] or r['n_lines']}", highlight=False)
+    for r in b.get("round_lines") or []:     # each round: lines sent, what and why, how they came back
+        console.print(r["text"], highlight=False)
 
 
 def _with_batches(store: Store, s: dict) -> dict:
@@ -145,20 +149,6 @@ def _refs(ids) -> str:
     return ", ".join(f"#{j}" for j in ids)
 
 
-def _job_profiles(concurrency: int, quiet: bool) -> tuple[dict, int]:
-    """The profiles a new job records, by the page's rules: every model name filled in from the
-    server's model list (or a clear refusal), and the embedded model's one-request-at-a-time cap."""
-    from core.config import load_profiles, with_model_names
-    from core.local_llm import RECOMMENDED_CONCURRENCY
-    profiles = with_model_names(load_profiles())
-    if any(p.source == "local" for p in profiles.values()) and concurrency > RECOMMENDED_CONCURRENCY:
-        if not quiet:
-            console.print(f"The embedded local model answers one request at a time: the job runs at concurrency "
-                          f"{RECOMMENDED_CONCURRENCY}, not {concurrency}.", highlight=False)
-        concurrency = RECOMMENDED_CONCURRENCY
-    return profiles, concurrency
-
-
 def _run_queue(store: Store, quiet: bool, until: int | None = None) -> list[dict]:
     """Run queued jobs in this process, each as soon as its servers are free (first come first
     served per server), until none is queued or job `until` has run; their summaries. Ctrl-C stops
@@ -192,23 +182,34 @@ def _run_queue(store: Store, quiet: bool, until: int | None = None) -> list[dict
     return summaries
 
 
-def _start_or_queue(store: Store, job_id: int, *, allow_parallel: bool, quiet: bool) -> dict:
-    """Run the job now; or, when another job runs (or waits) on one of its servers and the user did
-    not ask for parallel runs, queue it (a 'queued' row) and work the queue here until it has run."""
+def _say_queued(store: Store, job_id: int, busy: list[int]) -> None:
+    from core.jobs.endpoint_queue import QUEUED
+    queued_first = [j for j in busy if store.scalar("SELECT status FROM jobs WHERE id = ?", [j]) == QUEUED]
+    console.print(f"Job {job_id} queued after job {_refs(busy)}: one job at a time per server. It runs here as "
+                  "soon as the server is free" + (f" (job {_refs(queued_first)}, queued before it, runs first)"
+                                                  if queued_first else "") +
+                  "; pass --allow-parallel to start it now alongside.", highlight=False)
+
+
+def _run_or_wait(store: Store, job_id: int, busy: list[int], quiet: bool) -> dict:
+    """Run the job here now; or, queued behind `busy`, work the queue here until it has run."""
     from core.jobs import job_summary
-    from core.jobs.endpoint_queue import QUEUED, blocking_jobs, queue_job
-    busy = [] if allow_parallel else blocking_jobs(store, job_id)
     if not busy:
         return _run_with_bar(store, job_id, quiet, None)
-    queue_job(store, job_id, busy)
     if not quiet:
-        queued_first = [j for j in busy if store.scalar("SELECT status FROM jobs WHERE id = ?", [j]) == QUEUED]
-        console.print(f"Job {job_id} queued after job {_refs(busy)}: one job at a time per server. It runs here as "
-                      "soon as the server is free" + (f" (job {_refs(queued_first)}, queued before it, runs first)"
-                                                      if queued_first else "") +
-                      "; pass --allow-parallel to start it now alongside.", highlight=False)
+        _say_queued(store, job_id, busy)
     _run_queue(store, quiet, until=job_id)
     return job_summary(store, job_id)
+
+
+def _start_or_queue(store: Store, job_id: int, *, allow_parallel: bool, quiet: bool) -> dict:
+    """An existing job (resume): run it now; or, when another job runs (or waits) on one of its servers
+    and the user did not ask for parallel runs, queue it (a 'queued' row) and work the queue here."""
+    from core.jobs.endpoint_queue import blocking_jobs, queue_job
+    busy = [] if allow_parallel else blocking_jobs(store, job_id)
+    if busy:
+        queue_job(store, job_id, busy)
+    return _run_or_wait(store, job_id, busy, quiet)
 
 
 # --------------------------------------------------------------------------- shoal generate
@@ -255,24 +256,19 @@ def _dry_run(store: Store, snippet_ids: list[str], *, task: str | None, mix: dic
         console.print(out)
 
 
-def _create_job(store: Store, snippet_ids: list[str], selection_id: int | None, *, selection: str | None,
-                ids: Path | None, task: str | None, mix: dict | None, targets: list[str], concurrency: int,
-                max_calls: int | None, max_cost: float | None, pool, seeds_only: bool, name: str | None,
-                batch: bool, quiet: bool) -> int:
-    """Create the job (with the page's model-name and concurrency rules); returns its id."""
+def _start_new(store: Store, request, *, allow_parallel: bool, quiet: bool) -> dict:
+    """Create and run (or queue) a new job by the page's rules (core.jobs.start.start_job)."""
     from core import jobs as J
-    profiles, concurrency = _job_profiles(concurrency, quiet)
-    job_id = J.create_job(
-        store, snippet_ids, profiles=profiles, task=task, mix=mix, target_languages=targets,
-        concurrency=concurrency, max_calls=max_calls, max_cost=max_cost, pool=pool, seeds_only=seeds_only,
-        name=name or (f"selection {selection}" if selection else None), selection_id=selection_id,
-        source=f"selection:{selection}" if selection else (f"ids:{ids}" if ids else "seeds"), batch=batch)
+    from core.config import load_profiles
+    from core.jobs.start import start_job
+    started = start_job(store, request, load_profiles(), allow_parallel=allow_parallel, run_in="caller")
     if not quiet:
-        job = J.get_job(store, job_id)
+        job = J.get_job(store, started.job_id)
         unknown = job["params"].get("unknown_ids", 0)
-        console.print(f"Job {job_id}: {job['n_items']} items" +
+        console.print(f"Job {started.job_id}: {job['n_items']} items" +
                       (f" ({unknown} unknown snippet ids ignored)" if unknown else ""), highlight=False)
-    return job_id
+        console.print(started.settings.describe(), highlight=False, soft_wrap=True)
+    return _run_or_wait(store, started.job_id, started.queued_after, quiet)
 
 
 def _resume(store: Store, job_id: int, retry: bool, allow_parallel: bool, quiet: bool) -> dict:
@@ -301,7 +297,8 @@ def generate(
     target_language: list[str] = typer.Option([], "--target-language", "-l",
                                               help="Target language(s) for code_translation (repeatable)."),
     seeds_only: bool = typer.Option(False, "--seeds-only", help="Keep only seed snippets of the selection."),
-    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Items in flight at once."),
+    concurrency: int = typer.Option(DEFAULT_CONCURRENCY, "--concurrency", "-c", min=1,
+                                    help="Items in flight at once (the embedded local model: 1)."),
     max_calls: int | None = typer.Option(None, "--max-calls", min=1, help="Stop after this many LLM calls."),
     max_cost: float | None = typer.Option(None, "--max-cost", min=0.0, help="Stop at this estimated cost (USD)."),
     pool_good: int = typer.Option(2, "--pool-good", min=0, help="Good few-shot examples per prompt."),
@@ -322,6 +319,7 @@ def generate(
 ):
     """Generate and judge instruction examples (a persisted, resumable job; one job at a time per server)."""
     from core.generate import PoolConfig
+    from core.jobs.start import JobRequest
     store = store_from(ctx)
     apply_prices(store)                  # prices set on the Generate page count here too
     try:
@@ -335,12 +333,13 @@ def generate(
             if dry_run:
                 return _dry_run(store, snippet_ids, task=task, mix=mix_map, targets=target_language,
                                 seeds_only=seeds_only, batch=batch, as_json=as_json)
-            job_id = _create_job(
-                store, snippet_ids, selection_id, selection=selection, ids=ids, task=task, mix=mix_map,
-                targets=target_language, concurrency=concurrency, max_calls=max_calls, max_cost=max_cost,
+            request = JobRequest(
+                snippet_ids, task=task, mix=mix_map, targets=target_language, concurrency=concurrency,
+                max_calls=max_calls, max_cost=max_cost, seeds_only=seeds_only, batch=batch,
                 pool=PoolConfig(good=pool_good, bad=pool_bad, seed=pool_seed, refresh_every=pool_refresh),
-                seeds_only=seeds_only, name=name, batch=batch, quiet=as_json)
-            summary = _start_or_queue(store, job_id, allow_parallel=allow_parallel, quiet=as_json)
+                name=name or (f"selection {selection}" if selection else None), selection_id=selection_id,
+                source=f"selection:{selection}" if selection else (f"ids:{ids}" if ids else "seeds"))
+            summary = _start_new(store, request, allow_parallel=allow_parallel, quiet=as_json)
         summary = _with_batches(store, summary)
     except ShoalError as exc:
         fail(str(exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from core.commands.common import console, fail, print_json, progress_bar, store_from
+from core.config import DEFAULT_CONCURRENCY
 from core.errors import ShoalError
 
 judge_app = typer.Typer(help="Judge calibration: evaluate judge prompt versions and models on the gold set.",
@@ -56,7 +57,7 @@ def judge_eval(ctx: typer.Context,
                sample: int | None = typer.Option(None, "--sample", min=1,
                                                     help="Evaluate a seeded random sample of the gold set."),
                seed: int = typer.Option(0, "--seed"),
-               concurrency: int = typer.Option(8, "--concurrency", min=1),
+               concurrency: int = typer.Option(DEFAULT_CONCURRENCY, "--concurrency", min=1),
                show: int = typer.Option(10, "--show", help="Disagreeing examples to list per version."),
                as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Run judge prompt version(s) over the examples people accepted or rejected; report agreement."""

@@ -54,8 +54,10 @@ def embed(ctx: typer.Context,
                                               "local folder (default: built-in all-MiniLM-L6-v2, offline). "
                                               "With --import: the model the file's vectors belong to."),
           batch_size: int = typer.Option(32, "--batch-size", min=1, help="Texts per forward pass."),
-          backend: str = typer.Option("auto", "--backend", help="auto (fast where it agrees with torch, "
-                                      "measured once per model), torch, or fast (ONNX int8, CPU)."),
+          backend: str = typer.Option("auto", "--backend", help="auto (static when the model would take "
+                                      "over an hour on this CPU, else fast where it agrees with torch, measured "
+                                      "once per model), torch, fast (ONNX int8, CPU) or static (a model2vec "
+                                      "table distilled from the model; its own cache key)."),
           device: str = typer.Option("auto", "--device", help="auto (a GPU if PyTorch sees one, fp16), "
                                      "cpu, or cuda."),
           import_file: Path | None = typer.Option(None, "--import", help="Import vectors computed "
@@ -188,11 +190,12 @@ def select(ctx: typer.Context,
 
 def warmup() -> None:
     """Prepare this machine once (run by `make run`'s set-up): export the embedding model for the fast
-    backend, measure which backend `auto` uses, and compile UMAP's kernels, so the first map does not."""
+    backend, measure which backend `auto` uses, distil the static table, and compile UMAP's kernels,
+    so the first map does not."""
     from core.warmup import warm_up
     r = warm_up()
-    typer.echo(f"Backend auto: {r['reason']} ({r['backend_seconds']} s); UMAP kernels compiled "
-               f"({r['umap_seconds']} s).", err=True)
+    typer.echo(f"Backend auto: {r['reason']} ({r['backend_seconds']} s); static table distilled "
+               f"({r['static_seconds']} s); UMAP kernels compiled ({r['umap_seconds']} s).", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -68,7 +68,8 @@ def register(app: typer.Typer) -> None:
         """Review generated examples without the app: status, bulk accept/reject over a filter, undo."""
         from core import review as rv
         store = store_from(ctx)
-        who = reviewer or os.environ.get("USER") or _login() or "cli"
+        from core.team import local
+        who = local(reviewer or os.environ.get("USER") or _login() or "cli")   # this machine's own user: any role
         chosen = sum(bool(x) for x in (status, accept_judged, reject_judged_failed, accept is not None,
                                         reject is not None, undo))
         if chosen != 1:

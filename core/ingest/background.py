@@ -6,9 +6,12 @@ One ingest at a time per database file; runs outlive page reruns, reloads and pa
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from core import team
 from core.background import Task, TaskContext, TaskKind, latest_task, local_task, start_task
+from core.ingest.roots import check_sources, data_roots
 from core.ingest.run import IngestResult, ingest_sources
 from core.store import Store
 
@@ -26,9 +29,14 @@ def ingest_summary(result: IngestResult) -> dict:
             "summary": summary}
 
 
-def start_ingest(store: Store, sources: list[str], **kwargs: Any) -> IngestRun:
-    """Start ingesting `sources` in the background; refuses while another ingest is running."""
+def start_ingest(store: Store, sources: list[str], *, actor: str | None = None, roots: list[Path] | None = None,
+                 **kwargs: Any) -> IngestRun:
+    """Start ingesting `sources` in the background; refuses while another ingest is running.
+    The app's route: the actor's role is checked, and server paths must lie under the data roots
+    (`roots`, default core.ingest.roots.data_roots)."""
     sources = list(sources)
+    team.authorize(store, actor, "ingest", target=", ".join(sources), check=lambda: check_sources(
+        sources, data_roots(store) if roots is None else roots))
 
     def work(ctx: TaskContext) -> IngestResult:
         return ingest_sources(store, sources, progress=ctx.progress, cancel=ctx.cancel, **kwargs)

@@ -18,6 +18,7 @@ import pathspec
 
 from core.ingest.gitinfo import git_info
 from core.ingest.model import EXTENSIONS, OTHER_CODE_EXTENSIONS, Advance, Problem, ReadOptions, Snippet
+from core.ingest.roots import SYMLINK_OUTSIDE, link_outside
 from core.ingest.sourcefile import UrlFn, read_source_file
 
 VENDORED_DIRS = frozenset({"node_modules", "vendor", "vendors", "third_party", "third-party", "thirdparty",
@@ -96,7 +97,7 @@ def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, 
         keep = []
         for d in sorted(dirnames):
             rel = f"{rel_here}/{d}" if rel_here else d
-            if d in QUIET_DIRS:
+            if d in QUIET_DIRS or _left_root(plan, here / d, root, rel + "/"):
                 continue
             reason = skip_dir(rel, d) if skip_dir else None
             if reason:
@@ -114,7 +115,7 @@ def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, 
             rel = f"{rel_here}/{name}" if rel_here else name
             path = here / name
             suffix = Path(name).suffix.lower()
-            if name == ".gitignore":
+            if name == ".gitignore" or _left_root(plan, path, root, rel):
                 continue
             if gitignore and ignore.ignored(rel, False):
                 plan.problems.append(Problem(rel, "gitignored", "file matched by .gitignore", "filtered"))
@@ -136,6 +137,15 @@ def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, 
                 continue
             plan.files.append(PlannedFile(path, rel, language, size))
     return plan
+
+
+def _left_root(plan: Plan, path: Path, root: Path, rel: str) -> bool:
+    """A symlink out of the folder is not followed: counted as an error, and True."""
+    target = link_outside(path, root)
+    if target is None:
+        return False
+    plan.problems.append(Problem(rel, SYMLINK_OUTSIDE, f"a symlink to {target}, outside the folder: not read"))
+    return True
 
 
 def not_source_problem(plan: Plan, label: str) -> Problem | None:

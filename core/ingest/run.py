@@ -24,6 +24,7 @@ from core.ingest.filters import DEFAULT_BLACKLIST, Filter, build_filters
 from core.ingest.model import (EXTENSIONS, Advance, Problem, ReadOptions, Snippet, normalize_code,
                                snippet_id)
 from core.ingest.records import file_size, is_data_file, iter_records
+from core.ingest.roots import SYMLINK_OUTSIDE, link_outside
 from core.ingest.stdlib import is_stdlib_source, open_stdlib
 from core.ingest.wholefile import looks_like_wholefile, read_wholefile_file
 from core.progress import Cancelled, ProgressFn, check_cancel, report
@@ -124,10 +125,16 @@ def _data_file_items(path: Path, label: str, source: str, fmt: str, opts: ReadOp
 
 
 def _data_folder(root: Path, source: str, fmt: str, opts: ReadOptions) -> _Job:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and is_data_file(p)
+    found = sorted(p for p in root.rglob("*") if p.is_file() and is_data_file(p)
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    real = root.resolve()
+    escaped = {p: t for p in found if (t := link_outside(p, real))}     # symlinks out of the folder: not read
+    files = [p for p in found if p not in escaped]
 
     def items() -> Iterator[Item]:
+        for p, target in escaped.items():
+            yield Problem(p.relative_to(root).as_posix(), SYMLINK_OUTSIDE,
+                          f"a symlink to {target}, outside the folder: not read")
         if not files:
             yield Problem(root.name, "no_data_files", "no .jsonl, .jsonl.gz or .parquet files in this folder")
         base = 0

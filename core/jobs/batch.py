@@ -10,9 +10,13 @@ A round is plan → submit → poll → collect:
   `JobRunner._call_models`) with stand-in clients (`_Planner`) that answer from the call log: a
   call answered before is a cache hit; the first call not answered yet becomes a batch line and
   the item waits. So round 1 holds the generator calls of every item, round 2 the judge calls of
-  those that passed the pre-filter, later rounds the retries (expired or failed lines, a parse
-  correction, a weaker response_format: the online client's rules, across rounds). Items whose
-  chain completes are written through `core.jobs.writer.write_batch`.
+  those that passed the pre-filter, later rounds the repair rounds and the retries (expired or
+  failed lines, a parse correction, a weaker response_format: the online client's rules, across
+  rounds). Items whose chain completes are written through `core.jobs.writer.write_batch`.
+  Every line records its item's step (generate, repair N, judge), why it was sent and the item's
+  try; the bounds of `core.lifecycle` are counted per item and step in the present try, and a step
+  answered before keeps its answer even when a later walk builds its prompt differently (the
+  sandbox's output can change between runs) -- so every item, and the job, ends.
 * submit: the lines of one endpoint (base URL + model) go into one provider batch. Its rows in
   `batches` / `batch_requests` are written before anything is sent; each submission step (OpenAI:
   the input file id; Anthropic: the time its create request was first sent) and the batch id are
@@ -35,9 +39,10 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 from pydantic import BaseModel
@@ -50,8 +55,9 @@ from core.jobs import runner as online
 from core.jobs.records import get_job
 from core.jobs.runner import HEARTBEAT_S, JobRunner, _finish, _heartbeat, _record_snapshot
 from core.jobs.writer import write_batch
+from core.lifecycle import GENERATE, RESEND_REASONS, Limits, current_step, first_reason, gave_up, give_up
 from core.llm import CallResult, LLMClient, canonical_json, insert_calls, parse_reply
-from core.llm.batch import TERMINAL, BatchAPIError, BatchInfo, BatchProvider, chunk_lines, provider_for
+from core.llm.batch import TERMINAL, BatchAPIError, BatchInfo, BatchProvider, LineResult, chunk_lines, provider_for
 from core.llm.calllog import successful_hashes, successful_replies
 from core.llm.client import parse_correction
 from core.llm.failures import classify
@@ -83,6 +89,11 @@ def _note_info(store: Store, batch_id: int, info: BatchInfo) -> None:
                             info.error_file_id, info.errors, batch_id]))
 
 
+def _cancel_requested(store: Store, batch_id: int) -> None:
+    """You cancelled this batch: the lines it never ran are sent again on resume, never counted."""
+    store.write(lambda cur: cur.execute("UPDATE batches SET cancel_requested = true WHERE id = ?", [batch_id]))
+
+
 _SUBMISSION_COLUMNS = ("input_file_id", "status", "submitted_at")
 
 
@@ -110,12 +121,16 @@ def _frame_insert(cur, table: str, frame: pd.DataFrame, select: str) -> None:
 
 @dataclass
 class _Need:
-    """One batch line to send: the first call of an item not answered yet."""
+    """One batch line to send: the first call of an item not answered yet, the step of the item it
+    answers (core.lifecycle), why it is sent and the item's try it counts in."""
     item_id: int
     role: str
     key: str
     mode: str
     body: dict
+    step: str = GENERATE
+    reason: str = "first call"
+    item_try: int = 0
 
 
 Group = tuple[str, Profile, BatchProvider, list[_Need]]
@@ -137,9 +152,14 @@ def _record_round(store: Store, job_id: int, round_no: int, groups: list[Group],
                                       "role": [n.role for n in chunk_needs],
                                       "payload_hash": [n.key for n in chunk_needs],
                                       "mode": [n.mode for n in chunk_needs],
-                                      "body": [json.dumps(n.body, ensure_ascii=False) for n in chunk_needs]})
-                _frame_insert(cur, "batch_requests (batch_id, custom_id, job_item_id, role, payload_hash, mode, body)",
-                              frame, "batch_id, custom_id, job_item_id, role, payload_hash, mode, CAST(body AS JSON)")
+                                      "body": [json.dumps(n.body, ensure_ascii=False) for n in chunk_needs],
+                                      "step": [n.step for n in chunk_needs],
+                                      "reason": [n.reason for n in chunk_needs],
+                                      "item_try": [n.item_try for n in chunk_needs]})
+                _frame_insert(cur, "batch_requests (batch_id, custom_id, job_item_id, role, payload_hash, mode, body, "
+                                   "step, reason, item_try)", frame,
+                              "batch_id, custom_id, job_item_id, role, payload_hash, mode, CAST(body AS JSON), "
+                              "step, reason, item_try")
         if new_pins:
             _frame_insert(cur, "batch_item_rounds (job_item_id, job_id, round)",
                           pd.DataFrame({"job_item_id": new_pins, "job_id": job_id, "round": round_no}),
@@ -164,15 +184,16 @@ def _request_tokens(body: dict) -> tuple[int, int]:
     return prompt, int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
 
 
-def _history(store: Store, job_id: int) -> dict[str, list[dict]]:
-    """payload hash -> the lines answered so far in this job, oldest first."""
-    out: dict[str, list[dict]] = {}
-    for r in store.rows("""SELECT r.payload_hash, r.role, r.status, r.error, r.mode, r.llm_call_id, c.response_text
-                           FROM batch_requests r JOIN batches b ON b.id = r.batch_id
-                           LEFT JOIN llm_calls c ON c.id = r.llm_call_id
-                           WHERE b.job_id = ? AND r.status <> 'pending' ORDER BY b.id, r.custom_id""", [job_id]):
-        out.setdefault(r["payload_hash"], []).append(r)
-    return out
+def _history(store: Store, job_id: int) -> list[dict]:
+    """The lines answered so far in this job, oldest first; `current`: sent in its item's present
+    try (a retry by hand starts the counts again)."""
+    return store.rows("""SELECT r.batch_id, r.custom_id, r.job_item_id, r.payload_hash, r.role, r.step, r.status,
+                                r.error, r.mode, r.llm_call_id, c.response_text, c.response_format,
+                                coalesce(r.item_try, i.attempts) >= i.attempts AS current
+                         FROM batch_requests r JOIN batches b ON b.id = r.batch_id
+                         JOIN job_items i ON i.id = r.job_item_id
+                         LEFT JOIN llm_calls c ON c.id = r.llm_call_id
+                         WHERE b.job_id = ? AND r.status <> 'pending' ORDER BY b.id, r.custom_id""", [job_id])
 
 
 def _job_replies(store: Store, job_id: int) -> dict[str, list[dict]]:
@@ -202,41 +223,60 @@ class _PlanningClient:
 
 @dataclass
 class _Planner:
-    """Answers calls from the call log; the first unanswered call of an item becomes a `_Need`."""
+    """Answers calls from the call log; the first unanswered call of an item becomes a `_Need`.
+    Each call belongs to a step of its item (core.lifecycle): a step answered before keeps its
+    answer, and a step's lines in the item's present try are counted against the limits."""
     store: Store
-    history: dict[str, list[dict]]
+    history: list[dict]
     replies: dict[str, list[dict]]
     ok_hashes: set[str]
     modes: dict[str, str]
-    max_retries: int
-    max_parse_retries: int
+    limits: Limits
     schemas: dict[str, type[BaseModel]]
+    tries: dict[int, int] = field(default_factory=dict)      # item id -> its try (job_items.attempts)
     needs: dict[str, _Need] = field(default_factory=dict)    # payload hash -> its line
     waiting: dict[int, str] = field(default_factory=dict)    # item id -> the payload hash it waits for
     item_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.by_key: dict[str, list[dict]] = {}
+        self.by_step: dict[tuple[int, str], list[dict]] = {}
+        self.item_lines: Counter[int] = Counter()
+        for r in self.history:
+            self.by_key.setdefault(r["payload_hash"], []).append(r)
+            if r["step"] is not None:
+                self.by_step.setdefault((int(r["job_item_id"]), r["step"]), []).append(r)
+            if r["current"] and r["status"] != "not_run":
+                self.item_lines[int(r["job_item_id"])] += 1
 
     def client(self, llm: LLMClient, role: str, provider: BatchProvider) -> _PlanningClient:
         return _PlanningClient(self, llm, role, provider)
 
     def answer(self, via: _PlanningClient, messages: list[dict], schema: type[BaseModel]) -> CallResult:
-        """The logged answer of this call, the failure the online client would end with, or
-        DEFERRED after noting the call as a line of the next batch (built by the role's provider)."""
-        llm, role = via.llm, via.role
+        """The logged answer of this call (or of its step), the failure the online client would
+        end with (a bound reached), or DEFERRED after noting the call as a line of the next batch."""
+        llm, role, step_name = via.llm, via.role, current_step()
         key = llm.cache_key(messages, schema)
         self.schemas[key] = schema
-        hit = self._cached(key, schema)
+        hit = self._cached(key, schema) or self._answered_step(step_name, schema)
         if hit is not None:
             return hit
-        past = self.history.get(key, [])
-        given_up = self._given_up(past)
-        if given_up is not None:
-            return given_up
+        if self.item_id in self.waiting:   # an earlier step of this item waits for its line: nothing after
+            return CallResult(False, None, None, DEFERRED, None, False)   # it is sent before it is answered
+        past = self._past(key, step_name)
+        why = give_up([p["status"] for p in past], self.limits)
+        if why is None and self.item_lines[self.item_id] >= self.limits.item_lines():
+            why = f"{self.item_lines[self.item_id]} lines sent for this item"
+        if why is not None:
+            return self._ended(past, why)
         last_parse = next((p for p in reversed(past) if p["status"] == "parse"), None)
         correction = parse_correction(last_parse["response_text"], last_parse["error"]) if last_parse else []
         mode = self.modes[role]
         if key not in self.needs:
+            reason = RESEND_REASONS.get(past[-1]["status"], "sent again") if past else first_reason(step_name)
             self.needs[key] = _Need(self.item_id, role, key, mode,
-                                    via.provider.request(llm, messages, schema, mode, correction))
+                                    via.provider.request(llm, messages, schema, mode, correction),
+                                    step_name, reason, self.tries.get(self.item_id, 0))
         self.waiting[self.item_id] = key
         return CallResult(False, None, None, DEFERRED, None, False)
 
@@ -251,31 +291,42 @@ class _Planner:
                                   response_format=row["response_format"])
         return None
 
-    def _given_up(self, past: list[dict]) -> CallResult | None:
-        """The failed result the online client would return after these attempts, or None to try again."""
-        if not past:
-            return None
-        last = past[-1]
-        model_text = next((p["response_text"] for p in reversed(past) if p["status"] == "parse"), None)
-        parse_failures = sum(p["status"] == "parse" for p in past)
-        retries = sum(p["status"] == "retry" for p in past)
-        if last["status"] == "fatal" or (last["status"] == "retry" and retries > self.max_retries) or \
-                (last["status"] == "parse" and parse_failures > self.max_parse_retries):
-            return CallResult(False, None, model_text, last["error"], last["llm_call_id"], False)
+    def _answered_step(self, step_name: str, schema: type[BaseModel]) -> CallResult | None:
+        """The answer this item's step already got, when this walk built its prompt differently (a
+        sandbox's output that changed between runs): the step is never sent again."""
+        for r in reversed(self.by_step.get((self.item_id, step_name), [])):
+            if r["status"] == "ok" and r["response_text"] is not None:
+                parsed, err = parse_reply(r["response_text"], schema)
+                if err is None:
+                    return CallResult(True, parsed, r["response_text"], None, int(r["llm_call_id"]), True,
+                                      response_format=r["response_format"])
         return None
 
+    def _past(self, key: str, step_name: str) -> list[dict]:
+        """The lines of this call in the present try: sent with its payload, or for this item's step."""
+        lines = {(r["batch_id"], r["custom_id"]): r
+                 for r in self.by_key.get(key, []) + self.by_step.get((self.item_id, step_name), []) if r["current"]}
+        return [lines[k] for k in sorted(lines)]
 
-def _modes(history: dict[str, list[dict]], llms: dict[str, LLMClient],
+    @staticmethod
+    def _ended(past: list[dict], why: str) -> CallResult:
+        """The failed result the online client would return after these lines (a bound reached)."""
+        last = past[-1] if past else {"status": None, "error": None, "llm_call_id": None}
+        model_text = next((p["response_text"] for p in reversed(past) if p["status"] == "parse"), None)
+        error = last["error"] if last["status"] == "fatal" else gave_up(last["error"], why)
+        return CallResult(False, None, model_text, error, last["llm_call_id"], False)
+
+
+def _modes(history: list[dict], llms: dict[str, LLMClient],
            allowed: dict[str, tuple[str, ...]]) -> dict[str, str]:
     """Each role's structured-output mode: the client's (or the first its provider's lines can ask
     in), moved past every mode the server refused."""
     modes = {role: llm.mode if llm.mode in allowed[role] else allowed[role][0] for role, llm in llms.items()}
-    for lines in history.values():
-        for line in lines:
-            if line["status"] == "format" and line["mode"] in MODES[:-1]:
-                nxt = MODES[MODES.index(line["mode"]) + 1]
-                if MODES.index(nxt) > MODES.index(modes[line["role"]]):
-                    modes[line["role"]] = nxt
+    for line in history:
+        if line["status"] == "format" and line["mode"] in MODES[:-1]:
+            nxt = MODES[MODES.index(line["mode"]) + 1]
+            if MODES.index(nxt) > MODES.index(modes[line["role"]]):
+                modes[line["role"]] = nxt
     return modes
 
 
@@ -290,15 +341,14 @@ class BatchJobRunner(JobRunner):
                  client_options: dict | None = None, poll_s: float | None = None):
         super().__init__(store, job_id, progress=progress, cancel=cancel, prices=prices,
                          client_options=client_options)
-        opts = client_options or {}
-        self.max_retries = int(opts.get("max_retries", 4))
-        self.max_parse_retries = int(opts.get("max_parse_retries", 1))
+        self.limits = Limits.of(client_options)     # the online client's limits, read the same way
         self.poll_s = float(poll_s if poll_s is not None else os.environ.get("SHOAL_BATCH_POLL_S", DEFAULT_POLL_S))
         self.llm = {role: LLMClient(store, self.profiles[role], prices=prices) for role in ("generator", "judge")}
         self.providers: dict[tuple, BatchProvider] = {}
         self.schemas: dict[str, type[BaseModel]] = {}
         self._round_pools: dict[int, dict[str, Pools]] = {}
         self._beat_at = 0.0
+        self._api_errors: dict[int, int] = {}    # batch row -> Batch API errors one after another
 
     # -- the run ----------------------------------------------------------------
     async def run(self) -> str:
@@ -345,7 +395,8 @@ class BatchJobRunner(JobRunner):
         waiting = list(planner.waiting)
         _record_round(self.store, self.job_id, round_no, self._groups(needs),
                       [i for i in waiting if i not in pinned], waiting)
-        self._report(f"round {round_no}: {len(needs)} calls sent as a batch")
+        sent, why = Counter(n.step for n in needs), Counter(n.reason for n in needs)
+        self._report(f"round {round_no}: {len(needs)} calls sent as a batch ({_tally(sent)}; why: {_tally(why)})")
         return True
 
     # -- planning ---------------------------------------------------------------
@@ -356,7 +407,7 @@ class BatchJobRunner(JobRunner):
         providers = {role: self._provider(self.profiles[role]) for role in self.llm}
         modes = _modes(history, self.llm, {role: p.modes for role, p in providers.items()})
         planner = _Planner(self.store, history, _job_replies(self.store, self.job_id), successful_hashes(self.store),
-                           modes, self.max_retries, self.max_parse_retries, self.schemas)
+                           modes, self.limits, self.schemas, {int(it["id"]): int(it["attempts"] or 0) for it in items})
         self.gen_client, self.judge_client = planner.client(self.llm["generator"], "generator", providers["generator"]), \
             planner.client(self.llm["judge"], "judge", providers["judge"])
         pinned = self._pinned()
@@ -487,19 +538,47 @@ class BatchJobRunner(JobRunner):
                                                                   b["request_failed"]):
                     _note_info(self.store, b["id"], info)
                     self._report(f"batch {b['id']} {info.status}: {info.completed + info.failed}/{info.total}")
+                self._api_errors.pop(b["id"], None)
                 if info.terminal:
                     self._collect(b, info)
                     continue
             except BatchAPIError as exc:
-                if not exc.retryable:
+                outcome = self._refused(b, exc) if exc.retryable else "stop"
+                if outcome == "stop":
                     raise
-                self._report(f"batch {b['id']}: {exc} (trying again)")
+                if outcome == "ended":
+                    continue
             left += 1
         return left == 0
+
+    def _refused(self, b: dict, exc: BatchAPIError) -> str:
+        """A retryable Batch API error, counted (core.lifecycle's batch_api_tries, one after another):
+        "again" below the bound; at it, a batch never created ends its lines with the reason ("ended":
+        their items fail, the job goes on), one created stops the run with the reason ("stop": a
+        resume polls it again)."""
+        n = self._api_errors[b["id"]] = self._api_errors.get(b["id"], 0) + 1
+        if n < self.limits.batch_api_tries:
+            self._report(f"batch {b['id']}: {exc} (try {n} of {self.limits.batch_api_tries}; trying again)")
+            return "again"
+        why = gave_up(str(exc), f"{n} Batch API requests refused one after another")
+        if b["provider_batch_id"] is not None:
+            exc.args = (f"{why}; resume the job to poll batch {b['provider_batch_id']} again",)
+            return "stop"
+        self.store.write(lambda cur: self._end_unsent(cur, b["id"], why))
+        self._report(f"batch {b['id']}: {why}")
+        return "ended"
+
+    @staticmethod
+    def _end_unsent(cur, batch_id: int, why: str) -> None:
+        cur.execute("UPDATE batch_requests SET status = 'fatal', error = ?, body = NULL "
+                    "WHERE batch_id = ? AND status = 'pending'", [why, batch_id])
+        cur.execute("UPDATE batches SET status = 'collected', error = ?, collected_at = current_timestamp, "
+                    "updated_at = current_timestamp WHERE id = ?", [why, batch_id])
 
     def _cancel_open(self) -> None:
         for b in _open_batches(self.store, self.job_id):
             if b["provider_batch_id"] and b["status"] not in TERMINAL:
+                _cancel_requested(self.store, b["id"])
                 try:
                     _note_info(self.store, b["id"], self._provider(self._profile_of(b)).cancel(b["provider_batch_id"]))
                 except BatchAPIError as exc:
@@ -534,8 +613,10 @@ class BatchJobRunner(JobRunner):
         for req in requests:
             res = results.get(req["custom_id"])
             if res is None or res.not_run:   # never ran: the batch was cancelled first, or refused as a whole
-                status = "retry" if info.status == "failed" else "not_run"
-                why = (res.error_message if res else None) or info.errors or f"batch {info.status} before this line ran"
+                status = self._unrun_status(b, info, res)
+                why = (res.error_message if res else None) or info.errors or (
+                    f"batch {info.status} before this line ran" if status != "retry"
+                    else f"batch {info.status} without a result for this line")
                 updates.append([req["custom_id"], status, why, False])
                 continue
             out = provider.line_attempt(res, self._schema_of(req), b["model"], prices=self.prices,
@@ -555,6 +636,18 @@ class BatchJobRunner(JobRunner):
         self.state.calls += ran
         self.state.cost_usd += cost
         self._report(f"batch {b['id']} collected: {ran} calls, ${cost:.4f}")
+
+    def _unrun_status(self, b: dict, info: BatchInfo, res: LineResult | None) -> str:
+        """A line that never ran: `not_run` when you cancelled (sent again on resume, never counted),
+        `cancelled` when the provider did (counted: core.lifecycle's cancelled_resends), else a failed
+        line (`retry`: the batch was refused as a whole, or it ended without this line's result)."""
+        if info.status == "failed":
+            return "retry"
+        if b.get("cancel_requested") or self.state.stop == "cancelled":
+            return "not_run"
+        if info.status in ("cancelled", "cancelling") or (res is not None and res.not_run):
+            return "cancelled"
+        return "retry"
 
     def _write_collected(self, cur, batch_id: int, calls: list[list], updates: list[list], ran: int,
                          cost: float) -> None:
@@ -610,9 +703,44 @@ def run_batch_job(store: Store, job_id: int, *, progress: ProgressFn | None = No
                                                                  poll_s=poll_s))
 
 
+_OUTCOMES = {"pending": "in flight", "ok": "answered", "parse": "did not parse", "format": "format refused",
+             "retry": "expired or failed", "fatal": "error", "cancelled": "cancelled by the provider",
+             "not_run": "cancelled by you"}
+
+
+def _tally(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} ×{n}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def batch_rounds(store: Store, job_id: int) -> list[dict]:
+    """Each round of a batch-mode job: how many lines it sent, what (the items' steps: generate,
+    repair N, judge), why (first call, tests failed, line expired or failed, ...), how they came back,
+    and `text`, the line the page and `shoal jobs` print."""
+    out: dict[int, dict] = {}
+    for r in store.rows("""SELECT b.round, coalesce(r.step, r.role) AS step, coalesce(r.reason, 'first call') AS reason,
+                                  r.status, count(*) AS n
+                           FROM batch_requests r JOIN batches b ON b.id = r.batch_id
+                           WHERE b.job_id = ? GROUP BY ALL ORDER BY ALL""", [job_id]):
+        d = out.setdefault(int(r["round"]), {"round": int(r["round"]), "lines": 0, "sent": Counter(),
+                                             "why": Counter(), "outcome": Counter()})
+        n = int(r["n"])
+        d["lines"] += n
+        d["sent"][r["step"]] += n
+        d["why"][r["reason"]] += n
+        d["outcome"][_OUTCOMES.get(r["status"], r["status"])] += n
+    rounds = []
+    for d in out.values():
+        d = {**d, **{k: dict(d[k]) for k in ("sent", "why", "outcome")}}
+        d["text"] = (f"round {d['round']}: {d['lines']} line(s) · sent: {_tally(d['sent'])} · why: {_tally(d['why'])}"
+                     f" · came back: {_tally(d['outcome'])}")
+        rounds.append(d)
+    return rounds
+
+
 def batch_status(store: Store, job_id: int) -> dict:
     """A job's provider batches for the page and `shoal jobs --show`: the ones in flight with their
-    request counts, every round, and the cost at the batch price."""
+    request counts, every round (`round_lines`: what each sent, how many lines and why), and the
+    cost at the batch price."""
     job = get_job(store, job_id)
     rows = store.rows("""SELECT id, round, role, provider, model, provider_batch_id, status, n_lines,
                                 request_total, request_completed, request_failed, cost_usd,
@@ -620,6 +748,7 @@ def batch_status(store: Store, job_id: int) -> dict:
                          FROM batches WHERE job_id = ? ORDER BY id""", [job_id])
     return {"batch": bool(job["params"].get("batch")), "rounds": max((r["round"] for r in rows), default=0),
             "in_flight": [r for r in rows if r["status"] != "collected"], "batches": rows,
+            "round_lines": batch_rounds(store, job_id),
             "cost_usd": round(sum(float(r["cost_usd"] or 0) for r in rows), 6)}
 
 
@@ -632,6 +761,7 @@ def cancel_provider_batches(store: Store, job_id: int) -> int:
         if not b["provider_batch_id"] or b["status"] in TERMINAL:
             continue
         profile = Profile(**stored[str(b["role"]).split(",")[0]])
+        _cancel_requested(store, b["id"])
         try:
             provider = provider_for(profile)
             try:

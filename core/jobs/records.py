@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from core import team
+from core.config import DEFAULT_CONCURRENCY
 from core.errors import ShoalError
 from core.generate import PoolConfig, PoolSnapshot
 from core.jobs.plan import plan_items
@@ -46,12 +48,13 @@ def _item_frame(items: list[dict], done_elsewhere: dict[str, int]) -> pd.DataFra
 
 def create_job(store: Store, snippet_ids: Sequence[str], *, profiles: dict, task: str | None = None,
                mix: dict[str, float] | None = None, target_languages: Sequence[str] | None = None,
-               concurrency: int = 8, max_calls: int | None = None, max_cost: float | None = None,
+               concurrency: int = DEFAULT_CONCURRENCY, max_calls: int | None = None, max_cost: float | None = None,
                pool: PoolConfig | None = None, seeds_only: bool = False, name: str | None = None,
                selection_id: int | None = None, mix_seed: int = 0, source: str | None = None,
-               batch: bool = False) -> int:
+               batch: bool = False, actor: str | None = None) -> int:
     """Plan and persist a job; returns its id. Items done in another job are stored as 'skipped'.
     `batch`: run its calls through the provider's Batch API (core.jobs.batch)."""
+    team.authorize(store, actor, "jobs", target=name or task or "mix")
     if concurrency < 1:
         raise ShoalError("Concurrency must be at least 1.")
     gen, judge = profiles["generator"], profiles["judge"]

@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import duckdb
 
+from core.config import job_concurrency
 from core.errors import ShoalError
 from core.generate import ItemResult, PoolConfig, Pools, PoolSnapshot, few_shot, generate_one, get_prompt_version
 from core.jobs.records import get_job, job_counts, job_summary, set_job_status
@@ -146,9 +147,8 @@ class JobRunner:
         params = job["params"]
         self.n_items = int(job["n_items"])
         self.profiles = _profiles_of(job)
-        self.concurrency = int(concurrency or params.get("concurrency") or 8)
-        if any(getattr(p, "source", "") == "local" for p in self.profiles.values()):
-            self.concurrency = 1   # the embedded llama.cpp server answers one request at a time: more only queue
+        # as asked (or recorded), capped for the embedded model: the rule new jobs were created by
+        self.concurrency = job_concurrency(self.profiles, concurrency or params.get("concurrency"))
         self.state = _RunState(calls=int(job["calls"] or 0), cost_usd=float(job["cost_usd"] or 0.0))
         self.max_calls, self.max_cost = params.get("max_calls"), params.get("max_cost")
         self.pool_cfg = PoolConfig(**(params.get("pool") or {}))

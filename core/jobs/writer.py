@@ -9,6 +9,7 @@ from functools import partial
 from typing import AbstractSet, Sequence
 
 from core.generate import ItemResult
+from core.redact import redact
 from core.store import Store
 
 
@@ -91,7 +92,7 @@ def write_batch(cur, job_id: int, running: list[int], results: list[tuple[dict, 
     gen_of = _insert_generations(cur, job_id, results)
     _insert_judgments(cur, results, gen_of)
     _insert_execution_checks(cur, results, gen_of)
-    status_rows = [[item["id"], "failed" if res.error else "succeeded", res.error, gen_of.get(item["id"]),
+    status_rows = [[item["id"], "failed" if res.error else "succeeded", redact(res.error), gen_of.get(item["id"]),
                     1 if item["id"] in count_attempt else 0] for item, res in results]
     values, params = _values(status_rows, ["BIGINT", "VARCHAR", "VARCHAR", "BIGINT", "INTEGER"])
     cur.execute(f"""UPDATE job_items SET status = v.status, error = v.error, generation_id = v.generation_id,

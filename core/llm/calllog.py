@@ -15,6 +15,7 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable, TypeVar
 
+from core.redact import configured_secrets, redact
 from core.store import Store
 
 T = TypeVar("T")
@@ -22,6 +23,7 @@ T = TypeVar("T")
 CALL_COLUMNS = ("payload_hash, role, base_url, model, request, response_text, response_format, "
                 "prompt_tokens, completion_tokens, latency_ms, cost_usd, error, status_code")
 _INSERT_CALL = f"INSERT INTO llm_calls ({CALL_COLUMNS}) VALUES ({', '.join(['?'] * 13)}) RETURNING id"
+_SECRET_COLUMNS = (4, 5, 11)   # request, response_text, error: redacted before they are stored
 MAX_BATCH = 256   # rows (and queued calls) handled by one turn of the writer thread
 
 
@@ -44,7 +46,9 @@ def payload_hash(base_url: str, model: str, messages: list[dict], temperature: f
 def insert_calls(cur, rows: list[list], preset: list[int | None] | None = None) -> list[int]:
     """Insert rows into llm_calls; their ids in order (`preset` ids are used as given). Several
     rows go in one statement with ids drawn from the sequence first (DuckDB's per-statement
-    cost dominates small inserts)."""
+    cost dominates small inserts). Keys in the request, the reply or the error are redacted first
+    (core.redact): a provider's 401 that echoes the key, a key pasted into a prompt."""
+    rows = _redacted(rows)
     preset = preset or [None] * len(rows)
     if len(rows) == 1 and preset[0] is None:
         return [int(cur.execute(_INSERT_CALL, rows[0]).fetchone()[0])]
@@ -56,6 +60,18 @@ def insert_calls(cur, rows: list[list], preset: list[int | None] | None = None) 
     cur.execute(f"INSERT INTO llm_calls (id, {CALL_COLUMNS}) VALUES {', '.join([one] * len(rows))}",
                 [v for call_id, row in zip(ids, rows) for v in (call_id, *row)])
     return ids
+
+
+def _redacted(rows: list[list]) -> list[list]:
+    secrets = configured_secrets()
+    out = []
+    for row in rows:
+        row = list(row)
+        for i in _SECRET_COLUMNS:
+            if isinstance(row[i], str):
+                row[i] = redact(row[i], secrets)
+        out.append(row)
+    return out
 
 
 def successful_replies(store: Store, key: str) -> list[dict]:

@@ -32,9 +32,10 @@ from typing import Any, Awaitable, Sequence, TypeVar
 import openai
 from pydantic import BaseModel
 
-from core.config import Profile, resolve_api_key
+from core.config import DEFAULT_CONCURRENCY, Profile, resolve_api_key
 from core.errors import ShoalError
 from core import pacing
+from core.lifecycle import LIMITS   # retry limits: one definition for online and batch mode
 from core.llm.calllog import CallLog, canonical_json, payload_hash, successful_replies
 from core.llm.capabilities import Capabilities
 from core.llm.endpoint import EndpointLink
@@ -118,10 +119,11 @@ class LLMClient:
     DEFERRED_LINGER_S = 0.0
 
     def __init__(self, store: Store, profile: Profile, prices: dict | None = None,
-                 max_concurrency: int = 8, max_retries: int = 4, max_parse_retries: int = 1, *,
+                 max_concurrency: int = DEFAULT_CONCURRENCY, max_retries: int = LIMITS.transport_retries,
+                 max_parse_retries: int = LIMITS.parse_retries, *,
                  backoff_base_s: float = 0.5, backoff_cap_s: float = 30.0,
-                 max_retry_after_s: float = 120.0, seed: int | None = None, defer_log: bool = False,
-                 max_rate_limit_wait_s: float = 3600.0, rate_gate: pacing.RateGate | None = None):
+                 max_retry_after_s: float = LIMITS.max_retry_after_s, seed: int | None = None, defer_log: bool = False,
+                 max_rate_limit_wait_s: float = LIMITS.rate_limit_wait_s, rate_gate: pacing.RateGate | None = None):
         """`defer_log`: a call returns without waiting for its `llm_calls` row to be committed
         (its id is reserved up front, rows are committed in batches); the caller then awaits
         `flush_log()` before it relies on the rows being in the database. `rate_gate`: pace with

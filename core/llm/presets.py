@@ -13,13 +13,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from core.config import (DEFAULT_KEY_ENV, OPENAI_BASE_URL, OPENAI_DEFAULT_MODEL, ROLE_DEFAULTS, Profile,
-                         key_source, local_profile, resolve_api_key)
+                         judge_following, judge_set_apart, key_source, local_profile, resolve_api_key)
 from core.errors import ShoalError
 from core.llm.capabilities import defaults_for, family_of, load_capabilities
 from core.store import Store
 
-__all__ = ["Preset", "PRESETS", "preset_of", "key_env_for", "profile_for_choice", "list_models",
-           "ModelList", "endpoint_summary", "batch_support", "LOCAL_DEMO_NOTE"]
+__all__ = ["Preset", "PRESETS", "SAME", "SAME_NOTE", "preset_of", "presets_for", "preset_label", "default_preset",
+           "key_env_for",
+           "profile_for_choice", "profiles_for_choices", "list_models", "ModelList", "endpoint_summary",
+           "batch_support", "LOCAL_DEMO_NOTE"]
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1/"
 LOCAL_DEMO_NOTE = ("The embedded local model only demonstrates the flow: a 135M-parameter model on the CPU "
@@ -57,6 +59,27 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
     Preset("custom", "Any OpenAI-compatible URL", "", batch_api="maybe",
            note="OpenRouter, LiteLLM, a proxy, ...: what it accepts is learned from its first errors."),
 )}
+# The judge's choice that follows the generator: its server, model and key (not a server of its own,
+# so not a preset; the generator cannot pick it).
+SAME = "same"
+SAME_LABEL = "Same as the generator"
+SAME_NOTE = ("The judge uses the generator's server, model and key, with its own temperature (0) and token "
+             "budget.")
+
+
+def presets_for(role: str) -> list[str]:
+    """The choices a role's endpoint field offers: the judge may also follow the generator (its first)."""
+    return [SAME, *PRESETS] if role == "judge" else list(PRESETS)
+
+
+def preset_label(key: str) -> str:
+    return SAME_LABEL if key == SAME else PRESETS[key].label
+
+
+def default_preset(role: str, base: Profile) -> str:
+    """The panel's first choice for a role: the judge follows the generator unless the environment
+    set it apart (SHOAL_JUDGE_BASE_URL / SHOAL_JUDGE_MODEL)."""
+    return SAME if role == "judge" and not judge_set_apart() else preset_of(base)
 
 
 def preset_of(profile: Profile) -> str:
@@ -106,7 +129,7 @@ def profile_for_choice(base: Profile, preset: str, base_url: str, model: str,
     embedded model starts from the role's defaults instead of the tiny model's. The embedded
     choice gives a profile without base URL (started when a job starts)."""
     if preset not in PRESETS:
-        raise ShoalError(f"Unknown endpoint preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
+        raise ShoalError(f"Unknown endpoint preset {preset!r}; choose one of: {', '.join(presets_for(base.role))}.")
     role = base.role
     url = base_url.strip()
     if preset == "local":
@@ -134,6 +157,18 @@ def profile_for_choice(base: Profile, preset: str, base_url: str, model: str,
     except ValueError as exc:   # pydantic's ValidationError: a URL without http(s)://
         first = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
         raise ShoalError(f"The {role} base URL is not valid: {first}") from None
+
+
+def profiles_for_choices(base: dict[str, Profile], choices: dict[str, tuple]) -> dict[str, Profile]:
+    """The profiles for the panel's choices (role -> profile_for_choice's preset, base URL, model, session
+    key name), for the roles given: a judge whose choice is SAME follows the generator's
+    (core.config.judge_following), so it needs the generator's choice too."""
+    out = {role: profile_for_choice(base[role], *choice) for role, choice in choices.items() if choice[0] != SAME}
+    if choices.get("judge", ("",))[0] == SAME:
+        if "generator" not in out:
+            raise ShoalError("The judge follows the generator: choose the generator's endpoint first.")
+        out["judge"] = judge_following(out["generator"])
+    return {role: out[role] for role in choices}
 
 
 # ---------------------------------------------------------------- the server's models
@@ -190,7 +225,9 @@ def batch_support(profiles: dict[str, Profile], presets: dict[str, str]) -> tupl
     """Whether a job on these profiles can run in batch mode, and why not."""
     from core.llm.batch import check_batch_profiles
     for role in profiles:
-        preset = PRESETS.get(presets.get(role, "custom"), PRESETS["custom"])
+        key = presets.get(role, "custom")
+        key = presets.get("generator", "custom") if key == SAME else key     # it follows the generator's
+        preset = PRESETS.get(key, PRESETS["custom"])
         if not preset.batch_api:
             return False, f"the {role}'s endpoint ({preset.label}) has no Batch API"
     try:

@@ -16,6 +16,7 @@ import openai
 from pydantic import BaseModel
 
 from core.pacing import retry_delay
+from core.redact import redact, redact_obj
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
 FORMAT_REJECTED_STATUS = {400, 415, 422}   # what servers answer to a response_format they lack
@@ -64,7 +65,7 @@ async def post_chat(client: openai.AsyncOpenAI, request: dict) -> Attempt:
         # messages and schema costs several ms of CPU per call and changes nothing in
         # plain JSON dicts; on 2 cores that alone capped throughput well below C/L.
         raw = await client.chat.completions.with_raw_response.create(
-            model=request["model"], messages=[], extra_body=request)
+            model=request["model"], messages=[], extra_body=redact_obj(request))   # no key leaves in a prompt
         out.status = raw.status_code
         out.headers = raw.headers
         out.latency_ms = (time.perf_counter() - t) * 1000
@@ -86,6 +87,8 @@ async def post_chat(client: openai.AsyncOpenAI, request: dict) -> Attempt:
         out.error = str(exc)
         out.text = exc.text
         out.retryable = True
+    if out.error:   # a provider's error that echoes the key must not reach job_items, the CLI or a log
+        out.error, out.text, out.error_message = redact(out.error), redact(out.text), redact(out.error_message)
     return out
 
 

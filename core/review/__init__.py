@@ -22,7 +22,7 @@ from core.review.common import (DECISION_ACTIONS, JUDGE_CHOICES, QUICK_REASONS, 
                                 UNDO_MARKER, VERDICTS, NothingToUndo, StaleReview)
 from core.review.decisions import BulkPreview, BulkResult, bulk_decide, bulk_preview, decide, version_for
 from core.review.effective import effective_verdict_sql, effective_verdicts
-from core.review.filters import TEAM_STATUSES, QueueFilter, latest_map_id
+from core.review.filters import TEAM_STATUSES, QueueFilter
 from core.review.items import (current_version, generation_count, get_item, get_review, prefilter_stop, review_view,
                                stop_reasons)
 from core.review.options import filter_options, review_status
@@ -38,7 +38,7 @@ __all__ = [
     "NothingToUndo", "StaleReview", "QueueFilter", "QueueCursor", "BulkPreview", "BulkResult", "UndoResult",
     "agreement", "audit_trail", "bulk_decide", "bulk_preview", "cell_filter", "current_version", "decide",
     "effective_verdict_sql", "effective_verdicts", "filter_options", "first_in_queue", "generation_count", "get_item", "get_review", "prefilter_stop",
-    "kappa_from_counts", "last_action", "latest_map_id", "matches", "neighbour", "queue_count", "queue_ids",
+    "kappa_from_counts", "last_action", "matches", "neighbour", "queue_count", "queue_ids",
     "queue_page", "queue_rows", "queue_summary", "queue_window", "recent_actions", "review_status",
     "undo_action", "undo_last",
     "TEAM_STATUSES", "AssignResult", "adjudicate", "assign", "assignees", "conflict_ids", "example_status",

@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from core.review.filters import (QueueFilter, from_clause, latest_map_id, sort_keys, status_condition,
+from core.maps import latest_map_id
+from core.review.filters import (QueueFilter, from_clause, sort_keys, status_condition,
                                  todo_condition, where_clause)
 from core.store import Store
 

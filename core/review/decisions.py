@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterable
 
+from core import team
 from core.errors import ShoalError
 from core.review.common import VERDICTS, StaleReview, loads, put_review, require_reviewer, review_json, row_dict
 from core.review.assign import needed
@@ -70,6 +71,7 @@ def decide(store: Store, generation_id: int, verdict: str, *, reviewer: str, exp
     response, the audit row (and on an overlap example the consolidated verdict with its own)."""
     if verdict not in VERDICTS:
         raise ShoalError(f"Unknown verdict {verdict!r}; use one of {', '.join(VERDICTS)}.")
+    team.authorize(store, reviewer, "review", target=int(generation_id), audit_allowed=False)   # a reviewer: own queue
     reviewer = require_reviewer(reviewer)
     gid = int(generation_id)
     original, need = _original_fields(store, gid, fields=edited_fields is not None)
@@ -196,6 +198,7 @@ def bulk_decide(store: Store, f: QueueFilter, verdict: str, *, reviewer: str, no
     Without `overwrite`, examples that already carry a human accept/reject keep it."""
     if verdict not in ("accepted", "rejected"):
         raise ShoalError("Bulk actions accept or reject.")
+    team.authorize(store, reviewer, "bulk_review", target=verdict, audit_allowed=False)
     reviewer = require_reviewer(reviewer)
     batch_id = uuid.uuid4().hex
     note = (note or "").strip() or None

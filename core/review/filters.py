@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable
 
 from core.errors import ShoalError
+from core.maps import latest_map_id
 from core.review.common import JUDGE_CHOICES, SORTS, STATUS_CHOICES
 from core.store import Store
 
@@ -61,10 +62,6 @@ class QueueFilter:
 
     def with_(self, **changes) -> QueueFilter:
         return replace(self, **changes)
-
-
-def latest_map_id(store: Store) -> int | None:
-    return store.scalar("SELECT max(id) FROM maps WHERE coalesce(status, 'done') = 'done'")
 
 
 def needs_judgment(f: QueueFilter, sort: str | None = None) -> bool:

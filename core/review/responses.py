@@ -19,6 +19,7 @@ import json
 import uuid
 from typing import Any
 
+from core import team
 from core.errors import ShoalError
 from core.review.common import StaleReview, loads, put_review, review_json, row_dict
 from core.store import Store
@@ -225,6 +226,7 @@ def adjudicate(store: Store, generation_id: int, verdict: str, *, adjudicator: s
     from core.review.common import require_reviewer
     if verdict not in ("accepted", "rejected"):
         raise ShoalError("An adjudication accepts or rejects the example.")
+    team.authorize(store, adjudicator, "adjudicate", target=int(generation_id), audit_allowed=False)
     adjudicator = require_reviewer(adjudicator)
     gid = int(generation_id)
     batch_id = uuid.uuid4().hex

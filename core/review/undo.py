@@ -12,6 +12,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
+from core import team
 from core.review.common import DECISION_ACTIONS, UNDO_MARKER, NothingToUndo, StaleReview, loads, row_dict
 from core.review.responses import RESPOND_ACTION, consolidate, restore_responses, sync_undone_decision
 from core.store import Store
@@ -139,7 +140,12 @@ def _restore(cur, reviewer: str, undo_id: str) -> None:
 def undo_action(store: Store, action_id: str, *, reviewer: str) -> UndoResult:
     """Put every review touched by one action back as it was before, as one transaction.
     Reviews changed again since the action are left alone (counted in `not_restored`); for a
-    single decision that is refused with StaleReview."""
+    single decision that is refused with StaleReview. Undoing someone else's action is a bulk review
+    action (curators and the owner)."""
+    own = store.scalar(f"SELECT count(*) FROM audit_log WHERE batch_id = ? AND actor = ? AND action IN {_UNDOABLE}",
+                       [action_id, str(reviewer).strip()])
+    team.authorize(store, reviewer, "review" if own else "bulk_review", target=None if own else action_id,
+                   audit_allowed=False)
     undo_id = uuid.uuid4().hex
 
     def write(cur) -> tuple[str, int, int, list[int]]:

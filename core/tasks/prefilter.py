@@ -108,9 +108,24 @@ def _instruction_too_long(spec, fields, source_code):
     return f"{n} sentences (at most {MAX_INSTRUCTION_SENTENCES})" if n > MAX_INSTRUCTION_SENTENCES else None
 
 
+# a call, an assignment, braces or semicolons, a keyword that opens a line, or an indented line
+_CODE_SIGNS = re.compile(r"\w\s*\(|[=;{}]|^\s*(def|class|function|func|fn|return|import|public|private|var|let|"
+                         r"const|#include|package|module|end)\b|^\s{2,}\S", re.M)
+
+
+def looks_like_code(text: str) -> bool:
+    """Whether `text` holds any code at all: "sample information" or a sentence about code does not."""
+    return bool(_CODE_SIGNS.search(text))
+
+
 def _information_missing_code(spec, fields, source_code):
-    if "information" in fields and is_no_input(fields["information"]):   # a missing one is missing_fields
+    if "information" not in fields:   # a missing one is missing_fields
+        return None
+    info = fields["information"]
+    if is_no_input(info):
         return "this task needs the code in information"
+    if info.strip() and not looks_like_code(info):
+        return "information holds no code"
     return None
 
 

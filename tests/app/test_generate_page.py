@@ -62,7 +62,7 @@ def test_generate_page_estimates_starts_a_job_and_shows_verdicts(server):
     verdicts = [l for l in labels if l.startswith("#")]
     assert verdicts and all(("judge: pass" in l or "judge: fail" in l or "pre-filter" in l) for l in verdicts)
     assert any("done" in p.proto.text for p in at.get("progress"))
-    assert {m.label: m.value for m in at.metric}["Succeeded"] == "12"
+    assert {m.label: m.value for m in at.metric}["Generated"] == "12"
 
     at.button(key="gen.judge.test").click().run()
     assert not at.exception, at.exception

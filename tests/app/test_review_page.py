@@ -172,3 +172,81 @@ def test_queue_list_shows_the_next_examples_in_order(app_db):
     table = at.dataframe[0].value
     order = list(rv.queue_page(store, rv.QueueFilter(), "judge_failed_first", limit=50)["id"])
     assert list(table["id"]) == order[:len(table)] and len(table) == 50
+
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+REVIEW, MAP, CORPUS = "pages/4_Review.py", "pages/2_Map.py", "pages/1_Corpus.py"
+
+
+def test_leaving_the_review_page_and_coming_back_keeps_its_filter(app_db):
+    """Streamlit drops a widget's state after a run that does not draw it: coming back to Review from
+    another page used to fail (st.session_state has no attribute "rv_clusters") and lose the filter."""
+    db, info = app_db
+    store = shared_store(db)       # fill_fake's cluster terms are bare words; the Map page reads {"term", "score"}
+    store.execute("UPDATE clusters SET terms = '[{\"term\": \"x\", \"score\": 1.0}]'")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    at.switch_page(REVIEW).run()
+    assert not at.exception, at.exception
+    at.selectbox(key="rv_judge").set_value("failed").run()
+    at.selectbox(key="rv_rule").set_value(at.selectbox(key="rv_rule").options[1]).run()
+    at.radio(key="rv_rule_answer").set_value("yes").run()
+    gid = shown_gid(at)
+    for other in (MAP, CORPUS, "pages/0_Home.py"):
+        at.switch_page(other).run()
+        assert not at.exception, at.exception
+        at.switch_page(REVIEW).run()
+        assert not at.exception, (other, at.exception)
+        assert at.selectbox(key="rv_judge").value == "failed"
+        assert at.radio(key="rv_rule_answer").value == "yes"
+        assert shown_gid(at) == gid
+    at.selectbox(key="rv_rule").set_value("").run()       # the rule's answer is no longer drawn ...
+    at.selectbox(key="rv_judge").set_value("any").run()   # ... and later runs still read it
+    assert not at.exception, at.exception
+
+
+PLANTED = "Fraction.__reduce__ **bold** ![x](http://127.0.0.1:9/beacon) <img src=\"http://127.0.0.1:9/i\">"
+RAW = re.compile(r"(?<!\\)(__reduce__|\*\*bold|!\[x\]\(|<img)")   # the planted Markdown / HTML, unescaped
+
+
+def _markdown_texts(at: AppTest) -> list[str]:
+    """Everything on the page that Streamlit renders as Markdown (code blocks and st.text are literal)."""
+    texts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "toast")
+             for e in getattr(at, kind)]
+    texts += [e.label for e in at.expander] + [m.label for m in at.metric]
+    for t in at.table:
+        frame = t.value
+        texts += [str(v) for v in frame.to_numpy().ravel()] + [str(v) for v in frame.index]
+    return texts
+
+
+def test_untrusted_text_is_escaped_wherever_markdown_renders(app_db):
+    db, info = app_db
+    store = shared_store(db)
+    gid = int(store.scalar("SELECT generation_id FROM judgments ORDER BY generation_id LIMIT 1"))
+    sid = store.scalar("SELECT snippet_id FROM generations WHERE id = ?", [gid])
+    store.execute("UPDATE snippets SET func_name = 'Fraction.__reduce__', path = 'fractions/__init__.py' "
+                  "WHERE id = ?", [sid])
+    import json
+    fields = json.loads(store.scalar("SELECT fields FROM generations WHERE id = ?", [gid]))
+    fields["__notes__"] = PLANTED
+    store.execute("UPDATE generations SET fields = ? WHERE id = ?", [json.dumps(fields), gid])
+    rules = json.loads(store.scalar("SELECT rules FROM judgments WHERE generation_id = ?", [gid]))
+    rules[0].update(answer="no", reason=PLANTED)
+    store.execute("UPDATE judgments SET rules = ? WHERE generation_id = ?", [json.dumps(rules), gid])
+    rv.decide(store, gid, "rejected", reviewer="tester", expected_version=0, note=PLANTED)
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.query_params["g"] = str(gid)
+    at.run()
+    assert not at.exception, at.exception
+    at.toggle(key="rv_history").set_value(True).run()
+    texts = _markdown_texts(at)
+    leaks = [t for t in texts if RAW.search(t)]
+    assert not leaks, leaks
+    joined = "\n".join(texts)
+    assert r"Fraction.\_\_reduce\_\_" in joined                       # the snippet's name, in the caption
+    assert r"fractions/\_\_init\_\_.py" in joined                     # its path
+    assert r"!\[x\](http://127.0.0.1\:9/beacon)" in joined             # the judge reason and the note
+    assert r"\_\_notes\_\_" in joined                                 # a generated field's name
+    rule_table = at.table[0].value
+    assert rule_table.iloc[0]["answer"].startswith("✗")                # a failing rule is marked

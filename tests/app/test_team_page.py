@@ -31,6 +31,8 @@ def team_db(tmp_path, monkeypatch):
     monkeypatch.setenv("SHOAL_DB", str(db))
     with open_store(db) as s:
         fill_fake(s, 60, seed=13)
+        # named before the app starts (`shoal team add ... --role owner`): nobody takes the team by signing in
+        team.set_member(s, "ann@example.com", "owner", actor=team.local(), actor_role="owner", config={})
     return db
 
 
@@ -69,7 +71,7 @@ def add_member(at: AppTest, identity: str, role: str) -> None:
 
 
 def test_team_page_roles_and_overlap_setting(team_db):
-    at = ran(as_user(TEAM_PAGE, "ann@example.com", "Ann"))             # first sign-in: the owner
+    at = ran(as_user(TEAM_PAGE, "ann@example.com", "Ann"))             # the owner, named before the start
     assert role_table(at) == {"ann@example.com": "owner"}
     add_member(at, "bob@example.com", "reviewer")
     add_member(at, "dan@example.com", "reviewer")
@@ -105,7 +107,7 @@ def test_team_page_roles_and_overlap_setting(team_db):
 def conflict_db(team_db):
     """Bob and Dan review every example twice over: they agree on some, split on others."""
     with open_store(team_db) as s:
-        team.sign_in(s, "ann@example.com", "Ann", config={})
+        team.sign_in(s, "ann@example.com", "Ann", config={})             # the owner (team_db) signs in
         for who, role in (("bob@example.com", "reviewer"), ("dan@example.com", "reviewer"),
                           ("cy@example.com", "curator")):
             team.set_member(s, who, role, actor="ann@example.com", actor_role="owner", config={})

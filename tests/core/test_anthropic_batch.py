@@ -122,7 +122,8 @@ def test_mixed_results_fail_items_with_their_reasons_and_keep_every_good_answer(
         assert reasons == {too_long: 2, server: 1}
         assert too_long.startswith("generator: http 400: prompt is too long: 212514 tokens > 200000 maximum "
                                    "(invalid_request_error) (hint: ") and "context window" in too_long
-        assert server == "generator: http 500: Internal server error (api_error)"
+        # the bound it reached (core.lifecycle: 1 + max_retries lines) is part of the reason
+        assert server == "generator: http 500: Internal server error (api_error) (gave up: 2 lines expired or failed)"
         failed = store.rows("SELECT id FROM job_items WHERE job_id = ? AND status = 'failed' ORDER BY id", [job])
         assert [r["id"] for r in failed] == [items[0], items[1], items[4]]
         assert store.scalar("SELECT count(*) FROM generations g JOIN job_items i ON i.id = g.job_item_id "

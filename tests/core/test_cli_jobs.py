@@ -74,16 +74,16 @@ def test_generate_refuses_when_no_model_is_named_and_the_server_lists_none(tmp_p
 
 
 def test_the_embedded_model_caps_a_cli_job_at_one_request_at_a_time(monkeypatch):
-    from core.commands import generation
+    # the CLI starts its jobs through core.jobs.start (the page's function): the cap is decided there
+    from core.jobs.start import job_settings
     from core.local_llm import RECOMMENDED_CONCURRENCY
     local = {r: Profile(role=r, source="local", base_url="http://127.0.0.1:5/v1", model="smollm2-135m")
              for r in ("generator", "judge")}
-    monkeypatch.setattr("core.config.load_profiles", lambda start_local=True: local)
-    profs, concurrency = generation._job_profiles(8, quiet=True)
-    assert concurrency == RECOMMENDED_CONCURRENCY == 1 and profs == local
-    monkeypatch.setattr("core.config.load_profiles", lambda start_local=True: {
-        r: p.model_copy(update={"source": "env"}) for r, p in local.items()})
-    assert generation._job_profiles(8, quiet=True)[1] == 8                  # a real server: as asked
+    settings = job_settings(local, 8)
+    assert settings.concurrency == RECOMMENDED_CONCURRENCY == 1 and settings.profiles == local
+    assert "one request at a time" in settings.describe()
+    real = {r: p.model_copy(update={"source": "env"}) for r, p in local.items()}
+    assert job_settings(real, 8).concurrency == 8                           # a real server: as asked
 
 
 def test_a_cli_job_waits_for_the_job_queued_before_it_on_the_same_server(tmp_path, env):

@@ -181,7 +181,7 @@ def test_auto_backend_is_measured_once_and_remembered(store, onnx_cache, monkeyp
     monkeypatch.setattr(embed_choice, "measure_agreement", no_second_measurement)
     again = embed_choice.choose_backend(None, "auto", "cpu")
     assert (again.backend, again.measurement) == (first.backend, m)
-    assert embed_choice.default_backend_note() == "Backend auto uses " + first.reason + "."
+    assert embed_choice.default_backend_note().startswith("Backend auto uses " + first.reason + "; static")
     store.insert_df("snippets", stdlib_snippets(6))
     r = embed.embed_corpus(store, batch_size=8)  # the default is auto
     assert r.backend == first.backend and r.reason == first.reason

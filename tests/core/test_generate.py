@@ -48,6 +48,12 @@ def test_instruction_of_three_sentences_fails():
 def test_task_specific_rules():
     assert prefilter("code_repair", _ex(information="none")).reasons == [
         "information_missing_code: this task needs the code in information"]
+    # an input with no code in it (a small model's "sample information") is stopped before the judge
+    for task in ("code_repair", "code_translation", "code_summarization"):
+        assert prefilter(task, _ex(information="sample information")).reasons == [
+            "information_missing_code: information holds no code"], task
+        assert prefilter(task, _ex(information="The function adds two numbers.")).reasons, task
+    assert prefilter("code_generation", _ex(information="sample information")).ok   # its information is optional
     r = prefilter("oss_instruct", {"problem": "One. Two. Three. Four sentences are fine in a problem.",
                                    "solution": "x = 1"})
     assert r.ok

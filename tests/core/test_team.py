@@ -53,7 +53,12 @@ def test_identity_is_email_else_subject():
     assert team.identity_of({}) is None and team.identity_of(None) is None
 
 
-def test_first_sign_in_owns_an_empty_team_then_members_only(store):
+def test_signing_in_never_takes_an_ownerless_team_then_members_only(store):
+    assert team.sign_in(store, "ann@x.org", "Ann", config={}) is None       # no owner: nobody takes the team
+    with pytest.raises(ShoalError, match=r"owner = .* under `\[shoal.team\]`"):
+        team.require_owner(store, config={})                                # so the app does not start
+    team.set_member(store, "ann@x.org", "owner", actor=team.local("box"), actor_role="owner", config={})
+    team.require_owner(store, config={})                                    # `shoal team add ... --role owner`
     assert team.sign_in(store, "ann@x.org", "Ann", config={}) == "owner"
     assert team.sign_in(store, "eve@x.org", config={}) is None              # not a member: no access
     team.set_member(store, "bob@x.org", "reviewer", actor="ann@x.org", actor_role="owner", config={})
@@ -65,7 +70,7 @@ def test_first_sign_in_owns_an_empty_team_then_members_only(store):
     team.set_member(store, "bob@x.org", "curator", actor="ann@x.org", actor_role="owner", config={})
     assert team.role_of(store, "bob@x.org", config={}) == "curator"
     acts = [r["action"] for r in store.rows("SELECT action FROM audit_log WHERE entity = 'member' ORDER BY id")]
-    assert acts == ["team.join", "team.role", "team.role"]
+    assert acts == ["team.role", "team.role", "team.role"]
 
 
 def test_config_file_names_roles_and_wins(store, tmp_path):

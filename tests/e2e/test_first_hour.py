@@ -17,8 +17,8 @@ import pytest
 from core.store import open_store
 from tests.e2e.conftest import screenshot, wait_for_app
 from tests.e2e.test_map_browser import FRAME
-from tests.e2e.test_journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step, full_page_shot, metric_value, \
-    no_exception, wait_or_fail
+from tests.e2e.test_journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step, metric_value
+from tests.support.browser import full_page_shot, no_exception, wait_or_fail
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import _TASK_RE, shoal_responder
 

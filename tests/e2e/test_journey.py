@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from core.store import open_store
-from tests.e2e.conftest import ALL_TEXT_SELECTED, screenshot, wait_for_app
+from tests.e2e.conftest import ALL_TEXT_SELECTED, wait_for_app
+from tests.support.browser import full_page_shot, no_exception, wait_or_fail
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
 
@@ -46,36 +47,6 @@ def wait_metric_at_least(page, label: str, n: int, timeout: float) -> None:
         ".find(e => e.querySelector('[data-testid=stMetricLabel]')?.innerText.trim() === label);"
         " return m && parseInt(m.querySelector('[data-testid=stMetricValue]').innerText.replace(/,/g, '')) >= n; }",
         arg=[label, n], timeout=timeout)
-
-
-def wait_or_fail(page, target, timeout: float) -> None:
-    """Wait for `target` (a CSS selector or a locator); stop at once (with its text) if the page shows an
-    error or an exception instead."""
-    bad = "[data-testid='stAlertContentError'], [data-testid='stException']"
-    wanted = page.locator(target) if isinstance(target, str) else target
-    try:
-        wanted.or_(page.locator(bad)).first.wait_for(timeout=timeout)
-    except Exception:
-        full_page_shot(page, "timed-out")                 # what the page showed instead, for the CI log
-        print("page text when the wait timed out:\n", page.locator("body").inner_text()[:3000])
-        raise
-    errors = page.locator(bad)
-    assert errors.count() == 0, errors.first.inner_text()
-
-
-def no_exception(page) -> None:
-    errors = page.locator("[data-testid='stException']")
-    assert errors.count() == 0, errors.first.inner_text()
-
-
-def full_page_shot(page, name: str) -> Path:
-    """Streamlit scrolls inside its own container: grow the viewport so the screenshot holds the page."""
-    height = page.evaluate("() => (document.querySelector(\"[data-testid='stMain']\") || document.body).scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 100, 8_000))})
-    try:
-        return screenshot(page, name)
-    finally:
-        page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def shown_gid(page) -> int | None:
@@ -139,7 +110,7 @@ def generate_step(page, url: str) -> None:
     assert metric_value(page, "Items") == str(BUDGET)
     page.get_by_role("button", name="Start job").click()
     page.get_by_text(f"done · {BUDGET}/{BUDGET} items").wait_for(timeout=120_000)
-    wait_metric_at_least(page, "Succeeded", 1, 30_000)
+    wait_metric_at_least(page, "Generated", 1, 30_000)
     # the newest examples with their judge verdicts are listed
     page.locator("[data-testid='stExpander']").filter(has_text="judge:").first.wait_for(timeout=30_000)
     no_exception(page)

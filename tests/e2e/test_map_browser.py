@@ -1,5 +1,6 @@
 """In a real browser: the map component renders, a click in the default (lasso) mode shows the code,
-a cluster is selected by clicking its legend entry and its name on the map, a lasso selects exactly the
+a cluster is selected by clicking its legend entry (its name written on the map takes no click: the
+click reaches the point under it), a lasso selects exactly the
 points inside it, and the kind filter keeps seed fragments out of a k-center pick."""
 from __future__ import annotations
 
@@ -69,14 +70,23 @@ def test_click_in_default_mode_shows_code_and_clusters_are_clickable(page, app_s
     page.mouse.click(box["x"] + px, box["y"] + py)
     page.get_by_test_id("stCode").filter(has_text=f"def {name}(").wait_for(timeout=60_000)
 
-    # a cluster by its legend entry, another by its name written on the map
+    # a cluster by its legend entry; its name written on the map is no button (a click there is a
+    # click on the map: a person aiming at a point under a name must not change the filter)
     frame.locator(".legend .traces").nth(1).locator(".legendtoggle").click()
     wait_for_app(page)
-    frame.locator(".annotation").filter(has_text=re.compile(r"^2: ")).first.click()
+    label = frame.locator(".annotation").filter(has_text=re.compile(r"^0: ")).first.bounding_box()
+    lx, ly = label["x"] + label["width"] / 2, label["y"] + label["height"] / 2
+    hit = frame.evaluate("([x, y]) => !!document.elementFromPoint(x, y).closest('.annotation')",
+                         [lx - box["x"], ly - box["y"]])
+    assert not hit, "a cluster name on the map takes the click instead of the point under it"
+    page.mouse.click(lx, ly)
+    wait_for_app(page)
+    frame.locator(".legend .traces").nth(2).locator(".legendtoggle").click()
     wait_for_app(page)
     ms = page.get_by_test_id("stMultiSelect").filter(has_text="Clusters")
     for c in (1, 2):
         ms.get_by_text(re.compile(rf"^{c}: {re.escape(labels[c][:20])}")).wait_for(timeout=30_000)
+    assert ms.get_by_text(re.compile(r"^0: ")).count() == 0, "the click on cluster 0's name picked it"
     submit_selection(page, 25, "clicked clusters")
     wait_for_app(page)
     page.get_by_text("random × 5 draws").first.wait_for(timeout=30_000)

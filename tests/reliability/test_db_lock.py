@@ -11,6 +11,7 @@ import pytest
 from core.ingest import ingest_sources
 from core.store import open_store
 from tests.e2e.conftest import screenshot, wait_for_app
+from tests.support.browser import wait_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "ingest"
@@ -31,7 +32,8 @@ def test_second_process_gets_a_clear_message_and_the_app_keeps_working(tmp_path,
     srv = app_server(db, env={"SHOAL_DEMO_SOURCE": "stdlib:json"})
     page.goto(srv.url + "/Corpus")
     wait_for_app(page)
-    page.locator("[data-testid='stMetric']").filter(has_text="Rejected").wait_for()
+    wait_or_fail(page, page.locator("[data-testid='stMetric']").filter(has_text="Rejected"), 60_000,
+                 "the Corpus page's metrics")
     assert metric(page, "Snippets") == n_before      # the app has the file open now
 
     env = {k: v for k, v in os.environ.items() if k != "SHOAL_DB"}
@@ -49,11 +51,12 @@ def test_second_process_gets_a_clear_message_and_the_app_keeps_working(tmp_path,
     # The app did not notice: it still reads and writes its database.
     page.reload()
     wait_for_app(page)
-    page.locator("[data-testid='stMetric']").filter(has_text="Rejected").wait_for()
+    wait_or_fail(page, page.locator("[data-testid='stMetric']").filter(has_text="Rejected"), 60_000,
+                 "the Corpus page's metrics")
     assert metric(page, "Snippets") == n_before
     page.get_by_text("Add a source").click()
     page.get_by_role("button", name="Load demo corpus").click()
-    page.get_by_text("new snippets").wait_for(timeout=90_000)
+    wait_or_fail(page, page.get_by_text("new snippets"), 90_000, "the demo ingest's summary")
     page.wait_for_function(
         "n => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
         ".find(e => e.innerText.includes('Snippets'));"

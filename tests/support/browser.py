@@ -46,3 +46,35 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def full_page_shot(page, name: str) -> Path:
+    """Streamlit scrolls inside its own container: grow the viewport so the screenshot holds the page."""
+    height = page.evaluate("() => (document.querySelector(\"[data-testid='stMain']\") || document.body).scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 100, 8_000))})
+    try:
+        return screenshot(page, name)
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def wait_or_fail(page, target, timeout: float, state: str = "") -> None:
+    """Wait for `target` (a CSS selector or a locator); stop at once (with its text) if the page shows an
+    error or an exception instead. A timeout names `state` (what was awaited), saves a screenshot and
+    prints the page's text, so a failure in CI says what the page showed instead."""
+    bad = "[data-testid='stAlertContentError'], [data-testid='stException']"
+    wanted = page.locator(target) if isinstance(target, str) else target
+    try:
+        wanted.or_(page.locator(bad)).first.wait_for(timeout=timeout)
+    except Exception as exc:
+        shot = full_page_shot(page, "timed-out")
+        text = page.locator("body").inner_text()[:3000]
+        raise AssertionError(f"waited {timeout / 1000:.0f} s for {state or target!r}; screenshot {shot}; "
+                             f"the page showed:\n{text}") from exc
+    errors = page.locator(bad)
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def no_exception(page) -> None:
+    errors = page.locator("[data-testid='stException']")
+    assert errors.count() == 0, errors.first.inner_text()

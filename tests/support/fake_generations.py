@@ -186,7 +186,7 @@ def fill_fake(store: Store, n: int, seed: int = 0, n_snippets: int | None = None
         store.insert_df("clusters", pd.DataFrame({
             "map_id": map_id, "cluster": np.arange(n_clusters, dtype="int32"),
             "label": [f"{_VERBS[c % len(_VERBS)]} {_NOUNS[(c * 3) % len(_NOUNS)]}" for c in range(n_clusters)],
-            "terms": [json.dumps([_VERBS[c % len(_VERBS)]]) for c in range(n_clusters)],
+            "terms": [json.dumps([{"term": _VERBS[c % len(_VERBS)], "score": 1.0}]) for c in range(n_clusters)],
             "size": sizes.astype("int32")}))
         info["map_id"] = map_id
     if with_selection:
