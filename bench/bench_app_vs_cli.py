@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -257,7 +258,7 @@ def run_app(db: Path, base_url: str, items: int, log: Path, watch: bool = True, 
             if watch:
                 page.get_by_text(f"done · {items}/{items} items").wait_for(timeout=900_000)
             else:
-                page.wait_for_timeout(1500)     # the click's own rerun, then away
+                page.get_by_text(re.compile(r"Job \d+ started")).first.wait_for(timeout=120_000)   # then away
                 page.goto("about:blank")
                 _wait_job_done(db, items, app)
             wall = time.perf_counter() - t_click

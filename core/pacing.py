@@ -25,7 +25,10 @@ The gate paces four things at once:
 * adaptive concurrency (AIMD) for servers that never send 429s: the number of requests in
   flight grows by one per round of good replies and shrinks by 30% when the latency of
   replies of one output size climbs past `latency_tolerance` x its baseline, or on
-  429/503/timeouts.
+  429/503/timeouts. A reply read while the client's own event loop runs late (`client_lag`:
+  its thread starved of CPU or of the GIL, e.g. by a page refreshing in the app's process)
+  says nothing about the server, and never shrinks the window: before this rule, a job
+  started in the app fell to one request in flight and ran at a third of the CLI's speed.
 
 Waiters are served first come first served. The gate is thread-safe (one lock) and works
 from any number of event loops and threads at once: `acquire` for async code,
@@ -39,18 +42,27 @@ import math
 import re
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from core.config import DEFAULT_CONCURRENCY
+
 __all__ = ["RateGate", "Permit", "GateStats", "Bucket", "gate_for", "endpoint_key", "reset_gates",
-           "retry_delay", "parse_duration", "parse_rate_limit_headers", "pacing_snapshot", "all_gates"]
+           "retry_delay", "parse_duration", "parse_rate_limit_headers", "pacing_snapshot", "all_gates",
+           "client_lag"]
 
 WINDOW_S = 60.0
 MIN_WINDOW_S, MAX_WINDOW_S = 0.5, 3600.0   # what a window learned from reset headers may be
 MAX_NAP_S = 0.5          # a waiter re-checks at least this often (limits may change meanwhile)
 DECREASE = 0.7           # AIMD multiplicative decrease
 INF = math.inf
+# the client's event loop is "running late" when its timers fire this much late on average (a loop
+# with CPU to spare wakes within a millisecond); its replies' latencies are then not the server's
+CLIENT_LAG_S = 0.005
+LAG_PROBE_S = 0.025      # the probe's timer
+LAG_WINDOW_S = 2.0       # the lag is the mean over this much of the recent past
 
 
 # ---------------------------------------------------------------- parsing what servers say
@@ -315,7 +327,10 @@ class _Adaptive:
                 self.window = ceiling     # never congested: start where the new caller asks
             self.ceiling = ceiling
 
-    def on_good(self, latency: float, started: float, now: float, size: int = 0) -> None:
+    def on_good(self, latency: float, started: float, now: float, size: int = 0, client_busy: bool = False) -> None:
+        if client_busy:     # the reply waited on the client, not the server: no sample, no decrease
+            self.window = min(self.ceiling, self.window + 1.0 / max(1.0, self.window))
+            return
         track = self._tracks.get(size)
         if track is None:
             track = self._tracks[size] = _LatencyTrack(self.memory, self.recent)
@@ -371,7 +386,7 @@ class RateGate:
         self._aimd: _Adaptive | None = None
         if adaptive and max_concurrency:   # adaptive always has a ceiling (64 unless given, above)
             self._aimd = _Adaptive(ceiling=float(max_concurrency), floor=float(min_concurrency),
-                                   window=float(initial_concurrency or min(8, max_concurrency)),
+                                   window=float(initial_concurrency or min(DEFAULT_CONCURRENCY, max_concurrency)),
                                    tolerance=latency_tolerance)
         self._in_flight = 0
         self._pause_until = -INF
@@ -593,7 +608,7 @@ class RateGate:
     def release(self, permit: Permit, *, status: int = 200, prompt_tokens: int | None = None,
                 completion_tokens: int | None = None, headers: Any = None,
                 message: str | None = None, retry_after_s: float | None = None,
-                congested: bool | None = None) -> None:
+                congested: bool | None = None, client_lag_s: float = 0.0) -> None:
         """Give a permit back with what happened.
 
         status 200 (or any 2xx): the reply's usage (prompt/completion tokens; what was
@@ -601,7 +616,9 @@ class RateGate:
         pauses every caller for the time the reply asks (`retry_after_s`, else its headers
         or message, else `default_pause_s`, doubling while 429s follow each other). Other
         statuses (and 0 for a transport failure): the prompt counts, the output is refunded;
-        503/504/0 count as congestion for adaptive concurrency (`congested` overrides)."""
+        503/504/0 count as congestion for adaptive concurrency (`congested` overrides).
+        `client_lag_s`: how late the caller's event loop ran lately (`client_lag()`); from
+        CLIENT_LAG_S on, the reply's latency is not taken as the server's."""
         if permit.done:
             return
         permit.done = True
@@ -612,13 +629,13 @@ class RateGate:
             if status == 429:
                 self._on_429(permit, headers, message, retry_after_s, now)
             else:
-                self._on_reply(permit, status, prompt_tokens, completion_tokens, now, congested)
+                self._on_reply(permit, status, prompt_tokens, completion_tokens, now, congested, client_lag_s)
         if headers is not None:
             self.observe_headers(headers)
         self._wake_head()
 
     def _on_reply(self, permit: Permit, status: int, prompt_tokens: int | None,
-                  completion_tokens: int | None, now: float, congested: bool | None) -> None:
+                  completion_tokens: int | None, now: float, congested: bool | None, client_lag_s: float = 0.0) -> None:
         ok = 200 <= status < 300
         if ok:
             self._consecutive_429 = 0
@@ -639,7 +656,8 @@ class RateGate:
         if congested if congested is not None else status in (0, 503, 504, 529):
             self._aimd.on_congestion(permit.started, now)
         elif ok:
-            self._aimd.on_good(now - permit.started, permit.started, now, max(1, used_out).bit_length())
+            self._aimd.on_good(now - permit.started, permit.started, now, max(1, used_out).bit_length(),
+                               client_busy=client_lag_s >= CLIENT_LAG_S)
 
     def _on_429(self, permit: Permit, headers: Any, message: str | None,
                 retry_after_s: float | None, now: float) -> None:
@@ -708,6 +726,47 @@ def _nap(wait: float, deadline: float | None) -> float:
             raise TimeoutError("timed out waiting for the rate gate")
         nap = min(nap, left)
     return nap
+
+
+# ---------------------------------------------------------------- how late the client runs
+
+
+class _LagProbe:
+    """A timer in one event loop that notes how late it fires: the loop's recent scheduling lag."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.samples: deque[tuple[float, float]] = deque(maxlen=int(4 * LAG_WINDOW_S / LAG_PROBE_S))
+        self.task = loop.create_task(self._run(), name="shoal-loop-lag")
+
+    async def _run(self) -> None:
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(LAG_PROBE_S)
+            now = time.monotonic()
+            self.samples.append((now, max(0.0, now - t0 - LAG_PROBE_S)))
+
+    def lag(self) -> float:
+        since = time.monotonic() - LAG_WINDOW_S
+        recent = [x for t, x in list(self.samples) if t >= since]
+        return sum(recent) / len(recent) if recent else 0.0
+
+
+_PROBES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LagProbe] = weakref.WeakKeyDictionary()
+_PROBES_LOCK = threading.Lock()
+
+
+def client_lag() -> float:
+    """How late this thread's running event loop has fired its timers lately (mean seconds over the
+    last LAG_WINDOW_S; 0 outside a loop). The first call in a loop starts measuring it."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return 0.0
+    with _PROBES_LOCK:
+        probe = _PROBES.get(loop)
+        if probe is None or probe.task.done():
+            probe = _PROBES[loop] = _LagProbe(loop)
+    return probe.lag()
 
 
 # ---------------------------------------------------------------- one gate per endpoint

@@ -8,14 +8,15 @@ import re
 _ALWAYS = "\\`*[]<>~$|&"
 _LINE_START = re.compile(r"^( {0,3})([#>+=-]|\d+(?=[.)]))", re.MULTILINE)   # heading, quote, list, rule
 _UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")         # not inside a word (__init__, _x)
-_DIRECTIVE = re.compile(r":(?=[0-9A-Za-z_])")                            # :red[..], :material/x:, :smile:
+_COLON = re.compile(r":")              # :red[..], :material/x:, :smile:, and a URL's "://" (no autolink)
+_WWW = re.compile(r"(?i)\b(www)\.")      # "www.x.org" would become a link
 
 
 def plain(text: object) -> str:
     """Untrusted text (code, file paths, function names, generations, judge reasons, notes, names)
     for any place that renders Markdown: st.markdown / st.write of a string, captions, alerts,
     toasts, expander and metric labels, progress text, st.table cells. Shown literally: no emphasis
-    eats `__init__`'s underscores, no image or link is fetched, no HTML is drawn.
+    eats `__init__`'s underscores, no image is fetched, no link or HTML is drawn.
 
     Only what could act as Markdown is escaped (a backslash before ASCII punctuation is always a
     literal in CommonMark), so ordinary words, e-mail addresses, intraword underscores
@@ -25,7 +26,8 @@ def plain(text: object) -> str:
     out = _LINE_START.sub(lambda m: m.group(1) + (m.group(2) if m.group(2)[0].isdigit() else "\\" + m.group(2))
                           + ("\\" if m.group(2)[0].isdigit() else ""), out)     # "1." -> "1\." (a digit has no escape)
     out = _UNDERSCORE.sub(r"\\_", out)
-    return _DIRECTIVE.sub(r"\\:", out)
+    out = _WWW.sub(r"\1\\.", out)
+    return _COLON.sub(r"\\:", out)
 
 
 def text_table(frame):

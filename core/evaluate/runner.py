@@ -9,12 +9,15 @@ executed when the process died is served from the LLM call log (no second reques
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from core.checks.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, SandboxResult, run_python
+from core.checks.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, SandboxResult
 from core.config import Profile
 from core.errors import ShoalError
 from core.evaluate import runs
@@ -41,7 +44,7 @@ class EvalSpec:
     timeout: float = DEFAULT_TIMEOUT
     memory_mb: int = DEFAULT_MEMORY_MB
     concurrency: int = 8              # requests in flight
-    workers: int = 0                  # sandboxes at once (0: the CPUs this process may use)
+    workers: int = 0                  # sandboxes at once (0: two per CPU this process may use)
     share: float = HELDOUT_SHARE      # held-out split
     seed: int = 0                     # held-out split and bootstrap
     stuck_after_s: float | None = None  # stop waiting for a sandbox run after this (None: 3 × timeout + 60 s)
@@ -127,9 +130,10 @@ def _workers(spec: EvalSpec) -> int:
     if spec.workers > 0:
         return spec.workers
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    return max(2, 2 * cpus)   # a sandbox run is mostly process start-up and waiting: two per CPU
 
 
 def _watchdog_s(spec: EvalSpec) -> float:
@@ -138,31 +142,62 @@ def _watchdog_s(spec: EvalSpec) -> float:
     return spec.stuck_after_s if spec.stuck_after_s is not None else 3 * spec.timeout + 60
 
 
-async def _execute(program: str, spec: EvalSpec) -> SandboxResult | None:
-    """`run_python` in a daemon thread (a stuck one cannot hold up the evaluation, nor the exit of
-    the process); None when it has not returned within the watchdog's time."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future = loop.create_future()
+class _SandboxWorkers:
+    """`workers` single-threaded helper processes (core.evaluate.sandbox_worker), each running one
+    program at a time; a worker whose sandbox does not return within the watchdog's time is killed
+    and replaced by a fresh one."""
 
-    def settle(result: SandboxResult | None, exc: BaseException | None) -> None:
-        if not fut.done():
-            fut.set_exception(exc) if exc is not None else fut.set_result(result)
+    def __init__(self, workers: int, spec: EvalSpec):
+        self.spec = spec
+        self.idle: asyncio.Queue = asyncio.Queue()
+        for _ in range(workers):
+            self.idle.put_nowait(None)           # a slot; its process starts on first use
+        self.procs: set[asyncio.subprocess.Process] = set()
 
-    def target() -> None:
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "core.evaluate.sandbox_worker", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, env=env, limit=2 ** 24)
+        self.procs.add(proc)
+        return proc
+
+    async def run(self, program: str) -> SandboxResult | None:
+        """The program's result, or None when the sandbox did not return in time."""
+        proc = await self.idle.get()
         try:
-            out, err = run_python(program, spec.timeout, spec.memory_mb), None
-        except BaseException as exc:   # handed to the awaiting coroutine
-            out, err = None, exc
-        try:
-            loop.call_soon_threadsafe(settle, out, err)
-        except RuntimeError:           # the loop is gone: nobody waits any more
-            pass
+            if proc is None or proc.returncode is not None:
+                proc = await self._spawn()
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write((json.dumps({"program": program, "timeout": self.spec.timeout,
+                                          "memory_mb": self.spec.memory_mb}) + "\n").encode())
+            await proc.stdin.drain()
+            line = await asyncio.wait_for(proc.stdout.readline(), _watchdog_s(self.spec))
+            if not line:
+                raise ShoalError("the sandbox worker exited")
+            return SandboxResult(**json.loads(line))
+        except TimeoutError:
+            self._kill(proc)
+            proc = None
+            return None
+        finally:
+            self.idle.put_nowait(proc)
 
-    threading.Thread(target=target, name="eval-sandbox", daemon=True).start()
-    try:
-        return await asyncio.wait_for(fut, _watchdog_s(spec))
-    except TimeoutError:
-        return None
+    def _kill(self, proc: asyncio.subprocess.Process | None) -> None:
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+
+    async def close(self) -> None:
+        for proc in self.procs:
+            if proc.returncode is None and proc.stdin is not None:
+                proc.stdin.close()               # the worker ends at the end of its input
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                self._kill(proc)
+                await proc.wait()
 
 
 async def _sample_all(store: Store, run_id: int, client: SampleClient, todo: list[tuple[Problem, int]],
@@ -170,7 +205,7 @@ async def _sample_all(store: Store, run_id: int, client: SampleClient, todo: lis
                       cancel: threading.Event | None) -> None:
     total = already + len(todo)
     count = [already]
-    sandboxes = asyncio.Semaphore(_workers(spec))
+    pool = _SandboxWorkers(_workers(spec), spec)
     queued = asyncio.Semaphore(max(1, spec.concurrency) * 2)   # problems started ahead of the sandboxes
     report(progress, already, total, "resuming" if already else "")
 
@@ -183,8 +218,7 @@ async def _sample_all(store: Store, run_id: int, client: SampleClient, todo: lis
             if not res.ok:
                 row.update(status="no_reply", passed=None, error=(res.error or "no reply")[:500])
             else:
-                async with sandboxes:
-                    r = await _execute(build_program(problem, res.raw_text), spec)
+                r = await pool.run(build_program(problem, res.raw_text))
                 if r is None:
                     row.update(status="sandbox_stuck", passed=None,
                                error=f"the sandbox did not return within {_watchdog_s(spec):.0f} s")
@@ -198,5 +232,6 @@ async def _sample_all(store: Store, run_id: int, client: SampleClient, todo: lis
     try:
         await asyncio.gather(*(one(p, s) for p, s in todo))
     finally:
+        await pool.close()
         await client.aclose()
         await client.flush_log()

@@ -6,6 +6,7 @@
   is planned as `skipped`), control through `jobs.status`, summaries and the pages' reads.
 * `runner`: `JobRunner` keeps up to C items in flight; `writer`: the one thread that writes their results.
 * `workers`: background threads for the app; `registry`: which jobs run in this process.
+* `start`: `start_job`, the one way the Generate page and `shoal generate` create and start (or queue) a job.
 * `batch`: batch mode (`create_job(..., batch=True)`): the calls go through the provider's Batch API in rounds.
 """
 from core.jobs.plan import DEFAULT_TARGETS, JobPlan, assign_tasks, choose_target, estimate_cost, item_key, plan_items

@@ -152,6 +152,7 @@ class EndpointLink:
     # -- pacing ---------------------------------------------------------------
     async def acquire(self, request: dict) -> pacing.Permit:
         gate = self.gate
+        pacing.client_lag()          # measures this loop's lag from the first call on (see release)
         prompt = tokens.count_messages(request["messages"], self.model).tokens if gate.counts_tokens else 0
         out = int(request.get("max_completion_tokens") or request.get("max_tokens") or 0)
         permit = gate.try_acquire(prompt, out)
@@ -167,7 +168,8 @@ class EndpointLink:
         elif out.kind != "http":
             used = out.prompt_tokens or out.completion_tokens
             permit.finish(status=200, headers=out.headers, prompt_tokens=out.prompt_tokens if used else None,
-                          completion_tokens=out.completion_tokens if used else None)
+                          completion_tokens=out.completion_tokens if used else None,
+                          client_lag_s=pacing.client_lag())    # a late client is no sign of a busy server
         else:
             status = 502 if out.retryable else (out.status or 0)
             permit.finish(status=400 if status == 429 else status, headers=out.headers)

@@ -165,7 +165,9 @@ def test_a_server_without_a_model_name_gets_the_one_it_lists(server, monkeypatch
     assert {p["model"] for p in job["params"]["profiles"].values()} == {"fake-model"}
     assert {r[0] for r in s.execute("SELECT DISTINCT generator_model FROM generations").fetchall()} == {"fake-model"}
 
-    # a server that does not answer: refused with a message, no job
+    # a server that does not answer: refused with a message, no job (the judge set apart from the generator)
+    at.selectbox(key="gen.judge.preset").set_value("custom")
+    _run(at)
     at.text_input(key="gen.judge.base_url_in").set_value(f"http://127.0.0.1:{_free_port()}/v1")
     _run(at)
     at.button(key="gen.start").click()

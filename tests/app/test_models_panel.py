@@ -109,7 +109,8 @@ def _start(at: AppTest, selection: str) -> int:
 def choose_openai_preset(at: AppTest, srv) -> None:
     assert any("only demonstrates the flow" in w.value for w in at.warning)     # the embedded model first
     for role in ROLES:
-        assert at.selectbox(key=f"gen.{role}.preset").value == "local"
+        # the embedded model first; the judge follows the generator until it is set apart (issue 20)
+        assert at.selectbox(key=f"gen.{role}.preset").value == ("local" if role == "generator" else "same")
         at.selectbox(key=f"gen.{role}.preset").set_value("openai")
         _run(at)
         assert at.text_input(key=f"gen.{role}.base_url_in").value == "https://api.openai.com/v1"

@@ -246,7 +246,7 @@ def test_untrusted_text_is_escaped_wherever_markdown_renders(app_db):
     joined = "\n".join(texts)
     assert r"Fraction.\_\_reduce\_\_" in joined                       # the snippet's name, in the caption
     assert r"fractions/\_\_init\_\_.py" in joined                     # its path
-    assert r"!\[x\](http://127.0.0.1\:9/beacon)" in joined             # the judge reason and the note
+    assert r"!\[x\](http\://127.0.0.1\:9/beacon)" in joined            # the judge reason and the note
     assert r"\_\_notes\_\_" in joined                                 # a generated field's name
     rule_table = at.table[0].value
     assert rule_table.iloc[0]["answer"].startswith("✗")                # a failing rule is marked

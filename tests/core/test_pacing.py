@@ -160,6 +160,36 @@ def test_aimd_backs_off_when_latency_climbs_and_grows_while_it_is_flat():
     assert gate.stats().concurrency_limit <= shrunk
 
 
+def test_replies_read_while_the_client_runs_late_never_shrink_the_window():
+    """Issue 20: in the app, a page refreshing in the job's process starved its event loop; replies were
+    read late, the window took that for a busy server and fell to one request in flight (the job ran at a
+    third of the CLI's speed on the same server). A late client says nothing about the server."""
+    def run(lag: float) -> int:
+        clock = Clock()
+        gate = RateGate("k", adaptive=True, max_concurrency=8, initial_concurrency=8, clock=clock)
+        for latency in [0.2] * 16 + [0.8] * 48:           # 4x the best latency, from the client's side
+            p = gate.try_acquire(100, 100)
+            clock.advance(latency)
+            p.finish(prompt_tokens=100, completion_tokens=100, client_lag_s=lag)
+        return gate.stats().concurrency_limit
+    assert run(lag=0.0) < 8                                # a server getting slower: back off (as before)
+    assert run(lag=pacing.CLIENT_LAG_S) == 8               # the client running late: keep what the job asked
+
+
+def test_client_lag_measures_how_late_the_loop_runs():
+    async def main() -> tuple[float, float]:
+        pacing.client_lag()                   # starts the probe in this loop
+        await asyncio.sleep(0.3)
+        idle = pacing.client_lag()
+        for _ in range(12):                   # a loop kept busy (as a starved thread would be)
+            time.sleep(0.04)
+            await asyncio.sleep(0)
+        return idle, pacing.client_lag()
+    idle, busy = asyncio.run(main())
+    assert busy >= pacing.CLIENT_LAG_S and busy > idle
+    assert pacing.client_lag() == 0.0         # outside a loop
+
+
 def test_aimd_compares_replies_of_one_size_and_stops_once_limits_are_stated():
     """A judge's short replies and a generator's long ones at the same fixed latency are no
     congestion; a server whose headers state its limits is paced by them instead."""
