@@ -218,14 +218,19 @@ def _start_button(store: Store, c: Choice, plan: J.JobPlan | None, settings: Job
         st.warning(f"Models: {c.problem}")
     else:
         settings_line(settings)
-    if st.button("Start job", type="primary", disabled=plan is None or bool(c.problem), key="gen.start",
-                 help=f"Starts {what}." if what else None):
-        try:
-            start_from_page(store, c)
-        except ShoalError as exc:
-            st.error(plain(exc))
-        else:
-            st.rerun()   # the panel at the top shows the new job, polling from this run on
+    # started in the click's callback, before the run it triggers: that one run draws the panel with the new
+    # job and polls (a start inside the run, then st.rerun(), drew the whole page twice as the job began)
+    st.button("Start job", type="primary", disabled=plan is None or bool(c.problem), key="gen.start",
+              help=f"Starts {what}." if what else None, on_click=_start_clicked, args=(store, c))
+    if "gen.start_error" in st.session_state:
+        st.error(st.session_state.pop("gen.start_error"))
+
+
+def _start_clicked(store: Store, c: Choice) -> None:
+    try:
+        start_from_page(store, c)
+    except ShoalError as exc:
+        st.session_state["gen.start_error"] = plain(exc)
 
 
 def run_tab(rf: RunForm) -> Choice:

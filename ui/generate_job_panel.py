@@ -16,8 +16,8 @@ from ui.scroll import anchor, scroll_to
 from ui.text import plain
 
 
-POLL_S = 1.0            # progress and counts, while a job runs or waits
-DETAILS_POLL_S = 5.0    # pacing, provider batches and (when asked for) the newest examples
+POLL_S = 2.0            # progress and counts, while a job runs or waits
+DETAILS_POLL_S = 10.0   # pacing, provider batches and (when asked for) the newest examples
 
 
 def jobs_live(store: Store) -> bool:
@@ -69,7 +69,7 @@ def _job_controls(store: Store, job_id: int, s: dict, alive: bool) -> None:
 def _latest_examples(store: Store, job_id: int, s: dict) -> None:
     st.subheader("Latest examples")
     for row in J.latest_examples(store, job_id, limit=8):
-        with st.expander(f"#{row['id']} · {plain(row['task'])} · {plain(_verdict(row))}"):
+        with st.expander(f"#{row['id']} · {row['task']} · {_verdict(row)}"):     # app words only (task, verdict, reason codes)
             fields = json.loads(row["fields"]) if row["fields"] else None
             if fields is None:
                 st.text("Raw reply (did not parse):")

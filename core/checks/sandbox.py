@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import select
 import shutil
 import signal
@@ -394,21 +393,25 @@ def _bwrap_argv(backend: Backend, step: Step, workdir: str, env: dict[str, str],
 
 # --------------------------------------------------------------------------- running one step
 
-def _limits(step: Step, clear_groups: bool, nproc: bool):
-    def apply() -> None:
-        if clear_groups:   # root starting bwrap: no supplementary group (gid 0) reaches the sandbox
-            os.setgroups([])
-        mem = step.memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS if step.memory_kind == "as" else resource.RLIMIT_DATA, (mem, mem))
-        cpu = max(1, int(step.timeout) + 1)
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        fsize = COMPILE_FILE_BYTES if step.phase == "compile" else MAX_FILE_BYTES
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (step.open_files, step.open_files))
-        if nproc:   # the unsafe mode only: inside bwrap the wrapper sets it in the user namespace
-            resource.setrlimit(resource.RLIMIT_NPROC, (step.processes, step.processes))
-    return apply
+def _limited(step: Step, argv: list[str], nproc: bool) -> list[str]:
+    """`argv` started under the step's resource limits. The limits are set by `prlimit` (util-linux)
+    or a bare `python -I -S` that execs the step: never by Python code between fork and exec
+    (`preexec_fn`), which can deadlock when the caller has other threads (a thread pool of checks)."""
+    mem = step.memory_mb * 1024 * 1024
+    cpu = max(1, int(step.timeout) + 1)
+    fsize = COMPILE_FILE_BYTES if step.phase == "compile" else MAX_FILE_BYTES
+    limits = {"as" if step.memory_kind == "as" else "data": (mem, mem), "cpu": (cpu, cpu + 1),
+              "fsize": (fsize, fsize), "core": (0, 0), "nofile": (step.open_files, step.open_files)}
+    if nproc:   # the unsafe mode only: inside bwrap the wrapper sets it in the user namespace
+        limits["nproc"] = (step.processes, step.processes)
+    prlimit = shutil.which("prlimit")
+    if prlimit:
+        return [prlimit, *(f"--{k}={lo}:{hi}" for k, (lo, hi) in limits.items()), "--", *argv]
+    code = ("import os, resource, sys\n"
+            f"for k, v in {limits!r}.items():\n"
+            "    resource.setrlimit(getattr(resource, 'RLIMIT_' + k.upper()), v)\n"
+            "os.execvp(sys.argv[1], sys.argv[1:])\n")
+    return [sys.executable, "-I", "-S", "-c", code, *argv]
 
 
 def _child_pid(fd: int, deadline: float) -> int:
@@ -445,8 +448,8 @@ def _start(backend: Backend, step: Step, workdir: str, env: dict[str, str],
     if backend.kind == "none":
         raise OSError(backend.problem or "no sandbox")
     if backend.kind != "bwrap":
-        limits = _limits(step, False, os.getuid() != 0)   # (root ignores RLIMIT_NPROC: the unsafe mode's gap)
-        return subprocess.Popen(list(step.argv), cwd=workdir, env=env, preexec_fn=limits, **common), None
+        argv = _limited(step, list(step.argv), os.getuid() != 0)   # (root ignores RLIMIT_NPROC: the unsafe mode's gap)
+        return subprocess.Popen(argv, cwd=workdir, env=env, **common), None
     cmd = _bwrap_argv(backend, step, workdir, env, binds)
     info_r, info_w = os.pipe()
     block_r, block_w = os.pipe() if backend.as_root else (-1, -1)
@@ -456,8 +459,10 @@ def _start(backend: Backend, step: Step, workdir: str, env: dict[str, str],
         fds = (info_w, block_r) if backend.as_root else (info_w,)
         # bwrap itself starts with an empty environment too: its init stays in the sandbox as pid 1,
         # and (without root) the sandbox's uid may read /proc/1/environ
-        proc = subprocess.Popen(cmd, pass_fds=fds, preexec_fn=_limits(step, backend.as_root, False),
-                                env={"PATH": "/usr/bin:/bin"}, **common)
+        # as root: no supplementary group (gid 0) reaches the sandbox (set by subprocess in C)
+        groups: dict = {"extra_groups": []} if backend.as_root else {}
+        proc = subprocess.Popen(_limited(step, cmd, False), pass_fds=fds, env={"PATH": "/usr/bin:/bin"},
+                                **groups, **common)
         for fd in fds:
             os.close(fd)
         info_w = block_r = -1

@@ -1,6 +1,7 @@
 """Background worker threads for the app: one per running job, everything they do is in DuckDB."""
 from __future__ import annotations
 
+import sys
 import threading
 
 from core.errors import ShoalError
@@ -9,7 +10,13 @@ from core.jobs.registry import _RUNNING, _WORKERS, _WORKERS_LOCK, job_key, worke
 from core.jobs.batch import run_job   # mode-aware: batch-mode jobs run in rounds
 from core.store import Store
 
-__all__ = ["JobWorker", "start_worker", "worker_alive", "wait_for_worker"]
+__all__ = ["JobWorker", "start_worker", "worker_alive", "wait_for_worker", "WORKER_SWITCH_INTERVAL_S"]
+
+# A worker shares its process (the app's) with threads that compute while it waits on sockets: the page's
+# script runs, the web server. Python hands the GIL back to a waiting thread only after the switch interval
+# (5 ms by default), and the job's event loop waits that long again after every socket read -- which, with
+# a page refreshing beside it, made its calls take twice as long as the same calls from the CLI.
+WORKER_SWITCH_INTERVAL_S = 0.001
 
 
 class JobWorker(threading.Thread):
@@ -43,6 +50,8 @@ def start_worker(store: Store, job_id: int, prices: dict | None = None) -> JobWo
             raise ShoalError(f"Job {job_id} is already running in this process.")
         w = JobWorker(store, job_id, prices)
         _WORKERS[key] = w
+    if sys.getswitchinterval() > WORKER_SWITCH_INTERVAL_S:
+        sys.setswitchinterval(WORKER_SWITCH_INTERVAL_S)
     w.start()
     return w
 

@@ -64,6 +64,10 @@ def test_generate_page_estimates_starts_a_job_and_shows_verdicts(server):
     assert any("done" in p.proto.text for p in at.get("progress"))
     assert {m.label: m.value for m in at.metric}["Generated"] == "12"
 
+    # the judge follows the generator (issue 20) until it is given its own endpoint; then it has its own test
+    assert at.selectbox(key="gen.judge.preset").value == "same"
+    at.selectbox(key="gen.judge.preset").set_value("custom").run()
+    at.text_input(key="gen.judge.base_url_in").set_value(server.base_url).run()
     at.button(key="gen.judge.test").click().run()
     assert not at.exception, at.exception
     assert any(s.value.startswith("judge: ok=True") for s in at.success)
