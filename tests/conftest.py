@@ -49,33 +49,38 @@ def browser():
         b.close()
 
 
+def _save_failed_page(item, rep) -> None:
+    """A failing browser test's page, saved while its server still runs (fixtures are torn down
+    after this): test-artifacts/failed-<test>.png and .txt, the text added to the failure report."""
+    pg = item.funcargs.get("page")
+    if pg is None or pg.is_closed():
+        return
+    try:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = f"failed-{item.name}"[:120]
+        pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        text = pg.locator("body").inner_text(timeout=5_000)
+        (ARTIFACTS / f"{name}.txt").write_text(text)
+        rep.sections.append(("page when the test failed", f"test-artifacts/{name}.png\n{text[:3000]}"))
+    except Exception as exc:   # a dead page must not hide the test's own failure
+        rep.sections.append(("page when the test failed", f"could not save it: {exc}"))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Keep each phase's report on the test item, so `page` can tell whether its test failed."""
     outcome = yield
     rep = outcome.get_result()
-    setattr(item, f"rep_{rep.when}", rep)
+    if rep.when == "call" and rep.failed:
+        _save_failed_page(item, rep)
 
 
 @pytest.fixture
-def page(browser, request):
-    """A fresh browser tab. When its test fails, the tab's screenshot and text are saved under
-    test-artifacts/ and the text is printed, so a CI log says what the page showed instead."""
+def page(browser):
+    """A fresh browser tab (saved with its text when its test fails: `_save_failed_page`)."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
     pg.set_default_timeout(30_000)
     yield pg
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed and not pg.is_closed():
-        try:
-            ARTIFACTS.mkdir(exist_ok=True)
-            name = f"failed-{request.node.name}"[:120]
-            pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-            text = pg.locator("body").inner_text(timeout=5_000)
-            (ARTIFACTS / f"{name}.txt").write_text(text)
-            print(f"\n--- page text when {request.node.name} failed (test-artifacts/{name}.png) ---\n{text[:3000]}")
-        except Exception as exc:   # a dead page must not hide the test's own failure
-            print(f"could not save the failed page: {exc}")
     ctx.close()
 
 

@@ -147,13 +147,14 @@ def test_a_sample_without_a_reply_is_retried_by_the_next_run(store, monkeypatch)
 def test_a_sandbox_that_never_returns_does_not_hold_up_the_run(store):
     def respond(body: dict) -> str:
         p = _problem_of(body)
-        slow = "import time\ntime.sleep(8)\n" if PROBLEMS.index(p) == 0 else ""
+        slow = "import time\ntime.sleep(25)\n" if PROBLEMS.index(p) == 0 else ""
         return f"```python\n{slow}{p['prompt']}{p['canonical_solution']}```"
 
     with FakeOpenAIServer(respond) as server:
-        # the watchdog gives up on a run after 4 s (the program takes 8): as a sandbox that never returns
-        first = run_eval(store, EvalSpec("humaneval", limit=3, stuck_after_s=4.0), profile_for(server))
-        second = run_eval(store, EvalSpec("humaneval", limit=3), profile_for(server))
+        # the watchdog gives up on a run after 12 s while the program takes 25 (as a sandbox that never
+        # returns); the others take a second or two, with room for a loaded machine
+        first = run_eval(store, EvalSpec("humaneval", limit=3, timeout=30, stuck_after_s=12.0), profile_for(server))
+        second = run_eval(store, EvalSpec("humaneval", limit=3, timeout=30), profile_for(server))
         assert len(server.requests) == 3                                   # the rerun's reply came from the log
     assert first["status"] == "incomplete" and first["n_unscored"] == 1
     assert first["statuses"] == {"sandbox_stuck": 1, "ok": 2} and first["pass_at_1"] == pytest.approx(2 / 3)
