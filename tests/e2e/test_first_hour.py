@@ -120,6 +120,7 @@ def cut_off(locator) -> bool:
 
 
 def choose(page, label: str, option: str, where=None) -> None:
+    wait_for_app(page)   # a rerun that lands while the list is open closes it
     (where or page).locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
     page.get_by_role("option", name=option, exact=True).click()
     wait_for_app(page)
