@@ -8,7 +8,6 @@ from core import review as rv
 from core import team
 from core.errors import ShoalError
 from ui.common import can, current_role, page_store, reviewer_name, sign_in_enabled
-from ui.text import plain
 
 store = page_store()
 SS = st.session_state
@@ -23,7 +22,7 @@ config = team.config_roles()
 def flash() -> None:
     if SS.get("tm_flash"):
         msg, ok = SS.pop("tm_flash")
-        (st.success if ok else st.error)(plain(msg))
+        (st.success if ok else st.error)(msg)
 
 
 def save_member(identity: str, role: str) -> None:
