@@ -284,9 +284,12 @@ def test_two_tabs_of_one_reviewer(walk, browser):
         b.get_by_role("button", name="Next").click()
         b.wait_for_function(f"() => {{ const g = ({SHOWN_GID})(); return g !== null && g !== {before}; }}")
         wait_for_app(b)
+        moved = shown_gid(b)
+        assert moved is not None and moved != before, "Next in the second tab did not move it on"
         go(a, "Review", "first tab, after the second moved on")
         go(b, "Team", "second tab")
         no_exception(a)
+        no_exception(b)
     finally:
         ctx.close()
 
