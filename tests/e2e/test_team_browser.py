@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,25 @@ SHOWN_GID_JS = """() => {
 }"""
 
 
+def sign_in_home(tmp_path, port: int, oidc: str, extra: str = "") -> Path:
+    """A HOME whose .streamlit/secrets.toml signs in through the loopback OIDC provider, with
+    OWNER named as the team's owner (`extra`: more TOML, say a [shoal.roles] table)."""
+    home = tmp_path / "home"
+    (home / ".streamlit").mkdir(parents=True)
+    (home / ".streamlit" / "secrets.toml").write_text(f"""
+[auth]
+redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
+cookie_secret = "{secrets.token_hex(32)}"
+client_id = "shoal-test"
+client_secret = "shoal-test-secret"
+server_metadata_url = "{oidc}/.well-known/openid-configuration"
+
+[shoal.team]
+owner = "{OWNER}"
+{extra}""")
+    return home
+
+
 @pytest.fixture
 def oidc(monkeypatch):
     """oidc-provider-mock in a thread on 127.0.0.1 (it accepts any client id and secret)."""
@@ -46,19 +66,7 @@ def team_app(tmp_path, oidc):
         fill_fake(s, 6, seed=13)
         s.checkpoint()
     port = free_port()
-    home = tmp_path / "home"
-    (home / ".streamlit").mkdir(parents=True)
-    (home / ".streamlit" / "secrets.toml").write_text(f"""
-[auth]
-redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
-cookie_secret = "{secrets.token_hex(32)}"
-client_id = "shoal-test"
-client_secret = "shoal-test-secret"
-server_metadata_url = "{oidc}/.well-known/openid-configuration"
-
-[shoal.team]
-owner = "{OWNER}"
-""")
+    home = sign_in_home(tmp_path, port, oidc)
     srv = StreamlitServer(db, env={"HOME": str(home), "AUTHLIB_INSECURE_TRANSPORT": "1"}, port=port).start()
     yield srv, db
     srv.stop()

@@ -7,7 +7,6 @@ audit log; the database shows nothing changed.
 from __future__ import annotations
 
 import json
-import secrets
 
 import pytest
 
@@ -15,7 +14,7 @@ from core import review as rv
 from core import team
 from core.store import open_store
 from tests.e2e.conftest import screenshot, wait_for_app
-from tests.e2e.test_team_browser import goto, main_text, new_page, oidc, sign_in  # noqa: F401 (oidc: a fixture)
+from tests.e2e.test_team_browser import goto, main_text, new_page, oidc, sign_in, sign_in_home  # noqa: F401 (oidc: a fixture)
 from tests.support.browser import wait_or_fail
 from tests.support.fake_generations import fill_fake
 from tests.support.streamlit_server import StreamlitServer, free_port
@@ -48,23 +47,7 @@ def guarded_app(tmp_path, oidc):  # noqa: F811 (the imported fixture)
         rv.decide(s, bobs, "accepted", reviewer=BOB, expected_version=rv.version_for(s, bobs, BOB))
         s.checkpoint()
     port = free_port()
-    home = tmp_path / "home"
-    (home / ".streamlit").mkdir(parents=True)
-    (home / ".streamlit" / "secrets.toml").write_text(f"""
-[auth]
-redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
-cookie_secret = "{secrets.token_hex(32)}"
-client_id = "shoal-test"
-client_secret = "shoal-test-secret"
-server_metadata_url = "{oidc}/.well-known/openid-configuration"
-
-[shoal.team]
-owner = "{OWNER}"
-
-[shoal.roles]
-"{ALICE}" = "reviewer"
-"{BOB}" = "reviewer"
-""")
+    home = sign_in_home(tmp_path, port, oidc, f'[shoal.roles]\n"{ALICE}" = "reviewer"\n"{BOB}" = "reviewer"\n')
     before = counts(db)
     srv = StreamlitServer(db, port=port, env={"HOME": str(home), "AUTHLIB_INSECURE_TRANSPORT": "1",
                                               "SHOAL_DATA_ROOTS": str(tmp_path / "data")}).start()
