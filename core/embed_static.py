@@ -133,7 +133,9 @@ def distil(st_model, limit: int | None = None) -> tuple[np.ndarray, Tokenizer]:
     rows = pca(token_outputs(st_model, ids), PCA_DIMS) * zipf_weights(len(ids))[:, None]
     table = np.zeros((len(vocab), rows.shape[1]), dtype=np.float32)
     table[ids] = rows      # pieces without a row (unused slots, special tokens) count as nothing
-    backend = tok.backend_tokenizer
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tok.backend_tokenizer.to_str())  # a copy: the loaded model keeps [CLS]/[SEP]
     backend.post_processor = None
     backend.no_padding()
     return table, backend

@@ -67,6 +67,18 @@ def test_distilled_once_offline_into_the_cache(static_cache, monkeypatch):
     assert table_dir("/elsewhere/model") != encoder.folder
 
 
+def test_distilling_leaves_the_loaded_model_as_it_was(static_cache):
+    """The table's tokenizer drops [CLS]/[SEP]; the model it was distilled from (cached for the process,
+    the one MiniLM embeddings come from) must keep them, or its vectors drift to cosine ~0.9."""
+    cached = embed_model.load_model(None, "torch", "cpu")
+    ids = cached.tokenizer("def add(a, b): return a + b")["input_ids"]
+    assert ids[0] == cached.tokenizer.cls_token_id and ids[-1] == cached.tokenizer.sep_token_id
+    fresh = embed_model._load_sentence_transformer(embed_model._model_source(None), "cpu")
+    texts = ["def add(a, b):\n    return a + b", "class Stack:\n    def push(self, x): ...", "SELECT 1;"]
+    a, b = embed.encode(cached, texts), embed.encode(fresh, texts)
+    assert (a * b).sum(1).min() / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).max() > 0.999
+
+
 def test_encode_shape_and_unit_vectors(in_cache):
     texts = [embed.snippet_text(r.func_name, r.docstring, r.code) for r in stdlib_snippets(40).itertuples()]
     X = embed_model.encode(embed_model.load_model(None, "static"), texts)
