@@ -18,7 +18,7 @@ from core.store import open_store
 from tests.e2e.conftest import screenshot, wait_for_app
 from tests.e2e.test_map_browser import FRAME
 from tests.e2e.test_journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step, metric_value
-from tests.support.browser import full_page_shot, no_exception, wait_or_fail
+from tests.support.browser import choose, full_page_shot, no_exception, wait_or_fail
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import _TASK_RE, shoal_responder
 
@@ -117,13 +117,6 @@ def cut_off(locator) -> bool:
     return locator.evaluate(
         "(el) => { for (let e = el; e && !e.matches('[data-testid=stCheckbox]'); e = e.parentElement)"
         " if (e.scrollWidth > e.clientWidth + 1) return true; return false; }")
-
-
-def choose(page, label: str, option: str, where=None) -> None:
-    wait_for_app(page)   # a rerun that lands while the list is open closes it
-    (where or page).locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_for_app(page)
 
 
 # --------------------------------------------------------------------------- the steps

@@ -30,7 +30,7 @@ import pytest
 from core.store import open_store
 from core.tasks import get_task
 from tests.core.test_maps import add_vectors
-from tests.support.browser import full_page_shot, no_exception, wait_for_app
+from tests.support.browser import choose, full_page_shot, no_exception, wait_for_app
 from tests.support.fake_generations import fill_fake
 from tests.support.streamlit_server import StreamlitServer
 
@@ -198,12 +198,6 @@ def shown_gid(page) -> int | None:
 def choice(page, label: str) -> str:
     """What the selectbox labelled `label` shows (its text after the label)."""
     return page.locator("[data-testid='stSelectbox']").filter(has_text=label).first.locator("input").input_value()
-
-
-def choose(page, label: str, option: str) -> None:
-    page.locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_for_app(page)
 
 
 def check_review(page, gid: int, where: str) -> None:

@@ -75,6 +75,25 @@ def wait_or_fail(page, target, timeout: float, state: str = "") -> None:
     assert errors.count() == 0, errors.first.inner_text()
 
 
+def choose(page, label: str, option: str, where=None, tries: int = 4) -> None:
+    """Pick `option` in the selectbox labelled `label` (inside `where`). A rerun that lands while the list
+    is open (a fragment's timer, a late rerun on a loaded machine) closes it: open it again, a few times."""
+    box = (where or page).locator("[data-testid='stSelectbox']").filter(has_text=label).first
+    wanted = page.get_by_role("option", name=option, exact=True)
+    for attempt in range(tries):
+        wait_for_app(page)
+        box.click()
+        try:
+            wanted.click(timeout=10_000)
+            break
+        except Exception:
+            if attempt == tries - 1:
+                raise
+            print(f"choose({label!r}, {option!r}): the list was not open, opening it again")
+            page.keyboard.press("Escape")
+    wait_for_app(page)
+
+
 def no_exception(page) -> None:
     errors = page.locator("[data-testid='stException']")
     assert errors.count() == 0, errors.first.inner_text()
