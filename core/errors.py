@@ -31,10 +31,10 @@ class NotAllowed(ShoalError):
 class OutsideDataRoots(ShoalError):
     """A server path to ingest lies outside the configured data roots (core.ingest.roots)."""
 
-    def __init__(self, path: str, roots: list[Path]):
+    def __init__(self, path: str, roots: list[Path], verb: str = "read from"):
         self.path, self.roots = path, list(roots)
         shown = ", ".join(str(r) for r in self.roots) or "none"
         super().__init__(
-            f"{path} is outside the folders this app may read from (data roots: {shown}). Put the data "
+            f"{path} is outside the folders this app may {verb} (data roots: {shown}). Put the data "
             "under one of them, or add its folder to SHOAL_DATA_ROOTS (folders separated by ':') or to "
             "`data_roots = [...]` under [shoal] in .streamlit/secrets.toml, then restart the app.")

@@ -22,6 +22,7 @@ import pandas as pd
 
 from core import team
 from core.errors import ShoalError
+from core.ingest.roots import check_team_target
 from core.review.effective import effective_verdicts
 from core.store import Store
 
@@ -522,7 +523,7 @@ def export_dataset(store: Store, fmt: str, out: str | os.PathLike, include_judge
                    push_to_hub: str | None = None, allow_empty: bool = False,
                    include_failed_execution: bool = False, *, actor: str | None = None) -> ExportResult:
     """Write the selected examples in `fmt` to the folder `out` (atomically); record an `exports` row."""
-    team.authorize(store, actor, "export", target=out)
+    team.authorize(store, actor, "export", target=out, check=lambda: check_team_target(store, actor, out))
     if fmt not in FORMATS:
         raise ShoalError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     out = Path(out).expanduser()

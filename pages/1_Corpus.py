@@ -71,7 +71,7 @@ with st.expander("Add a source", expanded=stats["snippets"] == 0 and not busy):
                               key="corpus.upload")
         if st.button("Ingest upload", key="corpus.ingest_upload", disabled=busy or up is None or bool(locked)):
             try:
-                saved = save_upload(up.name, up.getvalue(), store.path.resolve().parent / "uploads")
+                saved = save_upload(store, up.name, up.getvalue(), actor=reviewer_name())
             except ShoalError as exc:
                 st.error(plain(exc))
             else:

@@ -8,6 +8,7 @@ from core import review as rv
 from core import team
 from core.errors import ShoalError
 from ui.common import can, current_role, page_store, reviewer_name, sign_in_enabled
+from ui.text import plain
 
 store = page_store()
 SS = st.session_state
@@ -28,19 +29,19 @@ def flash() -> None:
 def save_member(identity: str, role: str) -> None:
     try:
         team.set_member(store, identity, role, actor=me, actor_role=current_role(), config=config)
-        SS["tm_flash"] = (f"{identity.strip()} is now {role}.", True)
+        SS["tm_flash"] = (f"{plain(identity.strip())} is now {role}.", True)
         SS.pop("tm_reviewers", None)      # the team changed: offer its reviewers again
     except ShoalError as exc:
-        SS["tm_flash"] = (str(exc), False)
+        SS["tm_flash"] = (plain(exc), False)
 
 
 def drop_member(identity: str) -> None:
     try:
         team.remove_member(store, identity, actor=me, actor_role=current_role(), config=config)
-        SS["tm_flash"] = (f"{identity} was removed from the team.", True)
+        SS["tm_flash"] = (f"{plain(identity)} was removed from the team.", True)
         SS.pop("tm_reviewers", None)
     except ShoalError as exc:
-        SS["tm_flash"] = (str(exc), False)
+        SS["tm_flash"] = (plain(exc), False)
 
 
 def run_assign(reviewers: list[str], per_example: int, share: float, include_reviewed: bool, reset: bool) -> None:
@@ -49,10 +50,10 @@ def run_assign(reviewers: list[str], per_example: int, share: float, include_rev
                                    actor_role=current_role(), include_reviewed=include_reviewed, reset_open=reset,
                                    seed=int(SS.get("tm_seed", 0)))
         SS["tm_flash"] = (f"Assigned {res.examples} examples ({res.overlap_examples} with overlap) to "
-                          f"{len(reviewers)} reviewers: " + ", ".join(f"{k} {v}" for k, v in sorted(res.per_reviewer.items())),
+                          f"{len(reviewers)} reviewers: " + ", ".join(f"{plain(k)} {v}" for k, v in sorted(res.per_reviewer.items())),
                           True)
     except ShoalError as exc:
-        SS["tm_flash"] = (str(exc), False)
+        SS["tm_flash"] = (plain(exc), False)
 
 
 flash()

@@ -11,6 +11,7 @@ from core import jobs as J
 from core.errors import ShoalError
 from core.pipeline import queued_jobs, running_job_ids
 from core.store import Store
+from ui.common import reviewer_name
 from ui.generate_progress import batch_section, pacing_section
 from ui.scroll import anchor, scroll_to
 from ui.text import plain
@@ -48,22 +49,22 @@ def _job_status(store: Store, job_id: int, s: dict, alive: bool) -> str:
 def _job_controls(store: Store, job_id: int, s: dict, alive: bool) -> None:
     items = s["items"]
     b = st.columns(4)
-    if b[0].button("Pause", disabled=not alive, key="gen.pause"):
-        J.pause_job(store, job_id)
-    if b[1].button("Cancel", disabled=s["status"] in ("done", "cancelled"), key="gen.cancel"):
-        J.cancel_job(store, job_id)
-    can_resume = not alive and job_id not in queued_jobs(store) and (items["pending"] + items["running"]) > 0
-    if b[2].button("Resume", disabled=not can_resume, key="gen.resume"):
-        try:
-            J.start_worker(store, job_id)
-        except ShoalError as exc:
-            st.error(str(exc))
-        else:
+    me = reviewer_name()
+    try:
+        if b[0].button("Pause", disabled=not alive, key="gen.pause"):
+            J.pause_job(store, job_id, actor=me)
+        if b[1].button("Cancel", disabled=s["status"] in ("done", "cancelled"), key="gen.cancel"):
+            J.cancel_job(store, job_id, actor=me)
+        can_resume = not alive and job_id not in queued_jobs(store) and (items["pending"] + items["running"]) > 0
+        if b[2].button("Resume", disabled=not can_resume, key="gen.resume"):
+            J.start_worker(store, job_id, actor=me)
             st.rerun()   # a full run turns on the panel's 1 s polling (run_every is fixed per full run)
-    if b[3].button("Retry failed", disabled=alive or items["failed"] == 0, key="gen.retry"):
-        J.retry_failed(store, job_id)
-        J.start_worker(store, job_id)
-        st.rerun()
+        if b[3].button("Retry failed", disabled=alive or items["failed"] == 0, key="gen.retry"):
+            J.retry_failed(store, job_id, actor=me)
+            J.start_worker(store, job_id, actor=me)
+            st.rerun()
+    except ShoalError as exc:
+        st.error(plain(exc))
 
 
 def _latest_examples(store: Store, job_id: int, s: dict) -> None:

@@ -48,6 +48,11 @@ def configured_roots(secrets: list[Path] | None = None) -> list[Path] | None:
     return None
 
 
+def uploads_dir(store: Any) -> Path:
+    """Where the app saves uploaded files: `uploads/` next to the database."""
+    return Path(store.path).resolve().parent / "uploads"
+
+
 def data_roots(store: Any = None) -> list[Path]:
     """The folders the app may ingest from (resolved), the upload folder of `store` included."""
     from core.config import sign_in_configured
@@ -55,7 +60,7 @@ def data_roots(store: Any = None) -> list[Path]:
     if roots is None:
         roots = [Path.cwd()] + ([] if sign_in_configured() else [Path.home()])
     if store is not None and str(store.path) != ":memory:":
-        roots.append(Path(store.path).resolve().parent / "uploads")
+        roots.append(uploads_dir(store))
     out: list[Path] = []
     for r in roots:
         r = r.resolve()
@@ -77,6 +82,17 @@ def check_sources(sources: Iterable[str], roots: list[Path]) -> None:
         resolved = Path(source).expanduser().resolve()
         if not any(within(resolved, r) for r in roots):
             raise OutsideDataRoots(source, roots)
+
+
+def check_team_target(store: Any, actor: str | None, path: str | Path) -> None:
+    """With sign-in configured, a folder the app writes for a signed-in person (an export) must lie
+    under the data roots too: an export with "overwrite" replaces the folder it names."""
+    from core.config import sign_in_configured
+    if actor is None or not sign_in_configured():
+        return
+    roots = data_roots(store)
+    if not any(within(Path(path).expanduser().resolve(), r) for r in roots):
+        raise OutsideDataRoots(str(path), roots, verb="write to")
 
 
 def link_outside(path: Path, root: Path) -> str | None:

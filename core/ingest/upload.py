@@ -5,7 +5,10 @@ import re
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from core import team
 from core.errors import ShoalError
+from core.ingest.roots import uploads_dir
+from core.store import Store
 
 MAX_UNZIPPED_BYTES = 500_000_000
 MAX_ZIP_MEMBERS = 50_000
@@ -17,7 +20,14 @@ def safe_name(name: str) -> str:
     return base[:120]
 
 
-def save_upload(name: str, data: bytes, folder: Path) -> Path:
+def save_upload(store: Store, name: str, data: bytes, actor: str | None = None) -> Path:
+    """An upload from the app, written into the store's upload folder once `actor` may ingest (a
+    reviewer's upload is refused before a byte reaches the disk). Returns what to ingest."""
+    team.authorize(store, actor, "ingest", target=f"upload {safe_name(name)}")
+    return write_upload(name, data, uploads_dir(store))
+
+
+def write_upload(name: str, data: bytes, folder: Path) -> Path:
     """Write an uploaded file; a .zip becomes a folder of its members. Returns what to ingest.
     The same content uploaded again lands on the same path (so re-ingesting adds nothing)."""
     folder.mkdir(parents=True, exist_ok=True)

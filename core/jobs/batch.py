@@ -788,9 +788,9 @@ def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
                           concurrency=concurrency, client_options=client_options)
 
 
-def cancel_job(store: Store, job_id: int) -> None:
+def cancel_job(store: Store, job_id: int, actor: str | None = None) -> None:
     """`core.jobs.records.cancel_job`, and a batch-mode job's provider batches are cancelled too
     (also when no runner is alive to do it)."""
-    records.cancel_job(store, job_id)
+    records.cancel_job(store, job_id, actor)
     if get_job(store, job_id)["params"].get("batch"):
         cancel_provider_batches(store, job_id)

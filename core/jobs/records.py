@@ -105,22 +105,25 @@ def set_job_status(store: Store, job_id: int, status: str) -> None:
         "UPDATE jobs SET status = ?, updated_at = current_timestamp WHERE id = ?", [status, job_id]))
 
 
-def pause_job(store: Store, job_id: int) -> None:
+def pause_job(store: Store, job_id: int, actor: str | None = None) -> None:
     """Ask the runner to stop launching items; in-flight items finish and are stored."""
+    team.authorize(store, actor, "jobs", target=f"pause job {job_id}")
     get_job(store, job_id)
     set_job_status(store, job_id, "paused")
     signal_worker(store, job_id)
 
 
-def cancel_job(store: Store, job_id: int) -> None:
+def cancel_job(store: Store, job_id: int, actor: str | None = None) -> None:
     """Stop the job; unfinished items stay pending (a later resume can still run them)."""
+    team.authorize(store, actor, "jobs", target=f"cancel job {job_id}")
     get_job(store, job_id)
     set_job_status(store, job_id, "cancelled")
     signal_worker(store, job_id)
 
 
-def retry_failed(store: Store, job_id: int) -> int:
+def retry_failed(store: Store, job_id: int, actor: str | None = None) -> int:
     """Put failed items back to pending; returns how many."""
+    team.authorize(store, actor, "jobs", target=f"retry job {job_id}")
     get_job(store, job_id)
     n = int(store.scalar("SELECT count(*) FROM job_items WHERE job_id = ? AND status = 'failed'", [job_id]))
     store.write(lambda cur: cur.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 
+from core import team
 from core.errors import ShoalError
 from core.jobs.records import record_stop_reason
 from core.jobs.registry import _RUNNING, _WORKERS, _WORKERS_LOCK, job_key, worker_alive
@@ -39,8 +40,9 @@ class JobWorker(threading.Thread):
                 pass
 
 
-def start_worker(store: Store, job_id: int, prices: dict | None = None) -> JobWorker:
-    """Start (or return the live) background worker for a job."""
+def start_worker(store: Store, job_id: int, prices: dict | None = None, actor: str | None = None) -> JobWorker:
+    """Start (or return the live) background worker for a job (`actor`: who resumes it, checked)."""
+    team.authorize(store, actor, "jobs", target=f"run job {job_id}")
     key = job_key(store, job_id)
     with _WORKERS_LOCK:
         w = _WORKERS.get(key)

@@ -170,3 +170,11 @@ def test_conflicts_view_records_the_adjudication_under_the_adjudicators_name(con
     assert any(f"#{gid} resolved: accepted (final)" in t.value for t in at.toast)
     assert any("**3 in conflict**" in m.value and "resolved 1" in m.value for m in at.markdown)
     assert gid not in rv.conflict_ids(store)
+
+
+def test_a_member_name_is_shown_as_text_in_the_flash_message(team_db):
+    """An identity is typed by a person (or comes from a provider): Markdown in it is not drawn."""
+    at = ran(as_user(TEAM_PAGE, "ann@example.com", "Ann"))
+    add_member(at, "**x**![b](http://127.0.0.1:9/beacon)", "reviewer")
+    shown = [s.value for s in at.success]
+    assert shown and "\\*\\*x\\*\\*!\\[b\\]" in shown[0], shown

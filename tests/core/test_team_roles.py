@@ -80,6 +80,8 @@ def _actions(store, tmp_path, mine):
     from core.export import export_dataset, export_zip
     from core.generate import save_prompt_version
     from core.ingest.background import start_ingest
+    from core.ingest.upload import save_upload
+    from core.jobs import cancel_job, pause_job, retry_failed, start_worker
     from core.jobs.records import create_job
     from core.jobs.start import JobRequest, start_job
     from core.judge_eval import use_judge_version
@@ -101,6 +103,11 @@ def _actions(store, tmp_path, mine):
         "checks  ": lambda who: confirm_exclusions(store, [1], actor=who),
         "checks   ": lambda who: keep_one(store, mine[ANN][:2], mine[ANN][0], reviewer=who),
         "ingest ": lambda who: cancel_task(store, task_id, actor=who),
+        "ingest  ": lambda who: save_upload(store, "repo.zip", b"PK", actor=who),
+        "jobs  ": lambda who: pause_job(store, 1, actor=who),
+        "jobs   ": lambda who: cancel_job(store, 1, actor=who),
+        "jobs    ": lambda who: retry_failed(store, 1, actor=who),
+        "jobs     ": lambda who: start_worker(store, 1, actor=who),
         "export": lambda who: export_dataset(store, "alpaca", tmp_path / "out", actor=who),
         "export ": lambda who: export_zip(store, "alpaca", actor=who),
         "bulk_review": lambda who: rv.bulk_decide(store, rv.QueueFilter(), "accepted", reviewer=who),
@@ -121,7 +128,7 @@ def test_every_action_but_review_is_refused_audited_and_changes_nothing(signed, 
             call(who)
         assert ("As a reviewer" if who == ANN else "not a team member") in str(err.value), name
     assert counts(store) == before
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "uploads").exists()
     refused = [a for a, _ in refusals(store, who)]
     assert refused == [f"{name.strip()}.refused" for name in actions]
     row = store.one("SELECT after FROM audit_log WHERE actor = ? AND action = 'ingest.refused'", [who])
@@ -260,6 +267,23 @@ def test_the_apps_ingest_reads_only_under_the_data_roots(tmp_path, monkeypatch, 
 CANARY = "CANARY_7f3a_not_for_the_corpus"
 
 
+def test_a_team_export_writes_only_under_the_data_roots(signed, tmp_path):
+    """A curator's export with "overwrite" replaces the folder it names: with sign-in, only under a root."""
+    from core.export import export_dataset
+    store, mine = signed
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("not the app's")
+    rv.decide(store, mine[ANN][0], "accepted", reviewer=ANN, expected_version=rv.version_for(store, mine[ANN][0], ANN))
+    with pytest.raises(OutsideDataRoots, match="may write to"):
+        export_dataset(store, "alpaca", victim, overwrite=True, actor=CURATOR)
+    assert (victim / "keep.txt").read_text() == "not the app's"
+    assert store.scalar("SELECT count(*) FROM audit_log WHERE action = 'export.refused' AND actor = ?", [CURATOR]) == 1
+    res = export_dataset(store, "alpaca", tmp_path / "data" / "out", actor=CURATOR)
+    assert res.n_rows >= 1 and (tmp_path / "data" / "out" / "train.jsonl").exists()
+    assert export_dataset(store, "alpaca", victim / "cli", actor=None).n_rows >= 1   # the CLI: this machine's user
+
+
 def test_symlinks_out_of_an_ingested_folder_are_refused_and_counted(tmp_path, store):
     from core.ingest import ingest_sources
     repo, secret = tmp_path / "repo", tmp_path / "secret"
@@ -297,7 +321,8 @@ def test_symlinks_out_of_an_ingested_folder_are_refused_and_counted(tmp_path, st
 
 GUARDED = ("start_ingest", "start_embed_and_map", "start_checks", "start_semantic_checks", "start_judge_eval",
            "select", "_select", "start_job", "create_job", "save_prompt_version", "use_judge_version", "export_dataset",
-           "export_zip", "set_override", "confirm_exclusions", "cancel_task")
+           "export_zip", "set_override", "confirm_exclusions", "cancel_task", "pause_job", "cancel_job",
+           "retry_failed", "start_worker", "save_upload")
 
 
 def test_every_page_call_of_a_guarded_action_names_its_actor():

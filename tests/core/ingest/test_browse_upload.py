@@ -10,7 +10,7 @@ import pytest
 from core.errors import ShoalError
 from core.ingest import browse, ingest_sources
 from core.ingest.background import current_run, start_ingest
-from core.ingest.upload import save_upload
+from core.ingest.upload import write_upload
 from tests.core.ingest.conftest import CSN_HF, CSN_ORIGINAL, MULTILANG
 
 
@@ -39,7 +39,7 @@ def test_zip_upload_becomes_a_folder_and_unsafe_paths_are_refused(store, tmp_pat
         for p in MULTILANG.rglob("*"):
             if p.is_file():
                 zf.write(p, f"multilang/{p.relative_to(MULTILANG).as_posix()}")
-    folder = save_upload("my repo.zip", buf.getvalue(), tmp_path / "uploads")
+    folder = write_upload("my repo.zip", buf.getvalue(), tmp_path / "uploads")
     assert folder.is_dir() and not (tmp_path / "uploads" / "my_repo.zip").exists()
     r = ingest_sources(store, [str(folder)])
     assert r.ingested > 20
@@ -47,11 +47,11 @@ def test_zip_upload_becomes_a_folder_and_unsafe_paths_are_refused(store, tmp_pat
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("../../escape.py", "print('x')")
     with pytest.raises(ShoalError, match="unsafe path"):
-        save_upload("evil.zip", evil.getvalue(), tmp_path / "uploads")
+        write_upload("evil.zip", evil.getvalue(), tmp_path / "uploads")
     assert not (tmp_path / "escape.py").exists()
     with pytest.raises(ShoalError, match="not a readable zip"):
-        save_upload("broken.zip", b"PK\x03\x04 not really", tmp_path / "uploads")
-    plain = save_upload("../../data.jsonl", b"{}", tmp_path / "uploads")
+        write_upload("broken.zip", b"PK\x03\x04 not really", tmp_path / "uploads")
+    plain = write_upload("../../data.jsonl", b"{}", tmp_path / "uploads")
     assert plain == tmp_path / "uploads" / "data.jsonl"
 
 
