@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core import review as rv
+from core.errors import NotAllowed
 from core.store import Store
 from core.tasks import get_task
 from ui.code import code_lang, show_field
@@ -81,7 +82,11 @@ def review_panel(store: Store) -> None:
 
 
 def _view(store: Store, gid: int) -> dict | None:
-    return rv.review_view(store, gid, reviewer_name(), see_all=can("adjudicate"))
+    try:
+        return rv.review_view(store, gid, reviewer_name(), see_all=can("adjudicate"))
+    except NotAllowed as exc:
+        st.warning(plain(exc))
+        return None
 
 
 def _current_view(store: Store) -> tuple[int | None, dict | None]:

@@ -104,10 +104,15 @@ def review_view(store: Store, generation_id: int, viewer: str, *, see_all: bool 
     `version` `decide` must be given (their own response's on an overlap example, else the
     review's), `team` (an overlap example's status and the responses the viewer may see:
     `core.review.responses.team_view`; None otherwise) and its `execution` run. None when there
-    is no such example."""
+    is no such example; NotAllowed when `viewer` may not open it (a reviewer, not assigned to it)."""
+    from core import team as roles
     from core.checks.execution import execution_of
     from core.review.responses import team_view
     gid = int(generation_id)
+    role = roles.acting_role(store, viewer)
+    see_all = see_all and roles.allowed(role, "adjudicate")
+    if not see_all:     # a reviewer opens only the examples assigned to them (also by ?g= in the URL)
+        roles.authorize(store, viewer, "review", target=gid, role=role, audit_allowed=False)
     item = get_item(store, gid)
     if item is None:
         return None

@@ -174,6 +174,19 @@ def test_a_reviewer_decides_only_the_examples_assigned_to_them(signed):
     assert [a for a, _ in refusals(store, ANN)] == ["review.refused", "bulk_review.refused"]
 
 
+def test_a_reviewer_opens_only_the_examples_assigned_to_them(signed):
+    """Reading by URL too: ann's `?g=` of bob's example (with his verdict) is refused, even when the page
+    claims she may see everything; a curator opens it."""
+    store, mine = signed
+    bobs = mine[BOB][0]
+    for see_all in (False, True):
+        with pytest.raises(NotAllowed, match=f"Example #{bobs} is not in your review queue"):
+            rv.review_view(store, bobs, ANN, see_all=see_all)
+    assert rv.review_view(store, mine[ANN][0], ANN)["item"]["generation"]["id"] == mine[ANN][0]
+    assert rv.review_view(store, bobs, CURATOR, see_all=True)["item"]["review"]["verdict"] == "accepted"
+    assert refusals(store, ANN) == [("review.refused", str(bobs))] * 2
+
+
 def test_without_sign_in_and_for_the_cli_everything_stays_allowed(signed, tmp_path, monkeypatch):
     store, mine = signed
     bobs = mine[BOB][0]
