@@ -84,7 +84,7 @@ def check_sources(sources: Iterable[str], roots: list[Path]) -> None:
             raise OutsideDataRoots(source, roots)
 
 
-def check_team_target(store: Any, actor: str | None, path: str | Path) -> None:
+def check_team_target(store: Any, actor: str | None, path: str | os.PathLike) -> None:
     """With sign-in configured, a folder the app writes for a signed-in person (an export) must lie
     under the data roots too: an export with "overwrite" replaces the folder it names."""
     from core.config import sign_in_configured
