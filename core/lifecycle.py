@@ -10,7 +10,8 @@ Steps of one item (`core.generate.generate_one` names each call it makes with `s
 * Batch mode (`core.jobs.batch`): `generate_one` is walked again every round; each step's lines are
   counted, in this item's current try, and `give_up` says when the step is sent no more -- the
   online rules over batch lines instead of HTTP attempts, plus the bounds only batches have
-  (`cancelled_resends`, `batch_api_tries`, and `step_lines` / `item_lines` as a backstop). A step
+  (`cancelled_resends`, `batch_api_tries`, `batch_overdue_s`, and `step_lines` / `item_lines` as a
+  backstop). A step
   already answered is never sent again, even if its prompt came out different on a later walk
   (a sandbox's output that changed between runs): the answer it got is its answer.
 
@@ -20,7 +21,8 @@ When a bound is reached:
   `execution` check records `repair_rounds`, the first failure and the last run); the judge is told;
   the export leaves it out unless a reviewer overrides the check. Same in both modes.
 * a call that runs out of tries (parse, transport / expired / failed lines, cancelled batches, a
-  Batch API that keeps refusing): the item fails with its reason (`gave_up`), the job goes on with
+  Batch API that keeps refusing, batches that never end: cancelled when overdue, their lines count
+  as expired): the item fails with its reason (`gave_up`), the job goes on with
   the rest, and `shoal generate --retry-failed JOB` (or "Retry failed") runs it again with fresh
   counts.
 """
@@ -49,6 +51,7 @@ class Limits:
     format_fallbacks: int = 2       # a refused response_format: json_schema → json_object → text
     cancelled_resends: int = 2      # batch mode: lines the provider cancelled (not you) before they ran
     batch_api_tries: int = 20       # batch mode: Batch API requests (upload, create, poll) refused one after another
+    batch_overdue_s: float = 26 * 3600.0   # batch mode: a batch not ended this long after it was sent is cancelled
     rate_limit_wait_s: float = 3600.0   # online: 429s for this long, then the call fails
     max_retry_after_s: float = 120.0    # online: a 429 / 503 asking for a longer wait fails the call
 
@@ -61,7 +64,8 @@ class Limits:
         return cls(parse_retries=int(o.get("max_parse_retries", d.parse_retries)),
                    transport_retries=int(o.get("max_retries", d.transport_retries)),
                    rate_limit_wait_s=float(o.get("max_rate_limit_wait_s", d.rate_limit_wait_s)),
-                   max_retry_after_s=float(o.get("max_retry_after_s", d.max_retry_after_s)))
+                   max_retry_after_s=float(o.get("max_retry_after_s", d.max_retry_after_s)),
+                   batch_overdue_s=float(o.get("batch_overdue_s", d.batch_overdue_s)))
 
     def step_lines(self) -> int:
         """The most lines one step of an item sends in batch mode (first + every kind of resend)."""

@@ -76,8 +76,15 @@ WRITE_CHUNK = 500          # items / rows per statement when writing results
 
 # --------------------------------------------------------------------------- batch rows
 
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:.3g} h" if seconds >= 3600 else f"{seconds:.3g} s"
+
+
 def _open_batches(store: Store, job_id: int) -> list[dict]:
-    return store.rows("SELECT * FROM batches WHERE job_id = ? AND status <> 'collected' ORDER BY id", [job_id])
+    """The job's batches not collected yet, each with its `age_s` since it was sent (or planned)."""
+    return store.rows("""SELECT *, coalesce(epoch(now()) - submitted_at,
+                                            date_diff('second', created_at, current_timestamp::TIMESTAMP)) AS age_s
+                         FROM batches WHERE job_id = ? AND status <> 'collected' ORDER BY id""", [job_id])
 
 
 def _note_info(store: Store, batch_id: int, info: BatchInfo) -> None:
@@ -542,6 +549,7 @@ class BatchJobRunner(JobRunner):
                 if info.terminal:
                     self._collect(b, info)
                     continue
+                self._cancel_if_overdue(b)
             except BatchAPIError as exc:
                 outcome = self._refused(b, exc) if exc.retryable else "stop"
                 if outcome == "stop":
@@ -550,6 +558,18 @@ class BatchJobRunner(JobRunner):
                     continue
             left += 1
         return left == 0
+
+    def _cancel_if_overdue(self, b: dict) -> None:
+        """A batch still not ended `batch_overdue_s` after it was sent is cancelled (once): the lines
+        it never ran count as expired ones (`_unrun_status`), so a provider that never finishes a
+        batch cannot keep the job running for ever."""
+        if b.get("overdue") or b.get("cancel_requested") or b["provider_batch_id"] is None:
+            return
+        if float(b.get("age_s") or 0.0) < self.limits.batch_overdue_s:
+            return
+        self.store.write(lambda cur: cur.execute("UPDATE batches SET overdue = true WHERE id = ?", [b["id"]]))
+        self._report(f"batch {b['id']}: not ended {_span(b['age_s'])} after it was sent; cancelling it")
+        _note_info(self.store, b["id"], self._provider(self._profile_of(b)).cancel(b["provider_batch_id"]))
 
     def _refused(self, b: dict, exc: BatchAPIError) -> str:
         """A retryable Batch API error, counted (core.lifecycle's batch_api_tries, one after another):
@@ -614,7 +634,8 @@ class BatchJobRunner(JobRunner):
             res = results.get(req["custom_id"])
             if res is None or res.not_run:   # never ran: the batch was cancelled first, or refused as a whole
                 status = self._unrun_status(b, info, res)
-                why = (res.error_message if res else None) or info.errors or (
+                why = (f"batch_overdue: cancelled, not ended {_span(self.limits.batch_overdue_s)} after it "
+                       "was sent") if b.get("overdue") else (res.error_message if res else None) or info.errors or (
                     f"batch {info.status} before this line ran" if status != "retry"
                     else f"batch {info.status} without a result for this line")
                 updates.append([req["custom_id"], status, why, False])
@@ -641,7 +662,7 @@ class BatchJobRunner(JobRunner):
         """A line that never ran: `not_run` when you cancelled (sent again on resume, never counted),
         `cancelled` when the provider did (counted: core.lifecycle's cancelled_resends), else a failed
         line (`retry`: the batch was refused as a whole, or it ended without this line's result)."""
-        if info.status == "failed":
+        if info.status == "failed" or b.get("overdue"):
             return "retry"
         if b.get("cancel_requested") or self.state.stop == "cancelled":
             return "not_run"

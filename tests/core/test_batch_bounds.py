@@ -269,3 +269,31 @@ def test_batches_the_provider_cancels_for_ever_end_their_items(store):
     assert store.scalar("SELECT count(*) FROM batch_requests WHERE status = 'cancelled'") == 3 * sends
     rounds = batch_status(store, job)["round_lines"]
     assert [r["outcome"] for r in rounds] == [{"cancelled by the provider": 3}] * sends
+
+
+def test_a_batch_the_provider_never_finishes_is_cancelled_when_overdue_and_its_items_end(store):
+    """A provider that keeps every batch "in progress" (past its 24 h window): once a batch is
+    `batch_overdue_s` old Shoal cancels it, its lines count as expired (1 + transport_retries sends),
+    then the items fail with the reason and the job ends."""
+    ids = add_snippets(store, 2)
+    overdue_s = 0.5
+    with OpenAIPlatform(shoal_responder, batch_timing=(0.05, 10**9, 0.05)) as srv:   # in progress for ever
+        job = create_job(store, ids, profiles=profiles(srv), task="code_generation", batch=True)
+        cancel, out = threading.Event(), {}
+        worker = threading.Thread(target=lambda: out.update(s=batch_module.run_batch_job(
+            store, job, poll_s=POLL, cancel=cancel, client_options={"batch_overdue_s": overdue_s})), daemon=True)
+        worker.start()
+        worker.join(BOUND_S)
+        if worker.is_alive():
+            cancel.set()
+            worker.join(60)
+            pytest.fail(f"the job did not end within {BOUND_S:.0f} s: {len(srv.batches)} batches sent")
+        s = out["s"]
+        sends = 1 + LIMITS.transport_retries
+        assert s["status"] == "done" and s["items"]["failed"] == 2, s
+        assert len(srv.batches) == sends and srv.batch_lines_processed == 0
+        assert all(b.cancel_t is not None for b in srv.batches.values())     # each one cancelled by Shoal
+    assert all(f["reason"].startswith(f"generator: batch_overdue: cancelled, not ended {overdue_s} s after")
+               and f"(gave up: {sends} lines expired or failed)" in f["reason"] for f in s["failures"]), s["failures"]
+    assert store.scalar("SELECT count(*) FROM batches WHERE overdue") == sends
+    assert store.scalar("SELECT count(*) FROM batch_requests WHERE status = 'retry'") == 2 * sends
