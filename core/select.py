@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -598,9 +599,10 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
     if budget is None or int(budget) <= 0:
         raise ShoalError("The budget must be a positive number of snippets.")
     budget = int(budget)
+    taken = f"A selection named “{name}” already exists. Pick another name (or replace it)."
     existing = store.one("SELECT id FROM selections WHERE name = ?", [name])
     if existing and not replace:
-        raise ShoalError(f"A selection named {name!r} already exists: pick another name (or replace it).")
+        raise ShoalError(taken)
     if map_id is None and method == "stratified":
         from core.maps import get_map
         map_id = int(get_map(store)["id"])
@@ -646,7 +648,10 @@ def select(store: Store, name: str, budget: int, method: str = "kcenter", model:
         cur.unregister("_sel_items")
         return new_id
 
-    sel_id = store.write(save)
+    try:
+        sel_id = store.write(save)
+    except duckdb.ConstraintException:      # saved a moment ago by another tab, process or a second click
+        raise ShoalError(taken) from None
     store.audit("select", "selection", sel_id, after={"name": name, "method": method, "budget": budget,
                                                        "n_items": len(all_ids)}, actor=actor)
     return SelectionResult(int(sel_id), name, method, budget, len(all_ids), len(cands.ids),

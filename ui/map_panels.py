@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import duckdb
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -215,18 +214,6 @@ def keep_map_widgets(store: Store, n_points: int, cluster_ids: list[int], kinds_
             ss[key] = value
 
 
-def _select(store: Store, name: str, **kw):
-    """core.select.select, with a name already taken said once and plainly (also when another tab or a
-    second click saved it a moment ago: DuckDB's unique key then refuses the insert)."""
-    taken = f"A selection named “{name.strip()}” already exists. Pick another name."
-    if name.strip() in set(list_selections(store)["name"]):
-        raise ShoalError(taken)
-    try:
-        return select(store, name=name, **kw)
-    except duckdb.ConstraintException:
-        raise ShoalError(taken) from None
-
-
 def select_submitted(store: Store, map_id: int, pts: pd.DataFrame, kinds: list[str], kinds_all: list[str],
                      area_ids: list[str] | None, clusters: list[int], budget: int, method: str, name: str,
                      extend: str | None) -> None:
@@ -242,7 +229,7 @@ def select_submitted(store: Store, map_id: int, pts: pd.DataFrame, kinds: list[s
         if ids is not None and not ids:
             raise ShoalError("No snippet of the chosen kinds lies in the selected area.")
         with st.spinner("Selecting…"):
-            res = _select(store, name, budget=budget, method=method, map_id=map_id, clusters=clusters or None,
+            res = select(store, name=name, budget=budget, method=method, map_id=map_id, clusters=clusters or None,
                           ids=ids, extend=extend, actor=reviewer_name())
             # noted before any other Streamlit call: a rerun that interrupts the page from here on
             # still finds the selection saved and said so

@@ -208,6 +208,23 @@ def test_select_stores_named_selection_restricted_to_clusters(store):
         sel.select(store, name="bad", budget=5, map_id=map_id, clusters=[999])
 
 
+def test_a_name_taken_while_picking_is_a_clear_error(store, monkeypatch):
+    """Another tab (or a second click) saves the same name while this selection is being picked:
+    DuckDB's unique key refuses the insert; core says so plainly, nothing half-saved."""
+    make_mapped_store(store)
+    pick = sel.pick_with_distances
+
+    def pick_while_another_tab_saves(*args, **kwargs):
+        out = pick(*args, **kwargs)
+        store.execute("INSERT INTO selections(name, method, budget, n_items) VALUES ('twice', 'random', 1, 0)")
+        return out
+    monkeypatch.setattr(sel, "pick_with_distances", pick_while_another_tab_saves)
+    with pytest.raises(ShoalError, match="A selection named “twice” already exists"):
+        sel.select(store, name="twice", budget=5, baselines=False)
+    assert store.scalar("SELECT count(*) FROM selections WHERE name = 'twice'") == 1
+    assert store.scalar("SELECT count(*) FROM selection_items") == 0
+
+
 def test_cli_select_json(tmp_path):
     from core.cli import app
     from core.store import open_store

@@ -333,7 +333,7 @@ def test_symlinks_out_of_an_ingested_folder_are_refused_and_counted(tmp_path, st
 # --------------------------------------------------------------------------- pages name the actor
 
 GUARDED = ("start_ingest", "start_embed_and_map", "start_checks", "start_semantic_checks", "start_judge_eval",
-           "select", "_select", "start_job", "create_job", "save_prompt_version", "use_judge_version", "export_dataset",
+           "select", "start_job", "create_job", "save_prompt_version", "use_judge_version", "export_dataset",
            "export_zip", "set_override", "confirm_exclusions", "cancel_task", "pause_job", "cancel_job",
            "retry_failed", "start_worker", "save_upload")
 
