@@ -160,7 +160,7 @@ def _save_price(store: Store, role: str, model: str) -> None:
 
 def models_panel(store: Store, base_profiles: dict[str, Profile], local: bool) -> None:
     apply_prices(store)
-    with st.expander("Models", expanded=local):
+    with st.expander("Models", expanded=local, key="gen.models_open"):   # a key: open while edited
         for n, role in enumerate(base_profiles):
             if n:
                 st.divider()
@@ -238,6 +238,7 @@ def _key_fields(role: str, prof: Profile) -> None:
     v = st.session_state
     k1, k2 = st.columns([3, 2], vertical_alignment="bottom")
     k1.text_input(f"{role} API key", key=f"gen.{role}.api_key", type="password",
+                  live="500ms",   # a pasted key counts at once: Tab from here lands on "show password", no commit
                   help="Kept in this browser session only (never in the database, logs or exports). "
                        "To keep it, save it to .streamlit/secrets.toml.")
     name = key_env_for(v[f"gen.{role}.preset"], role)
