@@ -16,7 +16,8 @@ every generation records the version it used.
 Example pools are read at recorded snapshots (the highest generation id and the time), one per
 block of `refresh_every` items in job order, so later items learn from the examples judged
 before them while a resumed job still assembles byte-identical prompts (every call already
-answered is then served from the LLM cache).
+answered is then served from the LLM cache). A job's pools draw their judge-decided examples only
+from its own generator and judge models (human verdicts from any model, first): `Pools.load`.
 """
 from __future__ import annotations
 
@@ -234,7 +235,22 @@ class Pools:
     bad_judge: list[dict] = field(default_factory=list)
 
     @classmethod
-    def load(cls, store: Store, task: str, snapshot: PoolSnapshot | None = None, limit: int = 500) -> Pools:
+    def load(cls, store: Store, task: str, snapshot: PoolSnapshot | None = None, limit: int = 500, *,
+             generator_model: str | None = None, judge_model: str | None = None) -> Pools:
+        """The pools of `task` at `snapshot` (now when None), newest first in each tier.
+
+        Human verdicts (good_human: accepted, with the reviewer's edits; bad_human: rejected with a
+        note) come from any model: a person's verdict is the strongest signal. The judge tiers
+        (good_judge, bad_judge: no human verdict yet) hold only what passed or failed under the models
+        the caller runs with: `generator_model` keeps generations made by that generator, `judge_model`
+        those whose judgment (the newest, as everywhere) that judge made -- so one model's judge "pass"
+        on another model's output (a tiny demo model's, say) never becomes a few-shot example for a
+        different pair. Either left None: not filtered on (what callers got before models were given).
+
+        A model is identified by its name as the store records it (`generations.generator_model`,
+        `judgments.judge_model`: the job's profile model, the same name a job item's key holds), not
+        by base URL: the embedded server's URL changes from run to run, and a job plans its items by
+        model name too. Rows with no recorded model never count under a given model."""
         snap = snapshot or PoolSnapshot.take(store)
         params = [task, snap.max_generation_id]
         base = """
@@ -243,18 +259,25 @@ class Pools:
             LEFT JOIN latest_judgments j ON j.generation_id = g.id
             WHERE g.task = ? AND g.id <= ? AND g.parse_ok AND g.prefilter_ok"""
         p = [snap.reviews_until, *params]
+        judged, jp = "", list(p)   # the judge tiers: only under the given models
+        if generator_model is not None:
+            judged += " AND g.generator_model = ?"
+            jp.append(generator_model)
+        if judge_model is not None:
+            judged += " AND j.judge_model = ?"
+            jp.append(judge_model)
         pools = cls(task)
         for row in store.rows(f"SELECT g.id, coalesce(r.edited_fields, g.fields) AS fields {base} "
                               f"AND r.verdict = 'accepted' ORDER BY g.id DESC LIMIT {limit}", p):
             pools.good_human.append({"id": row["id"], "fields": json.loads(row["fields"])})
-        for row in store.rows(f"SELECT g.id, g.fields {base} AND r.verdict IS NULL AND j.overall "
-                              f"ORDER BY g.id DESC LIMIT {limit}", p):
+        for row in store.rows(f"SELECT g.id, g.fields {base}{judged} AND r.verdict IS NULL AND j.overall "
+                              f"ORDER BY g.id DESC LIMIT {limit}", jp):
             pools.good_judge.append({"id": row["id"], "fields": json.loads(row["fields"])})
         for row in store.rows(f"SELECT g.id, g.fields, r.note {base} AND r.verdict = 'rejected' "
                               f"AND coalesce(trim(r.note), '') <> '' ORDER BY g.id DESC LIMIT {limit}", p):
             pools.bad_human.append({"id": row["id"], "fields": json.loads(row["fields"]), "analysis": row["note"]})
-        for row in store.rows(f"SELECT g.id, g.fields, j.analysis, j.rules {base} AND r.verdict IS NULL "
-                              f"AND NOT j.overall ORDER BY g.id DESC LIMIT {limit}", p):
+        for row in store.rows(f"SELECT g.id, g.fields, j.analysis, j.rules {base}{judged} AND r.verdict IS NULL "
+                              f"AND NOT j.overall ORDER BY g.id DESC LIMIT {limit}", jp):
             pools.bad_judge.append({"id": row["id"], "fields": json.loads(row["fields"]),
                                     "analysis": _judge_analysis(row["analysis"], row["rules"])})
         return pools

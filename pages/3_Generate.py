@@ -21,6 +21,7 @@ with run:
     show_job_panel(store)   # the running (or last) job: progress, pacing, batches, examples
     choice = run_tab(form)  # snippets, tasks, Models panel, limits, batch mode, estimate, Start
 with prompts:
-    prompts_tab(store, choice.snippet_ids, choice.targets)
+    prompts_tab(store, choice.snippet_ids, choice.targets,
+                (choice.profiles["generator"].model, choice.profiles["judge"].model))
 with jobs:
     jobs_table(store)

@@ -43,7 +43,8 @@ def prompt_editor(store: Store, ptask: str, pv) -> dict:
     return edited
 
 
-def prompt_preview(store: Store, ptask: str, edited: dict, snippet_ids: list[str], targets: list[str]) -> None:
+def prompt_preview(store: Store, ptask: str, edited: dict, snippet_ids: list[str], targets: list[str],
+                   models: tuple[str, str] = ("", "")) -> None:
     st.subheader("Preview: the exact generator prompt for one snippet")
     preview_ids = snippet_ids[:50] if snippet_ids else preview_snippet_ids(
         store, seeds_first=get_task(ptask).prefers_seeds)
@@ -58,7 +59,9 @@ def prompt_preview(store: Store, ptask: str, edited: dict, snippet_ids: list[str
     cfg = PoolConfig(good=int(st.session_state.get("gen.pool_good", 2)),
                      bad=int(st.session_state.get("gen.pool_bad", 1)))
     try:
-        good, bad = few_shot(edited, Pools.load(store, ptask, PoolSnapshot.take(store)), cfg, sample["id"])
+        pools = Pools.load(store, ptask, PoolSnapshot.take(store), generator_model=models[0] or None,
+                           judge_model=models[1] or None)
+        good, bad = few_shot(edited, pools, cfg, sample["id"])
         target = (targets[0] if targets else "java") if spec.needs_target_language else None
         for m in build_generator_messages(spec, edited, sample, target, good, bad):
             st.caption(m["role"])
@@ -67,7 +70,9 @@ def prompt_preview(store: Store, ptask: str, edited: dict, snippet_ids: list[str
         st.warning(f"The template does not render: {plain(exc)}")
 
 
-def prompts_tab(store: Store, snippet_ids: list[str], targets: list[str]) -> None:
+def prompts_tab(store: Store, snippet_ids: list[str], targets: list[str], models: tuple[str, str] = ("", "")) -> None:
+    """`models`: the (generator, judge) models a job would run with: the preview's few-shot examples
+    come from the same pools a job would draw from (core.generate.Pools.load)."""
     ptask = st.selectbox("Task", list(TASKS), key="gen.prompt_task", format_func=lambda t: get_task(t).title)
     current = current_prompt_version(store, ptask)
     versions = list_prompt_versions(store, ptask)
@@ -80,4 +85,4 @@ def prompts_tab(store: Store, snippet_ids: list[str], targets: list[str]) -> Non
     if "gen.prompt_flash" in st.session_state:
         st.success(st.session_state.pop("gen.prompt_flash"))
     edited_content = prompt_editor(store, ptask, get_prompt_version(store, vid))
-    prompt_preview(store, ptask, edited_content, snippet_ids, targets)
+    prompt_preview(store, ptask, edited_content, snippet_ids, targets, models)

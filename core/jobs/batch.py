@@ -441,7 +441,7 @@ class BatchJobRunner(JobRunner):
                 snap = PoolSnapshot.take(self.store)
                 _record_snapshot(self.store, self.job_id, round_no, snap)
                 self.snapshots[round_no] = snap
-            self._round_pools[round_no] = {t: Pools.load(self.store, t, snap) for t in self.job_tasks}
+            self._round_pools[round_no] = self._load_pools(snap)
         return self._round_pools[round_no]
 
     def _write_results(self, results: list[tuple[dict, Any]]) -> None:

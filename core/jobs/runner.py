@@ -89,6 +89,16 @@ def _start_run(store: Store, job_id: int) -> None:
            AND snippet_id NOT IN (SELECT id FROM snippets)""", [job_id]))
 
 
+def _pool_models(store: Store, job_id: int) -> tuple[str | None, str | None]:
+    """(generator model, judge model) the job's generations and judgments are recorded under (its
+    items' models: one pair per job as planned), which its pools' judge tiers are limited to;
+    (None, None), pools unfiltered as before, if its items name no single pair."""
+    pairs = store.rows("SELECT DISTINCT generator_model, judge_model FROM job_items WHERE job_id = ?", [job_id])
+    if len(pairs) != 1:
+        return None, None
+    return pairs[0]["generator_model"], pairs[0]["judge_model"]
+
+
 def _record_snapshot(store: Store, job_id: int, block: int, snap: PoolSnapshot) -> None:
     def record(cur) -> None:
         row = cur.execute("SELECT params FROM jobs WHERE id = ?", [job_id]).fetchone()
@@ -153,6 +163,7 @@ class JobRunner:
         self.max_calls, self.max_cost = params.get("max_calls"), params.get("max_cost")
         self.pool_cfg = PoolConfig(**(params.get("pool") or {}))
         self.snapshots = {int(k): PoolSnapshot(**v) for k, v in (params.get("pool_snapshots") or {}).items()}
+        self.pool_models = _pool_models(store, self.job_id)   # few-shot judge tiers: this job's models only
         self.refresh_every = max(1, int(self.pool_cfg.refresh_every or 1))
         self._pools_of_block: dict[int, dict[str, Pools]] = {}
         self._writing: set[asyncio.Future] = set()   # items past their LLM calls whose result is being written
@@ -292,10 +303,16 @@ class JobRunner:
                 snap = await self._db(PoolSnapshot.take, self.store)
                 await self._db(_record_snapshot, self.store, self.job_id, block, snap)
                 self.snapshots[block] = snap
-            loaded = await self._db(lambda: {t: Pools.load(self.store, t, snap) for t in self.job_tasks})
+            loaded = await self._db(self._load_pools, snap)
             self._pools_of_block.clear()       # earlier blocks are done launching
             self._pools_of_block[block] = loaded
         return self._pools_of_block[block]
+
+    def _load_pools(self, snap: PoolSnapshot) -> dict[str, Pools]:
+        """Each of the job's tasks' pools at `snap`, the judge tiers limited to the job's models."""
+        gen, judge = self.pool_models
+        return {t: Pools.load(self.store, t, snap, generator_model=gen, judge_model=judge)
+                for t in self.job_tasks}
 
     # -- stopping ---------------------------------------------------------------
     def _note_cancel(self) -> None:
