@@ -21,10 +21,11 @@ from typing import Any
 import pandas as pd
 
 from core import team
+from core.dataset_versions import record_items
 from core.errors import ShoalError
 from core.ingest.roots import check_team_target
 from core.review.effective import effective_verdicts
-from core.store import Store
+from core.store import Store, returned
 
 FORMATS = {
     "alpaca": "Alpaca JSONL (instruction, input, output)",
@@ -204,7 +205,17 @@ def select_rows(store: Store, include_judged: bool = False, apply_checks: bool =
                 "prefilter_failed": _prefilter_failed(r.prefilter_ok, r.prefilter_reasons),
             },
         })
+    _attach_comments(store, sel.rows)
     return sel
+
+
+def _attach_comments(store: Store, rows: list[dict]) -> None:
+    """Each row's review comments (author, time, text; oldest first) into its provenance."""
+    from core.review.comments import comments_for
+    notes = comments_for(store, [r["provenance"]["generation_id"] for r in rows])
+    for r in rows:
+        r["provenance"]["comments"] = [{"author": c["author"], "at": str(c["created_at"]), "text": c["body"]}
+                                       for c in notes.get(r["provenance"]["generation_id"], [])]
 
 
 def _prefilter_failed(ok: Any, reasons: Any) -> list[str] | None:
@@ -320,8 +331,8 @@ def dataset_card(store: Store, fmt: str, sel: ExportSelection, name: str = "Shoa
             "verdict), reviewer (who it is signed by), edited, prompt_version, tests (the generator's own tests, "
             "in the solution's language), execution (pass / fail / error of solution + tests in the sandbox; "
             "empty when not run), reviews (every reviewer's own verdict), review_status (decided / agreed / "
-            "resolved), adjudicator and prefilter_failed (the pre-filter's reasons when a person accepted "
-            "an example it had stopped).", ""]
+            "resolved), adjudicator, prefilter_failed (the pre-filter's reasons when a person accepted "
+            "an example it had stopped) and comments (the reviewers' comments: author, at, text).", ""]
     return "\n".join(out)
 
 
@@ -550,9 +561,15 @@ def export_dataset(store: Store, fmt: str, out: str | os.PathLike, include_judge
         pushed = _push(out, fmt, push_to_hub)
     params = {"include_judged": include_judged, "apply_checks": apply_checks,
               "include_failed_execution": include_failed_execution, "excluded": dict(sel.excluded),
-              "n_candidates": sel.n_candidates, "pushed_to": pushed}
-    export_id = store.scalar("INSERT INTO exports(format, path, n_rows, params, card) VALUES (?, ?, ?, ?, ?) "
-                             "RETURNING id", [fmt, str(out.resolve()), len(sel.rows), json.dumps(params), card])
+              "n_candidates": sel.n_candidates, "pushed_to": pushed, "name": name}
+
+    def record(cur) -> int:   # the exports row and its items (the version: core.dataset_versions), together
+        cur.execute("INSERT INTO exports(format, path, n_rows, params, card) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                    [fmt, str(out.resolve()), len(sel.rows), json.dumps(params), card])
+        export_id = int(returned(cur))
+        record_items(cur, export_id, sel.rows)
+        return export_id
+    export_id = store.write(record)
     return ExportResult(fmt, str(out), len(sel.rows), dict(sel.excluded), card, int(export_id), pushed)
 
 

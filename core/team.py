@@ -34,6 +34,8 @@ ROLES = ("owner", "curator", "reviewer")
 # action -> roles allowed. Pages and CLI-equivalent actions ask `require(role, action)`.
 PERMISSIONS: dict[str, tuple[str, ...]] = {
     "review": ("owner", "curator", "reviewer"),
+    "comment": ("owner", "curator", "reviewer"),    # comment on an example (a reviewer: their own queue)
+    "moderate_comments": ("owner", "curator"),      # delete someone else's comment
     "corpus": ("owner", "curator"),        # ingest, embed, map, selections
     "prompts": ("owner", "curator"),
     "jobs": ("owner", "curator"),
@@ -50,7 +52,8 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
 }
 
 ACTION_WORDS = {
-    "review": "review examples", "corpus": "change the corpus", "prompts": "edit prompts",
+    "review": "review examples", "comment": "comment on examples",
+    "moderate_comments": "delete other people's comments", "corpus": "change the corpus", "prompts": "edit prompts",
     "jobs": "start or stop generation jobs", "generate": "use the Generate page", "checks": "run checks",
     "export": "export the dataset", "bulk_review": "apply bulk review actions",
     "adjudicate": "resolve conflicts between reviewers", "team": "manage the team",
@@ -122,8 +125,9 @@ def authorize(store: Store, actor: str | None, action: str, *, target: Any = Non
     shows as it is) unless `actor` may do `action`; returns their role.
 
     `actor`: the signed-in identity a page passes (see `acting_role` for this machine's own user).
-    `target`: what the action is on; for "review" the example id, since a reviewer decides only the
-    examples assigned to them. `role`: the role when the caller holds it already (the Team page).
+    `target`: what the action is on; for "review" and "comment" the example id, since a reviewer
+    decides (and comments on) only the examples assigned to them. `role`: the role when the caller
+    holds it already (the Team page).
     `check()`: a further condition that raises ShoalError (ingest: the data roots).
     Every refusal goes to the audit log as `<action>.refused`; an allowed action with a named actor
     (the app always names one) as `<action>.allowed`, unless `audit_allowed` is False because the
@@ -131,7 +135,7 @@ def authorize(store: Store, actor: str | None, action: str, *, target: Any = Non
     role = acting_role(store, actor) if role is _LOOKUP else role
     try:
         require(role, action)
-        if action == "review" and role == "reviewer" and target is not None:
+        if action in ("review", "comment") and role == "reviewer" and target is not None:
             _require_assigned(store, str(actor), int(target))
         if check is not None:
             check()

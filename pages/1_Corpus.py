@@ -25,7 +25,7 @@ st.caption("Raw code in: CodeSearchNet files, whole-file corpora (The Stack styl
 stats = browse.overview(store)
 # the source, filters and search keep their values while the user is on another page
 keep({"corpus.path": "", "corpus.format": FORMATS[0], "corpus.min_chars": 50, "corpus.max_chars": 800,
-      "corpus.seed": 0, "corpus.blacklist": "\n".join(DEFAULT_BLACKLIST), "corpus.reasons": [],
+      "corpus.seed": 0, "corpus.keep_tests": False, "corpus.blacklist": "\n".join(DEFAULT_BLACKLIST), "corpus.reasons": [],
       "corpus.query": "", "corpus.langs": [], "corpus.kinds": []})
 busy = is_running(store, INGEST.name)
 locked = lock_note("ingest")    # a reviewer sees why; core refuses (and audits) anyway
@@ -37,7 +37,8 @@ def _start(sources: list[str], fmt: str = "auto") -> None:
     try:
         start_ingest(store, sources, fmt=fmt, min_chars=int(opts.get("corpus.min_chars", 50)),
                      max_chars=int(opts.get("corpus.max_chars", 800)), blacklist=words,
-                     seed=int(opts.get("corpus.seed", 0)), actor=reviewer_name())
+                     seed=int(opts.get("corpus.seed", 0)), keep_tests=bool(opts.get("corpus.keep_tests", False)),
+                     actor=reviewer_name())
     except ShoalError as exc:
         st.error(plain(exc))
         return
@@ -81,6 +82,10 @@ with st.expander("Add a source", expanded=stats["snippets"] == 0 and not busy):
         c1.number_input("Min chars", 0, 100_000, key="corpus.min_chars", **PERSIST)
         c2.number_input("Max chars", 1, 1_000_000, key="corpus.max_chars", **PERSIST)
         c3.number_input("Seed (OSS-Instruct seeds)", 0, 2**31 - 1, key="corpus.seed", **PERSIST)
+        st.checkbox("Keep test code (test folders and test files)", key="corpus.keep_tests", **PERSIST,
+                    help="Folders and zip uploads: tests/, test/, testing/, __tests__/, spec/ folders and files "
+                         "such as test_*.py, *_test.go, *.spec.ts, *Test.java are left out by default and counted "
+                         "as test_code.")
         st.text_area("Word blacklist (one per line; empty = off)", key="corpus.blacklist", **PERSIST, height=150)
 
 

@@ -20,6 +20,7 @@ from core.errors import ShoalError
 from core.export import FORMATS, export_dataset, export_zip, recent_exports, select_rows
 from ui.background import task_panel
 from ui.dataset_semantic import semantic_panel
+from ui.dataset_versions import versions_panel
 from ui.judge_eval_panel import judge_eval_panel
 from ui.common import page_store, require_page, reviewer_name
 from ui.palettes import REVIEW_STATUS
@@ -324,6 +325,7 @@ past = recent_exports(store)
 if not past.empty:
     st.caption("Recent exports")
     st.dataframe(past, hide_index=True, width="stretch")
+versions_panel(store)
 run = latest_run(store, "decontamination")
 if run is None:
     st.warning("Decontamination has not been run: the dataset card will say so.")

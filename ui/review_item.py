@@ -14,6 +14,7 @@ from core.store import Store
 from core.tasks import get_task
 from ui.code import code_lang, show_field
 from ui.common import can, reviewer_name
+from ui.review_comments import comments_section
 from ui.review_decisions import confirm_accept, draw_actions, reject_form, reload_example
 from ui.review_edit import edit_form
 from ui.review_queue import draw_counts, draw_queue_list
@@ -75,6 +76,7 @@ def review_panel(store: Store) -> None:
     if review and review.get("note"):
         st.caption("Note: " + plain(review["note"]) + (" · reasons: " + plain(", ".join(review["reasons"]))
                                                        if review["reasons"] else ""))
+    comments_section(store, gid)
     _history(store, gid, blind)
     if st.toggle("Queue list (next 50 from here)", key="rv_list", **PERSIST):
         draw_queue_list(store, f, gid)

@@ -10,6 +10,8 @@ from core.errors import ShoalError
 
 def _summary(result) -> None:
     from rich.table import Table
+
+    from core.ingest.filters import TEST_CODE
     t = Table(title=f"Ingest #{result.ingest_id} ({result.seconds:.1f} s)")
     t.add_column("what")
     t.add_column("count", justify="right")
@@ -25,6 +27,8 @@ def _summary(result) -> None:
     if result.filtered_by_reason:
         console.print("filtered by reason: " + ", ".join(f"{k} {v:,}" for k, v in result.filtered_by_reason.most_common()),
                       highlight=False)
+    if n_tests := result.filtered_by_reason[TEST_CODE]:
+        console.print(f"left out as test code: {n_tests:,} files (--keep-tests keeps them)", highlight=False)
     if result.errors:
         et = Table(title="errors (first 20; all are in `ingest_errors`)")
         for col in ("source", "location", "reason", "detail"):
@@ -47,6 +51,9 @@ def register(app: typer.Typer) -> None:
             None, "--blacklist", help="A word or phrase that drops a snippet; repeat it. Replaces the default list."),
         no_blacklist: bool = typer.Option(False, "--no-blacklist", help="Turn the word blacklist off."),
         seed: int = typer.Option(0, "--seed", help="Seed for drawing OSS-Instruct seeds from whole files."),
+        keep_tests: bool = typer.Option(False, "--keep-tests",
+                                        help="Folders: keep test code (test folders such as tests/ and files such "
+                                             "as test_*.py, *.spec.ts); skipped and counted as test_code by default."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the counts and errors."),
     ):
         """Read code into the database: CodeSearchNet, whole-file corpora, folders, or the stdlib demo.
@@ -60,7 +67,7 @@ def register(app: typer.Typer) -> None:
         try:
             with progress_bar("Ingesting", enabled=not as_json) as bar:
                 result = ingest_sources(store, sources, fmt=fmt, min_chars=min_chars, max_chars=max_chars,
-                                        blacklist=words, seed=seed, progress=bar)
+                                        blacklist=words, seed=seed, progress=bar, keep_tests=keep_tests)
         except ShoalError as exc:
             fail(str(exc))
         except KeyboardInterrupt:

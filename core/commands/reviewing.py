@@ -1,8 +1,9 @@
-"""`shoal review`: headless review — status, bulk accept/reject over a filter, single verdicts, undo."""
+"""`shoal review`: headless review — status, bulk accept/reject over a filter, single verdicts, undo; comments."""
 from __future__ import annotations
 
 import getpass
 import os
+import sys
 
 import typer
 
@@ -48,7 +49,12 @@ def parse_filters(store, items: list[str], **defaults):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("review")
+    review_app = typer.Typer(help="Review generated examples without the app: status, bulk accept/reject over a "
+                                  "filter, undo; comments on an example (`shoal review comment`, `comments`).")
+    app.add_typer(review_app, name="review")
+    register_comments(review_app)
+
+    @review_app.callback(invoke_without_command=True)
     def review(
         ctx: typer.Context,
         status: bool = typer.Option(False, "--status", help="Review progress, effective verdicts and judge-human agreement."),
@@ -66,6 +72,8 @@ def register(app: typer.Typer) -> None:
                                                help="Name recorded in the audit log (default: $USER)."),
     ):
         """Review generated examples without the app: status, bulk accept/reject over a filter, undo."""
+        if ctx.invoked_subcommand is not None:     # `shoal review comment ...`: the subcommand acts
+            return
         from core import review as rv
         store = store_from(ctx)
         from core.team import local
@@ -112,6 +120,64 @@ def register(app: typer.Typer) -> None:
                           f"(undo: shoal review --undo --reviewer {who}).")
         except ShoalError as exc:
             fail(str(exc))
+
+
+def register_comments(review_app: typer.Typer) -> None:
+    """`shoal review comment GID TEXT`, `shoal review comments GID`, `shoal review uncomment CID`: comments
+    on an example (core.review.comments), as this machine's own user (any role) named by --reviewer or $USER."""
+    def actor(reviewer: str | None):
+        from core.team import local
+        return local(reviewer) if (reviewer or "").strip() else None    # None: this machine's own user ($USER)
+
+    reviewer_opt = typer.Option(None, "--reviewer", envvar="SHOAL_REVIEWER",
+                                help="Name recorded as the author and in the audit log (default: $USER).")
+
+    @review_app.command("comment")
+    def comment(ctx: typer.Context,
+                generation_id: int = typer.Argument(..., help="The example's id (#id on the Review page)."),
+                text: str = typer.Argument(..., help="The comment (plain text, at most 4,000 characters)."),
+                reviewer: str | None = reviewer_opt):
+        """Add a comment to one example."""
+        from core import review as rv
+        store = store_from(ctx)
+        try:
+            c = rv.add_comment(store, generation_id, text, actor=actor(reviewer))
+        except ShoalError as exc:
+            fail(str(exc))
+        console.print(f"Comment #{c['id']} added to example #{generation_id} by {c['author']}.", markup=False,
+                      highlight=False)
+
+    @review_app.command("comments")
+    def comments(ctx: typer.Context,
+                 generation_id: int = typer.Argument(..., help="The example's id."),
+                 as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")):
+        """List an example's comments, oldest first."""
+        from core import review as rv
+        store = store_from(ctx)
+        if store.scalar("SELECT count(*) FROM generations WHERE id = ?", [generation_id]) == 0:
+            fail(f"There is no generated example #{generation_id}.")
+        rows = rv.list_comments(store, generation_id)
+        if as_json:
+            print_json(rows)
+            return
+        if not rows:
+            sys.stdout.write(f"No comments on example #{generation_id}.\n")
+        for c in rows:
+            body = "\n".join("    " + line for line in c["body"].splitlines())
+            sys.stdout.write(f"#{c['id']} · {c['author']} · {str(c['created_at'])[:19]}\n{body}\n")
+
+    @review_app.command("uncomment")
+    def uncomment(ctx: typer.Context,
+                  comment_id: int = typer.Argument(..., help="The comment's id (from `shoal review comments`)."),
+                  reviewer: str | None = reviewer_opt):
+        """Delete a comment."""
+        from core import review as rv
+        store = store_from(ctx)
+        try:
+            c = rv.delete_comment(store, comment_id, actor=actor(reviewer))
+        except ShoalError as exc:
+            fail(str(exc))
+        console.print(f"Comment #{comment_id} on example #{c['generation_id']} deleted.", markup=False)
 
 
 def _login() -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from core import team
 from core.background import Task, TaskContext, TaskKind, latest_task, local_task, start_task
+from core.ingest.filters import TEST_CODE
 from core.ingest.roots import check_sources, data_roots
 from core.ingest.run import IngestResult, ingest_sources
 from core.store import Store
@@ -25,6 +26,8 @@ def ingest_summary(result: IngestResult) -> dict:
     summary = (f"Ingest #{result.ingest_id} of {', '.join(result.sources)}: {result.ingested:,} new snippets, "
                f"{result.duplicates:,} duplicates, {result.filtered:,} filtered, {len(result.errors):,} errors "
                f"in {result.seconds:.2f} s.")
+    if n_tests := result.filtered_by_reason[TEST_CODE]:
+        summary += f" {n_tests:,} test files left out as test code (the option 'Keep test code' keeps them)."
     return {"ingest_id": result.ingest_id, "ingested": result.ingested, "nothing_read": result.nothing_read,
             "summary": summary}
 

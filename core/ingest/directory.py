@@ -1,8 +1,10 @@
 """Local folders and git checkouts: walk, skip what should not be mined, extract functions.
 
 Skipped with a counted reason: .gitignore'd paths ('gitignored'), vendored folders
-('vendored': node_modules, vendor, third_party, ...), unsupported languages, and in
-sourcefile.py binary, huge, generated, minified, empty and undecodable files.
+('vendored': node_modules, vendor, third_party, ...), test code unless kept ('test_code', one row
+per source file: test folders and test file names, the rule is `filters.why_test_code`),
+unsupported languages, and in sourcefile.py binary, huge, generated, minified, empty and
+undecodable files.
 VCS and cache folders (.git, __pycache__, ...) are skipped silently; other non-code files
 (README.md, images, ...) are counted in one 'not_source_code' row per folder.
 """
@@ -12,10 +14,11 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator
 
 import pathspec
 
+from core.ingest.filters import TEST_CODE, why_test_code
 from core.ingest.gitinfo import git_info
 from core.ingest.model import EXTENSIONS, OTHER_CODE_EXTENSIONS, Advance, Problem, ReadOptions, Snippet
 from core.ingest.roots import SYMLINK_OUTSIDE, link_outside
@@ -74,9 +77,11 @@ class _GitIgnore:
 
 
 def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, str] | None = None,
-                   skip_dir: Callable[[str, str], str | None] | None = None) -> Plan:
+                   skip_dir: Callable[[str, str], str | None] | None = None, keep_tests: bool = False,
+                   extra_test_dirs: Collection[str] = ()) -> Plan:
     """Every file to read under `root`, plus the skips. `skip_dir(rel, name)` may return a reason
-    to skip a folder (used by the stdlib reader for its test folders)."""
+    to skip a folder (used by the stdlib reader for modules not asked for). Test code is skipped
+    unless `keep_tests`; `extra_test_dirs` names more test folders (the stdlib's idle_test)."""
     extensions = extensions or EXTENSIONS
     plan = Plan()
     ignore = _GitIgnore()
@@ -121,6 +126,11 @@ def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, 
                 plan.problems.append(Problem(rel, "gitignored", "file matched by .gitignore", "filtered"))
                 continue
             language = extensions.get(suffix)
+            if language is not None and not keep_tests:
+                why = why_test_code(rel, extra_test_dirs)
+                if why:
+                    plan.problems.append(Problem(rel, TEST_CODE, f"test code ({why})", "filtered"))
+                    continue
             if language is None:
                 other = OTHER_CODE_EXTENSIONS.get(suffix)
                 if other is not None:
@@ -173,7 +183,7 @@ def read_plan(plan: Plan, source: str, source_kind: str, opts: ReadOptions, repo
 def open_directory(root: Path, source: str, opts: ReadOptions) -> tuple[int, Iterator[Snippet | Problem | Advance]]:
     """A folder or git checkout: (total bytes to read, items); walked now, read lazily."""
     info = git_info(root)
-    plan = plan_directory(root)
+    plan = plan_directory(root, keep_tests=opts.keep_tests)
     repo = info.repo if info else root.resolve().name
     return plan.total_bytes, read_plan(plan, source, "dir", opts, repo=repo,
                                        url_fn=info.permalink if info else None, label=root.name or str(root))

@@ -11,12 +11,18 @@ words/phrases in the code and its docstring:
   "not implemented", "TODO: implement", "FIXME";
 * placeholder text: "lorem ipsum".
 Pass `blacklist=[...]` to replace it, `blacklist=[]` to turn it off.
+
+Test code (`why_test_code`, the one rule for every folder ingest and the stdlib demo): a
+file under a folder named test, tests, testing, __tests__, spec or specs (any case; the ingested
+root itself never counts), or named test_*.py, *_test.py, *_test.go, *.test.js/ts/jsx/tsx,
+*.spec.js/ts/jsx/tsx, *Test.java, *Tests.java or conftest.py. Folder ingests skip it unless
+asked to keep it (`keep_tests`), counted as 'test_code'.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable
 
 from core.ingest.model import Snippet
 
@@ -82,3 +88,23 @@ def build_filters(min_chars: int = 50, max_chars: int = 800,
                   blacklist: Iterable[str] | None = None) -> list[Filter]:
     words = DEFAULT_BLACKLIST if blacklist is None else tuple(blacklist)
     return [LengthWindow(min_chars, max_chars), WordBlacklist(words)]
+
+
+# --------------------------------------------------------------------------- test code
+
+TEST_CODE = "test_code"   # the skip reason
+TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"})   # compared lower-cased
+_TEST_FILE = re.compile(r"test_.*\.py|.*_test\.(?:py|go)|.*\.(?:test|spec)\.(?:js|ts|jsx|tsx)|.*Tests?\.java"
+                        r"|conftest\.py")
+
+
+def why_test_code(rel: str, extra_dirs: Collection[str] = ()) -> str | None:
+    """Why the file at `rel` (a posix path relative to the ingested root, so the root's own name
+    never counts) is test code, or None. `extra_dirs`: more folder names, matched exactly."""
+    *folders, name = rel.split("/")
+    for d in folders:
+        if d.lower() in TEST_DIRS or d in extra_dirs:
+            return f"in the test folder {d!r}"
+    if _TEST_FILE.fullmatch(name):
+        return f"{name!r} is named like a test file"
+    return None

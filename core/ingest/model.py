@@ -55,6 +55,7 @@ class ReadOptions:
     extract_functions: bool = True          # whole-file corpora: also yield tree-sitter functions
     draw_seeds: bool = True                 # whole-file corpora: yield one OSS-Instruct seed per file
     file_seeds: bool = False                # source folders (the stdlib demo): also one seed per file
+    keep_tests: bool = False                # source folders: read test code too (skipped as 'test_code' by default)
     extra: dict = field(default_factory=dict)
 
 

@@ -270,11 +270,12 @@ class _Writer:
 def ingest_sources(store: Store, sources: list[str], fmt: str = "auto", min_chars: int = 50,
                    max_chars: int = 800, blacklist: Iterable[str] | None = None, seed: int = 0,
                    progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-                   options: ReadOptions | None = None) -> IngestResult:
+                   options: ReadOptions | None = None, keep_tests: bool = False) -> IngestResult:
     """Ingest every source into `snippets` (see the module docstring of core.ingest).
 
     Sources: files/folders (CodeSearchNet or whole-file JSONL/JSONL.gz/Parquet, source trees,
-    git checkouts, single source files) or 'stdlib' / 'stdlib:mod1,mod2'. Bad input never
+    git checkouts, single source files) or 'stdlib' / 'stdlib:mod1,mod2'. In source trees test
+    code is skipped (counted as 'test_code') unless `keep_tests`. Bad input never
     raises: it becomes a counted `ingest_errors` row. Raises ShoalError only for bad arguments,
     Cancelled if `cancel` is set (what was read so far is kept).
     """
@@ -289,9 +290,11 @@ def ingest_sources(store: Store, sources: list[str], fmt: str = "auto", min_char
         raise ShoalError(f"Invalid length window: {exc} (need 0 <= --min-chars <= --max-chars).") from None
     opts = options or ReadOptions()
     opts.seed = seed
+    opts.keep_tests = opts.keep_tests or keep_tests
     words = list(DEFAULT_BLACKLIST if blacklist is None else blacklist)
     params = {"min_chars": min_chars, "max_chars": max_chars, "blacklist": words, "seed": seed,
-              "max_file_bytes": opts.max_file_bytes, "max_line_bytes": opts.max_line_bytes}
+              "max_file_bytes": opts.max_file_bytes, "max_line_bytes": opts.max_line_bytes,
+              "keep_tests": opts.keep_tests}
     ingest_id = int(store.scalar(
         "INSERT INTO ingests(sources, format, params) VALUES (?, ?, ?) RETURNING id",
         [json.dumps(sources), fmt, json.dumps(params)]))

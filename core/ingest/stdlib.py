@@ -1,8 +1,9 @@
 """The built-in demo corpus: functions of the running interpreter's standard library.
 
 Source strings: `stdlib` (all of it) or `stdlib:json,csv,email` (only those top-level
-modules/packages; handy for fast tests). Test folders, site-packages and bundled
-wheels are skipped. URLs point at the same file in the CPython repository.
+modules/packages; handy for fast tests). Test code is skipped as in any folder ingest
+('test_code', plus IDLE's idle_test folder) unless kept; site-packages, bundled wheels and the
+__phello__ toy package are left out. URLs point at the same file in the CPython repository.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from typing import Iterator
 from core.ingest.directory import Plan, plan_directory, read_plan
 from core.ingest.model import Advance, Problem, ReadOptions, Snippet
 
-_TEST_DIRS = frozenset({"test", "tests", "idle_test", "__phello__", "_bundled"})
+_TEST_DIRS = ("idle_test",)                  # test folders of the stdlib beyond the general rule
+_NOT_LIBRARY = frozenset({"__phello__", "_bundled"})   # a frozen-module toy package, pip's wheels
 
 
 def is_stdlib_source(source: str) -> bool:
@@ -32,20 +34,22 @@ def _modules(source: str) -> set[str] | None:
     return {m.strip() for m in source.split(":", 1)[1].split(",") if m.strip()}
 
 
-def plan_stdlib(source: str = "stdlib") -> Plan:
+def plan_stdlib(source: str = "stdlib", keep_tests: bool = False) -> Plan:
     root = stdlib_root()
     wanted = _modules(source)
 
     def skip_dir(rel: str, name: str) -> str | None:
         if "/" not in rel and (name.startswith("config-") or (wanted is not None and rel not in wanted)):
             return "not_selected"  # build configuration folder, or a module not asked for
-        if name in _TEST_DIRS:
-            return "test_folder"
+        if name in _NOT_LIBRARY:
+            return "not_selected"
         return None
 
-    plan = plan_directory(root, gitignore=False, extensions={".py": "python"}, skip_dir=skip_dir)
+    plan = plan_directory(root, gitignore=False, extensions={".py": "python"}, skip_dir=skip_dir,
+                          keep_tests=keep_tests, extra_test_dirs=_TEST_DIRS)
     # Unselected modules, site-packages and non-Python files are not interesting skips in a demo.
-    plan.problems = [p for p in plan.problems if p.reason not in ("not_selected", "vendored")]
+    plan.problems = [p for p in plan.problems if p.reason not in ("not_selected", "vendored")
+                     and (wanted is None or "/" in p.location or p.location.removesuffix(".py") in wanted)]
     plan.not_source.clear()
     if wanted is not None:
         plan.files = [f for f in plan.files if "/" in f.rel or f.rel.removesuffix(".py") in wanted]
@@ -54,7 +58,7 @@ def plan_stdlib(source: str = "stdlib") -> Plan:
 
 def open_stdlib(source: str, opts: ReadOptions) -> tuple[int, Iterator[Snippet | Problem | Advance]]:
     """(total bytes to read, items) — the folder walk happens now, the reading lazily."""
-    plan = plan_stdlib(source)
+    plan = plan_stdlib(source, keep_tests=opts.keep_tests)
     if not plan.files:
         return 0, iter([Problem(source, "not_found",
                                 f"no standard-library modules match {source!r} under {stdlib_root()}")])

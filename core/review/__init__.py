@@ -10,6 +10,7 @@
 * `assign`    — who reviews which example, with overlap;
 * `responses` — every reviewer's own response, an example's team status, adjudication, blind view;
 * `people`    — agreement between people, per-reviewer progress and speed;
+* `comments`  — comments on an example (add, list, delete; audited);
 * `effective` — the verdict that counts (human over judge);
 * `options`   — headless status and the filter widgets' values.
 
@@ -18,6 +19,7 @@ Every write goes through `Store.write()`. The views it reads (`latest_judgments`
 """
 from core.review.agreement import agreement, cell_filter, fleiss_kappa, kappa_from_counts
 from core.review.assign import AssignResult, assign, assignees, has_assignments, needed, overlap_summary
+from core.review.comments import MAX_COMMENT_CHARS, add_comment, comments_for, delete_comment, list_comments
 from core.review.common import (DECISION_ACTIONS, JUDGE_CHOICES, QUICK_REASONS, SORTS, STATUS_CHOICES,
                                 UNDO_MARKER, VERDICTS, NothingToUndo, StaleReview)
 from core.review.decisions import BulkPreview, BulkResult, bulk_decide, bulk_preview, decide, version_for
@@ -44,4 +46,5 @@ __all__ = [
     "TEAM_STATUSES", "AssignResult", "adjudicate", "assign", "assignees", "conflict_ids", "example_status",
     "fleiss_kappa", "has_assignments", "is_overlap", "needed", "overlap_summary", "people_agreement", "progress",
     "responses", "review_view", "status_counts", "stop_reasons", "team_view", "version_for", "visible_responses",
+    "MAX_COMMENT_CHARS", "add_comment", "comments_for", "delete_comment", "list_comments",
 ]

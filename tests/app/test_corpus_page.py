@@ -1,6 +1,7 @@
 """The Corpus page in Streamlit's AppTest: counts, rejects, search + viewer, ingest from a path."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -64,3 +65,27 @@ def test_ingest_from_a_server_path_runs_in_the_background():
     assert not at.exception, at.exception
     assert {m.label: m.value for m in at.metric}["Snippets"] == "6"
     assert any("6 new snippets" in s.value for s in at.success)
+
+
+def test_keep_test_code_option_reaches_the_ingest(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "lib.py").write_text("def library_total(values):\n    return sum(v * v for v in values) + len(values)\n")
+    (repo / "tests" / "test_lib.py").write_text(
+        "def test_library_total_works():\n    assert library_total([1, 2, 3]) == 14 + 3, 'wrong total'\n")
+    monkeypatch.setenv("SHOAL_DATA_ROOTS", str(tmp_path))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.text_input(key="corpus.path").input(str(repo))
+    at.button(key="corpus.ingest_path").click().run()
+    _wait_for_ingest()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("1 test files left out as test code" in s.value for s in at.success)
+    at.checkbox(key="corpus.keep_tests").check().run()
+    at.button(key="corpus.ingest_path").click().run()
+    _wait_for_ingest()
+    with open_store(os.environ["SHOAL_DB"]) as s:
+        names = {r[0] for r in s.execute("SELECT func_name FROM snippets").fetchall()}
+        params = [json.loads(p[0]) for p in s.execute("SELECT params FROM ingests ORDER BY id").fetchall()]
+    assert names == {"library_total", "test_library_total_works"}
+    assert [p["keep_tests"] for p in params] == [False, True]
