@@ -418,6 +418,28 @@ def latest_map_id(store: Store) -> int | None:
     return store.scalar("SELECT max(id) FROM maps WHERE status = 'done'")
 
 
+def map_coverage(store: Store, map_id: int | None = None) -> dict[str, int]:
+    """How much of the corpus a map (the latest by default) holds: `mapped`, `total` snippets and
+    `unmapped` (added since it was built; a selection on the map cannot draw them). Zeros without a map."""
+    map_id = latest_map_id(store) if map_id is None else map_id
+    total = int(store.scalar("SELECT count(*) FROM snippets") or 0)
+    if map_id is None:
+        return {"map_id": 0, "mapped": 0, "total": total, "unmapped": 0}
+    mapped = int(store.scalar("SELECT count(*) FROM map_points WHERE map_id = ?", [int(map_id)]) or 0)
+    unmapped = int(store.scalar("SELECT count(*) FROM snippets s WHERE NOT EXISTS (SELECT 1 FROM map_points p "
+                                "WHERE p.map_id = ? AND p.snippet_id = s.id)", [int(map_id)]) or 0)
+    return {"map_id": int(map_id), "mapped": mapped, "total": total, "unmapped": unmapped}
+
+
+def stale_map_note(cov: dict[str, int]) -> str | None:
+    """What to tell a person about to use a map that misses snippets added since (None: it has them all)."""
+    if not cov["map_id"] or not cov["unmapped"]:
+        return None
+    return (f"The map holds {cov['mapped']:,} snippets; {cov['unmapped']:,} were added since it was built. A "
+            "selection draws only from the mapped ones: build the map again to include them, or go on with "
+            "these.")
+
+
 def get_map(store: Store, map_id: int | None = None) -> dict:
     """A stored map run (the latest when `map_id` is None)."""
     if map_id is None:

@@ -93,17 +93,22 @@ def is_busy(store: Store, stage: str | None = None) -> bool:
 def pipeline_status(store: Store) -> list[dict]:
     """One entry per stage: its count, whether it has data (`done`), what runs in it now (`running`),
     and `state`: "running" while work of that stage runs, else "done" or "to do"."""
+    from core.maps import map_coverage, stale_map_note
     work = running_work(store)
     out = []
     for title, sql, help_, next_, page in _STAGES:
         n = int(store.scalar(sql) or 0)
         running = [w for w in work if w.stage == title]
-        out.append({"title": title, "count": n, "help": help_, "done": n > 0, "next": next_,
+        state = "running" if running else ("done" if n > 0 else "to do")
+        stale = stale_map_note(map_coverage(store)) if title == "Map" and state == "done" else None
+        out.append({"title": title, "count": n, "help": help_, "done": n > 0 and not stale,
+                    "next": "Snippets were added since the map was built: build it again on the Map page (a "
+                            "selection draws only from mapped snippets)." if stale else next_,
                     "page": page, "page_title": page.split("_", 1)[1].removesuffix(".py"),
-                    "running": running, "state": "running" if running else ("done" if n > 0 else "to do")})
+                    "running": running, "state": "stale" if stale else state, "note": stale})
     return out
 
 
 def next_step(steps: list[dict]) -> dict | None:
-    """The first stage without data, or None when every stage has some."""
+    """The first stage without data (or a map that misses snippets added since), or None."""
     return next((s for s in steps if not s["done"]), None)

@@ -10,7 +10,7 @@ store = page_store()
 st.title("🐟 Shoal")
 st.write("Turn an ocean of raw code into a small, diverse, high-quality instruction-tuning dataset.")
 
-STATE = {"running": "⏳ running", "done": "✅ done", "to do": "⬜ to do"}
+STATE = {"running": "⏳ running", "done": "✅ done", "to do": "⬜ to do", "stale": "⚠️ out of date"}
 
 
 def stages() -> None:

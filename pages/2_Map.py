@@ -11,7 +11,8 @@ from core.embed import BACKENDS, DEFAULT_MODEL, cached_models
 from core.embed_choice import default_backend_note
 from core.errors import ShoalError
 from core.lasso import PointIndex
-from core.maps import CLUSTER_METHODS, list_maps, map_clusters, map_points, map_review_status
+from core.maps import (CLUSTER_METHODS, list_maps, map_clusters, map_coverage, map_points, map_review_status,
+                       stale_map_note)
 from core.select import METHODS, list_selections, selection_ids
 from core.snippets import count_snippets
 from ui.background import task_panel
@@ -179,6 +180,9 @@ with right:
 # --------------------------------------------------------------------------- selection form
 
 st.subheader("Pick the most diverse snippets")
+stale = stale_map_note(map_coverage(store, map_id))
+if stale:
+    st.warning(stale)
 area_ids = pts["snippet_id"].iloc[state.area_rows].tolist() if state.area_rows is not None else None
 if area_ids is not None:
     st.info(f"{len(area_ids):,} points in the {state.area_kind} selection: candidates are limited to them "

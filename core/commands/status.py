@@ -7,7 +7,7 @@ import typer
 from core.commands.common import console, print_json, store_from
 from core.store import Store
 
-STATE = {"running": "running", "done": "done", "to do": "to do"}
+STATE = {"running": "running", "done": "done", "to do": "to do", "stale": "out of date"}
 
 
 BUSY = ("and only the process holding the database can be running work on it: see the Home page of that app "

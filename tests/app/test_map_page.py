@@ -293,3 +293,16 @@ def test_a_big_corpus_shows_a_first_look_map_before_the_full_one(monkeypatch):
         maps = s.rows("SELECT name, n_points FROM maps ORDER BY id")
     assert [m["n_points"] for m in maps] == [20, 60]
     assert maps[0]["name"] == "first look (20 sampled snippets)"
+
+
+def test_a_map_that_misses_new_snippets_says_so_above_the_selection():
+    from tests.core.test_jobs import add_snippets
+    with open_store(_db()) as s:
+        make_mapped_store(s)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert not any("were added since it was built" in w.value for w in at.warning)
+    with open_store(_db()) as s:
+        add_snippets(s, 7)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert any("The map holds 120 snippets; 7 were added since it was built" in w.value for w in at.warning)

@@ -117,3 +117,24 @@ def test_model_names_are_filled_from_the_server_or_refused():
     with pytest.raises(ShoalError, match="lists no models"):
         with_model_names({"judge": Profile(role="judge", base_url="http://x/v1", model="")},
                          list_models=lambda p: [])
+
+
+def test_snippets_added_after_the_map_make_the_map_stage_out_of_date(store):
+    """Adding a corpus to a mapped project: Home and `shoal status` say the map misses the new
+    snippets (a selection would draw only from the mapped ones) and the next step is the map."""
+    from core.commands.status import status_report
+    from core.maps import map_coverage
+    from core.pipeline import next_step
+    from tests.core.test_maps import make_mapped_store
+    make_mapped_store(store)
+    n = int(store.scalar("SELECT count(*) FROM snippets"))
+    assert map_coverage(store) == {"map_id": map_coverage(store)["map_id"], "mapped": n, "total": n, "unmapped": 0}
+    steps = {s["title"]: s for s in pipeline_status(store)}
+    assert steps["Map"]["state"] == "done" and steps["Map"]["note"] is None
+    add_snippets(store, 5)
+    steps = pipeline_status(store)
+    the_map = next(s for s in steps if s["title"] == "Map")
+    assert the_map["state"] == "stale" and "5 were added since it was built" in the_map["note"]
+    assert next_step(steps)["title"] == "Map" and "build it again" in next_step(steps)["next"]
+    report = status_report(store)
+    assert {s["title"]: s["state"] for s in report["stages"]}["Map"] == "stale"
