@@ -135,11 +135,53 @@ def cache_umap_kernels() -> int:
     return turned
 
 
+def fit_estimate(store: Store, fit_points: int) -> float | None:
+    """Seconds a UMAP fit of `fit_points` should take, scaled (n^1.15) from the last map's fit in this
+    database; None without one. The fit is one blocking call: this is what its progress can say."""
+    raw = store.scalar("SELECT params FROM maps WHERE status = 'done' ORDER BY id DESC LIMIT 1")
+    umap_info = (json.loads(raw) if isinstance(raw, str) else raw or {}).get("umap") or {}
+    seconds, points = umap_info.get("fit_seconds"), umap_info.get("fit_points")
+    if umap_info.get("method") != "umap" or not seconds or not points:
+        return None
+    return float(seconds) * (fit_points / float(points)) ** 1.15
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+class _FitTicker:
+    """While UMAP fits (no progress of its own), say every second how long it has run and, with an
+    estimate, about how long it takes: a long fit no longer sits at "0 / n" without a word."""
+
+    def __init__(self, progress: ProgressFn | None, total: int, label: str, expected_s: float | None):
+        self.progress, self.total, self.label, self.expected_s = progress, total, label, expected_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="umap-fit-ticker", daemon=True)
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        while not self._stop.wait(1.0):
+            about = f" of about {_span(self.expected_s)}" if self.expected_s else ""
+            report(self.progress, 0, self.total, f"{self.label} · {_span(time.perf_counter() - t0)}{about}")
+
+    def __enter__(self) -> _FitTicker:
+        if self.progress is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def project_2d(X: np.ndarray, seed: int = 42, n_neighbors: int = 15, min_dist: float = 0.1,
                sample: int = UMAP_FIT_SAMPLE, n_epochs: int | None = None, chunk: int = PLACE_CHUNK,
                placement: str = "auto", progress: ProgressFn | None = None,
-               cancel: threading.Event | None = None) -> tuple[np.ndarray, dict]:
-    """2D coordinates (n, 2) float32 and facts about the run (fit size, placement, timings)."""
+               cancel: threading.Event | None = None, expected_fit_s: float | None = None) -> tuple[np.ndarray, dict]:
+    """2D coordinates (n, 2) float32 and facts about the run (fit size, placement, timings).
+    `expected_fit_s`: what the fit should take (fit_estimate), said while it runs."""
     n = len(X)
     info: dict = {"fit_points": n, "transformed_points": 0}
     if placement not in PLACEMENTS:
@@ -159,8 +201,9 @@ def project_2d(X: np.ndarray, seed: int = 42, n_neighbors: int = 15, min_dist: f
     t0 = time.perf_counter()
     coords = np.zeros((n, 2), dtype=np.float32)
     fit_idx, rest_idx = _fit_split(n, sample, seed)
-    report(progress, 0, n, f"UMAP: fitting {len(fit_idx):,} points")
-    with warnings.catch_warnings():
+    label = f"UMAP: fitting {len(fit_idx):,} points"
+    report(progress, 0, n, label + (f" (about {_span(expected_fit_s)})" if expected_fit_s else ""))
+    with warnings.catch_warnings(), _FitTicker(progress, n, label, expected_fit_s):
         warnings.simplefilter("ignore")
         coords[fit_idx] = reducer.fit_transform(X[fit_idx])
     info.update(method="umap", fit_points=int(len(fit_idx)), fit_seconds=round(time.perf_counter() - t0, 2))
@@ -318,11 +361,13 @@ def label_sample(labels: np.ndarray, limit: int = LABEL_SAMPLE, seed: int = 42,
 def map_layout(X: np.ndarray, method: str = "kmeans", n_clusters: int | None = None, seed: int = 42,
                sample: int = UMAP_FIT_SAMPLE, n_neighbors: int = 15, min_dist: float = 0.1,
                n_epochs: int | None = None, placement: str = "auto", progress: ProgressFn | None = None,
-               cancel: threading.Event | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+               cancel: threading.Event | None = None,
+               expected_fit_s: float | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """The compute part of a map: (coordinates, cluster per point, params) from vectors alone."""
     n = len(X)
     coords, umap_info = project_2d(X, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, sample=sample,
-                                   n_epochs=n_epochs, placement=placement, progress=progress, cancel=cancel)
+                                   n_epochs=n_epochs, placement=placement, progress=progress, cancel=cancel,
+                                   expected_fit_s=expected_fit_s)
     check_cancel(cancel)
     report(progress, n, n, f"clustering ({method})")
     t1 = time.perf_counter()
@@ -350,7 +395,8 @@ def build_map(store: Store, model: str | None = None, n_clusters: int | None = N
     check_cancel(cancel)
     coords, labels, params = map_layout(X, method=method, n_clusters=n_clusters, seed=seed, sample=sample,
                                         n_neighbors=n_neighbors, min_dist=min_dist, n_epochs=n_epochs,
-                                        placement=placement, progress=progress, cancel=cancel)
+                                        placement=placement, progress=progress, cancel=cancel,
+                                        expected_fit_s=fit_estimate(store, min(len(ids), sample)))
     del X
     check_cancel(cancel)
     report(progress, len(ids), len(ids), "naming clusters")

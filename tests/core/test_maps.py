@@ -234,3 +234,24 @@ def test_umap_kernels_are_cached_on_disk():
                    umap.layouts._nb_optimize_layout_euclidean_single_epoch):
         assert not isinstance(kernel._cache, NullCache), kernel
     assert maps.cache_umap_kernels() == 0  # once per process
+
+
+def test_a_long_umap_fit_says_how_long_it_has_run_and_about_how_long_it_takes(store):
+    """UMAP's fit is one blocking call: its progress said "0 / n · UMAP: fitting" for minutes. It now
+    ticks every second, with an estimate scaled from this database's last map."""
+    import time as _time
+
+    from core.maps import _FitTicker, fit_estimate
+    assert fit_estimate(store, 1000) is None                          # no map yet: no estimate
+    make_mapped_store(store)
+    one = fit_estimate(store, 120)
+    assert one is not None and one > 0 and fit_estimate(store, 1200) > 10 * one     # grows a bit faster than n
+    notes: list[str] = []
+    with _FitTicker(lambda done, total, note: notes.append(note), 5000, "UMAP: fitting 5,000 points", 150.0):
+        _time.sleep(2.6)
+    assert len(notes) >= 2 and all(n.startswith("UMAP: fitting 5,000 points · ") for n in notes)
+    assert notes[-1].endswith("s of about 2.5 min"), notes
+    seen: list[str] = []
+    maps.project_2d(np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32), progress=lambda d, t, note:
+               seen.append(note), expected_fit_s=42.0)
+    assert seen[0] == "UMAP: fitting 60 points (about 42 s)"
