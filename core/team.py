@@ -2,7 +2,8 @@
 
 Roles:
 * **owner** — everything, including the team (members, roles, assignment and overlap);
-* **curator** — prompts, jobs, checks, export, bulk review actions and adjudication;
+* **curator** — prompts, jobs, checks, export, bulk review actions, adjudication and the reviewer
+  guidelines;
 * **reviewer** — review only (their own queue).
 
 Members live in `team_members` (migration 012). The owner can also name roles in the secrets file
@@ -44,6 +45,7 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "export": ("owner", "curator"),
     "bulk_review": ("owner", "curator"),
     "adjudicate": ("owner", "curator"),
+    "guidelines": ("owner", "curator"),     # write the reviewer guidelines per task
     "team": ("owner",),                    # members, roles, assignment and overlap
     "ingest": ("owner", "curator"),
     "embed": ("owner", "curator"),
@@ -57,6 +59,7 @@ ACTION_WORDS = {
     "jobs": "start or stop generation jobs", "generate": "use the Generate page", "checks": "run checks",
     "export": "export the dataset", "bulk_review": "apply bulk review actions",
     "adjudicate": "resolve conflicts between reviewers", "team": "manage the team",
+    "guidelines": "edit the reviewer guidelines",
     "ingest": "add to the corpus", "embed": "embed the corpus", "map": "build maps", "select": "make selections",
 }
 

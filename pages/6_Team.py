@@ -8,6 +8,7 @@ from core import review as rv
 from core import team
 from core.errors import ShoalError
 from ui.common import can, current_role, page_store, reviewer_name, sign_in_enabled
+from ui.review_guidelines import guidelines_editor
 from ui.text import plain
 
 store = page_store()
@@ -137,3 +138,5 @@ if prog:
                  icon=":material/insights:")
 else:
     st.caption("Nobody has reviewed yet.")
+
+guidelines_editor(store)     # curators and the owner: the reviewer guidelines per task

@@ -17,6 +17,7 @@ from ui.common import can, reviewer_name
 from ui.review_comments import comments_section
 from ui.review_decisions import confirm_accept, draw_actions, reject_form, reload_example
 from ui.review_edit import edit_form
+from ui.review_guidelines import guidelines_aside
 from ui.review_queue import draw_counts, draw_queue_list
 from ui.persist import PERSIST
 from ui.review_state import SS, STATUS_WORDS, current_filter, cursor, save_position, show_flash
@@ -59,6 +60,7 @@ def review_panel(store: Store) -> None:
     _stale_notice(store, gid, view)
     stop = view["stop"]
     _title_line(gid, view)
+    guidelines_aside(store, g["task"])
     blind = draw_team_line(view["team"])
     if stop is not None:
         st.warning("**Stopped by the pre-filter, so the judge never saw it:** " + plain("; ".join(stop))

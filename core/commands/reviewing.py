@@ -1,4 +1,5 @@
-"""`shoal review`: headless review — status, bulk accept/reject over a filter, single verdicts, undo; comments."""
+"""`shoal review`: headless review — status, bulk accept/reject over a filter, single verdicts, undo; comments;
+saved views."""
 from __future__ import annotations
 
 import getpass
@@ -50,9 +51,11 @@ def parse_filters(store, items: list[str], **defaults):
 
 def register(app: typer.Typer) -> None:
     review_app = typer.Typer(help="Review generated examples without the app: status, bulk accept/reject over a "
-                                  "filter, undo; comments on an example (`shoal review comment`, `comments`).")
+                                  "filter, undo; comments on an example (`shoal review comment`, `comments`); "
+                                  "the Review queue's saved views (`shoal review views`).")
     app.add_typer(review_app, name="review")
     register_comments(review_app)
+    register_views(review_app)
 
     @review_app.callback(invoke_without_command=True)
     def review(
@@ -178,6 +181,55 @@ def register_comments(review_app: typer.Typer) -> None:
         except ShoalError as exc:
             fail(str(exc))
         console.print(f"Comment #{comment_id} on example #{c['generation_id']} deleted.", markup=False)
+
+
+def register_views(review_app: typer.Typer) -> None:
+    """`shoal review views`: the saved views of the Review queue (core.review.views) that a person
+    sees: their own, then the team's shared ones; `--all` every person's."""
+
+    @review_app.command("views")
+    def views(ctx: typer.Context,
+              as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+              reviewer: str | None = typer.Option(None, "--reviewer", envvar="SHOAL_REVIEWER",
+                                                  help="Whose views to list (default: $USER)."),
+              everyone: bool = typer.Option(False, "--all", help="Every person's views, personal ones included.")):
+        """List the saved views of the Review queue (set on the Review page: "Save this view")."""
+        from core import review as rv
+        from core.team import local
+        store = store_from(ctx)
+        who = local(reviewer) if (reviewer or "").strip() else None     # None: this machine's own user ($USER)
+        try:
+            rows = rv.list_views(store, who, everyone=everyone)
+        except ShoalError as exc:
+            fail(str(exc))
+        if as_json:
+            print_json([{**v, "filter": v["filter"].to_dict()} for v in rows])
+            return
+        if not rows:
+            sys.stdout.write("No saved views yet (save one on the Review page: \"Save this view\").\n")
+        me = str(who if who is not None else local())
+        for v in rows:           # plain text: a name is shown as typed
+            label = rv.view_label(v, me) if v["shared"] else f"{v['name']} (personal, {v['owner']})"
+            sys.stdout.write(f"#{v['id']} · {label} · sort {v['sort']}"
+                             + (f" (seed {v['seed']})" if v["sort"] == "random" else "")
+                             + f"\n    {_filter_words(v['filter'])}\n")
+
+
+def _filter_words(f) -> str:
+    """A QueueFilter as KEY=VALUE words (its status, and what else differs from no filter), as `--filter`
+    takes them."""
+    from core.review import QueueFilter
+    none = QueueFilter().to_dict()
+    names = {"tasks": "task", "languages": "language", "clusters": "cluster", "map_id": "map",
+             "selection_id": "selection"}
+    words = []
+    for key, value in f.to_dict().items():
+        if key == "rule_answer" and not f.rule:
+            continue
+        if (value != none[key] or key == "status") and key != "assigned_to":
+            shown = ",".join(map(str, value)) if isinstance(value, list) else value
+            words.append(f"{names.get(key, key)}={shown}")
+    return " ".join(words)
 
 
 def _login() -> str | None:

@@ -1,5 +1,5 @@
 """`shoal team`: the Team page on the command line — members and roles, assignment with overlap,
-agreement between reviewers.
+agreement between reviewers, the reviewer guidelines per task (`shoal team guidelines TASK [--set FILE]`).
 
 Who is acting: `--as IDENTITY` (or $SHOAL_IDENTITY) names a team member, and every command checks
 that member's role exactly as the app does (core.team.require: members, roles and assignment are
@@ -10,6 +10,7 @@ file can change anything in it anyway, so it acts as the owner and the audit log
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 
@@ -189,8 +190,74 @@ def agreement(ctx: typer.Context, task: str | None = typer.Option(None, "--task"
     _agreement_tables(res)
 
 
+def _read_guidelines(source: str) -> str:
+    """The text of `--set`: a file, or standard input for '-'."""
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return open(source, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ShoalError(f"Cannot read the guidelines from {source}: {exc}") from None
+
+
+def _print_guidelines(task: str, current: dict | None) -> None:
+    from core import review as rv
+    if current is None:
+        sys.stdout.write(f"No guidelines for {rv.scope_title(task)} yet. A curator or the owner writes them on the "
+                         f"Team page, or: shoal team guidelines {task} --set FILE\n")
+        return
+    for label, row in (("All tasks", current["general"]), (rv.scope_title(task), current["own"])):
+        if row is not None:
+            sys.stdout.write(f"== {label} · version {row['version']} · {row['author']} · "
+                             f"{str(row['created_at'])[:19]}\n{row['body']}\n\n")
+
+
+def guidelines(ctx: typer.Context,
+               task: str = typer.Argument(..., help="A task name, or '*' (or 'all') for the general guidelines."),
+               set_from: str | None = typer.Option(None, "--set", metavar="FILE|-",
+                                                   help="Save this file's text ('-': standard input) as the next "
+                                                        "version (curators and the owner); an empty one clears them."),
+               history: bool = typer.Option(False, "--history", help="Every version, newest first."),
+               as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Reviewer guidelines per task: show the latest (with the general ones), their history, or save a
+    new version (as the Team page does)."""
+    from core import review as rv
+    store = store_from(ctx)
+    identity = _identity(ctx.ensure_object(dict).get("identity"))
+    try:
+        scope = rv.check_scope(rv.ALL_TASKS if task.strip().lower() == "all" else task)
+        if set_from is not None:
+            if identity is not None:
+                acting(ctx, store, "guidelines")             # their role in the team, as the other commands
+            saved = rv.set_guidelines(store, scope, _read_guidelines(set_from), actor=identity)
+        else:
+            acting(ctx, store, "review")
+            versions = rv.guideline_history(store, scope) if history else []
+            current = None if history else rv.current_guidelines(store, scope)
+    except ShoalError as exc:
+        fail(str(exc))
+    if set_from is not None:
+        what = "unchanged at" if not saved["changed"] else "cleared as" if not saved["body"] else "saved as"
+        if as_json:
+            print_json(saved)
+        else:
+            console.print(f"{rv.scope_title(scope)} guidelines {what} version {saved['version']}.", markup=False,
+                          highlight=False)
+    elif as_json:
+        print_json(versions if history else current)
+    elif history:
+        for row in versions:
+            sys.stdout.write(f"== version {row['version']} · {row['author']} · {str(row['created_at'])[:19]}\n"
+                             f"{row['body'] or '(cleared)'}\n\n")
+        if not versions:
+            sys.stdout.write(f"No guidelines for {rv.scope_title(scope)} yet.\n")
+    else:
+        _print_guidelines(scope, current)
+
+
 def register(app: typer.Typer) -> None:
-    team_app = typer.Typer(help="The team: members and roles, assignment with overlap, agreement between reviewers.",
+    team_app = typer.Typer(help="The team: members and roles, assignment with overlap, agreement between reviewers, "
+                                "reviewer guidelines.",
                            no_args_is_help=True)
     app.add_typer(team_app, name="team")
 
@@ -200,3 +267,4 @@ def register(app: typer.Typer) -> None:
     team_app.command("remove")(remove)
     team_app.command("assign")(assign)
     team_app.command("agreement")(agreement)
+    team_app.command("guidelines")(guidelines)

@@ -11,6 +11,7 @@
 * `responses` — every reviewer's own response, an example's team status, adjudication, blind view;
 * `people`    — agreement between people, per-reviewer progress and speed;
 * `comments`  — comments on an example (add, list, delete; audited);
+* `views`     — saved named views of the queue (filters + sort; personal or shared; audited);
 * `effective` — the verdict that counts (human over judge);
 * `options`   — headless status and the filter widgets' values.
 
@@ -25,6 +26,9 @@ from core.review.common import (DECISION_ACTIONS, JUDGE_CHOICES, QUICK_REASONS, 
 from core.review.decisions import BulkPreview, BulkResult, bulk_decide, bulk_preview, decide, version_for
 from core.review.effective import effective_verdict_sql, effective_verdicts
 from core.review.filters import TEAM_STATUSES, QueueFilter
+from core.review.guidelines import (ALL_TASKS, MAX_GUIDELINE_CHARS, StaleGuidelines, check_scope,
+                                    current_guidelines, guideline_history, guideline_scopes, latest_version,
+                                    scope_title, set_guidelines)
 from core.review.items import (current_version, generation_count, get_item, get_review, prefilter_stop, review_view,
                                stop_reasons)
 from core.review.options import filter_options, review_status
@@ -34,6 +38,8 @@ from core.review.responses import (adjudicate, conflict_ids, example_status, is_
 from core.review.queue import (QueueCursor, first_in_queue, matches, neighbour, queue_count, queue_ids,
                                queue_page, queue_rows, queue_summary, queue_window)
 from core.review.undo import UndoResult, audit_trail, last_action, recent_actions, undo_action, undo_last
+from core.review.views import (MAX_VIEW_NAME, delete_view, get_view, list_views, resolve_view, save_view, view_label,
+                               visible_view)
 
 __all__ = [
     "DECISION_ACTIONS", "JUDGE_CHOICES", "QUICK_REASONS", "SORTS", "STATUS_CHOICES", "UNDO_MARKER", "VERDICTS",
@@ -47,4 +53,7 @@ __all__ = [
     "fleiss_kappa", "has_assignments", "is_overlap", "needed", "overlap_summary", "people_agreement", "progress",
     "responses", "review_view", "status_counts", "stop_reasons", "team_view", "version_for", "visible_responses",
     "MAX_COMMENT_CHARS", "add_comment", "comments_for", "delete_comment", "list_comments",
+    "ALL_TASKS", "MAX_GUIDELINE_CHARS", "StaleGuidelines", "check_scope", "current_guidelines", "guideline_history",
+    "guideline_scopes", "latest_version", "scope_title", "set_guidelines",
+    "MAX_VIEW_NAME", "delete_view", "get_view", "list_views", "resolve_view", "save_view", "view_label", "visible_view",
 ]
