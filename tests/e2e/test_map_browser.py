@@ -153,3 +153,22 @@ def test_kind_filter_keeps_seeds_out_of_kcenter(page, app_server, tmp_path):
                               "WHERE x.name = 'functions only' GROUP BY 1").fetchall())
         assert rows == {"function": 20}
         assert s.scalar("SELECT method FROM selections WHERE name = 'functions only'") == "kcenter"
+
+
+def test_a_long_legend_goes_below_the_map_and_leaves_it_its_width(page, app_server, tmp_path):
+    """40 clusters listed beside the plot left the map a ~230 px strip: past 12 groups the legend is
+    drawn in rows under the map, which keeps nearly the frame's whole width; a short one stays beside."""
+    sizes = {}
+    for n_clusters in (3, 40):
+        db = tmp_path / f"legend-{n_clusters}.duckdb"
+        with open_store(db) as s:
+            make_mapped_store(s, n_clusters=n_clusters)
+        srv = app_server(db)
+        frame, box = open_map(page, srv, 120)
+        size = frame.evaluate("() => document.getElementById('plot')._fullLayout._size")
+        orient = frame.evaluate("() => document.getElementById('plot')._fullLayout.legend.orientation")
+        groups = frame.locator(".legend .traces").count()
+        sizes[n_clusters] = (size["w"] / box["width"], orient, groups)
+    assert sizes[3][1] == "v" and sizes[40][1] == "h", sizes
+    assert sizes[40][2] >= 40 and sizes[40][0] > 0.9, sizes      # the map keeps its width
+    assert sizes[40][0] > sizes[3][0], sizes
