@@ -14,15 +14,7 @@ from core.errors import NotAllowed, ShoalError
 from core.store import open_store
 from tests.core.test_team_roles import ANN, BOB, CURATOR, EVE, refusals, signed  # noqa: F401 (a fixture)
 from tests.support.fake_generations import fill_fake
-
-
-def _audit(store, action: str) -> list[dict]:
-    rows = store.rows("SELECT actor, entity, entity_id, before, after FROM audit_log WHERE action = ? ORDER BY id",
-                      [action])
-    for r in rows:
-        r["before"] = None if r["before"] is None else json.loads(r["before"])
-        r["after"] = None if r["after"] is None else json.loads(r["after"])
-    return rows
+from tests.support.audit import audit_rows
 
 
 @pytest.fixture
@@ -61,12 +53,12 @@ def test_add_list_delete_oldest_first_and_audited(store, gids, monkeypatch):
     with pytest.raises(ShoalError, match="no comment #9999"):
         rv.delete_comment(store, 9999, actor="bob")
 
-    added = _audit(store, "comment.add")
+    added = audit_rows(store, "comment.add")
     assert [(r["actor"], r["entity"], r["entity_id"]) for r in added] == [
         ("ann", "comment", str(a["id"])), ("bob", "comment", str(b["id"])), ("ann", "comment", str(a["id"] + 2)),
         ("boxowner", "comment", str(c["id"]))]
     assert added[0]["after"] == {"generation_id": g1, "body": "first look: the tests miss n=0"}
-    deleted = _audit(store, "comment.delete")
+    deleted = audit_rows(store, "comment.delete")
     assert [(r["actor"], r["entity_id"]) for r in deleted] == [("bob", str(b["id"]))]
     assert deleted[0]["before"] == {"generation_id": g1, "author": "bob", "body": "second"}
 
@@ -81,7 +73,7 @@ def test_body_is_validated_and_nothing_is_written_when_refused(store, gids):
     with pytest.raises(ShoalError, match="no generated example #424242"):
         rv.add_comment(store, 424242, "hello", actor="ann")
     assert store.scalar("SELECT count(*) FROM comments") == 0
-    assert _audit(store, "comment.add") == []
+    assert audit_rows(store, "comment.add") == []
     longest = rv.add_comment(store, g, " " + "y" * 4000 + " ", actor="ann")    # 4,000 after stripping: kept
     assert len(longest["body"]) == 4000
 
@@ -107,7 +99,7 @@ def test_a_reviewer_comments_only_on_examples_assigned_to_them(signed):  # noqa:
     assert ("comment.refused", str(own)) in refusals(store, EVE)
     assert [c["body"] for c in rv.list_comments(store, own)] == ["mine"]
     assert rv.list_comments(store, others) == []
-    assert [r["actor"] for r in _audit(store, "comment.add")] == [ANN]
+    assert [r["actor"] for r in audit_rows(store, "comment.add")] == [ANN]
     rv.add_comment(store, others, "a curator may comment anywhere", actor=CURATOR)
     assert [c["author"] for c in rv.list_comments(store, others)] == [CURATOR]
 
@@ -129,7 +121,7 @@ def test_deleting_someone_elses_comment_needs_a_curator(signed):  # noqa: F811
     rv.delete_comment(store, second["id"], actor=ANN)                  # her own
     rv.delete_comment(store, first["id"], actor=CURATOR)               # a curator: anyone's
     assert [c["id"] for c in rv.list_comments(store, g)] == [by_curator["id"]]
-    assert [(r["actor"], r["entity_id"], r["before"]["author"]) for r in _audit(store, "comment.delete")] == [
+    assert [(r["actor"], r["entity_id"], r["before"]["author"]) for r in audit_rows(store, "comment.delete")] == [
         (ANN, str(second["id"]), ANN), (CURATOR, str(first["id"]), ANN)]
 
 
@@ -160,8 +152,8 @@ def test_cli_comment_list_and_delete(tmp_path, monkeypatch):
     assert missing.exit_code == 1 and "no generated example #98765" in missing.output
     assert run().exit_code == 1                                  # `shoal review` alone still asks for one action
     with open_store(db) as s:
-        assert [r["actor"] for r in _audit(s, "comment.add")] == ["boxowner", "ann"]
-        assert [r["actor"] for r in _audit(s, "comment.delete")] == ["boxowner"]
+        assert [r["actor"] for r in audit_rows(s, "comment.add")] == ["boxowner", "ann"]
+        assert [r["actor"] for r in audit_rows(s, "comment.delete")] == ["boxowner"]
 
 
 def test_comments_travel_with_the_export_as_provenance(store, gids, tmp_path):

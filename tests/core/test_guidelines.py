@@ -17,17 +17,9 @@ from core.errors import NotAllowed, ShoalError
 from core.store import open_store
 from core.tasks import TASKS
 from tests.core.test_team_roles import ANN, CURATOR, EVE, OWNER, refusals, signed  # noqa: F401 (a fixture)
+from tests.support.audit import audit_rows
 
 GEN, SUM, REPAIR = "code_generation", "code_summarization", "code_repair"
-
-
-def _audit(store, action: str) -> list[dict]:
-    rows = store.rows("SELECT actor, entity, entity_id, before, after FROM audit_log WHERE action = ? ORDER BY id",
-                      [action])
-    for r in rows:
-        r["before"] = None if r["before"] is None else json.loads(r["before"])
-        r["after"] = None if r["after"] is None else json.loads(r["after"])
-    return rows
 
 
 def test_the_migration_makes_a_versioned_table(store):
@@ -59,7 +51,7 @@ def test_versions_increase_and_the_latest_is_shown(store, monkeypatch):
     assert (same["changed"], same["version"]) == (False, 2)             # the same text: nothing written
     assert len(rv.guideline_history(store, GEN)) == 2
 
-    audit = _audit(store, "guidelines.set")
+    audit = audit_rows(store, "guidelines.set")
     assert [(a["actor"], a["entity"], a["entity_id"]) for a in audit] == [("ann", "guidelines", GEN),
                                                                         ("boxowner", "guidelines", GEN)]
     assert audit[0]["before"] is None and audit[0]["after"] == {"version": 1, "body": v1["body"]}
@@ -91,7 +83,7 @@ def test_an_empty_body_clears_them_as_a_new_version(store):
     rv.set_guidelines(store, "*", "", actor="cur")
     assert rv.current_guidelines(store, GEN) is None                     # both cleared: nothing to show
     assert [h["body"] for h in rv.guideline_history(store, GEN)] == ["", "Own."]      # the history stays
-    assert _audit(store, "guidelines.set")[2]["after"] == {"version": 2, "body": ""}
+    assert audit_rows(store, "guidelines.set")[2]["after"] == {"version": 2, "body": ""}
     nothing = rv.set_guidelines(store, REPAIR, "", actor="cur")          # clearing what was never written
     assert (nothing["changed"], nothing["version"]) == (False, 0)
     assert rv.guideline_history(store, REPAIR) == []
@@ -133,7 +125,7 @@ def test_only_curators_and_the_owner_write_them_with_sign_in(signed):  # noqa: F
     a = rv.set_guidelines(store, GEN, "Tests must run.", actor=CURATOR)
     b = rv.set_guidelines(store, "*", "No secrets in examples.", actor=OWNER)
     assert (a["author"], a["version"], b["author"]) == (CURATOR, 1, OWNER)
-    assert [r["actor"] for r in _audit(store, "guidelines.set")] == [CURATOR, OWNER]
+    assert [r["actor"] for r in audit_rows(store, "guidelines.set")] == [CURATOR, OWNER]
     cur = rv.current_guidelines(store, GEN)                            # what the reviewer reads
     assert (cur["general"]["body"], cur["own"]["body"]) == ("No secrets in examples.", "Tests must run.")
 

@@ -16,15 +16,7 @@ from core.errors import NotAllowed, ShoalError
 from core.store import open_store
 from tests.core.test_team_roles import ANN, BOB, CURATOR, refusals, signed  # noqa: F401 (a fixture)
 from tests.support.fake_generations import fill_fake
-
-
-def _audit(store, action: str) -> list[dict]:
-    rows = store.rows("SELECT actor, entity, entity_id, before, after FROM audit_log WHERE action = ? ORDER BY id",
-                      [action])
-    for r in rows:
-        r["before"] = None if r["before"] is None else json.loads(r["before"])
-        r["after"] = None if r["after"] is None else json.loads(r["after"])
-    return rows
+from tests.support.audit import audit_rows
 
 
 @pytest.fixture
@@ -57,7 +49,7 @@ def test_save_list_and_apply_round_trip(store, info):
     assert applied == f and dropped == []
     assert rv.queue_count(store, applied) == rv.queue_count(store, f)
     assert rv.get_view(store, saved["id"])["filter"] == f
-    got = _audit(store, "view.save")
+    got = audit_rows(store, "view.save")
     assert [(r["actor"], r["entity"], r["entity_id"], r["before"]) for r in got] == [
         ("ann", "saved_view", str(saved["id"]), None)]
     assert rv.QueueFilter.from_dict(got[0]["after"]["filter"]) == f and got[0]["after"]["name"] == "failed python"
@@ -80,7 +72,7 @@ def test_personal_views_are_their_owners_shared_ones_everyones(store, info):
     assert len(rv.list_views(store, None, everyone=True)) == 3
     rv.delete_view(store, bobs["id"], actor="bob")
     assert _names(rv.list_views(store, "bob")) == [("team", "ann", True)]
-    assert [(r["actor"], r["before"]["name"]) for r in _audit(store, "view.delete")] == [("bob", "bob's")]
+    assert [(r["actor"], r["before"]["name"]) for r in audit_rows(store, "view.delete")] == [("bob", "bob's")]
     with pytest.raises(ShoalError, match="no saved view"):
         rv.get_view(store, bobs["id"])
 
@@ -97,7 +89,7 @@ def test_names_are_checked_and_a_taken_one_refused(store, info):
     again = rv.save_view(store, "todo", rv.QueueFilter(judge="passed"), "oldest", actor="ann", replace=True)
     assert [(v["name"], v["filter"].judge, v["sort"]) for v in rv.list_views(store, "ann")] == [
         ("todo", "passed", "oldest"), ("todo", "unjudged", "newest")]
-    assert _audit(store, "view.save")[-1]["before"]["filter"]["judge"] == "failed"       # overwritten, audited
+    assert audit_rows(store, "view.save")[-1]["before"]["filter"]["judge"] == "failed"       # overwritten, audited
     assert again["id"] == rv.list_views(store, "ann")[0]["id"]
     for bad, says in (("   ", "name first"), ("x" * 81, "at most 80"), ("two\nlines", "one line")):
         with pytest.raises(ShoalError, match=says):
@@ -122,7 +114,7 @@ def test_only_the_author_a_curator_or_the_owner_change_a_shared_view(signed):  #
         rv.save_view(store, "x", rv.QueueFilter(), "newest", actor="stranger@x.org")   # not a member
     rv.delete_view(store, shared["id"], actor=CURATOR)
     assert rv.list_views(store, ANN) == []
-    assert [(r["actor"], r["before"]["owner"]) for r in _audit(store, "view.delete")] == [(CURATOR, ANN)]
+    assert [(r["actor"], r["before"]["owner"]) for r in audit_rows(store, "view.delete")] == [(CURATOR, ANN)]
     own = rv.save_view(store, "mine", rv.QueueFilter(), "newest", actor=BOB, shared=True)
     rv.delete_view(store, own["id"], actor=BOB)                                   # the author may
 
