@@ -18,15 +18,23 @@ FIRST_LOOK, THE_REST = "first look", "the rest"   # the notes of a two-pass run'
 FIRST_MAP_SNIPPETS = 1_500  # a first map of a model comes from this many snippets when many more wait
 
 
-def first_look_ids(store: Store, n: int) -> list[str]:
-    """A seeded, spread-out sample of `n` snippet ids (the same on every run)."""
-    return [r["id"] for r in store.rows("SELECT id FROM snippets ORDER BY hash(id), id LIMIT ?", [n])]
+def first_look_ids(store: Store, n: int, key: str) -> list[str]:
+    """A seeded, spread-out sample of `n` of the snippets `key` has not embedded yet (the same on every
+    run): on a mapped project the first look shows the new code beside what was mapped before."""
+    from core.embed import missing_hashes, snippet_frame
+    frame = snippet_frame(store)
+    todo = set(frame["snippet_id"][frame["content_hash"].isin(
+        missing_hashes(store, key, frame["content_hash"].unique().tolist()))])
+    order = [r["id"] for r in store.rows("SELECT id FROM snippets ORDER BY hash(id), id")]
+    return [i for i in order if i in todo][:n]
 
 
 def needs_first_look(store: Store, key: str, first_map_at: int) -> bool:
-    """True when this model has no map yet and embedding everything would take much longer than a sample."""
+    """True when embedding what is left would take much longer than a sample: a model's first map of a
+    big corpus, or a big corpus added to a mapped project (its first look: the mapped snippets and a
+    sample of the new ones)."""
     from core.embed import pending_texts
-    if not first_map_at or store.scalar("SELECT count(*) FROM maps WHERE model = ?", [key]):
+    if not first_map_at:
         return False
     return len(pending_texts(store, key).todo) > 2 * first_map_at
 
@@ -63,8 +71,10 @@ def start_embed_and_map(store: Store, model: str | None, backend: str, batch_siz
         key = model_key(model, chosen)
         first = None
         if chosen != "static" and needs_first_look(store, key, sample):
-            _, first = embed_and_map(ctx, first_look_ids(store, sample),
-                                     f"first look ({sample:,} sampled snippets)", FIRST_LOOK)
+            mapped = store.scalar("SELECT count(*) FROM maps WHERE model = ?", [key])
+            _, first = embed_and_map(ctx, first_look_ids(store, sample, key),
+                                     f"first look ({sample:,} sampled {'new ' if mapped else ''}snippets)",
+                                     FIRST_LOOK)
         r, m = embed_and_map(ctx, None, None, THE_REST if first else "")
         before = (f"First look: map {first.map_id} of {first.n_points} sampled snippets, then the rest. "
                   if first else "")

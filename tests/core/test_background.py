@@ -122,3 +122,29 @@ def test_rows_left_running_by_a_dead_process_are_stale_and_marked_interrupted(st
     assert bg.mark_interrupted(store) == 2
     rec = bg.get_task(store, dead)
     assert rec.status == "interrupted" and not rec.stale and "process running it stopped" in rec.error
+
+
+def test_a_big_corpus_added_to_a_mapped_project_gets_a_first_look_of_the_new_snippets(store, monkeypatch):
+    """233k snippets added to a mapped project used to wait hours for any map of them: now a first
+    look (the mapped snippets plus a sample of the new ones) comes first, then the full map."""
+    import core.background_work as bw
+    from core.embed import model_key
+    from tests.core.test_embed import stdlib_snippets
+    snips = stdlib_snippets(90)
+    store.insert_df("snippets", snips.iloc[:30])
+    first = bw.start_embed_and_map(store, None, "torch", 32, 3, "kmeans", first_map_at=0)
+    first.wait()
+    assert first.error is None
+    store.insert_df("snippets", snips.iloc[30:])                      # 60 new: more than twice a sample of 10
+    key = model_key(None, "torch")
+    new_ids = set(snips["id"].iloc[30:])
+    sample = bw.first_look_ids(store, 10, key)
+    assert len(sample) == 10 and set(sample) <= new_ids                 # drawn from what is not embedded yet
+    assert bw.needs_first_look(store, key, 10)
+    run = bw.start_embed_and_map(store, None, "torch", 32, 3, "kmeans", first_map_at=10)
+    run.wait()
+    assert run.error is None, run.error
+    maps = store.rows("SELECT name, n_points FROM maps ORDER BY id")
+    assert [m["n_points"] for m in maps] == [30, 40, 90]
+    assert maps[1]["name"] == "first look (10 sampled new snippets)"
+    assert run.result["first_look_map_id"] is not None
