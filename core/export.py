@@ -23,6 +23,7 @@ import pandas as pd
 from core import team
 from core.dataset_versions import record_items
 from core.errors import ShoalError
+from core.hub import WRITTEN, check_repo_id, push_folder
 from core.ingest.roots import check_team_target
 from core.review.effective import effective_verdicts
 from core.store import Store, returned
@@ -532,11 +533,15 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 def export_dataset(store: Store, fmt: str, out: str | os.PathLike, include_judged: bool = False,
                    apply_checks: bool = True, overwrite: bool = False, name: str = "Shoal dataset",
                    push_to_hub: str | None = None, allow_empty: bool = False,
-                   include_failed_execution: bool = False, *, actor: str | None = None) -> ExportResult:
-    """Write the selected examples in `fmt` to the folder `out` (atomically); record an `exports` row."""
+                   include_failed_execution: bool = False, *, actor: str | None = None,
+                   hub_private: bool = False, hub_token: str | None = None) -> ExportResult:
+    """Write the selected examples in `fmt` to the folder `out` (atomically); record an `exports` row.
+    With `push_to_hub` (a Hub dataset repo id), then push the folder there (`push_export`)."""
     team.authorize(store, actor, "export", target=out, check=lambda: check_team_target(store, actor, out))
     if fmt not in FORMATS:
         raise ShoalError(f"Unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    if push_to_hub:
+        check_repo_id(push_to_hub)      # a bad repo id stops the export before anything is written
     out = Path(out).expanduser()
     if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
         raise ShoalError(f"{out} already exists; choose another --out or pass --overwrite.")
@@ -556,12 +561,9 @@ def export_dataset(store: Store, fmt: str, out: str | os.PathLike, include_judge
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    pushed = None
-    if push_to_hub:
-        pushed = _push(out, fmt, push_to_hub)
     params = {"include_judged": include_judged, "apply_checks": apply_checks,
               "include_failed_execution": include_failed_execution, "excluded": dict(sel.excluded),
-              "n_candidates": sel.n_candidates, "pushed_to": pushed, "name": name}
+              "n_candidates": sel.n_candidates, "pushed_to": None, "name": name}
 
     def record(cur) -> int:   # the exports row and its items (the version: core.dataset_versions), together
         cur.execute("INSERT INTO exports(format, path, n_rows, params, card) VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -570,23 +572,48 @@ def export_dataset(store: Store, fmt: str, out: str | os.PathLike, include_judge
         record_items(cur, export_id, sel.rows)
         return export_id
     export_id = store.write(record)
-    return ExportResult(fmt, str(out), len(sel.rows), dict(sel.excluded), card, int(export_id), pushed)
+    res = ExportResult(fmt, str(out), len(sel.rows), dict(sel.excluded), card, int(export_id))
+    if push_to_hub:   # the export is written and recorded first: a failed push loses nothing
+        res.pushed_to = push_export(store, int(export_id), push_to_hub, token=hub_token, private=hub_private,
+                                    actor=actor)
+    return res
 
 
-def _push(folder: Path, fmt: str, repo_id: str) -> str:
-    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-    if not token:
-        raise ShoalError("Pushing to the hub needs a token in HF_TOKEN; the local export was written.")
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        raise ShoalError("The Hugging Face hub is offline (HF_HUB_OFFLINE); the local export was written.")
-    if fmt != "hf":
-        raise ShoalError("Push to the hub from the `hf` format; the local export was written.")
-    import datasets
+def pushable_exports(store: Store, limit: int = 20) -> list[dict]:
+    """Folder exports whose folder is still on this machine, newest first (what `push_export` can push)."""
+    rows = store.rows("SELECT id, created_at, format, n_rows, path, params FROM exports "
+                      "WHERE path NOT LIKE 'download:%' ORDER BY id DESC LIMIT ?", [limit * 5])
+    out = []
+    for r in rows:
+        if Path(r["path"]).is_dir():
+            params = json.loads(r["params"]) if isinstance(r["params"], str) else (r["params"] or {})
+            out.append({**r, "params": params, "pushed_to": params.get("pushed_to")})
+    return out[:limit]
+
+
+def push_export(store: Store, export_id: int, repo_id: str, *, token: str | None = None, private: bool = False,
+                actor: str | None = None) -> str:
+    """Push the folder of export `export_id` (data file(s) + README.md card) to the Hub dataset repo
+    `repo_id` (core.hub); record where in the export's params; the repo's URL. The token (typed on
+    a page, else HF_TOKEN) is used for this push only, never stored."""
+    row = store.one("SELECT format, path, n_rows, params FROM exports WHERE id = ?", [int(export_id)])
+    if row is None:
+        raise ShoalError(f"There is no export #{export_id}.")
+    folder = str(row["path"])
+    team.authorize(store, actor, "export", target=folder)
+    if folder.startswith("download:") or not Path(folder).is_dir():
+        raise ShoalError(f"Export #{export_id} has no folder on this machine any more ({folder}): "
+                         "export to a folder again, then push that.")
+    message = f"Shoal export #{export_id}: {row['n_rows']} examples ({FORMATS.get(row['format'], row['format'])})"
     try:
-        datasets.load_from_disk(str(folder)).push_to_hub(repo_id, token=token)
-    except Exception as exc:  # network / auth errors come in many types
-        raise ShoalError(f"Push to {repo_id} failed: {exc}. The local export was written.") from None
-    return repo_id
+        url = push_folder(folder, repo_id, token=token, private=private, commit_message=message)
+    except ShoalError as exc:
+        text = str(exc).replace(f"{WRITTEN}.", f"{WRITTEN} to {folder} (dataset version #{export_id}).")
+        raise ShoalError(text) from None
+    params = json.loads(row["params"]) if isinstance(row["params"], str) else dict(row["params"] or {})
+    params.update(pushed_to=url, pushed_private=bool(private), pushed_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    store.execute("UPDATE exports SET params = ? WHERE id = ?", [json.dumps(params), int(export_id)])
+    return url
 
 
 def export_zip(store: Store, fmt: str, include_judged: bool = False, apply_checks: bool = True,

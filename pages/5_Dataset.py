@@ -21,6 +21,7 @@ from core.export import FORMATS, export_dataset, export_zip, recent_exports, sel
 from ui.background import task_panel
 from ui.dataset_semantic import semantic_panel
 from ui.dataset_versions import versions_panel
+from ui.hub_push import hub_push_panel
 from ui.judge_eval_panel import judge_eval_panel
 from ui.common import page_store, require_page, reviewer_name
 from ui.palettes import REVIEW_STATUS
@@ -320,6 +321,7 @@ with b2:
                 st.success(f"Wrote {res.n_rows} examples to {plain(res.path)}")
             except ShoalError as exc:
                 st.error(page_text(exc))
+hub_push_panel(store, reviewer_name())
 
 past = recent_exports(store)
 if not past.empty:

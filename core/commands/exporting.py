@@ -33,8 +33,11 @@ def register(app: typer.Typer) -> None:
                    help="Also export examples whose solution failed its tests in the sandbox."),
                overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
                name: str = typer.Option("Shoal dataset", "--name", help="Title of the dataset card."),
-               push_to_hub: str | None = typer.Option(None, "--push-to-hub",
-                                                         help="hf format: also push to this hub repo (needs HF_TOKEN)."),
+               push_to_hub: str | None = typer.Option(
+                   None, "--push-to-hub", metavar="OWNER/NAME",
+                   help="Then push the folder (data + README.md card) to this Hugging Face Hub dataset repo "
+                        "(token from HF_TOKEN; endpoint HF_ENDPOINT, default huggingface.co)."),
+               private: bool = typer.Option(False, "--private", help="With --push-to-hub: create the repo private."),
                as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
         """Export accepted examples (edits applied, failing checks left out unless overridden). Every export
         is a dataset version: `shoal export versions` lists them, `shoal export diff A B` compares two."""
@@ -47,7 +50,8 @@ def register(app: typer.Typer) -> None:
         try:
             res = export_dataset(store_from(ctx), fmt.lower(), out, include_judged=include_judged,
                                  apply_checks=not ignore_checks, overwrite=overwrite, name=name,
-                                 push_to_hub=push_to_hub, include_failed_execution=include_failed_execution)
+                                 push_to_hub=push_to_hub, include_failed_execution=include_failed_execution,
+                                 hub_private=private)
         except ShoalError as exc:
             fail(str(exc))
         if as_json:
@@ -56,6 +60,8 @@ def register(app: typer.Typer) -> None:
         console.print(f"Wrote {res.n_rows} examples as {FORMATS[res.format]} to {res.path}")
         for reason, n in sorted(res.excluded.items(), key=lambda kv: -kv[1]):
             console.print(f"  left out {n}: {reason}")
+        if res.pushed_to:
+            console.print(f"Pushed to {escape(res.pushed_to)}")
 
     _register_versions(exp)
 

@@ -82,3 +82,66 @@ def test_dataset_page_checks_charts_and_export():
 def test_empty_database_points_to_generate():
     at = _run(AppTest.from_file(PAGE, default_timeout=60))
     assert any("No generated examples yet" in i.value for i in at.info)
+
+
+def test_push_an_export_to_the_hub_with_a_typed_token(tmp_path, monkeypatch):
+    """Export to a folder, then push it from the page with a token typed there: a wrong one gives an error
+    without the token; the right one lands the folder on the (loopback) Hub and shows the repo's URL.
+    The typed token is in the redaction list, and nowhere in the database afterwards."""
+    import json
+
+    from core.redact import MARK, redact
+    from tests.support.hf_hub_server import FakeHub, point_hub_client_at
+    from ui.text import plain
+
+    store = open_store(os.environ["SHOAL_DB"])
+    for i in range(3):
+        add_example(store, wave(f"Write a Python function number {i}.", distinct_python_solution(300 + i)),
+                    verdict="accepted", judge=True)
+    store.checkpoint()
+    store.close()
+    typed = "page-typed-secret-5c1d9e7a42"
+    with FakeHub(token=typed) as hub:
+        point_hub_client_at(hub, monkeypatch)
+        at = _run(AppTest.from_file(PAGE, default_timeout=240))
+        assert any("Export to a folder first" in c.value for c in at.caption)
+        out = tmp_path / "my-dataset"
+        at.text_input(key="ds_out").set_value(str(out))
+        _run(at)
+        at.button(key="ds_export_folder").click()
+        _run(at)
+        assert any("Wrote 3 examples" in s.value for s in at.success), [s.value for s in at.success]
+
+        at.text_input(key="ds_hub_repo").set_value("me/shoal-set")
+        at.text_input(key="ds_hub_token").set_value("wrong-token-0123456789")
+        _run(at)
+        assert any("the token typed here" in c.value for c in at.caption)
+        at.button(key="ds_hub_push").click()
+        _run(at)
+        errors = [e.value for e in at.error]
+        assert any("refused the token" in e for e in errors), errors
+        assert not any("wrong-token-0123456789" in e for e in errors)
+
+        at.text_input(key="ds_hub_token").set_value(typed)
+        at.checkbox(key="ds_hub_private").check()
+        at.button(key="ds_hub_push").click()
+        _run(at)
+        url = f"{hub.url}/datasets/me/shoal-set"
+        assert any(plain(url) in s.value for s in at.success), [s.value for s in at.success]
+        local = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert hub.files("me/shoal-set") == local and {"README.md", "train.jsonl"} <= set(local)
+        assert hub.repos["me/shoal-set"]["private"] is True
+        assert redact(f"key {typed}") == f"key {MARK}"       # registered for redaction while typed
+
+    store = open_store(os.environ["SHOAL_DB"])
+    try:
+        tables = [r["table_name"] for r in store.rows(
+            "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'")]
+        assert "exports" in tables and len(tables) > 10
+        for t in tables:
+            text = json.dumps(store.rows(f'SELECT * FROM "{t}"'), default=str)
+            assert typed not in text and "wrong-token-0123456789" not in text, t
+        params = json.loads(store.scalar("SELECT params FROM exports ORDER BY id DESC LIMIT 1"))
+        assert params["pushed_to"] == url and params["pushed_private"] is True
+    finally:
+        store.close()
