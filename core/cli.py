@@ -64,7 +64,7 @@ def run_app(ctx: typer.Context,
             demo: bool = typer.Option(False, help="Load the built-in demo corpus first if the database is empty."),
             headless: bool = typer.Option(True, help="Do not open a browser window."),
             host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but loopback "
-                                     "needs sign-in configured ([auth] in .streamlit/secrets.toml).")):
+                                     "needs sign-in configured ([auth] or [shoal.local_sign_in] in .streamlit/secrets.toml).")):
     """Start the Streamlit app on this database (private to this machine unless --host says otherwise)."""
     from core.appfiles import app_files, exec_streamlit
     from core.config import is_loopback_host, sign_in_configured
@@ -73,8 +73,8 @@ def run_app(ctx: typer.Context,
         raise ShoalError(
             f"Refusing to serve on {host}: anyone who can reach it could read the corpus, spend the API "
             "keys and change reviews. Configure sign-in first (an [auth] section with redirect_uri, "
-            "cookie_secret and your OIDC provider in .streamlit/secrets.toml; see the README), "
-            "or keep the default --host 127.0.0.1.")
+            "cookie_secret and your OIDC provider in .streamlit/secrets.toml, or local accounts with "
+            "[shoal.local_sign_in] enabled = true; see the README), or keep the default --host 127.0.0.1.")
     store = store_from(ctx)
     db_path = str(store.path.resolve())
     if sign_in_configured(files.secrets()):      # a team: no start until its owner is named (core.team)

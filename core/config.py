@@ -142,18 +142,56 @@ def _read_secret(name: str, paths: list[Path] | None = None) -> str | None:
     return None
 
 
-def sign_in_configured(paths: list[Path] | None = None) -> bool:
-    """Whether Streamlit's `st.login` has an `[auth]` section to work with (redirect + cookie secret)."""
+def _secrets_tables(paths: list[Path] | None) -> list[dict[str, Any]]:
+    """Every secrets file that exists, parsed (project file first)."""
+    out = []
     for path in paths if paths is not None else secrets_paths():
         if not path.is_file():
             continue
         try:
-            auth = tomllib.loads(path.read_text(encoding="utf-8")).get("auth")
+            out.append(tomllib.loads(path.read_text(encoding="utf-8")))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ShoalError(f"Cannot read secrets file {path}: {exc}") from None
+    return out
+
+
+def oidc_configured(paths: list[Path] | None = None) -> bool:
+    """Whether Streamlit's `st.login` has an `[auth]` section to work with (redirect + cookie secret)."""
+    for data in _secrets_tables(paths):
+        auth = data.get("auth")
         if isinstance(auth, dict) and auth.get("redirect_uri") and auth.get("cookie_secret"):
             return True
     return False
+
+
+LOCAL_SIGN_IN_ENV = "SHOAL_LOCAL_SIGN_IN"
+
+
+def local_sign_in_env() -> bool:
+    """SHOAL_LOCAL_SIGN_IN=1 (or true / yes / on) turns local sign-in on without a secrets file."""
+    return (os.environ.get(LOCAL_SIGN_IN_ENV) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def local_sign_in_in_files(paths: list[Path] | None = None) -> bool:
+    """`[shoal.local_sign_in] enabled = true` in a secrets file (core.local_accounts)."""
+    for data in _secrets_tables(paths):
+        shoal = data.get("shoal")
+        section = shoal.get("local_sign_in") if isinstance(shoal, dict) else None
+        if isinstance(section, dict) and section.get("enabled") is True:
+            return True
+    return False
+
+
+def local_sign_in_configured(paths: list[Path] | None = None) -> bool:
+    """Whether local sign-in (email + password, accounts in DuckDB) is on: env var or secrets file."""
+    return local_sign_in_env() or local_sign_in_in_files(paths)
+
+
+def sign_in_configured(paths: list[Path] | None = None) -> bool:
+    """Whether a team is configured: sign-in through an OIDC provider (`[auth]`, Streamlit's
+    `st.login`) or local sign-in (`[shoal.local_sign_in]` / SHOAL_LOCAL_SIGN_IN), or both. Then roles
+    hold for everyone but this machine's own user, and the app may listen beyond loopback."""
+    return oidc_configured(paths) or local_sign_in_configured(paths)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -10,8 +10,8 @@ Members live in `team_members` (migration 012). The owner can also name roles in
 (`[shoal.roles]` "alice@example.com" = "owner", or `[shoal.team] owner = "..."`): a role from the
 file always wins and cannot be changed on the Team page. With sign-in configured the team must
 have a named owner before the app starts (`require_owner`); nobody becomes owner by signing in
-first. Anyone else must be added by the owner first: signing in through the identity provider is
-not enough to see the corpus.
+first. Anyone else must be added by the owner first: signing in through the identity provider (or
+with a local account, core.local_accounts) is not enough to see the corpus.
 
 Every action checks the acting user's role where it begins, in core (`authorize`), not only on the
 page: the check, its refusals and the allowed actions go to the audit log. Without sign-in
@@ -105,10 +105,17 @@ def _from_secrets(what: str, read) -> Any:
 
 
 def sign_in_on() -> bool:
-    """Whether sign-in is configured ([auth] in a secrets file): then roles hold for everyone but
-    this machine's own user."""
-    from core.config import sign_in_configured
-    return bool(_from_secrets("auth", sign_in_configured))
+    """Whether sign-in is configured — through an OIDC provider ([auth] in a secrets file), local
+    accounts (`local_sign_in_on`), or both: then roles hold for everyone but this machine's own user."""
+    from core.config import oidc_configured
+    return local_sign_in_on() or bool(_from_secrets("auth", oidc_configured))
+
+
+def local_sign_in_on() -> bool:
+    """Whether local sign-in (email + password, core.local_accounts) is on: SHOAL_LOCAL_SIGN_IN=1 or
+    `[shoal.local_sign_in] enabled = true` in a secrets file. Needs no [auth] section."""
+    from core.config import local_sign_in_env, local_sign_in_in_files
+    return local_sign_in_env() or bool(_from_secrets("local_sign_in", local_sign_in_in_files))
 
 
 def acting_role(store: Store, actor: str | None) -> str | None:
@@ -272,7 +279,7 @@ def sign_in(store: Store, identity: str, name: str | None = None,
     return store.write(write)
 
 
-NO_OWNER = ("Sign-in is configured ([auth] in .streamlit/secrets.toml) but the team has no owner, so Shoal will "
+NO_OWNER = ("Sign-in is configured ([auth] or [shoal.local_sign_in] in .streamlit/secrets.toml) but the team has no owner, so Shoal will "
             "not start: add `owner = \"you@example.com\"` under `[shoal.team]` in .streamlit/secrets.toml (or run "
             "`shoal team add you@example.com --role owner`), then start the app again.")
 

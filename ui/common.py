@@ -46,9 +46,9 @@ def page_store() -> Store:
 
 # --------------------------------------------------------------------------- who is using the app
 
-def sign_in_enabled() -> bool:
+def oidc_enabled() -> bool:
     """Whether Streamlit's sign-in (`st.login`) is configured: an [auth] section in secrets.toml
-    with redirect_uri and cookie_secret. Without it the app is one person's, on 127.0.0.1."""
+    with redirect_uri and cookie_secret."""
     try:
         auth = st.secrets.get("auth")
     except Exception:  # no secrets file at all (Streamlit raises its own error types)
@@ -56,8 +56,51 @@ def sign_in_enabled() -> bool:
     return bool(auth) and bool(auth.get("redirect_uri")) and bool(auth.get("cookie_secret"))
 
 
-def signed_in() -> bool:
+def local_sign_in_enabled() -> bool:
+    """Whether local sign-in (email + password, core.local_accounts) is on: `[shoal.local_sign_in]
+    enabled = true` in secrets.toml or SHOAL_LOCAL_SIGN_IN=1 — as core decides it (core.team)."""
+    return team.local_sign_in_on()
+
+
+def sign_in_enabled() -> bool:
+    """Whether this Shoal is a team's: OIDC sign-in, local sign-in, or both. Without either the app
+    is one person's, on 127.0.0.1."""
+    return oidc_enabled() or local_sign_in_enabled()
+
+
+LOCAL_IDENTITY = "_local_identity"   # session_state: the identity a local sign-in proved (this browser session)
+
+
+def _oidc_signed_in() -> bool:
     return bool(getattr(st.user, "is_logged_in", False))
+
+
+def _local_identity() -> str | None:
+    return st.session_state.get(LOCAL_IDENTITY) if local_sign_in_enabled() else None
+
+
+def signed_in() -> bool:
+    return _oidc_signed_in() or bool(_local_identity())
+
+
+def local_sign_in(identity: str, password: str) -> bool:
+    """Check a local account's password (core.local_accounts.verify: argon2, lockout after repeated
+    failures); on success this browser session is signed in as that identity."""
+    from core import local_accounts
+    if not local_sign_in_enabled() or not local_accounts.verify(get_store(), identity, password):
+        return False
+    st.session_state[LOCAL_IDENTITY] = local_accounts.normalize(identity)
+    st.session_state.pop("_team_role", None)
+    return True
+
+
+def sign_out() -> None:
+    """End this session's sign-in: a local one is forgotten here, an OIDC one goes through st.logout."""
+    ss = st.session_state
+    ss.pop("_team_role", None)
+    if ss.pop(LOCAL_IDENTITY, None) and not _oidc_signed_in():
+        return
+    st.logout()
 
 
 @st.cache_data(ttl=30, show_spinner=False)
@@ -69,8 +112,11 @@ _ROLE_TTL = 20.0   # seconds a session trusts the role it read (the owner may ch
 
 
 def current_identity() -> str | None:
-    """The signed-in user's email (else OIDC subject); None before sign-in."""
-    return team.identity_of(st.user.to_dict()) if signed_in() else None
+    """Who is signed in, from either route: the OIDC user's email (else subject), else the identity a
+    local sign-in proved in this session; None before sign-in."""
+    if _oidc_signed_in():
+        return team.identity_of(st.user.to_dict())
+    return _local_identity()
 
 
 def current_role() -> str | None:
@@ -87,8 +133,8 @@ def current_role() -> str | None:
         return cached[1]
     store = get_store()
     if not cached or cached[0] != ident:      # first run of this session: record the sign-in
-        user = st.user.to_dict()
-        role = team.sign_in(store, ident, user.get("name"), config=_config_roles())
+        name = st.user.to_dict().get("name") if _oidc_signed_in() else None
+        role = team.sign_in(store, ident, name, config=_config_roles())
     else:
         role = team.role_of(store, ident, config=_config_roles())
     ss["_team_role"] = (ident, role, time.monotonic())
@@ -131,7 +177,7 @@ def sidebar(store: Store) -> None:
         st.caption(f"Database: `{store.path}`")
         if sign_in_enabled():
             st.markdown(f"Signed in as `{current_identity()}` · {current_role() or 'not a member'}")
-            st.button("Sign out", key="sign_out", on_click=st.logout, icon=":material/logout:")
+            st.button("Sign out", key="sign_out", on_click=sign_out, icon=":material/logout:")
             return
         if "reviewer" not in st.session_state:
             st.session_state["reviewer"] = store.get_ui_state("reviewer", os.environ.get("USER") or "reviewer")

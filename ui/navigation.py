@@ -1,8 +1,9 @@
 """The app's pages and the frame they run in (app.py runs `frame().run()`).
 
-With sign-in configured ([auth] in .streamlit/secrets.toml) the frame is also the gate: an
-anonymous browser gets only the sign-in page, whatever URL it asked for, and a signed-in user who
-is not a member of the team gets only a page saying so.
+With sign-in configured ([auth] and/or [shoal.local_sign_in] in .streamlit/secrets.toml) the frame
+is also the gate: an anonymous browser gets only the sign-in page (the providers' buttons, the
+email + password form, or both), whatever URL it asked for, and a signed-in user who is not a
+member of the team gets only a page saying so. A local sign-in lasts for this browser session.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import streamlit as st
 
 from core import team
 from core.errors import ShoalError
-from ui.common import current_identity, current_role, get_store, page_setup, sign_in_enabled, signed_in
+from ui.common import (current_identity, current_role, get_store, local_sign_in, local_sign_in_enabled, oidc_enabled,
+                       page_setup, sign_in_enabled, sign_out, signed_in)
 from ui.persist import carry_over
 
 
@@ -35,14 +37,35 @@ def _providers() -> list[str | None]:
     return named or [None]
 
 
+WRONG_PASSWORD = ("Wrong email or password. After 5 wrong passwords in a row the account is locked for 15 "
+                  "minutes; the team's owner can set a new password (`shoal team passwd EMAIL`).")
+
+
 def sign_in_page() -> None:
     st.title("🐟 Shoal")
     st.subheader("Sign in")
     st.write("This Shoal is shared by a team. Sign in to see the corpus and review your examples.")
-    for provider in _providers():
-        label = "Sign in" + (f" with {provider.title()}" if provider else "")
-        st.button(label, key=f"sign_in_{provider or 'default'}", type="primary", on_click=st.login,
-                  args=(provider,) if provider else (), icon=":material/login:")
+    if local_sign_in_enabled():
+        _local_sign_in_form()
+    if oidc_enabled():
+        for provider in _providers():
+            label = "Sign in" + (f" with {provider.title()}" if provider else "")
+            st.button(label, key=f"sign_in_{provider or 'default'}", type="primary", on_click=st.login,
+                      args=(provider,) if provider else (), icon=":material/login:")
+
+
+def _local_sign_in_form() -> None:
+    """Email + password (core.local_accounts); Enter submits. The fields are cleared on submit, so
+    the password does not stay in the session."""
+    with st.form("local_sign_in", clear_on_submit=True, enter_to_submit=True):
+        email = st.text_input("Email", key="ls_email", autocomplete="username")
+        password = st.text_input("Password", key="ls_password", type="password", autocomplete="current-password")
+        submitted = st.form_submit_button("Sign in", type="primary", icon=":material/login:")
+    if not submitted:
+        return
+    if local_sign_in(email, password):
+        st.rerun()
+    st.error(WRONG_PASSWORD, icon=":material/lock:")
 
 
 def not_a_member_page() -> None:
@@ -50,7 +73,7 @@ def not_a_member_page() -> None:
     st.warning(f"You are signed in as **{current_identity() or 'someone without an email'}**, but you are not a "
                "member of this team. Ask the team's owner to add you on the Team page, then sign in again.",
                icon=":material/lock:")
-    st.button("Sign out", key="sign_out_guest", on_click=st.logout, icon=":material/logout:")
+    st.button("Sign out", key="sign_out_guest", on_click=sign_out, icon=":material/logout:")
 
 
 def no_owner_page() -> None:

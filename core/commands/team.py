@@ -1,5 +1,6 @@
 """`shoal team`: the Team page on the command line — members and roles, assignment with overlap,
-agreement between reviewers, the reviewer guidelines per task (`shoal team guidelines TASK [--set FILE]`).
+agreement between reviewers, the reviewer guidelines per task (`shoal team guidelines TASK [--set FILE]`),
+local sign-in passwords (`shoal team passwd EMAIL [--password-stdin] [--remove]`).
 
 Who is acting: `--as IDENTITY` (or $SHOAL_IDENTITY) names a team member, and every command checks
 that member's role exactly as the app does (core.team.require: members, roles and assignment are
@@ -255,6 +256,44 @@ def guidelines(ctx: typer.Context,
         _print_guidelines(scope, current)
 
 
+def _read_password(from_stdin: bool) -> str:
+    """The new password: one line of standard input (`--password-stdin`, for scripts), else asked
+    twice without echo."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return typer.prompt("New password", hide_input=True, confirmation_prompt="Repeat it")
+
+
+def passwd(ctx: typer.Context, identity: str = typer.Argument(..., help="The account's email."),
+           password_stdin: bool = typer.Option(False, "--password-stdin",
+                                               help="Read the password from the first line of standard input."),
+           remove: bool = typer.Option(False, "--remove", help="Delete the local account instead.")):
+    """Set a local sign-in password (creates the account), or --remove it (owner only). The role still
+    comes from the team: add the member with `shoal team add`."""
+    from core import local_accounts, team
+    store = store_from(ctx)
+    as_identity = _identity(ctx.ensure_object(dict).get("identity"))
+    actor = as_identity or team.local()        # without --as: this machine's owner
+    try:
+        if remove:
+            local_accounts.remove_account(store, identity, actor=actor)
+            console.print(f"The local account {local_accounts.normalize(identity)} was removed.", highlight=False)
+            return
+        local_accounts.authorize_owner(store, actor, identity)      # refuse before asking for a password
+        local_accounts.normalize(identity)
+        local_accounts.set_password(store, identity, _read_password(password_stdin), actor=actor)
+    except ShoalError as exc:
+        fail(str(exc))
+    ident = local_accounts.normalize(identity)
+    console.print(f"Password set for {ident}.", highlight=False)
+    if team.role_of(store, ident) is None:
+        console.print(f"{ident} is not a team member yet: `shoal team add {ident} --role reviewer` gives them a "
+                      "role; until then signing in shows only \"not a member\".", highlight=False)
+    if not team.local_sign_in_on():
+        console.print("Local sign-in is off: set `[shoal.local_sign_in] enabled = true` in "
+                      ".streamlit/secrets.toml (or SHOAL_LOCAL_SIGN_IN=1) for the app to offer it.", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     team_app = typer.Typer(help="The team: members and roles, assignment with overlap, agreement between reviewers, "
                                 "reviewer guidelines.",
@@ -268,3 +307,4 @@ def register(app: typer.Typer) -> None:
     team_app.command("assign")(assign)
     team_app.command("agreement")(agreement)
     team_app.command("guidelines")(guidelines)
+    team_app.command("passwd")(passwd)
