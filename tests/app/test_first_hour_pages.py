@@ -229,7 +229,8 @@ def test_corpus_next_step_follows_the_pipeline_and_duplicates_do_not_add_up(tmp_
         ingest_sources(s, [src])
         ingest_sources(s, [src])
         n = s.scalar("SELECT count(*) FROM snippets")
-        s.execute("INSERT INTO maps(name, model, n_points, n_clusters) VALUES ('m', 'x', ?, 2)", [n])
+        map_id = s.scalar("INSERT INTO maps(name, model, n_points, n_clusters) VALUES ('m', 'x', ?, 2) RETURNING id", [n])
+        s.execute("INSERT INTO map_points SELECT ?, id, 0, 0, 0 FROM snippets", [map_id])   # a map of every snippet
     at = _run(AppTest.from_file(CORPUS, default_timeout=60))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Already present"] == f"{n:,}" and int(metrics["Duplicates"].replace(",", "")) < n
