@@ -8,9 +8,7 @@ import re
 import pytest
 
 from core import review as rv
-from core.store import open_store
-from tests.app.test_review_page import PAGE, _markdown_texts, click, run_page, shared_store, shown_gid
-from tests.support.fake_generations import fill_fake
+from tests.app.test_review_page import review_db, PAGE, _markdown_texts, click, run_page, shared_store, shown_gid
 
 BODY = "**x** ![b](http://127.0.0.1:9/x) <img src=\"http://127.0.0.1:9/i\"> __init__"
 RAW = re.compile(r"(?<!\\)(\*\*x|!\[b\]\(|<img|__init__)")      # the planted Markdown / HTML, unescaped
@@ -18,12 +16,7 @@ RAW = re.compile(r"(?<!\\)(\*\*x|!\[b\]\(|<img|__init__)")      # the planted Ma
 
 @pytest.fixture
 def app_db(tmp_path, monkeypatch):
-    db = tmp_path / "review_comments.duckdb"
-    monkeypatch.setenv("SHOAL_DB", str(db))
-    monkeypatch.setenv("USER", "tester")
-    with open_store(db) as s:
-        fill_fake(s, 8, seed=4)
-    return db
+    return review_db(tmp_path, monkeypatch, n=8, seed=4)[0]
 
 
 def submit(at, gid: int, body: str):

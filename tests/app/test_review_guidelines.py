@@ -12,9 +12,8 @@ from streamlit.testing.v1 import AppTest
 from core import review as rv
 from core import team
 from core.store import open_store
-from tests.app.test_review_page import PAGE, _markdown_texts, shared_store
+from tests.app.test_review_page import review_db, PAGE, _markdown_texts, shared_store
 from tests.app.test_team_page import TEAM_PAGE, as_user, ran, team_db  # noqa: F401 (a fixture)
-from tests.support.fake_generations import fill_fake
 
 BODY = ("**x** ![b](http://127.0.0.1:9/x)\n<img src=\"http://127.0.0.1:9/i\"> __init__\n"
         "# Accept only\n- tested code")
@@ -25,12 +24,7 @@ OTHER = "Only for the other task."
 
 @pytest.fixture
 def app_db(tmp_path, monkeypatch):
-    db = tmp_path / "review_guidelines.duckdb"
-    monkeypatch.setenv("SHOAL_DB", str(db))
-    monkeypatch.setenv("USER", "tester")
-    with open_store(db) as s:
-        fill_fake(s, 8, seed=4)
-    return db
+    return review_db(tmp_path, monkeypatch, n=8, seed=4)[0]
 
 
 def open_example(gid: int) -> AppTest:

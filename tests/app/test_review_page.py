@@ -14,14 +14,19 @@ from tests.support.fake_generations import fill_fake
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "4_Review.py")
 
 
-@pytest.fixture
-def app_db(tmp_path, monkeypatch):
+def review_db(tmp_path, monkeypatch, n: int = 60, seed: int = 11) -> tuple[Path, dict]:
+    """A DuckDB file of `n` fake judged examples that the Review page (SHOAL_DB) opens as user "tester"."""
     db = tmp_path / "review_app.duckdb"
     monkeypatch.setenv("SHOAL_DB", str(db))
     monkeypatch.setenv("USER", "tester")
     with open_store(db) as s:
-        info = fill_fake(s, 60, seed=11)
+        info = fill_fake(s, n, seed=seed)
     return db, info
+
+
+@pytest.fixture
+def app_db(tmp_path, monkeypatch):
+    return review_db(tmp_path, monkeypatch)
 
 
 def shared_store(db: Path):

@@ -10,20 +10,14 @@ import pytest
 import streamlit as st
 
 from core import review as rv
-from core.store import open_store
-from tests.app.test_review_page import _markdown_texts, run_page, shared_store
-from tests.support.fake_generations import fill_fake
+from tests.app.test_review_page import review_db, _markdown_texts, run_page, shared_store
 
 SAVE = "FormSubmitter:rv_view_form-Save"
 
 
 @pytest.fixture
 def app_db(tmp_path, monkeypatch):
-    db = tmp_path / "review_views.duckdb"
-    monkeypatch.setenv("SHOAL_DB", str(db))
-    monkeypatch.setenv("USER", "tester")
-    with open_store(db) as s:
-        info = fill_fake(s, 60, seed=11)
+    db, info = review_db(tmp_path, monkeypatch)
     st.cache_data.clear()           # the filter widgets' options are cached per database path
     return db, info
 
