@@ -288,9 +288,11 @@ def test_a_big_corpus_shows_a_first_look_map_before_the_full_one(monkeypatch):
     while time.time() < deadline and _drawn_points(at) != 60:
         time.sleep(1)
         at.run()
-    assert _drawn_points(at) == 60
     with open_store(_db()) as s:
         maps = s.rows("SELECT name, n_points FROM maps ORDER BY id")
+        task = s.rows("SELECT status, stage, message, error FROM background_tasks ORDER BY id DESC LIMIT 1")
+    assert _drawn_points(at) == 60, (maps, task, at.session_state["map.map_id"], _bar(at),
+                                     [e.value for e in at.error], [w.value for w in at.warning])
     assert [m["n_points"] for m in maps] == [20, 60]
     assert maps[0]["name"] == "first look (20 sampled snippets)"
 
