@@ -188,7 +188,7 @@ def descendants_cpu_s(root: int) -> float:
 def run_cli(db: Path, base_url: str, items: int) -> dict:
     t0 = time.perf_counter()
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run([sys.executable, "-m", "core.cli", "--db", str(db), "generate", "--selection", SELECTION,
+    out = subprocess.run([sys.executable, "-m", "core.cli.main", "--db", str(db), "generate", "--selection", SELECTION,
                           "--mix", "default", "-l", "java", "-l", "go", "--limit", str(items), "--json"],
                          cwd=str(ROOT), env=llm_env(base_url), capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - t0

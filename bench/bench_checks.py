@@ -33,13 +33,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.checks.analytics import humaneval_similarity  # noqa: E402
-from core.checks.benchmarks import humaneval_problems, load_benchmarks  # noqa: E402
-from core.checks.decontam import Matcher, normalize, run_decontamination  # noqa: E402
-from core.checks.examples import load_examples  # noqa: E402
-from core.checks.execution import run_execution_checks  # noqa: E402
-from core.checks.neardup import jaccard, minhash_pairs, run_near_duplicates, token_set  # noqa: E402
-from core.checks import semantic  # noqa: E402
+from core.dataset.checks.analytics import humaneval_similarity  # noqa: E402
+from core.dataset.checks.benchmarks import humaneval_problems, load_benchmarks  # noqa: E402
+from core.dataset.checks.decontam import Matcher, normalize, run_decontamination  # noqa: E402
+from core.dataset.checks.examples import load_examples  # noqa: E402
+from core.dataset.checks.execution import run_execution_checks  # noqa: E402
+from core.dataset.checks.neardup import jaccard, minhash_pairs, run_near_duplicates, token_set  # noqa: E402
+from core.dataset.checks import semantic  # noqa: E402
 from core.store import open_store  # noqa: E402
 from tests.conftest import SHARED  # noqa: E402
 

@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from bench.common import interleaved, median_ratio, timed, write_result  # noqa: E402
-from core import embed  # noqa: E402
+from core.embed import run as embed  # noqa: E402
 from core.store import open_store  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def _cosine_to(ref: dict, store, key: str) -> tuple[float, float]:
 
 def routes(n: int, batch_size: int, tmp: Path) -> dict:
     """In-process vs Ray local vs import: throughput ratios and cosine agreement."""
-    from core.embed_import import import_vectors, write_vectors_parquet
+    from core.embed.imported import import_vectors, write_vectors_parquet
     rows = stdlib_rows(n)
     key = "all-MiniLM-L6-v2"
     with open_store(tmp / "route-local.duckdb") as s:
@@ -84,7 +84,7 @@ def routes(n: int, batch_size: int, tmp: Path) -> dict:
                    import_ratio_vs_in_process=round(local_w / import_w, 1))
         out["import_cosine_mean"], out["import_cosine_min"] = _cosine_to(ref, s, key)
     try:
-        from core import embed_ray
+        from core.embed import ray_route as embed_ray
     except ImportError:
         return {**out, "ray": "not installed (pip install -e '.[ray]')"}
     _, startup_w, _ = timed(lambda: embed_ray.connect(None, num_cpus=2))

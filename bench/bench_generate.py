@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import core.llm  # noqa: E402,F401  (imports openai now, so its import time is not measured as job time)
 from core.config import Profile  # noqa: E402
-from core.generate import PoolConfig  # noqa: E402
-from core.jobs import create_job, run_job  # noqa: E402
+from core.generate.items import PoolConfig  # noqa: E402
+from core.generate.jobs import create_job, run_job  # noqa: E402
 from core.store import open_store  # noqa: E402
 from core.tasks import DEFAULT_MIX  # noqa: E402
 from tests.support.openai_server import FakeOpenAIServer  # noqa: E402

@@ -33,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from bench.common import RESULTS, timed, write_result  # noqa: E402
-from core.select import kcenter_greedy, kcenter_greedy_fast, random_sample  # noqa: E402
+from core.select.run import kcenter_greedy, kcenter_greedy_fast, random_sample  # noqa: E402
 
 
 def numpy_reference(X: np.ndarray, k: int, first: int) -> list[int]:
@@ -82,7 +82,7 @@ def real_vectors(n: int, source: str) -> np.ndarray:
     cache = RESULTS / f"real_minilm_{n}.npy"
     if cache.exists():
         return np.load(cache)
-    from core.embed import embed_corpus, load_embeddings
+    from core.embed.run import embed_corpus, load_embeddings
     from core.ingest.run import ingest_sources
     from core.store import open_store
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "real.duckdb") as store:

@@ -25,12 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import local_llm  # noqa: E402
+from core.llm import local_model as local_llm  # noqa: E402
 from core.config import Profile  # noqa: E402
-from core.generate import current_prompt_version  # noqa: E402
+from core.generate.items import current_prompt_version  # noqa: E402
 from core.llm.parsing import parse_reply  # noqa: E402
 from core.ingest.run import ingest_sources  # noqa: E402
-from core.jobs.plan import assign_tasks, choose_target, DEFAULT_TARGETS  # noqa: E402
+from core.generate.jobs.plan import assign_tasks, choose_target, DEFAULT_TARGETS  # noqa: E402
 from core.llm import LLMClient  # noqa: E402
 from core.store import open_store  # noqa: E402
 from core.tasks import DEFAULT_MIX, Judgment, get_task  # noqa: E402
@@ -90,7 +90,7 @@ def judge_all(store, model: str, examples: list[dict], max_tokens: int) -> dict:
                                        Judgment, role="judge")
             rules = content["rules"]
             judgment = call.parsed if call.ok else None
-            if judgment is None and call.raw_text:   # what the pipeline salvages (core.generate)
+            if judgment is None and call.raw_text:   # what the pipeline salvages (core.generate.items)
                 judgment, _ = parse_reply(call.raw_text, Judgment)
             answered = min(len(judgment.rules), len(rules)) if judgment is not None else 0
             replies.append({"task": ex["task"], "rules": len(rules), "answered": answered, "parsed": judgment is not None,

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core import local_llm  # noqa: E402
+from core.llm import local_model as local_llm  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "local_llm.json"
 

@@ -10,7 +10,7 @@ For each size a database with that many snippets and a stored 40-cluster map is 
   Each reload also records when the map frame's script started, plotly.js had loaded, the
   arguments arrived, the typed arrays were built, plotly returned and the frame was painted.
 * lasso, server side: building the map's PointIndex, then resolving a lasso polygon over
-  about half the map to snippet ids (core.lasso), median of several runs.
+  about half the map to snippet ids (core.maps.lasso), median of several runs.
 * lasso, end to end in the browser: mouse-up of a drawn lasso -> the page shows how many
   points it holds (plotly's own selection highlight + our event + a rerun + resolution).
 
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import write_result
-from core.lasso import PointIndex
+from core.maps.lasso import PointIndex
 from core.store import open_store
 from tests.support.streamlit_server import StreamlitServer
 

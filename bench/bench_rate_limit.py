@@ -31,10 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 import core.llm  # noqa: E402,F401  (imports openai before the clock runs)
 from bench.common import RESULTS, write_result  # noqa: E402
-from core import pacing, tokens  # noqa: E402
+from core.llm import pacing  # noqa: E402
+from core.llm import tokens  # noqa: E402
 from core.config import Profile  # noqa: E402
-from core.generate import PoolConfig  # noqa: E402
-from core.jobs import create_job, run_job  # noqa: E402
+from core.generate.items import PoolConfig  # noqa: E402
+from core.generate.jobs import create_job, run_job  # noqa: E402
 from core.store import open_store  # noqa: E402
 from core.tasks import DEFAULT_MIX  # noqa: E402
 from tests.support.openai_platform import OpenAIPlatform  # noqa: E402

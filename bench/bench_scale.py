@@ -15,13 +15,13 @@ Embedding, per route:
   backend would take well over an hour for 1M, so the full set is not embedded with it;
 * import (`shoal embed --import`): the full 1M vectors come from a cheap deterministic embedder
   (hashed identifier and word tokens, count-sketched to 384 dims, L2-normalised; no model) written
-  to Parquet and imported by `core.embed_import`. Those vectors time everything after.
+  to Parquet and imported by `core.embed.imported`. Those vectors time everything after.
 * Ray: see bench_embed (a local Ray instance on this 2-core machine measures overhead, not scale).
 * `--backend static`: instead of the import, every snippet is embedded for real by the static backend
-  (core.embed_static, `shoal embed --backend static`); the map and k-center then use those vectors.
+  (core.embed.static, `shoal embed --backend static`); the map and k-center then use those vectors.
   Results go to bench/results/scale_static.json.
 
-Then: map build (`core.maps.build_map`: UMAP fit on a 20k sample, neighbour placement of the rest,
+Then: map build (`core.maps.build.build_map`: UMAP fit on a 20k sample, neighbour placement of the rest,
 k-means, cluster names), map render in Chromium and lasso over 1M (bench_map_render's
 measurement on this database), k-center exact and fast at k = 1% (`--k`), random at the same k
 as a baseline (one draw, coverage on the true vectors), and the plain numpy greedy (one pass over
@@ -197,7 +197,7 @@ def hashed_vectors(texts: list[str], dim: int = DIM) -> np.ndarray:
 def embed_routes(store, ids: list[str], sample: int, torch_sample: int, seed: int = 0) -> dict:
     """In-process throughput of the fast and torch backends on real snippets of this corpus
     (disjoint random samples; each backend's model is loaded on 16 other snippets first)."""
-    from core.embed import embed_corpus
+    from core.embed.run import embed_corpus
     rng = np.random.default_rng(seed)
     out = {}
     order = rng.permutation(len(ids))
@@ -221,8 +221,8 @@ def embed_routes(store, ids: list[str], sample: int, torch_sample: int, seed: in
 
 def import_cheap_vectors(store, tmp: Path, model: str = "hashed-tokens-384") -> dict:
     """The 1M vectors: computed by the cheap embedder, written to Parquet, imported (timed apart)."""
-    from core.embed import snippet_frame
-    from core.embed_import import import_vectors, write_vectors_parquet
+    from core.embed.run import snippet_frame
+    from core.embed.imported import import_vectors, write_vectors_parquet
     t0 = time.perf_counter()
     frame = snippet_frame(store).drop_duplicates("content_hash")
     hashes, texts = frame["content_hash"].tolist(), frame["text"].tolist()
@@ -245,8 +245,8 @@ def import_cheap_vectors(store, tmp: Path, model: str = "hashed-tokens-384") -> 
 
 def embed_static(store) -> dict:
     """Every snippet embedded for real with the static backend (`shoal embed --backend static`)."""
-    from core.embed import embed_corpus
-    from core.embed_model import load_model
+    from core.embed.run import embed_corpus
+    from core.embed.model import load_model
     t0 = time.perf_counter()
     enc = load_model(None, "static")        # the table: distilled once per machine (shoal warmup)
     load_s = time.perf_counter() - t0
@@ -262,7 +262,7 @@ def embed_static(store) -> dict:
 
 def kcenter_at_scale(X: np.ndarray, k: int, ref_steps: int, out: dict, rss: PeakRss) -> dict:
     from bench.bench_kcenter import numpy_reference
-    from core.select import coverage, kcenter_greedy, kcenter_greedy_fast, random_sample
+    from core.select.run import coverage, kcenter_greedy, kcenter_greedy_fast, random_sample
     n = len(X)
     first = int(np.random.default_rng(0).integers(n))  # kcenter_greedy's first pick for seed=0
     half = max(1, ref_steps // 2)
@@ -328,10 +328,10 @@ def demo_first_map(tmp: Path, fresh_cache: bool) -> dict:
     big) and when the full map is. `fresh_cache`: no exported ONNX model and no backend choice yet,
     as on a new machine (they are made once per machine)."""
     from core.background import latest_task
-    from core.background_work import EMBED_MAP, start_embed_and_map
-    from core.embed import load_embeddings
+    from core.maps.start import EMBED_MAP, start_embed_and_map
+    from core.embed.run import load_embeddings
     from core.ingest.run import ingest_sources
-    from core.maps import map_points
+    from core.maps.build import map_points
     from core.store import open_store
     if fresh_cache:
         os.environ["SHOAL_CACHE_DIR"] = str(tmp / "cache")
@@ -491,7 +491,7 @@ def main() -> None:
                     res["import"] = import_cheap_vectors(store, tmp)
                 key = res["import"]["model_key"]
             write_result(a.result, res)
-            from core.maps import build_map
+            from core.maps.build import build_map
             with rss.step(res, "map_build"):
                 m = build_map(store, model=key)
             u = m.params["umap"]
@@ -501,7 +501,7 @@ def main() -> None:
                           "cluster_seconds": m.params.get("cluster_seconds")}
             write_result(a.result, res)
             if "kcenter" not in skip:
-                from core.embed import load_embeddings
+                from core.embed.run import load_embeddings
                 with rss.step(res, "load_vectors"):
                     _, X, _ = load_embeddings(store, key)
                 res["kcenter"] = kcenter_at_scale(X, a.k, a.ref_steps, res, rss)

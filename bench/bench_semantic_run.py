@@ -21,14 +21,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_checks import DEFAULT_MBPP, fill, synthetic  # noqa: E402
 from bench.common import write_result  # noqa: E402
-from core.checks import semantic  # noqa: E402
-from core.checks.examples import load_examples  # noqa: E402
+from core.dataset.checks import semantic  # noqa: E402
+from core.dataset.checks.examples import load_examples  # noqa: E402
 from core.store import open_store  # noqa: E402
 
 
 def backend_rates(texts: list[str]) -> dict:
     """Texts per second of each backend on the same texts (two interleaved rounds, best kept)."""
-    from core.embed_model import encode, load_model
+    from core.embed.model import encode, load_model
     models = {b: load_model(None, b) for b in ("torch", "fast")}
     for m in models.values():
         encode(m, texts[:8])

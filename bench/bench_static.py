@@ -1,6 +1,6 @@
 """Static embeddings (model2vec table distilled from all-MiniLM-L6-v2) against MiniLM itself, on real code.
 
-Texts: real functions, embedded as Shoal embeds snippets (core.embed.snippet_text): `--stdlib` from
+Texts: real functions, embedded as Shoal embeds snippets (core.embed.run.snippet_text): `--stdlib` from
 the demo corpus (core.ingest's stdlib reader, functions only) and `--site` from this interpreter's
 site-packages (bench_scale's reader), sampled with a fixed seed. Both go through a DuckDB store and
 `embed_corpus`, so MiniLM's vectors are cached in `--workdir` and a rerun measures only the rest.
@@ -96,7 +96,7 @@ def _snippet_rows(n_stdlib: int, n_site: int, seed: int = 0) -> pd.DataFrame:
 
 def corpus_vectors(store, rows: pd.DataFrame) -> dict:
     """MiniLM (fast) and static vectors of every row, in the same order, and the time each took."""
-    from core.embed import embed_corpus, load_embeddings
+    from core.embed.run import embed_corpus, load_embeddings
     if not store.scalar("SELECT count(*) FROM snippets"):
         store.insert_df("snippets", rows)
     out: dict = {}
@@ -133,7 +133,7 @@ def neighbour_recall(ref: np.ndarray, other: np.ndarray, k: int = 10) -> dict:
 
 def kcenter_coverage(ref: np.ndarray, static: np.ndarray, budgets=BUDGETS) -> list[dict]:
     """Picks made in each space, all scored in MiniLM's (`ref`) space."""
-    from core.select import coverage, kcenter_greedy, random_sample
+    from core.select.run import coverage, kcenter_greedy, random_sample
     rows = []
     for k in budgets:
         if k >= len(ref):
@@ -155,9 +155,9 @@ def kcenter_coverage(ref: np.ndarray, static: np.ndarray, budgets=BUDGETS) -> li
 # --------------------------------------------------------------------------- planted leaks
 
 def planted_store(path: Path):
-    """The planted set of tests/core/checks/test_semantic.py (without its user benchmark file)."""
+    """The planted set of tests/core/dataset/checks/test_semantic.py (without its user benchmark file)."""
     from core.store import open_store
-    from tests.core.checks.seed_data import add_example, wave
+    from tests.core.dataset.checks.seed_data import add_example, wave
     from tests.support import semantic_planted as P
 
     store = open_store(path)
@@ -177,8 +177,8 @@ def planted_store(path: Path):
 def _best_sims(store, backend: str) -> tuple[dict[int, float], dict]:
     import json
 
-    from core.checks import semantic as S
-    from core.checks.results import current_checks
+    from core.dataset.checks import semantic as S
+    from core.dataset.checks.results import current_checks
     t0 = time.process_time()
     s = S.run_semantic_decontamination(store, "humaneval", backend=backend)
     cpu = time.process_time() - t0
@@ -198,7 +198,7 @@ def _pr(best: dict[int, float], labels: dict[int, str], t: float) -> dict:
 
 def leak_test(workdir: Path) -> dict:
     """Precision / recall of the semantic leak check with MiniLM (fast) and with static vectors."""
-    from core.checks.semantic import DEFAULT_LEAK_THRESHOLD
+    from core.dataset.checks.semantic import DEFAULT_LEAK_THRESHOLD
     path = workdir / "planted.duckdb"
     path.unlink(missing_ok=True)
     store, labels = planted_store(path)
@@ -225,7 +225,7 @@ def leak_test(workdir: Path) -> dict:
 def shortlist(best: dict, labels: dict, t_minilm: float) -> dict:
     """Static as a shortlist: the lowest static threshold that passes on every MiniLM flag, and how
     much of the set it passes on (MiniLM would embed only those)."""
-    from core.checks.semantic import LEAK_SHORTLIST
+    from core.dataset.checks.semantic import LEAK_SHORTLIST
     flagged = [g for g, v in best["fast"].items() if v >= t_minilm]
     n_clean = sum(v == "clean" for v in labels.values())
 
@@ -243,7 +243,7 @@ def shortlist(best: dict, labels: dict, t_minilm: float) -> dict:
 
 def throughput(texts: list[str], rounds: int = 3) -> dict:
     """Texts per second of static, int8 ONNX and PyTorch on the same texts, interleaved rounds."""
-    from core.embed_model import encode, load_model
+    from core.embed.model import encode, load_model
     models = {b: load_model(None, b) for b in ("static", "fast", "torch")}
     for m in models.values():
         encode(m, texts[:8])
@@ -267,7 +267,7 @@ def throughput(texts: list[str], rounds: int = 3) -> dict:
 
 def static_bulk(texts: list[str], n: int) -> dict:
     """Static alone on `n` texts (the corpus repeated): the rate a 2M corpus would see."""
-    from core.embed_model import encode, load_model
+    from core.embed.model import encode, load_model
     m = load_model(None, "static")
     big = (texts * (n // len(texts) + 1))[:n]
     t0, c0 = time.perf_counter(), time.process_time()
@@ -286,13 +286,13 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma-separated: leaks,throughput")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
-    from core.embed_static import StaticEncoder
+    from core.embed.static import StaticEncoder
     from core.store import open_store
     work = Path(a.workdir or tempfile.mkdtemp(prefix="shoal-bench-static-"))
     work.mkdir(parents=True, exist_ok=True)
     res: dict = {"reference": "all-MiniLM-L6-v2 on the fast backend (ONNX int8)"}
     t0 = time.perf_counter()
-    from core.embed_model import load_model
+    from core.embed.model import load_model
     enc = load_model(None, "static")
     assert isinstance(enc, StaticEncoder)
     res["static_model"] = {**enc.info, "load_or_distil_seconds": round(time.perf_counter() - t0, 1)}
@@ -309,7 +309,7 @@ def main() -> None:
         res["leaks"] = leak_test(work)
         write_result("static", res)
     if "throughput" not in skip:
-        from core.embed import snippet_text
+        from core.embed.run import snippet_text
         texts = [snippet_text(f, d, c) for f, d, c in zip(rows["func_name"], rows["docstring"], rows["code"])]
         res["throughput"] = throughput(random.Random(1).sample(texts, min(a.rate_texts, len(texts))))
         res["static_bulk"] = static_bulk(texts, a.bulk)

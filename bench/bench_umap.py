@@ -1,12 +1,12 @@
 """Map build at scale: how the rest of a big corpus is placed, and a 1M-point build in bounded memory.
 
-* `--sizes` (default 60000): UMAP is fitted on a 20k sample as `core.maps.project_2d` does; the
+* `--sizes` (default 60000): UMAP is fitted on a 20k sample as `core.maps.build.project_2d` does; the
   rest is placed both ways (`transform` = UMAP.transform with its layout optimisation,
   `neighbours` = the weighted mean of each point's fitted neighbours). Reported: seconds per
   placement and quality on 2,000 placed points = the share of each point's 10 nearest fitted
   neighbours in embedding space (cosine) that are also among its 10 nearest fitted points on the
   map (the fitted sample itself is laid out by UMAP either way).
-* `--build N` (e.g. 1000000): `core.maps.map_layout` (fit on 20k, neighbour placement in chunks,
+* `--build N` (e.g. 1000000): `core.maps.build.map_layout` (fit on 20k, neighbour placement in chunks,
   MiniBatchKMeans) plus c-TF-IDF names from `label_sample`, on N cheap deterministic 384-d vectors
   generated in chunks; wall time per phase and the process's peak memory (ru_maxrss).
 
@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from bench.common import timed, write_result
-from core.maps import UMAP_FIT_SAMPLE, _fit_split, cluster_labels, label_sample, map_layout, place_rest
+from core.maps.build import UMAP_FIT_SAMPLE, _fit_split, cluster_labels, label_sample, map_layout, place_rest
 
 
 def vectors(n: int, dim: int = 384, n_topics: int = 200, seed: int = 0, chunk: int = 50_000) -> np.ndarray:

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from core import team
+from core.team import members as team
 from core.errors import ShoalError
 from core.progress import Cancelled
 from core.store import Store, returned

@@ -56,7 +56,7 @@ class Profile(pydantic.BaseModel):
     rpm: float | None = Field(None, gt=0)
     tpm: float | None = Field(None, gt=0)
     source: str = "explicit"       # where the profile came from, for display: env | openai | local
-    # the Batch API batch jobs use (core.llm.batch.route_of); auto: Anthropic's on api.anthropic.com, else OpenAI's
+    # the Batch API batch jobs use (core.llm.batch.routes.route_of); auto: Anthropic's on api.anthropic.com, else OpenAI's
     batch_api: BatchAPI = "auto"
 
     @field_validator("base_url")
@@ -173,7 +173,7 @@ def local_sign_in_env() -> bool:
 
 
 def local_sign_in_in_files(paths: list[Path] | None = None) -> bool:
-    """`[shoal.local_sign_in] enabled = true` in a secrets file (core.local_accounts)."""
+    """`[shoal.local_sign_in] enabled = true` in a secrets file (core.team.local_accounts)."""
     for data in _secrets_tables(paths):
         shoal = data.get("shoal")
         section = shoal.get("local_sign_in") if isinstance(shoal, dict) else None
@@ -397,7 +397,7 @@ LOCAL_TIMEOUT_S = 600.0
 
 
 def _local_max_tokens(role: str) -> int:
-    from core import local_llm
+    from core.llm import local_model as local_llm
     return local_llm.MAX_TOKENS[role]
 
 
@@ -413,7 +413,7 @@ def load_profiles(start_local: bool = True) -> dict[str, Profile]:
     Per role, in order: SHOAL_<ROLE>_BASE_URL / _MODEL / _API_KEY_ENV / _TEMPERATURE /
     _MAX_TOKENS / _TIMEOUT / _RESPONSE_FORMAT / _REASONING_EFFORT / _RPM / _TPM / _BATCH_API; a judge without
     its own base URL uses the generator's endpoint (and its RPM/TPM limits); then OPENAI_BASE_URL + OPENAI_API_KEY (+ OPENAI_MODEL); else the
-    embedded llama.cpp server (`core.local_llm.ensure_server()`, started only when
+    embedded llama.cpp server (`core.llm.local_model.ensure_server()`, started only when
     start_local is true; otherwise base_url is "" until it is started).
     """
     gen = _role_settings("generator")
@@ -488,7 +488,7 @@ def _local_settings(role: str, own: dict[str, Any], start: bool, model: str | No
 def local_profile(role: str, start: bool = False, model: str | None = None) -> Profile:
     """The embedded model's profile for `role`, also when an endpoint is configured (the Models
     panel's "embedded local model" choice); base_url is "" until the server is started."""
-    from core import local_llm
+    from core.llm import local_model as local_llm
     own = _role_settings(role)
     name = model if model and (model in local_llm.MODELS or model.endswith(".gguf")) else None
     settings: dict[str, Any] = dict(ROLE_DEFAULTS[role])
@@ -498,7 +498,7 @@ def local_profile(role: str, start: bool = False, model: str | None = None) -> P
 
 
 def _local_endpoint(start: bool, model: str | None) -> dict[str, Any]:
-    from core import local_llm
+    from core.llm import local_model as local_llm
     if not start:
         return {"base_url": "", "model": model or local_llm.resolve_model(None).name}
     server = local_llm.ensure_server(model or None)
@@ -524,7 +524,7 @@ def job_concurrency(profiles: Mapping[str, Any], asked: int | None = None) -> in
     and time out). The one place this rule is applied: page, CLI and runner all ask here."""
     n = max(1, int(asked or DEFAULT_CONCURRENCY))
     if uses_local_model(profiles):
-        from core.local_llm import RECOMMENDED_CONCURRENCY
+        from core.llm.local_model import RECOMMENDED_CONCURRENCY
         n = min(n, RECOMMENDED_CONCURRENCY)
     return n
 

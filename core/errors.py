@@ -25,7 +25,7 @@ class MissingDependency(ShoalError):
 
 
 class NotAllowed(ShoalError):
-    """The acting user's role does not allow the action (core.team.authorize: refused and audited)."""
+    """The acting user's role does not allow the action (core.team.members.authorize: refused and audited)."""
 
 
 class OutsideDataRoots(ShoalError):

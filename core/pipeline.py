@@ -6,7 +6,7 @@ another one on the same endpoint, and the background tasks of core.background (i
 map, checks). Home, the pages and `pipeline_status` all read it, so none of them can say
 "done" while something runs.
 
-One job at a time per endpoint (core/jobs/endpoint_queue.py): `jobs_on_endpoint` names the running
+One job at a time per endpoint (core/generate/jobs/endpoint_queue.py): `jobs_on_endpoint` names the running
 (or queued) jobs that use the same server as a job about to start, and `start_after` queues a job
 behind them, durably (a 'queued' row that any Shoal process starts once the server is free).
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from core.background import running_tasks
 # one job at a time per endpoint and the durable queue live with the jobs; re-exported for the pages
-from core.jobs.endpoint_queue import (QUEUE_POLL_S, endpoint_key, job_rows, jobs_on_endpoint, queued_jobs,
+from core.generate.jobs.endpoint_queue import (QUEUE_POLL_S, endpoint_key, job_rows, jobs_on_endpoint, queued_jobs,
                                       running_job_ids, start_after)
 from core.store import Store
 
@@ -93,7 +93,7 @@ def is_busy(store: Store, stage: str | None = None) -> bool:
 def pipeline_status(store: Store) -> list[dict]:
     """One entry per stage: its count, whether it has data (`done`), what runs in it now (`running`),
     and `state`: "running" while work of that stage runs, else "done" or "to do"."""
-    from core.maps import map_coverage, stale_map_note
+    from core.maps.build import map_coverage, stale_map_note
     work = running_work(store)
     out = []
     for title, sql, help_, next_, page in _STAGES:

@@ -7,7 +7,7 @@ is configured with (the environment's OPENAI_API_KEY, ANTHROPIC_API_KEY, HF_TOKE
 secrets.toml) with `[REDACTED]`. `redact_obj` does the same through dicts and lists.
 
 It is called at the boundaries, not at every use: what the sandbox's output becomes (check details,
-repair prompts: core.checks.execution), every request body sent to an LLM (core.llm.transport) and
+repair prompts: core.dataset.checks.execution), every request body sent to an LLM (core.llm.transport) and
 every `llm_calls` row (core.llm.calllog), the error an LLM call ends with (core.llm.transport, which
 `job_items` and the CLI then carry), the job writer's failures and the CLI's error line.
 """

@@ -7,7 +7,7 @@ import streamlit as st
 from core.background import TaskRecord, is_running
 from core.errors import ShoalError
 from core.ingest import DEFAULT_BLACKLIST, FORMATS, browse
-from core.ingest.background import INGEST, start_ingest
+from core.ingest.start import INGEST, start_ingest
 from core.ingest.upload import save_upload
 from core.pipeline import next_step, pipeline_status
 from ui.background import task_panel

@@ -6,15 +6,15 @@ import pandas as pd
 import streamlit as st
 
 from core.background import TaskRecord, is_running
-from core.background_work import EMBED_MAP, EMBEDDING, FIRST_LOOK, THE_REST, start_embed_and_map
-from core.embed import BACKENDS, DEFAULT_MODEL, cached_models
-from core.embed_choice import default_backend_note
+from core.maps.start import EMBED_MAP, EMBEDDING, FIRST_LOOK, THE_REST, start_embed_and_map
+from core.embed.run import BACKENDS, DEFAULT_MODEL, cached_models
+from core.embed.choice import default_backend_note
 from core.errors import ShoalError
-from core.lasso import PointIndex
-from core.maps import (CLUSTER_METHODS, list_maps, map_clusters, map_coverage, map_points, map_review_status,
+from core.maps.lasso import PointIndex
+from core.maps.build import (CLUSTER_METHODS, list_maps, map_clusters, map_coverage, map_points, map_review_status,
                        stale_map_note)
-from core.select import METHODS, list_selections, selection_ids
-from core.snippets import count_snippets
+from core.select.run import METHODS, list_selections, selection_ids
+from core.ingest.snippets import count_snippets
 from ui.background import task_panel
 from ui.common import lock_note, page_store, reviewer_name
 from ui.map_chart import ChartState, apply_event, map_component, toggle

@@ -8,16 +8,16 @@ import plotly.express as px
 import streamlit as st
 
 from core.background import TaskRecord, is_running
-from core.background_work import CHECKS, benchmark_spec, start_checks
-from core.checks import analytics as an
-from core.checks.benchmarks import KNOWN as BENCHMARKS
-from core.checks.examples import load_examples
-from core.checks.exclusions import automatic_exclusions, confirm_exclusions, unconfirmed
-from core.checks.neardup import duplicate_groups, keep_one
-from core.checks.results import current_checks, latest_run, set_override
-from core.checks.sandbox import sandbox_problem
+from core.dataset.checks.start import CHECKS, benchmark_spec, start_checks
+from core.dataset.checks import analytics as an
+from core.dataset.checks.benchmarks import KNOWN as BENCHMARKS
+from core.dataset.checks.examples import load_examples
+from core.dataset.checks.exclusions import automatic_exclusions, confirm_exclusions, unconfirmed
+from core.dataset.checks.neardup import duplicate_groups, keep_one
+from core.dataset.checks.results import current_checks, latest_run, set_override
+from core.dataset.checks.sandbox import sandbox_problem
 from core.errors import ShoalError
-from core.export import FORMATS, export_dataset, export_zip, recent_exports, select_rows
+from core.dataset.export import FORMATS, export_dataset, export_zip, recent_exports, select_rows
 from ui.background import task_panel
 from ui.dataset_semantic import semantic_panel
 from ui.dataset_versions import versions_panel

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core import review as rv
-from core import team
+from core.team import members as team
 from core.errors import ShoalError
 from ui.common import can, current_role, page_store, reviewer_name, sign_in_enabled
 from ui.review_guidelines import guidelines_editor

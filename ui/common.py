@@ -6,14 +6,14 @@ import time
 
 import streamlit as st
 
-from core import team
+from core.team import members as team
 from core.errors import ShoalError
 from core.store import Store, default_db_path, open_store
 
 
 @st.cache_resource(show_spinner=False)
 def _store(path: str) -> Store:
-    from core.jobs.endpoint_queue import ensure_queue_runner
+    from core.generate.jobs.endpoint_queue import ensure_queue_runner
     store = open_store(path)
     ensure_queue_runner(store)   # jobs queued before a restart (rows in DuckDB) start when their server is free
     return store
@@ -57,8 +57,8 @@ def oidc_enabled() -> bool:
 
 
 def local_sign_in_enabled() -> bool:
-    """Whether local sign-in (email + password, core.local_accounts) is on: `[shoal.local_sign_in]
-    enabled = true` in secrets.toml or SHOAL_LOCAL_SIGN_IN=1 — as core decides it (core.team)."""
+    """Whether local sign-in (email + password, core.team.local_accounts) is on: `[shoal.local_sign_in]
+    enabled = true` in secrets.toml or SHOAL_LOCAL_SIGN_IN=1 — as core decides it (core.team.members)."""
     return team.local_sign_in_on()
 
 
@@ -84,9 +84,9 @@ def signed_in() -> bool:
 
 
 def local_sign_in(identity: str, password: str) -> bool:
-    """Check a local account's password (core.local_accounts.verify: argon2, lockout after repeated
+    """Check a local account's password (core.team.local_accounts.verify: argon2, lockout after repeated
     failures); on success this browser session is signed in as that identity."""
-    from core import local_accounts
+    from core.team import local_accounts
     if not local_sign_in_enabled() or not local_accounts.verify(get_store(), identity, password):
         return False
     st.session_state[LOCAL_IDENTITY] = local_accounts.normalize(identity)
@@ -143,7 +143,7 @@ def current_role() -> str | None:
 
 def reviewer_name() -> str:
     """Who acts and signs: the signed-in user (core checks their role), else the name typed in the
-    sidebar (local use: this machine's own user, core.team.Local, allowed everything)."""
+    sidebar (local use: this machine's own user, core.team.members.Local, allowed everything)."""
     if sign_in_enabled():
         return current_identity() or ""
     return team.Local(st.session_state.get("reviewer") or os.environ.get("USER") or "reviewer")
@@ -164,7 +164,7 @@ def lock_note(action: str) -> str | None:
 
 def require_page(action: str) -> None:
     """Stop the page with a clear message unless the user's role allows `action` (the refusal is
-    audited by core.team.authorize, like the refusal of the action itself)."""
+    audited by core.team.members.authorize, like the refusal of the action itself)."""
     try:
         team.authorize(get_store(), reviewer_name(), action, target="page", role=current_role(), audit_allowed=False)
     except team.NotAllowed as exc:

@@ -1,4 +1,4 @@
-"""Dataset page: semantic duplicates and leaks (core.checks.semantic), next to the MinHash groups.
+"""Dataset page: semantic duplicates and leaks (core.dataset.checks.semantic), next to the MinHash groups.
 
 The thresholds are shown and adjustable; before a threshold takes effect the panel says how many
 examples it would leave out of the export (and how many of those a reviewer accepted: those wait
@@ -11,8 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from core.background import TaskRecord, is_running
-from core.checks import semantic as sem
-from core.checks.results import set_override
+from core.dataset.checks import semantic as sem
+from core.dataset.checks.results import set_override
 from core.errors import ShoalError
 from ui.background import task_panel
 from ui.common import reviewer_name

@@ -1,4 +1,4 @@
-"""Dataset page: every export is a dataset version (core.dataset_versions). A table of the versions,
+"""Dataset page: every export is a dataset version (core.dataset.versions). A table of the versions,
 two of them to compare (the two newest at first), and their diff: how many examples were added,
 removed and edited, and a table of them (for an edited one, each changed field before and after)."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.dataset_versions import diff_versions, list_versions
+from core.dataset.versions import diff_versions, list_versions
 from core.errors import ShoalError
 from ui.text import page_text
 

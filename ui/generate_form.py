@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core import jobs as J
+from core.generate import jobs as J
 from core.config import DEFAULT_CONCURRENCY, Profile, load_profiles
 from core.errors import ShoalError
-from core.generate import PoolConfig
+from core.generate.items import PoolConfig
 from core.llm.presets import batch_support
-from core.model_prices import batch_share
-from core.jobs.start import JobRequest, JobSettings, job_settings, start_job
+from core.llm.model_prices import batch_share
+from core.generate.jobs.start import JobRequest, JobSettings, job_settings, start_job
 from core.pipeline import jobs_on_endpoint
-from core.snippets import count_snippets, first_snippet_ids, selection_names, selection_snippet_ids
+from core.ingest.snippets import count_snippets, first_snippet_ids, selection_names, selection_snippet_ids
 from core.store import Store
 from core.tasks import DEFAULT_MIX, TASKS, get_task
 from ui.common import reviewer_name
@@ -175,7 +175,7 @@ def _estimate(store: Store, c: Choice) -> J.JobPlan | None:
 
 
 def job_request(c: Choice) -> JobRequest:
-    """What the form asks for, as core.jobs.start takes it (the CLI builds the same from its options)."""
+    """What the form asks for, as core.generate.jobs.start takes it (the CLI builds the same from its options)."""
     v = st.session_state
     return JobRequest(c.snippet_ids, task=c.task, mix=c.mix, targets=c.targets, concurrency=int(v["gen.concurrency"]),
                       max_calls=int(v["gen.max_calls"]) or None, max_cost=float(v["gen.max_cost"]) or None,

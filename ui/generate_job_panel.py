@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core import jobs as J
+from core.generate import jobs as J
 from core.errors import ShoalError
 from core.pipeline import queued_jobs, running_job_ids
 from core.store import Store

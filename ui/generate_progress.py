@@ -1,7 +1,7 @@
 """Under the Generate page's progress bar: the pacing of the job's endpoints and its provider batches.
 
 Pacing per role comes from `core.llm.endpoint.pacing_report`: this process's live rate gate
-(`core.pacing.pacing_snapshot` figures) while the job runs here, else the last snapshot stored
+(`core.llm.pacing.pacing_snapshot` figures) while the job runs here, else the last snapshot stored
 in DuckDB -- the same figures `shoal jobs --show` prints.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import jobs as J
+from core.generate import jobs as J
 from core.llm.endpoint import pacing_report
 from core.store import Store
 

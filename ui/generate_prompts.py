@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import ShoalError
-from core.generate import (PoolConfig, PoolSnapshot, Pools, build_generator_messages, current_prompt_version,
+from core.generate.items import (PoolConfig, PoolSnapshot, Pools, build_generator_messages, current_prompt_version,
                            few_shot, get_prompt_version, list_prompt_versions, save_prompt_version)
-from core.snippets import get_snippet, preview_snippet_ids
+from core.ingest.snippets import get_snippet, preview_snippet_ids
 from core.store import Store
 from core.tasks import TASKS, get_task
 from ui.common import reviewer_name
@@ -72,7 +72,7 @@ def prompt_preview(store: Store, ptask: str, edited: dict, snippet_ids: list[str
 
 def prompts_tab(store: Store, snippet_ids: list[str], targets: list[str], models: tuple[str, str] = ("", "")) -> None:
     """`models`: the (generator, judge) models a job would run with: the preview's few-shot examples
-    come from the same pools a job would draw from (core.generate.Pools.load)."""
+    come from the same pools a job would draw from (core.generate.items.Pools.load)."""
     ptask = st.selectbox("Task", list(TASKS), key="gen.prompt_task", format_func=lambda t: get_task(t).title)
     current = current_prompt_version(store, ptask)
     versions = list_prompt_versions(store, ptask)

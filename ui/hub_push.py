@@ -1,5 +1,5 @@
 """Dataset page: push a folder export (data file(s) + README.md card) to a Hugging Face Hub dataset repo
-(core.export.push_export → core.hub). The token typed here lives in this browser session only: held in
+(core.dataset.export.push_export → core.dataset.hub). The token typed here lives in this browser session only: held in
 the process's redaction list (core.config.hold_session_key) so no error text carries it, never saved."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import streamlit as st
 
 from core.config import hold_session_key, session_key_name
 from core.errors import ShoalError
-from core.export import FORMATS, push_export, pushable_exports
-from core.hub import check_repo_id, hub_endpoint, token_source
+from core.dataset.export import FORMATS, push_export, pushable_exports
+from core.dataset.hub import check_repo_id, hub_endpoint, token_source
 from ui.persist import PERSIST, keep
 from ui.text import page_text, plain
 

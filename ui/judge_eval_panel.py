@@ -1,4 +1,4 @@
-"""Dataset page: calibrate the judge against the verdicts reviewers gave (core.judge_eval).
+"""Dataset page: calibrate the judge against the verdicts reviewers gave (core.dataset.judge_eval).
 
 Choose one or two judge prompt versions and a judge model; "Evaluate judge" runs them over the
 gold set (every example a person accepted or rejected, or a seeded sample of it) in a background
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import judge_eval as je
+from core.dataset import judge_eval as je
 from core.background import TaskRecord, is_running
 from core.config import DEFAULT_CONCURRENCY
 from core.errors import ShoalError

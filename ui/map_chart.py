@@ -5,7 +5,7 @@ the lasso tool is active, and reports a lasso as one JSON record per selected po
 million records for a big lasso). This component (ui/map_component/index.html: plotly.js
 scattergl inside a Streamlit component frame) receives the coordinates as raw float32 bytes
 and sends back only small events: a clicked point, a lasso or box *shape* (resolved to
-snippets on the server by core.lasso), or a clicked cluster (legend entry or map label).
+snippets on the server by core.maps.lasso), or a clicked cluster (legend entry or map label).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.lasso import PointIndex
+from core.maps.lasso import PointIndex
 from core.paths import cache_dir, private_dir
 from ui.palettes import CLUSTER_PALETTE, NOISE, NOT_SELECTED, REVIEW_STATUS, SELECTED
 from ui.text import short

@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.coverage_spread import coverage_spread, gain_verdict
+from core.select.spread import coverage_spread, gain_verdict
 from core.errors import ShoalError
-from core.maps import snippet_preview
-from core.select import METHODS, compare_coverage, list_selections, select
-from core.snippets import get_snippet
+from core.maps.build import snippet_preview
+from core.select.run import METHODS, compare_coverage, list_selections, select
+from core.ingest.snippets import get_snippet
 from core.store import Store
 from ui.code import code_lang
 from ui.common import reviewer_name
 from ui.persist import forget, keep
 from ui.text import page_text, plain
-from core.lasso import PointIndex
+from core.maps.lasso import PointIndex
 from ui.map_chart import (DRAW_ALL_UP_TO, HOVER_CODE_UP_TO, OVERVIEW_SAMPLE, MapDrawing, cluster_label_positions, colour_groups,
                           density_image, drawing, drawn_rows, hover_texts)
 

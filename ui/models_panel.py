@@ -4,7 +4,7 @@ price and a connection test; its choice is the profile the next Start uses.
 The preset, base URL and model are form fields (ui.persist: they survive a reload). The key is
 not: it stays in this browser session (core.config.hold_session_key keeps it in the process's
 memory for the jobs it starts), or is written to .streamlit/secrets.toml when asked. Prices go to
-DuckDB (core.model_prices) and from there into every cost figure of the app.
+DuckDB (core.llm.model_prices) and from there into every cost figure of the app.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from core.config import (Profile, hold_session_key, key_source, local_profile, s
 from core.errors import ShoalError
 from core.llm.presets import (LOCAL_DEMO_NOTE, PRESETS, SAME, SAME_NOTE, default_preset, endpoint_summary,
                               key_env_for, list_models, preset_label, preset_of, presets_for, profiles_for_choices)
-from core.local_llm import resolve_model
-from core.model_prices import apply_prices, price_of, set_model_price
+from core.llm.local_model import resolve_model
+from core.llm.model_prices import apply_prices, price_of, set_model_price
 from core.store import Store
 from ui.persist import keep
 from ui.text import plain, real_model_help

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import team
+from core.team import members as team
 from core.errors import ShoalError
 from ui.common import (current_identity, current_role, get_store, local_sign_in, local_sign_in_enabled, oidc_enabled,
                        page_setup, sign_in_enabled, sign_out, signed_in)
@@ -55,7 +55,7 @@ def sign_in_page() -> None:
 
 
 def _local_sign_in_form() -> None:
-    """Email + password (core.local_accounts); Enter submits. The fields are cleared on submit, so
+    """Email + password (core.team.local_accounts); Enter submits. The fields are cleared on submit, so
     the password does not stay in the session."""
     with st.form("local_sign_in", clear_on_submit=True, enter_to_submit=True):
         email = st.text_input("Email", key="ls_email", autocomplete="username")

@@ -177,7 +177,7 @@ def _source_and_generated(store: Store, gid: int, view: dict, fields: dict, show
 
 
 def _execution(run: dict | None) -> None:
-    """The sandbox run of solution + tests (core.checks.execution.execution_of), when there was one."""
+    """The sandbox run of solution + tests (core.dataset.checks.execution.execution_of), when there was one."""
     if run:
         st.markdown(f"**Execution** :{'green' if run['passed'] else 'red'}-badge[{_badge_text(run['outcome'])}] "
                     f"{plain(run.get('language', ''))} · {plain(run.get('status', ''))}"

@@ -94,7 +94,7 @@ def _mbpp_id(rec: dict) -> int | None:
 
 
 def mbpp(path: str, limit: int | None = None) -> list[Problem]:
-    from core.checks.benchmarks import read_records
+    from core.dataset.checks.benchmarks import read_records
     rows = [r for r in read_records(path) if _mbpp_id(r) is not None and r.get("test_list")]
     if not rows:
         raise ShoalError(f"{path}: no MBPP problems (rows with task_id and test_list) found.")
@@ -122,7 +122,7 @@ def in_held_out(generation_id: int, share: float = HELDOUT_SHARE, seed: int = 0)
 
 
 def _python_rows_with_tests(store: Store) -> Iterable[dict]:
-    from core.export import select_rows
+    from core.dataset.export import select_rows
     for row in select_rows(store).rows:
         prov = row["provenance"]
         if str(row.get("language") or "").lower() in ("python", "py", "python3") and (prov.get("tests") or "").strip():
@@ -136,7 +136,7 @@ def held_out_ids(store: Store, share: float = HELDOUT_SHARE, seed: int = 0) -> l
 
 
 def heldout(store: Store, limit: int | None = None, share: float = HELDOUT_SHARE, seed: int = 0) -> list[Problem]:
-    from core.checks.examples import solution_code
+    from core.dataset.checks.examples import solution_code
     out = []
     for r in _python_rows_with_tests(store):
         gid = int(r["provenance"]["generation_id"])

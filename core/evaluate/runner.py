@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.checks.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, SandboxResult
+from core.dataset.checks.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, SandboxResult
 from core.config import Profile
 from core.errors import ShoalError
 from core.evaluate import runs

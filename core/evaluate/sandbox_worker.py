@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 
 def main() -> None:
-    from core.checks.sandbox import run_python
+    from core.dataset.checks.sandbox import run_python
     for line in sys.stdin:
         if not line.strip():
             continue

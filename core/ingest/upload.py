@@ -5,7 +5,7 @@ import re
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from core import team
+from core.team import members as team
 from core.errors import ShoalError
 from core.ingest.roots import uploads_dir
 from core.store import Store

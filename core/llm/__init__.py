@@ -13,7 +13,7 @@ server. One `LLMClient.complete()` call:
   when refused (400/415/422 naming the format, or a 500 naming it as llama-cpp-python's
   server sends) `{"type": "json_object", "schema": ...}` -> plain text with the schema in
   the prompt; the mode that works is remembered per endpoint;
-* goes through the endpoint's rate gate (core.pacing: RPM/TPM from headers or the profile,
+* goes through the endpoint's rate gate (core.llm.pacing: RPM/TPM from headers or the profile,
   the common pause after a 429, adaptive concurrency); a 429 waits and goes again;
 * fails at once, with the message and a hint, on context-length, auth, unknown-model and
   quota errors;
@@ -56,7 +56,7 @@ from core.llm.request import chat_request
 from core.llm.parsing import ReplyError, balanced_objects, extract_json, parse_reply, schema_error
 from core.llm.transport import (FORMAT_REJECTED_STATUS, RETRYABLE_STATUS, BadBody, parse_retry_after,
                                 read_completion)
-from core.prices import estimate_cost
+from core.llm.prices import estimate_cost
 
 # the names these had when core.llm was one module (tests import them)
 _CallLog = CallLog

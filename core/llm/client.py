@@ -3,7 +3,7 @@
 One logical call (`complete`) is a loop of HTTP attempts. Each request body comes from
 `core.llm.request.chat_request` with the endpoint's capabilities record (max_tokens or
 max_completion_tokens, temperature or not, reasoning_effort, strict json_schema ...) and goes
-through the endpoint's rate gate (`core.pacing`, one per endpoint in the process). After each
+through the endpoint's rate gate (`core.llm.pacing`, one per endpoint in the process). After each
 attempt the call either returns or, by what `core.llm.failures.classify` reads from the error
 body, tries again:
 
@@ -34,8 +34,8 @@ from pydantic import BaseModel
 
 from core.config import DEFAULT_CONCURRENCY, Profile, resolve_api_key
 from core.errors import ShoalError
-from core import pacing
-from core.lifecycle import LIMITS   # retry limits: one definition for online and batch mode
+from core.llm import pacing
+from core.generate.lifecycle import LIMITS   # retry limits: one definition for online and batch mode
 from core.llm.calllog import CallLog, canonical_json, payload_hash, successful_replies
 from core.llm.capabilities import Capabilities
 from core.llm.endpoint import EndpointLink
@@ -44,7 +44,7 @@ from core.llm.formats import MODES, schema_of
 from core.llm.parsing import parse_reply
 from core.llm.request import chat_request
 from core.llm.transport import Attempt, post_chat, short_error
-from core.prices import estimate_cost, load_prices
+from core.llm.prices import estimate_cost, load_prices
 from core.store import Store
 
 MAX_ADAPTATIONS = 6   # parameter refusals learned within one call (each a different parameter)

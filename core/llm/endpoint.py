@@ -13,7 +13,8 @@ import time
 import weakref
 from typing import Any
 
-from core import pacing, tokens
+from core.llm import pacing
+from core.llm import tokens
 from core.config import Profile, is_openai_url
 from core.llm.calllog import CallLog
 from core.llm.capabilities import Capabilities, Endpoint, endpoint_for, load_capabilities, save_capabilities

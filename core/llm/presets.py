@@ -223,7 +223,7 @@ def endpoint_summary(store: Store, profile: Profile) -> dict[str, Any]:
 
 def batch_support(profiles: dict[str, Profile], presets: dict[str, str]) -> tuple[bool, str]:
     """Whether a job on these profiles can run in batch mode, and why not."""
-    from core.llm.batch import check_batch_profiles
+    from core.llm.batch.routes import check_batch_profiles
     for role in profiles:
         key = presets.get(role, "custom")
         key = presets.get("generator", "custom") if key == SAME else key     # it follows the generator's

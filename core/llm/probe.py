@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from core.llm.failures import classify
 from core.llm.formats import schema_of
 from core.llm.transport import Attempt
-from core.pacing import parse_rate_limit_headers
+from core.llm.pacing import parse_rate_limit_headers
 
 if TYPE_CHECKING:
     from core.llm.client import LLMClient

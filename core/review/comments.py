@@ -2,7 +2,7 @@
 Review page may comment on it; comments are kept with the example, listed oldest first with their
 author and time; a person deletes their own, curators and the owner anyone's.
 
-Roles are checked here, in core (core.team.authorize): "comment" for adding (a reviewer only on the
+Roles are checked here, in core (core.team.members.authorize): "comment" for adding (a reviewer only on the
 examples assigned to them, the rule "review" has) and for deleting one's own, "moderate_comments"
 for deleting someone else's. Every add and delete writes an audit row (`comment.add`,
 `comment.delete`, entity "comment"); a refusal is audited by authorize as `<action>.refused`.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-from core import team
+from core.team import members as team
 from core.errors import ShoalError
 from core.review.common import require_reviewer
 from core.store import Store

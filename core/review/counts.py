@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from core.maps import latest_map_id
+from core.maps.build import latest_map_id
 from core.review.filters import (QueueFilter, from_clause, sort_keys, status_condition,
                                  todo_condition, where_clause)
 from core.store import Store

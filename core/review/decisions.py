@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterable
 
-from core import team
+from core.team import members as team
 from core.errors import ShoalError
 from core.review.common import VERDICTS, StaleReview, loads, put_review, require_reviewer, review_json, row_dict
 from core.review.assign import needed

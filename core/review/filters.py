@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable
 
 from core.errors import ShoalError
-from core.maps import latest_map_id
+from core.maps.build import latest_map_id
 from core.review.common import JUDGE_CHOICES, SORTS, STATUS_CHOICES
 from core.store import Store
 
@@ -122,7 +122,7 @@ _STATUS_SQL = {
 
 def _rule_condition(f: QueueFilter, p: list) -> str:
     """The judge answered the rule no (or yes). A rule it left unanswered is stored as answered no
-    with "missing": true (core.generate) and is in `failed_rules`; it matches neither."""
+    with "missing": true (core.generate.items) and is in `failed_rules`; it matches neither."""
     if f.rule_answer == "no":
         p.append(f.rule)
         return ("json_type(j.rules) = 'ARRAY' AND list_contains(list_transform(list_filter(CAST(j.rules AS JSON[]),"

@@ -4,7 +4,7 @@ tasks ('*'); the Review page shows the example's task's latest guidelines beside
 
 Every save is a new version (1, 2, ... per task) with its author and time, kept for ever; an empty
 body clears the guidelines (as a new version). Saving the text the latest version already has writes
-nothing. Writing is checked here, in core (core.team.authorize, action "guidelines": owners and
+nothing. Writing is checked here, in core (core.team.members.authorize, action "guidelines": owners and
 curators); a refusal is audited by authorize as `guidelines.refused`, a save as `guidelines.set`
 (entity "guidelines", the task as entity id, the previous and the new version and text).
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from core import team
+from core.team import members as team
 from core.errors import ShoalError
 from core.store import Store
 from core.tasks import TASKS, get_task

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from core.review.common import loads
-from core.maps import latest_map_id
+from core.maps.build import latest_map_id
 from core.store import Store
 
 
@@ -92,7 +92,7 @@ def prefilter_stop(store: Store, generation_id: int) -> list[str] | None:
 
 def stop_reasons(generation: dict | None) -> list[str] | None:
     """`prefilter_stop` of a generation row already read (its prefilter_ok and prefilter_reasons)."""
-    from core.checks.exclusions import prefilter_reasons
+    from core.dataset.checks.exclusions import prefilter_reasons
     if not generation or generation["prefilter_ok"] is None or generation["prefilter_ok"]:
         return None
     return prefilter_reasons(generation["prefilter_reasons"]) or ["stopped by the pre-filter"]
@@ -105,8 +105,8 @@ def review_view(store: Store, generation_id: int, viewer: str, *, see_all: bool 
     review's), `team` (an overlap example's status and the responses the viewer may see:
     `core.review.responses.team_view`; None otherwise) and its `execution` run. None when there
     is no such example; NotAllowed when `viewer` may not open it (a reviewer, not assigned to it)."""
-    from core import team as roles
-    from core.checks.execution import execution_of
+    from core.team import members as roles
+    from core.dataset.checks.execution import execution_of
     from core.review.responses import team_view
     gid = int(generation_id)
     role = roles.acting_role(store, viewer)

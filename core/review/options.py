@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from core.review.agreement import agreement
-from core.maps import latest_map_id
+from core.maps.build import latest_map_id
 from core.store import Store
 
 

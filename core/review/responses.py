@@ -19,7 +19,7 @@ import json
 import uuid
 from typing import Any
 
-from core import team
+from core.team import members as team
 from core.errors import ShoalError
 from core.review.common import StaleReview, loads, put_review, review_json, row_dict
 from core.store import Store

@@ -3,7 +3,7 @@ under a name, picked later to apply them all at once.
 
 A view is personal (seen by its owner only) or shared with the team (seen by every member). Names
 are stripped, 1-80 characters, unique per owner among personal views and unique among shared views.
-Saving and using a view is the "review" action (core.team.authorize, with no target: it is not a
+Saving and using a view is the "review" action (core.team.members.authorize, with no target: it is not a
 decision on an example); deleting or overwriting someone else's shared view needs the role of
 "bulk_review" (a curator or the owner). Every save and delete writes an audit row (`view.save`,
 `view.delete`, entity "saved_view"); a refusal is audited by authorize as `review.refused`.
@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core import team
+from core.team import members as team
 from core.errors import NotAllowed, ShoalError
-from core.maps import latest_map_id
+from core.maps.build import latest_map_id
 from core.review.common import SORTS, require_reviewer
 from core.review.filters import QueueFilter
 from core.store import Store

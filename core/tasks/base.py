@@ -27,7 +27,7 @@ from core.tasks.templates import GENERATOR_SYSTEM, GENERATOR_TEMPLATE, JUDGE_SYS
 
 # fields that are always prose, whatever the task
 PROSE_FIELDS = frozenset({"instruction", "task_name"})
-TESTS_FIELD = "tests"   # the generator's own tests, in the solution's language (run by core.checks.execution)
+TESTS_FIELD = "tests"   # the generator's own tests, in the solution's language (run by core.dataset.checks.execution)
 
 _PROBE_SNIPPET = {"language": "python", "code": "def f():\n    return 1\n", "id": "probe"}
 

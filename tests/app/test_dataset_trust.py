@@ -10,12 +10,12 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core.background import wait_for_tasks
-from core.checks import semantic as S
-from core.checks.results import blocking_checks
-from core.generate import current_prompt_version
+from core.dataset.checks import semantic as S
+from core.dataset.checks.results import blocking_checks
+from core.generate.items import current_prompt_version
 from core.store import open_store
-from tests.core.checks.seed_data import add_example, wave
-from tests.core.test_judge_eval import EXTRA_RULE, N_GOLD, TASKS, build_gold, scripted_judge
+from tests.core.dataset.checks.seed_data import add_example, wave
+from tests.core.dataset.test_judge_eval import EXTRA_RULE, N_GOLD, TASKS, build_gold, scripted_judge
 from tests.support import semantic_planted as P
 from ui.dataset_semantic import LEAKS_PER_PAGE
 from tests.support.openai_server import FakeOpenAIServer

@@ -9,7 +9,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core.store import open_store
-from tests.core.test_dataset_versions import E1, E2, _two_versions
+from tests.core.dataset.test_dataset_versions import E1, E2, _two_versions
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "5_Dataset.py")
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs as J
+from core.generate import jobs as J
 from core.pipeline import queued_jobs, running_job_ids
 from core.store import open_store
-from tests.core.test_jobs import add_snippets
+from tests.core.generate.test_jobs import add_snippets
 from tests.support.selections import add_selection
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
@@ -206,7 +206,7 @@ def test_saving_a_prompt_version_shows_it_and_waits_for_the_next_change(server):
 def test_home_says_running_while_a_job_runs(server):
     ids = _prepare(6)
     store = page_store()
-    from tests.core.test_jobs import profiles
+    from tests.core.generate.test_jobs import profiles
     job = J.create_job(store, ids, profiles=profiles(server), task="code_generation", concurrency=1)
     J.start_worker(store, job)
     deadline = time.time() + 30
@@ -271,7 +271,7 @@ def test_review_shows_why_the_pre_filter_stopped_an_example_and_asks_before_acce
     at.button(key="rv_accept_anyway").click()
     _run(at)
     assert s.scalar("SELECT verdict FROM reviews WHERE generation_id = ?", [gid]) == "accepted"
-    from core.export import select_rows
+    from core.dataset.export import select_rows
     rows = select_rows(s).rows
     assert [r["provenance"]["prefilter_failed"] for r in rows] == [["instruction_too_long: 3 sentences (at most 2)"]]
 
@@ -312,8 +312,8 @@ def test_dataset_lists_every_automatic_exclusion_and_speaks_page_wording(tmp_pat
 
 
 def test_the_dataset_card_never_calls_a_judged_example_not_judged(store):
-    from core.export import dataset_card, select_rows
-    from tests.core.checks.seed_data import add_example, distinct_python_solution, wave
+    from core.dataset.export import dataset_card, select_rows
+    from tests.core.dataset.checks.seed_data import add_example, distinct_python_solution, wave
     add_example(store, wave("Write a Python function to sum prices.", distinct_python_solution(1)),
                 verdict="accepted", judge=True, judge_model="")       # an old row without a model name
     sel = select_rows(store)

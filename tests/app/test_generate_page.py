@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs as J
+from core.generate import jobs as J
 from core.store import open_store
-from tests.core.test_jobs import add_snippets
+from tests.core.generate.test_jobs import add_snippets
 from tests.support.selections import add_selection
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder

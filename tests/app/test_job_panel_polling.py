@@ -8,10 +8,10 @@ import os
 
 from streamlit.testing.v1 import AppTest
 
-from core import jobs as J
+from core.generate import jobs as J
 from core.config import Profile
 from core.store import Store, open_store
-from tests.core.test_jobs import add_snippets
+from tests.core.generate.test_jobs import add_snippets
 
 MAX_READS_PER_REFRESH = 16
 

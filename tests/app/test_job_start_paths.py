@@ -1,4 +1,4 @@
-"""The Generate page and `shoal generate` start a job through one function (core.jobs.start.start_job)
+"""The Generate page and `shoal generate` start a job through one function (core.generate.jobs.start.start_job)
 and build the same job from the same choice: concurrency, models of both roles, tasks, limits.
 
 Issue 20's set-up: the server is configured in the Models panel (nothing in the environment) for the
@@ -14,12 +14,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
-from core import jobs as J
-from core.cli import app
+from core.generate import jobs as J
+from core.cli.main import app
 from core.config import DEFAULT_CONCURRENCY
-from core.jobs import start
+from core.generate.jobs import start
 from core.store import open_store
-from tests.core.test_jobs import add_snippets
+from tests.core.generate.test_jobs import add_snippets
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.selections import add_selection
 from tests.support.shoal_responder import shoal_responder
@@ -97,7 +97,7 @@ def test_the_page_and_the_cli_build_the_same_job_through_one_function(tmp_path, 
         res = CliRunner().invoke(app, ["--db", str(tmp_path / "cli.duckdb"), "generate", "--selection", "demo-pick",
                                        "--mix", "default", "-l", "java", "-l", "go"])
         assert res.exit_code == 0, res.output
-    assert len(seen) == 2, "each face starts its job through core.jobs.start"
+    assert len(seen) == 2, "each face starts its job through core.generate.jobs.start"
     page, cli = (_comparable(p) for p in seen)
     assert page == cli
     assert page["concurrency"] == DEFAULT_CONCURRENCY

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import local_accounts as la
-from core import team
+from core.team import local_accounts as la
+from core.team import members as team
 from core.store import open_store
 from tests.support.fake_generations import fill_fake
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from core.lasso import PointIndex
-from core.maps import map_points
+from core.maps.lasso import PointIndex
+from core.maps.build import map_points
 from core.store import open_store
-from tests.core.test_embed import stdlib_snippets
-from tests.core.test_maps import make_mapped_store, make_mapped_store_with_seeds
+from tests.core.embed.test_embed import stdlib_snippets
+from tests.core.maps.test_maps import make_mapped_store, make_mapped_store_with_seeds
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "2_Map.py")
 
@@ -258,8 +258,8 @@ def test_a_big_corpus_shows_a_first_look_map_before_the_full_one(monkeypatch):
     as soon as it is built, while the rest is embedded, then the full map."""
     import threading
 
-    import core.background_work as bw
-    import core.embed as embed
+    import core.maps.start as bw
+    import core.embed.run as embed
 
     with open_store(_db()) as s:
         s.insert_df("snippets", stdlib_snippets(60))
@@ -298,7 +298,7 @@ def test_a_big_corpus_shows_a_first_look_map_before_the_full_one(monkeypatch):
 
 
 def test_a_map_that_misses_new_snippets_says_so_above_the_selection():
-    from tests.core.test_jobs import add_snippets
+    from tests.core.generate.test_jobs import add_snippets
     with open_store(_db()) as s:
         make_mapped_store(s)
     at = AppTest.from_file(PAGE, default_timeout=120).run()

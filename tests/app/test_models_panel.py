@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs as J
-from core import prices
-from core.export import export_dataset
-from core.model_prices import price_of
+from core.generate import jobs as J
+from core.llm import prices
+from core.dataset.export import export_dataset
+from core.llm.model_prices import price_of
 from core.store import open_store
-from tests.core.test_jobs import add_snippets
+from tests.core.generate.test_jobs import add_snippets
 from tests.support.selections import add_selection
 from core.llm.probe import PROBE_MESSAGES
 from tests.support.anthropic_platform import AnthropicPlatform

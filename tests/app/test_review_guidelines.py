@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import review as rv
-from core import team
+from core.team import members as team
 from core.store import open_store
 from tests.app.test_review_page import review_db, PAGE, _markdown_texts, shared_store
 from tests.app.test_team_page import TEAM_PAGE, as_user, ran, team_db  # noqa: F401 (a fixture)

@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import review as rv
-from core import team
+from core.team import members as team
 from core.store import open_store
 from tests.support.fake_generations import fill_fake
 

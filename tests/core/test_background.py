@@ -127,9 +127,9 @@ def test_rows_left_running_by_a_dead_process_are_stale_and_marked_interrupted(st
 def test_a_big_corpus_added_to_a_mapped_project_gets_a_first_look_of_the_new_snippets(store, monkeypatch):
     """233k snippets added to a mapped project used to wait hours for any map of them: now a first
     look (the mapped snippets plus a sample of the new ones) comes first, then the full map."""
-    import core.background_work as bw
-    from core.embed import model_key
-    from tests.core.test_embed import stdlib_snippets
+    import core.maps.start as bw
+    from core.embed.run import model_key
+    from tests.core.embed.test_embed import stdlib_snippets
     snips = stdlib_snippets(90)
     store.insert_df("snippets", snips.iloc[:30])
     first = bw.start_embed_and_map(store, None, "torch", 32, 3, "kmeans", first_map_at=0)

@@ -7,7 +7,7 @@ import pytest
 
 from core.config import DUMMY_KEY, Profile, endpoint_configured, load_profiles, resolve_api_key
 from core.errors import ShoalError
-from core.prices import estimate_cost, load_prices, price_for
+from core.llm.prices import estimate_cost, load_prices, price_for
 
 ENV = ["OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "SHOAL_PRICES_FILE", "SHOAL_SECRETS_FILE"] + [
     f"SHOAL_{r}_{f}" for r in ("GENERATOR", "JUDGE")

@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from core import jobs as J
+from core.generate import jobs as J
 from core.background import TaskKind, start_task, wait_for_tasks
 from core.config import Profile, with_model_names
 from core.errors import ShoalError
 from core.pipeline import (endpoint_key, jobs_on_endpoint, pipeline_status, queued_jobs, running_job_ids,
                            running_work, start_after)
 from core.tasks import DEFAULT_MIX
-from tests.core.test_jobs import add_snippets, profiles
+from tests.core.generate.test_jobs import add_snippets, profiles
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
 
@@ -122,10 +122,10 @@ def test_model_names_are_filled_from_the_server_or_refused():
 def test_snippets_added_after_the_map_make_the_map_stage_out_of_date(store):
     """Adding a corpus to a mapped project: Home and `shoal status` say the map misses the new
     snippets (a selection would draw only from the mapped ones) and the next step is the map."""
-    from core.commands.status import status_report
-    from core.maps import map_coverage
+    from core.cli.status import status_report
+    from core.maps.build import map_coverage
     from core.pipeline import next_step
-    from tests.core.test_maps import make_mapped_store
+    from tests.core.maps.test_maps import make_mapped_store
     make_mapped_store(store)
     n = int(store.scalar("SELECT count(*) FROM snippets"))
     assert map_coverage(store) == {"map_id": map_coverage(store)["map_id"], "mapped": n, "total": n, "unmapped": 0}

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from core.checks.analytics import categories, default_embedder
-from core.checks.decontam import run_decontamination
-from core.checks.examples import load_examples
-from core.checks.neardup import run_near_duplicates
+from core.dataset.checks.analytics import categories, default_embedder
+from core.dataset.checks.decontam import run_decontamination
+from core.dataset.checks.examples import load_examples
+from core.dataset.checks.neardup import run_near_duplicates
 from core.store import open_store
-from tests.core.checks.seed_data import demo_dataset
+from tests.core.dataset.checks.seed_data import demo_dataset
 from tests.e2e.conftest import screenshot, wait_for_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

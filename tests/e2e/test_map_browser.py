@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.store import open_store
-from tests.core.test_maps import _crossings_reference, make_mapped_store, make_mapped_store_with_seeds
+from tests.core.maps.test_maps import _crossings_reference, make_mapped_store, make_mapped_store_with_seeds
 from tests.e2e.conftest import screenshot, wait_for_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.export import export_dataset
+from core.dataset.export import export_dataset
 from core.store import open_store
 from tests.e2e.conftest import screenshot, wait_for_app
 from tests.support.fake_generations import fill_fake

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.store import open_store
-from tests.core.test_jobs import add_snippets
+from tests.core.generate.test_jobs import add_snippets
 from tests.e2e.conftest import screenshot, wait_for_app
 from tests.support.fake_generations import fill_fake
 from tests.support.openai_server import FakeOpenAIServer

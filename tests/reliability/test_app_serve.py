@@ -53,7 +53,7 @@ def _answers(host: str, port: int) -> bool:
 
 def _shoal(*args: str, db: Path, secrets_home: Path) -> subprocess.Popen:
     env = dict(os.environ, SHOAL_DB=str(db), HOME=str(secrets_home))
-    return subprocess.Popen([sys.executable, "-m", "core.cli", *args], cwd=str(ROOT), env=env,
+    return subprocess.Popen([sys.executable, "-m", "core.cli.main", *args], cwd=str(ROOT), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core.prices import estimate_cost
+from core.llm.prices import estimate_cost
 from core.store import open_store
-from tests.core.test_jobs import add_snippets
+from tests.core.generate.test_jobs import add_snippets
 from tests.support.openai_platform import OpenAIPlatform
 from tests.support.shoal_responder import shoal_responder
 
@@ -23,7 +23,7 @@ N = 20
 
 
 def _cli(db: Path, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "core.cli", "--db", str(db), *args], cwd=str(ROOT), env=env,
+    return subprocess.Popen([sys.executable, "-m", "core.cli.main", "--db", str(db), *args], cwd=str(ROOT), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -38,7 +38,7 @@ def test_second_process_gets_a_clear_message_and_the_app_keeps_working(tmp_path,
 
     env = {k: v for k, v in os.environ.items() if k != "SHOAL_DB"}
     for args in (["stats"], ["stats", "--json"]):
-        proc = subprocess.run([sys.executable, "-m", "core.cli", "--db", str(db), *args], cwd=str(ROOT), env=env,
+        proc = subprocess.run([sys.executable, "-m", "core.cli.main", "--db", str(db), *args], cwd=str(ROOT), env=env,
                               capture_output=True, text=True, timeout=60)
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0, out

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.store import open_store
-from tests.core.test_jobs import add_snippets
+from tests.core.generate.test_jobs import add_snippets
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
 
@@ -25,7 +25,7 @@ N_FIRST, N_SECOND = 30, 4
 # second behind it (core.pipeline.start_after, the page's call); then wait to be killed.
 APP = f"""
 import json, os, sys, time
-from core import jobs as J
+from core.generate import jobs as J
 from core.config import load_profiles
 from core.pipeline import jobs_on_endpoint, start_after
 from core.store import open_store
@@ -46,7 +46,7 @@ time.sleep(600)
 # reports once the queued job has finished.
 RESTARTED_APP = """
 import json, os, sys, time
-from core import jobs as J
+from core.generate import jobs as J
 from ui.common import _store
 store = _store(os.environ["SHOAL_DB"])
 second = int(sys.argv[1])
@@ -131,7 +131,7 @@ def test_a_job_queued_in_a_killed_app_is_run_by_shoal_jobs_run_queued(tmp_path):
     db = _prepare(tmp_path)
     with FakeOpenAIServer(shoal_responder, latency_s=0.3) as srv:
         first, second = _kill_app_while_the_first_job_runs(db, srv)
-        cli = subprocess.run([sys.executable, "-m", "core.cli", "--db", str(db), "jobs", "--run-queued", "--json"],
+        cli = subprocess.run([sys.executable, "-m", "core.cli.main", "--db", str(db), "jobs", "--run-queued", "--json"],
                              cwd=str(ROOT), env=_env(db, srv), capture_output=True, text=True, timeout=120)
         assert cli.returncode == 0, cli.stderr[-3000:]
         ran = json.loads(cli.stdout)

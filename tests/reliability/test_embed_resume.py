@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import embed
+from core.embed import run as embed
 from core.store import open_store
-from tests.core.test_embed import stdlib_snippets
+from tests.core.embed.test_embed import stdlib_snippets
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "all-MiniLM-L6-v2"
 
 
 def _cli(db: Path, shards: Path, env: dict, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "core.cli", "--db", str(db), "embed", "--engine", "ray",
+    return subprocess.Popen([sys.executable, "-m", "core.cli.main", "--db", str(db), "embed", "--engine", "ray",
                              "--backend", "torch", "--shard-size", "20", "--shard-dir", str(shards), *extra],
                             cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from core.jobs import create_job, job_summary, retry_failed, run_job
+from core.generate.jobs import create_job, job_summary, retry_failed, run_job
 from core.tasks import DEFAULT_MIX, get_task
-from tests.core.test_jobs import add_snippets, profiles
+from tests.core.generate.test_jobs import add_snippets, profiles
 from tests.support.openai_server import FAULTS, FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
 

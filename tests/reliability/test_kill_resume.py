@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.store import open_store
-from tests.core.test_jobs import add_snippets
+from tests.core.generate.test_jobs import add_snippets
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
 
@@ -22,7 +22,7 @@ N = 40
 
 
 def _cli(db: Path, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "core.cli", "--db", str(db), *args], cwd=str(ROOT), env=env,
+    return subprocess.Popen([sys.executable, "-m", "core.cli.main", "--db", str(db), *args], cwd=str(ROOT), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

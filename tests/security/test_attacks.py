@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from core.checks.languages import available_languages
-from core.checks.sandbox import VIOLATIONS, run_python, sandbox_problem
-from tests.core.checks.seed_data import add_example, wave
+from core.dataset.checks.languages import available_languages
+from core.dataset.checks.sandbox import VIOLATIONS, run_python, sandbox_problem
+from tests.core.dataset.checks.seed_data import add_example, wave
 from tests.security import attacks
 from tests.security.conftest import CANARY, survivors
 
@@ -55,12 +55,12 @@ def _seed(arena, language: str) -> dict[int, str]:
 
 def _shoal(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OPENAI_API_KEY": CANARY, "SHOAL_JUDGE_API_KEY": CANARY}
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "core.cli.main", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=600)
 
 
 def _details(db: Path) -> dict[int, dict]:
-    from core.checks.results import current_checks
+    from core.dataset.checks.results import current_checks
     from core.store import open_store
     store = open_store(db, read_only=True)
     try:

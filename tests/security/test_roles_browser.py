@@ -12,7 +12,7 @@ import re
 import pytest
 
 from core import review as rv
-from core import team
+from core.team import members as team
 from core.store import open_store
 from tests.e2e.conftest import screenshot, wait_for_app
 from tests.e2e.test_team_browser import goto, main_text, new_page, oidc, sign_in, sign_in_home  # noqa: F401 (oidc: a fixture)

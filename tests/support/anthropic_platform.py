@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from typing import Any, Sequence
 from urllib.parse import parse_qs, urlparse
 
-from core import tokens as token_count
+from core.llm import tokens as token_count
 from tests.support.openai_server import FakeOpenAIServer, _Handler, default_responder
 
 DEFAULT_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5")

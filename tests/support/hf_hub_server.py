@@ -207,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def point_hub_client_at(hub: FakeHub, monkeypatch, token: str | None = None) -> None:
     """Make this process a client of `hub`, as if it had started with HF_ENDPOINT=hub.url, HF_HUB_OFFLINE
-    unset and HF_HUB_DISABLE_TELEMETRY=1: the environment core.hub reads at push time, and the copies
+    unset and HF_HUB_DISABLE_TELEMETRY=1: the environment core.dataset.hub reads at push time, and the copies
     huggingface_hub took of those variables when it was first imported (tests/conftest.py sets
     HF_HUB_OFFLINE=1 for every test; its telemetry fetches {ENDPOINT}/api/agent-harnesses). Nothing
     then leaves loopback. `token`: also set HF_TOKEN."""

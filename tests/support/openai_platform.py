@@ -18,7 +18,7 @@ on top, each switchable per instance:
   `api_key`: 401 `invalid_api_key` for any other key; `quota_exhausted`: 429 `insufficient_quota`;
 * `rpm` / `tpm`: OpenAI's limiter -- buckets that refill limit/`window_s` per second
   (`window_s` 60 like OpenAI; smaller makes tests fast), a request charged prompt tokens
-  (counted with core.tokens, as a client can) + its max output tokens at admission, the
+  (counted with core.llm.tokens, as a client can) + its max output tokens at admission, the
   unused output refunded when it finishes (`refund_unused_output`). Every reply carries
   `x-ratelimit-limit/remaining/reset-requests/-tokens`; a 429 says "Rate limit reached for
   ... on tokens per min (TPM): Limit L, Used U, Requested R. Please try again in 1.2s." with
@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from core import tokens as token_count
+from core.llm import tokens as token_count
 from tests.support.openai_server import FakeOpenAIServer, _Handler, default_responder, requested_schema
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-5-mini", "o4-mini")

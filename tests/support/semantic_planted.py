@@ -20,7 +20,7 @@ import sysconfig
 import tokenize
 from pathlib import Path
 
-from core.checks.benchmarks import humaneval_docstrings, humaneval_problems
+from core.dataset.checks.benchmarks import humaneval_docstrings, humaneval_problems
 
 SYNONYMS = [
     (r"\bReturn\b", "Give back"), (r"\breturn\b", "give back"), (r"\bReturns\b", "Gives back"),

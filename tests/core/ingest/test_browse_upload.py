@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import ShoalError
 from core.ingest import browse, ingest_sources
-from core.ingest.background import current_run, start_ingest
+from core.ingest.start import current_run, start_ingest
 from core.ingest.upload import write_upload
 from tests.core.ingest.conftest import CSN_HF, CSN_ORIGINAL, MULTILANG
 
@@ -56,7 +56,7 @@ def test_zip_upload_becomes_a_folder_and_unsafe_paths_are_refused(store, tmp_pat
 
 
 def test_background_run_one_at_a_time(store, monkeypatch):
-    import core.ingest.background as bg
+    import core.ingest.start as bg
     release = threading.Event()
     real = bg.ingest_sources
 

@@ -5,7 +5,7 @@ import json
 
 from typer.testing import CliRunner
 
-from core.cli import app
+from core.cli.main import app
 from core.store import open_store
 from tests.core.ingest.conftest import CSN_HF, CSN_ORIGINAL
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core.cli import app
+from core.cli.main import app
 from core.ingest import ingest_sources
 from core.ingest.filters import why_test_code
 from core.ingest.stdlib import plan_stdlib

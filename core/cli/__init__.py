@@ -1,0 +1,1 @@
+"""The `shoal` command line: `main` (the typer app) and one module per command group."""

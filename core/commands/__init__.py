@@ -1,1 +1,0 @@
-"""CLI commands, one module per pipeline stage; each exposes `register(app)`."""

@@ -1,0 +1,1 @@
+"""Embedding: the corpus's vectors, by backend (torch, int8 ONNX, static, Ray), cached in DuckDB."""

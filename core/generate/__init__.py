@@ -1,0 +1,1 @@
+"""Generation: items (one LLM call chain per snippet and task) and the jobs that run them."""

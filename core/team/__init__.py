@@ -1,0 +1,1 @@
+"""The team: members and roles, local accounts."""
