@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import write_result  # noqa: E402
-from core.config import DEFAULT_CONCURRENCY  # noqa: E402
+from core.llm.concurrency import DEFAULT_CONCURRENCY  # noqa: E402
 from core.store import open_store  # noqa: E402
 
 SELECTION = "bench"

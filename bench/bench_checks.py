@@ -33,15 +33,15 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.dataset.checks import semantic  # noqa: E402
 from core.dataset.checks.analytics import humaneval_similarity  # noqa: E402
 from core.dataset.checks.benchmarks import humaneval_problems, load_benchmarks  # noqa: E402
-from core.dataset.checks.decontam import Matcher, normalize, run_decontamination  # noqa: E402
+from core.dataset.checks.decontam import Matcher, match_form, run_decontamination  # noqa: E402
 from core.dataset.checks.examples import load_examples  # noqa: E402
 from core.dataset.checks.execution import run_execution_checks  # noqa: E402
 from core.dataset.checks.neardup import jaccard, minhash_pairs, run_near_duplicates, token_set  # noqa: E402
-from core.dataset.checks import semantic  # noqa: E402
 from core.store import open_store  # noqa: E402
-from tests.conftest import SHARED  # noqa: E402
+from tests.support.shared_folder import SHARED  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "checks.json"
 DEFAULT_MBPP = SHARED / "data" / "benchmarks" / "mbpp.jsonl"
@@ -155,7 +155,7 @@ def main() -> None:
 
         # decontamination: Aho-Corasick vs one scan per string (same normalization, same hits)
         matcher, t_build = timed(Matcher, strings)
-        norm = {g: normalize(t) for g, t in texts.items()}
+        norm = {g: match_form(t) for g, t in texts.items()}
         ac_hits, t_ac = timed(lambda: {g: matcher.substring_hits(t) for g, t in norm.items()})
         keys = list(matcher._keys.items())
 

@@ -33,6 +33,7 @@ def stdlib_rows(n: int):
     import ast
     import hashlib
     import sysconfig
+
     import pandas as pd
     rows, seen = [], set()
     for path in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):

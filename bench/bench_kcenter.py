@@ -33,7 +33,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from bench.common import RESULTS, timed, write_result  # noqa: E402
-from core.select.run import kcenter_greedy, kcenter_greedy_fast, random_sample  # noqa: E402
+from core.select.baselines import random_sample  # noqa: E402
+from core.select.kcenter import kcenter_greedy, kcenter_greedy_fast  # noqa: E402
 
 
 def numpy_reference(X: np.ndarray, k: int, first: int) -> list[int]:

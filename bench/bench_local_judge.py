@@ -25,13 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.llm import local_model as local_llm  # noqa: E402
 from core.config import Profile  # noqa: E402
 from core.generate.items import current_prompt_version  # noqa: E402
-from core.llm.parsing import parse_reply  # noqa: E402
+from core.generate.jobs.plan import DEFAULT_TARGETS, assign_tasks, choose_target  # noqa: E402
 from core.ingest.run import ingest_sources  # noqa: E402
-from core.generate.jobs.plan import assign_tasks, choose_target, DEFAULT_TARGETS  # noqa: E402
 from core.llm import LLMClient  # noqa: E402
+from core.llm import local_model as local_llm  # noqa: E402
+from core.llm.parsing import parse_reply  # noqa: E402
 from core.store import open_store  # noqa: E402
 from core.tasks import DEFAULT_MIX, Judgment, get_task  # noqa: E402
 
@@ -50,7 +50,7 @@ def make_examples(store, n_examples: int, max_snippets: int) -> list[dict]:
     """Examples written by the default local model that pass the pre-filter (what a judge sees)."""
     ids = [r["id"] for r in store.rows("SELECT id FROM snippets ORDER BY id LIMIT ?", [max_snippets])]
     tasks = assign_tasks(ids, DEFAULT_MIX, 0)
-    server = local_llm.start_server(local_llm.DEFAULT_MODEL, record_state=False)
+    server = local_llm.start_server(local_llm.DEFAULT_LOCAL_MODEL, record_state=False)
     out: list[dict] = []
     try:
         gen = _client(store, server, "generator", 512)

@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"bench": "local_llm", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "threads": local_llm.threads(),
               "load_average_1m": round(os.getloadavg()[0], 2), "n_ctx": local_llm.N_CTX, "max_tokens": args.max_tokens,
-              "chosen": choose(results), "default_in_code": local_llm.DEFAULT_MODEL, "models": results}
+              "chosen": choose(results), "default_in_code": local_llm.DEFAULT_LOCAL_MODEL, "models": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k != "models"}

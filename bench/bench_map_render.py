@@ -120,7 +120,7 @@ def lasso_in_browser(page) -> float:
 
 def measure_page(pw, db: Path, n: int, reloads: int) -> dict:
     """Render and lasso figures of the Map page on a database that holds an n-point map (its latest)."""
-    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
     out: dict = {"points": n, "lasso_server": lasso_server_side(db)}
     srv = StreamlitServer(db, log_path=db.with_suffix(".log")).start(timeout=180)
     try:

@@ -31,11 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 import core.llm  # noqa: E402,F401  (imports openai before the clock runs)
 from bench.common import RESULTS, write_result  # noqa: E402
-from core.llm import pacing  # noqa: E402
-from core.llm import tokens  # noqa: E402
 from core.config import Profile  # noqa: E402
 from core.generate.items import PoolConfig  # noqa: E402
 from core.generate.jobs import create_job, run_job  # noqa: E402
+from core.llm import gates, tokens  # noqa: E402
 from core.store import open_store  # noqa: E402
 from core.tasks import DEFAULT_MIX  # noqa: E402
 from tests.support.openai_platform import OpenAIPlatform  # noqa: E402
@@ -70,7 +69,7 @@ def _steady_ratio(log: list[tuple[float, int]], start: float, end: float, window
 
 def run(items: int, concurrency: int, tpm: float, window: float, latency: float, max_tokens: int) -> dict:
     tokens.available_encodings()          # load the tokenizers before the clock runs
-    pacing.reset_gates()
+    gates.reset_gates()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, \
             OpenAIPlatform(shoal_responder, tpm=tpm, rpm=1_000_000, window_s=window, latency_s=latency) as server:
@@ -87,7 +86,7 @@ def run(items: int, concurrency: int, tpm: float, window: float, latency: float,
         calls = int(store.scalar("SELECT count(*) FROM llm_calls"))
         store.close()
         n429 = server.rate_limited
-    gate = pacing.gate_for(pacing.endpoint_key(profiles["generator"].base_url, MODEL)).stats()
+    gate = gates.gate_for(gates.gate_key(profiles["generator"].base_url, MODEL)).stats()
     last_reply = max(t for t, _ in log)
     ratio = _steady_ratio(log, t0 + window, last_reply, window, tpm)
     used = sum(n for _, n in log)

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.store import open_store  # noqa: E402
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, wait_for_app  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, wait_for_app  # noqa: E402
 from tests.support.fake_generations import fill_fake  # noqa: E402
 from tests.support.streamlit_server import StreamlitServer  # noqa: E402
 
@@ -143,7 +143,7 @@ def measure(db: Path, presses: int, warmup: int = 3, srv: StreamlitServer | None
 
 def _accept_next(store, cur, me: str, gid: int, opened: dict, verdict: str) -> tuple[int | None, dict, float, float]:
     """One press of A (or a confirmed reject) on the Review page, as its code runs it
-    (ui/review_decisions.py, ui/review_state.py, ui/review_item.py): the button's callback (decide
+    (ui/review/decisions.py, ui/review/state.py, ui/review/item.py): the button's callback (decide
     with the version and pre-filter stop the page opened the example at, move the cursor on,
     remember the position), then the fragment's rerun drawing the next example (`review_view`: the
     example, its overlap status and the responses the reviewer may see, its execution), then the
@@ -173,6 +173,7 @@ def _reviewer_thread(store, me: str, steps: int, seed: int, out: dict, think: fl
     """One reviewer's session: open the Review page on their queue, wait until every reviewer has
     (`opened_all`, a barrier), then decide `steps` examples."""
     import random
+
     from core import review as rv
     rnd = random.Random(seed)
     f = rv.QueueFilter(assigned_to=me)

@@ -1,7 +1,7 @@
 """Per-example cost of the bubblewrap sandbox vs the runner it replaced; writes bench/results/sandbox.json.
 
 The old runner (audit hook + `unshare` namespaces + rlimits) is not in the product any more: its
-source is taken from git (`git show <rev>:core/dataset/checks/sandbox.py`, by default the newest commit whose sandbox has
+source is taken from git (`git show <rev>:core/sandbox/isolation.py`, by default the newest commit whose sandbox has
 no bwrap) into a temporary module, so the baseline is today's code on the same examples, on
 the same machine, in the same run. Both run the same Python examples (MBPP-style solution +
 asserts) and C++ examples (compile + run), interleaved A B A B so load changes hit both alike, with
@@ -27,13 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _show(rev: str) -> str:
-    return subprocess.run(["git", "show", f"{rev}:core/dataset/checks/sandbox.py"], cwd=ROOT, capture_output=True,
+    return subprocess.run(["git", "show", f"{rev}:core/sandbox/isolation.py"], cwd=ROOT, capture_output=True,
                           text=True, check=True).stdout
 
 
 def last_rev_before_bwrap() -> str:
-    """The newest commit whose core/dataset/checks/sandbox.py is still the audit-hook runner."""
-    revs = subprocess.run(["git", "log", "--format=%H", "--", "core/dataset/checks/sandbox.py"], cwd=ROOT,
+    """The newest commit whose core/sandbox/isolation.py is still the audit-hook runner."""
+    revs = subprocess.run(["git", "log", "--format=%H", "--", "core/sandbox/isolation.py"], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout.split()
     return next(r for r in revs if "bwrap" not in _show(r))
 
@@ -43,7 +43,7 @@ def old_runner(rev: str):
     rev = last_rev_before_bwrap() if rev == "auto" else rev
     src = _show(rev)
     if "bwrap" in src:
-        raise SystemExit(f"{rev}:core/dataset/checks/sandbox.py is already the bubblewrap sandbox; pass --rev <older commit>")
+        raise SystemExit(f"{rev}:core/sandbox/isolation.py is already the bubblewrap sandbox; pass --rev <older commit>")
     path = Path(tempfile.mkdtemp(prefix="shoal-bench-")) / "old_sandbox.py"
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("old_sandbox", path)
@@ -82,8 +82,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rev", default="auto", help="the baseline's commit (default: the last one before bubblewrap)")
     args = ap.parse_args()
-    from core.dataset.checks import sandbox as new
-    from core.dataset.checks.languages import COMPILE_MEMORY_MB, COMPILE_TIMEOUT, toolchain_roots
+    from core.sandbox import isolation as new
+    from core.sandbox.languages import COMPILE_MEMORY_MB, COMPILE_TIMEOUT, toolchain_roots
     old = old_runner(args.rev)
     if new.sandbox_problem():
         raise SystemExit(new.sandbox_problem())
@@ -111,7 +111,7 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     write_result("sandbox", {
         "examples": {"python": args.examples, "cpp": args.cpp}, "rounds": args.rounds, "workers": 2,
-        "baseline": f"{args.rev}:core/dataset/checks/sandbox.py", "sandbox": new.sandbox_status(),
+        "baseline": f"{args.rev}:core/sandbox/isolation.py", "sandbox": new.sandbox_status(),
         "seconds_per_example": {k: round(v, 4) for k, v in med.items()},
         "ratio_python": round(med["new_python"] / med["old_python"], 3),
         "ratio_cpp": round(med["new_cpp"] / med["old_cpp"], 3),

@@ -221,8 +221,8 @@ def embed_routes(store, ids: list[str], sample: int, torch_sample: int, seed: in
 
 def import_cheap_vectors(store, tmp: Path, model: str = "hashed-tokens-384") -> dict:
     """The 1M vectors: computed by the cheap embedder, written to Parquet, imported (timed apart)."""
-    from core.embed.run import snippet_frame
     from core.embed.imported import import_vectors, write_vectors_parquet
+    from core.embed.run import snippet_frame
     t0 = time.perf_counter()
     frame = snippet_frame(store).drop_duplicates("content_hash")
     hashes, texts = frame["content_hash"].tolist(), frame["text"].tolist()
@@ -245,8 +245,8 @@ def import_cheap_vectors(store, tmp: Path, model: str = "hashed-tokens-384") -> 
 
 def embed_static(store) -> dict:
     """Every snippet embedded for real with the static backend (`shoal embed --backend static`)."""
-    from core.embed.run import embed_corpus
     from core.embed.model import load_model
+    from core.embed.run import embed_corpus
     t0 = time.perf_counter()
     enc = load_model(None, "static")        # the table: distilled once per machine (shoal warmup)
     load_s = time.perf_counter() - t0
@@ -262,7 +262,8 @@ def embed_static(store) -> dict:
 
 def kcenter_at_scale(X: np.ndarray, k: int, ref_steps: int, out: dict, rss: PeakRss) -> dict:
     from bench.bench_kcenter import numpy_reference
-    from core.select.run import coverage, kcenter_greedy, kcenter_greedy_fast, random_sample
+    from core.select.baselines import coverage, random_sample
+    from core.select.kcenter import kcenter_greedy, kcenter_greedy_fast
     n = len(X)
     first = int(np.random.default_rng(0).integers(n))  # kcenter_greedy's first pick for seed=0
     half = max(1, ref_steps // 2)
@@ -328,10 +329,10 @@ def demo_first_map(tmp: Path, fresh_cache: bool) -> dict:
     big) and when the full map is. `fresh_cache`: no exported ONNX model and no backend choice yet,
     as on a new machine (they are made once per machine)."""
     from core.background import latest_task
-    from core.maps.start import EMBED_MAP, start_embed_and_map
     from core.embed.run import load_embeddings
     from core.ingest.run import ingest_sources
     from core.maps.build import map_points
+    from core.maps.start import EMBED_MAP, start_embed_and_map
     from core.store import open_store
     if fresh_cache:
         os.environ["SHOAL_CACHE_DIR"] = str(tmp / "cache")

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_checks import DEFAULT_MBPP, fill, synthetic  # noqa: E402
 from bench.common import write_result  # noqa: E402
-from core.dataset.checks import semantic  # noqa: E402
+from core.dataset.checks import semantic, semantic_preview  # noqa: E402
 from core.dataset.checks.examples import load_examples  # noqa: E402
 from core.store import open_store  # noqa: E402
 
@@ -85,7 +85,7 @@ def main() -> None:
         t_again_d = clock.lap()
         again_l = semantic.run_semantic_decontamination(store, spec, backend=args.backend)
         t_again_l = clock.lap()
-        preview = semantic.preview_duplicates(store, 0.85)
+        preview = semantic_preview.preview_duplicates(store, 0.85)
         t_preview = clock.lap()
         store.close()
     n = args.examples

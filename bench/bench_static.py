@@ -133,7 +133,8 @@ def neighbour_recall(ref: np.ndarray, other: np.ndarray, k: int = 10) -> dict:
 
 def kcenter_coverage(ref: np.ndarray, static: np.ndarray, budgets=BUDGETS) -> list[dict]:
     """Picks made in each space, all scored in MiniLM's (`ref`) space."""
-    from core.select.run import coverage, kcenter_greedy, random_sample
+    from core.select.baselines import coverage, random_sample
+    from core.select.kcenter import kcenter_greedy
     rows = []
     for k in budgets:
         if k >= len(ref):
@@ -157,8 +158,8 @@ def kcenter_coverage(ref: np.ndarray, static: np.ndarray, budgets=BUDGETS) -> li
 def planted_store(path: Path):
     """The planted set of tests/core/dataset/checks/test_semantic.py (without its user benchmark file)."""
     from core.store import open_store
-    from tests.core.dataset.checks.seed_data import add_example, wave
     from tests.support import semantic_planted as P
+    from tests.support.seed_data import add_example, wave
 
     store = open_store(path)
     labels: dict[int, str] = {}

@@ -21,7 +21,8 @@ import time
 import numpy as np
 
 from bench.common import timed, write_result
-from core.maps.build import UMAP_FIT_SAMPLE, _fit_split, cluster_labels, label_sample, map_layout, place_rest
+from core.maps.build import UMAP_FIT_SAMPLE, _fit_split, map_layout, place_rest
+from core.maps.clusters import cluster_labels, label_sample
 
 
 def vectors(n: int, dim: int = 384, n_topics: int = 200, seed: int = 0, chunk: int = 50_000) -> np.ndarray:

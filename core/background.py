@@ -23,10 +23,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from core.team import members as team
 from core.errors import ShoalError
 from core.progress import Cancelled
 from core.store import Store, returned
+from core.team import members as team
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Task:
         return not self.running
 
     def record(self) -> TaskRecord | None:
-        return get_task(self.store, self.id)
+        return task_record(self.store, self.id)
 
     # -- the worker ---------------------------------------------------------------
     def _start(self) -> None:
@@ -275,7 +275,7 @@ def _record(row: dict, store: Store) -> TaskRecord:
                       started_at=row["started_at"], finished_at=row["finished_at"], stale=stale)
 
 
-def get_task(store: Store, task_id: int) -> TaskRecord | None:
+def task_record(store: Store, task_id: int) -> TaskRecord | None:
     row = store.one(f"SELECT {_COLUMNS} FROM background_tasks WHERE id = ?", [task_id])
     return None if row is None else _record(row, store)
 

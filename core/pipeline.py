@@ -15,9 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.background import running_tasks
+
 # one job at a time per endpoint and the durable queue live with the jobs; re-exported for the pages
-from core.generate.jobs.endpoint_queue import (QUEUE_POLL_S, endpoint_key, job_rows, jobs_on_endpoint, queued_jobs,
-                                      running_job_ids, start_after)
+from core.generate.jobs.endpoint_queue import (
+    QUEUE_POLL_S,
+    endpoint_key,
+    job_rows,
+    jobs_on_endpoint,
+    queued_jobs,
+    running_job_ids,
+    start_after,
+)
 from core.store import Store
 
 __all__ = ["QUEUE_POLL_S", "Running", "STAGE_OF", "endpoint_key", "is_busy", "jobs_on_endpoint", "next_step",
@@ -25,17 +33,17 @@ __all__ = ["QUEUE_POLL_S", "Running", "STAGE_OF", "endpoint_key", "is_busy", "jo
 
 _STAGES = [
     ("Corpus", "SELECT count(*) FROM snippets", "snippets ingested",
-     "Add a corpus (or the built-in demo) on the Corpus page.", "pages/1_Corpus.py"),
+     "Add a corpus (or the built-in demo) on the Corpus page.", "Corpus"),
     ("Map", "SELECT count(*) FROM maps", "maps built",
-     "Embed the corpus and build its map on the Map page.", "pages/2_Map.py"),
+     "Embed the corpus and build its map on the Map page.", "Map"),
     ("Selection", "SELECT count(*) FROM selections", "selections saved",
-     "Pick the most diverse snippets with k-center greedy on the Map page.", "pages/2_Map.py"),
+     "Pick the most diverse snippets with k-center greedy on the Map page.", "Map"),
     ("Generate", "SELECT count(*) FROM generations", "examples generated",
-     "Generate and judge instruction examples on the Generate page.", "pages/3_Generate.py"),
+     "Generate and judge instruction examples on the Generate page.", "Generate"),
     ("Review", "SELECT count(*) FROM reviews WHERE verdict IN ('accepted', 'rejected')", "examples reviewed",
-     "Accept, edit or reject examples on the Review page.", "pages/4_Review.py"),
+     "Accept, edit or reject examples on the Review page.", "Review"),
     ("Export", "SELECT count(*) FROM exports", "exports written",
-     "Check and export the accepted set on the Dataset page.", "pages/5_Dataset.py"),
+     "Check and export the accepted set on the Dataset page.", "Dataset"),
 ]
 # which stage a kind of work belongs to (background task kinds, and "job")
 STAGE_OF = {"ingest": "Corpus", "embed_map": "Map", "job": "Generate", "checks": "Export"}
@@ -104,7 +112,7 @@ def pipeline_status(store: Store) -> list[dict]:
         out.append({"title": title, "count": n, "help": help_, "done": n > 0 and not stale,
                     "next": "Snippets were added since the map was built: build it again on the Map page (a "
                             "selection draws only from mapped snippets)." if stale else next_,
-                    "page": page, "page_title": page.split("_", 1)[1].removesuffix(".py"),
+                    "page": page,
                     "running": running, "state": "stale" if stale else state, "note": stale})
     return out
 

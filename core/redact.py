@@ -72,10 +72,10 @@ def configured_secrets() -> list[str]:
     """The key values this process holds now: environment, session keys, secrets.toml; longest first."""
     found = {v.strip() for k, v in os.environ.items() if _SECRET_NAME.search(k) and v}
     try:
-        from core import config
+        from core import config, secrets_file
         with config._SESSION_KEYS_LOCK:   # keys typed into the Models panel (this process's memory only)
             found.update(config._SESSION_KEYS.values())
-        for path in config.secrets_paths():
+        for path in secrets_file.secrets_paths():
             found.update(_file_values(str(path)))
         found.discard(config.DUMMY_KEY)
     except Exception:   # redaction must never be the thing that fails

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.background import TaskRecord, is_running
 from core.errors import ShoalError
-from core.ingest import DEFAULT_BLACKLIST, FORMATS, browse
+from core.ingest import DEFAULT_BLACKLIST, INGEST_FORMATS, browse
 from core.ingest.start import INGEST, start_ingest
 from core.ingest.upload import save_upload
 from core.pipeline import next_step, pipeline_status
@@ -24,7 +24,7 @@ st.caption("Raw code in: CodeSearchNet files, whole-file corpora (The Stack styl
 
 stats = browse.overview(store)
 # the source, filters and search keep their values while the user is on another page
-keep({"corpus.path": "", "corpus.format": FORMATS[0], "corpus.min_chars": 50, "corpus.max_chars": 800,
+keep({"corpus.path": "", "corpus.format": INGEST_FORMATS[0], "corpus.min_chars": 50, "corpus.max_chars": 800,
       "corpus.seed": 0, "corpus.keep_tests": False, "corpus.blacklist": "\n".join(DEFAULT_BLACKLIST), "corpus.reasons": [],
       "corpus.query": "", "corpus.langs": [], "corpus.kinds": []})
 busy = is_running(store, INGEST.name)
@@ -58,7 +58,7 @@ with st.expander("Add a source", expanded=stats["snippets"] == 0 and not busy):
     with path_tab:
         st.text_input("File or folder on the server", key="corpus.path", **PERSIST,
                       placeholder="/data/codesearchnet/python  or  ~/src/my-repo  or  stack.parquet")
-        st.selectbox("Format", FORMATS, key="corpus.format", **PERSIST,
+        st.selectbox("Format", INGEST_FORMATS, key="corpus.format", **PERSIST,
                      help="auto: CodeSearchNet or whole-file records are told apart by their fields; "
                           "a folder with source code is read with tree-sitter.")
         if st.button("Ingest", key="corpus.ingest_path", disabled=busy or bool(locked)):

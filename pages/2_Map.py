@@ -6,20 +6,31 @@ import pandas as pd
 import streamlit as st
 
 from core.background import TaskRecord, is_running
-from core.maps.start import EMBED_MAP, EMBEDDING, FIRST_LOOK, THE_REST, start_embed_and_map
-from core.embed.run import BACKENDS, DEFAULT_MODEL, cached_models
 from core.embed.choice import default_backend_note
+from core.embed.run import BACKENDS, DEFAULT_MODEL, cached_models
 from core.errors import ShoalError
-from core.maps.lasso import PointIndex
-from core.maps.build import (CLUSTER_METHODS, list_maps, map_clusters, map_coverage, map_points, map_review_status,
-                       stale_map_note)
-from core.select.run import METHODS, list_selections, selection_ids
 from core.ingest.snippets import count_snippets
+from core.maps.build import list_maps, map_clusters, map_coverage, map_points, map_review_status, stale_map_note
+from core.maps.clusters import CLUSTER_METHODS
+from core.maps.lasso import PointIndex
+from core.maps.start import EMBED_MAP, EMBEDDING, FIRST_LOOK, THE_REST, start_embed_and_map
+from core.select.run import METHODS
+from core.select.stored import list_selections, selection_ids
+from ui.app_pages import page
 from ui.background import task_panel
 from ui.common import lock_note, page_store, reviewer_name
-from ui.map_chart import ChartState, apply_event, map_component, toggle
-from ui.map_panels import (build_drawing, how_to, coverage_section, find_snippet, keep_map_widgets, kind_options,
-                           select_submitted, show_select_outcome, snippet_panel)
+from ui.map.chart import ChartState, apply_event, map_component, toggle
+from ui.map.panels import (
+    build_drawing,
+    coverage_section,
+    find_snippet,
+    how_to,
+    keep_map_widgets,
+    kind_options,
+    select_submitted,
+    show_select_outcome,
+    snippet_panel,
+)
 from ui.persist import PERSIST
 
 store = page_store()
@@ -51,7 +62,7 @@ def _show_new_map(rec: TaskRecord) -> None:
 n_snippets = count_snippets(store)
 if n_snippets == 0:
     st.info("The corpus is empty. Add code (or the built-in demo corpus) on the Corpus page first.")
-    st.page_link("pages/1_Corpus.py", label="Go to Corpus", icon="➡️")
+    st.page_link(page("Corpus"), label="Go to Corpus", icon="➡️")
     st.stop()
 
 maps_df = list_maps(store)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.common import page_store, require_page
-from ui.generate_form import run_form, run_tab
-from ui.generate_job_panel import jobs_table, show_job_panel
-from ui.generate_prompts import prompts_tab
+from ui.generate.form import run_form, run_tab
+from ui.generate.job_panel import jobs_table, show_job_panel
+from ui.generate.prompts import prompts_tab
 
 store = page_store()
 require_page("generate")   # prompts and jobs: owner or curator (a reviewer sees why, nothing else)

@@ -17,13 +17,13 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.common import can, page_store
-from ui.review_agreement import agreement_panel, people_panel
-from ui.review_bulk import bulk_panel
-from ui.review_conflicts import conflicts_panel
-from ui.review_item import review_panel
-from ui.review_queue import queue_sidebar, watch_for_new_examples
 from ui.persist import PERSIST
-from ui.review_state import SS, has_queue, init_state
+from ui.review.agreement import agreement_panel, people_panel
+from ui.review.bulk import bulk_panel
+from ui.review.conflicts import conflicts_panel
+from ui.review.item import review_panel
+from ui.review.queue import queue_sidebar, watch_for_new_examples
+from ui.review.state import SS, has_queue, init_state
 
 store = page_store()
 

@@ -8,22 +8,23 @@ import plotly.express as px
 import streamlit as st
 
 from core.background import TaskRecord, is_running
-from core.dataset.checks.start import CHECKS, benchmark_spec, start_checks
 from core.dataset.checks import analytics as an
 from core.dataset.checks.benchmarks import KNOWN as BENCHMARKS
 from core.dataset.checks.examples import load_examples
 from core.dataset.checks.exclusions import automatic_exclusions, confirm_exclusions, unconfirmed
 from core.dataset.checks.neardup import duplicate_groups, keep_one
 from core.dataset.checks.results import current_checks, latest_run, set_override
-from core.dataset.checks.sandbox import sandbox_problem
+from core.dataset.checks.start import CHECKS, benchmark_spec, start_checks
+from core.dataset.export import export_dataset, export_zip, recent_exports, select_rows
+from core.dataset.formats import EXPORT_FORMATS
 from core.errors import ShoalError
-from core.dataset.export import FORMATS, export_dataset, export_zip, recent_exports, select_rows
+from core.sandbox.isolation import sandbox_problem
 from ui.background import task_panel
-from ui.dataset_semantic import semantic_panel
-from ui.dataset_versions import versions_panel
-from ui.hub_push import hub_push_panel
-from ui.judge_eval_panel import judge_eval_panel
 from ui.common import page_store, require_page, reviewer_name
+from ui.dataset.hub_push import hub_push_panel
+from ui.dataset.judge_eval_panel import judge_eval_panel
+from ui.dataset.semantic import semantic_panel
+from ui.dataset.versions import versions_panel
 from ui.palettes import REVIEW_STATUS
 from ui.persist import PERSIST, keep
 from ui.text import page_text, plain, text_table
@@ -50,7 +51,7 @@ c[4].metric("Exportable now", len(selection.rows), help="Accepted, and no failin
 
 # the check and export settings keep their values while the user is on another page
 keep({"ds_benchmarks": ["humaneval"], "ds_bench_paths": "", "ds_ngram": 0, "ds_threshold": 0.58, "ds_rouge": False,
-      "ds_exec": False, "ds_exec_sample": 200, "ds_fmt": list(FORMATS)[0], "ds_include_judged": False,
+      "ds_exec": False, "ds_exec_sample": 200, "ds_fmt": list(EXPORT_FORMATS)[0], "ds_include_judged": False,
       "ds_apply_checks": True, "ds_name": "Shoal dataset", "ds_out": "", "ds_overwrite": False})
 
 # =========================================================================== checks
@@ -286,7 +287,7 @@ def exclusions_preview(apply_checks: bool) -> bool:
 
 st.header("Export")
 cols = st.columns([2, 1, 1])
-fmt = cols[0].selectbox("Format", list(FORMATS), format_func=lambda f: FORMATS[f], key="ds_fmt", **PERSIST)
+fmt = cols[0].selectbox("Format", list(EXPORT_FORMATS), format_func=lambda f: EXPORT_FORMATS[f], key="ds_fmt", **PERSIST)
 include_judged = cols[1].checkbox("Include judge-passed unreviewed", key="ds_include_judged", **PERSIST)
 apply_checks = cols[2].checkbox("Apply check verdicts", key="ds_apply_checks", **PERSIST)
 name = st.text_input("Dataset name (card title)", key="ds_name", **PERSIST)

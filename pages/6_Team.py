@@ -5,10 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from core import review as rv
-from core.team import members as team
 from core.errors import ShoalError
+from core.team import members as team
+from ui.app_pages import page
 from ui.common import can, current_role, page_store, reviewer_name, sign_in_enabled
-from ui.review_guidelines import guidelines_editor
+from ui.review.guidelines import guidelines_editor
 from ui.text import plain
 
 store = page_store()
@@ -47,7 +48,7 @@ def drop_member(identity: str) -> None:
 
 def run_assign(reviewers: list[str], per_example: int, share: float, include_reviewed: bool, reset: bool) -> None:
     try:
-        res = team.assign_examples(store, reviewers, per_example=per_example, overlap_share=share, actor=me,
+        res = rv.assign_examples(store, reviewers, per_example=per_example, overlap_share=share, actor=me,
                                    actor_role=current_role(), include_reviewed=include_reviewed, reset_open=reset,
                                    seed=int(SS.get("tm_seed", 0)))
         SS["tm_flash"] = (f"Assigned {res.examples} examples ({res.overlap_examples} with overlap) to "
@@ -134,7 +135,7 @@ if prog:
         "s / example": None if p["seconds_per_example"] is None else round(p["seconds_per_example"], 1),
         "per hour": None if p["per_hour"] is None else round(p["per_hour"], 1),
         "last": str(p["last_at"] or "")[:19]} for p in prog]), hide_index=True, width="stretch")
-    st.page_link("pages/4_Review.py", label="Agreement between reviewers: Review page → Agreement",
+    st.page_link(page("Review"), label="Agreement between reviewers: Review page → Agreement",
                  icon=":material/insights:")
 else:
     st.caption("Nobody has reviewed yet.")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import evaluate as ev
 from ui.common import can, page_store
-from ui.evaluate_view import comparison, runs_table, start_form
+from ui.evaluate.view import comparison, runs_table, start_form
 
 store = page_store()
 st.title("Evaluate")

@@ -30,6 +30,18 @@ def test_no_task_name_literal_outside_core_tasks():
     assert offenders == []
 
 
+def test_a_page_file_is_named_only_in_the_page_table():
+    """Pages are linked by title (ui.app_pages.page); the scripts' file names live in ui/app_pages.py only."""
+    scripts = sorted(p.name for p in (ROOT / "pages").glob("*.py"))
+    assert len(scripts) >= 8
+    named = re.compile("|".join(map(re.escape, scripts)))
+    files = [p for d in ("core", "pages", "ui") for p in (ROOT / d).rglob("*.py")
+             if p != ROOT / "ui" / "app_pages.py"] + [ROOT / "app.py"]
+    offenders = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if named.search(line)]
+    assert offenders == []
+
+
 def _core_import_graph() -> dict[str, set[str]]:
     """Module → the core modules it imports at run time (anywhere in the file; TYPE_CHECKING blocks excluded)."""
     import ast
@@ -66,30 +78,69 @@ def _core_import_graph() -> dict[str, set[str]]:
     return graph
 
 
-def test_core_has_no_import_cycles():
-    graph, cycles = _core_import_graph(), []
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle a depth-first walk of `graph` meets (each as the path that closes it)."""
+    cycles: list[list[str]] = []
 
-    def visit(mod: str, path: list[str], done: set[str]) -> None:
-        for dep in sorted(graph[mod]):
+    def visit(node: str, path: list[str], done: set[str]) -> None:
+        for dep in sorted(graph.get(node, ())):
             if dep in path:
                 cycles.append(path[path.index(dep):] + [dep])
             elif dep not in done:
                 visit(dep, path + [dep], done)
-        done.add(mod)
+        done.add(node)
 
     done: set[str] = set()
-    for mod in sorted(graph):
-        if mod not in done:
-            visit(mod, [mod], done)
-    # a package's __init__ re-exporting its submodules, which import each other, is not a cycle
-    real = [c for c in cycles if not any(c[i + 1].startswith(c[i] + ".") for i in range(len(c) - 1))]
-    assert real == []
+    for node in sorted(graph):
+        if node not in done:
+            visit(node, [node], done)
+    return cycles
+
+
+def _package_of(module: str) -> str:
+    """The stage folder a core module lies in (core.review for core.review.items, core.dataset for
+    core.dataset.checks.neardup); a module at core/'s root (core.store, core.config) is its own."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 and (ROOT / "core" / parts[1]).is_dir() else module
+
+
+def _package_imports() -> dict[tuple[str, str], list[str]]:
+    """(package, package it imports) -> the module imports that make that edge, at run time
+    (imports inside functions count; TYPE_CHECKING blocks do not)."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for mod, deps in _core_import_graph().items():
+        for dep in sorted(deps):
+            a, b = _package_of(mod), _package_of(dep)
+            if a != b:
+                edges.setdefault((a, b), []).append(f"{mod} -> {dep}")
+    return edges
+
+
+def test_core_has_no_import_cycles():
+    """No module imports itself back, and no stage (a folder under core/, or a module at its root)
+    imports another that imports it back, by any path, through a package __init__ or not."""
+    assert _cycles(_core_import_graph()) == []
+    edges = _package_imports()
+    graph: dict[str, set[str]] = {}
+    for a, b in edges:
+        graph.setdefault(a, set()).add(b)
+    loops = [" -> ".join(c) + ": " + "; ".join(i for x, y in zip(c, c[1:]) for i in edges[(x, y)])
+             for c in _cycles(graph)]
+    assert loops == []
+
+
+def test_review_never_imports_dataset():
+    """The dataset stage may read the review stage (verdicts, agreement); review never imports dataset."""
+    offenders = sorted(f"{mod} -> {dep}" for mod, deps in _core_import_graph().items() if mod.startswith("core.review")
+                       for dep in deps if dep == "core.dataset" or dep.startswith("core.dataset."))
+    assert offenders == []
 
 
 def test_pages_hold_no_sql():
-    """Pages and UI helpers read and write through core modules, never with SQL of their own."""
+    """Pages, UI helpers and the CLI read and write through core modules, never with SQL of their own."""
     sql_call = re.compile(r"\b(store|_store|cur|con)\.(rows|one|scalar|df|execute|executemany)\(")
-    files = list((ROOT / "pages").glob("*.py")) + list((ROOT / "ui").rglob("*.py")) + [ROOT / "app.py"]
+    files = (list((ROOT / "pages").glob("*.py")) + list((ROOT / "ui").rglob("*.py")) + [ROOT / "app.py"]
+             + list((ROOT / "core" / "cli").rglob("*.py")))
     offenders = [f"{p.relative_to(ROOT)}:{n}" for p in files
                  for n, line in enumerate(p.read_text().splitlines(), 1) if sql_call.search(line)]
     assert offenders == []
@@ -150,3 +201,35 @@ def test_no_function_over_80_lines():
     found = long_functions()
     assert {k: v for k, v in found.items() if k not in LONG_FUNCTIONS_ALLOWED} == {}
     assert sorted(LONG_FUNCTIONS_ALLOWED - set(found)) == [], "now short: remove from LONG_FUNCTIONS_ALLOWED"
+
+
+# Names every module of a kind defines on purpose: the registry reads them (core.tasks: TASK; core.cli.main:
+# add_commands), and a module's logger (log).
+MODULE_PROTOCOL_NAMES = {"TASK", "add_commands", "log"}
+
+
+def test_no_public_name_is_defined_twice_in_core():
+    """A public function, class or constant has one home in core/ (a package __init__ may re-export it)."""
+    import ast
+    homes: dict[str, list[str]] = {}
+    for path in (ROOT / "core").rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names = [node.target.id]
+            else:
+                continue
+            for name in names:
+                if not name.startswith("_") and name not in MODULE_PROTOCOL_NAMES:
+                    homes.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    assert {n: sorted(set(p)) for n, p in homes.items() if len(set(p)) > 1} == {}
+
+
+def test_no_core_module_over_500_lines():
+    """A module of core/ does one job; past 500 lines it does several (split it where the jobs part)."""
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "core").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 500}
+    assert long == {}

@@ -78,7 +78,7 @@ def _wait_healthy(proc: subprocess.Popen, url: str, log: Path, timeout: float = 
 def _check_installed(python: Path, env_dir: Path, cwd: Path, env: dict) -> None:
     """core and ui come from the wheel, not the checkout; the map component's page is there and is
     copied into the private asset folder the component is served from."""
-    probe = ("import core, ui, core.appfiles as a; from ui.map_chart import _asset_dir; "
+    probe = ("import core, ui, core.appfiles as a; from ui.map.chart import _asset_dir; "
              "f = a.app_files(); d = _asset_dir(); "
              "print(core.__file__, ui.__file__, f.root, f.installed, (d / 'index.html').is_file(), sep='\\n')")
     core_file, ui_file, app_root, installed, asset = _run([python, "-c", probe], cwd=cwd, env=env).stdout.split()
@@ -95,7 +95,7 @@ def test_wheel_installs_outside_the_checkout_and_serves_the_demo(tmp_path, page)
     figures["build_s"], t0 = round(time.monotonic() - t0, 1), time.monotonic()
     figures["wheel_kib"] = wheel.stat().st_size // 1024
     names = zipfile.ZipFile(wheel).namelist()
-    assert "ui/map_component/index.html" in names and any(n.startswith("core/migrations/") for n in names)
+    assert "ui/map/component/index.html" in names and any(n.startswith("core/migrations/") for n in names)
     assert not any(n.endswith("secrets.toml") or n.startswith(("tests/", "bench/")) for n in names)
     env_dir = _clean_venv(tmp_path, wheel)
     figures["install_s"] = round(time.monotonic() - t0, 1)

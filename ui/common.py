@@ -6,9 +6,9 @@ import time
 
 import streamlit as st
 
-from core.team import members as team
 from core.errors import ShoalError
 from core.store import Store, default_db_path, open_store
+from core.team import members as team
 
 
 @st.cache_resource(show_spinner=False)
@@ -89,7 +89,7 @@ def local_sign_in(identity: str, password: str) -> bool:
     from core.team import local_accounts
     if not local_sign_in_enabled() or not local_accounts.verify(get_store(), identity, password):
         return False
-    st.session_state[LOCAL_IDENTITY] = local_accounts.normalize(identity)
+    st.session_state[LOCAL_IDENTITY] = local_accounts.normalize_identity(identity)
     st.session_state.pop("_team_role", None)
     return True
 
@@ -212,14 +212,10 @@ def page_setup(title: str, icon: str = "🐟") -> Store:
 
 
 def next_step_box(step: dict | None) -> None:
-    """"Next step" with a link to its page (core.pipeline.next_step); the link is left out when the
-    page runs outside the frame (a test running one page file), where no page can be linked to."""
-    from streamlit.errors import StreamlitPageNotFoundError
+    """"Next step" with a link to its page (core.pipeline.next_step)."""
+    from ui.app_pages import page
     if step is None:
         st.success("Every stage has data. Export the accepted set from the Dataset page.")
         return
     st.info(f"**Next step:** {step['next']}")
-    try:
-        st.page_link(step["page"], label=f"Go to {step['page_title']}", icon="➡️")
-    except StreamlitPageNotFoundError:
-        pass
+    st.page_link(page(step["page"]), label=f"Go to {step['page']}", icon="➡️")

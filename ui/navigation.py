@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.team import members as team
 from core.errors import ShoalError
-from ui.common import (current_identity, current_role, get_store, local_sign_in, local_sign_in_enabled, oidc_enabled,
-                       page_setup, sign_in_enabled, sign_out, signed_in)
+from core.team import members as team
+from ui.app_pages import app_pages
+from ui.common import (
+    current_identity,
+    current_role,
+    get_store,
+    local_sign_in,
+    local_sign_in_enabled,
+    oidc_enabled,
+    page_setup,
+    sign_in_enabled,
+    sign_out,
+    signed_in,
+)
 from ui.persist import carry_over
-
-
-def app_pages() -> list:
-    """The navigation menu: titled pages, at the URLs the app has always used (/Corpus, /Map, ...)."""
-    return [
-        st.Page("pages/0_Home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/1_Corpus.py", title="Corpus", icon=":material/database:", url_path="Corpus"),
-        st.Page("pages/2_Map.py", title="Map", icon=":material/scatter_plot:", url_path="Map"),
-        st.Page("pages/3_Generate.py", title="Generate", icon=":material/auto_awesome:", url_path="Generate"),
-        st.Page("pages/4_Review.py", title="Review", icon=":material/rate_review:", url_path="Review"),
-        st.Page("pages/5_Dataset.py", title="Dataset", icon=":material/dataset:", url_path="Dataset"),
-        st.Page("pages/6_Team.py", title="Team", icon=":material/group:", url_path="Team"),
-        st.Page("pages/7_Evaluate.py", title="Evaluate", icon=":material/fact_check:", url_path="Evaluate"),
-    ]
 
 
 def _providers() -> list[str | None]:

@@ -1,14 +1,13 @@
 """`shoal check`: decontamination, near-duplicates (MinHash, optionally semantic) and the execution sandbox."""
 from __future__ import annotations
 
-
 import typer
 
 from core.cli.common import console, fail, print_json, progress_bar, store_from
 from core.errors import ShoalError
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     @app.command("check")
     def check(ctx: typer.Context,
               benchmarks: str = typer.Option(

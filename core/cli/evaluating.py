@@ -56,7 +56,7 @@ def _run(ctx: typer.Context, benchmark: str, limit: int | None, n_samples: int, 
         _print_report(out)
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     ev = typer.Typer(help="Evaluate a model on code benchmarks (pass@k, every sample run in the sandbox).",
                      no_args_is_help=False)
     app.add_typer(ev, name="eval")

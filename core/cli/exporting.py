@@ -12,8 +12,8 @@ from core.cli.common import console, fail, print_json, store_from
 from core.errors import ShoalError
 
 
-def register(app: typer.Typer) -> None:
-    from core.dataset.export import FORMATS
+def add_commands(app: typer.Typer) -> None:
+    from core.dataset.formats import EXPORT_FORMATS
 
     exp = typer.Typer(help="Export the accepted set; `shoal export versions` and `shoal export diff A B` compare "
                            "exports (each one is a dataset version).", no_args_is_help=False)
@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 
     @exp.callback(invoke_without_command=True)
     def export(ctx: typer.Context,
-               fmt: str | None = typer.Option(None, "--format", "-f", help="One of: " + ", ".join(FORMATS)),
+               fmt: str | None = typer.Option(None, "--format", "-f", help="One of: " + ", ".join(EXPORT_FORMATS)),
                out: Path | None = typer.Option(None, "--out", "-o",
                                                help="Folder to create (data file + README.md card)."),
                include_judged: bool = typer.Option(False, "--include-judged",
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(res.as_dict())
             return
-        console.print(f"Wrote {res.n_rows} examples as {FORMATS[res.format]} to {res.path}")
+        console.print(f"Wrote {res.n_rows} examples as {EXPORT_FORMATS[res.format]} to {res.path}")
         for reason, n in sorted(res.excluded.items(), key=lambda kv: -kv[1]):
             console.print(f"  left out {n}: {reason}")
         if res.pushed_to:

@@ -9,9 +9,9 @@ from pathlib import Path
 import typer
 
 from core.cli.common import console, fail, print_json, progress_bar, store_from
-from core.config import DEFAULT_CONCURRENCY
 from core.errors import ShoalError
-from core.llm.model_prices import apply_prices
+from core.llm.concurrency import DEFAULT_CONCURRENCY
+from core.llm.prices import apply_prices
 from core.store import Store
 
 
@@ -41,17 +41,6 @@ def _read_ids(path: Path) -> list[str]:
     if not ids:
         raise ShoalError(f"The ids file {path} holds no snippet ids (one per line).")
     return ids
-
-
-def _selection_ids(store: Store, name: str) -> tuple[list[str], int]:
-    row = store.one("SELECT id FROM selections WHERE name = ?", [name])
-    if row is None:
-        names = [r["name"] for r in store.rows("SELECT name FROM selections ORDER BY id DESC LIMIT 10")]
-        raise ShoalError(f"No selection named {name!r}." + (f" Known: {', '.join(names)}" if names
-                                                              else " Make one on the Map page or with `shoal select`."))
-    ids = [r["snippet_id"] for r in store.rows(
-        "SELECT snippet_id FROM selection_items WHERE selection_id = ? ORDER BY rank", [row["id"]])]
-    return ids, int(row["id"])
 
 
 def _run_with_bar(store: Store, job_id: int, quiet: bool, concurrency: int | None) -> dict:
@@ -183,8 +172,9 @@ def _run_queue(store: Store, quiet: bool, until: int | None = None) -> list[dict
 
 
 def _say_queued(store: Store, job_id: int, busy: list[int]) -> None:
+    from core.generate.jobs import get_job
     from core.generate.jobs.endpoint_queue import QUEUED
-    queued_first = [j for j in busy if store.scalar("SELECT status FROM jobs WHERE id = ?", [j]) == QUEUED]
+    queued_first = [j for j in busy if get_job(store, j)["status"] == QUEUED]
     console.print(f"Job {job_id} queued after job {_refs(busy)}: one job at a time per server. It runs here as "
                   "soon as the server is free" + (f" (job {_refs(queued_first)}, queued before it, runs first)"
                                                   if queued_first else "") +
@@ -226,11 +216,14 @@ def _snippet_ids(store: Store, selection: str | None, ids: Path | None,
     """The snippets a new job uses (from a selection, an ids file or every seed), and the selection's id."""
     selection_id = None
     if selection:
-        snippet_ids, selection_id = _selection_ids(store, selection)
+        from core.select.stored import find_selection, selection_items
+        selection_id = find_selection(store, selection)
+        snippet_ids = selection_items(store, selection_id)
     elif ids:
         snippet_ids = _read_ids(ids)
     else:
-        snippet_ids = [r["id"] for r in store.rows("SELECT id FROM snippets WHERE kind = 'seed' ORDER BY id")]
+        from core.ingest.snippets import seed_snippet_ids
+        snippet_ids = seed_snippet_ids(store)
         if not snippet_ids:
             fail("There are no seed snippets: ingest a whole-file corpus first (`shoal ingest ...`).")
     return (snippet_ids[:limit] if limit else snippet_ids), selection_id
@@ -240,12 +233,12 @@ def _dry_run(store: Store, snippet_ids: list[str], *, task: str | None, mix: dic
              seeds_only: bool, batch: bool, as_json: bool) -> None:
     """Plan and estimate the cost of a job without creating it."""
     from core.generate import jobs as J
-    from core.config import load_profiles
+    from core.llm.profiles import load_profiles
     profiles = load_profiles()
     plan = J.plan_items(store, snippet_ids, task=task, mix=mix, target_languages=targets,
                         generator_model=profiles["generator"].model,
                         judge_model=profiles["judge"].model, seeds_only=seeds_only)
-    est = J.estimate_cost(store, plan, profiles)
+    est = J.estimate_job_cost(store, plan, profiles)
     if batch:
         est["cost_usd"] = round(est["cost_usd"] * _batch_share(profiles), 4)
         est["batch"] = True
@@ -259,8 +252,8 @@ def _dry_run(store: Store, snippet_ids: list[str], *, task: str | None, mix: dic
 def _start_new(store: Store, request, *, allow_parallel: bool, quiet: bool) -> dict:
     """Create and run (or queue) a new job by the page's rules (core.generate.jobs.start.start_job)."""
     from core.generate import jobs as J
-    from core.config import load_profiles
     from core.generate.jobs.start import start_job
+    from core.llm.profiles import load_profiles
     started = start_job(store, request, load_profiles(), allow_parallel=allow_parallel, run_in="caller")
     if not quiet:
         job = J.get_job(store, started.job_id)
@@ -350,6 +343,7 @@ def generate(
 
 def _print_jobs(store: Store, rows: list[dict]) -> None:
     from rich.table import Table
+
     from core.generate.jobs.endpoint_queue import queued_jobs
     queued = queued_jobs(store)
     t = Table(title="generation jobs")
@@ -424,6 +418,6 @@ def jobs(
         _print_jobs(store, rows)
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     app.command()(generate)
     app.command()(jobs)

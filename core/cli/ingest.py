@@ -1,7 +1,6 @@
 """`shoal ingest SOURCE...`: corpus files, folders, git checkouts or the stdlib demo into snippets."""
 from __future__ import annotations
 
-
 import typer
 
 from core.cli.common import console, fail, print_json, progress_bar, store_from
@@ -38,7 +37,7 @@ def _summary(result) -> None:
         console.print(et)
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     @app.command("ingest")
     def ingest(
         ctx: typer.Context,

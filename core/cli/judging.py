@@ -1,12 +1,11 @@
 """`shoal judge`: calibrate the judge against human verdicts, compare versions, use the better one."""
 from __future__ import annotations
 
-
 import typer
 
 from core.cli.common import console, fail, print_json, progress_bar, store_from
-from core.config import DEFAULT_CONCURRENCY
 from core.errors import ShoalError
+from core.llm.concurrency import DEFAULT_CONCURRENCY
 
 judge_app = typer.Typer(help="Judge calibration: evaluate judge prompt versions and models on the gold set.",
                         no_args_is_help=True)
@@ -43,7 +42,7 @@ def _print_comparison(reports: list[dict]) -> None:
                       f"`shoal judge use --version {best['version']}`.", highlight=False, soft_wrap=True)
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     app.add_typer(judge_app, name="judge")
 
 
@@ -122,10 +121,10 @@ def judge_history(ctx: typer.Context, as_json: bool = typer.Option(False, "--jso
 @judge_app.command("current")
 def judge_current(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")):
     """The judge new jobs use, per task: the current prompt version and whose judge it has."""
-    from core.dataset.judge_eval import current_judges
+    from core.dataset.judge_eval import current_judges, tasks_with_prompt_versions
 
     store = store_from(ctx)
-    tasks = [r["task"] for r in store.rows("SELECT DISTINCT task FROM prompt_versions ORDER BY task")]
+    tasks = tasks_with_prompt_versions(store)
     if not tasks:
         fail("No prompt versions yet: every task judges with its built-in prompt.")
     out = current_judges(store, tasks)

@@ -9,7 +9,7 @@ from core.cli.common import Console, fail, print_json
 from core.errors import ShoalError
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     llm = typer.Typer(help="The embedded local model (a llama.cpp server on 127.0.0.1).",
                       no_args_is_help=True)
 
@@ -21,9 +21,10 @@ def register(app: typer.Typer) -> None:
               threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: all cores).")):
         """Run the local model server in the foreground until Ctrl-C; other Shoal processes reuse it."""
         from core.llm import local_model as local_llm
+        from core.llm.local_server import live_recorded_server
         try:
             spec = local_llm.resolve_model(model)
-            running = local_llm.live_recorded_server(spec.name)
+            running = live_recorded_server(spec.name)
             if running is not None:
                 fail(f"{spec.name} is already served at {running.base_url} (pid {running.pid}); "
                      "Shoal uses it automatically. Stop that process first to start another.")

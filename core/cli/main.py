@@ -15,7 +15,7 @@ from core.errors import ShoalError
 app = typer.Typer(help="Shoal: build small, diverse, high-quality code instruction datasets.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-# Stage modules under core/cli/, each with `register(app)`.
+# Stage modules under core/cli/, each with `add_commands(app)`.
 COMMAND_MODULES = ["ingest", "mapping", "generation", "reviewing", "checking", "exporting", "local_llm", "judging",
                    "status", "team"]
 COMMAND_MODULES.append("evaluating")   # shoal eval
@@ -67,7 +67,8 @@ def run_app(ctx: typer.Context,
                                      "needs sign-in configured ([auth] or [shoal.local_sign_in] in .streamlit/secrets.toml).")):
     """Start the Streamlit app on this database (private to this machine unless --host says otherwise)."""
     from core.appfiles import app_files, exec_streamlit
-    from core.config import is_loopback_host, sign_in_configured
+    from core.config import is_loopback_host
+    from core.secrets_file import sign_in_configured
     files = app_files()   # the checkout's app.py and pages/, or the installed wheel's copy
     if not is_loopback_host(host) and not sign_in_configured(files.secrets()):
         raise ShoalError(
@@ -80,9 +81,10 @@ def run_app(ctx: typer.Context,
     if sign_in_configured(files.secrets()):      # a team: no start until its owner is named (core.team.members)
         from core.team import members as team
         team.require_owner(store, config=team.config_roles(files.secrets()))
-    if demo and store.scalar("SELECT count(*) FROM snippets") == 0:
-        from core.ingest import ingest_sources
+    from core.ingest.snippets import count_snippets
+    if demo and count_snippets(store) == 0:
         from core.cli.common import progress_bar
+        from core.ingest import ingest_sources
         with progress_bar("Loading the demo corpus (Python standard library)") as bar:
             result = ingest_sources(store, ["stdlib"], fmt="stdlib", progress=bar)
         typer.echo(f"Demo corpus: {result.ingested} functions ingested.", err=True)
@@ -102,7 +104,7 @@ for _name in COMMAND_MODULES:
         if _exc.name != f"core.cli.{_name}":
             raise
         continue
-    _mod.register(app)
+    _mod.add_commands(app)
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ from core.cli.common import console, fail, print_json, progress_bar, store_from
 from core.errors import ShoalError
 
 if TYPE_CHECKING:   # the embedding modules load lazily (the CLI starts without torch)
-    from core.embed.run import EmbedResult
     from core.embed.imported import ImportResult
     from core.embed.ray_route import RayEmbedResult
+    from core.embed.run import EmbedResult
 
 
 def _parse_clusters(text: str | None) -> list[int] | None:
@@ -136,7 +136,7 @@ def map_cmd(ctx: typer.Context,
         console.print(f"{result.n_missing} snippets have no embedding under this model and are not on "
                       "the map: run `shoal embed` first.", highlight=False)
 
-def select(ctx: typer.Context,
+def select_command(ctx: typer.Context,
            budget: int = typer.Option(..., "--budget", min=1, help="How many snippets to pick."),
            name: str = typer.Option(..., "--name", help="Name of the stored selection."),
            method: str = typer.Option("kcenter", "--method",
@@ -154,7 +154,8 @@ def select(ctx: typer.Context,
            replace: bool = typer.Option(False, "--replace", help="Overwrite a selection with this name."),
            baselines: bool = typer.Option(True, "--baselines/--no-baselines",
                                           help="Also measure random and stratified picks of the same budget "
-                                          "(one pass over the pool each; exact k-center too when cheap)."),
+                                          "(one pass over the pool each; exact k-center too when cheap) and "
+                                          "the spread of 5 random draws."),
            as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Pick the most diverse snippets (k-center greedy) or a baseline sample; store it by name."""
     from core.select.run import select as run_select
@@ -186,20 +187,36 @@ def select(ctx: typer.Context,
     for m, c in result.baselines.items():
         t.add_row(f"{m} (baseline)", f"{c['coverage_mean']:.4f}", f"{c['coverage_max']:.4f}")
     console.print(t)
+    if result.spread:
+        _print_spread(result.spread)
+
+
+def _print_spread(spread: dict) -> None:
+    """The spread of random draws stored with the selection: the Map page's table."""
+    from rich.table import Table
+
+    from core.select.spread import gain_verdict, spread_rows
+    t = Table(title=f"spread over {spread['draws']} random draws of the same budget "
+                    f"({spread['budget']:,} of {spread['candidates']:,}): mean (min–max)")
+    t.add_column("method"); t.add_column("max distance", justify="right"); t.add_column("mean distance", justify="right")
+    for row in spread_rows(spread):
+        t.add_row(row["method"], row["max distance"], row["mean distance"])
+    console.print(t)
+    console.print(gain_verdict(spread), highlight=False)
 
 
 def warmup() -> None:
     """Prepare this machine once (run by `make run`'s set-up): export the embedding model for the fast
     backend, measure which backend `auto` uses, distil the static table, and compile UMAP's kernels,
     so the first map does not."""
-    from core.embed.warmup import warm_up
+    from core.maps.warmup import warm_up
     r = warm_up()
     typer.echo(f"Backend auto: {r['reason']} ({r['backend_seconds']} s); static table distilled "
                f"({r['static_seconds']} s); UMAP kernels compiled ({r['umap_seconds']} s).", err=True)
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     app.command()(warmup)
     app.command()(embed)
     app.command("map")(map_cmd)
-    app.command()(select)
+    app.command("select")(select_command)

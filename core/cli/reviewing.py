@@ -38,7 +38,8 @@ def parse_filters(store, items: list[str], **defaults):
         elif key == "map":
             d["map_id"] = int(value)
         elif key == "selection":
-            sel = store.scalar("SELECT id FROM selections WHERE name = ? OR CAST(id AS VARCHAR) = ?", [value, value])
+            from core.select.stored import selection_named_or_numbered
+            sel = selection_named_or_numbered(store, value)
             if sel is None:
                 raise ShoalError(f"No selection named or numbered {value!r}.")
             d["selection_id"] = int(sel)
@@ -49,7 +50,7 @@ def parse_filters(store, items: list[str], **defaults):
     return QueueFilter.from_dict(d)
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     review_app = typer.Typer(help="Review generated examples without the app: status, bulk accept/reject over a "
                                   "filter, undo; comments on an example (`shoal review comment`, `comments`); "
                                   "the Review queue's saved views (`shoal review views`).")
@@ -157,7 +158,7 @@ def register_comments(review_app: typer.Typer) -> None:
         """List an example's comments, oldest first."""
         from core import review as rv
         store = store_from(ctx)
-        if store.scalar("SELECT count(*) FROM generations WHERE id = ?", [generation_id]) == 0:
+        if not rv.generation_exists(store, generation_id):
             fail(f"There is no generated example #{generation_id}.")
         rows = rv.list_comments(store, generation_id)
         if as_json:
@@ -241,6 +242,7 @@ def _login() -> str | None:
 
 def _print_status(data: dict) -> None:
     from rich.table import Table
+
     from core.cli.common import Console
     out = Console()
     if not data["per_task"]:

@@ -46,7 +46,7 @@ def _print_report(r: dict) -> None:
                   "Every stage has data. Export the accepted set with `shoal export`.", highlight=False)
 
 
-def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+def status_command(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """What is running on this database now and where it is in the pipeline (what Home shows)."""
     report = status_report(store_from(ctx, when_busy=BUSY))
     if as_json:
@@ -55,5 +55,5 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
         _print_report(report)
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(status)
+def add_commands(app: typer.Typer) -> None:
+    app.command("status")(status_command)

@@ -98,7 +98,7 @@ def team_options(ctx: typer.Context,
                  as_identity: str | None = typer.Option(None, "--as", envvar="SHOAL_IDENTITY", help=AS_HELP)):
     ctx.ensure_object(dict)["identity"] = as_identity
 
-def members(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON list.")):
+def members_command(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print one JSON list.")):
     """Every member and their role (the database's and the secrets file's)."""
     from core.team import members as team
     store = store_from(ctx)
@@ -139,7 +139,7 @@ def remove(ctx: typer.Context, identity: str = typer.Argument(..., help="The mem
         fail(str(exc))
     console.print(f"{_identity(identity)} was removed from the team.", highlight=False)
 
-def assign(ctx: typer.Context,
+def assign_command(ctx: typer.Context,
            overlap: int = typer.Option(1, "--overlap", min=1,
                                        help="Reviewers per example (2-3 to measure agreement)."),
            share: float = typer.Option(1.0, "--share", help="Share (0-1) of the examples that get that overlap; "
@@ -152,6 +152,7 @@ def assign(ctx: typer.Context,
            seed: int = typer.Option(0, "--seed", help="Seed of the random order examples are dealt in."),
            as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Assign every unassigned example to reviewers, with overlap (owner only; as the Team page)."""
+    from core import review as rv
     from core.team import members as team
     store = store_from(ctx)
     try:
@@ -160,7 +161,7 @@ def assign(ctx: typer.Context,
         if not chosen:
             raise ShoalError("Nobody to assign to: add reviewers with `shoal team add EMAIL` or name them "
                              "with --reviewer.")
-        res = team.assign_examples(store, chosen, per_example=overlap, overlap_share=share, actor=actor,
+        res = rv.assign_examples(store, chosen, per_example=overlap, overlap_share=share, actor=actor,
                                    actor_role=actor_role, include_reviewed=include_reviewed, reset_open=reset,
                                    seed=seed)
     except ShoalError as exc:
@@ -173,7 +174,7 @@ def assign(ctx: typer.Context,
     console.print(f"Assigned {res.examples} examples ({res.overlap_examples} with overlap) to {len(chosen)} "
                   "reviewers: " + ", ".join(f"{k} {v}" for k, v in sorted(res.per_reviewer.items())), highlight=False)
 
-def agreement(ctx: typer.Context, task: str | None = typer.Option(None, "--task", help="Only this task."),
+def agreement_command(ctx: typer.Context, task: str | None = typer.Option(None, "--task", help="Only this task."),
               as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with the examples "
                                                                   "behind every cell).")):
     """Agreement between reviewers: Cohen's kappa per pair, Fleiss' kappa over everyone, per task,
@@ -278,14 +279,14 @@ def passwd(ctx: typer.Context, identity: str = typer.Argument(..., help="The acc
     try:
         if remove:
             local_accounts.remove_account(store, identity, actor=actor)
-            console.print(f"The local account {local_accounts.normalize(identity)} was removed.", highlight=False)
+            console.print(f"The local account {local_accounts.normalize_identity(identity)} was removed.", highlight=False)
             return
         local_accounts.authorize_owner(store, actor, identity)      # refuse before asking for a password
-        local_accounts.normalize(identity)
+        local_accounts.normalize_identity(identity)
         local_accounts.set_password(store, identity, _read_password(password_stdin), actor=actor)
     except ShoalError as exc:
         fail(str(exc))
-    ident = local_accounts.normalize(identity)
+    ident = local_accounts.normalize_identity(identity)
     console.print(f"Password set for {ident}.", highlight=False)
     if team.role_of(store, ident) is None:
         console.print(f"{ident} is not a team member yet: `shoal team add {ident} --role reviewer` gives them a "
@@ -295,17 +296,17 @@ def passwd(ctx: typer.Context, identity: str = typer.Argument(..., help="The acc
                       ".streamlit/secrets.toml (or SHOAL_LOCAL_SIGN_IN=1) for the app to offer it.", highlight=False)
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     team_app = typer.Typer(help="The team: members and roles, assignment with overlap, agreement between reviewers, "
                                 "reviewer guidelines.",
                            no_args_is_help=True)
     app.add_typer(team_app, name="team")
 
     team_app.callback()(team_options)
-    team_app.command("members")(members)
+    team_app.command("members")(members_command)
     team_app.command("add")(add)
     team_app.command("remove")(remove)
-    team_app.command("assign")(assign)
-    team_app.command("agreement")(agreement)
+    team_app.command("assign")(assign_command)
+    team_app.command("agreement")(agreement_command)
     team_app.command("guidelines")(guidelines)
     team_app.command("passwd")(passwd)

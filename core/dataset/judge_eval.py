@@ -18,20 +18,18 @@ import asyncio
 import json
 import random
 import threading
-from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
-from core.team import members as team
 from core.background import TaskKind
-from core.config import DEFAULT_CONCURRENCY
+from core.dataset.judge_metrics import binary_stats, metrics
 from core.errors import ShoalError
-from core.generate.items import (PromptVersion, content_hash, current_prompt_version, get_prompt_version,
-                           judge_example)
+from core.generate.items import PromptVersion, content_hash, current_prompt_version, get_prompt_version, judge_example
+from core.llm.concurrency import DEFAULT_CONCURRENCY
 from core.progress import Cancelled, ProgressFn, check_cancel, report
-from core.review import kappa_from_counts
 from core.store import Store, returned
 from core.tasks import get_task
+from core.team import members as team
 
 # the parts of a task's content that make up its judge (the rest belongs to the generator)
 JUDGE_PARTS = ("rules", "judge_system", "judge_template")
@@ -177,8 +175,8 @@ def judge_profile(model: str | None = None, start_local: bool = False, store: St
     """The configured judge profile, with `model` instead of its own if given: the judge the newest job of
     `store` used (the Generate page's Models panel choice, a judge that follows the generator included),
     else the environment's (and secrets'); `start_local` starts the embedded local model where it is the one."""
-    from core.config import load_profiles, local_profile
     from core.generate.jobs.start import last_job_profiles
+    from core.llm.profiles import load_profiles, local_profile
     last = last_job_profiles(store) if store is not None else None
     if last is None:
         profile = load_profiles(start_local=start_local)["judge"]
@@ -280,53 +278,7 @@ def _store_items(store: Store, eval_id: int, items: list[dict], model: str) -> N
     store.write(write)
 
 
-# --------------------------------------------------------------------------- figures
-
-def binary_stats(tp: int, fn: int, fp: int, tn: int) -> dict:
-    """tp: judge yes & human accepted; fn: judge no & accepted; fp: judge yes & rejected; tn: both no.
-    Accuracy, precision and recall of "accept", Cohen's kappa (core.review's definition)."""
-    n = tp + fn + fp + tn
-    return {"n": n, "tp": tp, "fn": fn, "fp": fp, "tn": tn,
-            "accuracy": (tp + tn) / n if n else None,
-            "precision_accept": tp / (tp + fp) if tp + fp else None,
-            "recall_accept": tp / (tp + fn) if tp + fn else None,
-            "kappa": kappa_from_counts(tp, fn, fp, tn)}
-
-
-def _count(pairs: Iterable[tuple[Any, bool, bool]]) -> dict:
-    """(key, judge_yes, human_yes) -> key -> binary_stats."""
-    cells: dict[Any, list[int]] = {}
-    for key, judge_yes, human_yes in pairs:
-        c = cells.setdefault(key, [0, 0, 0, 0])
-        c[{(True, True): 0, (False, True): 1, (True, False): 2, (False, False): 3}[(judge_yes, human_yes)]] += 1
-    return {k: binary_stats(*v) for k, v in sorted(cells.items())}
-
-
-def metrics(items: list[dict]) -> dict:
-    """Judge vs human on the items whose judge reply was read: overall, per task, per rule (a rule's
-    yes/no against the human's accept/reject; a rule the judge left unanswered is neither: it is
-    counted in that rule's `judge_no_answer` and in `n_missing_rule_answers`)."""
-    read = [it for it in items if it["judge_overall"] is not None]
-    overall = _count(("all", bool(it["judge_overall"]), it["human_verdict"] == "accepted") for it in read)
-    per_task = _count((it["task"], bool(it["judge_overall"]), it["human_verdict"] == "accepted") for it in read)
-    rule_pairs: list[tuple] = []
-    missing = 0
-    no_answer: Counter[str] = Counter()
-    for it in read:
-        for r in it["rules"] or []:
-            if r.get("missing"):
-                missing += 1
-                no_answer[r["rule"]] += 1
-                continue
-            rule_pairs.append((r["rule"], r["answer"] == "yes", it["human_verdict"] == "accepted"))
-    per_rule = _count(rule_pairs)
-    for rule in no_answer.keys() - per_rule.keys():       # a rule the judge never answered
-        per_rule[rule] = binary_stats(0, 0, 0, 0)
-    per_rule = {k: {**v, "judge_no_answer": no_answer.get(k, 0)} for k, v in sorted(per_rule.items())}
-    return {"overall": overall.get("all", binary_stats(0, 0, 0, 0)), "per_task": per_task,
-            "per_rule": per_rule, "n_items": len(items), "n_unreadable": len(items) - len(read),
-            "n_missing_rule_answers": missing}
-
+# --------------------------------------------------------------------------- stored runs
 
 def eval_report(store: Store, eval_id: int) -> dict:
     """A stored run: what was evaluated, its figures, and the examples where judge and human disagree."""
@@ -404,6 +356,11 @@ def version_choices(store: Store) -> list[dict]:
     rows = store.rows("SELECT version, list(task ORDER BY task) AS tasks FROM prompt_versions "
                       "GROUP BY version ORDER BY version DESC")
     return [{"version": int(r["version"]), "tasks": list(r["tasks"])} for r in rows]
+
+
+def tasks_with_prompt_versions(store: Store) -> list[str]:
+    """The tasks that have a stored prompt version, by name (the others judge with their built-in prompt)."""
+    return [r["task"] for r in store.rows("SELECT DISTINCT task FROM prompt_versions ORDER BY task")]
 
 
 def current_judges(store: Store, tasks: Iterable[str]) -> dict[str, dict]:

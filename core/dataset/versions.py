@@ -34,19 +34,19 @@ def exported_content(row: dict) -> dict:
             "seed": row.get("seed") or "", "tests": prov.get("tests") or None}
 
 
-def content_hash(content: dict) -> str:
+def example_hash(content: dict) -> str:
     text = json.dumps({k: content.get(k) for k in CONTENT_FIELDS}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def record_items(cur: Any, export_id: int, rows: list[dict]) -> int:
+def record_export_items(cur: Any, export_id: int, rows: list[dict]) -> int:
     """Write the `export_items` of export `export_id` on `cur` (inside the export's transaction)."""
     if not rows:
         return 0
     import pandas as pd
     frame = pd.DataFrame({"export_id": int(export_id),
                           "generation_id": [int(r["provenance"]["generation_id"]) for r in rows],
-                          "content_hash": [content_hash(exported_content(r)) for r in rows]})
+                          "content_hash": [example_hash(exported_content(r)) for r in rows]})
     register(cur, "_shoal_export_items", frame)
     try:
         cur.execute("INSERT INTO export_items(export_id, generation_id, content_hash) "
@@ -264,6 +264,6 @@ def _known_texts(store: Store, gids: list[int]) -> dict[int, dict[str, dict]]:
             content = {"instruction": row["instruction"], "input": row["input"], "output": row["output"],
                        "task": r["task"], "language": r["language"] or "unknown", "seed": r["seed"] or "",
                        "tests": spec.tests_of(f) or None}
-            found.setdefault(content_hash(content), content)
+            found.setdefault(example_hash(content), content)
         out[g] = found
     return out

@@ -27,8 +27,8 @@ import numpy as np
 
 from core.embed.device import is_gpu, resolve_device
 from core.embed.model import BACKENDS, _model_source, encode, load_model, model_key, snippet_text
-from core.paths import cache_dir
 from core.errors import ShoalError
+from core.paths import cache_dir
 
 AGREEMENT_MIN = 0.99
 SPEED_MARGIN = 0.05  # PyTorch must be > 5 % faster to win over an agreeing fast backend
@@ -136,7 +136,7 @@ def measure_agreement(model: str | None, rounds: int = MEASURE_ROUNDS) -> dict:
             "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def agreement(model: str | None, refresh: bool = False) -> dict:
+def backend_agreement(model: str | None, refresh: bool = False) -> dict:
     """The remembered measurement for this model, measuring it first if there is none (or `refresh`,
     or it was made by an older way of measuring)."""
     key = _memory_key(model)
@@ -201,7 +201,7 @@ def choose_backend(model: str | None = None, backend: str = "auto", device: str 
     if wanted != "auto":
         return BackendChoice(wanted, wanted, dev, f"{wanted}: asked for")
     try:
-        m = agreement(model)
+        m = backend_agreement(model)
     except ShoalError as exc:  # e.g. a model the fast backend cannot run
         return BackendChoice("auto", "torch", dev, f"torch: the fast backend cannot run this model ({exc})")
     except ImportError as exc:

@@ -19,10 +19,10 @@ from typing import Sequence
 
 import numpy as np
 
+from core.embed.vectors import cached_dim, store_vectors
 from core.errors import ShoalError
 from core.progress import ProgressFn, report
 from core.store import Store
-from core.embed.vectors import cached_dim, store_vectors
 
 MODEL_META_KEYS = ("shoal.model", "model", "model_name")
 DIM_META_KEYS = ("shoal.dim", "dim")

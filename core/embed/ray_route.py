@@ -184,6 +184,7 @@ def _run_shards(store: Store, importer, folder: Path, todo: pd.DataFrame, choice
 
     Returns (shards written, vectors added)."""
     import ray
+
     from core.embed.imported import write_vectors_parquet
     ds, sizes = _dataset(todo, _next_shard_number(folder), shard_size)
     mapped = ds.map_batches(
@@ -226,9 +227,9 @@ def embed_with_ray(store: Store, model: str | None = None, backend: str = "auto"
                    shard_dir: str | Path | None = None, cpus_per_actor: int = 1, num_cpus: int | None = None,
                    progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> RayEmbedResult:
     """Embed every snippet without a vector for this model on Ray, resuming by shard (module docstring)."""
-    from core.embed.run import model_key, pending_texts
     from core.embed.choice import BackendChoice, choose_backend
     from core.embed.imported import Importer
+    from core.embed.run import model_key, pending_texts
     if batch_size < 1 or shard_size < 1:
         raise ShoalError("The batch size and the shard size must be at least 1.")
     t0 = time.perf_counter()

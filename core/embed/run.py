@@ -33,14 +33,32 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from core.embed.model import (  # noqa: F401  (the model layer, re-exported for callers of core.embed.run)
+    _DEFAULT_ALIASES,
+    _MODELS_LOCK,
+    BACKENDS,
+    CHUNK_BATCHES,
+    DEFAULT_MODEL,
+    DOC_SUMMARY_CHARS,
+    FAST_SUFFIX,
+    KEY_BACKENDS,
+    MAX_TEXT_CHARS,
+    STATIC_SUFFIX,
+    _doc_summary,
+    _load_sentence_transformer,
+    _model_source,
+    encode,
+    is_default_model,
+    load_model,
+    model_key,
+    snippet_text,
+    split_key,
+    text_hash,
+)
+from core.embed.vectors import insert_vectors, missing_hashes, store_vectors
 from core.errors import ShoalError
 from core.progress import ProgressFn, check_cancel, report
 from core.store import Store, register
-from core.embed.vectors import insert_vectors, missing_hashes, store_vectors
-
-from core.embed.model import (  # noqa: F401  (the model layer, re-exported for callers of core.embed.run)
-    DEFAULT_MODEL, _DEFAULT_ALIASES, BACKENDS, KEY_BACKENDS, FAST_SUFFIX, STATIC_SUFFIX, MAX_TEXT_CHARS, DOC_SUMMARY_CHARS, CHUNK_BATCHES, _MODELS_LOCK, _doc_summary, snippet_text, text_hash, is_default_model, model_key, split_key, _model_source, _load_sentence_transformer, load_model, encode)
-
 
 STATIC_CHUNK = 20_000   # texts per cache write with the static backend (thousands per second)
 

@@ -14,7 +14,7 @@ the model Shoal already has on disk, so nothing is downloaded:
 Why not ``model2vec.distill`` itself: its ``distill`` extra pins ``transformers<5.4`` (Shoal's
 sentence-transformers runs on a newer one) and adds skeletoken; the three steps above are the
 part of it Shoal needs. model2vec's ``StaticModel`` (no extra) holds, saves and loads the table
-and encodes: the model's tokenizer (no special tokens, at most ``MAX_TOKENS`` pieces), the mean
+and encodes: the model's tokenizer (no special tokens, at most ``MAX_TEXT_TOKENS`` pieces), the mean
 of the rows, L2-normalised.
 
 The table is made once per machine and model, under ``cache_dir()/static/<stamp>`` (the stamp
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 RECIPE_VERSION = 1        # bump when the recipe changes: a new stamp, a new table
 PCA_DIMS = 256
 SIF_COEFFICIENT = 1e-4
-MAX_TOKENS = 512          # word pieces per text (MiniLM reads 256; a static mean can afford more)
+MAX_TEXT_TOKENS = 512          # word pieces per text (MiniLM reads 256; a static mean can afford more)
 UNUSED = re.compile(r"\[unused\d+\]")
 DISTIL_BATCH = 1024
 DONE_FILE = "shoal-static.json"
@@ -56,7 +56,7 @@ _LOCK = threading.Lock()
 def stamp(source: str, vocab_limit: int | None = None) -> str:
     """Which table: the model's folder (or name), the recipe and, for tests, a vocabulary limit."""
     where = str(Path(source).resolve()) if Path(source).exists() else source
-    text = f"{where}|v{RECIPE_VERSION}|pca{PCA_DIMS}|sif{SIF_COEFFICIENT}|tok{MAX_TOKENS}|lim{vocab_limit}"
+    text = f"{where}|v{RECIPE_VERSION}|pca{PCA_DIMS}|sif{SIF_COEFFICIENT}|tok{MAX_TEXT_TOKENS}|lim{vocab_limit}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -154,9 +154,9 @@ class StaticEncoder:
         with _LOCK:
             if not (self.folder / DONE_FILE).exists():
                 self._make(load_st, vocab_limit)
-        self.model = StaticModel.from_pretrained(str(self.folder), normalize=True, max_length=MAX_TOKENS)
+        self.model = StaticModel.from_pretrained(str(self.folder), normalize=True, max_length=MAX_TEXT_TOKENS)
         self.dim = int(self.model.dim)
-        self.max_seq_length = MAX_TOKENS
+        self.max_seq_length = MAX_TEXT_TOKENS
         self.info = json.loads((self.folder / DONE_FILE).read_text(encoding="utf-8"))
 
     def _make(self, load_st: Callable[[], object], limit: int | None) -> None:
@@ -166,7 +166,7 @@ class StaticEncoder:
 
         t0 = time.perf_counter()
         table, tokenizer = distil(load_st(), limit)
-        model = StaticModel(vectors=table, tokenizer=tokenizer, normalize=True, max_length=MAX_TOKENS,
+        model = StaticModel(vectors=table, tokenizer=tokenizer, normalize=True, max_length=MAX_TEXT_TOKENS,
                             config={"apply_pca": PCA_DIMS, "sif_coefficient": SIF_COEFFICIENT,
                                     "pooling": "mean", "shoal_recipe": RECIPE_VERSION},
                             base_model_name=Path(self.source).name)
@@ -174,7 +174,7 @@ class StaticEncoder:
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(str(tmp))
         info = {"source": self.source, "recipe": RECIPE_VERSION, "pca_dims": PCA_DIMS, "sif": SIF_COEFFICIENT,
-                "max_tokens": MAX_TOKENS, "vocab": int(table.shape[0]), "rows": int(np.count_nonzero(
+                "max_tokens": MAX_TEXT_TOKENS, "vocab": int(table.shape[0]), "rows": int(np.count_nonzero(
                     table.any(axis=1))), "seconds": round(time.perf_counter() - t0, 1)}
         (tmp / DONE_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
         self.folder.parent.mkdir(parents=True, exist_ok=True)

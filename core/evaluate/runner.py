@@ -17,14 +17,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.dataset.checks.sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, SandboxResult
 from core.config import Profile
 from core.errors import ShoalError
 from core.evaluate import runs
 from core.evaluate.problems import HELDOUT_SHARE, PROMPT_VERSION, Problem, build_program, load_problems
 from core.evaluate.sampling import SampleClient, endpoint_id
 from core.llm.client import run_sync
+from core.llm.concurrency import DEFAULT_CONCURRENCY
 from core.progress import Cancelled, ProgressFn, check_cancel, report
+from core.sandbox.isolation import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, SandboxResult
 from core.store import Store
 
 STDERR_KEPT = 1500
@@ -43,7 +44,7 @@ class EvalSpec:
     max_tokens: int | None = None     # None: the profile's
     timeout: float = DEFAULT_TIMEOUT
     memory_mb: int = DEFAULT_MEMORY_MB
-    concurrency: int = 8              # requests in flight
+    concurrency: int = DEFAULT_CONCURRENCY  # requests in flight
     workers: int = 0                  # sandboxes at once (0: two per CPU this process may use)
     share: float = HELDOUT_SHARE      # held-out split
     seed: int = 0                     # held-out split and bootstrap
@@ -60,7 +61,7 @@ def eval_profile(profile: Profile, spec: EvalSpec) -> Profile:
 def _model_name(profile: Profile) -> str:
     if profile.model:
         return profile.model
-    from core.config import list_server_models
+    from core.llm.profiles import list_server_models
     names = list_server_models(profile)
     if not names:
         raise ShoalError(f"No model name given and {profile.base_url} lists none: pass --model.")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 
 from core.config import Profile
+from core.llm.call import CallResult
 from core.llm.calllog import payload_hash, successful_replies
-from core.llm.client import CallResult, LLMClient
+from core.llm.client import LLMClient
 
 
 def endpoint_id(profile: Profile) -> str:

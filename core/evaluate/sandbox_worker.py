@@ -13,8 +13,8 @@ import sys
 from dataclasses import asdict
 
 
-def main() -> None:
-    from core.dataset.checks.sandbox import run_python
+def serve() -> None:
+    from core.sandbox.isolation import run_python
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -25,4 +25,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    serve()

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from core.background import TaskContext, TaskKind, start_task
-from core.config import Profile, job_concurrency, load_profiles
+from core.config import Profile
 from core.errors import ShoalError
 from core.evaluate.runner import EvalSpec, run_eval
+from core.llm.concurrency import job_concurrency
+from core.llm.profiles import load_profiles
 from core.store import Store
 
 EVALUATION = TaskKind("evaluation", "An evaluation",

@@ -4,8 +4,8 @@ What a task means (its prompts, pre-filter checks, code fields, export mapping) 
 spec, core.tasks; this module runs the loop (generate → parse → pre-filter → execute → judge)
 and picks the few-shot examples. Execute: an example that carries tests (code generation, code
 repair, OSS-Instruct) is run with them in the sandbox; a failing one gets up to
-`core.generate.lifecycle.LIMITS.repair_rounds` repair rounds (the generator sees the failure and answers
-again), and the judge is told the result. Each call is made inside its step (`core.generate.lifecycle.step`:
+`core.llm.lifecycle.LIMITS.repair_rounds` repair rounds (the generator sees the failure and answers
+again), and the judge is told the result. Each call is made inside its step (`core.llm.lifecycle.step`:
 generate, repair N, judge), which batch mode counts its lines by. The prompt-assembly and pre-filter names are re-exported here for the
 modules that import them from core.generate.items.
 
@@ -30,15 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import AbstractSet, Any
 
-from core.team import members as team
 from core.errors import ShoalError
-from core.generate.lifecycle import GENERATE, JUDGE, LIMITS, repair_step, step
 from core.llm import parse_reply
+from core.llm.lifecycle import GENERATE, JUDGE, LIMITS, repair_step, step
 from core.store import Store
 from core.tasks import Judgment, KeyedJudgment, TaskSpec, get_task, rule_keys
 from core.tasks.prefilter import PrefilterResult
 from core.tasks.prompts import fence
 from core.tasks.schemas import match_rule_items
+from core.team import members as team
 
 __all__ = ["PromptVersion", "content_hash", "validate_content", "save_prompt_version", "current_prompt_version",
            "get_prompt_version", "list_prompt_versions", "build_generator_messages", "build_judge_messages",
@@ -389,7 +389,7 @@ _SANDBOX_POOL = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1), thre
 
 async def _execute(spec: TaskSpec, snippet: dict, target_language: str | None, fields: dict):
     """The sandbox run of the example's solution + tests; None when the task or example has no tests."""
-    from core.dataset.checks.execution import execute_example
+    from core.sandbox.example import execute_example
     language = spec.solution_language(snippet.get("language"), target_language)
     if not spec.tests_key or language is None or not spec.tests_of(fields).strip():
         return None
@@ -400,7 +400,7 @@ async def _execute(spec: TaskSpec, snippet: dict, target_language: str | None, f
 def execution_line(run) -> str:
     """What the judge is told about the execution (one line; nothing that varies between runs, such
     as timings, so that a resumed job's judge prompts stay identical and come from the cache)."""
-    from core.dataset.checks.execution import failure_report
+    from core.sandbox.example import failure_report
     where = run.language
     if run.outcome == "pass":
         return f"passed: the solution ran with its tests and every test passed ({where})."
@@ -426,7 +426,7 @@ async def _execute_and_repair(result: ItemResult, gen_client: Any, spec: TaskSpe
     kept only if the new reply passes the pre-filter (a reply that does not ends the rounds). The
     example that is still failing after the last round is kept with its execution failed and the
     failure as its reason. Sets result.execution / result.repairs; returns the judge's execution line."""
-    from core.dataset.checks.execution import execution_detail, failure_report
+    from core.sandbox.example import execution_detail, failure_report
     run = await _execute(spec, snippet, target_language, result.fields or {})
     if run is None:
         return "not run: the example has no tests." if spec.tests_key else None
@@ -461,7 +461,7 @@ async def generate_one(gen_client: Any, judge_client: Any, spec: TaskSpec, conte
                        target_language: str | None, good: list[dict], bad: list[dict],
                        execute: bool = True, repair: bool = True) -> ItemResult:
     """Generator call → parse → pre-filter → sandboxed execution of solution + tests (repair rounds
-    while it fails, `core.generate.lifecycle.LIMITS.repair_rounds` at most) → judge call, told the execution
+    while it fails, `core.llm.lifecycle.LIMITS.repair_rounds` at most) → judge call, told the execution
     result. Each call inside its step (generate, repair N, judge). Never raises for LLM or parse errors."""
     result = ItemResult()
     messages = spec.generator_messages(content, snippet, target_language, good, bad)

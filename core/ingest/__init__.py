@@ -11,6 +11,6 @@ word blacklist), run.py (orchestration, dedup, bulk writes), background.py (the 
 as a core.background task).
 """
 from core.ingest.filters import DEFAULT_BLACKLIST
-from core.ingest.run import FORMATS, IngestResult, ingest_sources
+from core.ingest.run import INGEST_FORMATS, IngestResult, ingest_sources
 
-__all__ = ["DEFAULT_BLACKLIST", "FORMATS", "IngestResult", "ingest_sources"]
+__all__ = ["DEFAULT_BLACKLIST", "INGEST_FORMATS", "IngestResult", "ingest_sources"]

@@ -12,8 +12,16 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from core.ingest.model import (CODESEARCHNET_LANGUAGES, TREE_SITTER_LANGUAGES, Advance, Problem,
-                               ReadOptions, Snippet, canonical_language, language_of_path)
+from core.ingest.model import (
+    CODESEARCHNET_LANGUAGES,
+    TREE_SITTER_LANGUAGES,
+    Advance,
+    IngestProblem,
+    ReadOptions,
+    Snippet,
+    canonical_language,
+    language_of_path,
+)
 from core.ingest.records import iter_records
 
 # Each snippet field and the record keys that may hold it, in order of preference.
@@ -90,14 +98,14 @@ def _language_from_filename(path: Path) -> str | None:
 
 
 def read_codesearchnet_file(path: Path, label: str, source: str,
-                            opts: ReadOptions) -> Iterator[Snippet | Problem | Advance]:
+                            opts: ReadOptions) -> Iterator[Snippet | IngestProblem | Advance]:
     file_language = _language_from_filename(path)
     for item in iter_records(path, label, opts):
-        if isinstance(item, (Problem, Advance)):
+        if isinstance(item, (IngestProblem, Advance)):
             yield item
             continue
         location, record = item
         try:
             yield record_to_snippet(record, source, location, file_language)
         except BadRecord as bad:
-            yield Problem(location, bad.reason, bad.detail)
+            yield IngestProblem(location, bad.reason, bad.detail)

@@ -20,7 +20,7 @@ import pathspec
 
 from core.ingest.filters import TEST_CODE, why_test_code
 from core.ingest.gitinfo import git_info
-from core.ingest.model import EXTENSIONS, OTHER_CODE_EXTENSIONS, Advance, Problem, ReadOptions, Snippet
+from core.ingest.model import EXTENSIONS, OTHER_CODE_EXTENSIONS, Advance, IngestProblem, ReadOptions, Snippet
 from core.ingest.roots import SYMLINK_OUTSIDE, link_outside
 from core.ingest.sourcefile import UrlFn, read_source_file
 
@@ -42,7 +42,7 @@ class PlannedFile:
 @dataclass
 class Plan:
     files: list[PlannedFile] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[IngestProblem] = field(default_factory=list)
     not_source: Counter = field(default_factory=Counter)   # extension -> count
 
     @property
@@ -91,7 +91,7 @@ def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, 
             rel = Path(exc.filename).resolve().relative_to(root).as_posix()
         except (TypeError, ValueError):
             rel = str(exc.filename or root)
-        plan.problems.append(Problem(rel + "/", "unreadable", f"cannot list the folder: {exc.strerror or exc}"))
+        plan.problems.append(IngestProblem(rel + "/", "unreadable", f"cannot list the folder: {exc.strerror or exc}"))
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         here = Path(dirpath)
@@ -106,13 +106,13 @@ def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, 
                 continue
             reason = skip_dir(rel, d) if skip_dir else None
             if reason:
-                plan.problems.append(Problem(rel + "/", reason, f"folder {d!r} skipped", "filtered"))
+                plan.problems.append(IngestProblem(rel + "/", reason, f"folder {d!r} skipped", "filtered"))
                 continue
             if d in VENDORED_DIRS:
-                plan.problems.append(Problem(rel + "/", "vendored", f"vendored folder {d!r} skipped", "filtered"))
+                plan.problems.append(IngestProblem(rel + "/", "vendored", f"vendored folder {d!r} skipped", "filtered"))
                 continue
             if gitignore and ignore.ignored(rel, True):
-                plan.problems.append(Problem(rel + "/", "gitignored", "folder matched by .gitignore", "filtered"))
+                plan.problems.append(IngestProblem(rel + "/", "gitignored", "folder matched by .gitignore", "filtered"))
                 continue
             keep.append(d)
         dirnames[:] = keep
@@ -123,18 +123,18 @@ def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, 
             if name == ".gitignore" or _left_root(plan, path, root, rel):
                 continue
             if gitignore and ignore.ignored(rel, False):
-                plan.problems.append(Problem(rel, "gitignored", "file matched by .gitignore", "filtered"))
+                plan.problems.append(IngestProblem(rel, "gitignored", "file matched by .gitignore", "filtered"))
                 continue
             language = extensions.get(suffix)
             if language is not None and not keep_tests:
                 why = why_test_code(rel, extra_test_dirs)
                 if why:
-                    plan.problems.append(Problem(rel, TEST_CODE, f"test code ({why})", "filtered"))
+                    plan.problems.append(IngestProblem(rel, TEST_CODE, f"test code ({why})", "filtered"))
                     continue
             if language is None:
                 other = OTHER_CODE_EXTENSIONS.get(suffix)
                 if other is not None:
-                    plan.problems.append(Problem(rel, "unsupported_language",
+                    plan.problems.append(IngestProblem(rel, "unsupported_language",
                                                  f"{other} files are not parsed (no tree-sitter grammar here)",
                                                  "filtered"))
                 else:
@@ -143,7 +143,7 @@ def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, 
             try:
                 size = path.stat().st_size
             except OSError as exc:
-                plan.problems.append(Problem(rel, "unreadable", f"cannot stat the file: {exc.strerror or exc}"))
+                plan.problems.append(IngestProblem(rel, "unreadable", f"cannot stat the file: {exc.strerror or exc}"))
                 continue
             plan.files.append(PlannedFile(path, rel, language, size))
     return plan
@@ -154,21 +154,21 @@ def _left_root(plan: Plan, path: Path, root: Path, rel: str) -> bool:
     target = link_outside(path, root)
     if target is None:
         return False
-    plan.problems.append(Problem(rel, SYMLINK_OUTSIDE, f"a symlink to {target}, outside the folder: not read"))
+    plan.problems.append(IngestProblem(rel, SYMLINK_OUTSIDE, f"a symlink to {target}, outside the folder: not read"))
     return True
 
 
-def not_source_problem(plan: Plan, label: str) -> Problem | None:
+def not_source_problem(plan: Plan, label: str) -> IngestProblem | None:
     if not plan.not_source:
         return None
     n = sum(plan.not_source.values())
     top = ", ".join(f"{ext} ×{c}" for ext, c in plan.not_source.most_common(8))
-    return Problem(label, "not_source_code", f"{n} files that are not source code in a supported language: {top}",
+    return IngestProblem(label, "not_source_code", f"{n} files that are not source code in a supported language: {top}",
                    "filtered")
 
 
 def read_plan(plan: Plan, source: str, source_kind: str, opts: ReadOptions, repo: str | None = None,
-              url_fn: UrlFn | None = None, label: str = "") -> Iterator[Snippet | Problem | Advance]:
+              url_fn: UrlFn | None = None, label: str = "") -> Iterator[Snippet | IngestProblem | Advance]:
     yield from plan.problems
     extra = not_source_problem(plan, label or source)
     if extra:
@@ -180,7 +180,7 @@ def read_plan(plan: Plan, source: str, source_kind: str, opts: ReadOptions, repo
         yield Advance(done, f.rel)
 
 
-def open_directory(root: Path, source: str, opts: ReadOptions) -> tuple[int, Iterator[Snippet | Problem | Advance]]:
+def open_directory(root: Path, source: str, opts: ReadOptions) -> tuple[int, Iterator[Snippet | IngestProblem | Advance]]:
     """A folder or git checkout: (total bytes to read, items); walked now, read lazily."""
     info = git_info(root)
     plan = plan_directory(root, keep_tests=opts.keep_tests)
@@ -189,12 +189,12 @@ def open_directory(root: Path, source: str, opts: ReadOptions) -> tuple[int, Ite
                                        url_fn=info.permalink if info else None, label=root.name or str(root))
 
 
-def read_single_source_file(path: Path, source: str, opts: ReadOptions) -> Iterator[Snippet | Problem | Advance]:
+def read_single_source_file(path: Path, source: str, opts: ReadOptions) -> Iterator[Snippet | IngestProblem | Advance]:
     suffix = path.suffix.lower()
     language = EXTENSIONS.get(suffix)
     if language is None:
         other = OTHER_CODE_EXTENSIONS.get(suffix)
-        yield Problem(path.name, "unsupported_language" if other else "unsupported_file_type",
+        yield IngestProblem(path.name, "unsupported_language" if other else "unsupported_file_type",
                       f"{other} files are not parsed" if other else
                       "not a supported source or data file (.jsonl, .jsonl.gz, .parquet, or source code)")
         return

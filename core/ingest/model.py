@@ -1,4 +1,4 @@
-"""What every reader yields: `Snippet` records, `Problem`s (counted errors and skips) and
+"""What every reader yields: `Snippet` records, `IngestProblem`s (counted errors and skips) and
 `Advance` ticks for progress; plus code normalization, the snippet id and language names."""
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Snippet:
 
 
 @dataclass
-class Problem:
+class IngestProblem:
     """A counted error or skip: one `ingest_errors` row."""
     location: str
     reason: str                       # short, countable: 'malformed_json', 'too_short', ...
@@ -65,9 +65,11 @@ class ReadOptions:
 TREE_SITTER_LANGUAGES = ("python", "java", "javascript", "typescript", "go", "php", "ruby", "rust", "cpp")
 CODESEARCHNET_LANGUAGES = ("go", "java", "javascript", "php", "python", "ruby")
 
-_ALIASES = {
+# Other spellings of a language -> its canonical name: the one table of them (ingest's readers and the
+# execution check's sandbox both read names through it).
+LANGUAGE_ALIASES = {
     "py": "python", "python3": "python", "java": "java", "js": "javascript", "jsx": "javascript",
-    "node": "javascript", "ts": "typescript", "tsx": "typescript", "golang": "go", "rb": "ruby",
+    "node": "javascript", "nodejs": "javascript", "ts": "typescript", "tsx": "typescript", "golang": "go", "rb": "ruby",
     "rs": "rust", "c++": "cpp", "cxx": "cpp", "cc": "cpp", "c#": "csharp", "cs": "csharp",
     "bash": "shell", "sh": "shell", "zsh": "shell", "objective-c": "objc", "kt": "kotlin",
 }
@@ -97,7 +99,7 @@ def canonical_language(name: str | None) -> str | None:
     if not name or not isinstance(name, str):
         return None
     key = name.strip().lower()
-    return _ALIASES.get(key, key) or None
+    return LANGUAGE_ALIASES.get(key, key) or None
 
 
 def language_of_path(path: str | PurePath | None) -> str | None:

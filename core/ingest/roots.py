@@ -34,7 +34,7 @@ def configured_roots(secrets: list[Path] | None = None) -> list[Path] | None:
     env = os.environ.get(ENV, "")
     if env.strip():
         return [Path(p.strip()).expanduser() for p in env.split(os.pathsep) if p.strip()]
-    from core.config import secrets_paths
+    from core.secrets_file import secrets_paths
     for path in secrets if secrets is not None else secrets_paths():
         if not path.is_file():
             continue
@@ -55,7 +55,7 @@ def uploads_dir(store: Any) -> Path:
 
 def data_roots(store: Any = None) -> list[Path]:
     """The folders the app may ingest from (resolved), the upload folder of `store` included."""
-    from core.config import sign_in_configured
+    from core.secrets_file import sign_in_configured
     roots = configured_roots()
     if roots is None:
         roots = [Path.cwd()] + ([] if sign_in_configured() else [Path.home()])
@@ -87,7 +87,7 @@ def check_sources(sources: Iterable[str], roots: list[Path]) -> None:
 def check_team_target(store: Any, actor: str | None, path: str | os.PathLike) -> None:
     """With sign-in configured, a folder the app writes for a signed-in person (an export) must lie
     under the data roots too: an export with "overwrite" replaces the folder it names."""
-    from core.config import sign_in_configured
+    from core.secrets_file import sign_in_configured
     if actor is None or not sign_in_configured():
         return
     roots = data_roots(store)

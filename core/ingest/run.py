@@ -1,7 +1,7 @@
 """Orchestration: sources -> readers -> filters -> dedup -> `snippets` / `ingest_errors`.
 
 Every source is resolved to one reader (see `_open_source`); readers yield Snippet,
-Problem and Advance items; `_Writer` normalizes, filters, dedups (within the run and
+IngestProblem and Advance items; `_Writer` normalizes, filters, dedups (within the run and
 against the database) and bulk-inserts in batches, so an interrupted run keeps what it had.
 """
 from __future__ import annotations
@@ -21,8 +21,7 @@ from core.errors import ShoalError
 from core.ingest.codesearchnet import looks_like_codesearchnet, read_codesearchnet_file
 from core.ingest.directory import open_directory, read_single_source_file
 from core.ingest.filters import DEFAULT_BLACKLIST, Filter, build_filters
-from core.ingest.model import (EXTENSIONS, Advance, Problem, ReadOptions, Snippet, normalize_code,
-                               snippet_id)
+from core.ingest.model import EXTENSIONS, Advance, IngestProblem, ReadOptions, Snippet, normalize_code, snippet_id
 from core.ingest.records import file_size, is_data_file, iter_records
 from core.ingest.roots import SYMLINK_OUTSIDE, link_outside
 from core.ingest.stdlib import is_stdlib_source, open_stdlib
@@ -30,8 +29,8 @@ from core.ingest.wholefile import looks_like_wholefile, read_wholefile_file
 from core.progress import Cancelled, ProgressFn, check_cancel, report
 from core.store import Store, register
 
-FORMATS = ("auto", "codesearchnet", "jsonl", "parquet", "dir", "stdlib")
-Item = Snippet | Problem | Advance
+INGEST_FORMATS = ("auto", "codesearchnet", "jsonl", "parquet", "dir", "stdlib")
+Item = Snippet | IngestProblem | Advance
 BATCH = 2000
 _PEEK_RECORDS = 20          # auto format: records looked at to tell CodeSearchNet from whole files
 _DETAIL_MAX = 500
@@ -88,7 +87,7 @@ def _with_offset(items: Iterable[Item], base: int) -> Iterator[Item]:
         yield Advance(base + it.nbytes, it.note) if isinstance(it, Advance) else it
 
 
-def _data_schema(path: Path, label: str, fmt: str, opts: ReadOptions) -> str | Problem:
+def _data_schema(path: Path, label: str, fmt: str, opts: ReadOptions) -> str | IngestProblem:
     """'codesearchnet' or 'wholefile' for a data file; auto mode peeks at the first record."""
     if fmt == "codesearchnet":
         return "codesearchnet"
@@ -109,14 +108,14 @@ def _data_schema(path: Path, label: str, fmt: str, opts: ReadOptions) -> str | P
     if first is None:
         return "codesearchnet"  # no good record at all: reading it reports every problem
     keys = ", ".join(sorted(first[1])[:12])
-    return Problem(label, "unknown_schema",
+    return IngestProblem(label, "unknown_schema",
                    f"the first {seen} records have neither 'content' (whole files) nor a CodeSearchNet "
                    f"code field; keys: {keys}")
 
 
 def _data_file_items(path: Path, label: str, source: str, fmt: str, opts: ReadOptions) -> Iterator[Item]:
     schema = _data_schema(path, label, fmt, opts)
-    if isinstance(schema, Problem):
+    if isinstance(schema, IngestProblem):
         yield schema
         yield Advance(file_size(path), label)
         return
@@ -133,10 +132,10 @@ def _data_folder(root: Path, source: str, fmt: str, opts: ReadOptions) -> _Job:
 
     def items() -> Iterator[Item]:
         for p, target in escaped.items():
-            yield Problem(p.relative_to(root).as_posix(), SYMLINK_OUTSIDE,
+            yield IngestProblem(p.relative_to(root).as_posix(), SYMLINK_OUTSIDE,
                           f"a symlink to {target}, outside the folder: not read")
         if not files:
-            yield Problem(root.name, "no_data_files", "no .jsonl, .jsonl.gz or .parquet files in this folder")
+            yield IngestProblem(root.name, "no_data_files", "no .jsonl, .jsonl.gz or .parquet files in this folder")
         base = 0
         for p in files:
             yield from _with_offset(_data_file_items(p, p.relative_to(root).as_posix(), source, fmt, opts), base)
@@ -158,15 +157,15 @@ def _looks_like_data_folder(root: Path) -> bool:
 def _open_source(source: str, fmt: str, opts: ReadOptions) -> _Job:
     if is_stdlib_source(source):
         if fmt not in ("auto", "stdlib"):
-            return _Job(source, 0, iter([Problem(source, "wrong_format", f"'stdlib' cannot be read as {fmt}")]))
+            return _Job(source, 0, iter([IngestProblem(source, "wrong_format", f"'stdlib' cannot be read as {fmt}")]))
         total, items = open_stdlib(source, opts)
         return _Job(source, total, items)
     if fmt == "stdlib":
-        return _Job(source, 0, iter([Problem(source, "wrong_format",
+        return _Job(source, 0, iter([IngestProblem(source, "wrong_format",
                                              "--format stdlib takes 'stdlib' or 'stdlib:mod1,mod2' as source")]))
     path = Path(source).expanduser()
     if not path.exists():
-        return _Job(source, 0, iter([Problem(source, "not_found", "no such file or folder")]))
+        return _Job(source, 0, iter([IngestProblem(source, "not_found", "no such file or folder")]))
     if path.is_dir():
         if fmt == "dir" or (fmt == "auto" and not _looks_like_data_folder(path)):
             total, items = open_directory(path, source, opts)
@@ -193,7 +192,7 @@ class _Writer:
             [sources]).fetchall()
         self.known_problems = {tuple(r) for r in rows}
 
-    def problem(self, p: Problem, source: str) -> None:
+    def problem(self, p: IngestProblem, source: str) -> None:
         src = p.source or source
         if p.kind == "filtered":
             self.result.filtered += 1
@@ -214,13 +213,13 @@ class _Writer:
         self.result.read += 1
         code = normalize_code(s.code, s.language)
         if not code:
-            self.problem(Problem(s.location, "empty_code", "no code after normalization", "filtered"), s.source)
+            self.problem(IngestProblem(s.location, "empty_code", "no code after normalization", "filtered"), s.source)
             return
         for f in self.filters:
             drop = f(code, s)
             if drop is not None:
                 label = f"{s.func_name}: {drop.detail}" if s.func_name else drop.detail
-                self.problem(Problem(s.location, drop.reason, label, "filtered"), s.source)
+                self.problem(IngestProblem(s.location, drop.reason, label, "filtered"), s.source)
                 return
         sid = snippet_id(code)
         if sid in self.seen:
@@ -282,8 +281,8 @@ def ingest_sources(store: Store, sources: list[str], fmt: str = "auto", min_char
     sources = [str(s) for s in sources if str(s).strip()]
     if not sources:
         raise ShoalError("Give at least one source: a file, a folder, or 'stdlib'.")
-    if fmt not in FORMATS:
-        raise ShoalError(f"Unknown format {fmt!r}: choose one of {', '.join(FORMATS)}.")
+    if fmt not in INGEST_FORMATS:
+        raise ShoalError(f"Unknown format {fmt!r}: choose one of {', '.join(INGEST_FORMATS)}.")
     try:
         filters = build_filters(min_chars, max_chars, blacklist)
     except ValueError as exc:
@@ -311,7 +310,7 @@ def ingest_sources(store: Store, sources: list[str], fmt: str = "auto", min_char
             for item in job.items:
                 if isinstance(item, Snippet):
                     writer.snippet(item)
-                elif isinstance(item, Problem):
+                elif isinstance(item, IngestProblem):
                     writer.problem(item, job.source)
                 else:
                     check_cancel(cancel)

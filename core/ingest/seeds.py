@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from core.ingest.model import Problem, Snippet
+from core.ingest.model import IngestProblem, Snippet
 
 SEED_MIN_LINES, SEED_MAX_LINES = 1, 15
 
@@ -28,14 +28,14 @@ def draw_seed(lines: list[str], seed_rng: int) -> tuple[int, int]:
     return start, start + n
 
 
-def seed_of(content: str, run_seed: int, where: str, common: dict) -> Snippet | Problem:
+def seed_of(content: str, run_seed: int, where: str, common: dict) -> Snippet | IngestProblem:
     """The file's OSS-Instruct seed: 1-15 consecutive lines drawn reproducibly (seed_rng stored)."""
     lines = content.split("\n")
     rng_seed = seed_rng_for(run_seed, content)
     start, end = draw_seed(lines, rng_seed)
     seed_text = "\n".join(lines[start:end])
     if not seed_text.strip():
-        return Problem(f"{where}:{start + 1}", "blank_seed", f"the drawn lines {start + 1}-{end} are blank",
+        return IngestProblem(f"{where}:{start + 1}", "blank_seed", f"the drawn lines {start + 1}-{end} are blank",
                        "filtered")
     return Snippet(code=seed_text, kind="seed", start_line=start + 1, end_line=end,
                    seed_rng=rng_seed, location=f"{where}:{start + 1}", **common)

@@ -1,4 +1,4 @@
-"""Small reads of the corpus the pages need: counts, one snippet, ids to work on, selection names.
+"""Small reads of the corpus the pages need: counts, one snippet, ids to work on.
 
 (The Corpus page's own queries — overview, search, rejections — are in core/ingest/browse.py.)
 """
@@ -24,22 +24,12 @@ def first_snippet_ids(store: Store, limit: int, seeds_only: bool = False) -> lis
     return [r[0] for r in store.execute(f"SELECT id FROM snippets {where}ORDER BY id LIMIT ?", [limit]).fetchall()]
 
 
+def seed_snippet_ids(store: Store) -> list[str]:
+    """Every OSS-Instruct seed's id, in id order."""
+    return [r[0] for r in store.execute("SELECT id FROM snippets WHERE kind = 'seed' ORDER BY id").fetchall()]
+
+
 def preview_snippet_ids(store: Store, seeds_first: bool, limit: int = 50) -> list[str]:
     """Ids to preview a prompt on: seeds first (or functions first), then by id."""
     return [r[0] for r in store.execute(
         "SELECT id FROM snippets ORDER BY (kind = 'seed') = ? DESC, id LIMIT ?", [seeds_first, limit]).fetchall()]
-
-
-def selection_snippet_ids(store: Store, name: str, limit: int | None = None) -> list[str]:
-    """The snippets of the selection called `name` in the order they were picked ([] if none)."""
-    sql = ("SELECT si.snippet_id FROM selection_items si JOIN selections s ON s.id = si.selection_id "
-           "WHERE s.name = ? ORDER BY si.rank")
-    params: list = [name]
-    if limit is not None:
-        sql, params = sql + " LIMIT ?", params + [limit]
-    return [r[0] for r in store.execute(sql, params).fetchall()]
-
-
-def selection_names(store: Store) -> list[str]:
-    """Every selection's name, newest first."""
-    return [r[0] for r in store.execute("SELECT name FROM selections ORDER BY id DESC").fetchall()]

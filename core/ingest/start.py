@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.team import members as team
 from core.background import Task, TaskContext, TaskKind, latest_task, local_task, start_task
 from core.ingest.filters import TEST_CODE
 from core.ingest.roots import check_sources, data_roots
 from core.ingest.run import IngestResult, ingest_sources
 from core.store import Store
+from core.team import members as team
 
 INGEST = TaskKind("ingest", "An ingest", cancelled="Cancelled: what was read before is kept.",
                   failure_prefix="Ingest failed: ")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from core.ingest.directory import Plan, plan_directory, read_plan
-from core.ingest.model import Advance, Problem, ReadOptions, Snippet
+from core.ingest.model import Advance, IngestProblem, ReadOptions, Snippet
 
 _TEST_DIRS = ("idle_test",)                  # test folders of the stdlib beyond the general rule
 _NOT_LIBRARY = frozenset({"__phello__", "_bundled"})   # a frozen-module toy package, pip's wheels
@@ -56,11 +56,11 @@ def plan_stdlib(source: str = "stdlib", keep_tests: bool = False) -> Plan:
     return plan
 
 
-def open_stdlib(source: str, opts: ReadOptions) -> tuple[int, Iterator[Snippet | Problem | Advance]]:
+def open_stdlib(source: str, opts: ReadOptions) -> tuple[int, Iterator[Snippet | IngestProblem | Advance]]:
     """(total bytes to read, items) — the folder walk happens now, the reading lazily."""
     plan = plan_stdlib(source, keep_tests=opts.keep_tests)
     if not plan.files:
-        return 0, iter([Problem(source, "not_found",
+        return 0, iter([IngestProblem(source, "not_found",
                                 f"no standard-library modules match {source!r} under {stdlib_root()}")])
     version = platform.python_version()
     opts = dataclasses.replace(opts, file_seeds=True)  # the demo also offers OSS-Instruct seeds

@@ -5,10 +5,10 @@ import re
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from core.team import members as team
 from core.errors import ShoalError
 from core.ingest.roots import uploads_dir
 from core.store import Store
+from core.team import members as team
 
 MAX_UNZIPPED_BYTES = 500_000_000
 MAX_ZIP_MEMBERS = 50_000

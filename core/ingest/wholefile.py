@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from core.ingest.filecheck import skip_reason
-from core.ingest.model import (Advance, Problem, ReadOptions, Snippet, canonical_language,
-                               language_of_path)
+from core.ingest.model import Advance, IngestProblem, ReadOptions, Snippet, canonical_language, language_of_path
 from core.ingest.records import iter_records
 from core.ingest.seeds import seed_of
 from core.ingest.sourcefile import functions_of
@@ -38,45 +37,45 @@ def _field(record: dict, keys: tuple[str, ...]) -> tuple[str | None, str | None]
     return None, None
 
 
-def record_items(record: dict, location: str, source: str,
-                 opts: ReadOptions) -> Iterator[Snippet | Problem]:
+def file_records(record: dict, location: str, source: str,
+                 opts: ReadOptions) -> Iterator[Snippet | IngestProblem]:
     content = record.get("content")
     if content is None:
         hint = " (this looks like CodeSearchNet: use --format codesearchnet or auto)" \
             if any(k in record for k in ("code", "func_code_string", "original_string")) else ""
-        yield Problem(location, "missing_field", f"no 'content' field{hint}")
+        yield IngestProblem(location, "missing_field", f"no 'content' field{hint}")
         return
     if isinstance(content, bytes):
         try:
             content = content.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield Problem(location, "invalid_utf8", f"'content' is not UTF-8 (byte offset {exc.start})")
+            yield IngestProblem(location, "invalid_utf8", f"'content' is not UTF-8 (byte offset {exc.start})")
             return
     if not isinstance(content, str):
-        yield Problem(location, "wrong_type", f"field 'content' should be a string, got {type(content).__name__}")
+        yield IngestProblem(location, "wrong_type", f"field 'content' should be a string, got {type(content).__name__}")
         return
     meta = {}
     for name, keys in (("path", PATH_KEYS), ("repo", REPO_KEYS), ("lang", LANG_KEYS), ("url", URL_KEYS)):
         meta[name], err = _field(record, keys)
         if err:
-            yield Problem(location, "wrong_type", err)
+            yield IngestProblem(location, "wrong_type", err)
             return
     path = meta["path"]
     where = f"{location} ({path})" if path else location
     if "\x00" in content:
-        yield Problem(where, "binary_file", "'content' contains NUL bytes: binary, not source code", "filtered")
+        yield IngestProblem(where, "binary_file", "'content' contains NUL bytes: binary, not source code", "filtered")
         return
     if len(content.encode("utf-8", "surrogatepass")) > opts.max_file_bytes:
-        yield Problem(where, "huge_file", f"{len(content):,} chars is over the {opts.max_file_bytes:,}-byte limit",
+        yield IngestProblem(where, "huge_file", f"{len(content):,} chars is over the {opts.max_file_bytes:,}-byte limit",
                       "filtered")
         return
     skip = skip_reason(path or "", content)
     if skip:
-        yield Problem(where, skip[0], skip[1], "filtered")
+        yield IngestProblem(where, skip[0], skip[1], "filtered")
         return
     language = canonical_language(meta["lang"]) or language_of_path(path)
     if language is None:
-        yield Problem(where, "unknown_language", "no 'lang'/'language' field and no file extension to infer it from")
+        yield IngestProblem(where, "unknown_language", "no 'lang'/'language' field and no file extension to infer it from")
         return
     common = dict(language=language, source=source, source_kind="wholefile", repo=meta["repo"],
                   path=path, url=meta["url"])
@@ -87,10 +86,10 @@ def record_items(record: dict, location: str, source: str,
 
 
 def read_wholefile_file(path: Path, label: str, source: str,
-                        opts: ReadOptions) -> Iterator[Snippet | Problem | Advance]:
+                        opts: ReadOptions) -> Iterator[Snippet | IngestProblem | Advance]:
     for item in iter_records(path, label, opts):
-        if isinstance(item, (Problem, Advance)):
+        if isinstance(item, (IngestProblem, Advance)):
             yield item
         else:
             location, record = item
-            yield from record_items(record, location, source, opts)
+            yield from file_records(record, location, source, opts)

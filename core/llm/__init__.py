@@ -43,20 +43,25 @@ Where each part lives:
   transport  one HTTP request, its error body fields and retry-after
   calllog    the llm_calls writer thread, the cache lookups and the payload hash
   client     LLMClient: the call loop (cache, retries, fallback), run_sync
+  call       CallResult, the progress of one call, the parse correction
   probe      LLMClient.test_connection
+  pacing     RateGate: an endpoint's permits and waits (ratelimits: headers and buckets;
+             adaptive: AIMD concurrency and client lag; gates: one gate per endpoint, the snapshot)
+  concurrency  the default requests in flight and the embedded model's cap
+  prices     the price table, the prices set in the app, batch discounts
 """
 from __future__ import annotations
 
+from core.llm.call import CallResult
 from core.llm.calllog import CallLog, canonical_json, insert_calls, payload_hash
-from core.llm.client import CallResult, LLMClient, run_sync
 from core.llm.capabilities import Capabilities, defaults_for, family_of
+from core.llm.client import LLMClient, run_sync
 from core.llm.failures import Failure, classify
 from core.llm.formats import MODES, response_format_param, schema_instruction, schema_of, strict_schema
-from core.llm.request import chat_request
 from core.llm.parsing import ReplyError, balanced_objects, extract_json, parse_reply, schema_error
-from core.llm.transport import (FORMAT_REJECTED_STATUS, RETRYABLE_STATUS, BadBody, parse_retry_after,
-                                read_completion)
 from core.llm.prices import estimate_cost
+from core.llm.request import chat_request
+from core.llm.transport import FORMAT_REJECTED_STATUS, RETRYABLE_STATUS, BadBody, parse_retry_after, read_completion
 
 # the names these had when core.llm was one module (tests import them)
 _CallLog = CallLog

@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 from core.redact import configured_secrets, redact
 from core.store import Store
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 CALL_COLUMNS = ("payload_hash, role, base_url, model, request, response_text, response_format, "
                 "prompt_tokens, completion_tokens, latency_ms, cost_usd, error, status_code")
@@ -133,7 +133,7 @@ class CallLog:
             failed, self.failed_rows = self.failed_rows, 0
             raise RuntimeError(f"{failed} llm_calls row(s) not written: {self.last_error}")
 
-    async def run(self, fn: Callable[..., T], *args) -> T:
+    async def run(self, fn: Callable[..., _T], *args) -> _T:
         return await asyncio.wrap_future(self._submit("call", (fn, args)))
 
     def submit(self, fn: Callable[..., Any], *args) -> Future:

@@ -32,40 +32,26 @@ from typing import Any, Awaitable, Sequence, TypeVar
 import openai
 from pydantic import BaseModel
 
-from core.config import DEFAULT_CONCURRENCY, Profile, resolve_api_key
+from core.config import Profile, resolve_api_key
 from core.errors import ShoalError
 from core.llm import pacing
-from core.generate.lifecycle import LIMITS   # retry limits: one definition for online and batch mode
+from core.llm.call import CallProgress, CallResult, parse_correction
 from core.llm.calllog import CallLog, canonical_json, payload_hash, successful_replies
 from core.llm.capabilities import Capabilities
+from core.llm.concurrency import DEFAULT_CONCURRENCY
 from core.llm.endpoint import EndpointLink
 from core.llm.failures import classify
 from core.llm.formats import MODES, schema_of
+from core.llm.lifecycle import LIMITS  # retry limits: one definition for online and batch mode
 from core.llm.parsing import parse_reply
+from core.llm.prices import estimate_cost, load_prices
 from core.llm.request import chat_request
 from core.llm.transport import Attempt, post_chat, short_error
-from core.llm.prices import estimate_cost, load_prices
 from core.store import Store
 
-MAX_ADAPTATIONS = 6   # parameter refusals learned within one call (each a different parameter)
+_MAX_ADAPTATIONS = 6   # parameter refusals learned within one call (each a different parameter)
 
-T = TypeVar("T")
-
-
-@dataclass
-class CallResult:
-    ok: bool                 # True when the reply parsed and validated against the schema
-    parsed: BaseModel | None
-    raw_text: str | None     # always kept, also when parsing failed
-    error: str | None        # short reason: "http 500", "timeout", "invalid json", "schema: <field> ..."
-    call_id: int | None      # llm_calls.id of the (last) call
-    cached: bool
-    prompt_tokens: int = 0   # summed over every attempt of this call (0 when cached)
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_ms: float = 0.0  # wall time of the whole call, retries and waits included
-    attempts: int = 0        # HTTP requests sent for this call
-    response_format: str | None = None  # the mode of the last attempt
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -75,42 +61,6 @@ class _LoopState:
     client: openai.AsyncOpenAI
     semaphore: asyncio.Semaphore
     inflight: dict[str, asyncio.Future] = field(default_factory=dict)
-
-
-@dataclass
-class _CallProgress:
-    """One logical call so far: its current mode, pending correction, failure counts and the
-    tokens and cost summed over its attempts."""
-    mode: str
-    t0: float
-    correction: list[dict] = field(default_factory=list)
-    transport_failures: int = 0    # every HTTP-level retry, 429s included (logged as transport_retry)
-    rate_limited: int = 0
-    first_429: float | None = None
-    adaptations: int = 0
-    parse_failures: int = 0
-    attempts: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    model_text: str | None = None   # the last thing the model said (never an error body)
-
-    def meta(self) -> dict:
-        """Logged with the request so each retry is recognisable in llm_calls."""
-        return {"transport_retry": self.transport_failures, "parse_retry": self.parse_failures}
-
-    def add(self, out: Attempt) -> None:
-        self.attempts += 1
-        self.prompt_tokens += out.prompt_tokens
-        self.completion_tokens += out.completion_tokens
-        self.cost_usd += out.cost_usd
-        if out.kind != "http":
-            self.model_text = out.text
-
-    def result(self, out: Attempt, ok: bool) -> CallResult:
-        return CallResult(ok, out.parsed, self.model_text, out.error, out.call_id, False,
-                          self.prompt_tokens, self.completion_tokens, self.cost_usd,
-                          (time.perf_counter() - self.t0) * 1000, self.attempts, self.mode)
 
 
 class LLMClient:
@@ -258,7 +208,7 @@ class LLMClient:
         prose while requesting a schema: only a server that constrains decoding returns a
         valid object. The best enforcing mode found is remembered for later calls.
         """
-        from core.llm.probe import probe_connection   # the probe drives this client's attempts
+        from core.llm.probe import probe_connection  # the probe drives this client's attempts
         return run_sync(self._closing(probe_connection(self)))
 
     # -- internals: event loop state and the model name ------------------------------
@@ -280,7 +230,7 @@ class LLMClient:
             client.admin_api_key = None
         return client
 
-    async def _closing(self, coro: Awaitable[T]) -> T:
+    async def _closing(self, coro: Awaitable[_T]) -> _T:
         try:
             return await coro
         finally:
@@ -369,7 +319,7 @@ class LLMClient:
     async def _complete_uncached(self, state: _LoopState, key: str, messages: list[dict],
                                  schema: type[BaseModel], schema_json: dict, role: str,
                                  t0: float) -> CallResult:
-        call = _CallProgress(self.mode, t0)
+        call = CallProgress(self.mode, t0)
         while True:
             call.mode = self._mode_now(call.mode)
             out = await self._attempt(state, key, role, messages, schema, schema_json, call.mode, call.meta(),
@@ -385,7 +335,7 @@ class LLMClient:
                 self.counters["failures"] += 1
                 return call.result(out, False)
 
-    def _retry_parse(self, call: _CallProgress, out: Attempt) -> bool:
+    def _retry_parse(self, call: CallProgress, out: Attempt) -> bool:
         """After a reply that did not parse or validate: ask again with a correction, or give up."""
         call.parse_failures += 1
         if call.parse_failures > self.max_parse_retries or (out.error or "").startswith("empty reply"):
@@ -394,7 +344,7 @@ class LLMClient:
         call.correction = parse_correction(out.text, out.error)
         return True
 
-    async def _retry_http(self, call: _CallProgress, out: Attempt, role: str) -> bool:
+    async def _retry_http(self, call: CallProgress, out: Attempt, role: str) -> bool:
         """After an HTTP-level failure, by what the error body says: wait out a rate limit,
         adapt a refused parameter, fall back to the next mode, back off and retry -- or give up
         (then `out.error` says why, with a hint for the errors no retry can fix)."""
@@ -402,7 +352,7 @@ class LLMClient:
         if failure.kind == "rate_limited":
             return self._after_rate_limit(call, out)
         if failure.kind == "unsupported":
-            if self._link is not None and call.adaptations < MAX_ADAPTATIONS and self._link.adapt(out):
+            if self._link is not None and call.adaptations < _MAX_ADAPTATIONS and self._link.adapt(out):
                 call.adaptations += 1
                 self.counters["adaptations"] += 1
                 return True
@@ -432,7 +382,7 @@ class LLMClient:
         await asyncio.sleep(delay)
         return True
 
-    def _after_rate_limit(self, call: _CallProgress, out: Attempt) -> bool:
+    def _after_rate_limit(self, call: CallProgress, out: Attempt) -> bool:
         """A 429 (the gate is already paused for the time it asks): go again, unless the wait
         asked is over `max_retry_after_s` or 429s went on for `max_rate_limit_wait_s`."""
         now = time.perf_counter()
@@ -503,14 +453,7 @@ class LLMClient:
         return out
 
 
-def parse_correction(text: str | None, error: str | None) -> list[dict]:
-    """Appended to the messages when a reply did not parse or validate (online and batch retries)."""
-    return [{"role": "assistant", "content": (text or "")[:4000]},
-            {"role": "user", "content": f"That reply was not valid ({error}). "
-             "Answer again with only the JSON object that matches the schema."}]
-
-
-def run_sync(coro: Awaitable[T]) -> T:
+def run_sync(coro: Awaitable[_T]) -> _T:
     """asyncio.run, also from a thread that already runs an event loop (then in a new thread)."""
     try:
         asyncio.get_running_loop()

@@ -13,9 +13,9 @@ import time
 import weakref
 from typing import Any
 
-from core.llm import pacing
-from core.llm import tokens
 from core.config import Profile, is_openai_url
+from core.llm import gates, pacing, tokens
+from core.llm.adaptive import client_lag
 from core.llm.calllog import CallLog
 from core.llm.capabilities import Capabilities, Endpoint, endpoint_for, load_capabilities, save_capabilities
 from core.llm.formats import MODES
@@ -61,8 +61,8 @@ class EndpointLink:
         self.profile, self.model, self.log, self.store = profile, model, log, store
         self.endpoint: Endpoint = endpoint_for(str(store.path), profile.base_url, model, profile.source)
         adaptive = not hosted_api(profile.base_url)
-        self.gate = gate or pacing.gate_for(
-            pacing.endpoint_key(profile.base_url, model), rpm=profile.rpm, tpm=profile.tpm,
+        self.gate = gate or gates.gate_for(
+            gates.gate_key(profile.base_url, model), rpm=profile.rpm, tpm=profile.tpm,
             adaptive=adaptive, max_concurrency=max_concurrency if adaptive else None,
             initial_concurrency=max_concurrency if adaptive else None, adaptive_until_limits=True,
             latency_tolerance=LATENCY_TOLERANCE)
@@ -153,7 +153,7 @@ class EndpointLink:
     # -- pacing ---------------------------------------------------------------
     async def acquire(self, request: dict) -> pacing.Permit:
         gate = self.gate
-        pacing.client_lag()          # measures this loop's lag from the first call on (see release)
+        client_lag()          # measures this loop's lag from the first call on (see release)
         prompt = tokens.count_messages(request["messages"], self.model).tokens if gate.counts_tokens else 0
         out = int(request.get("max_completion_tokens") or request.get("max_tokens") or 0)
         permit = gate.try_acquire(prompt, out)
@@ -170,7 +170,7 @@ class EndpointLink:
             used = out.prompt_tokens or out.completion_tokens
             permit.finish(status=200, headers=out.headers, prompt_tokens=out.prompt_tokens if used else None,
                           completion_tokens=out.completion_tokens if used else None,
-                          client_lag_s=pacing.client_lag())    # a late client is no sign of a busy server
+                          client_lag_s=client_lag())    # a late client is no sign of a busy server
         else:
             status = 502 if out.retryable else (out.status or 0)
             permit.finish(status=400 if status == 429 else status, headers=out.headers)
@@ -181,24 +181,24 @@ class EndpointLink:
         if not force and now - self._pacing_saved < PACING_SAVE_EVERY_S:
             return
         self._pacing_saved = now
-        self.log.submit(save_pacing, self.profile.base_url, self.model, pacing.stats_dict(self.gate.stats()))
+        self.log.submit(save_pacing, self.profile.base_url, self.model, gates.stats_dict(self.gate.stats()))
 
     def stats(self) -> dict[str, Any]:
-        return pacing.stats_dict(self.gate.stats())
+        return gates.stats_dict(self.gate.stats())
 
 
 def pacing_report(store: Store, profiles: dict[str, Any]) -> list[dict[str, Any]]:
     """Per role of a job: its endpoint's pacing -- this process's live gate when there is one,
     else the last snapshot another process wrote -- and what the endpoint is known to accept."""
     from core.llm.capabilities import load_capabilities
-    live = {g.key: g for g in pacing.all_gates()}
+    live = {g.key: g for g in gates.all_gates()}
     out = []
     for role, prof in profiles.items():
         prof = prof if isinstance(prof, dict) else prof.model_dump()
         base_url, model = prof.get("base_url") or "", prof.get("model") or ""
-        gate = live.get(pacing.endpoint_key(base_url, model))
+        gate = live.get(gates.gate_key(base_url, model))
         if gate is not None:
-            snap, source = pacing.stats_dict(gate.stats()), "live"
+            snap, source = gates.stats_dict(gate.stats()), "live"
         else:
             row = load_pacing(store, base_url, model)
             snap, source = (dict(row), f"saved {str(row['updated_at'])[:19]}") if row else ({}, "none")

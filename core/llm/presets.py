@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from core.config import (DEFAULT_KEY_ENV, OPENAI_BASE_URL, OPENAI_DEFAULT_MODEL, ROLE_DEFAULTS, Profile,
-                         judge_following, judge_set_apart, key_source, local_profile, resolve_api_key)
+from core.config import DEFAULT_KEY_ENV, OPENAI_BASE_URL, OPENAI_DEFAULT_MODEL, Profile, key_source, resolve_api_key
 from core.errors import ShoalError
 from core.llm.capabilities import defaults_for, family_of, load_capabilities
+from core.llm.profiles import ROLE_DEFAULTS, judge_following, judge_set_apart, local_profile
 from core.store import Store
 
 __all__ = ["Preset", "PRESETS", "SAME", "SAME_NOTE", "preset_of", "presets_for", "preset_label", "default_preset",
@@ -162,7 +162,7 @@ def profile_for_choice(base: Profile, preset: str, base_url: str, model: str,
 def profiles_for_choices(base: dict[str, Profile], choices: dict[str, tuple]) -> dict[str, Profile]:
     """The profiles for the panel's choices (role -> profile_for_choice's preset, base URL, model, session
     key name), for the roles given: a judge whose choice is SAME follows the generator's
-    (core.config.judge_following), so it needs the generator's choice too."""
+    (core.llm.profiles.judge_following), so it needs the generator's choice too."""
     out = {role: profile_for_choice(base[role], *choice) for role, choice in choices.items() if choice[0] != SAME}
     if choices.get("judge", ("",))[0] == SAME:
         if "generator" not in out:

@@ -11,19 +11,24 @@ Anthropic models (by provider, from the model name or the server's host), 1.0 fo
 else unless the price file says otherwise, per model (`{"my-model": {..., "batch_discount":
 0.4}}`) or per provider (`{"batch_discount": {"openai": 0.5}}`).
 
-Prices set on the Generate page (core.llm.model_prices, kept in DuckDB) are laid over both in the
-app's process (`set_price_overlay`).
+Prices set on the Generate page (DuckDB `model_prices`) are laid over both: `apply_prices(store)`
+makes them this process's overlay (`set_price_overlay`), so every cost figure of the app -- the
+estimate before a job, the cost each call records, the batch price -- uses what the user set, also
+for a job that starts later from the queue or is resumed. `price_of` tells the Models panel what a
+model costs now and where that figure comes from.
 """
 from __future__ import annotations
 
 import json
 import os
 import tomllib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
 from core.errors import ShoalError
+from core.store import Store
 
 # model -> (USD per 1M prompt tokens, USD per 1M completion tokens)
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -67,7 +72,7 @@ def _normalise(table: dict) -> dict[str, tuple[float, float]]:
     return out
 
 
-# prices set in the app (core.llm.model_prices, from DuckDB): over the table and the file
+# prices set in the app (DuckDB `model_prices`, through apply_prices): over the table and the file
 _OVERLAY: dict[str, dict] = {}
 
 
@@ -189,3 +194,81 @@ def estimate_batch_cost(model: str, prompt_tokens: int, completion_tokens: int, 
                         base_url: str | None = None) -> float:
     """USD for one batch request: the online price times the batch discount."""
     return estimate_cost(model, prompt_tokens, completion_tokens, prices) * batch_discount(model, base_url)
+
+
+# ---------------------------------------------------------------- prices set in the app (DuckDB)
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    model: str
+    input_per_m: float              # USD per 1M prompt tokens
+    output_per_m: float             # USD per 1M completion tokens
+    batch_discount: float           # share of the online price a batch request costs
+    source: str                     # "set here" | "price table" | "unknown (free)"
+
+    @property
+    def batch_input_per_m(self) -> float:
+        return self.input_per_m * self.batch_discount
+
+    @property
+    def batch_output_per_m(self) -> float:
+        return self.output_per_m * self.batch_discount
+
+
+def set_model_price(store: Store, model: str, input_per_m: float, output_per_m: float,
+                    batch_discount: float | None = None) -> None:
+    model = model.strip()
+    if not model:
+        raise ShoalError("Name the model the price is for.")
+    if input_per_m < 0 or output_per_m < 0:
+        raise ShoalError("A price cannot be negative.")
+    if batch_discount is not None and not 0.0 <= batch_discount <= 1.0:
+        raise ShoalError("The batch price is a share of the online price, between 0 and 1.")
+    store.write(lambda cur: cur.execute(
+        "INSERT INTO model_prices (model, input_per_m, output_per_m, batch_discount) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (model) DO UPDATE SET input_per_m = excluded.input_per_m, output_per_m = excluded.output_per_m, "
+        "batch_discount = excluded.batch_discount, updated_at = now()",
+        [model, float(input_per_m), float(output_per_m), batch_discount]))
+    apply_prices(store)
+
+
+def clear_model_price(store: Store, model: str) -> None:
+    store.write(lambda cur: cur.execute("DELETE FROM model_prices WHERE model = ?", [model.strip()]))
+    apply_prices(store)
+
+
+def stored_prices(store: Store) -> dict[str, dict]:
+    """model -> {input, output[, batch_discount]}, entries as in the price file."""
+    out: dict[str, dict] = {}
+    for r in store.rows("SELECT model, input_per_m, output_per_m, batch_discount FROM model_prices"):
+        entry = {"input": float(r["input_per_m"]), "output": float(r["output_per_m"])}
+        if r["batch_discount"] is not None:
+            entry["batch_discount"] = float(r["batch_discount"])
+        out[r["model"]] = entry
+    return out
+
+
+def apply_prices(store: Store) -> dict[str, dict]:
+    """Make the stored prices this process's overlay; returns them."""
+    table = stored_prices(store)
+    set_price_overlay(table)
+    return table
+
+
+def price_of(store: Store, model: str, base_url: str | None = None) -> ModelPrice:
+    """What `model` costs now: the price set here, else the price table's, else 0 (unknown)."""
+    entry = stored_prices(store).get(model)
+    if entry is not None:
+        share = entry.get("batch_discount")
+        return ModelPrice(model, entry["input"], entry["output"],
+                          batch_discount(model, base_url) if share is None else share, "set here")
+    known = price_for(model) if model else (0.0, 0.0)
+    source = "price table" if known != (0.0, 0.0) else "unknown (free)"
+    return ModelPrice(model, known[0], known[1], batch_discount(model, base_url) if model else 1.0, source)
+
+
+def batch_share(profiles: dict) -> float:
+    """The batch price as a share of the online one for a job on `profiles` (the larger of the
+    two roles': an upper bound for the estimate)."""
+    return max(batch_discount(p.model, p.base_url) for p in profiles.values())

@@ -19,14 +19,14 @@ from pydantic import BaseModel
 
 from core.llm.failures import classify
 from core.llm.formats import schema_of
+from core.llm.ratelimits import parse_rate_limit_headers
 from core.llm.transport import Attempt
-from core.llm.pacing import parse_rate_limit_headers
 
 if TYPE_CHECKING:
     from core.llm.client import LLMClient
 
 PROBE_MESSAGES = [{"role": "user", "content": "Say hello in a few words of plain prose. Do not use JSON."}]
-MAX_ADAPTATIONS = 4      # token parameter, sampling, reasoning_effort, strict: each learned at most once
+_MAX_ADAPTATIONS = 4      # token parameter, sampling, reasoning_effort, strict: each learned at most once
 
 
 class Probe(BaseModel):
@@ -65,7 +65,7 @@ class _Prober:
             link = self.client._link
             if out.kind != "http" and link is not None:
                 link.accepted(out.caps_version)     # the record the request was built from works
-            if out.kind != "http" or self.adaptations >= MAX_ADAPTATIONS:
+            if out.kind != "http" or self.adaptations >= _MAX_ADAPTATIONS:
                 return out
             if classify(out, mode).kind != "unsupported" or link is None or not link.adapt(out):
                 return out

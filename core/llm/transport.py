@@ -15,7 +15,7 @@ from typing import Any
 import openai
 from pydantic import BaseModel
 
-from core.llm.pacing import retry_delay
+from core.llm.ratelimits import retry_delay
 from core.redact import redact, redact_obj
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529}
@@ -123,7 +123,7 @@ def read_completion(response: Any) -> tuple[str | None, str | None, int, int]:
 
 def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
     """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date
-    (core.llm.pacing.retry_delay reads them, the 429 message aside)."""
+    (core.llm.ratelimits.retry_delay reads them, the 429 message aside)."""
     return retry_delay(headers, None, now)
 
 

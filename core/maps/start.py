@@ -3,9 +3,9 @@ in a worker thread of core.background, so the page that started it can be left a
 """
 from __future__ import annotations
 
-from core.team import members as team
 from core.background import Task, TaskContext, TaskKind, start_task
 from core.store import Store
+from core.team import members as team
 
 EMBED_MAP = TaskKind("embed_map", "An embed + map run",
                      cancelled="Cancelled. Embeddings finished so far are kept; running again continues from there.")
@@ -43,8 +43,8 @@ def start_embed_and_map(store: Store, model: str | None, backend: str, batch_siz
     sampled snippets are embedded and mapped first (a map in a minute or two on a CPU), then the
     rest, then the full map. 0 makes one pass."""
     team.authorize(store, actor, "map", target=model or "default model")
-    from core.embed.run import corpus_choice, embed_corpus
     from core.embed.model import model_key
+    from core.embed.run import corpus_choice, embed_corpus
     from core.maps.build import build_map
 
     def embed_and_map(ctx: TaskContext, ids: list[str] | None, name: str | None, note: str) -> tuple:

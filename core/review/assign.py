@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from core.errors import ShoalError
 from core.review.filters import QueueFilter, from_clause, where_clause
 from core.store import Store
+from core.team import members as team
 
 
 @dataclass
@@ -93,6 +94,19 @@ def assign(store: Store, reviewers: list[str], *, per_example: int = 1, overlap_
         return AssignResult(batch_id, int(examples), int(overlap), int(rows), {k: int(v) for k, v in per.items()})
 
     return store.write(write)
+
+
+def assign_examples(store: Store, reviewers: list[str], *, per_example: int, overlap_share: float, actor: str,
+                    actor_role: str | None, include_reviewed: bool = False, reset_open: bool = False,
+                    seed: int = 0) -> AssignResult:
+    """The Team page's Assign button and `shoal team assign`: check the role, assign the unassigned
+    examples with that overlap (`assign`), and keep the overlap as the team's setting."""
+    team.authorize(store, actor, "team", target="assignment", role=actor_role, audit_allowed=False)
+    res = assign(store, reviewers, per_example=per_example, overlap_share=overlap_share,
+                 include_reviewed=include_reviewed, reset_open=reset_open, actor=actor, seed=seed)
+    team.set_settings(store, actor=actor, actor_role=actor_role, reviewers_per_example=int(per_example),
+                      overlap_share=float(overlap_share))
+    return res
 
 
 def needed(store_or_cur, generation_id: int) -> int:

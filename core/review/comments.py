@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
-from core.team import members as team
 from core.errors import ShoalError
 from core.review.common import require_reviewer
 from core.store import Store
+from core.team import members as team
 
 MAX_COMMENT_CHARS = 4000
 

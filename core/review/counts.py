@@ -23,8 +23,7 @@ import time
 import numpy as np
 
 from core.maps.build import latest_map_id
-from core.review.filters import (QueueFilter, from_clause, sort_keys, status_condition,
-                                 todo_condition, where_clause)
+from core.review.filters import QueueFilter, from_clause, sort_keys, status_condition, todo_condition, where_clause
 from core.store import Store
 
 FLAGS = ("in_filter", "todo", "accepted", "rejected", "skipped", "edited", "judge_passed", "judge_failed", "unjudged")

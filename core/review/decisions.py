@@ -14,13 +14,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterable
 
-from core.team import members as team
 from core.errors import ShoalError
-from core.review.common import VERDICTS, StaleReview, loads, put_review, require_reviewer, review_json, row_dict
 from core.review.assign import needed
+from core.review.common import VERDICTS, StaleReview, loads, put_review, require_reviewer, review_json, row_dict
 from core.review.filters import QueueFilter, from_clause, where_clause
 from core.review.responses import KEEP_EDIT, live_review, respond_in, response_version, write_response
 from core.store import Store
+from core.team import members as team
 
 
 def _clean_edit(original: dict, edited: dict | None) -> dict | None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 
-from core.team import members as team
 from core.errors import ShoalError
 from core.store import Store
 from core.tasks import TASKS, get_task
+from core.team import members as team
 
 ALL_TASKS = "*"                  # the general guidelines, shown for every task
 MAX_GUIDELINE_CHARS = 20_000

@@ -1,8 +1,12 @@
 """One example as the review screen shows it, and its current review."""
 from __future__ import annotations
 
-from core.review.common import loads
+import json
+import math
+from typing import Any
+
 from core.maps.build import latest_map_id
+from core.review.common import loads
 from core.store import Store
 
 
@@ -90,9 +94,21 @@ def prefilter_stop(store: Store, generation_id: int) -> list[str] | None:
     return stop_reasons(g)
 
 
+def prefilter_reasons(value: Any) -> list[str]:
+    """The pre-filter's stored reasons (a JSON list, or a list already read) as strings; [] for
+    anything else (NULL, NaN from a frame, text that is not a JSON list)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if not isinstance(value, (dict, list)):
+        try:
+            value = json.loads(value)
+        except (TypeError, ValueError):
+            return []
+    return [str(r) for r in value] if isinstance(value, list) else []
+
+
 def stop_reasons(generation: dict | None) -> list[str] | None:
     """`prefilter_stop` of a generation row already read (its prefilter_ok and prefilter_reasons)."""
-    from core.dataset.checks.exclusions import prefilter_reasons
     if not generation or generation["prefilter_ok"] is None or generation["prefilter_ok"]:
         return None
     return prefilter_reasons(generation["prefilter_reasons"]) or ["stopped by the pre-filter"]
@@ -105,9 +121,8 @@ def review_view(store: Store, generation_id: int, viewer: str, *, see_all: bool 
     review's), `team` (an overlap example's status and the responses the viewer may see:
     `core.review.responses.team_view`; None otherwise) and its `execution` run. None when there
     is no such example; NotAllowed when `viewer` may not open it (a reviewer, not assigned to it)."""
-    from core.team import members as roles
-    from core.dataset.checks.execution import execution_of
     from core.review.responses import team_view
+    from core.team import members as roles
     gid = int(generation_id)
     role = roles.acting_role(store, viewer)
     see_all = see_all and roles.allowed(role, "adjudicate")
@@ -122,6 +137,26 @@ def review_view(store: Store, generation_id: int, viewer: str, *, see_all: bool 
     version = team["my_version"] if team else int(review["version"]) if review else 0
     return {"item": item, "needed": need, "stop": stop_reasons(item["generation"]), "version": version,
             "team": team, "execution": execution_of(store, gid)}
+
+
+def execution_of(store: Store, generation_id: int) -> dict | None:
+    """One example's current execution verdict (the `checks` row's detail fields + passed /
+    overridden), or None when its solution never ran."""
+    row = store.one("SELECT passed, overridden, detail FROM checks WHERE generation_id = ? AND kind = 'execution' "
+                    "ORDER BY id DESC LIMIT 1", [generation_id])
+    if row is None:
+        return None
+    try:
+        detail = json.loads(row["detail"]) if isinstance(row["detail"], str) else {}
+    except ValueError:
+        detail = {}
+    outcome = detail.get("outcome") or ("pass" if row["passed"] else "fail")
+    return {**detail, "outcome": outcome, "passed": bool(row["passed"]), "overridden": bool(row["overridden"])}
+
+
+def generation_exists(store: Store, generation_id: int) -> bool:
+    """Whether there is a generated example with this id."""
+    return bool(store.scalar("SELECT count(*) FROM generations WHERE id = ?", [generation_id]))
 
 
 def generation_count(store: Store) -> int:

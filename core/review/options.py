@@ -1,8 +1,8 @@
 """Headless review status (the CLI's `review --status`) and the values for the filter widgets."""
 from __future__ import annotations
 
-from core.review.agreement import agreement
 from core.maps.build import latest_map_id
+from core.review.agreement import agreement
 from core.store import Store
 
 

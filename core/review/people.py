@@ -9,7 +9,6 @@ core.review.agreement.agreement().
 from __future__ import annotations
 
 from itertools import combinations
-
 from typing import Any
 
 import pandas as pd

@@ -8,8 +8,8 @@ import time
 
 import pandas as pd
 
-from core.review.counts import QueueCounts, queue_summary, sort_key_of  # noqa: F401 (queue_summary: re-exported)
 from core.maps.build import latest_map_id
+from core.review.counts import QueueCounts, queue_summary, sort_key_of  # noqa: F401 (queue_summary: re-exported)
 from core.review.filters import QueueFilter, from_clause, sort_keys, where_clause
 from core.store import Store
 

@@ -19,10 +19,10 @@ import json
 import uuid
 from typing import Any
 
-from core.team import members as team
 from core.errors import ShoalError
 from core.review.common import StaleReview, loads, put_review, review_json, row_dict
 from core.store import Store
+from core.team import members as team
 
 RESPOND_ACTION = "review.respond"
 CONSOLIDATE_ACTION = "review.consolidate"
@@ -260,10 +260,10 @@ def example_status(store: Store, generation_id: int) -> dict:
     gid = int(generation_id)
     cur = store.cursor()
     final = store.one("SELECT verdict, reviewer FROM reviews WHERE generation_id = ?", [gid])
-    return status_of(gid, _needed(cur, gid), responses(store, gid), _adjudication(cur, gid), final)
+    return response_status(gid, _needed(cur, gid), responses(store, gid), _adjudication(cur, gid), final)
 
 
-def status_of(gid: int, need: int, rows: list[dict], adjudication: dict | None, final: dict | None) -> dict:
+def response_status(gid: int, need: int, rows: list[dict], adjudication: dict | None, final: dict | None) -> dict:
     """`example_status` from what it reads: how many reviewers the example needs, its responses
     (`responses`), its adjudication and its live review (verdict, reviewer), each None if none."""
     decisive = [(r["reviewer"], r["verdict"], r["note"], r["reasons"], r["edited_fields"]) for r in rows
@@ -312,7 +312,7 @@ def team_view(store: Store, generation_id: int, viewer: str, need: int, final: d
     caller has read them."""
     gid = int(generation_id)
     rows = responses(store, gid)
-    status = status_of(gid, need, rows, _adjudication(store.cursor(), gid), final)
+    status = response_status(gid, need, rows, _adjudication(store.cursor(), gid), final)
     shown, hidden = visible_of(rows, viewer, need, see_all)
     mine = next((r for r in rows if r["reviewer"] == viewer), None)
     return {"status": status, "shown": shown, "hidden": hidden, "my_version": int(mine["version"]) if mine else 0}

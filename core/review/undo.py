@@ -12,10 +12,10 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from core.team import members as team
 from core.review.common import DECISION_ACTIONS, UNDO_MARKER, NothingToUndo, StaleReview, loads, row_dict
 from core.review.responses import RESPOND_ACTION, consolidate, restore_responses, sync_undone_decision
 from core.store import Store
+from core.team import members as team
 
 
 @dataclass

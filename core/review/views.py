@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.team import members as team
 from core.errors import NotAllowed, ShoalError
 from core.maps.build import latest_map_id
 from core.review.common import SORTS, require_reviewer
 from core.review.filters import QueueFilter
 from core.store import Store
+from core.team import members as team
 
 MAX_VIEW_NAME = 80
 

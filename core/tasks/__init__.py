@@ -11,8 +11,16 @@ from core.tasks.base import PROSE_FIELDS, TaskSpec
 from core.tasks.no_input import NO_INPUT, PLACEHOLDERS, is_no_input
 from core.tasks.prefilter import Check, PrefilterResult, Verdict, count_sentences, identifier_share
 from core.tasks.prompts import fence
-from core.tasks.schemas import (InstructionExample, Judgment, KeyedJudgment, OssInstructExample, RuleAnswer,
-                                RuleVerdict, judgment_schema, rule_keys)
+from core.tasks.schemas import (
+    InstructionExample,
+    Judgment,
+    KeyedJudgment,
+    OssInstructExample,
+    RuleAnswer,
+    RuleVerdict,
+    judgment_schema,
+    rule_keys,
+)
 
 TASKS: dict[str, TaskSpec] = {m.TASK.name: m.TASK for m in
                               (code_generation, code_summarization, code_translation, code_repair, oss_instruct)}

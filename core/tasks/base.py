@@ -21,8 +21,15 @@ from core.errors import ShoalError
 from core.tasks import prompts
 from core.tasks.no_input import NO_INPUT, is_no_input
 from core.tasks.prefilter import INSTRUCTION_CHECKS, Check, PrefilterResult, count_sentences, run_checks
-from core.tasks.schemas import (InstructionExample, Judgment, KeyedJudgment, OssInstructExample, RuleVerdict,
-                                TestedInstructionExample, judgment_schema)
+from core.tasks.schemas import (
+    InstructionExample,
+    Judgment,
+    KeyedJudgment,
+    OssInstructExample,
+    RuleVerdict,
+    TestedInstructionExample,
+    judgment_schema,
+)
 from core.tasks.templates import GENERATOR_SYSTEM, GENERATOR_TEMPLATE, JUDGE_SYSTEM, JUDGE_TEMPLATE
 
 # fields that are always prose, whatever the task

@@ -27,9 +27,9 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from core.team import members as team
 from core.errors import ShoalError
 from core.store import Store
+from core.team import members as team
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024            # longer input is refused before hashing (no hashing megabytes on request)
@@ -55,7 +55,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def normalize(identity: str | None) -> str:
+def normalize_identity(identity: str | None) -> str:
     """The account's identity as core.team.members spells members: an email, stripped and lower-cased."""
     value = (identity or "").strip().lower()
     if not _EMAIL.match(value):
@@ -80,7 +80,7 @@ def set_password(store: Store, identity: str, password: str, *, actor: str | Non
     """Create the account or change its password (owner only; audited as `account.password_set`,
     without the password or its hash). Clears a lock and the count of failures."""
     authorize_owner(store, actor, identity)
-    identity = normalize(identity)
+    identity = normalize_identity(identity)
     check_password(password)
     digest = hasher().hash(password)
 
@@ -99,7 +99,7 @@ def set_password(store: Store, identity: str, password: str, *, actor: str | Non
 def remove_account(store: Store, identity: str, *, actor: str | None) -> None:
     """Delete the account (owner only; audited as `account.removed`). Team membership is untouched."""
     authorize_owner(store, actor, identity)
-    identity = normalize(identity)
+    identity = normalize_identity(identity)
 
     def write(cur) -> None:
         if not cur.execute("SELECT 1 FROM local_accounts WHERE identity = ?", [identity]).fetchone():
@@ -120,7 +120,7 @@ def _who(actor: str | None) -> str:
 
 def has_account(store: Store, identity: str) -> bool:
     try:
-        identity = normalize(identity)
+        identity = normalize_identity(identity)
     except ShoalError:
         return False
     return bool(store.scalar("SELECT count(*) FROM local_accounts WHERE identity = ?", [identity]))
@@ -138,7 +138,7 @@ def verify(store: Store, identity: str, password: str, *, now: datetime | None =
     the password; the `MAX_FAILURES`-th wrong password in a row locks it for `LOCK_FOR`."""
     now = now or utcnow()
     try:
-        identity = normalize(identity)
+        identity = normalize_identity(identity)
     except ShoalError:
         identity = ""
     row = store.execute("SELECT password_hash, failed_attempts, locked_until FROM local_accounts "
@@ -200,7 +200,7 @@ def locked_until(store: Store, identity: str, *, now: datetime | None = None) ->
     """When the account's lock ends, None when it is not locked (or there is no such account)."""
     now = now or utcnow()
     try:
-        identity = normalize(identity)
+        identity = normalize_identity(identity)
     except ShoalError:
         return None
     until = store.scalar("SELECT locked_until FROM local_accounts WHERE identity = ?", [identity])

@@ -96,7 +96,7 @@ _stamped: dict[str, tuple[tuple, Any]] = {}
 
 def _from_secrets(what: str, read) -> Any:
     """`read(paths)` of the secrets files, read again only when one of them changed."""
-    from core.config import secrets_paths
+    from core.secrets_file import secrets_paths
     paths = secrets_paths()
     stamp = tuple((str(p), p.stat().st_mtime_ns if p.is_file() else None) for p in paths)
     if what not in _stamped or _stamped[what][0] != stamp:
@@ -107,14 +107,14 @@ def _from_secrets(what: str, read) -> Any:
 def sign_in_on() -> bool:
     """Whether sign-in is configured — through an OIDC provider ([auth] in a secrets file), local
     accounts (`local_sign_in_on`), or both: then roles hold for everyone but this machine's own user."""
-    from core.config import oidc_configured
+    from core.secrets_file import oidc_configured
     return local_sign_in_on() or bool(_from_secrets("auth", oidc_configured))
 
 
 def local_sign_in_on() -> bool:
     """Whether local sign-in (email + password, core.team.local_accounts) is on: SHOAL_LOCAL_SIGN_IN=1 or
     `[shoal.local_sign_in] enabled = true` in a secrets file. Needs no [auth] section."""
-    from core.config import local_sign_in_env, local_sign_in_in_files
+    from core.secrets_file import local_sign_in_env, local_sign_in_in_files
     return local_sign_in_env() or bool(_from_secrets("local_sign_in", local_sign_in_in_files))
 
 
@@ -196,7 +196,7 @@ def identity_of(user: Mapping[str, Any] | None) -> str | None:
 def config_roles(paths: list[Path] | None = None) -> dict[str, str]:
     """identity -> role named in the secrets file(s): `[shoal.roles]` and `[shoal.team] owner`.
     The first file that names a role for an identity wins (project file before the user's)."""
-    from core.config import secrets_paths
+    from core.secrets_file import secrets_paths
 
     out: dict[str, str] = {}
     for path in paths if paths is not None else secrets_paths():
@@ -381,18 +381,3 @@ def set_settings(store: Store, *, actor: str, actor_role: str | None, **values) 
 def default_reviewers(people: list[Member]) -> list[str]:
     """Who an assignment goes to unless the owner says otherwise: the reviewers, else every member."""
     return [m.identity for m in people if m.role == "reviewer"] or [m.identity for m in people]
-
-
-def assign_examples(store: Store, reviewers: list[str], *, per_example: int, overlap_share: float, actor: str,
-                    actor_role: str | None, include_reviewed: bool = False, reset_open: bool = False,
-                    seed: int = 0) -> Any:
-    """The Team page's Assign button and `shoal team assign`: check the role, assign the unassigned
-    examples with that overlap (core.review.assign), and keep the overlap as the team's setting.
-    Returns the AssignResult."""
-    authorize(store, actor, "team", target="assignment", role=actor_role, audit_allowed=False)
-    from core.review.assign import assign
-    res = assign(store, reviewers, per_example=per_example, overlap_share=overlap_share,
-                 include_reviewed=include_reviewed, reset_open=reset_open, actor=actor, seed=seed)
-    set_settings(store, actor=actor, actor_role=actor_role, reviewers_per_example=int(per_example),
-                 overlap_share=float(overlap_share))
-    return res

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.background import wait_for_tasks
 from core.store import open_store
-from tests.core.dataset.checks.seed_data import add_example, demo_dataset, distinct_python_solution, wave
+from tests.support.seed_data import add_example, demo_dataset, distinct_python_solution, wave
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "5_Dataset.py")
 

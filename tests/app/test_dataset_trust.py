@@ -14,11 +14,11 @@ from core.dataset.checks import semantic as S
 from core.dataset.checks.results import blocking_checks
 from core.generate.items import current_prompt_version
 from core.store import open_store
-from tests.core.dataset.checks.seed_data import add_example, wave
-from tests.core.dataset.test_judge_eval import EXTRA_RULE, N_GOLD, TASKS, build_gold, scripted_judge
 from tests.support import semantic_planted as P
-from ui.dataset_semantic import LEAKS_PER_PAGE
+from tests.support.judge_gold import EXTRA_RULE, N_GOLD, TASKS, build_gold, scripted_judge
 from tests.support.openai_server import FakeOpenAIServer
+from tests.support.seed_data import add_example, wave
+from ui.dataset.semantic import LEAKS_PER_PAGE
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "5_Dataset.py")
 

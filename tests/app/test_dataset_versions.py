@@ -9,7 +9,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core.store import open_store
-from tests.core.dataset.test_dataset_versions import E1, E2, _two_versions
+from tests.support.dataset_versions import E1, E2, two_versions
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "5_Dataset.py")
 
@@ -28,7 +28,7 @@ def test_versions_table_and_the_diff_of_the_two_newest(tmp_path):
     store = open_store(os.environ["SHOAL_DB"])
     old = int(store.scalar("INSERT INTO exports(format, path, n_rows, params, card) "   # as the old code left it
                            "VALUES ('alpaca', '/old/export', 3, '{}', '# Old set') RETURNING id"))
-    s = _two_versions(store, tmp_path)
+    s = two_versions(store, tmp_path)
     g = s["g"]
     store.checkpoint()
     store.close()

@@ -20,10 +20,10 @@ from streamlit.testing.v1 import AppTest
 from core.generate import jobs as J
 from core.pipeline import queued_jobs, running_job_ids
 from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets
-from tests.support.selections import add_selection
 from tests.support.openai_server import FakeOpenAIServer
+from tests.support.selections import add_selection
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATE, HOME = str(ROOT / "pages" / "3_Generate.py"), str(ROOT / "app.py")
@@ -206,7 +206,7 @@ def test_saving_a_prompt_version_shows_it_and_waits_for_the_next_change(server):
 def test_home_says_running_while_a_job_runs(server):
     ids = _prepare(6)
     store = page_store()
-    from tests.core.generate.test_jobs import profiles
+    from tests.support.jobs import profiles
     job = J.create_job(store, ids, profiles=profiles(server), task="code_generation", concurrency=1)
     J.start_worker(store, job)
     deadline = time.time() + 30
@@ -312,8 +312,9 @@ def test_dataset_lists_every_automatic_exclusion_and_speaks_page_wording(tmp_pat
 
 
 def test_the_dataset_card_never_calls_a_judged_example_not_judged(store):
-    from core.dataset.export import dataset_card, select_rows
-    from tests.core.dataset.checks.seed_data import add_example, distinct_python_solution, wave
+    from core.dataset.card import dataset_card
+    from core.dataset.export import select_rows
+    from tests.support.seed_data import add_example, distinct_python_solution, wave
     add_example(store, wave("Write a Python function to sum prices.", distinct_python_solution(1)),
                 verdict="accepted", judge=True, judge_model="")       # an old row without a model name
     sel = select_rows(store)

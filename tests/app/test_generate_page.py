@@ -11,10 +11,10 @@ from streamlit.testing.v1 import AppTest
 
 from core.generate import jobs as J
 from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets
-from tests.support.selections import add_selection
 from tests.support.openai_server import FakeOpenAIServer
+from tests.support.selections import add_selection
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "3_Generate.py")
 

@@ -8,10 +8,10 @@ import os
 
 from streamlit.testing.v1 import AppTest
 
-from core.generate import jobs as J
 from core.config import Profile
+from core.generate import jobs as J
 from core.store import Store, open_store
-from tests.core.generate.test_jobs import add_snippets
+from tests.support.snippets import add_snippets
 
 MAX_READS_PER_REFRESH = 16
 
@@ -30,12 +30,12 @@ def _running_job() -> int:
 
 def _progress_script() -> None:
     from ui.common import page_store
-    from ui.generate_job_panel import _progress
+    from ui.generate.job_panel import _progress
     _progress(page_store(), 1, True)
 
 
 def test_the_every_second_refresh_reads_little_and_draws_no_examples_or_tables(monkeypatch):
-    from ui import generate_job_panel as panel
+    from ui.generate import job_panel as panel
     assert panel.POLL_S >= 1.0 and panel.DETAILS_POLL_S >= 5 * panel.POLL_S
     assert _running_job() == 1
     at = AppTest.from_function(_progress_script, default_timeout=30).run()     # the store opens here
@@ -57,7 +57,8 @@ def test_while_a_job_runs_the_newest_examples_are_drawn_only_when_asked_for(monk
 
     def script() -> None:
         import streamlit as st
-        from ui.generate_job_panel import _examples_section
+
+        from ui.generate.job_panel import _examples_section
         _examples_section(None, 1, {"prefilter_reasons": []}, alive=bool(st.session_state.get("alive", True)))
     at = AppTest.from_function(script, default_timeout=30).run()
     assert not at.exception, at.exception

@@ -14,15 +14,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
-from core.generate import jobs as J
 from core.cli.main import app
-from core.config import DEFAULT_CONCURRENCY
+from core.generate import jobs as J
 from core.generate.jobs import start
+from core.llm.concurrency import DEFAULT_CONCURRENCY
 from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.selections import add_selection
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "3_Generate.py")
 N = 6

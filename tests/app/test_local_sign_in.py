@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.store import open_store
 from core.team import local_accounts as la
 from core.team import members as team
-from core.store import open_store
+from tests.support.apptest import ran, shared_store
 from tests.support.fake_generations import fill_fake
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,11 +26,11 @@ FORM = "FormSubmitter:local_sign_in-Sign in"
 
 @pytest.fixture
 def local_db(tmp_path, monkeypatch):
-    import core.config
+    import core.secrets_file
     secrets = tmp_path / "secrets.toml"
     secrets.write_text("[shoal.local_sign_in]\nenabled = true\n")      # no [auth]: no identity provider
-    monkeypatch.setattr(core.config, "secrets_paths", lambda: [secrets])
-    monkeypatch.delenv(core.config.LOCAL_SIGN_IN_ENV, raising=False)
+    monkeypatch.setattr(core.secrets_file, "secrets_paths", lambda: [secrets])
+    monkeypatch.delenv(core.secrets_file.LOCAL_SIGN_IN_ENV, raising=False)
     db = tmp_path / "local_app.duckdb"
     monkeypatch.setenv("SHOAL_DB", str(db))
     with open_store(db) as s:
@@ -39,12 +40,6 @@ def local_db(tmp_path, monkeypatch):
         for who in (OWNER, BOB, EVE):                                  # eve has an account, no role
             la.set_password(s, who, PASSWORD, actor=team.local())
     return db
-
-
-def ran(at_or_widget) -> AppTest:
-    at = at_or_widget.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def anonymous() -> AppTest:
@@ -57,11 +52,6 @@ def sign_in(at: AppTest, email: str, password: str) -> AppTest:
     at.text_input(key="ls_email").input(email)
     at.text_input(key="ls_password").input(password)
     return ran(at.button(key=FORM).click())
-
-
-def shared_store(db: Path):
-    from ui.common import _store
-    return _store(str(db))
 
 
 def test_a_reviewer_signs_in_with_a_password_and_has_the_reviewers_role(local_db):

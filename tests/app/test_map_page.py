@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from core.maps.lasso import PointIndex
 from core.maps.build import map_points
+from core.maps.lasso import PointIndex
 from core.store import open_store
-from tests.core.embed.test_embed import stdlib_snippets
-from tests.core.maps.test_maps import make_mapped_store, make_mapped_store_with_seeds
+from tests.support.maps import make_mapped_store, make_mapped_store_with_seeds
+from tests.support.snippets import stdlib_snippets
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "2_Map.py")
 
@@ -79,6 +79,35 @@ def test_map_page_cluster_selection_is_stored():
         at.radio(key="map.colour").set_value(colour).run()
         assert not at.exception, (colour, at.exception)
         assert _drawn_points(at) == 120
+
+
+def test_a_selection_stored_without_its_spread_offers_to_measure_it_once():
+    """A selection made before the spread was stored with it (here: without baselines) has no spread: the
+    page offers to measure it, then shows and keeps it; a lasso pool it cannot rebuild says it is not recorded."""
+    from core.select.run import select
+    from core.select.stored import stored_spread
+    with open_store(_db()) as s:
+        map_id = make_mapped_store(s)
+        old = select(s, name="old pick", budget=10, map_id=map_id, clusters=[0, 1], baselines=False).id
+        some = s.df("SELECT snippet_id FROM map_points WHERE map_id = ? LIMIT 40", [map_id])["snippet_id"].tolist()
+        lasso = select(s, name="old lasso", budget=5, map_id=map_id, ids=some, baselines=False).id
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["map.highlight"] = old
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.table) == 1                                       # the coverage table, no spread yet
+    next(b for b in at.button if b.label == "Measure 5 random draws").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert list(at.table[1].value.index)[:2] == ["this selection", "random × 5 draws"]
+    with open_store(_db()) as s:
+        assert stored_spread(s, old)["draws"] == 5
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["map.highlight"] = lasso
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.table) == 1 and not any(b.label == "Measure 5 random draws" for b in at.button)
+    assert any("not recorded" in c.value for c in at.caption)
 
 
 def test_click_event_shows_the_code_and_hover_carries_a_preview():
@@ -183,7 +212,7 @@ def test_palette_and_legend_labels():
     assert min_colour_distance(CLUSTER_PALETTE + [NOISE]) >= 20
     import pandas as pd
 
-    from ui.map_chart import colour_groups
+    from ui.map.chart import colour_groups
     pts = pd.DataFrame({"cluster": np.arange(40).repeat(2), "x": 0.0, "y": 0.0})
     labels = {c: "a very long cluster label · with many words · and more" for c in range(40)}
     codes, groups = colour_groups(pts, "cluster", np.zeros(80, bool), labels)
@@ -227,7 +256,7 @@ def test_big_map_draws_a_sample_over_a_density_image_and_every_point_in_a_zoomed
     import pandas as pd
     from PIL import Image
 
-    from ui import map_chart
+    from ui.map import chart as map_chart
     monkeypatch.setattr(map_chart, "DRAW_ALL_UP_TO", 50)
     monkeypatch.setattr(map_chart, "OVERVIEW_SAMPLE", 20)
     rng = np.random.default_rng(0)
@@ -258,8 +287,8 @@ def test_a_big_corpus_shows_a_first_look_map_before_the_full_one(monkeypatch):
     as soon as it is built, while the rest is embedded, then the full map."""
     import threading
 
-    import core.maps.start as bw
     import core.embed.run as embed
+    import core.maps.start as bw
 
     with open_store(_db()) as s:
         s.insert_df("snippets", stdlib_snippets(60))
@@ -298,7 +327,7 @@ def test_a_big_corpus_shows_a_first_look_map_before_the_full_one(monkeypatch):
 
 
 def test_a_map_that_misses_new_snippets_says_so_above_the_selection():
-    from tests.core.generate.test_jobs import add_snippets
+    from tests.support.snippets import add_snippets
     with open_store(_db()) as s:
         make_mapped_store(s)
     at = AppTest.from_file(PAGE, default_timeout=120).run()

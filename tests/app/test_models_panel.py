@@ -15,18 +15,18 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.dataset.export import export_dataset
 from core.generate import jobs as J
 from core.llm import prices
-from core.dataset.export import export_dataset
-from core.llm.model_prices import price_of
-from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets
-from tests.support.selections import add_selection
+from core.llm.prices import price_of
 from core.llm.probe import PROBE_MESSAGES
+from core.store import open_store
 from tests.support.anthropic_platform import AnthropicPlatform
 from tests.support.openai_platform import OpenAIPlatform
 from tests.support.openai_server import default_responder
+from tests.support.selections import add_selection
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 GENERATE = str(Path(__file__).resolve().parents[2] / "pages" / "3_Generate.py")
 KEY = "sk-proj-models-panel-Hq7X2vLw9TtK"

@@ -8,7 +8,8 @@ import re
 import pytest
 
 from core import review as rv
-from tests.app.test_review_page import review_db, PAGE, _markdown_texts, click, run_page, shared_store, shown_gid
+from tests.support.apptest import markdown_texts, shared_store
+from tests.support.review_page import PAGE, click, review_db, run_page, shown_gid
 
 BODY = "**x** ![b](http://127.0.0.1:9/x) <img src=\"http://127.0.0.1:9/i\"> __init__"
 RAW = re.compile(r"(?<!\\)(\*\*x|!\[b\]\(|<img|__init__)")      # the planted Markdown / HTML, unescaped
@@ -41,7 +42,7 @@ def test_a_comment_added_through_the_form_is_listed_as_text(app_db):
     assert [t.value for t in at.text if t.value == BODY] == [BODY]      # the body, literally, as st.text
     assert at.text_area(key=f"rv_comment_body_{gid}").value == ""        # the box emptied once saved
     assert any(f"Comment added to #{gid}" in t.value for t in at.toast)
-    texts = _markdown_texts(at)
+    texts = markdown_texts(at)
     assert not [t for t in texts if RAW.search(t)]                       # nowhere rendered as Markdown / HTML
     when = str(saved[0]["created_at"])[:19]
     assert any("tester" in c.value and when.replace(":", r"\:") in c.value for c in at.caption)   # author · time

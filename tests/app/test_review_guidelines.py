@@ -10,10 +10,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import review as rv
-from core.team import members as team
 from core.store import open_store
-from tests.app.test_review_page import review_db, PAGE, _markdown_texts, shared_store
-from tests.app.test_team_page import TEAM_PAGE, as_user, ran, team_db  # noqa: F401 (a fixture)
+from core.team import members as team
+from tests.support.apptest import markdown_texts, ran, shared_store
+from tests.support.review_page import PAGE, review_db
+from tests.support.team_page import TEAM_PAGE, as_user
 
 BODY = ("**x** ![b](http://127.0.0.1:9/x)\n<img src=\"http://127.0.0.1:9/i\"> __init__\n"
         "# Accept only\n- tested code")
@@ -58,7 +59,7 @@ def test_the_review_page_shows_the_examples_task_guidelines_as_text(app_db):
     captions = [c.value for c in box.caption]
     assert captions[0].startswith("All tasks · version 1 · cur · ")
     assert captions[1].startswith(f"{rv.scope_title(task)} · version 1 · cur · ")
-    texts = _markdown_texts(at)
+    texts = markdown_texts(at)
     assert not [t for t in texts if RAW.search(t)]                         # nowhere rendered as Markdown / HTML
     assert not [t for t in texts if OTHER in t]                            # not the other task's
 
@@ -74,7 +75,7 @@ def test_the_review_page_shows_the_examples_task_guidelines_as_text(app_db):
 
 
 @pytest.fixture
-def members_db(team_db):  # noqa: F811 (the imported fixture)
+def members_db(team_db):
     with open_store(team_db) as s:
         for who, role in (("bob@example.com", "reviewer"), ("cy@example.com", "curator")):
             team.set_member(s, who, role, actor="ann@example.com", actor_role="owner", config={})

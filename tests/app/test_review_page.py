@@ -8,51 +8,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import review as rv
-from core.store import open_store
-from tests.support.fake_generations import fill_fake
-
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "4_Review.py")
-
-
-def review_db(tmp_path, monkeypatch, n: int = 60, seed: int = 11) -> tuple[Path, dict]:
-    """A DuckDB file of `n` fake judged examples that the Review page (SHOAL_DB) opens as user "tester"."""
-    db = tmp_path / "review_app.duckdb"
-    monkeypatch.setenv("SHOAL_DB", str(db))
-    monkeypatch.setenv("USER", "tester")
-    with open_store(db) as s:
-        info = fill_fake(s, n, seed=seed)
-    return db, info
+from tests.support.apptest import markdown_texts, shared_store
+from tests.support.review_page import PAGE, click, review_db, run_page, shown_gid
 
 
 @pytest.fixture
 def app_db(tmp_path, monkeypatch):
     return review_db(tmp_path, monkeypatch)
-
-
-def shared_store(db: Path):
-    """The page's own (cached, process-wide) connection, to inspect what it wrote."""
-    from ui.common import _store
-    return _store(str(db))
-
-
-def run_page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def shown_gid(at: AppTest) -> int | None:
-    for m in at.markdown:
-        hit = re.search(r"### Example #(\d+)", m.value)
-        if hit:
-            return int(hit.group(1))
-    return None
-
-
-def click(at: AppTest, key: str) -> AppTest:
-    at.button(key=key).click().run()
-    assert not at.exception, at.exception
-    return at
 
 
 def test_accept_reject_edit_undo_write_to_duckdb(app_db):
@@ -214,17 +176,6 @@ PLANTED = "Fraction.__reduce__ **bold** ![x](http://127.0.0.1:9/beacon) <img src
 RAW = re.compile(r"(?<!\\)(__reduce__|\*\*bold|!\[x\]\(|<img)")   # the planted Markdown / HTML, unescaped
 
 
-def _markdown_texts(at: AppTest) -> list[str]:
-    """Everything on the page that Streamlit renders as Markdown (code blocks and st.text are literal)."""
-    texts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success", "toast")
-             for e in getattr(at, kind)]
-    texts += [e.label for e in at.expander] + [m.label for m in at.metric]
-    for t in at.table:
-        frame = t.value
-        texts += [str(v) for v in frame.to_numpy().ravel()] + [str(v) for v in frame.index]
-    return texts
-
-
 def test_untrusted_text_is_escaped_wherever_markdown_renders(app_db):
     db, info = app_db
     store = shared_store(db)
@@ -245,7 +196,7 @@ def test_untrusted_text_is_escaped_wherever_markdown_renders(app_db):
     at.run()
     assert not at.exception, at.exception
     at.toggle(key="rv_history").set_value(True).run()
-    texts = _markdown_texts(at)
+    texts = markdown_texts(at)
     leaks = [t for t in texts if RAW.search(t)]
     assert not leaks, leaks
     joined = "\n".join(texts)

@@ -10,7 +10,8 @@ import pytest
 import streamlit as st
 
 from core import review as rv
-from tests.app.test_review_page import review_db, _markdown_texts, run_page, shared_store
+from tests.support.apptest import markdown_texts, shared_store
+from tests.support.review_page import review_db, run_page
 
 SAVE = "FormSubmitter:rv_view_form-Save"
 
@@ -132,7 +133,7 @@ def test_shared_views_deleted_views_and_a_gone_cluster(app_db):
 
     pick(at, theirs["id"])                                                # another person's shared view
     assert at.selectbox(key="rv_judge").value == "passed" and at.selectbox(key="rv_sort").value == "oldest"
-    assert not [t for t in _markdown_texts(at) if "**team**" in t]        # its name shown as text
+    assert not [t for t in markdown_texts(at) if "**team**" in t]        # its name shown as text
     at.button(key="rv_view_delete").click().run()                        # the local user is the owner: may
     assert not at.exception, at.exception
     assert [v["name"] for v in rv.list_views(store, "tester")] == ["two clusters"]

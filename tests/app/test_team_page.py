@@ -3,60 +3,16 @@ user (AppTest.user): the role table, the overlap setting, the agreement figures 
 and an adjudication recorded under the adjudicator's name."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import review as rv
-from core.team import members as team
 from core.store import open_store
-from tests.support.fake_generations import fill_fake
+from core.team import members as team
+from tests.support.apptest import ran, shared_store
+from tests.support.team_page import TEAM_PAGE, as_user
 
-ROOT = Path(__file__).resolve().parents[2]
-APP = str(ROOT / "app.py")
-TEAM_PAGE = "pages/6_Team.py"
 REVIEW_PAGE = "pages/4_Review.py"
-# what ui.common.sign_in_enabled() looks for; the provider is never contacted in these tests
-AUTH = {"auth": {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "s" * 32,
-                 "client_id": "shoal-test", "client_secret": "secret",
-                 "server_metadata_url": "http://127.0.0.1:9/.well-known/openid-configuration"}}
-
-
-@pytest.fixture
-def team_db(tmp_path, monkeypatch):
-    import core.config
-    monkeypatch.setattr(core.config, "secrets_paths", lambda: [tmp_path / "no-secrets.toml"])   # roles: DB only
-    db = tmp_path / "team_app.duckdb"
-    monkeypatch.setenv("SHOAL_DB", str(db))
-    with open_store(db) as s:
-        fill_fake(s, 60, seed=13)
-        # named before the app starts (`shoal team add ... --role owner`): nobody takes the team by signing in
-        team.set_member(s, "ann@example.com", "owner", actor=team.local(), actor_role="owner", config={})
-    return db
-
-
-def shared_store(db: Path):
-    """The pages' own (cached, process-wide) connection, to see what they wrote."""
-    from ui.common import _store
-    return _store(str(db))
-
-
-def as_user(page: str, email: str, name: str | None = None) -> AppTest:
-    """A signed-in user's session on `page`, inside the app's frame (app.py: the sign-in gate and
-    the navigation the page links into)."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.secrets = AUTH
-    at.user = {"is_logged_in": True, "email": email, "name": name or email.split("@")[0].title()}
-    ran(at)
-    return at.switch_page(page)
-
-
-def ran(at_or_widget) -> AppTest:
-    """Run the app (after a widget's change, when given the widget); no exception on the page."""
-    at = at_or_widget.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def role_table(at: AppTest) -> dict[str, str]:

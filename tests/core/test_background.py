@@ -33,7 +33,7 @@ def test_progress_and_result_are_in_the_table_and_a_second_run_is_refused(store)
         return {"summary": "Counted 10.", "n": 10}
 
     task = bg.start_task(store, KIND, work, label="ten things", describe=lambda r: r)
-    assert _until(lambda: (bg.get_task(store, task.id).done == 3))
+    assert _until(lambda: (bg.task_record(store, task.id).done == 3))
     rec = bg.latest_task(store, KIND.name)
     assert rec.running and (rec.stage, rec.total, rec.message, rec.label) == ("counting", 10, "three done", "ten things")
     assert [t.id for t in bg.running_tasks(store)] == [task.id] and bg.is_running(store, KIND.name)
@@ -41,7 +41,7 @@ def test_progress_and_result_are_in_the_table_and_a_second_run_is_refused(store)
         bg.start_task(store, KIND, work)
     release.set()
     assert task.wait(10)
-    rec = bg.get_task(store, task.id)
+    rec = bg.task_record(store, task.id)
     assert (rec.status, rec.fraction, rec.result, rec.error) == ("done", 1.0, {"summary": "Counted 10.", "n": 10}, None)
     assert task.result == {"summary": "Counted 10.", "n": 10} and not bg.is_running(store, KIND.name)
     assert bg.local_task(store, task.id) is task and bg.list_tasks(store)[0].id == task.id
@@ -56,12 +56,12 @@ def test_cancel_through_the_table_stops_the_work(store):
         return {}
 
     task = bg.start_task(store, KIND, work)
-    assert _until(lambda: bg.get_task(store, task.id).done > 0)
+    assert _until(lambda: bg.task_record(store, task.id).done > 0)
     # as another process would: only the row changes; the flusher turns it into the cancel event
     store.write(lambda cur: cur.execute("UPDATE background_tasks SET cancel_requested = true WHERE id = ?",
                                         [task.id]))
     assert task.wait(10)
-    rec = bg.get_task(store, task.id)
+    rec = bg.task_record(store, task.id)
     assert (rec.status, rec.error) == ("cancelled", "Cancelled: kept what was done.") and rec.done < 999
 
 
@@ -77,21 +77,21 @@ def test_cancel_task_and_errors_are_recorded(store):
     task = bg.start_task(store, KIND, slow)
     assert started.wait(10)
     bg.cancel_task(store, task.id)
-    assert task.wait(10) and bg.get_task(store, task.id).status == "cancelled"
+    assert task.wait(10) and bg.task_record(store, task.id).status == "cancelled"
 
     def broken(ctx):
         raise ValueError("no such thing")
 
     failed = bg.start_task(store, KIND, broken)
     assert failed.wait(10)
-    rec = bg.get_task(store, failed.id)
+    rec = bg.task_record(store, failed.id)
     assert (rec.status, rec.error) == ("failed", "Boom: ValueError: no such thing") == ("failed", failed.error)
 
     def refused(ctx):
         raise ShoalError("Pick at least one source.")
 
     shoal = bg.start_task(store, KIND, refused)
-    assert shoal.wait(10) and bg.get_task(store, shoal.id).error == "Pick at least one source."
+    assert shoal.wait(10) and bg.task_record(store, shoal.id).error == "Pick at least one source."
 
 
 def test_the_heartbeat_goes_on_while_the_work_reports_nothing(store, monkeypatch):
@@ -118,9 +118,9 @@ def test_rows_left_running_by_a_dead_process_are_stale_and_marked_interrupted(st
     stale = {r.id: r.stale for r in bg.list_tasks(store)}
     assert stale == {dead: True, ours: True, alive_elsewhere: False}
     assert [r.id for r in bg.running_tasks(store)] == [alive_elsewhere]
-    assert bg.get_task(store, dead).shown_status == "interrupted"
+    assert bg.task_record(store, dead).shown_status == "interrupted"
     assert bg.mark_interrupted(store) == 2
-    rec = bg.get_task(store, dead)
+    rec = bg.task_record(store, dead)
     assert rec.status == "interrupted" and not rec.stale and "process running it stopped" in rec.error
 
 
@@ -129,7 +129,7 @@ def test_a_big_corpus_added_to_a_mapped_project_gets_a_first_look_of_the_new_sni
     look (the mapped snippets plus a sample of the new ones) comes first, then the full map."""
     import core.maps.start as bw
     from core.embed.run import model_key
-    from tests.core.embed.test_embed import stdlib_snippets
+    from tests.support.snippets import stdlib_snippets
     snips = stdlib_snippets(90)
     store.insert_df("snippets", snips.iloc[:30])
     first = bw.start_embed_and_map(store, None, "torch", 32, 3, "kmeans", first_map_at=0)

@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from core.config import DUMMY_KEY, Profile, endpoint_configured, load_profiles, resolve_api_key
+from core.config import DUMMY_KEY, Profile, resolve_api_key
 from core.errors import ShoalError
 from core.llm.prices import estimate_cost, load_prices, price_for
+from core.llm.profiles import endpoint_configured, load_profiles
 
 ENV = ["OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "SHOAL_PRICES_FILE", "SHOAL_SECRETS_FILE"] + [
     f"SHOAL_{r}_{f}" for r in ("GENERATOR", "JUDGE")

@@ -7,16 +7,25 @@ import time
 
 import pytest
 
-from core.generate import jobs as J
 from core.background import TaskKind, start_task, wait_for_tasks
-from core.config import Profile, with_model_names
+from core.config import Profile
 from core.errors import ShoalError
-from core.pipeline import (endpoint_key, jobs_on_endpoint, pipeline_status, queued_jobs, running_job_ids,
-                           running_work, start_after)
+from core.generate import jobs as J
+from core.llm.profiles import with_model_names
+from core.pipeline import (
+    endpoint_key,
+    jobs_on_endpoint,
+    pipeline_status,
+    queued_jobs,
+    running_job_ids,
+    running_work,
+    start_after,
+)
 from core.tasks import DEFAULT_MIX
-from tests.core.generate.test_jobs import add_snippets, profiles
+from tests.support.jobs import profiles
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 
 def _wait(cond, timeout: float = 60.0) -> None:
@@ -125,7 +134,7 @@ def test_snippets_added_after_the_map_make_the_map_stage_out_of_date(store):
     from core.cli.status import status_report
     from core.maps.build import map_coverage
     from core.pipeline import next_step
-    from tests.core.maps.test_maps import make_mapped_store
+    from tests.support.maps import make_mapped_store
     make_mapped_store(store)
     n = int(store.scalar("SELECT count(*) FROM snippets"))
     assert map_coverage(store) == {"map_id": map_coverage(store)["map_id"], "mapped": n, "total": n, "unmapped": 0}

@@ -10,12 +10,12 @@ from collections import Counter
 import pytest
 from typer.testing import CliRunner
 
-from core.dataset.checks.languages import available_languages
-from core.dataset.checks.results import current_checks, set_override
 from core.cli.main import app
 from core.config import Profile
+from core.dataset.checks.results import current_checks, set_override
 from core.dataset.export import export_dataset, select_rows
 from core.generate.jobs import create_job, run_job
+from core.sandbox.languages import available_languages
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
 
@@ -205,7 +205,7 @@ def test_the_three_tested_tasks_ask_for_tests_but_a_reply_without_them_still_par
 
 @pytest.mark.parametrize("task", ["code_generation", "code_repair", "oss_instruct"])
 def test_the_built_in_good_examples_pass_their_own_tests(task):
-    from core.dataset.checks.execution import execute_example
+    from core.sandbox.example import execute_example
     from core.tasks import get_task
     for example in get_task(task).good_examples:
         r = execute_example("python", example, example["solution"])
@@ -233,7 +233,7 @@ def test_the_judge_is_told_the_execution_result_even_with_an_older_template():
 
 
 def test_python_test_functions_run_and_their_failures_count():
-    from core.dataset.checks.languages import run_solution
+    from core.sandbox.languages import run_solution
     assert run_solution("python", "def f():\n    return 1\n", "def test_f():\n    assert f() == 1\n").status == "ok"
     r = run_solution("python", "def f():\n    return 1\n", "def test_f():\n    assert f() == 2, 'f is wrong'\n")
     assert r.outcome == "fail" and "f is wrong" in r.stderr
@@ -250,7 +250,7 @@ def test_python_test_functions_run_and_their_failures_count():
      "        assert Twice.of(4) == List.of(8).get(0);\n    }\n}\n"),
 ])
 def test_a_solution_with_its_own_main_is_run_by_the_tests_main(language, solution, tests):
-    from core.dataset.checks.languages import run_solution
+    from core.sandbox.languages import run_solution
     if available_languages()[language]:
         pytest.skip(available_languages()[language])
     r = run_solution(language, solution, tests, timeout=20)

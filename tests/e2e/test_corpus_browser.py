@@ -7,7 +7,7 @@ import pytest
 
 from core.ingest import ingest_sources
 from core.store import open_store
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.support.browser import screenshot, wait_for_app
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ingest"
 

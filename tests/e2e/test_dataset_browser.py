@@ -8,8 +8,8 @@ from core.dataset.checks.decontam import run_decontamination
 from core.dataset.checks.examples import load_examples
 from core.dataset.checks.neardup import run_near_duplicates
 from core.store import open_store
-from tests.core.dataset.checks.seed_data import demo_dataset
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.support.browser import screenshot, wait_for_app
+from tests.support.seed_data import demo_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

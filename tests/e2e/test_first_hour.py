@@ -15,10 +15,17 @@ import pandas as pd
 import pytest
 
 from core.store import open_store
-from tests.e2e.conftest import screenshot, wait_for_app
-from tests.e2e.test_map_browser import FRAME
-from tests.e2e.test_journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step, metric_value
-from tests.support.browser import choose, full_page_shot, no_exception, wait_or_fail
+from tests.support.browser import (
+    MAP_FRAME,
+    choose,
+    full_page_shot,
+    metric_value,
+    no_exception,
+    screenshot,
+    wait_for_app,
+    wait_or_fail,
+)
+from tests.support.journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import _TASK_RE, shoal_responder
 
@@ -132,12 +139,12 @@ LONELIEST_PIXEL = """() => { const P = document.getElementById('plot'), L = P._f
 
 def click_a_point(page) -> None:
     """Click the map's loneliest point (a click on it cannot hit another): the page shows its code."""
-    page.frame_locator(FRAME).locator("body[data-points]").wait_for(timeout=120_000)
+    page.frame_locator(MAP_FRAME).locator("body[data-points]").wait_for(timeout=120_000)
     frame = next(f for f in page.frames if "shoal_map" in f.url)
     frame.wait_for_function("() => { const P = document.getElementById('plot'); return P && P._fullLayout; }")
     px, py, n = frame.evaluate(LONELIEST_PIXEL)
     assert n > 0, "the map draws its points"
-    box = page.locator(FRAME).bounding_box()
+    box = page.locator(MAP_FRAME).bounding_box()
     page.mouse.click(box["x"] + px, box["y"] + py)
     page.get_by_test_id("stCode").filter(has_text="def ").first.wait_for(timeout=60_000)
     wait_for_app(page)

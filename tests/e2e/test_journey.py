@@ -15,16 +15,21 @@ import pandas as pd
 import pytest
 
 from core.store import open_store
-from tests.e2e.conftest import ALL_TEXT_SELECTED, wait_for_app
-from tests.support.browser import full_page_shot, no_exception, wait_or_fail
+from tests.support.browser import (
+    ALL_TEXT_SELECTED,
+    full_page_shot,
+    metric_value,
+    no_exception,
+    wait_for_app,
+    wait_metric_at_least,
+    wait_or_fail,
+)
+from tests.support.journey import BUDGET, DEMO_MODULES, SELECTION, corpus_step
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-DEMO_MODULES = "stdlib:json,csv,textwrap,string,shlex"   # ~60 functions: small, real code
-BUDGET = 12
-SELECTION = "journey pick"
 REVIEWER = "journey"
 EDITED_TEXT = "Write a clear Python function for this, edited by the journey test."
 NOTE = "judge missed a wrong answer"
@@ -34,19 +39,6 @@ SHOWN_GID_JS = """() => {
   const m = h && h.match(/Example #(\\d+)/);
   return m ? Number(m[1]) : null;
 }"""
-
-
-def metric_value(page, label: str) -> str:
-    m = page.locator("[data-testid='stMetric']").filter(has_text=label).first
-    return m.locator("[data-testid='stMetricValue']").inner_text().strip()
-
-
-def wait_metric_at_least(page, label: str, n: int, timeout: float) -> None:
-    page.wait_for_function(
-        "([label, n]) => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
-        ".find(e => e.querySelector('[data-testid=stMetricLabel]')?.innerText.trim() === label);"
-        " return m && parseInt(m.querySelector('[data-testid=stMetricValue]').innerText.replace(/,/g, '')) >= n; }",
-        arg=[label, n], timeout=timeout)
 
 
 def shown_gid(page) -> int | None:
@@ -61,20 +53,6 @@ def wait_gid_changes(page, old: int | None, timeout: float = 30_000) -> int:
 
 
 # --------------------------------------------------------------------------- the steps
-
-def corpus_step(page, url: str) -> int:
-    page.goto(url + "/Corpus")
-    wait_for_app(page)
-    page.get_by_text("No code yet").wait_for()               # a fresh database
-    page.get_by_role("button", name="Load demo corpus").click()
-    page.get_by_text("new snippets").wait_for(timeout=120_000)
-    wait_for_app(page)
-    wait_metric_at_least(page, "Snippets", 1, 30_000)
-    page.locator("[data-testid='stPlotlyChart']").first.wait_for()
-    no_exception(page)
-    n = int(metric_value(page, "Snippets").replace(",", ""))
-    full_page_shot(page, "journey-1-corpus")
-    return n
 
 
 def map_step(page, url: str) -> None:

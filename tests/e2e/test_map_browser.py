@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from core.store import open_store
-from tests.core.maps.test_maps import _crossings_reference, make_mapped_store, make_mapped_store_with_seeds
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.support.browser import MAP_FRAME, screenshot, wait_for_app
+from tests.support.maps import crossings_reference, make_mapped_store, make_mapped_store_with_seeds
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-FRAME = "iframe[title*='shoal_map']"
 TO_PIXEL = """([x, y]) => { const L = document.getElementById('plot')._fullLayout;
   return [L._size.l + L.xaxis.l2p(x), L._size.t + L.yaxis.l2p(y)]; }"""
 TO_DATA = """([px, py]) => { const L = document.getElementById('plot')._fullLayout;
@@ -29,9 +28,9 @@ def open_map(page, srv, n_points: int):
     page.set_viewport_size({"width": 1400, "height": 1700})
     page.goto(srv.url + "/Map")
     wait_for_app(page)
-    page.frame_locator(FRAME).locator(f"body[data-points='{n_points}']").wait_for(timeout=120_000)
+    page.frame_locator(MAP_FRAME).locator(f"body[data-points='{n_points}']").wait_for(timeout=120_000)
     frame = next(f for f in page.frames if "shoal_map" in f.url)
-    return frame, page.locator(FRAME).bounding_box()
+    return frame, page.locator(MAP_FRAME).bounding_box()
 
 
 def submit_selection(page, budget: int, name: str) -> None:
@@ -123,7 +122,7 @@ def test_lasso_selects_exactly_the_points_inside(page, app_server, tmp_path):
     shown = int(re.match(r"([\d,]+) points", info.inner_text()).group(1).replace(",", ""))
     poly = [frame.evaluate(TO_DATA, [qx, qy]) for qx, qy in pix]
     xs, ys = np.array([p[1] for p in pts]), np.array([p[2] for p in pts])
-    inside_rows = _crossings_reference(xs, ys, [p[0] for p in poly], [p[1] for p in poly])
+    inside_rows = crossings_reference(xs, ys, [p[0] for p in poly], [p[1] for p in poly])
     inside = {pts[i][0] for i in inside_rows}
     assert 0 < len(inside) < len(pts)
     assert shown == len(inside) == frame.evaluate(PLOTLY_SELECTED)   # ours = reference = plotly's own

@@ -29,9 +29,9 @@ import pytest
 
 from core.store import open_store
 from core.tasks import get_task
-from tests.core.maps.test_maps import add_vectors
 from tests.support.browser import choose, full_page_shot, no_exception, wait_for_app
 from tests.support.fake_generations import fill_fake
+from tests.support.maps import add_vectors
 from tests.support.streamlit_server import StreamlitServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]

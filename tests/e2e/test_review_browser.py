@@ -7,7 +7,7 @@ import pytest
 
 from core import review as rv
 from core.store import open_store
-from tests.e2e.conftest import ALL_TEXT_SELECTED, screenshot, wait_for_app
+from tests.support.browser import ALL_TEXT_SELECTED, screenshot, wait_for_app
 from tests.support.fake_generations import fill_fake
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

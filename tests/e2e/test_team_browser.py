@@ -10,53 +10,24 @@ cannot open the Generate page's controls or export.
 from __future__ import annotations
 
 import json
-import secrets
-from pathlib import Path
 
 import pytest
 
 from core.dataset.export import export_dataset
 from core.store import open_store
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.support.browser import goto, main_text, new_page, screenshot, wait_for_app
 from tests.support.fake_generations import fill_fake
 from tests.support.streamlit_server import StreamlitServer, free_port
+from tests.support.team_browser import OWNER, sign_in, sign_in_home
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-OWNER, ALICE, BOB = "owner@example.com", "alice@example.com", "bob@example.com"
+ALICE, BOB = "alice@example.com", "bob@example.com"
 SHOWN_GID_JS = """() => {
   const h = [...document.querySelectorAll('h3')].map(e => e.innerText).find(t => t.includes('Example #'));
   const m = h && h.match(/Example #(\\d+)/);
   return m ? Number(m[1]) : null;
 }"""
-
-
-def sign_in_home(tmp_path, port: int, oidc: str, extra: str = "") -> Path:
-    """A HOME whose .streamlit/secrets.toml signs in through the loopback OIDC provider, with
-    OWNER named as the team's owner (`extra`: more TOML, say a [shoal.roles] table)."""
-    home = tmp_path / "home"
-    (home / ".streamlit").mkdir(parents=True)
-    (home / ".streamlit" / "secrets.toml").write_text(f"""
-[auth]
-redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
-cookie_secret = "{secrets.token_hex(32)}"
-client_id = "shoal-test"
-client_secret = "shoal-test-secret"
-server_metadata_url = "{oidc}/.well-known/openid-configuration"
-
-[shoal.team]
-owner = "{OWNER}"
-{extra}""")
-    return home
-
-
-@pytest.fixture
-def oidc(monkeypatch):
-    """oidc-provider-mock in a thread on 127.0.0.1 (it accepts any client id and secret)."""
-    oidc_provider_mock = pytest.importorskip("oidc_provider_mock")
-    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")     # plain http on loopback
-    with oidc_provider_mock.run_server_in_thread() as server:
-        yield f"http://127.0.0.1:{server.server_port}"
 
 
 @pytest.fixture
@@ -72,30 +43,6 @@ def team_app(tmp_path, oidc):
     srv.stop()
 
 
-def new_page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = ctx.new_page()
-    page.set_default_timeout(30_000)
-    return ctx, page
-
-
-def sign_in(page, url: str, email: str) -> None:
-    page.goto(url + "/")
-    wait_for_app(page)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/oauth2/authorize**")                   # the provider's own form
-    page.fill("input[name=sub]", email)
-    page.click("button:has-text('Authorize')")
-    page.wait_for_url(url + "/**")
-    page.wait_for_selector(f"[data-testid='stSidebar'] :text('{email}')")
-    wait_for_app(page)
-
-
-def goto(page, url: str) -> None:
-    page.goto(url)
-    wait_for_app(page)
-
-
 def shown_gid(page) -> int | None:
     return page.evaluate(SHOWN_GID_JS)
 
@@ -109,10 +56,6 @@ def open_queue(page, url: str) -> None:
 def mode(page, name: str):
     """A button of the Review page's view switch (Review / Bulk / Agreement / Conflicts)."""
     return page.locator("[data-testid='stButtonGroup']").get_by_text(name, exact=True)
-
-
-def main_text(page) -> str:
-    return page.inner_text("[data-testid='stMain']")
 
 
 def step(page, reject_overlap: bool) -> tuple[int, str, bool] | None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.support.browser import screenshot, wait_for_app
 from tests.support.fake_generations import fill_fake
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

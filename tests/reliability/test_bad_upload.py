@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.store import open_store
-from tests.core.ingest.conftest import bad_data, multilang_repo  # noqa: F401 (pytest fixtures)
-from tests.e2e.conftest import screenshot, wait_for_app
+from tests.support.browser import screenshot, wait_for_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -14,9 +14,9 @@ import pytest
 
 from core.llm.prices import estimate_cost
 from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets
 from tests.support.openai_platform import OpenAIPlatform
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 20

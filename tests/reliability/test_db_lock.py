@@ -10,8 +10,7 @@ import pytest
 
 from core.ingest import ingest_sources
 from core.store import open_store
-from tests.e2e.conftest import screenshot, wait_for_app
-from tests.support.browser import wait_or_fail
+from tests.support.browser import screenshot, wait_for_app, wait_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "ingest"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 ROOT = Path(__file__).resolve().parents[2]
 N_FIRST, N_SECOND = 30, 4
@@ -26,7 +26,7 @@ N_FIRST, N_SECOND = 30, 4
 APP = f"""
 import json, os, sys, time
 from core.generate import jobs as J
-from core.config import load_profiles
+from core.llm.profiles import load_profiles
 from core.pipeline import jobs_on_endpoint, start_after
 from core.store import open_store
 store = open_store(os.environ["SHOAL_DB"])

@@ -15,7 +15,7 @@ import pytest
 
 from core.embed import run as embed
 from core.store import open_store
-from tests.core.embed.test_embed import stdlib_snippets
+from tests.support.snippets import stdlib_snippets
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "all-MiniLM-L6-v2"

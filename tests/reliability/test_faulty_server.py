@@ -11,9 +11,10 @@ import pytest
 
 from core.generate.jobs import create_job, job_summary, retry_failed, run_job
 from core.tasks import DEFAULT_MIX, get_task
-from tests.core.generate.test_jobs import add_snippets, profiles
+from tests.support.jobs import profiles
 from tests.support.openai_server import FAULTS, FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 N = 500
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 40

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from core.dataset.checks.languages import available_languages
-from core.dataset.checks.sandbox import VIOLATIONS, run_python, sandbox_problem
-from tests.core.dataset.checks.seed_data import add_example, wave
+from core.sandbox.isolation import VIOLATIONS, run_python, sandbox_problem
+from core.sandbox.languages import available_languages
 from tests.security import attacks
-from tests.security.conftest import CANARY, survivors
+from tests.support.attack_traces import CANARY, survivors
+from tests.support.seed_data import add_example, wave
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 3

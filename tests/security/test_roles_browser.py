@@ -12,17 +12,15 @@ import re
 import pytest
 
 from core import review as rv
-from core.team import members as team
 from core.store import open_store
-from tests.e2e.conftest import screenshot, wait_for_app
-from tests.e2e.test_team_browser import goto, main_text, new_page, oidc, sign_in, sign_in_home  # noqa: F401 (oidc: a fixture)
-from tests.support.browser import wait_or_fail
+from tests.support.browser import goto, main_text, new_page, screenshot, wait_for_app, wait_or_fail
 from tests.support.fake_generations import fill_fake
 from tests.support.streamlit_server import StreamlitServer, free_port
+from tests.support.team_browser import OWNER, sign_in, sign_in_home
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-OWNER, ALICE, BOB = "owner@example.com", "alice@example.com", "bob@example.com"
+ALICE, BOB = "alice@example.com", "bob@example.com"
 FUNC = ("def rectangle_area(width, height):\n    \"\"\"Area of a width by height rectangle.\"\"\"\n"
         "    if width < 0 or height < 0:\n        raise ValueError('negative side')\n    return width * height\n")
 
@@ -34,7 +32,7 @@ def counts(db) -> dict[str, int]:
 
 
 @pytest.fixture
-def guarded_app(tmp_path, oidc):  # noqa: F811 (the imported fixture)
+def guarded_app(tmp_path, oidc):
     """Alice and Bob are reviewers (named in the secrets file, as the owner is); each has half of the
     examples; Bob has accepted one of his. The data root holds a folder Alice could name."""
     data = tmp_path / "data" / "repo"
@@ -43,7 +41,7 @@ def guarded_app(tmp_path, oidc):  # noqa: F811 (the imported fixture)
     db = tmp_path / "roles.duckdb"
     with open_store(db) as s:
         fill_fake(s, 6, seed=13)
-        team.assign_examples(s, [ALICE, BOB], per_example=1, overlap_share=1.0, actor=OWNER, actor_role="owner")
+        rv.assign_examples(s, [ALICE, BOB], per_example=1, overlap_share=1.0, actor=OWNER, actor_role="owner")
         bobs = int(s.scalar("SELECT min(generation_id) FROM assignments WHERE reviewer = ?", [BOB]))
         rv.decide(s, bobs, "accepted", reviewer=BOB, expected_version=rv.version_for(s, bobs, BOB))
         s.checkpoint()

@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from core.dataset.checks import sandbox
 from core.redact import redact, redact_obj
-from tests.security.conftest import CANARY
+from core.sandbox import isolation as sandbox
+from tests.support.attack_traces import CANARY
 
 SESSION_KEY = "sk-ant-api03-SESSIONKEY4242424242424242"
 
@@ -39,7 +39,7 @@ def test_key_shapes_and_configured_keys_are_redacted(monkeypatch):
 
 
 def test_execution_output_and_repair_prompts_are_redacted(monkeypatch):
-    from core.dataset.checks.execution import execution_detail, failure_report
+    from core.sandbox.example import execution_detail, failure_report
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     r = sandbox.SandboxResult("error", 1, f"out {CANARY}", f"AssertionError: {CANARY}", 0.1, "netns")
     assert CANARY not in json.dumps(execution_detail(r)) and CANARY not in failure_report(r)
@@ -91,7 +91,7 @@ def no_sandbox(monkeypatch):
 
 def test_without_a_sandbox_execution_is_refused_and_counted(store, no_sandbox, monkeypatch, tmp_path):
     from core.dataset.checks.execution import run_execution_checks
-    from tests.core.dataset.checks.seed_data import add_example, wave
+    from tests.support.seed_data import add_example, wave
     marker = tmp_path / "ran.txt"
     for i in range(3):
         add_example(store, wave("Write a function.", f"open({str(marker)!r}, 'w').write('{i}')\n"))
@@ -115,12 +115,12 @@ def test_cli_says_why_execution_was_skipped(tmp_path):
     from pathlib import Path
 
     from core.store import open_store
-    from tests.core.dataset.checks.seed_data import add_example, wave
+    from tests.support.seed_data import add_example, wave
     db = tmp_path / "s.duckdb"
     s = open_store(db)
     add_example(s, wave("Write a function.", "print(1)\n"))
     s.close()
-    code = ("import core.dataset.checks.sandbox as sb; sb._bwrap_candidates = lambda: []; "
+    code = ("import core.sandbox.isolation as sb; sb._bwrap_candidates = lambda: []; "
             "from core.cli.main import main; main()")
     r = subprocess.run([sys.executable, "-c", code, "--db", str(db), "check", "--exec", "--no-dedup"],
                        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=300,

@@ -13,6 +13,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ALL_TEXT_SELECTED = ("() => { const el = document.activeElement; return !!el && el.tagName === 'TEXTAREA' "
                      "&& el.value.length > 0 && el.selectionStart === 0 && el.selectionEnd === el.value.length; }")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# the map component's iframe
+MAP_FRAME = "iframe[title*='shoal_map']"
 
 
 # Streamlit marks its root with the script's run state and every element left over from the
@@ -97,3 +99,32 @@ def choose(page, label: str, option: str, where=None, tries: int = 4) -> None:
 def no_exception(page) -> None:
     errors = page.locator("[data-testid='stException']")
     assert errors.count() == 0, errors.first.inner_text()
+
+
+def new_page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    return ctx, page
+
+
+def goto(page, url: str) -> None:
+    page.goto(url)
+    wait_for_app(page)
+
+
+def main_text(page) -> str:
+    return page.inner_text("[data-testid='stMain']")
+
+
+def metric_value(page, label: str) -> str:
+    m = page.locator("[data-testid='stMetric']").filter(has_text=label).first
+    return m.locator("[data-testid='stMetricValue']").inner_text().strip()
+
+
+def wait_metric_at_least(page, label: str, n: int, timeout: float) -> None:
+    page.wait_for_function(
+        "([label, n]) => { const m = [...document.querySelectorAll('[data-testid=stMetric]')]"
+        ".find(e => e.querySelector('[data-testid=stMetricLabel]')?.innerText.trim() === label);"
+        " return m && parseInt(m.querySelector('[data-testid=stMetricValue]').innerText.replace(/,/g, '')) >= n; }",
+        arg=[label, n], timeout=timeout)

@@ -18,10 +18,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from core.embed.vectors import store_vectors
 from core.maps.build import latest_map_id
 from core.review import agreement
 from core.store import Store, register
-from core.embed.vectors import store_vectors
 
 # Magicoder's ten categories, with a short description to embed.
 CATEGORIES: dict[str, str] = {
@@ -55,7 +55,7 @@ def count_tokens(text: str) -> int:
     return len(_TOKEN.findall(text or ""))
 
 
-def status_of(verdict, judge) -> str:
+def verdict_status(verdict, judge) -> str:
     if verdict in ("accepted", "rejected", "skipped"):
         return verdict
     return "unreviewed"
@@ -65,7 +65,7 @@ def mix(ex: pd.DataFrame) -> pd.DataFrame:
     """task, language, status -> examples."""
     if ex.empty:
         return pd.DataFrame(columns=["task", "language", "status", "examples"])
-    st = [status_of(v if isinstance(v, str) else None, None) for v in ex["verdict"]]
+    st = [verdict_status(v if isinstance(v, str) else None, None) for v in ex["verdict"]]
     return (ex.assign(status=st).groupby(["task", "language", "status"]).size()
             .rename("examples").reset_index())
 

@@ -26,7 +26,8 @@ MAX_HITS_STORED = 20
 MATCH_PREVIEW = 300
 
 
-def normalize(text: str) -> str:
+def match_form(text: str) -> str:
+    """Lower case, runs of white space as one space: the form substrings are matched in."""
     return _WS.sub(" ", text).strip().lower()
 
 
@@ -55,7 +56,7 @@ class Matcher:
 
     def __post_init__(self) -> None:
         for i, s in enumerate(self.strings):
-            key = normalize(s.text)
+            key = match_form(s.text)
             if len(key) >= max(1, self.min_chars):
                 self._keys.setdefault(key, []).append(i)
         try:
@@ -105,7 +106,7 @@ class Matcher:
         return out
 
     def hits(self, text: str) -> list[Hit]:
-        sub = self.substring_hits(normalize(text))
+        sub = self.substring_hits(match_form(text))
         out = [Hit(self.strings[i].benchmark, self.strings[i].item, self.strings[i].field,
                    "substring", self.strings[i].text) for i in sorted(sub)]
         seen_items = {(h.benchmark, h.item) for h in out}

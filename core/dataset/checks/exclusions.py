@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from core.team import members as team
+from core.review.items import prefilter_reasons
 from core.store import Store
+from core.team import members as team
 
 CONFIRMED_KEY = "dataset.confirmed_exclusions"   # ui_state: check row ids a person confirmed
 BY = {"prefilter": "pre-filter", "decontamination": "benchmark contamination",
@@ -48,14 +49,9 @@ def check_reason(kind: str, detail: Any) -> str:
         names = sorted({h.get("benchmark", "?") for h in hits})
         return "contains text of " + (", ".join(names) if names else "a benchmark")
     if kind.startswith("semantic_"):
-        from core.dataset.checks.semantic import check_reason as semantic_reason
+        from core.dataset.checks.semantic import semantic_reason
         return semantic_reason(kind, d)
     return kind
-
-
-def prefilter_reasons(value: Any) -> list[str]:
-    reasons = _loads(value)
-    return [str(r) for r in reasons] if isinstance(reasons, list) else []
 
 
 def automatic_exclusions(store: Store) -> pd.DataFrame:

@@ -20,10 +20,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from core.team import members as team
 from core.errors import ShoalError
 from core.progress import ProgressFn, check_cancel, report
 from core.review import current_version, decide
+from core.team import members as team
 
 NON_ALPHA = re.compile(r"[^A-Za-z_0-9]")
 _ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
@@ -269,6 +269,7 @@ def run_near_duplicates(store, threshold: float = DEFAULT_THRESHOLD, rouge: bool
 def duplicate_groups(store) -> list[dict]:
     """The groups of the latest near-duplicate run with each member's current state."""
     import json
+
     from core.dataset.checks.results import current_checks
 
     cur = current_checks(store, "near_duplicate")

@@ -11,9 +11,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from core.team import members as team
 from core.errors import ShoalError
 from core.store import Store, register
+from core.team import members as team
 
 KINDS = ("decontamination", "near_duplicate", "execution", "semantic_duplicate", "semantic_decontamination")
 

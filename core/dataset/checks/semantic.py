@@ -35,14 +35,14 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from core.team import members as team
 from core.background import TaskKind
 from core.dataset.checks.benchmarks import BenchmarkString, humaneval_problems, load_benchmarks, parse_spec
 from core.dataset.checks.neardup import groups_around_keepers
+from core.embed.vectors import missing_hashes, store_vectors
 from core.errors import MissingDependency, ShoalError
 from core.progress import ProgressFn, check_cancel, report
 from core.store import Store, register
-from core.embed.vectors import missing_hashes, store_vectors
+from core.team import members as team
 
 DUP_KIND = "semantic_duplicate"
 LEAK_KIND = "semantic_decontamination"
@@ -227,7 +227,8 @@ def _keep_order(ex: pd.DataFrame) -> list[int]:
     return list(np.lexsort((ex["generation_id"].to_numpy(), rank)))
 
 
-def _dup_candidates(store: Store) -> pd.DataFrame:
+def duplicate_candidates(store: Store) -> pd.DataFrame:
+    """The examples the duplicate check groups: every one a person has not rejected."""
     return _examples(store, "coalesce(r.verdict, '') <> 'rejected'")
 
 
@@ -253,7 +254,7 @@ def run_semantic_duplicates(store: Store, threshold: float = DEFAULT_DUP_THRESHO
     """Group every example not rejected by a person by embedding similarity; record a run."""
     from core.dataset.checks.results import record_run
 
-    ex = _dup_candidates(store)
+    ex = duplicate_candidates(store)
     ids = ex["generation_id"].astype(int).tolist()
     backend = resolve_backend(store, model, backend)
     t0 = time.perf_counter()
@@ -400,7 +401,7 @@ def latest_semantic_run(store: Store, kind: str) -> dict | None:
     return row
 
 
-def check_reason(kind: str, detail: dict) -> str:
+def semantic_reason(kind: str, detail: dict) -> str:
     """Why a semantic check flagged an example, in a sentence (core.dataset.checks.exclusions' table)."""
     sim = detail.get("similarity")
     if kind == DUP_KIND:
@@ -411,76 +412,6 @@ def check_reason(kind: str, detail: dict) -> str:
     sim = best.get("similarity")
     return (f"close to {best.get('benchmark', 'a benchmark')} {best.get('item', '')}".rstrip()
             + (f" (cosine {sim:.2f})" if isinstance(sim, (int, float)) else ""))
-
-
-# --------------------------------------------------------------------------- what a threshold would exclude
-
-def state_stamp(store: Store) -> tuple:
-    """Changes whenever examples, verdicts or check rows change (a page's key for caching a preview)."""
-    row = store.rows("SELECT (SELECT count(*) FROM generations) AS g, (SELECT coalesce(max(id), 0) FROM checks) AS c, "
-                     "(SELECT count(*) || ':' || coalesce(sum(version), 0) FROM review_records) AS r, "
-                     "(SELECT count(*) FROM checks WHERE overridden) AS o")[0]
-    return tuple(row.values())
-
-
-def _excluded_now(store: Store, kind: str) -> set[int]:
-    from core.dataset.checks.results import current_checks
-    cur = current_checks(store, kind)
-    if cur.empty:
-        return set()
-    bad = cur[~cur["passed"].astype(bool) & ~cur["overridden"].fillna(False).astype(bool)]
-    return set(bad["generation_id"].astype(int))
-
-
-def _overridden_now(store: Store, kind: str) -> set[int]:
-    from core.dataset.checks.results import current_checks
-    cur = current_checks(store, kind)
-    return set() if cur.empty else set(cur[cur["overridden"].fillna(False).astype(bool)]["generation_id"].astype(int))
-
-
-def _preview(store: Store, kind: str, would: set[int], threshold: float, **extra) -> dict:
-    """What flagging `would` means: how many leave the export, how many of those a person accepted
-    (they wait for confirmation before an export), and the difference to what is excluded now."""
-    accepted = {int(g) for (g,) in store.execute(
-        "SELECT generation_id FROM reviews WHERE verdict = 'accepted'").fetchall()}
-    would = would - _overridden_now(store, kind)      # an override is carried over to the next run
-    now = _excluded_now(store, kind)
-    return {"threshold": threshold, "n_excluded": len(would), "n_excluded_accepted": len(would & accepted),
-            "n_excluded_now": len(now), "newly_excluded": sorted(would - now),
-            "no_longer_excluded": sorted(now - would), **extra}
-
-
-def preview_duplicates(store: Store, threshold: float, model_key: str | None = None) -> dict:
-    """The groups and exclusions `threshold` would give, from cached vectors only (nothing is embedded
-    or recorded). `missing` > 0: that many examples have no cached vector yet; run the check first."""
-    from core.embed import run as embed
-
-    key = model_key or ((latest_semantic_run(store, DUP_KIND) or {}).get("params") or {}).get("model_key")
-    ex = _dup_candidates(store)
-    if key is None or ex.empty:
-        return {"threshold": threshold, "missing": len(ex), "model_key": key}
-    hashes = [embed.text_hash(t[:EMBED_CHARS]) for t in ex["text"]]
-    vectors = cached_vectors(store, key, hashes)
-    if vectors is None:
-        return {"threshold": threshold, "missing": n_uncached(store, key, hashes), "model_key": key}
-    detail_of, n_pairs, n_groups = duplicate_details(ex, vectors, threshold)
-    would = {g for g, d in detail_of.items() if d["keep"] != g}
-    return _preview(store, DUP_KIND, would, threshold, missing=0, model_key=key, n_groups=n_groups,
-                    n_pairs=n_pairs)
-
-
-def preview_leaks(store: Store, threshold: float) -> dict:
-    """The exclusions `threshold` would give, from the nearest cosines the latest leak run stored."""
-    from core.dataset.checks.results import current_checks
-
-    cur = current_checks(store, LEAK_KIND)
-    best = {}
-    for g, d in zip(cur["generation_id"], cur["detail"]):
-        near = (json.loads(d) if d else {}).get("nearest") or []
-        best[int(g)] = near[0]["similarity"] if near else 0.0
-    n_examples = len(_examples(store))
-    would = {g for g, s in best.items() if s >= threshold}
-    return _preview(store, LEAK_KIND, would, threshold, n_checked=len(best), n_unchecked=max(0, n_examples - len(best)))
 
 
 # --------------------------------------------------------------------------- as a background task (Dataset page)

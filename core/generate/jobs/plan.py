@@ -7,8 +7,14 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from core.errors import ShoalError
-from core.generate.items import (PoolConfig, build_generator_messages, build_judge_messages, current_prompt_version,
-                           few_shot, get_prompt_version)
+from core.generate.items import (
+    PoolConfig,
+    build_generator_messages,
+    build_judge_messages,
+    current_prompt_version,
+    few_shot,
+    get_prompt_version,
+)
 from core.store import Store
 from core.tasks import TASKS, get_task
 
@@ -124,10 +130,10 @@ def plan_items(store: Store, snippet_ids: Sequence[str], *, task: str | None = N
     return JobPlan(items, unknown, versions, skipped_kind)
 
 
-def estimate_cost(store: Store, plan: JobPlan, profiles: dict, prices: dict | None = None) -> dict:
+def estimate_job_cost(store: Store, plan: JobPlan, profiles: dict, prices: dict | None = None) -> dict:
     """Calls, tokens and cost before running: prompt length from the real templates (≈4 chars per
     token), completions at their max_tokens (an upper bound)."""
-    from core.llm import estimate_cost as price   # imports openai: only when an estimate is asked for
+    from core.llm import estimate_cost as price  # imports openai: only when an estimate is asked for
     sample = plan.items[: min(20, plan.n_items)]
     codes = {r["id"]: r for r in store.rows("SELECT id, code, language FROM snippets WHERE list_contains(?, id)",
                                            [[it["snippet_id"] for it in sample]])}

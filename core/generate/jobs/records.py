@@ -11,13 +11,13 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from core.team import members as team
-from core.config import DEFAULT_CONCURRENCY
 from core.errors import ShoalError
 from core.generate.items import PoolConfig, PoolSnapshot
 from core.generate.jobs.plan import plan_items
 from core.generate.jobs.registry import signal_worker, worker_alive
+from core.llm.concurrency import DEFAULT_CONCURRENCY
 from core.store import Store, register
+from core.team import members as team
 
 STALE_AFTER_S = 15.0
 DONE_STATUSES = ("succeeded", "failed", "skipped")
@@ -113,7 +113,7 @@ def pause_job(store: Store, job_id: int, actor: str | None = None) -> None:
     signal_worker(store, job_id)
 
 
-def cancel_job(store: Store, job_id: int, actor: str | None = None) -> None:
+def mark_cancelled(store: Store, job_id: int, actor: str | None = None) -> None:
     """Stop the job; unfinished items stay pending (a later resume can still run them)."""
     team.authorize(store, actor, "jobs", target=f"cancel job {job_id}")
     get_job(store, job_id)
@@ -153,7 +153,7 @@ def failure_reasons(store: Store, job_id: int, limit: int = 20) -> list[dict]:
                       [job_id, int(limit)])
 
 
-def prefilter_reasons(store: Store, job_id: int) -> list[dict]:
+def prefilter_counts(store: Store, job_id: int) -> list[dict]:
     """Generations of a job the pre-filter stopped, counted by reason (the part before ':')."""
     return store.rows("""
         SELECT split_part(r.reason, ':', 1) AS reason, count(*) AS n
@@ -179,7 +179,7 @@ def job_summary(store: Store, job_id: int) -> dict:
             "items": counts, **{k: int(v or 0) for k, v in q.items()},
             "usage": {"calls": int(job["calls"] or 0), "cost_usd": float(job["cost_usd"] or 0.0)},
             "stop_reason": job["stop_reason"],
-            "failures": failure_reasons(store, job_id), "prefilter_reasons": prefilter_reasons(store, job_id),
+            "failures": failure_reasons(store, job_id), "prefilter_reasons": prefilter_counts(store, job_id),
             "created_at": str(job["created_at"]), "heartbeat_at": str(job["heartbeat_at"]),
             "task": p.get("task"), "mix": p.get("mix")}
 

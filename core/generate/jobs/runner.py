@@ -22,12 +22,12 @@ from typing import Any, Callable
 
 import duckdb
 
-from core.config import job_concurrency
 from core.errors import ShoalError
 from core.generate.items import ItemResult, PoolConfig, Pools, PoolSnapshot, few_shot, generate_one, get_prompt_version
 from core.generate.jobs.records import get_job, job_counts, job_summary, set_job_status
 from core.generate.jobs.registry import running_here
 from core.generate.jobs.writer import BatchWriter
+from core.llm.concurrency import job_concurrency
 from core.progress import ProgressFn
 from core.store import Store
 from core.tasks import get_task
@@ -366,7 +366,7 @@ class JobRunner:
             self.progress(self.state.done, self.state.total, note)
 
 
-def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
+def run_online_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
             cancel: threading.Event | None = None, prices: dict | None = None,
             concurrency: int | None = None, client_options: dict | None = None) -> dict:
     """Run (or resume) a job until its pending items are done, it is paused/cancelled or a budget

@@ -1,9 +1,9 @@
 """Starting a generation job: the one set of rules the Generate page and `shoal generate` share.
 
-* the profiles a job records (`core.config.ready_profiles`): the embedded model started where a
+* the profiles a job records (`core.llm.profiles.ready_profiles`): the embedded model started where a
   role uses it, every model name filled in from the server's list (or a clear refusal);
-* its concurrency (`core.config.job_concurrency`): what was asked, else `DEFAULT_CONCURRENCY`,
-  capped for the embedded model;
+* its concurrency (`core.llm.concurrency.job_concurrency`): what was asked, else
+  `DEFAULT_CONCURRENCY`, capped for the embedded model;
 * one job at a time per server (core/generate/jobs/endpoint_queue.py): a job whose server is busy is queued
   behind the jobs running (or queued) there, unless parallel runs are asked for.
 
@@ -17,11 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
-from core.team import members as team
-from core.config import DEFAULT_CONCURRENCY, Profile, job_concurrency, ready_profiles, uses_local_model
+from core.config import Profile
 from core.generate.items import PoolConfig
 from core.generate.jobs import records
+from core.llm.concurrency import asked_concurrency, job_concurrency
+from core.llm.profiles import ready_profiles
 from core.store import Store
+from core.team import members as team
 
 __all__ = ["JobRequest", "JobSettings", "StartedJob", "job_settings", "job_params", "start_job"]
 
@@ -67,10 +69,10 @@ def _model_words(p: Profile) -> str:
 
 def job_settings(profiles: dict[str, Profile], asked: int | None = None) -> JobSettings:
     """The settings a job on `profiles` would run with when `asked` items are to be in flight."""
-    want = max(1, int(asked or DEFAULT_CONCURRENCY))
+    want = asked_concurrency(asked)
     n = job_concurrency(profiles, want)
     note = None
-    if n != want and uses_local_model(profiles):
+    if n != want:           # only the embedded model's cap lowers what was asked
         note = f"the embedded local model answers one request at a time, not {want}"
     return JobSettings(dict(profiles), n, want, note)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import sys
 import threading
 
-from core.team import members as team
 from core.errors import ShoalError
+from core.generate.jobs.batch import run_job  # mode-aware: batch-mode jobs run in rounds
 from core.generate.jobs.records import record_stop_reason
 from core.generate.jobs.registry import _RUNNING, _WORKERS, _WORKERS_LOCK, job_key, worker_alive
-from core.generate.jobs.batch import run_job   # mode-aware: batch-mode jobs run in rounds
 from core.store import Store
+from core.team import members as team
 
 __all__ = ["JobWorker", "start_worker", "worker_alive", "wait_for_worker", "WORKER_SWITCH_INTERVAL_S"]
 

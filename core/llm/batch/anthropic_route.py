@@ -31,7 +31,7 @@ import httpx
 from pydantic import BaseModel
 
 from core.config import Profile, resolve_api_key
-from core.llm.batch.shared import BatchAPIError, BatchInfo, LineResult, Record, answered_attempt, unrun_attempt
+from core.llm.batch.shared import BatchAPIError, BatchInfo, LineResult, RecordBatch, answered_attempt, unrun_attempt
 from core.llm.formats import schema_instruction, with_instruction
 from core.llm.transport import RETRYABLE_STATUS, Attempt
 
@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 
 API_VERSION = "2023-06-01"
 MAX_REQUESTS = 100_000               # Anthropic: at most 100,000 requests per batch ...
-MAX_BYTES = 250 * 1024 * 1024        # ... and 256 MB per create request (kept under it)
+_MAX_BYTES = 250 * 1024 * 1024        # ... and 256 MB per create request (kept under it)
 MAX_TEMPERATURE = 1.0
-ADOPT_SCAN = 500                     # recent provider batches searched for one created before a crash
+_ADOPT_SCAN = 500                     # recent provider batches searched for one created before a crash
 CLOCK_SKEW_S = 300.0                 # our clock against the provider's, when matching creation times
 GET_RETRIES = 2                      # a poll or download retried at once after a transient failure
 
@@ -107,7 +107,7 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def parse_results(text: str) -> list[LineResult]:
+def parse_anthropic_results(text: str) -> list[LineResult]:
     """The lines of a results file ({custom_id, result: {type, message | error}})."""
     out = []
     for raw in text.splitlines():
@@ -135,7 +135,7 @@ def _line_result(custom_id: str, result: dict) -> LineResult:
     return LineResult(custom_id, None, None, "unknown_result", f"result type {kind!r}")
 
 
-def line_attempt(result: LineResult, schema: type[BaseModel] | None, model: str, *,
+def anthropic_line_attempt(result: LineResult, schema: type[BaseModel] | None, model: str, *,
                  prices: dict | None = None, base_url: str | None = None) -> Attempt:
     """The Attempt an online request would have given for this line: the message's text parsed
     against `schema` (stop_reason max_tokens: cut off), or http with the error type's status and
@@ -203,7 +203,7 @@ class AnthropicBatches:
     provider = "anthropic"
     modes: tuple[str, ...] = ("text",)
     max_lines = MAX_REQUESTS
-    max_bytes = MAX_BYTES
+    max_bytes = _MAX_BYTES
 
     def __init__(self, profile: Profile, http: httpx.Client | None = None):
         self.profile = profile
@@ -259,7 +259,7 @@ class AnthropicBatches:
     def line(self, custom_id: str, body: dict) -> dict:
         return request_line(custom_id, body)
 
-    def submit(self, batch: dict, lines: Callable[[], list[tuple[str, dict]]], record: Record,
+    def submit(self, batch: dict, lines: Callable[[], list[tuple[str, dict]]], record: RecordBatch,
                claimed: Callable[[str], bool]) -> BatchInfo:
         """Create the batch in one request, after recording that it is being sent; a row left
         'submitting' by a crash first looks for the batch that request may have created."""
@@ -277,7 +277,7 @@ class AnthropicBatches:
         since = float(batch.get("submitted_at") or 0.0) - CLOCK_SKEW_S
         params: dict[str, Any] = {"limit": 100}
         best, seen = None, 0
-        while seen < ADOPT_SCAN:
+        while seen < _ADOPT_SCAN:
             page = self._json("list", "GET", "messages/batches", params=params)
             for b in page.get("data") or []:
                 seen += 1
@@ -305,8 +305,8 @@ class AnthropicBatches:
         here, there = urlparse(self.base), urlparse(url)
         if not url or (there.scheme, there.netloc) != (here.scheme, here.netloc):
             url = f"messages/batches/{info.id}/results"
-        return {r.custom_id: r for r in parse_results(self._send("download", "GET", url).text)}
+        return {r.custom_id: r for r in parse_anthropic_results(self._send("download", "GET", url).text)}
 
     def line_attempt(self, result: LineResult, schema: type[BaseModel] | None, model: str, *,
                      prices: dict | None = None, base_url: str | None = None) -> Attempt:
-        return line_attempt(result, schema, model, prices=prices, base_url=base_url)
+        return anthropic_line_attempt(result, schema, model, prices=prices, base_url=base_url)

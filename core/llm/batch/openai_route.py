@@ -17,8 +17,15 @@ import openai
 from pydantic import BaseModel
 
 from core.config import Profile, resolve_api_key
-from core.llm.batch.shared import (BatchAPIError, BatchInfo, LineResult, Record, answered_attempt, to_jsonl,
-                                   unrun_attempt)
+from core.llm.batch.shared import (
+    BatchAPIError,
+    BatchInfo,
+    LineResult,
+    RecordBatch,
+    answered_attempt,
+    to_jsonl,
+    unrun_attempt,
+)
 from core.llm.formats import MODES
 from core.llm.transport import RETRYABLE_STATUS, Attempt, BadBody, read_completion, short_error
 
@@ -28,15 +35,15 @@ if TYPE_CHECKING:
 BATCH_ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
 MAX_LINES = 50_000                  # OpenAI: at most 50,000 requests per batch ...
-MAX_BYTES = 190 * 1024 * 1024       # ... and a 200 MB input file (kept under it)
-ADOPT_SCAN = 500                    # recent provider batches searched for one created before a crash
+_MAX_BYTES = 190 * 1024 * 1024       # ... and a 200 MB input file (kept under it)
+_ADOPT_SCAN = 500                    # recent provider batches searched for one created before a crash
 
 
 def batch_line(custom_id: str, body: dict) -> dict:
     return {"custom_id": custom_id, "method": "POST", "url": BATCH_ENDPOINT, "body": body}
 
 
-def parse_results(text: str) -> list[LineResult]:
+def parse_openai_results(text: str) -> list[LineResult]:
     """The lines of an output or error file ({id, custom_id, response: {status_code, body}, error})."""
     out = []
     for raw in text.splitlines():
@@ -54,7 +61,7 @@ def parse_results(text: str) -> list[LineResult]:
     return out
 
 
-def line_attempt(result: LineResult, schema: type[BaseModel] | None, model: str, *,
+def openai_line_attempt(result: LineResult, schema: type[BaseModel] | None, model: str, *,
                  prices: dict | None = None, base_url: str | None = None) -> Attempt:
     """The Attempt an online request would have given for this line: kind ok / parse with the
     reply parsed against `schema`, or http with the status and the short error; cost at the
@@ -93,7 +100,7 @@ class OpenAIBatches:
     provider = "openai"
     modes: tuple[str, ...] = MODES
     max_lines = MAX_LINES
-    max_bytes = MAX_BYTES
+    max_bytes = _MAX_BYTES
 
     def __init__(self, profile: Profile, client: openai.OpenAI | None = None):
         self.profile = profile
@@ -136,7 +143,7 @@ class OpenAIBatches:
                        endpoint=BATCH_ENDPOINT, completion_window=COMPLETION_WINDOW, metadata=metadata)
         return _info(b)
 
-    def submit(self, batch: dict, lines: Callable[[], list[tuple[str, dict]]], record: Record,
+    def submit(self, batch: dict, lines: Callable[[], list[tuple[str, dict]]], record: RecordBatch,
                claimed: Callable[[str], bool]) -> BatchInfo:
         """Upload the file (its id recorded at once), then create the batch; a file uploaded before
         a restart is looked up first: the batch may exist already (file ids are unique)."""
@@ -159,7 +166,7 @@ class OpenAIBatches:
         for n, b in enumerate(page):
             if b.input_file_id == input_file_id:
                 return _info(b)
-            if n >= ADOPT_SCAN:
+            if n >= _ADOPT_SCAN:
                 break
         return None
 
@@ -175,13 +182,13 @@ class OpenAIBatches:
         for file_id in (info.output_file_id, info.error_file_id):
             if file_id:
                 text = self._call("download", self.client.files.content, file_id).text
-                for r in parse_results(text):
+                for r in parse_openai_results(text):
                     out[r.custom_id] = r
         return out
 
     def line_attempt(self, result: LineResult, schema: type[BaseModel] | None, model: str, *,
                      prices: dict | None = None, base_url: str | None = None) -> Attempt:
-        return line_attempt(result, schema, model, prices=prices, base_url=base_url)
+        return openai_line_attempt(result, schema, model, prices=prices, base_url=base_url)
 
 
 def _info(b) -> BatchInfo:

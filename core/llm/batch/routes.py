@@ -17,9 +17,17 @@ from urllib.parse import urlparse
 from core.config import Profile
 from core.errors import ShoalError
 from core.llm.batch.anthropic_route import AnthropicBatches
-from core.llm.batch.shared import (TERMINAL, BatchAPIError, BatchInfo, BatchProvider, LineResult, answered_attempt,
-                                   chunk_lines, to_jsonl)
 from core.llm.batch.openai_route import OpenAIBatches
+from core.llm.batch.shared import (
+    TERMINAL,
+    BatchAPIError,
+    BatchInfo,
+    BatchProvider,
+    LineResult,
+    answered_attempt,
+    chunk_lines,
+    to_jsonl,
+)
 
 __all__ = ["TERMINAL", "BatchAPIError", "BatchInfo", "BatchProvider", "LineResult", "answered_attempt",
            "chunk_lines", "to_jsonl", "route_of", "provider_for", "check_batch_profiles", "ROUTES"]

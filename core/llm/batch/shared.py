@@ -16,8 +16,8 @@ from pydantic import BaseModel
 
 from core.errors import ShoalError
 from core.llm.parsing import parse_reply
-from core.llm.transport import Attempt
 from core.llm.prices import estimate_batch_cost
+from core.llm.transport import Attempt
 
 if TYPE_CHECKING:
     from core.llm.client import LLMClient
@@ -68,7 +68,7 @@ class LineResult:
 
 
 # record(**columns): write these `batches` columns now (before the next provider request)
-Record = Callable[..., None]
+RecordBatch = Callable[..., None]
 
 
 class BatchProvider(Protocol):
@@ -92,7 +92,7 @@ class BatchProvider(Protocol):
         """One entry of the batch's input as it is sent."""
         ...
 
-    def submit(self, batch: dict, lines: Callable[[], list[tuple[str, dict]]], record: Record,
+    def submit(self, batch: dict, lines: Callable[[], list[tuple[str, dict]]], record: RecordBatch,
                claimed: Callable[[str], bool]) -> BatchInfo:
         """Create the batch for the `batches` row `batch` (or find the one a crash left unrecorded),
         recording each step with `record` before the request that could create it is sent.

@@ -10,16 +10,17 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from core.generate import jobs as J
 from core.background import TaskKind, start_task, wait_for_tasks
 from core.cli.main import app
 from core.config import Profile
+from core.generate import jobs as J
 from core.generate.jobs.endpoint_queue import blocking_jobs, queue_job, queued_jobs, ready_jobs
 from core.pipeline import running_work
 from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets, profiles
+from tests.support.jobs import profiles
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 
 @pytest.fixture
@@ -76,11 +77,11 @@ def test_generate_refuses_when_no_model_is_named_and_the_server_lists_none(tmp_p
 def test_the_embedded_model_caps_a_cli_job_at_one_request_at_a_time(monkeypatch):
     # the CLI starts its jobs through core.generate.jobs.start (the page's function): the cap is decided there
     from core.generate.jobs.start import job_settings
-    from core.llm.local_model import RECOMMENDED_CONCURRENCY
+    from core.llm.concurrency import LOCAL_MODEL_CONCURRENCY
     local = {r: Profile(role=r, source="local", base_url="http://127.0.0.1:5/v1", model="smollm2-135m")
              for r in ("generator", "judge")}
     settings = job_settings(local, 8)
-    assert settings.concurrency == RECOMMENDED_CONCURRENCY == 1 and settings.profiles == local
+    assert settings.concurrency == LOCAL_MODEL_CONCURRENCY == 1 and settings.profiles == local
     assert "one request at a time" in settings.describe()
     real = {r: p.model_copy(update={"source": "env"}) for r, p in local.items()}
     assert job_settings(real, 8).concurrency == 8                           # a real server: as asked

@@ -3,56 +3,20 @@ added / removed / edited examples (with the fields an edit changed), also after 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from typer.testing import CliRunner
 
-from core import review
 from core.cli.main import app
+from core.dataset.export import export_dataset, export_zip
 from core.dataset.versions import diff_versions, list_versions
 from core.errors import ShoalError
-from core.dataset.export import export_dataset, export_zip
 from core.store import open_store
-from tests.support.fake_generations import fill_fake
-
-E1 = "def first_edit(x):\n    return x + 1\n"
-E2 = "def first_edit(x):\n    return x + 2\n"
-NEW_INSTRUCTION = "Write a Python function that doubles every number in a list (edited)."
-
-
-def _decide(store, gid: int, verdict: str, **kw) -> None:
-    review.decide(store, gid, verdict, reviewer="ann",
-                  expected_version=review.version_for(store, gid, "ann"), **kw)
-
-
-def _two_versions(store, tmp_path) -> dict:
-    """Export 1: six accepted code_generation examples, #1 of them already edited (E1). Then: two more
-    accepted, #0 rejected, #1 edited again (E2), #2's instruction edited, #3 decided again with a note
-    only (its content is unchanged). Export 2, in another format, with the first folder deleted."""
-    fill_fake(store, 60, seed=3, with_map=False, with_selection=False)
-    gens = [int(g) for g, in store.execute(
-        "SELECT id FROM generations WHERE task = 'code_generation' ORDER BY id").fetchall()]
-    assert len(gens) >= 8
-    g = gens[:8]
-    for gid in g[:6]:
-        _decide(store, gid, "accepted")
-    _decide(store, g[1], "accepted", edited_fields={"solution": E1})
-    v1 = export_dataset(store, "alpaca", tmp_path / "v1", name="First cut")
-    shutil.rmtree(tmp_path / "v1")                      # the diff needs the database only
-    for gid in g[6:8]:
-        _decide(store, gid, "accepted")
-    _decide(store, g[0], "rejected")
-    _decide(store, g[1], "accepted", edited_fields={"solution": E2})
-    original_instruction = json.loads(store.scalar("SELECT fields FROM generations WHERE id = ?", [g[2]]))["instruction"]
-    _decide(store, g[2], "accepted", edited_fields={"instruction": NEW_INSTRUCTION})
-    _decide(store, g[3], "accepted", note="looked again, fine")
-    v2 = export_dataset(store, "messages", tmp_path / "v2", name="Second cut")
-    return {"g": g, "v1": v1.export_id, "v2": v2.export_id, "instruction": original_instruction}
+from tests.support.dataset_versions import E1, E2, NEW_INSTRUCTION, two_versions
 
 
 def test_diff_lists_added_removed_and_edited_examples(store, tmp_path):
-    s = _two_versions(store, tmp_path)
+    s = two_versions(store, tmp_path)
     g = s["g"]
     d = diff_versions(store, s["v1"], s["v2"])
     assert d.added == sorted(g[6:8])
@@ -76,7 +40,7 @@ def test_diff_lists_added_removed_and_edited_examples(store, tmp_path):
 
 
 def test_versions_list_and_the_zip_download_is_a_version_too(store, tmp_path):
-    s = _two_versions(store, tmp_path)
+    s = two_versions(store, tmp_path)
     _, res = export_zip(store, "parquet", name="Download")
     versions = list_versions(store)
     assert [(v["id"], v["format"], v["n_rows"], v["name"], v["recorded"]) for v in versions] == [
@@ -89,7 +53,7 @@ def test_versions_list_and_the_zip_download_is_a_version_too(store, tmp_path):
 
 
 def test_exports_before_versions_and_unknown_ids_are_clear_errors(store, tmp_path):
-    s = _two_versions(store, tmp_path)
+    s = two_versions(store, tmp_path)
     old = int(store.scalar("INSERT INTO exports(format, path, n_rows, params, card) "
                            "VALUES ('alpaca', '/old/export', 5, '{}', '---\n---\n# Old set\n') RETURNING id"))
     v = {x["id"]: x for x in list_versions(store)}
@@ -101,19 +65,19 @@ def test_exports_before_versions_and_unknown_ids_are_clear_errors(store, tmp_pat
 
 
 def test_export_row_and_items_are_written_together(store, tmp_path, monkeypatch):
-    s = _two_versions(store, tmp_path)
+    s = two_versions(store, tmp_path)
     import core.dataset.export as ex
 
     def broken(cur, export_id, rows):
         raise RuntimeError("disk full while recording the version")
-    monkeypatch.setattr(ex, "record_items", broken)
+    monkeypatch.setattr(ex, "record_export_items", broken)
     with pytest.raises(RuntimeError):
         export_dataset(store, "alpaca", tmp_path / "v3")
     assert store.scalar("SELECT max(id) FROM exports") == s["v2"]      # no exports row without its items
 
 
 def test_cli_versions_and_diff(store, tmp_path):
-    s = _two_versions(store, tmp_path)
+    s = two_versions(store, tmp_path)
     g = s["g"]
     old = int(store.scalar("INSERT INTO exports(format, path, n_rows, params, card) "
                            "VALUES ('alpaca', '/old', 5, '{}', '# Old') RETURNING id"))

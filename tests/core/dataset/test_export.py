@@ -7,13 +7,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from core.cli.main import app
 from core.dataset.checks.benchmarks import humaneval_problems
 from core.dataset.checks.decontam import run_decontamination
 from core.dataset.checks.results import set_override
-from core.cli.main import app
+from core.dataset.export import export_dataset, export_zip, select_rows
+from core.dataset.formats import EXPORT_FORMATS
 from core.errors import ShoalError
-from core.dataset.export import FORMATS, export_dataset, export_zip, select_rows
-from tests.core.dataset.checks.seed_data import add_example, distinct_python_solution, oss, wave
+from tests.support.seed_data import add_example, distinct_python_solution, oss, wave
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_selection_applies_verdicts_edits_and_checks(store, curated):
 def test_every_format_reads_back(store, curated, tmp_path):
     import datasets
     n = len(select_rows(store).rows)
-    for fmt in FORMATS:
+    for fmt in EXPORT_FORMATS:
         out = tmp_path / f"out-{fmt}"
         res = export_dataset(store, fmt, out)
         assert res.n_rows == n
@@ -92,7 +93,7 @@ def test_every_format_reads_back(store, curated, tmp_path):
             rows = {r["provenance"]["generation_id"]: r for r in ds}
             assert rows[curated["oss"]]["seed"] == "limiter = Limiter(5)\n" and rows[curated["oss"]]["lang"] == "python"
             assert rows[curated["java"]]["lang"] == "java"
-    assert store.scalar("SELECT count(*) FROM exports") == len(FORMATS)
+    assert store.scalar("SELECT count(*) FROM exports") == len(EXPORT_FORMATS)
 
 
 def test_export_is_atomic_and_refuses_to_overwrite(store, curated, tmp_path, monkeypatch):

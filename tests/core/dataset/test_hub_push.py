@@ -10,12 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from core.cli.main import app
-from core.errors import ShoalError
 from core.dataset.export import export_dataset, push_export, pushable_exports
+from core.errors import ShoalError
 from core.redact import MARK
 from core.store import open_store
-from tests.core.dataset.checks.seed_data import add_example, distinct_python_solution, wave
 from tests.support.hf_hub_server import FakeHub, point_hub_client_at
+from tests.support.seed_data import add_example, distinct_python_solution, wave
 
 TYPED = "typed-secret-7f3a9c21e8d4"      # not shaped like any known key: only the registry can hide it
 

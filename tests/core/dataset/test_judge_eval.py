@@ -3,85 +3,24 @@ and a loopback server whose scripted judge agrees with people under one version 
 the other; the better one is made current from the CLI."""
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 
 import pytest
 
-from core.config import Profile
-from core.generate.items import current_prompt_version, save_prompt_version
-from core.dataset.judge_eval import (binary_stats, compare_evals, draw_gold_candidates, evaluate_judge, gold_set,
-                             list_evals, use_judge_version)
+from core.dataset.judge_eval import (
+    compare_evals,
+    draw_gold_candidates,
+    evaluate_judge,
+    gold_set,
+    list_evals,
+    use_judge_version,
+)
+from core.dataset.judge_metrics import binary_stats
+from core.generate.items import current_prompt_version
 from core.review import kappa_from_counts
 from core.tasks import get_task
-from tests.core.dataset.checks.seed_data import add_example, wave
+from tests.support.judge_gold import EXTRA_RULE, N_GOLD, TASKS, build_gold, flipped, judge_profile, scripted_judge
 from tests.support.openai_server import FakeOpenAIServer
-
-TASKS = ("code_generation", "code_repair")
-EXTRA_RULE = "The solution handles empty and edge-case inputs."
-EXTRA_REQUIREMENT = "Prefer the standard library."
-N_GOLD = 120
-_INSTR = re.compile(r'"instruction": "([^"]+)"')
-
-
-def _h(text: str, salt: str) -> int:
-    return int(hashlib.sha256((salt + text).encode()).hexdigest()[:8], 16)
-
-
-def _flipped(instruction: str) -> bool:
-    """The calibrated judge's mistakes: about 5% of the examples, fixed by the text."""
-    return _h(instruction, "flip") % 100 < 5
-
-
-def build_gold(store) -> dict[str, str]:
-    """120 decided examples over two tasks (about 60% accepted), plus undecided and skipped ones;
-    version 1 of each task adds a rule, version 2 (current) a generator requirement instead."""
-    verdicts: dict[str, str] = {}
-    for i in range(N_GOLD + 12):
-        task = TASKS[i % 3 == 2]
-        instruction = f"Write a Python function number {i} that sums the even values of a list."
-        fields = wave(instruction, f"def f{i}(xs):\n    return sum(x for x in xs if x % 2 == 0)\n",
-                      information="def f(xs):\n    return 0\n" if task == TASKS[1] else "no input", task=task)
-        verdict = ("accepted" if _h(instruction, "human") % 10 < 6 else "rejected") if i < N_GOLD else \
-            ("skipped" if i % 2 else None)
-        add_example(store, fields, task=task, verdict=verdict, judge=bool(i % 2), seed_code=f"def seed_{i}(xs):\n"
-                    f"    return sum(xs)\n")
-        if verdict in ("accepted", "rejected"):
-            verdicts[instruction] = verdict
-    for task in TASKS:
-        base = get_task(task).default_content()
-        save_prompt_version(store, task, {**base, "rules": base["rules"] + [EXTRA_RULE]}, note="calibrated")
-        save_prompt_version(store, task, {**base, "requirements": base["requirements"] + [EXTRA_REQUIREMENT]})
-    return verdicts
-
-
-def scripted_judge(verdicts: dict[str, str]):
-    """A judge that answers under the schema it is sent: with version 1's extra rule it agrees with
-    the human (failing that rule on rejects) except for the flipped 5%; under version 2 it guesses.
-    One example gets a reply that skips a rule, one an unreadable reply."""
-    def responder(body: dict) -> str:
-        prompt = next(m["content"] for m in body["messages"] if "## Example to judge" in (m.get("content") or ""))
-        instruction = _INSTR.search(prompt[prompt.index("## Example to judge"):]).group(1)
-        keys = [k for k in body["response_format"]["json_schema"]["schema"]["properties"]
-                if k not in ("analysis", "overall")]
-        if EXTRA_RULE in prompt:
-            yes = (verdicts[instruction] == "accepted") != _flipped(instruction)
-            failing = {len(keys) - 1} if not yes else set()
-        else:
-            if "number 7 " in instruction:
-                return "I cannot judge this."
-            yes = _h(instruction, "guess") % 2 == 0
-            failing = set() if yes else {_h(instruction, "rule") % len(keys)}
-        reply = {k: {"reason": f"checked {k}", "answer": "no" if i in failing else "yes"} for i, k in enumerate(keys)}
-        if "number 5 " in instruction and EXTRA_RULE not in prompt:
-            reply.pop(keys[1])
-        return json.dumps({**reply, "analysis": "ok" if yes else "fails a rule", "overall": "yes" if yes else "no"})
-    return responder
-
-
-def _profile(srv) -> Profile:
-    return Profile(role="judge", base_url=srv.base_url, model="fake-judge", timeout_s=10, temperature=0.0)
 
 
 def _expected(verdicts: dict[str, str]) -> dict:
@@ -89,13 +28,13 @@ def _expected(verdicts: dict[str, str]) -> dict:
     tp = fn = fp = tn = 0
     for instruction, verdict in verdicts.items():
         human = verdict == "accepted"
-        judge = human != _flipped(instruction)
+        judge = human != flipped(instruction)
         tp += judge and human
         fn += (not judge) and human
         fp += judge and not human
         tn += not judge and not human
     return {"stats": binary_stats(tp, fn, fp, tn),
-            "flipped": sum(_flipped(i) for i in verdicts)}
+            "flipped": sum(flipped(i) for i in verdicts)}
 
 
 def test_gold_set_is_the_human_decisions(store):
@@ -118,10 +57,10 @@ def test_two_versions_side_by_side_and_the_better_one_made_current(store):
     verdicts = build_gold(store)
     expected = _expected(verdicts)
     with FakeOpenAIServer(scripted_judge(verdicts)) as srv:
-        good = evaluate_judge(store, 1, profile=_profile(srv))
-        poor = evaluate_judge(store, 2, profile=_profile(srv))
+        good = evaluate_judge(store, 1, profile=judge_profile(srv))
+        poor = evaluate_judge(store, 2, profile=judge_profile(srv))
         n_requests = len(srv.requests)
-        again = evaluate_judge(store, 1, profile=_profile(srv))        # every call served from the cache
+        again = evaluate_judge(store, 1, profile=judge_profile(srv))        # every call served from the cache
         assert len(srv.requests) == n_requests
     assert good["n_gold"] == poor["n_gold"] == N_GOLD and good["judge_model"] == "fake-judge"
     o = good["overall"]
@@ -155,6 +94,7 @@ def test_two_versions_side_by_side_and_the_better_one_made_current(store):
 
 def test_cli_prints_per_rule_kappa_and_makes_the_better_version_current(tmp_path, monkeypatch):
     from typer.testing import CliRunner
+
     from core.cli.main import app
     from core.store import open_store
 

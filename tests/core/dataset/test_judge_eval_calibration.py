@@ -8,20 +8,30 @@ import threading
 import pytest
 
 from core.background import latest_task, wait_for_tasks
-from core.dataset.export import dataset_card, select_rows
+from core.dataset.card import dataset_card
+from core.dataset.export import select_rows
+from core.dataset.judge_eval import (
+    JUDGE_EVAL,
+    calibration_of,
+    current_judges,
+    evaluate_judge,
+    gold_counts,
+    production_agreement,
+    start_judge_eval,
+    use_judge_version,
+    version_choices,
+)
 from core.generate.items import current_prompt_version
-from core.dataset.judge_eval import (JUDGE_EVAL, calibration_of, current_judges, evaluate_judge, gold_counts,
-                             production_agreement, start_judge_eval, use_judge_version, version_choices)
 from core.progress import Cancelled
 from core.tasks import get_task
-from tests.core.dataset.test_judge_eval import N_GOLD, TASKS, _profile, build_gold, scripted_judge
+from tests.support.judge_gold import N_GOLD, TASKS, build_gold, judge_profile, scripted_judge
 from tests.support.openai_server import FakeOpenAIServer
 
 
 def test_a_rule_the_judge_skipped_is_counted_apart_not_as_no(store):
     verdicts = build_gold(store)
     with FakeOpenAIServer(scripted_judge(verdicts)) as srv:
-        poor = evaluate_judge(store, 2, profile=_profile(srv))
+        poor = evaluate_judge(store, 2, profile=judge_profile(srv))
     # the scripted judge drops the second rule of example 5 (a code_repair one) and cannot be read on 7
     skipped = get_task(TASKS[1]).rules[1]
     assert {k for k, r in poor["per_rule"].items() if r["judge_no_answer"]} == {skipped}
@@ -65,7 +75,7 @@ def test_background_evaluation_and_cancel(store):
         cancel = threading.Event()
         cancel.set()
         with pytest.raises(Cancelled):
-            evaluate_judge(store, 1, profile=_profile(srv), cancel=cancel)
+            evaluate_judge(store, 1, profile=judge_profile(srv), cancel=cancel)
     assert store.scalar("SELECT status FROM judge_evals ORDER BY id DESC LIMIT 1") == "cancelled"
 
 
@@ -84,7 +94,7 @@ def _judge_with(store, task: str, version_id: int) -> None:
 def test_card_reports_the_calibration_of_the_judge_used(store):
     verdicts = build_gold(store)
     with FakeOpenAIServer(scripted_judge(verdicts)) as srv:
-        good = evaluate_judge(store, 1, profile=_profile(srv))
+        good = evaluate_judge(store, 1, profile=judge_profile(srv))
     use_judge_version(store, 1)                      # v3: v1's judge, v2's generator
     v3 = {t: current_prompt_version(store, t) for t in TASKS}
     for t in TASKS:
@@ -114,6 +124,7 @@ def test_card_reports_the_calibration_of_the_judge_used(store):
 
 def test_cli_current_names_the_judge_new_jobs_use(tmp_path):
     from typer.testing import CliRunner
+
     from core.cli.main import app
     from core.store import open_store
 

@@ -1,47 +1,15 @@
 """Embedding cache: real all-MiniLM-L6-v2 on a few real stdlib functions."""
 from __future__ import annotations
 
-import ast
-import hashlib
-import sysconfig
 import threading
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from core.embed import run as embed
 from core.errors import ShoalError
 from core.progress import Cancelled
-
-
-def stdlib_snippets(limit: int, modules=("textwrap.py", "json/decoder.py", "shlex.py", "fnmatch.py",
-                                        "calendar.py", "heapq.py", "bisect.py", "colorsys.py", "ipaddress.py",
-                                        "statistics.py", "difflib.py", "csv.py", "base64.py", "pprint.py")) -> pd.DataFrame:
-    """Real functions of the running interpreter's standard library, as `snippets` rows."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    rows, seen = [], set()
-    for mod in modules:
-        path = root / mod
-        src = path.read_text(encoding="utf-8")
-        for node in ast.walk(ast.parse(src)):
-            if not isinstance(node, ast.FunctionDef):
-                continue
-            code = ast.get_source_segment(src, node)
-            if not code or not 50 <= len(code) <= 1500:
-                continue
-            sid = hashlib.sha256(code.encode()).hexdigest()[:32]
-            if sid in seen:
-                continue
-            seen.add(sid)
-            rows.append({"id": sid, "kind": "function", "source": "stdlib", "source_kind": "stdlib",
-                         "language": "python", "code": code, "n_chars": len(code), "func_name": node.name,
-                         "docstring": ast.get_docstring(node), "path": mod,
-                         "start_line": node.lineno, "end_line": node.end_lineno})
-            if len(rows) >= limit:
-                return pd.DataFrame(rows)
-    return pd.DataFrame(rows)
+from tests.support.snippets import stdlib_snippets
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +182,7 @@ def test_backend_measurement_of_an_older_method_is_made_again(tmp_path, monkeypa
            "method": embed_choice.MEASURE_METHOD}
     calls = []
     monkeypatch.setattr(embed_choice, "measure_agreement", lambda model: calls.append(model) or new)
-    assert embed_choice.agreement(None) == new and calls == [None]
-    assert embed_choice.agreement(None) == new and calls == [None]  # remembered now
+    assert embed_choice.backend_agreement(None) == new and calls == [None]
+    assert embed_choice.backend_agreement(None) == new and calls == [None]  # remembered now
     assert embed_choice.choose_backend(None, "auto", "cpu").backend == "fast"
     assert embed_choice.remembered_agreement() == new

@@ -13,7 +13,7 @@ import pytest
 from core.embed import run as embed
 from core.embed.imported import import_vectors, write_vectors_parquet
 from core.errors import ShoalError
-from tests.core.embed.test_embed import stdlib_snippets
+from tests.support.snippets import stdlib_snippets
 
 KEY = "all-MiniLM-L6-v2"
 
@@ -147,10 +147,9 @@ def test_warmup_prepares_the_backend_choice_and_umap_kernels_once(tmp_path, monk
     first "Embed and build map" decides at once; a second warm-up measures nothing again."""
     from typer.testing import CliRunner
 
+    import core.embed.model as embed_model
     from core.cli.main import app
     from core.embed.choice import remembered_agreement
-
-    import core.embed.model as embed_model
 
     monkeypatch.setenv("SHOAL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(embed_model, "_MODELS", {})      # as in a new process: nothing loaded yet

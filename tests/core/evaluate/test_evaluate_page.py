@@ -11,7 +11,7 @@ from core.background import wait_for_tasks
 from core.config import Profile
 from core.evaluate import EvalSpec, run_eval
 from core.store import open_store
-from tests.core.evaluate.test_evaluate import SOLVED, humaneval_responder
+from tests.support.humaneval import SOLVED, humaneval_responder
 from tests.support.openai_server import FakeOpenAIServer
 
 PAGE = str(Path(__file__).resolve().parents[3] / "pages" / "7_Evaluate.py")

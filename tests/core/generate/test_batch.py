@@ -7,39 +7,37 @@ import time
 import pytest
 
 import core.generate.jobs.batch as batch_module
+import core.generate.jobs.batch_rows as batch_rows
 from core.config import Profile
 from core.errors import ShoalError
-from core.generate.jobs import batch_status, cancel_job, create_job, get_job, job_summary, run_job, start_worker, wait_for_worker
+from core.generate.jobs import (
+    batch_status,
+    cancel_job,
+    create_job,
+    get_job,
+    job_summary,
+    run_job,
+    start_worker,
+    wait_for_worker,
+)
 from core.llm import LLMClient
+from core.llm.batch.openai_route import openai_line_attempt, parse_openai_results
 from core.llm.batch.routes import BatchAPIError, LineResult, chunk_lines
-from core.llm.batch.openai_route import line_attempt, parse_results
 from core.llm.prices import batch_discount, estimate_batch_cost, estimate_cost, provider_of
 from core.tasks import get_task
-from tests.core.generate.test_jobs import add_snippets
 from tests.support.crash import run_until_crash
+from tests.support.jobs import FAST, POLL, no_payload_answered_twice, one_generation_per_item
 from tests.support.openai_platform import OpenAIPlatform
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 N = 20
-FAST = (0.02, 0.1, 0.02)
-POLL = 0.02
 
 
 def profiles(server, judge_model: str = "gpt-4o-mini", **kw) -> dict:
     return {role: Profile(role=role, base_url=server.base_url, model="gpt-4o-mini" if role == "generator" else judge_model,
                           max_tokens=256, timeout_s=10, temperature=1.0 if role == "generator" else 0.0, **kw)
             for role in ("generator", "judge")}
-
-
-def one_generation_per_item(store, job) -> bool:
-    rows = store.rows("SELECT i.id, count(g.id) AS n FROM job_items i LEFT JOIN generations g ON g.job_item_id = i.id "
-                      "WHERE i.job_id = ? GROUP BY 1", [job])
-    return len(rows) > 0 and all(r["n"] == 1 for r in rows)
-
-
-def no_payload_answered_twice(store) -> bool:
-    return store.scalar("SELECT count(*) FROM (SELECT payload_hash FROM llm_calls WHERE error IS NULL "
-                        "GROUP BY 1 HAVING count(*) > 1)") == 0
 
 
 def test_a_batch_job_finishes_in_two_rounds_without_one_chat_request_at_the_batch_price(store):
@@ -168,7 +166,7 @@ def test_a_batch_created_before_a_crash_is_found_again_not_resubmitted(store, mo
     with OpenAIPlatform(shoal_responder, batch_timing=FAST) as srv:
         job = create_job(store, ids, profiles=profiles(srv), task="code_generation", batch=True)
         # a kill -9 right after the provider created the batch, before its id was recorded
-        run_until_crash(monkeypatch, batch_module, "_note_info",
+        run_until_crash(monkeypatch, batch_rows, "note_info",
                         lambda: batch_module.run_batch_job(store, job, poll_s=POLL))
         row = store.one("SELECT * FROM batches")
         assert row["status"] == "uploaded" and row["provider_batch_id"] is None and len(srv.batches) == 1
@@ -237,16 +235,16 @@ def test_batch_prices_and_line_results():
     assert batch_discount("my-model", "https://api.openai.com/v1") == 0.5
     assert batch_discount("qwen2.5-coder") == 1.0 and provider_of("qwen2.5-coder") is None
     assert estimate_batch_cost("gpt-4o-mini", 1_000_000, 0) == pytest.approx(0.075)
-    lines = parse_results(
+    lines = parse_openai_results(
         '{"id":"b1","custom_id":"7-judge","response":{"status_code":400,"request_id":"r","body":'
         '{"error":{"message":"bad thing","type":"invalid_request_error","param":null,"code":null}}},"error":null}\n'
         '{"id":"b2","custom_id":"8-judge","response":null,"error":{"code":"batch_expired","message":"too late"}}\n')
     assert [(r.custom_id, r.status_code) for r in lines] == [("7-judge", 400), ("8-judge", None)]
-    refused = line_attempt(lines[0], None, "gpt-4o-mini")
+    refused = openai_line_attempt(lines[0], None, "gpt-4o-mini")
     assert (refused.kind, refused.status, refused.error) == ("http", 400, "http 400: bad thing")
-    expired = line_attempt(lines[1], None, "gpt-4o-mini")
+    expired = openai_line_attempt(lines[1], None, "gpt-4o-mini")
     assert expired.status is None and expired.error == "batch_expired: too late"
-    odd = line_attempt(LineResult("x", 200, {"object": "not a completion"}), None, "gpt-4o-mini")
+    odd = openai_line_attempt(LineResult("x", 200, {"object": "not a completion"}), None, "gpt-4o-mini")
     assert odd.kind == "http" and odd.retryable
     assert [len(c) for c in chunk_lines([{"custom_id": str(i)} for i in range(5)], max_lines=2)] == [2, 2, 1]
     assert issubclass(BatchAPIError, ShoalError)

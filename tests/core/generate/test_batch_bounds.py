@@ -1,4 +1,4 @@
-"""Batch mode ends: the item life cycle of core.generate.lifecycle (repair rounds, line resends, cancelled
+"""Batch mode ends: the item life cycle of core.llm.lifecycle (repair rounds, line resends, cancelled
 batches) is bounded and counted in batch mode as online, against the OpenAI platform test server
 through the real openai client and real DuckDB files.
 
@@ -11,20 +11,19 @@ import re
 import threading
 
 import pytest
-
-import core.generate.jobs.batch as batch_module
 from typer.testing import CliRunner
 
-from core.dataset.checks.languages import available_languages
+import core.generate.jobs.batch as batch_module
 from core.cli.main import app
-from core.generate.jobs import batch_status, create_job, retry_failed, run_job
-from core.generate.lifecycle import LIMITS
-from core.store import open_store
 from core.config import Profile
-from tests.core.generate.test_batch import FAST, POLL
-from tests.core.generate.test_jobs import add_snippets
+from core.generate.jobs import batch_status, create_job, retry_failed, run_job
+from core.llm.lifecycle import LIMITS
+from core.sandbox.languages import available_languages
+from core.store import open_store
+from tests.support.jobs import FAST, POLL
 from tests.support.openai_platform import OpenAIPlatform
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 N = 6
 BROKEN = {1, 4}             # snippet indexes whose generated solution can never pass its tests

@@ -6,8 +6,18 @@ import json
 import pytest
 
 from core.errors import ShoalError
-from core.generate.items import (PoolConfig, Pools, PoolSnapshot, build_generator_messages, current_prompt_version,
-                           few_shot, list_prompt_versions, normalize_judgment, prefilter, save_prompt_version)
+from core.generate.items import (
+    PoolConfig,
+    Pools,
+    PoolSnapshot,
+    build_generator_messages,
+    current_prompt_version,
+    few_shot,
+    list_prompt_versions,
+    normalize_judgment,
+    prefilter,
+    save_prompt_version,
+)
 from core.tasks import Judgment, get_task, judgment_schema, rule_keys
 
 # --------------------------------------------------------------------------- pre-filter

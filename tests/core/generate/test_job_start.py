@@ -7,14 +7,15 @@ import os
 
 import pytest
 
-from core import config
-from core.config import DEFAULT_CONCURRENCY, Profile, job_concurrency, judge_following, load_profiles
+from core.config import Profile
 from core.generate.jobs.start import JobRequest, job_params, job_settings, last_job_profiles, start_job
+from core.llm.concurrency import DEFAULT_CONCURRENCY, job_concurrency
 from core.llm.presets import SAME, batch_support, default_preset, presets_for, profiles_for_choices
+from core.llm.profiles import ROLE_DEFAULTS, judge_following, load_profiles
 from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 
 @pytest.fixture(autouse=True)
@@ -90,8 +91,8 @@ def test_a_judge_not_set_apart_follows_the_generator_with_its_own_sampling():
     gen = server("generator").model_copy(update={"temperature": 0.9, "max_tokens": 300, "rpm": 100.0})
     judge = judge_following(gen)
     assert (judge.role, judge.base_url, judge.model, judge.rpm) == ("judge", gen.base_url, gen.model, 100.0)
-    assert (judge.temperature, judge.max_tokens) == (config.ROLE_DEFAULTS["judge"]["temperature"],
-                                                      config.ROLE_DEFAULTS["judge"]["max_tokens"])
+    assert (judge.temperature, judge.max_tokens) == (ROLE_DEFAULTS["judge"]["temperature"],
+                                                      ROLE_DEFAULTS["judge"]["max_tokens"])
     assert not judge.key_env_explicit                     # a custom server still gets no key it was not given
     loc = judge_following(local("generator"))
     assert loc.source == "local" and loc.role == "judge" and loc.model == "smollm2-135m"
@@ -125,8 +126,8 @@ def test_switching_the_generator_moves_a_following_judge_off_the_demo_model():
 
 
 def test_the_judge_calibration_uses_the_judge_the_newest_job_used(tmp_path):
-    from core.generate import jobs as J
     from core.dataset.judge_eval import judge_profile
+    from core.generate import jobs as J
     store = open_store(tmp_path / "c.duckdb")
     ids = add_snippets(store, 2)
     assert last_job_profiles(store) is None

@@ -10,38 +10,28 @@ import pytest
 
 from core.config import Profile
 from core.errors import ShoalError
-from core.generate.jobs import (assign_tasks, cancel_job, create_job, estimate_cost, get_job, job_counts, job_summary,
-                       list_jobs, pause_job, plan_items, retry_failed, run_job, start_worker, wait_for_worker)
 from core.generate.items import PoolConfig
+from core.generate.jobs import (
+    assign_tasks,
+    cancel_job,
+    create_job,
+    estimate_job_cost,
+    get_job,
+    job_counts,
+    job_summary,
+    list_jobs,
+    pause_job,
+    plan_items,
+    retry_failed,
+    run_job,
+    start_worker,
+    wait_for_worker,
+)
 from core.tasks import DEFAULT_MIX
+from tests.support.jobs import gens_per_item, profiles
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
-
-FUNCS = ["<=", "+", "==", ">"]
-
-
-def add_snippets(store, n: int, kind: str = "function", language: str = "python") -> list[str]:
-    ids = []
-    for i in range(n):
-        op = FUNCS[i % len(FUNCS)]
-        code = (f"def func_{kind}_{i}(x, y):\n    \"\"\"Combine x and y the way number {i} needs.\"\"\"\n"
-                f"    if x {op} y:\n        return x + y * {i}\n    return x - {i}\n")
-        sid = f"{kind[0]}{i:05d}"
-        store.execute("INSERT INTO snippets(id, kind, source, source_kind, language, code, n_chars, func_name) "
-                      "VALUES (?, ?, 'test', 'stdlib', ?, ?, ?, ?)", [sid, kind, language, code, len(code), f"func_{i}"])
-        ids.append(sid)
-    return ids
-
-
-def profiles(server: FakeOpenAIServer, timeout_s: float = 10.0) -> dict:
-    return {role: Profile(role=role, base_url=server.base_url, model="fake-model", timeout_s=timeout_s,
-                          max_tokens=256, temperature=1.0 if role == "generator" else 0.0)
-            for role in ("generator", "judge")}
-
-
-def gens_per_item(store, job_id):
-    return store.rows("SELECT i.item_key, count(g.id) AS n FROM job_items i LEFT JOIN generations g "
-                      "ON g.job_item_id = i.id WHERE i.job_id = ? GROUP BY 1", [job_id])
+from tests.support.snippets import add_snippets
 
 
 def test_assign_tasks_matches_the_codeocean_shares_deterministically():
@@ -74,7 +64,7 @@ def test_job_runs_the_full_pipeline_and_a_rerun_is_served_from_the_cache(store):
     ids = add_snippets(store, 24)
     with FakeOpenAIServer(shoal_responder) as srv:
         prof = profiles(srv)
-        est = estimate_cost(store, plan_items(store, ids, mix=DEFAULT_MIX), prof)
+        est = estimate_job_cost(store, plan_items(store, ids, mix=DEFAULT_MIX), prof)
         assert est["calls"] == 48 and est["prompt_tokens"] > 0
         job = create_job(store, ids, profiles=prof, mix=DEFAULT_MIX, concurrency=6, target_languages=["go"])
         seen = []
@@ -238,9 +228,9 @@ def test_worker_thread_pause_and_resume_through_the_database(store):
 def test_one_item_end_to_end_on_the_embedded_llama_cpp_model(store, monkeypatch):
     """No endpoint configured: the job runs on the embedded local model through the real llama.cpp server;
     the item ends succeeded or failed-with-reason and every reply is kept."""
-    from core.llm import local_model as local_llm
-    from core.config import load_profiles
     from core.errors import MissingDependency
+    from core.llm import local_model as local_llm
+    from core.llm.profiles import load_profiles
     for k in list(os.environ):
         if k.startswith(("OPENAI_", "SHOAL_GENERATOR_", "SHOAL_JUDGE_")):
             monkeypatch.delenv(k)

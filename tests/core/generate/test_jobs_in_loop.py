@@ -2,9 +2,10 @@
 import asyncio
 
 from core.generate.jobs import create_job, run_job
-from tests.core.generate.test_jobs import add_snippets, gens_per_item, profiles
+from tests.support.jobs import gens_per_item, profiles
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 
 def test_run_job_inside_a_running_event_loop(store):

@@ -7,9 +7,10 @@ import time
 from core.generate import jobs as J
 from core.generate.jobs.endpoint_queue import ensure_queue_runner, queue_job, queued_jobs, running_job_ids, start_after
 from core.store import open_store
-from tests.core.generate.test_jobs import add_snippets, profiles
+from tests.support.jobs import profiles
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 
 def _wait(cond, timeout: float = 60.0) -> None:

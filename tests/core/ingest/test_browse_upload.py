@@ -11,7 +11,7 @@ from core.errors import ShoalError
 from core.ingest import browse, ingest_sources
 from core.ingest.start import current_run, start_ingest
 from core.ingest.upload import write_upload
-from tests.core.ingest.conftest import CSN_HF, CSN_ORIGINAL, MULTILANG
+from tests.support.ingest_data import CSN_HF, CSN_ORIGINAL, MULTILANG
 
 
 def test_overview_histogram_search_and_rejections(store, tmp_path):

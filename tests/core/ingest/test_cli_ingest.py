@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from core.cli.main import app
 from core.store import open_store
-from tests.core.ingest.conftest import CSN_HF, CSN_ORIGINAL
+from tests.support.ingest_data import CSN_HF, CSN_ORIGINAL
 
 runner = CliRunner()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core.ingest import ingest_sources
 from core.ingest.browse import overview
-from tests.core.ingest.test_ingest_sources import csn_record, jsonl
+from tests.support.ingest_data import csn_record, jsonl
 
 
 def test_reingesting_a_source_does_not_add_up_its_duplicates(store, tmp_path):

@@ -12,7 +12,7 @@ from core.ingest import ingest_sources
 from core.ingest.model import TREE_SITTER_LANGUAGES, normalize_code
 from core.ingest.seeds import draw_seed
 from core.progress import Cancelled
-from tests.core.ingest.conftest import CSN_HF, CSN_ORIGINAL, STACK, csn_record, jsonl
+from tests.support.ingest_data import CSN_HF, CSN_ORIGINAL, STACK, csn_record, jsonl
 
 SIX = {"go", "java", "javascript", "php", "python", "ruby"}
 

@@ -9,19 +9,25 @@ import httpx
 import pytest
 
 import core.generate.jobs.batch as batch_module
+import core.generate.jobs.batch_rows as batch_rows
 from core.config import Profile
 from core.generate.jobs import batch_status, cancel_job, create_job, job_summary, run_job, start_worker, wait_for_worker
-from core.llm.batch.anthropic_route import AnthropicBatches, line_attempt, messages_params, parse_results
+from core.llm.batch.anthropic_route import (
+    AnthropicBatches,
+    anthropic_line_attempt,
+    messages_params,
+    parse_anthropic_results,
+)
+from core.llm.batch.openai_route import OpenAIBatches
 from core.llm.batch.routes import BatchAPIError, provider_for, route_of
 from core.llm.failures import classify
-from core.llm.batch.openai_route import OpenAIBatches
 from core.llm.presets import profile_for_choice
 from core.llm.prices import estimate_cost
-from tests.core.generate.test_batch import no_payload_answered_twice, one_generation_per_item
-from tests.core.generate.test_jobs import add_snippets
 from tests.support.anthropic_platform import AnthropicPlatform
 from tests.support.crash import run_until_crash
+from tests.support.jobs import no_payload_answered_twice, one_generation_per_item
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 N = 20
 KEY = "sk-ant-api03-shoal-batch-test-Zx81"
@@ -122,7 +128,7 @@ def test_mixed_results_fail_items_with_their_reasons_and_keep_every_good_answer(
         assert reasons == {too_long: 2, server: 1}
         assert too_long.startswith("generator: http 400: prompt is too long: 212514 tokens > 200000 maximum "
                                    "(invalid_request_error) (hint: ") and "context window" in too_long
-        # the bound it reached (core.generate.lifecycle: 1 + max_retries lines) is part of the reason
+        # the bound it reached (core.llm.lifecycle: 1 + max_retries lines) is part of the reason
         assert server == "generator: http 500: Internal server error (api_error) (gave up: 2 lines expired or failed)"
         failed = store.rows("SELECT id FROM job_items WHERE job_id = ? AND status = 'failed' ORDER BY id", [job])
         assert [r["id"] for r in failed] == [items[0], items[1], items[4]]
@@ -174,7 +180,7 @@ def test_a_batch_created_just_before_a_crash_is_adopted_not_sent_again(store, mo
     ids = add_snippets(store, 6)
     with AnthropicPlatform(shoal_responder, api_key=KEY, batch_timing=FAST) as srv:
         job = create_job(store, ids, profiles=profiles(srv), task="code_generation", batch=True)
-        run_until_crash(monkeypatch, batch_module, "_note_info",
+        run_until_crash(monkeypatch, batch_rows, "note_info",
                         lambda: batch_module.run_batch_job(store, job, poll_s=POLL))
         row = store.one("SELECT * FROM batches")
         assert row["status"] == "submitting" and row["provider_batch_id"] is None and row["submitted_at"]
@@ -305,17 +311,17 @@ def test_result_lines_become_the_attempts_an_online_call_would_give():
             "type": "invalid_request_error", "message": "prompt is too long: 250000 tokens > 200000 maximum"}}}},
         {"custom_id": "5-judge", "result": {"type": "expired"}},
         {"custom_id": "6-judge", "result": {"type": "canceled"}}])
-    r = {x.custom_id: x for x in parse_results(text)}
-    ok = line_attempt(r["1-generator"], Reply, MODEL, prices=PRICES)
+    r = {x.custom_id: x for x in parse_anthropic_results(text)}
+    ok = anthropic_line_attempt(r["1-generator"], Reply, MODEL, prices=PRICES)
     assert (ok.kind, ok.parsed.answer, ok.prompt_tokens, ok.completion_tokens) == ("ok", "ok", 1024, 200)
     assert ok.cost_usd == pytest.approx((1024 * 1.0 + 200 * 5.0) / 1e6 * 0.5)
-    cut = line_attempt(r["2-generator"], Reply, MODEL)
+    cut = anthropic_line_attempt(r["2-generator"], Reply, MODEL)
     assert (cut.kind, cut.finish_reason, cut.error) == ("parse", "length", "truncated json")
-    limited = line_attempt(r["3-judge"], Reply, MODEL)
+    limited = anthropic_line_attempt(r["3-judge"], Reply, MODEL)
     assert limited.status == 429 and classify(limited, "text").kind == "rate_limited"
-    too_long = line_attempt(r["4-judge"], Reply, MODEL)
+    too_long = anthropic_line_attempt(r["4-judge"], Reply, MODEL)
     assert too_long.status == 400 and classify(too_long, "text").reason == "context_length"
-    expired = line_attempt(r["5-judge"], Reply, MODEL)
+    expired = anthropic_line_attempt(r["5-judge"], Reply, MODEL)
     assert expired.status is None and classify(expired, "text").kind == "transient"
     assert r["6-judge"].not_run and not r["5-judge"].not_run
 

@@ -10,8 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from core.config import DUMMY_KEY, Profile
-from core.llm import (CallResult, LLMClient, estimate_cost, extract_json, parse_reply,
-                      parse_retry_after, payload_hash)
+from core.llm import CallResult, LLMClient, estimate_cost, extract_json, parse_reply, parse_retry_after, payload_hash
 from core.llm.prices import price_for
 from tests.support.openai_server import FakeOpenAIServer, requested_schema
 

@@ -8,9 +8,9 @@ import time
 import pytest
 from pydantic import BaseModel
 
-from core.generate import jobs
 from core.config import Profile
-from core.llm import LLMClient, _read_completion, _BadBody
+from core.generate import jobs
+from core.llm import LLMClient, _BadBody, _read_completion
 from tests.support.openai_server import FakeOpenAIServer
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from core.llm import local_model as local_llm
 from core.errors import MissingDependency, ShoalError
+from core.llm import local_model as local_llm
+from core.llm import local_server
 
 REAL_MODELS_DIR = local_llm.models_dir()  # keep assembled models in the user cache across tests
 
@@ -57,8 +58,8 @@ def models_endpoint():
     httpd.server_close()
 
 
-def _record(port: int, pid: int, model: str = "smollm2-135m") -> local_llm.LocalServer:
-    return local_llm.LocalServer(base_url=f"http://127.0.0.1:{port}/v1", model=model, pid=pid, port=port,
+def _record(port: int, pid: int, model: str = "smollm2-135m") -> local_server.LocalServer:
+    return local_server.LocalServer(base_url=f"http://127.0.0.1:{port}/v1", model=model, pid=pid, port=port,
                                  model_path="/x.gguf", owner_pid=pid, started_at=time.time())
 
 
@@ -74,11 +75,11 @@ def _dead_pid() -> int:
 def test_free_port_is_bindable_and_port_in_use_detects_listener():
     port = local_llm.free_port()
     assert 1024 <= port <= 65535
-    assert not local_llm.port_in_use(port)
+    assert not local_server.port_in_use(port)
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
         s.listen()
-        assert local_llm.port_in_use(port)
+        assert local_server.port_in_use(port)
 
 
 def test_start_server_refuses_a_busy_port_before_loading_anything():
@@ -97,45 +98,45 @@ def test_start_server_refuses_a_busy_port_before_loading_anything():
 
 def test_state_file_roundtrip_and_corrupt_file_is_dropped(tmp_path):
     rec = _record(1234, os.getpid())
-    path = local_llm.write_state(rec, tmp_path)
+    path = local_server.write_state(rec, tmp_path)
     assert path.name == "server-smollm2-135m.json"
-    assert local_llm.read_state("smollm2-135m", tmp_path) == rec
+    assert local_server.read_state("smollm2-135m", tmp_path) == rec
     path.write_text("{not json")
-    assert local_llm.read_state("smollm2-135m", tmp_path) is None
+    assert local_server.read_state("smollm2-135m", tmp_path) is None
     assert not path.exists()
 
 
 def test_live_recorded_server_checks_pid_and_endpoint(tmp_path, models_endpoint):
     live = _record(models_endpoint, os.getpid())
-    local_llm.write_state(live, tmp_path)
-    assert local_llm.live_recorded_server("smollm2-135m", tmp_path) == live
+    local_server.write_state(live, tmp_path)
+    assert local_server.live_recorded_server("smollm2-135m", tmp_path) == live
 
     # process gone: record is stale and removed
-    local_llm.write_state(_record(models_endpoint, _dead_pid()), tmp_path)
-    assert local_llm.live_recorded_server("smollm2-135m", tmp_path) is None
-    assert not local_llm.state_file("smollm2-135m", tmp_path).exists()
+    local_server.write_state(_record(models_endpoint, _dead_pid()), tmp_path)
+    assert local_server.live_recorded_server("smollm2-135m", tmp_path) is None
+    assert not local_server.state_file("smollm2-135m", tmp_path).exists()
 
     # process alive but nothing answers on the port (e.g. pid reused by another program)
-    local_llm.write_state(_record(local_llm.free_port(), os.getpid()), tmp_path)
-    assert local_llm.live_recorded_server("smollm2-135m", tmp_path) is None
+    local_server.write_state(_record(local_llm.free_port(), os.getpid()), tmp_path)
+    assert local_server.live_recorded_server("smollm2-135m", tmp_path) is None
 
     # something answers but serves another model
-    local_llm.write_state(_record(models_endpoint, os.getpid(), model="gemma3-270m"), tmp_path)
-    assert local_llm.live_recorded_server("gemma3-270m", tmp_path) is None
+    local_server.write_state(_record(models_endpoint, os.getpid(), model="gemma3-270m"), tmp_path)
+    assert local_server.live_recorded_server("gemma3-270m", tmp_path) is None
 
 
 def test_clear_state_keeps_a_newer_servers_record(tmp_path):
     old, new = _record(1, 111), _record(2, 222)
-    local_llm.write_state(new, tmp_path)
-    local_llm.clear_state(old, tmp_path)
-    assert local_llm.read_state("smollm2-135m", tmp_path) == new
-    local_llm.clear_state(new, tmp_path)
-    assert local_llm.read_state("smollm2-135m", tmp_path) is None
+    local_server.write_state(new, tmp_path)
+    local_server.clear_state(old, tmp_path)
+    assert local_server.read_state("smollm2-135m", tmp_path) == new
+    local_server.clear_state(new, tmp_path)
+    assert local_server.read_state("smollm2-135m", tmp_path) is None
 
 
 def test_ensure_server_reuses_a_live_recorded_server_without_starting_one(models_endpoint, monkeypatch):
     rec = _record(models_endpoint, os.getpid())
-    local_llm.write_state(rec)
+    local_server.write_state(rec)
     monkeypatch.setattr(local_llm, "start_server", lambda *a, **k: pytest.fail("must not start a server"))
     monkeypatch.setattr(local_llm, "_servers", {})
     assert local_llm.ensure_server("smollm2-135m") == rec
@@ -193,7 +194,7 @@ def test_a_server_that_dies_while_loading_reports_its_log(tmp_path):
     bad.write_bytes(b"this is not a gguf file" * 100)
     with pytest.raises(ShoalError, match="exited with code"):
         local_llm.start_server(str(bad), timeout_s=60)
-    assert local_llm.read_state("broken") is None
+    assert local_server.read_state("broken") is None
 
 
 def test_status_lists_both_models():
@@ -206,10 +207,11 @@ def test_status_lists_both_models():
 
 def test_cli_status_json(tmp_path):
     from typer.testing import CliRunner
+
     from core.cli.main import app
     result = CliRunner().invoke(app, ["llm", "status", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["default_model"] == local_llm.DEFAULT_MODEL
+    assert json.loads(result.stdout)["default_model"] == local_llm.DEFAULT_LOCAL_MODEL
 
 
 # ---------------------------------------------------------------- the real llama.cpp server
@@ -228,7 +230,7 @@ def _needs_local_stack(model: str) -> None:
 def test_real_server_answers_json_object_with_schema_and_rejects_json_schema(monkeypatch):
     """Start the default model, get schema-shaped JSON through the openai package, stop it."""
     import openai
-    model = local_llm.DEFAULT_MODEL
+    model = local_llm.DEFAULT_LOCAL_MODEL
     _needs_local_stack(model)
     local_llm.stop_all()  # earlier tests in this process leave their server for reuse: this one must start anew
     # the first "free" port gets taken before the server binds it: start_server must retry on another
@@ -248,7 +250,7 @@ def test_real_server_answers_json_object_with_schema_and_rejects_json_schema(mon
                                              ).read_text().lower()
     try:
         assert local_llm.ensure_server() is server  # reused, not restarted
-        assert local_llm.read_state(model) == server  # recorded for other processes
+        assert local_server.read_state(model) == server  # recorded for other processes
         client = openai.OpenAI(base_url=server.base_url, api_key="none", timeout=120)
         schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]},
                                                    "reason": {"type": "string", "maxLength": 80}},
@@ -273,13 +275,13 @@ def test_real_server_answers_json_object_with_schema_and_rejects_json_schema(mon
 
         # another process finds and reuses it through the state file instead of starting its own
         env = dict(os.environ)
-        out = subprocess.run([sys.executable, "-c", "from core import local_llm; print(local_llm.ensure_server().pid)"],
+        out = subprocess.run([sys.executable, "-c", "from core.llm import local_model as local_llm; print(local_llm.ensure_server().pid)"],
                              capture_output=True, text=True, env=env, timeout=60, check=True)
         assert int(out.stdout.strip()) == server.pid
     finally:
         local_llm.stop_server(server)
-    assert not local_llm.pid_alive(server.pid)
-    assert local_llm.read_state(model) is None
+    assert not local_server.pid_alive(server.pid)
+    assert local_server.read_state(model) is None
 
 
 @pytest.mark.llama
@@ -287,27 +289,28 @@ def test_real_server_answers_json_object_with_schema_and_rejects_json_schema(mon
 def test_server_exits_when_the_process_that_started_it_is_killed():
     """kill -9 of the owner (no atexit) must not leave an orphan server behind."""
     _needs_local_stack("smollm2-135m")
-    code = ("import os, sys; from core import local_llm; s = local_llm.ensure_server('smollm2-135m'); "
+    code = ("import os, sys; from core.llm import local_model as local_llm; s = local_llm.ensure_server('smollm2-135m'); "
             "print(s.pid, flush=True); os.kill(os.getpid(), 9)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=200)
     pid = int(out.stdout.split()[0])
     deadline = time.monotonic() + 15
-    while local_llm.pid_alive(pid) and time.monotonic() < deadline:
+    while local_server.pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    alive = local_llm.pid_alive(pid)
+    alive = local_server.pid_alive(pid)
     if alive:
         os.kill(pid, 9)
     assert not alive
-    assert local_llm.live_recorded_server("smollm2-135m") is None  # stale record is cleaned
+    assert local_server.live_recorded_server("smollm2-135m") is None  # stale record is cleaned
 
 
 def test_cli_serve_errors_are_messages_not_tracebacks(models_endpoint):
     from typer.testing import CliRunner
+
     from core.cli.main import app
     runner = CliRunner()
     result = runner.invoke(app, ["llm", "serve", "--model", "llama-70b"])
     assert result.exit_code == 1 and "Unknown local model" in result.output
-    local_llm.write_state(_record(models_endpoint, os.getpid()))
+    local_server.write_state(_record(models_endpoint, os.getpid()))
     result = runner.invoke(app, ["llm", "serve", "--model", "smollm2-135m"])
     assert result.exit_code == 1 and "already served" in result.output
 
@@ -321,11 +324,11 @@ def test_a_busy_server_keeps_its_record(tmp_path):
     listener.listen()            # accepts connections but never answers: like a server mid-generation
     try:
         rec = _record(listener.getsockname()[1], os.getpid())
-        local_llm.write_state(rec, tmp_path)
-        assert local_llm.server_state(rec, timeout=0.5) == "busy"
-        assert local_llm.live_recorded_server("smollm2-135m", tmp_path,
-                                              alive=lambda s: local_llm.server_alive(s, 0.5)) == rec
-        assert local_llm.state_file("smollm2-135m", tmp_path).exists()
+        local_server.write_state(rec, tmp_path)
+        assert local_server.server_state(rec, timeout=0.5) == "busy"
+        assert local_server.live_recorded_server("smollm2-135m", tmp_path,
+                                              alive=lambda s: local_server.server_alive(s, 0.5)) == rec
+        assert local_server.state_file("smollm2-135m", tmp_path).exists()
     finally:
         listener.close()
-    assert local_llm.server_state(rec, timeout=0.5) == "gone"      # port free again: the record is stale
+    assert local_server.server_state(rec, timeout=0.5) == "gone"      # port free again: the record is stale

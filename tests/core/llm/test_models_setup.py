@@ -9,13 +9,12 @@ import tomllib
 
 import pytest
 
-from core.llm import prices
-from core.config import (DUMMY_KEY, Profile, hold_session_key, key_source, resolve_api_key, session_key_name,
-                         write_secret)
+from core.config import DUMMY_KEY, Profile, hold_session_key, key_source, resolve_api_key, session_key_name
 from core.errors import ShoalError
-from core.llm import LLMClient
+from core.llm import LLMClient, prices
 from core.llm.presets import PRESETS, batch_support, key_env_for, list_models, preset_of, profile_for_choice
-from core.llm.model_prices import apply_prices, batch_share, clear_model_price, price_of, set_model_price
+from core.llm.prices import apply_prices, batch_share, clear_model_price, price_of, set_model_price
+from core.secrets_file import write_secret
 from tests.support.openai_platform import OpenAIPlatform
 
 KEY = "sk-test-Zq81-models-panel-key"
@@ -228,7 +227,7 @@ def test_cli_estimates_with_the_prices_set_on_the_page(store, tmp_path, monkeypa
     from typer.testing import CliRunner
 
     from core.cli.main import app
-    from tests.core.generate.test_jobs import add_snippets
+    from tests.support.snippets import add_snippets
     ids = add_snippets(store, 4)
     (tmp_path / "ids.txt").write_text("\n".join(ids))
     monkeypatch.setenv("SHOAL_GENERATOR_BASE_URL", "http://127.0.0.1:9/v1")

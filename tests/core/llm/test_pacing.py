@@ -9,9 +9,10 @@ import time
 import openai
 import pytest
 
-from core.llm import pacing
-from core.llm import tokens
-from core.llm.pacing import Bucket, RateGate, endpoint_key, gate_for, parse_duration, retry_delay
+from core.llm import adaptive, gates, pacing, tokens
+from core.llm.gates import gate_for, gate_key
+from core.llm.pacing import RateGate
+from core.llm.ratelimits import Bucket, parse_duration, retry_delay
 from tests.support.openai_platform import OpenAIPlatform
 
 
@@ -174,21 +175,21 @@ def test_replies_read_while_the_client_runs_late_never_shrink_the_window():
             p.finish(prompt_tokens=100, completion_tokens=100, client_lag_s=lag)
         return gate.stats().concurrency_limit
     assert run(lag=0.0) < 8                                # a server getting slower: back off (as before)
-    assert run(lag=pacing.CLIENT_LAG_S) == 8               # the client running late: keep what the job asked
+    assert run(lag=adaptive.CLIENT_LAG_S) == 8               # the client running late: keep what the job asked
 
 
 def test_client_lag_measures_how_late_the_loop_runs():
     async def main() -> tuple[float, float]:
-        pacing.client_lag()                   # starts the probe in this loop
+        adaptive.client_lag()                   # starts the probe in this loop
         await asyncio.sleep(0.3)
-        idle = pacing.client_lag()
+        idle = adaptive.client_lag()
         for _ in range(12):                   # a loop kept busy (as a starved thread would be)
             time.sleep(0.04)
             await asyncio.sleep(0)
-        return idle, pacing.client_lag()
+        return idle, adaptive.client_lag()
     idle, busy = asyncio.run(main())
-    assert busy >= pacing.CLIENT_LAG_S and busy > idle
-    assert pacing.client_lag() == 0.0         # outside a loop
+    assert busy >= adaptive.CLIENT_LAG_S and busy > idle
+    assert adaptive.client_lag() == 0.0         # outside a loop
 
 
 def test_aimd_compares_replies_of_one_size_and_stops_once_limits_are_stated():
@@ -296,15 +297,15 @@ def test_threads_share_one_gate_safely():
 
 
 def test_one_gate_per_endpoint_key():
-    pacing.reset_gates()
-    key = endpoint_key("https://API.openai.com/v1/", "gpt-5-mini")
-    assert key == endpoint_key("https://api.openai.com/v1", "gpt-5-mini") != endpoint_key(
+    gates.reset_gates()
+    key = gate_key("https://API.openai.com/v1/", "gpt-5-mini")
+    assert key == gate_key("https://api.openai.com/v1", "gpt-5-mini") != gate_key(
         "https://api.openai.com/v1", "o4-mini")
-    assert endpoint_key("http://h/v1", "m", account="org-1") == "http://h/v1|org-1"
+    assert gate_key("http://h/v1", "m", account="org-1") == "http://h/v1|org-1"
     a = gate_for(key, tpm=1000)
     b = gate_for(key, rpm=10)
     assert a is b and (b.stats().rpm_limit, b.stats().tpm_limit) == (10, 1000)
-    pacing.reset_gates()
+    gates.reset_gates()
     assert gate_for(key) is not a
 
 

@@ -13,27 +13,26 @@ import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from core.llm import pacing
 from core.config import Profile
 from core.generate.items import Judgment
 from core.generate.jobs import create_job, run_job
-from core.llm import LLMClient, chat_request, defaults_for, family_of, strict_schema
+from core.llm import LLMClient, chat_request, defaults_for, family_of, gates, strict_schema
 from core.llm.capabilities import load_capabilities, reset_endpoints
 from core.llm.formats import schema_of
 from core.tasks import TASKS
-from tests.core.generate.test_jobs import add_snippets
 from tests.support.openai_platform import OpenAIPlatform, check_params, strict_schema_problem
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.shoal_responder import shoal_responder
+from tests.support.snippets import add_snippets
 
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
     """Each test starts as a new process would: no gates, no endpoint records in memory."""
-    pacing.reset_gates()
+    gates.reset_gates()
     reset_endpoints()
     yield
-    pacing.reset_gates()
+    gates.reset_gates()
     reset_endpoints()
 
 
@@ -222,7 +221,7 @@ def test_a_100_item_job_at_concurrency_32_under_200k_tpm(store):
         wall = time.monotonic() - t0
         n429 = server.rate_limited
         log = list(server.usage_log)
-        stats = pacing.gate_for(pacing.endpoint_key(server.base_url, "gpt-4.1-mini")).stats()
+        stats = gates.gate_for(gates.gate_key(server.base_url, "gpt-4.1-mini")).stats()
     used = sum(n for _, n in log)
     span = log[-1][0] - t0
     # what the server lets through in `span`: its full bucket, then its refill
@@ -261,7 +260,7 @@ def test_jobs_show_prints_the_pacing(store, tmp_path):
         run_job(store, job)
     db = store.path
     store.close()
-    pacing.reset_gates()                       # another process: what the job wrote
+    gates.reset_gates()                       # another process: what the job wrote
     res = CliRunner().invoke(app, ["--db", str(db), "jobs", "--show", str(job), "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)["pacing"]
@@ -281,7 +280,7 @@ def test_pacing_snapshot_lists_every_gate(store):
             answer: str
         c = LLMClient(store, Profile(role="generator", base_url=server.base_url, model="gpt-4.1-mini"))
         assert c.complete_sync([{"role": "user", "content": "hi"}], Example).ok
-        snap = pacing.pacing_snapshot()
+        snap = gates.pacing_snapshot()
         assert c.pacing()["tpm_limit"] == 300_000
     assert len(snap) == 1 and snap[0]["tpm_limit"] == 300_000 and snap[0]["requests_total"] == 1
     assert snap[0]["tokens_per_minute"] > 0

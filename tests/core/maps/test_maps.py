@@ -1,54 +1,13 @@
 """Map runs: UMAP + clusters + c-TF-IDF labels, deterministic with a seed, stored as runs."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
-import pandas as pd
 import pytest
 
-from core.maps import build as maps
-from core.embed.run import _store_vectors, snippet_text, text_hash
 from core.errors import ShoalError
-
-TOPICS = {
-    "json": ("parse_json_token", "Decode a JSON token from the text.",
-             "    tokens = scan_json(text)\n    return decode_token(tokens[{i}])\n"),
-    "socket": ("open_socket_connection", "Connect a socket to the remote host.",
-               "    sock = socket.create_connection((host, {i}))\n    sock.sendall(payload)\n    return sock\n"),
-    "matrix": ("multiply_matrix_rows", "Multiply the rows of a matrix by a vector.",
-               "    rows = [sum(a * b for a, b in zip(row, vector)) for row in matrix[{i}:]]\n    return rows\n"),
-}
-
-
-def planted_corpus(per_topic: int = 40, dim: int = 32, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Snippets in three planted topics and vectors drawn around one centre per topic."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(len(TOPICS), dim)) * 4
-    spread = np.linspace(1.5, 0.05, dim)  # anisotropic like real embeddings: a few directions dominate
-    rows, vecs = [], []
-    for t, (topic, (name, doc, body)) in enumerate(TOPICS.items()):
-        for i in range(per_topic):
-            code = f"def {name}_{i}(text, host, payload, matrix, vector):\n    \"\"\"{doc}\"\"\"\n" + body.format(i=i)
-            rows.append({"id": hashlib.sha256(code.encode()).hexdigest()[:32], "kind": "function",
-                         "source": f"demo-{topic}", "source_kind": "dir", "language": "python" if i % 4 else "go",
-                         "code": code, "n_chars": len(code), "func_name": f"{name}_{i}", "docstring": doc,
-                         "path": f"{topic}.py"})
-            vecs.append(centres[t] + rng.normal(size=dim) * spread)
-    return pd.DataFrame(rows), np.asarray(vecs, dtype=np.float32)
-
-
-def add_vectors(store, snips: pd.DataFrame, X: np.ndarray, key: str = "test-model") -> None:
-    hashes = [text_hash(snippet_text(r.func_name, r.docstring, r.code)) for r in snips.itertuples()]
-    _store_vectors(store, key, hashes, X)
-
-
-def make_mapped_store(store, per_topic: int = 40, n_clusters: int | None = 3) -> int:
-    """A store with planted snippets, their vectors (model 'test-model') and a map; returns the map id."""
-    snips, X = planted_corpus(per_topic)
-    store.insert_df("snippets", snips)
-    add_vectors(store, snips, X)
-    return maps.build_map(store, model="test-model", n_clusters=n_clusters, n_epochs=30, seed=7).map_id
+from core.maps import build as maps
+from core.maps import clusters
+from tests.support.maps import add_vectors, crossings_reference, make_mapped_store, planted_corpus
 
 
 def test_map_run_is_stored_labelled_and_deterministic(store):
@@ -82,8 +41,8 @@ def test_map_run_is_stored_labelled_and_deterministic(store):
 
 
 def test_auto_clusters_and_hdbscan(store):
-    assert maps.auto_n_clusters(300) == 9 and maps.auto_n_clusters(1_000_000) == maps.MAX_AUTO_CLUSTERS
-    assert maps.auto_n_clusters(5) == 2
+    assert clusters.auto_n_clusters(300) == 9 and clusters.auto_n_clusters(1_000_000) == clusters.MAX_AUTO_CLUSTERS
+    assert clusters.auto_n_clusters(5) == 2
     snips, X = planted_corpus(30)
     store.insert_df("snippets", snips)
     add_vectors(store, snips, X)
@@ -104,7 +63,7 @@ def test_fit_on_sample_then_transform(store):
 
 
 def test_label_words_and_errors(store):
-    assert maps.label_words("parseHTTPHeader_v2") == "parse http header v "
+    assert clusters.label_words("parseHTTPHeader_v2") == "parse http header v "
     with pytest.raises(ShoalError, match="Nothing is embedded"):
         maps.build_map(store)
     with pytest.raises(ShoalError, match="No map yet"):
@@ -131,30 +90,6 @@ def test_cli_map_json(tmp_path):
     assert res.exit_code == 1 and "Unknown clustering method" in res.output
 
 
-def seed_fragments(n: int = 12, dim: int = 32, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
-    """OSS-Instruct-like seed fragments whose vectors lie far out (farthest-point picks them first)."""
-    rng = np.random.default_rng(seed)
-    rows, vecs = [], []
-    for i in range(n):
-        code = f"try:\n    value_{i} = lookup({i})\nexcept KeyError:\n    pass\n"
-        rows.append({"id": hashlib.sha256(code.encode()).hexdigest()[:32], "kind": "seed", "source": "demo-seeds",
-                     "source_kind": "dir", "language": "python", "code": code, "n_chars": len(code),
-                     "func_name": None, "docstring": None, "path": "seeds.py"})
-        vecs.append(rng.normal(size=dim) * 12)
-    return pd.DataFrame(rows), np.asarray(vecs, dtype=np.float32)
-
-
-def make_mapped_store_with_seeds(store, per_topic: int = 40) -> int:
-    """`make_mapped_store` plus 12 outlying seed fragments on the same map; returns the map id."""
-    snips, X = planted_corpus(per_topic)
-    seeds, S = seed_fragments()
-    store.insert_df("snippets", snips)
-    store.insert_df("snippets", seeds)
-    add_vectors(store, snips, X)
-    add_vectors(store, seeds, S)
-    return maps.build_map(store, model="test-model", n_clusters=3, n_epochs=30, seed=7).map_id
-
-
 def test_neighbour_placement_keeps_fitted_points_and_lands_near_neighbours():
     snips, X = planted_corpus(60)
     coords, info = maps.project_2d(X, seed=3, sample=120, n_epochs=30, placement="neighbours")
@@ -171,11 +106,11 @@ def test_neighbour_placement_keeps_fitted_points_and_lands_near_neighbours():
 
 def test_label_sample_keeps_every_cluster_and_is_seeded():
     labels = np.repeat(np.arange(4), [5000, 3000, 150, 10])
-    rows = maps.label_sample(labels, limit=1000, seed=1, per_cluster_floor=100)
-    assert np.array_equal(rows, maps.label_sample(labels, limit=1000, seed=1, per_cluster_floor=100))
+    rows = clusters.label_sample(labels, limit=1000, seed=1, per_cluster_floor=100)
+    assert np.array_equal(rows, clusters.label_sample(labels, limit=1000, seed=1, per_cluster_floor=100))
     counts = np.bincount(labels[rows], minlength=4)
     assert counts.tolist()[2:] == [100, 10] and counts[0] > counts[1] > 100
-    assert np.array_equal(maps.label_sample(labels[:50], limit=1000), np.arange(50))
+    assert np.array_equal(clusters.label_sample(labels[:50], limit=1000), np.arange(50))
 
 
 def test_review_status_and_preview(store):
@@ -188,20 +123,6 @@ def test_review_status_and_preview(store):
     assert all(len(line) <= 20 for line in prev[0].splitlines())
 
 
-def _crossings_reference(x, y, px, py) -> np.ndarray:
-    """Textbook even-odd test, one point at a time."""
-    out = []
-    for i, (a, b) in enumerate(zip(x, y)):
-        inside = False
-        for j in range(len(px)):
-            x0, y0, x1, y1 = px[j], py[j], px[(j + 1) % len(px)], py[(j + 1) % len(px)]
-            if (y0 > b) != (y1 > b) and a < x0 + (b - y0) * (x1 - x0) / (y1 - y0):
-                inside = not inside
-        if inside:
-            out.append(i)
-    return np.array(out, dtype=np.int64)
-
-
 def test_lasso_point_in_polygon_matches_reference_and_box():
     from core.maps.lasso import PointIndex
     rng = np.random.default_rng(5)
@@ -212,11 +133,10 @@ def test_lasso_point_in_polygon_matches_reference_and_box():
         ang = np.sort(rng.uniform(0, 2 * np.pi, k)) if trial % 2 else rng.uniform(0, 2 * np.pi, k)
         r = rng.uniform(0.3, 2.0, k)
         px, py = r * np.cos(ang), r * np.sin(ang)
-        np.testing.assert_array_equal(idx.in_polygon(px, py), _crossings_reference(x, y, px, py))
+        np.testing.assert_array_equal(idx.in_polygon(px, py), crossings_reference(x, y, px, py))
     box = idx.in_box([-0.5, 1.0], [0.2, -0.3])
     np.testing.assert_array_equal(box, np.flatnonzero((x >= -0.5) & (x <= 1) & (y >= -0.3) & (y <= 0.2)))
     assert len(idx.in_polygon([0, 1], [0, 1])) == 0
-
 
 
 def test_umap_kernels_are_cached_on_disk():

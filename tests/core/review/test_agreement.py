@@ -5,7 +5,7 @@ import json
 
 from core.review import kappa_from_counts
 from core.review.agreement import agreement
-from tests.core.dataset.checks.seed_data import add_example, wave
+from tests.support.seed_data import add_example, wave
 
 R1, R2 = "The solution is correct.", "The instruction is clear."
 

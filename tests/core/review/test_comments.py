@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from core import review as rv
 from core.errors import NotAllowed, ShoalError
 from core.store import open_store
-from tests.core.team.test_team_roles import ANN, BOB, CURATOR, EVE, refusals, signed  # noqa: F401 (a fixture)
-from tests.support.fake_generations import fill_fake
 from tests.support.audit import audit_rows
+from tests.support.fake_generations import fill_fake
+from tests.support.team import ANN, BOB, CURATOR, EVE, refusals
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_markdown_in_a_body_is_stored_verbatim(store, gids):
 
 # --------------------------------------------------------------------------- roles (sign-in configured)
 
-def test_a_reviewer_comments_only_on_examples_assigned_to_them(signed):  # noqa: F811
+def test_a_reviewer_comments_only_on_examples_assigned_to_them(signed):
     store, mine = signed
     own, others = mine[ANN][0], mine[BOB][0]
     rv.add_comment(store, own, "mine", actor=ANN)
@@ -104,7 +104,7 @@ def test_a_reviewer_comments_only_on_examples_assigned_to_them(signed):  # noqa:
     assert [c["author"] for c in rv.list_comments(store, others)] == [CURATOR]
 
 
-def test_deleting_someone_elses_comment_needs_a_curator(signed):  # noqa: F811
+def test_deleting_someone_elses_comment_needs_a_curator(signed):
     store, mine = signed
     g = mine[ANN][0]
     first = rv.add_comment(store, g, "first", actor=ANN)

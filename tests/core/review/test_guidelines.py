@@ -16,8 +16,8 @@ from core.cli.main import app
 from core.errors import NotAllowed, ShoalError
 from core.store import open_store
 from core.tasks import TASKS
-from tests.core.team.test_team_roles import ANN, CURATOR, EVE, OWNER, refusals, signed  # noqa: F401 (a fixture)
 from tests.support.audit import audit_rows
+from tests.support.team import ANN, CURATOR, EVE, OWNER, refusals
 
 GEN, SUM, REPAIR = "code_generation", "code_summarization", "code_repair"
 
@@ -112,7 +112,7 @@ def test_bad_task_long_body_and_stale_editor_are_refused(store):
     assert rv.set_guidelines(store, SUM, "First.", actor="ann", expected_version=0)["version"] == 1
 
 
-def test_only_curators_and_the_owner_write_them_with_sign_in(signed):  # noqa: F811 (the imported fixture)
+def test_only_curators_and_the_owner_write_them_with_sign_in(signed):
     store, _ = signed
     for who in (ANN, EVE):                                             # a reviewer; someone not in the team
         with pytest.raises(NotAllowed, match="edit the reviewer guidelines"):
@@ -134,8 +134,8 @@ def test_only_curators_and_the_owner_write_them_with_sign_in(signed):  # noqa: F
 
 @pytest.fixture
 def db(tmp_path, monkeypatch):
-    import core.config
-    monkeypatch.setattr(core.config, "secrets_paths", lambda: [tmp_path / "no-secrets.toml"])
+    import core.secrets_file
+    monkeypatch.setattr(core.secrets_file, "secrets_paths", lambda: [tmp_path / "no-secrets.toml"])
     monkeypatch.setenv("USER", "ownerbox")
     monkeypatch.delenv("SHOAL_IDENTITY", raising=False)
     path = tmp_path / "guidelines.duckdb"

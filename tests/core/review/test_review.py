@@ -329,6 +329,7 @@ def test_kappa_edge_cases():
 
 def test_cli_bulk_status_and_undo(tmp_path, monkeypatch):
     from typer.testing import CliRunner
+
     from core.cli.main import app
     from core.store import open_store
     db = tmp_path / "cli.duckdb"

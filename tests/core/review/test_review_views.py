@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from core import review as rv
 from core.errors import NotAllowed, ShoalError
 from core.store import open_store
-from tests.core.team.test_team_roles import ANN, BOB, CURATOR, refusals, signed  # noqa: F401 (a fixture)
-from tests.support.fake_generations import fill_fake
 from tests.support.audit import audit_rows
+from tests.support.fake_generations import fill_fake
+from tests.support.team import ANN, BOB, CURATOR, refusals
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_names_are_checked_and_a_taken_one_refused(store, info):
     assert store.scalar("SELECT count(*) FROM saved_views") == 4
 
 
-def test_only_the_author_a_curator_or_the_owner_change_a_shared_view(signed):  # noqa: F811
+def test_only_the_author_a_curator_or_the_owner_change_a_shared_view(signed):
     store, mine = signed
     shared = rv.save_view(store, "repairs", rv.QueueFilter(tasks=("code_repair",)), "newest", actor=ANN, shared=True)
     assert [v["name"] for v in rv.list_views(store, BOB)] == ["repairs"]           # every member sees it

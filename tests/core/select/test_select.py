@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from core.select import run as sel
 from core.errors import ShoalError
-from tests.core.maps.test_maps import make_mapped_store
+from core.select import baselines, candidates, kcenter
+from core.select import run as sel
+from core.select import stored as stored_selections
+from tests.support.maps import make_mapped_store
 
 
 def brute_force_kcenter(X: np.ndarray, budget: int, first: int | None = None, already=(), extra=None):
@@ -45,7 +47,7 @@ def clustered(n=300, d=48, k=6, seed=0):
 def test_exact_kcenter_matches_brute_force(seed):
     X = clustered(seed=seed)
     first = int(np.random.default_rng(seed).integers(len(X)))
-    picks, min_d = sel.kcenter_greedy(X, 40, seed=seed)
+    picks, min_d = kcenter.kcenter_greedy(X, 40, seed=seed)
     assert picks[0] == first
     assert list(picks) == brute_force_kcenter(X, 40, first=first)
     # the returned distances are the true nearest-centre distances
@@ -56,18 +58,18 @@ def test_exact_kcenter_matches_brute_force(seed):
 def test_exact_kcenter_extends_existing_selection_and_outside_centres():
     X = clustered(n=200, seed=5)
     extra = clustered(n=3, seed=9)
-    picks, _ = sel.kcenter_greedy(X, 25, already=[3, 50, 7], extra_centres=extra)
+    picks, _ = kcenter.kcenter_greedy(X, 25, already=[3, 50, 7], extra_centres=extra)
     assert list(picks) == brute_force_kcenter(X, 25, already=[3, 50, 7], extra=extra)
     assert not {3, 50, 7} & set(picks.tolist())
 
 
 def test_duplicates_and_full_budget():
     X = np.repeat(clustered(n=10, d=8, seed=3), 3, axis=0)  # every point three times
-    picks, _ = sel.kcenter_greedy(X, 30, first=0)
+    picks, _ = kcenter.kcenter_greedy(X, 30, first=0)
     assert sorted(picks.tolist()) == list(range(30))
     assert list(picks) == brute_force_kcenter(X, 30, first=0)
     with pytest.raises(ShoalError, match="larger than"):
-        sel.kcenter_greedy(X, 31)
+        kcenter.kcenter_greedy(X, 31)
 
 
 def plain_float32_kcenter(X: np.ndarray, budget: int, first: int | None = None, already=(), extra=None):
@@ -115,33 +117,33 @@ def test_exact_kcenter_is_the_plain_float32_loop(shape, group_size):
     X = SHAPES[shape]()
     budget = min(150, len(X))
     first = int(np.random.default_rng(0).integers(len(X)))
-    picks, min_d = sel.kcenter_greedy(X, budget, seed=0, group_size=group_size)
+    picks, min_d = kcenter.kcenter_greedy(X, budget, seed=0, group_size=group_size)
     ref, ref_d = plain_float32_kcenter(X, budget, first=first)
     assert list(picks) == ref
     np.testing.assert_allclose(min_d, ref_d, rtol=1e-6, atol=1e-6)
     # starting from an existing selection plus centres outside the pool
     already, extra = [5, 17, 2], X[[40, 41]] + np.float32(0.01)
-    picks, _ = sel.kcenter_greedy(X, 60, already=already, extra_centres=extra, group_size=group_size)
+    picks, _ = kcenter.kcenter_greedy(X, 60, already=already, extra_centres=extra, group_size=group_size)
     assert list(picks) == plain_float32_kcenter(X, 60, already=already, extra=extra)[0]
 
 
 def test_exact_kcenter_on_a_subset_matches_brute_force():
     X = flat_mixture(n=1500, seed=8)
     subset = np.flatnonzero(np.random.default_rng(1).random(len(X)) < 0.4)
-    picks, _ = sel.kcenter_greedy(X[subset], 50, first=3, group_size=32)
+    picks, _ = kcenter.kcenter_greedy(X[subset], 50, first=3, group_size=32)
     assert list(picks) == brute_force_kcenter(X[subset], 50, first=3)
 
 
 def test_fast_kcenter_beats_random_on_max_distance():
     X = flat_mixture(n=3000, d=96, k=60, seed=2)
     for budget in (20, 60, 150):
-        _, d_exact = sel.kcenter_greedy(X, budget, seed=0)
-        fast, d_fast = sel.kcenter_greedy_fast(X, budget, seed=0)
+        _, d_exact = kcenter.kcenter_greedy(X, budget, seed=0)
+        fast, d_fast = kcenter.kcenter_greedy_fast(X, budget, seed=0)
         assert len(set(fast.tolist())) == budget
         # the distances it returns are the true ones
         true = np.min([np.linalg.norm(X - c, axis=1) for c in X[fast]], axis=0)
         np.testing.assert_allclose(d_fast, true, rtol=1e-6, atol=1e-6)
-        randoms = [sel.coverage(X, X[sel.random_sample(len(X), budget, seed=s)])["coverage_max"] for s in range(5)]
+        randoms = [baselines.coverage(X, X[baselines.random_sample(len(X), budget, seed=s)])["coverage_max"] for s in range(5)]
         assert d_fast.max() < min(randoms)
         assert d_fast.max() <= 1.10 * d_exact.max()
 
@@ -155,10 +157,10 @@ def test_baselines_never_include_an_expensive_exact_run():
 
 def test_fast_kcenter_is_close_to_exact():
     X = clustered(n=300, d=96, seed=4)
-    exact, _ = sel.kcenter_greedy(X, 30, seed=0)
-    fast, _ = sel.kcenter_greedy_fast(X, 30, seed=0)
-    rnd = sel.random_sample(len(X), 30, seed=0)
-    c_exact, c_fast, c_rnd = (sel.coverage(X, X[p]) for p in (exact, fast, rnd))
+    exact, _ = kcenter.kcenter_greedy(X, 30, seed=0)
+    fast, _ = kcenter.kcenter_greedy_fast(X, 30, seed=0)
+    rnd = baselines.random_sample(len(X), 30, seed=0)
+    c_exact, c_fast, c_rnd = (baselines.coverage(X, X[p]) for p in (exact, fast, rnd))
     assert c_fast["coverage_max"] <= 1.3 * c_exact["coverage_max"]
     assert c_exact["coverage_max"] < c_rnd["coverage_max"]
     assert len(set(fast.tolist())) == 30
@@ -168,13 +170,13 @@ def test_coverage_and_baselines():
     X = clustered(n=120, d=16, seed=7)
     idx = np.array([0, 5, 9])
     ref = np.sqrt(((X[:, None, :] - X[idx][None]) ** 2).sum(-1)).min(1)
-    cov = sel.coverage(X, X[idx])
+    cov = baselines.coverage(X, X[idx])
     assert cov["coverage_mean"] == pytest.approx(ref.mean(), rel=1e-4)
     assert cov["coverage_max"] == pytest.approx(ref.max(), rel=1e-4)
     labels = np.array([0] * 60 + [1] * 40 + [2] * 20)
-    strat = sel.stratified_sample(labels, 12, seed=1)
+    strat = baselines.stratified_sample(labels, 12, seed=1)
     assert np.bincount(labels[strat]).tolist() == [6, 4, 2]
-    assert len(set(sel.random_sample(120, 50, seed=3).tolist())) == 50
+    assert len(set(baselines.random_sample(120, 50, seed=3).tolist())) == 50
 
 
 def test_select_stores_named_selection_restricted_to_clusters(store):
@@ -194,7 +196,7 @@ def test_select_stores_named_selection_restricted_to_clusters(store):
     assert items["snippet_id"].tolist() == r.snippet_ids
     assert set(items["cluster"]) <= set(two)
     # the stored picks are the brute-force picks on the same candidate pool
-    cands = sel.load_candidates(store, map_id=map_id, clusters=two)
+    cands = candidates.load_candidates(store, map_id=map_id, clusters=two)
     first = int(np.random.default_rng(0).integers(len(cands.ids)))
     assert [cands.ids[i] for i in brute_force_kcenter(cands.X, 20, first=first)] == r.snippet_ids
 
@@ -202,7 +204,7 @@ def test_select_stores_named_selection_restricted_to_clusters(store):
         sel.select(store, name="core-20", budget=5)
     ext = sel.select(store, name="core-30", budget=10, map_id=map_id, clusters=two, extend="core-20")
     assert ext.n_items == 30 and ext.snippet_ids[:20] == r.snippet_ids
-    table = sel.compare_coverage(store, ext.id)
+    table = stored_selections.compare_coverage(store, ext.id)
     assert table["method"].tolist()[0] == "kcenter (this selection)"
     with pytest.raises(ShoalError, match="no cluster"):
         sel.select(store, name="bad", budget=5, map_id=map_id, clusters=[999])
@@ -246,3 +248,68 @@ def test_cli_select_json(tmp_path):
     assert json.loads(res.stdout)["baselines"] == {}
     res = runner.invoke(app, ["--db", str(db), "select", "--budget", "5", "--name", "x", "--clusters", "a,b"])
     assert res.exit_code == 1
+
+
+def test_select_stores_the_spread_of_random_draws(store):
+    """`select` measures the spread of random (and stratified) draws on the pool it already holds and
+    stores it with the selection: the same figures as measuring them afterwards from the store."""
+    from core.select.spread import SPREAD_DRAWS, coverage_spread, spread_rows
+    map_id = make_mapped_store(store)
+    r = sel.select(store, name="spread-20", budget=20, map_id=map_id, clusters=[0, 1])
+    assert r.spread["draws"] == SPREAD_DRAWS and r.spread["budget"] == 20
+    assert r.spread["candidates"] == r.n_candidates and {"random", "stratified"} <= set(r.spread)
+    assert r.spread["selection"] == {"max": r.coverage_max, "mean": r.coverage_mean}
+    assert stored_selections.stored_spread(store, r.id) == r.spread
+    again = coverage_spread(store, r.id, map_id=map_id, clusters=[0, 1])
+    assert again["random"]["max"] == pytest.approx(r.spread["random"]["max"])
+    assert again["stratified"]["mean"] == pytest.approx(r.spread["stratified"]["mean"])
+    assert [row["method"] for row in spread_rows(r.spread)] == ["this selection", "random × 5 draws",
+                                                                "stratified × 5 draws"]
+    ext = sel.select(store, name="spread-30", budget=10, map_id=map_id, clusters=[0, 1], extend="spread-20")
+    assert ext.spread["budget"] == 10            # the draws add the budget to the base, as the selection did
+    assert coverage_spread(store, ext.id, map_id=map_id, clusters=[0, 1])["random"]["max"] == \
+        pytest.approx(ext.spread["random"]["max"])
+    bare = sel.select(store, name="no-baselines", budget=5, baselines=False)
+    assert bare.spread == {} and stored_selections.stored_spread(store, bare.id) is None
+
+
+def test_spread_measured_before_it_was_stored_moves_into_the_selection(tmp_path):
+    """Migration 029: a spread the Map page kept in ui_state becomes the selection's stored spread."""
+    import duckdb
+
+    from core.store import MIGRATIONS, migrate, open_store
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    original = list(MIGRATIONS)
+    try:
+        MIGRATIONS[:] = [m for m in original if m[0] < "029"]
+        migrate(con)
+    finally:
+        MIGRATIONS[:] = original
+    old = {"draws": 5, "budget": 3, "candidates": 9, "selection": {"max": 1.0, "mean": 0.5}}
+    con.execute("INSERT INTO selections(name, method, budget, n_items) VALUES ('measured', 'kcenter', 3, 3), "
+                "('unmeasured', 'kcenter', 3, 3)")
+    con.execute("INSERT INTO ui_state(key, value) VALUES ('map.coverage_spread.1', ?)", [json.dumps(old)])
+    con.close()
+    with open_store(tmp_path / "old.duckdb") as s:
+        assert stored_selections.stored_spread(s, 1) == old
+        assert stored_selections.stored_spread(s, 2) is None
+        assert s.get_ui_state("map.coverage_spread.1") is None
+
+
+def test_cli_select_shows_the_spread(tmp_path):
+    from core.cli.main import app
+    from core.store import open_store
+    db = tmp_path / "cli.duckdb"
+    with open_store(db) as s:
+        make_mapped_store(s)
+    runner = CliRunner()
+    res = runner.invoke(app, ["--db", str(db), "select", "--budget", "15", "--name", "shown", "--clusters", "0,1"])
+    assert res.exit_code == 0, res.output
+    assert "random × 5 draws" in res.output and "stratified × 5 draws" in res.output   # a map: stratified too
+    assert "this selection" in res.output
+    res = runner.invoke(app, ["--db", str(db), "select", "--budget", "15", "--name", "as-json", "--json"])
+    out = json.loads(res.stdout)
+    assert "stratified" not in out["spread"]                                          # no map, no strata
+    assert out["spread"]["draws"] == 5 and out["spread"]["random"]["max"]["min"] <= out["spread"]["random"]["max"]["max"]
+    with open_store(db) as s:
+        assert stored_selections.stored_spread(s, out["id"]) == out["spread"]

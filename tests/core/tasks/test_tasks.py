@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from core.generate.items import build_generator_messages, build_judge_messages, fence, few_shot, PoolConfig
+from core.errors import ShoalError
+from core.generate.items import PoolConfig, build_generator_messages, build_judge_messages, fence, few_shot
 from core.llm import parse_reply
 from core.tasks import DEFAULT_MIX, TASKS, Judgment, count_sentences, get_task
-from core.errors import ShoalError
 from tests.support.shoal_responder import shoal_responder
 
 SNIPPET = {"id": "s1", "language": "python",

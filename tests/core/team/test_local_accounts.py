@@ -12,12 +12,12 @@ import pytest
 from argon2 import PasswordHasher
 from typer.testing import CliRunner
 
-from core import config
-from core.team import members as team
-from core.team import local_accounts as la
+from core import secrets_file
 from core.cli.main import app
 from core.errors import NotAllowed, ShoalError
 from core.store import open_store
+from core.team import local_accounts as la
+from core.team import members as team
 
 OWNER, BOB, EVE = "owner@x.org", "bob@x.org", "eve@x.org"
 PASSWORD = "correct horse battery staple"
@@ -25,8 +25,8 @@ T0 = datetime(2030, 1, 1, 12, 0, 0)
 
 
 def use_secrets(monkeypatch, path) -> None:
-    import core.config
-    monkeypatch.setattr(core.config, "secrets_paths", lambda: [path])
+    import core.secrets_file
+    monkeypatch.setattr(core.secrets_file, "secrets_paths", lambda: [path])
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def local_team(tmp_path, monkeypatch):
     secrets = tmp_path / "secrets.toml"
     secrets.write_text(f'[shoal.local_sign_in]\nenabled = true\n\n[shoal.team]\nowner = "{OWNER}"\n')
     use_secrets(monkeypatch, secrets)
-    monkeypatch.delenv(config.LOCAL_SIGN_IN_ENV, raising=False)
+    monkeypatch.delenv(secrets_file.LOCAL_SIGN_IN_ENV, raising=False)
     store = open_store(tmp_path / "accounts.duckdb")
     team.set_member(store, BOB, "reviewer", actor=OWNER, actor_role="owner")
     yield store
@@ -51,16 +51,16 @@ def test_local_sign_in_turns_the_team_on_without_auth(tmp_path, monkeypatch):
     off = tmp_path / "off.toml"
     off.write_text("[shoal]\n")
     use_secrets(monkeypatch, off)
-    monkeypatch.delenv(config.LOCAL_SIGN_IN_ENV, raising=False)
-    assert not team.sign_in_on() and not config.sign_in_configured() and not team.local_sign_in_on()
-    monkeypatch.setenv(config.LOCAL_SIGN_IN_ENV, "1")                 # the environment alone
-    assert team.sign_in_on() and team.local_sign_in_on() and config.sign_in_configured()
-    assert not config.oidc_configured()
-    monkeypatch.delenv(config.LOCAL_SIGN_IN_ENV)
+    monkeypatch.delenv(secrets_file.LOCAL_SIGN_IN_ENV, raising=False)
+    assert not team.sign_in_on() and not secrets_file.sign_in_configured() and not team.local_sign_in_on()
+    monkeypatch.setenv(secrets_file.LOCAL_SIGN_IN_ENV, "1")                 # the environment alone
+    assert team.sign_in_on() and team.local_sign_in_on() and secrets_file.sign_in_configured()
+    assert not secrets_file.oidc_configured()
+    monkeypatch.delenv(secrets_file.LOCAL_SIGN_IN_ENV)
     on = tmp_path / "on.toml"
     on.write_text("[shoal.local_sign_in]\nenabled = true\n")           # the secrets file alone
     use_secrets(monkeypatch, on)
-    assert team.sign_in_on() and team.local_sign_in_on() and config.sign_in_configured([on])
+    assert team.sign_in_on() and team.local_sign_in_on() and secrets_file.sign_in_configured([on])
     store = open_store(tmp_path / "roles.duckdb")
     try:                                                               # core's role checks hold now
         assert team.acting_role(store, "stranger@x.org") is None

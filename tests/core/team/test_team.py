@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 from core import review as rv
-from core.team import members as team
-from core.errors import ShoalError
 from core.dataset.export import export_dataset, select_rows
+from core.errors import ShoalError
+from core.team import members as team
 from tests.support.fake_generations import fill_fake
 
 

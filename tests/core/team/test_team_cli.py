@@ -8,17 +8,17 @@ import pytest
 from typer.testing import CliRunner
 
 from core import review as rv
-from core.team import members as team
 from core.cli.main import app
 from core.review.agreement import kappa_from_counts
 from core.store import open_store
+from core.team import members as team
 from tests.support.fake_generations import fill_fake
 
 
 @pytest.fixture
 def db(tmp_path, monkeypatch):
-    import core.config
-    monkeypatch.setattr(core.config, "secrets_paths", lambda: [tmp_path / "no-secrets.toml"])  # no roles from files
+    import core.secrets_file
+    monkeypatch.setattr(core.secrets_file, "secrets_paths", lambda: [tmp_path / "no-secrets.toml"])  # no roles from files
     monkeypatch.setenv("USER", "ownerbox")
     monkeypatch.delenv("SHOAL_IDENTITY", raising=False)
     path = tmp_path / "team.duckdb"

@@ -14,54 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from core import review as rv
-from core.team import members as team
 from core.errors import NotAllowed, OutsideDataRoots, ShoalError
 from core.store import open_store
+from core.team import members as team
 from tests.support.fake_generations import fill_fake
-
-OWNER, CURATOR, ANN, BOB, EVE = "owner@x.org", "cura@x.org", "ann@x.org", "bob@x.org", "eve@x.org"
-AUTH = """[auth]
-redirect_uri = "http://127.0.0.1:8501/oauth2callback"
-cookie_secret = "0123456789abcdef0123456789abcdef"
-"""
-ROLES = f"""[shoal.team]
-owner = "{OWNER}"
-[shoal.roles]
-"{CURATOR}" = "curator"
-"{ANN}" = "reviewer"
-"{BOB}" = "reviewer"
-"""
-
-
-def use_secrets(monkeypatch, path: Path | None) -> None:
-    import core.config
-    monkeypatch.setattr(core.config, "secrets_paths", lambda: [path] if path else [])
-
-
-@pytest.fixture
-def signed(tmp_path, monkeypatch):
-    """A team on a real DuckDB file: sign-in configured, roles in the secrets file, examples assigned
-    half to ann and half to bob; bob has accepted one of his."""
-    secrets = tmp_path / "secrets.toml"
-    secrets.write_text(AUTH + ROLES)
-    use_secrets(monkeypatch, secrets)
-    monkeypatch.setenv("SHOAL_DATA_ROOTS", str(tmp_path / "data"))
-    (tmp_path / "data").mkdir()
-    store = open_store(tmp_path / "team.duckdb")
-    fill_fake(store, 12, seed=7)
-    team.assign_examples(store, [ANN, BOB], per_example=1, overlap_share=1.0, actor=OWNER, actor_role="owner")
-    mine = {who: [int(r[0]) for r in store.execute(
-        "SELECT generation_id FROM assignments WHERE reviewer = ? ORDER BY 1", [who]).fetchall()] for who in (ANN, BOB)}
-    g = mine[BOB][0]
-    rv.decide(store, g, "accepted", reviewer=BOB, expected_version=rv.version_for(store, g, BOB))
-    yield store, mine
-    store.close()
-
-
-def refusals(store, actor: str) -> list[tuple[str, str | None]]:
-    return [(r[0], r[1]) for r in store.execute(
-        "SELECT action, entity_id FROM audit_log WHERE actor = ? AND action LIKE '%.refused' ORDER BY id",
-        [actor]).fetchall()]
+from tests.support.team import ANN, AUTH, BOB, CURATOR, EVE, OWNER, ROLES, refusals, use_secrets
 
 
 def counts(store) -> dict[str, int]:
@@ -73,19 +30,19 @@ def counts(store) -> dict[str, int]:
 def _actions(store, tmp_path, mine):
     """action name -> a call of the core entry point a page makes for it, as `who`."""
     from core.background import cancel_task
-    from core.dataset.checks.start import start_checks
-    from core.maps.start import start_embed_and_map
     from core.dataset.checks.exclusions import confirm_exclusions
     from core.dataset.checks.neardup import keep_one
     from core.dataset.checks.results import set_override
+    from core.dataset.checks.start import start_checks
     from core.dataset.export import export_dataset, export_zip
+    from core.dataset.judge_eval import use_judge_version
     from core.generate.items import save_prompt_version
-    from core.ingest.start import start_ingest
-    from core.ingest.upload import save_upload
     from core.generate.jobs import cancel_job, pause_job, retry_failed, start_worker
     from core.generate.jobs.records import create_job
     from core.generate.jobs.start import JobRequest, start_job
-    from core.dataset.judge_eval import use_judge_version
+    from core.ingest.start import start_ingest
+    from core.ingest.upload import save_upload
+    from core.maps.start import start_embed_and_map
     from core.select.run import select
     ids = [r[0] for r in store.execute("SELECT id FROM snippets LIMIT 3").fetchall()]
     g = mine[ANN][0]
@@ -242,8 +199,8 @@ FUNC = ("def rectangle_area(width, height):\n    \"\"\"Area of a width by height
         "    if width < 0 or height < 0:\n        raise ValueError('negative side')\n    return width * height\n")
 
 def test_the_apps_ingest_reads_only_under_the_data_roots(tmp_path, monkeypatch, store):
-    from core.ingest.start import start_ingest
     from core.ingest.roots import data_roots
+    from core.ingest.start import start_ingest
     use_secrets(monkeypatch, None)
     root, outside = tmp_path / "data", tmp_path / "elsewhere"
     for d in (root, outside):

@@ -6,6 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from core.cli.main import app
 from core.dataset.checks.benchmarks import (
     HUMANEVAL_ALLOWED,
     humaneval_problems,
@@ -15,10 +16,9 @@ from core.dataset.checks.benchmarks import (
     read_records,
 )
 from core.dataset.checks.decontam import Matcher, find_contamination
-from core.cli.main import app
 from core.errors import ShoalError
-from tests.conftest import SHARED
-from tests.core.dataset.checks.seed_data import TOPICS, add_example, clean_python_solution, oss, wave
+from tests.support.seed_data import TOPICS, add_example, clean_python_solution, oss, wave
+from tests.support.shared_folder import SHARED
 
 MBPP = SHARED / "data" / "benchmarks" / "mbpp.jsonl"
 

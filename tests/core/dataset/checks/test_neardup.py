@@ -16,7 +16,7 @@ from core.dataset.checks.neardup import (
     token_set,
 )
 from core.dataset.checks.results import blocking_checks, current_checks, set_override
-from tests.core.dataset.checks.seed_data import TOPICS, add_example, clean_python_solution, distinct_python_solution, wave
+from tests.support.seed_data import TOPICS, add_example, clean_python_solution, distinct_python_solution, wave
 
 
 def _variant(text: str, rng: random.Random, n_changes: int) -> str:

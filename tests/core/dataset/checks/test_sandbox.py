@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from core.dataset.checks.sandbox import run_python, sandbox_problem
+from core.sandbox.isolation import run_python, sandbox_problem
 
 
 def test_clean_code_runs_and_output_is_captured():
@@ -108,7 +108,7 @@ def test_syntax_error_and_exceptions_are_reported():
 def test_execution_check_records_results(store):
     from core.dataset.checks.execution import run_execution_checks
     from core.dataset.checks.results import current_checks
-    from tests.core.dataset.checks.seed_data import add_example, oss, wave
+    from tests.support.seed_data import add_example, oss, wave
     ok = add_example(store, wave("Write a Python function.", "```python\ndef f(x):\n    return x + 1\n\nassert f(1) == 2\n```"))
     bad = add_example(store, wave("Write a Python function.", "def f(x):\n    return x +\n"))
     fail = add_example(store, oss("A problem", "```python\nassert 1 + 1 == 3\n```"), task="oss_instruct")
@@ -128,7 +128,7 @@ def test_execution_check_records_results(store):
 
 # --------------------------------------------------------------------------- every language: solution + tests
 
-from core.dataset.checks.languages import available_languages, run_solution  # noqa: E402
+from core.sandbox.languages import available_languages, run_solution  # noqa: E402
 
 # language -> (solution, passing tests, failing tests, never-ending tests, does not compile)
 PROGRAMS = {
@@ -193,7 +193,7 @@ def test_compile_errors_are_reported_as_such():
 
 
 def test_a_missing_toolchain_or_unknown_language_is_skipped_with_a_reason(monkeypatch):
-    import core.dataset.checks.languages as langs
+    import core.sandbox.languages as langs
     r = run_solution("cobol", "DISPLAY 'HI'.", "")
     assert r.status == "skipped" and r.outcome == "skipped" and "cannot run cobol" in r.stderr
     langs.toolchain_problem.cache_clear()

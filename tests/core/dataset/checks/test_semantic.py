@@ -17,8 +17,8 @@ import pytest
 from core.dataset.checks import semantic as S
 from core.dataset.checks.decontam import run_decontamination
 from core.dataset.checks.results import blocking_checks, current_checks, latest_run
-from tests.core.dataset.checks.seed_data import add_example, wave
 from tests.support import semantic_planted as P
+from tests.support.seed_data import add_example, wave
 
 N_PARAPHRASES = 45      # + 10 hand-written
 N_CLEAN = 55
@@ -169,6 +169,7 @@ def test_minhash_groups_do_not_chain_either():
 
 def test_cli_check_semantic(planted):
     from typer.testing import CliRunner
+
     from core.cli.main import app
     planted["store"].checkpoint()
     out = CliRunner().invoke(app, ["--db", str(planted["path"]), "check", "--no-dedup", "--semantic",

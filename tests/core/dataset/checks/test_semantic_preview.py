@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.embed import run as embed
+from core.dataset.card import dataset_card
 from core.dataset.checks import semantic as S
+from core.dataset.checks import semantic_preview as P
 from core.dataset.checks.exclusions import automatic_exclusions, unconfirmed
 from core.dataset.checks.results import record_run, set_override
-from core.dataset.export import dataset_card, select_rows
+from core.dataset.export import select_rows
+from core.embed import run as embed
 from core.embed.vectors import store_vectors
-from tests.core.dataset.checks.seed_data import add_example, wave
+from tests.support.seed_data import add_example, wave
 
 KEY = "hand-made-vectors"
 
@@ -30,7 +32,7 @@ def _setup(store) -> dict:
            for name in "ABCD"}
     vectors = {"A": _unit(1), "B": _unit(0.95, np.sqrt(1 - 0.95 ** 2)),
                "C": _unit(0, 0, 1), "D": _unit(0, 0, 0.92, np.sqrt(1 - 0.92 ** 2))}
-    ex = S._dup_candidates(store).set_index("generation_id")
+    ex = S.duplicate_candidates(store).set_index("generation_id")
     hashes = [embed.text_hash(ex.loc[ids[n], "text"][:S.EMBED_CHARS]) for n in "ABCD"]
     store_vectors(store, KEY, hashes, np.stack([vectors[n] for n in "ABCD"]))
     return ids
@@ -39,12 +41,12 @@ def _setup(store) -> dict:
 def test_duplicate_preview_counts_what_a_threshold_would_leave_out_and_records_nothing(store):
     ids = _setup(store)
     assert store.one("SELECT id FROM generations ORDER BY id")      # leaves this thread's result open
-    p = S.preview_duplicates(store, 0.90, model_key=KEY)            # ... which the vector read does not mind
+    p = P.preview_duplicates(store, 0.90, model_key=KEY)            # ... which the vector read does not mind
     assert p["missing"] == 0 and p["n_groups"] == 2
     assert p["n_excluded"] == 2 and p["newly_excluded"] == sorted([ids["B"], ids["D"]])
     assert p["n_excluded_accepted"] == 1                      # B: accepted, the older A is kept
     assert p["n_excluded_now"] == 0 and p["no_longer_excluded"] == []
-    strict = S.preview_duplicates(store, 0.94, model_key=KEY)
+    strict = P.preview_duplicates(store, 0.94, model_key=KEY)
     assert (strict["n_groups"], strict["newly_excluded"]) == (1, [ids["B"]])
     assert store.scalar("SELECT count(*) FROM check_runs") == 0
 
@@ -55,13 +57,13 @@ def test_duplicate_preview_counts_what_a_threshold_would_leave_out_and_records_n
                 (ids["C"], True, {}), (ids["D"], False, {"group": ids["C"], "keep": ids["C"], "size": 2,
                                                          "similarity": 0.92})])
     set_override(store, ids["B"], S.DUP_KIND, True, actor="ann")
-    p = S.preview_duplicates(store, 0.90)                      # the run's model key
+    p = P.preview_duplicates(store, 0.90)                      # the run's model key
     assert p["model_key"] == KEY and p["n_excluded"] == 1 and p["n_excluded_now"] == 1
-    loose = S.preview_duplicates(store, 0.99)
+    loose = P.preview_duplicates(store, 0.99)
     assert loose["n_excluded"] == 0 and loose["no_longer_excluded"] == [ids["D"]]
     # a new example without a cached vector: no preview until the check has embedded it
     add_example(store, wave("Write function E.", "def e():\n    pass\n"))
-    assert S.preview_duplicates(store, 0.9)["missing"] == 1
+    assert P.preview_duplicates(store, 0.9)["missing"] == 1
 
 
 def test_leak_preview_from_the_stored_nearest_cosines(store):
@@ -72,10 +74,10 @@ def test_leak_preview_from_the_stored_nearest_cosines(store):
                [(ids[n], s < 0.65, {"nearest": [{"benchmark": "humaneval", "item": f"HumanEval/{i}", "similarity": s}],
                                     "benchmark_text": "def task():\n    pass\n" if s >= 0.65 else None})
                 for i, (n, s) in enumerate(best.items())])
-    p = S.preview_leaks(store, 0.45)
+    p = P.preview_leaks(store, 0.45)
     assert p["n_excluded"] == 3 and p["newly_excluded"] == [ids["B"]] and p["n_excluded_accepted"] == 2
     assert p["n_excluded_now"] == 2 and p["n_unchecked"] == 0
-    p = S.preview_leaks(store, 0.68)
+    p = P.preview_leaks(store, 0.68)
     assert p["n_excluded"] == 1 and p["no_longer_excluded"] == [ids["D"]]
     # the reason in the exclusions table, and the accepted one waits for a confirmation
     table = automatic_exclusions(store)

@@ -1,0 +1,1 @@
+"""The Map page's parts: the chart component and its panels."""

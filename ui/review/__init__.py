@@ -1,0 +1,1 @@
+"""The Review page's parts: queue, one example, decisions, edits, comments, agreement."""
