@@ -127,6 +127,19 @@ def register(cur: duckdb.DuckDBPyConnection, name: str, frame: Any) -> None:
     cur.register(name, frame)
 
 
+def insert_frame(cur: duckdb.DuckDBPyConnection, table: str, frame: Any, *, or_ignore: bool = False) -> None:
+    """INSERT a DataFrame's (or Arrow table's) rows into `table`, its columns matched by name, through a
+    view registered on `cur` for the statement only. `or_ignore`: rows that break a key are skipped."""
+    view = f"_shoal_rows_{table}"
+    names = getattr(frame, "column_names", None) or list(frame.columns)
+    cols = ", ".join(f'"{c}"' for c in names)
+    register(cur, view, frame)
+    try:
+        cur.execute(f"INSERT {'OR IGNORE ' if or_ignore else ''}INTO {table} ({cols}) SELECT {cols} FROM {view}")
+    finally:
+        cur.unregister(view)
+
+
 def first_row(cur: duckdb.DuckDBPyConnection) -> tuple | None:
     """The first row of the statement just run, its result then finished."""
     row = cur.fetchone()
@@ -254,13 +267,7 @@ class Store:
         """Append a DataFrame whose columns are a subset of `table`'s columns."""
         if frame.empty:
             return 0
-        cur = self.cursor()
-        register(cur, "_shoal_insert", frame)
-        try:
-            cols = ", ".join(f'"{c}"' for c in frame.columns)
-            cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _shoal_insert")
-        finally:
-            cur.unregister("_shoal_insert")
+        insert_frame(self.cursor(), table, frame)
         return len(frame)
 
     def checkpoint(self) -> None:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.errors import ShoalError
-from core.store import Store, register
+from core.store import Store, insert_frame
 
 # What of an exported example a version remembers (and a diff compares), in this order.
 CONTENT_FIELDS = ("instruction", "input", "output", "task", "language", "seed", "tests")
@@ -47,12 +47,7 @@ def record_export_items(cur: Any, export_id: int, rows: list[dict]) -> int:
     frame = pd.DataFrame({"export_id": int(export_id),
                           "generation_id": [int(r["provenance"]["generation_id"]) for r in rows],
                           "content_hash": [example_hash(exported_content(r)) for r in rows]})
-    register(cur, "_shoal_export_items", frame)
-    try:
-        cur.execute("INSERT INTO export_items(export_id, generation_id, content_hash) "
-                    "SELECT export_id, generation_id, content_hash FROM _shoal_export_items")
-    finally:
-        cur.unregister("_shoal_export_items")
+    insert_frame(cur, "export_items", frame)
     return len(frame)
 
 

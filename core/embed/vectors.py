@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from core.store import Store, register
+from core.store import Store, insert_frame, register
 
 
 def vectors_to_arrow(vectors: np.ndarray):
@@ -42,12 +42,7 @@ def insert_vectors(cur, key: str, hashes: Sequence[str], vectors: np.ndarray) ->
                       "dim": pa.array(np.full(n, dim, dtype=np.int32)), "vector": vectors_to_arrow(vectors)})
     count = "SELECT count(*) FROM embeddings WHERE model = ?"
     before = cur.execute(count, [key]).fetchall()[0][0]
-    register(cur, "_emb_new", table)
-    try:
-        cur.execute("INSERT OR IGNORE INTO embeddings(content_hash, model, dim, vector) "
-                    "SELECT content_hash, model, dim, vector FROM _emb_new")
-    finally:
-        cur.unregister("_emb_new")
+    insert_frame(cur, "embeddings", table, or_ignore=True)
     return cur.execute(count, [key]).fetchall()[0][0] - before
 
 

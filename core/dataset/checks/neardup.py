@@ -268,23 +268,8 @@ def run_near_duplicates(store, threshold: float = DEFAULT_THRESHOLD, rouge: bool
 
 def duplicate_groups(store) -> list[dict]:
     """The groups of the latest near-duplicate run with each member's current state."""
-    import json
-
-    from core.dataset.checks.results import current_checks
-
-    cur = current_checks(store, "near_duplicate")
-    if cur.empty:
-        return []
-    groups: dict[int, dict] = {}
-    for _, row in cur.iterrows():
-        d = json.loads(row["detail"]) if row["detail"] else {}
-        if not d.get("group"):
-            continue
-        grp = groups.setdefault(int(d["group"]), {"group": int(d["group"]), "keep": d["keep"], "members": []})
-        grp["members"].append({"generation_id": int(row["generation_id"]), "passed": bool(row["passed"]),
-                               "overridden": bool(row["overridden"]), "similarity": d.get("similarity"),
-                               "similar_to": d.get("similar_to"), "method": d.get("method")})
-    return [g for g in sorted(groups.values(), key=lambda g: g["group"]) if len(g["members"]) > 1]
+    from core.dataset.checks.results import check_groups
+    return check_groups(store, "near_duplicate", ("similarity", "similar_to", "method"))
 
 
 def keep_one(store, members: list[int], keep: int, reviewer: str, note: str | None = None,

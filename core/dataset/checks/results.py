@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from core.errors import ShoalError
-from core.store import Store, register
+from core.store import Store, insert_frame
 from core.team import members as team
 
 KINDS = ("decontamination", "near_duplicate", "execution", "semantic_duplicate", "semantic_decontamination")
@@ -40,12 +40,7 @@ def record_run(store: Store, kind: str, params: dict, summary: dict,
             "overridden": [(not p) and int(g) in prior for g, p, _ in results],
         })
         if not frame.empty:
-            register(cur, "_shoal_checks", frame)
-            try:
-                cur.execute("INSERT INTO checks(run_id, generation_id, kind, passed, detail, overridden) "
-                            "SELECT run_id, generation_id, kind, passed, detail, overridden FROM _shoal_checks")
-            finally:
-                cur.unregister("_shoal_checks")
+            insert_frame(cur, "checks", frame)
         return run_id
 
     run_id = store.write(write)
@@ -61,6 +56,20 @@ def current_checks(store: Store, kind: str | None = None) -> pd.DataFrame:
         FROM checks {where}
         QUALIFY row_number() OVER (PARTITION BY generation_id, kind ORDER BY id DESC) = 1
         ORDER BY generation_id, kind""", [kind] if kind else [])
+
+
+def check_groups(store: Store, kind: str, fields: tuple[str, ...]) -> list[dict]:
+    """The groups of the latest run of a grouping check (near or semantic duplicates): the kept example
+    and each member with its current state and `fields` of its detail; groups of one left out."""
+    groups: dict[int, dict] = {}
+    for _, row in current_checks(store, kind).iterrows():
+        d = json.loads(row["detail"]) if row["detail"] else {}
+        if not d.get("group"):
+            continue
+        grp = groups.setdefault(int(d["group"]), {"group": int(d["group"]), "keep": d["keep"], "members": []})
+        grp["members"].append({"generation_id": int(row["generation_id"]), "passed": bool(row["passed"]),
+                               "overridden": bool(row["overridden"]), **{f: d.get(f) for f in fields}})
+    return [g for g in sorted(groups.values(), key=lambda g: g["group"]) if len(g["members"]) > 1]
 
 
 def blocking_checks(store: Store) -> dict[int, list[str]]:

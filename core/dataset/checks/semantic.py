@@ -347,18 +347,8 @@ def run_semantic_decontamination(store: Store, benchmarks: str | list | None = "
 
 def semantic_groups(store: Store) -> list[dict]:
     """The groups of the latest semantic-duplicate run, each member with its current state."""
-    from core.dataset.checks.results import current_checks
-
-    cur = current_checks(store, DUP_KIND)
-    groups: dict[int, dict] = {}
-    for _, row in cur.iterrows():
-        d = json.loads(row["detail"]) if row["detail"] else {}
-        if not d.get("group"):
-            continue
-        grp = groups.setdefault(int(d["group"]), {"group": int(d["group"]), "keep": d["keep"], "members": []})
-        grp["members"].append({"generation_id": int(row["generation_id"]), "passed": bool(row["passed"]),
-                               "overridden": bool(row["overridden"]), "similarity": d.get("similarity")})
-    return [g for g in sorted(groups.values(), key=lambda g: g["group"]) if len(g["members"]) > 1]
+    from core.dataset.checks.results import check_groups
+    return check_groups(store, DUP_KIND, ("similarity",))
 
 
 def semantic_leaks(store: Store) -> list[dict]:

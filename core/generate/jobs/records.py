@@ -16,7 +16,7 @@ from core.generate.items import PoolConfig, PoolSnapshot
 from core.generate.jobs.plan import plan_items
 from core.generate.jobs.registry import signal_worker, worker_alive
 from core.llm.concurrency import DEFAULT_CONCURRENCY
-from core.store import Store, register
+from core.store import Store, insert_frame
 from core.team import members as team
 
 STALE_AFTER_S = 15.0
@@ -78,13 +78,7 @@ def create_job(store: Store, snippet_ids: Sequence[str], *, profiles: dict, task
         job_id = int(cur.execute(
             "INSERT INTO jobs(name, status, params, selection_id, n_items) VALUES (?, 'pending', ?, ?, ?) RETURNING id",
             [name, json.dumps(params), selection_id, plan.n_items]).fetchone()[0])
-        rows = frame.assign(job_id=job_id)
-        register(cur, "_job_items_new", rows)
-        try:
-            cols = ", ".join(rows.columns)
-            cur.execute(f"INSERT INTO job_items ({cols}) SELECT {cols} FROM _job_items_new")
-        finally:
-            cur.unregister("_job_items_new")
+        insert_frame(cur, "job_items", frame.assign(job_id=job_id))
         return job_id
 
     job_id = store.write(insert)
