@@ -8,8 +8,9 @@ from core import review as rv
 from core.errors import ShoalError
 from core.team import members as team
 from ui.app_pages import page
-from ui.common import can, current_role, page_store, reviewer_name, sign_in_enabled
+from ui.common import can, current_role, local_sign_in_enabled, page_store, reviewer_name, sign_in_enabled
 from ui.review.guidelines import guidelines_editor
+from ui.team.accounts import accounts_panel
 from ui.text import plain
 
 store = page_store()
@@ -88,6 +89,9 @@ if is_owner:
         gone = cols[0].selectbox("Remove a member", removable, key="tm_remove", index=None,
                                  placeholder="choose a member")
         cols[1].button("Remove", key="tm_remove_go", disabled=not gone, on_click=drop_member, args=(gone,))
+
+if is_owner and local_sign_in_enabled():
+    accounts_panel(store, me)
 
 # --------------------------------------------------------------------------- assignment
 st.header("Assignment and overlap")

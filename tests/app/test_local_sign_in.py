@@ -96,3 +96,34 @@ def test_an_account_without_a_role_is_not_a_member(local_db):
     assert not at.sidebar.markdown
     out = ran(at.button(key="sign_out_guest").click())
     assert [t.label for t in out.text_input] == ["Email", "Password"]
+
+
+def test_the_owner_sets_a_members_password_on_the_team_page(local_db):
+    new = "a brand new passphrase for bob"
+    owner = ran(sign_in(anonymous(), OWNER, PASSWORD).switch_page(TEAM_PAGE))
+    assert "Local accounts" in [h.value for h in owner.header]
+    accounts = next(d.value for d in owner.dataframe if "account" in d.value.columns)
+    assert sorted(accounts["account"]) == [OWNER, BOB, EVE] and "password_hash" not in accounts.columns
+
+    def send(at: AppTest, email: str, password: str, again: str) -> AppTest:
+        at.text_input(key="tm_acc_identity").input(email)
+        at.text_input(key="tm_acc_password").input(password)
+        at.text_input(key="tm_acc_again").input(again)
+        return ran(at.button(key="FormSubmitter:tm_accounts_form-Set password").click())
+
+    owner = send(owner, BOB, new, new + "x")                             # a typo in the second field
+    assert any("The two passwords differ" in e.value for e in owner.error)
+    store = shared_store(local_db)
+    assert la.verify(store, BOB, PASSWORD) and not la.verify(store, BOB, new)
+    owner = send(owner, BOB, new, new)
+    assert any(f"The password of {BOB} is set" in s.value for s in owner.success)
+    assert not owner.session_state["tm_acc_password"] and not owner.session_state["tm_acc_again"]   # cleared
+    assert la.verify(store, BOB, new) and not la.verify(store, BOB, PASSWORD)
+    audit = store.rows("SELECT actor, action, after FROM audit_log WHERE action = 'account.password_set' "
+                       "ORDER BY id DESC LIMIT 1")[0]
+    assert audit["actor"] == OWNER and new not in str(audit["after"])
+
+    bob = ran(sign_in(anonymous(), BOB, new).switch_page(TEAM_PAGE))    # Bob signs in with it
+    assert any(f"Signed in as `{BOB}` · reviewer" in m.value for m in bob.sidebar.markdown)
+    assert "Local accounts" not in [h.value for h in bob.header]        # a reviewer: no accounts panel
+    assert not [t for t in bob.text_input if t.key == "tm_acc_identity"]

@@ -1,0 +1,1 @@
+"""The Team page's parts: local accounts."""
