@@ -119,7 +119,7 @@ MEASURED = {"cosine_mean": 0.993, "torch_per_s": 12.0, "fast_per_s": 30.0, "spee
 
 
 def test_auto_goes_static_when_the_model_would_take_too_long(monkeypatch):
-    monkeypatch.setattr(embed_choice, "agreement", lambda model, refresh=False: MEASURED)
+    monkeypatch.setattr(embed_choice, "backend_agreement", lambda model, refresh=False: MEASURED)
     big = embed_choice.choose_backend(None, "auto", "cpu", n_to_embed=200_000)
     assert (big.backend, big.device) == ("static", "cpu")
     assert "200,000 snippets would take about 1.9 h with the fast backend here (30 snippets/s" in big.reason
@@ -130,7 +130,7 @@ def test_auto_goes_static_when_the_model_would_take_too_long(monkeypatch):
     assert embed_choice.choose_backend(None, "auto", "cpu").backend == "fast"   # size unknown: never static
     assert embed_choice.choose_backend(None, "auto", "cpu", n_to_embed=1_500).backend == "fast"
     slow = {**MEASURED, "fast_per_s": 0.5}   # a very slow machine: still not below STATIC_MIN_TEXTS
-    monkeypatch.setattr(embed_choice, "agreement", lambda model, refresh=False: slow)
+    monkeypatch.setattr(embed_choice, "backend_agreement", lambda model, refresh=False: slow)
     assert embed_choice.choose_backend(None, "auto", "cpu", n_to_embed=1_999).backend == "fast"
     assert "about 67 min" in embed_choice.choose_backend(None, "auto", "cpu", n_to_embed=2_000).reason
     asked = embed_choice.choose_backend(None, "static", "cpu")
@@ -138,7 +138,7 @@ def test_auto_goes_static_when_the_model_would_take_too_long(monkeypatch):
 
 
 def test_auto_weighs_what_the_model_still_has_to_embed(store, in_cache, monkeypatch):
-    monkeypatch.setattr(embed_choice, "agreement", lambda model, refresh=False: MEASURED)
+    monkeypatch.setattr(embed_choice, "backend_agreement", lambda model, refresh=False: MEASURED)
     monkeypatch.setattr(embed_choice, "STATIC_MIN_TEXTS", 5)
     monkeypatch.setattr(embed_choice, "STATIC_AFTER_SECONDS", 0.2)   # 30/s: more than 6 texts go static
     store.insert_df("snippets", stdlib_snippets(10))
