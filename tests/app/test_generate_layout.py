@@ -6,7 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "pages" / "3_Generate.py"
-MODULES = [PAGE, ROOT / "ui" / "models_panel.py", *sorted((ROOT / "ui").glob("generate_*.py"))]
+MODULES = [PAGE, *sorted((ROOT / "ui" / "generate").glob("*.py"))]   # the page and its parts (ui/generate/)
 
 
 def test_the_generate_page_is_a_short_script_of_panels():
