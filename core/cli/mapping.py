@@ -158,6 +158,7 @@ def select_command(ctx: typer.Context,
                                           "the spread of 5 random draws."),
            as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Pick the most diverse snippets (k-center greedy) or a baseline sample; store it by name."""
+    from core.select.run import SPREAD_WORK
     from core.select.run import select as run_select
     store = store_from(ctx)
     wanted = _parse_clusters(clusters)
@@ -189,6 +190,9 @@ def select_command(ctx: typer.Context,
     console.print(t)
     if result.spread:
         _print_spread(result.spread)
+    elif result.baselines:
+        console.print("The spread of random draws was not measured (the pool times the budget is above "
+                      f"{SPREAD_WORK:,}); the Map page measures it on request.", highlight=False)
 
 
 def _print_spread(spread: dict) -> None:

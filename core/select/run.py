@@ -28,6 +28,8 @@ from core.team import members as team
 METHODS = ("kcenter", "kcenter_fast", "random", "stratified")
 BASELINES = ("random", "stratified")  # measured next to every new selection: one pass over the pool each
 EXACT_BASELINE_WORK = 20_000_000  # candidates x budget up to which exact k-center is shown too (about a second)
+SPREAD_WORK = 200_000_000  # candidates x budget up to which select() draws the spread (10 coverage passes:
+                           # about half a minute on 2 cores); above it the Map page offers to measure it
 
 
 @dataclass
@@ -113,7 +115,7 @@ def _baselines_and_spread(method: str, cands: Candidates, budget: int, already: 
         idx, d = pick_with_distances(bm, cands, budget, already, extra, seed)
         base_cov[bm] = coverage_of_picks(cands.X, already, idx, extra, d)
     t1 = time.perf_counter()
-    spread = draw_spread(cands, budget, already, extra, cov)
+    spread = draw_spread(cands, budget, already, extra, cov) if len(cands.ids) * budget <= SPREAD_WORK else {}
     timings = {"baseline_seconds": round(t1 - t0, 4), "spread_seconds": round(time.perf_counter() - t1, 4)}
     return base_cov, spread, timings
 

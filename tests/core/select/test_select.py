@@ -273,6 +273,16 @@ def test_select_stores_the_spread_of_random_draws(store):
     assert bare.spread == {} and stored_selections.stored_spread(store, bare.id) is None
 
 
+def test_a_pool_too_big_for_the_spread_keeps_its_baselines_and_leaves_the_spread_to_the_page(store, monkeypatch):
+    """Ten coverage passes over a big pool would cost minutes: above SPREAD_WORK (pool x budget) the
+    baselines are measured, the spread is not stored, and the Map page offers to measure it."""
+    map_id = make_mapped_store(store)
+    monkeypatch.setattr(sel, "SPREAD_WORK", 20 * 50)
+    r = sel.select(store, name="big-pool", budget=20, map_id=map_id)
+    assert r.n_candidates * 20 > sel.SPREAD_WORK
+    assert r.baselines and r.spread == {} and stored_selections.stored_spread(store, r.id) is None
+
+
 def test_spread_measured_before_it_was_stored_moves_into_the_selection(tmp_path):
     """Migration 029: a spread the Map page kept in ui_state becomes the selection's stored spread."""
     import duckdb
