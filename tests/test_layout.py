@@ -233,3 +233,14 @@ def test_no_core_module_over_500_lines():
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / "core").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 500}
     assert long == {}
+
+
+def test_shared_test_builders_live_in_tests_support():
+    """A test file imports builders from tests/support only (never from another test module or a
+    conftest), and bench/ imports nothing else of tests/."""
+    other = re.compile(r"^\s*(from|import) tests(\.(?!support\b)[\w.]+)?( |$)", re.M)
+    files = [*(ROOT / "tests").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]
+    offenders = [f"{p.relative_to(ROOT)}:{m.group(0).strip()}" for p in files
+                 if (ROOT / "tests" / "support") not in p.parents
+                 for m in other.finditer(p.read_text())]
+    assert offenders == []

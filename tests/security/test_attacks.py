@@ -17,7 +17,7 @@ import pytest
 
 from core.sandbox.isolation import VIOLATIONS, run_python, sandbox_problem
 from core.sandbox.languages import available_languages
-from tests.security import attacks
+from tests.support import attacks
 from tests.support.attack_traces import CANARY, survivors
 from tests.support.seed_data import add_example, wave
 
