@@ -17,8 +17,7 @@ app = typer.Typer(help="Shoal: build small, diverse, high-quality code instructi
 
 # Stage modules under core/cli/, each with `add_commands(app)`.
 COMMAND_MODULES = ["ingest", "mapping", "generation", "reviewing", "checking", "exporting", "local_llm", "judging",
-                   "status", "team"]
-COMMAND_MODULES.append("evaluating")   # shoal eval
+                   "status", "team", "evaluating", "training"]
 
 
 @app.callback()

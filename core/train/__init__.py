@@ -1,0 +1,1 @@
+"""Training from a Shoal export: the checks a training file passes before any upload or run."""
