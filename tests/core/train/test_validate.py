@@ -107,3 +107,23 @@ def test_cli_prints_one_json_object_and_fails_when_nothing_may_be_uploaded(train
     few.write_text(json.dumps(GOOD[0]) + "\n")
     bad = CliRunner().invoke(app, ["train", "validate", str(few)])
     assert bad.exit_code == 1 and "needs at least 10" in bad.output
+
+
+@pytest.mark.parametrize("fmt", ["messages", "alpaca", "sharegpt"])
+def test_a_real_shoal_export_passes_and_uploads_without_provenance(store, tmp_path, fmt):
+    """Accepted examples exported by Shoal itself (shoal export), then `shoal train validate` on the folder."""
+    from core.dataset.export import export_dataset
+    from tests.support.seed_data import add_example, distinct_python_solution, wave
+    for i in range(11):
+        add_example(store, wave(f"Write a Python function number {i}.", distinct_python_solution(i)),
+                    verdict="accepted", judge=True)
+    out = tmp_path / f"export-{fmt}"
+    assert export_dataset(store, fmt, out).n_rows == 11
+    upload = tmp_path / "upload.jsonl"
+    res = CliRunner().invoke(app, ["train", "validate", str(out), "--write", str(upload), "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    assert (s["valid"], s["refused"], s["ok"]) == (11, 0, True) and s["dropped_keys"]["provenance"] == 11
+    rows = [json.loads(line) for line in upload.read_text().splitlines()]
+    assert len(rows) == 11 and all(list(r) == ["messages"] for r in rows)
+    assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
