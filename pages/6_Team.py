@@ -50,8 +50,8 @@ def drop_member(identity: str) -> None:
 def run_assign(reviewers: list[str], per_example: int, share: float, include_reviewed: bool, reset: bool) -> None:
     try:
         res = rv.assign_examples(store, reviewers, per_example=per_example, overlap_share=share, actor=me,
-                                   actor_role=current_role(), include_reviewed=include_reviewed, reset_open=reset,
-                                   seed=int(SS.get("tm_seed", 0)))
+                                 actor_role=current_role(), include_reviewed=include_reviewed, reset_open=reset,
+                                 seed=int(SS.get("tm_seed", 0)))
         SS["tm_flash"] = (f"Assigned {res.examples} examples ({res.overlap_examples} with overlap) to "
                           f"{len(reviewers)} reviewers: " + ", ".join(f"{plain(k)} {v}" for k, v in sorted(res.per_reviewer.items())),
                           True)

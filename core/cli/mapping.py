@@ -137,26 +137,26 @@ def map_cmd(ctx: typer.Context,
                       "the map: run `shoal embed` first.", highlight=False)
 
 def select_command(ctx: typer.Context,
-           budget: int = typer.Option(..., "--budget", min=1, help="How many snippets to pick."),
-           name: str = typer.Option(..., "--name", help="Name of the stored selection."),
-           method: str = typer.Option("kcenter", "--method",
-                                      help="kcenter (exact greedy), kcenter_fast ((1+eps)-relaxed greedy, "
-                                      "eps=0.05), random or stratified."),
-           clusters: str | None = typer.Option(None, "--clusters", help="Only these clusters, e.g. 0,3,7."),
-           map_id: int | None = typer.Option(None, "--map", help="Map id for --clusters / stratified "
-                                                "(default: the latest map)."),
-           ids_file: Path | None = typer.Option(None, "--ids-file", help="Only these snippet ids "
-                                                   "(one per line)."),
-           model: str | None = typer.Option(None, "--model", help="Model key of the embeddings."),
-           extend: str | None = typer.Option(None, "--extend", help="Start from this stored selection "
-                                                "(its items are kept and act as centres)."),
-           seed: int = typer.Option(0, "--seed", help="Seed for the first pick and the baselines."),
-           replace: bool = typer.Option(False, "--replace", help="Overwrite a selection with this name."),
-           baselines: bool = typer.Option(True, "--baselines/--no-baselines",
-                                          help="Also measure random and stratified picks of the same budget "
-                                          "(one pass over the pool each; exact k-center too when cheap) and "
-                                          "the spread of 5 random draws."),
-           as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+                   budget: int = typer.Option(..., "--budget", min=1, help="How many snippets to pick."),
+                   name: str = typer.Option(..., "--name", help="Name of the stored selection."),
+                   method: str = typer.Option("kcenter", "--method",
+                                              help="kcenter (exact greedy), kcenter_fast ((1+eps)-relaxed greedy, "
+                                              "eps=0.05), random or stratified."),
+                   clusters: str | None = typer.Option(None, "--clusters", help="Only these clusters, e.g. 0,3,7."),
+                   map_id: int | None = typer.Option(None, "--map", help="Map id for --clusters / stratified "
+                                                        "(default: the latest map)."),
+                   ids_file: Path | None = typer.Option(None, "--ids-file", help="Only these snippet ids "
+                                                           "(one per line)."),
+                   model: str | None = typer.Option(None, "--model", help="Model key of the embeddings."),
+                   extend: str | None = typer.Option(None, "--extend", help="Start from this stored selection "
+                                                        "(its items are kept and act as centres)."),
+                   seed: int = typer.Option(0, "--seed", help="Seed for the first pick and the baselines."),
+                   replace: bool = typer.Option(False, "--replace", help="Overwrite a selection with this name."),
+                   baselines: bool = typer.Option(True, "--baselines/--no-baselines",
+                                                  help="Also measure random and stratified picks of the same budget "
+                                                  "(one pass over the pool each; exact k-center too when cheap) and "
+                                                  "the spread of 5 random draws."),
+                   as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Pick the most diverse snippets (k-center greedy) or a baseline sample; store it by name."""
     from core.select.run import SPREAD_WORK
     from core.select.run import select as run_select

@@ -140,17 +140,17 @@ def remove(ctx: typer.Context, identity: str = typer.Argument(..., help="The mem
     console.print(f"{_identity(identity)} was removed from the team.", highlight=False)
 
 def assign_command(ctx: typer.Context,
-           overlap: int = typer.Option(1, "--overlap", min=1,
-                                       help="Reviewers per example (2-3 to measure agreement)."),
-           share: float = typer.Option(1.0, "--share", help="Share (0-1) of the examples that get that overlap; "
-                                                            "the others get one reviewer."),
-           reviewers: list[str] = typer.Option([], "--reviewer", "-r",
-                                               help="Assign to these (repeatable; default: the team's reviewers)."),
-           include_reviewed: bool = typer.Option(False, "--include-reviewed",
-                                                 help="Also assign examples that already have a human verdict."),
-           reset: bool = typer.Option(False, "--reset", help="First redistribute assignments nobody has started."),
-           seed: int = typer.Option(0, "--seed", help="Seed of the random order examples are dealt in."),
-           as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+                   overlap: int = typer.Option(1, "--overlap", min=1,
+                                               help="Reviewers per example (2-3 to measure agreement)."),
+                   share: float = typer.Option(1.0, "--share", help="Share (0-1) of the examples that get that overlap; "
+                                                                    "the others get one reviewer."),
+                   reviewers: list[str] = typer.Option([], "--reviewer", "-r",
+                                                       help="Assign to these (repeatable; default: the team's reviewers)."),
+                   include_reviewed: bool = typer.Option(False, "--include-reviewed",
+                                                         help="Also assign examples that already have a human verdict."),
+                   reset: bool = typer.Option(False, "--reset", help="First redistribute assignments nobody has started."),
+                   seed: int = typer.Option(0, "--seed", help="Seed of the random order examples are dealt in."),
+                   as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
     """Assign every unassigned example to reviewers, with overlap (owner only; as the Team page)."""
     from core import review as rv
     from core.team import members as team
@@ -162,8 +162,8 @@ def assign_command(ctx: typer.Context,
             raise ShoalError("Nobody to assign to: add reviewers with `shoal team add EMAIL` or name them "
                              "with --reviewer.")
         res = rv.assign_examples(store, chosen, per_example=overlap, overlap_share=share, actor=actor,
-                                   actor_role=actor_role, include_reviewed=include_reviewed, reset_open=reset,
-                                   seed=seed)
+                                 actor_role=actor_role, include_reviewed=include_reviewed, reset_open=reset,
+                                 seed=seed)
     except ShoalError as exc:
         fail(str(exc))
     out = {"examples": res.examples, "overlap_examples": res.overlap_examples, "rows": res.rows,
@@ -175,8 +175,8 @@ def assign_command(ctx: typer.Context,
                   "reviewers: " + ", ".join(f"{k} {v}" for k, v in sorted(res.per_reviewer.items())), highlight=False)
 
 def agreement_command(ctx: typer.Context, task: str | None = typer.Option(None, "--task", help="Only this task."),
-              as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with the examples "
-                                                                  "behind every cell).")):
+                      as_json: bool = typer.Option(False, "--json", help="Print one JSON object (with the examples "
+                                                                          "behind every cell).")):
     """Agreement between reviewers: Cohen's kappa per pair, Fleiss' kappa over everyone, per task,
     per reject reason and against the judge's rules; with every reviewer's progress."""
     from core import review as rv

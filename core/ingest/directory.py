@@ -135,8 +135,8 @@ def plan_directory(root: Path, *, gitignore: bool = True, extensions: dict[str, 
                 other = OTHER_CODE_EXTENSIONS.get(suffix)
                 if other is not None:
                     plan.problems.append(IngestProblem(rel, "unsupported_language",
-                                                 f"{other} files are not parsed (no tree-sitter grammar here)",
-                                                 "filtered"))
+                                                       f"{other} files are not parsed (no tree-sitter grammar here)",
+                                                       "filtered"))
                 else:
                     plan.not_source[suffix or name] += 1
                 continue
@@ -164,7 +164,7 @@ def not_source_problem(plan: Plan, label: str) -> IngestProblem | None:
     n = sum(plan.not_source.values())
     top = ", ".join(f"{ext} ×{c}" for ext, c in plan.not_source.most_common(8))
     return IngestProblem(label, "not_source_code", f"{n} files that are not source code in a supported language: {top}",
-                   "filtered")
+                         "filtered")
 
 
 def read_plan(plan: Plan, source: str, source_kind: str, opts: ReadOptions, repo: str | None = None,
@@ -195,8 +195,8 @@ def read_single_source_file(path: Path, source: str, opts: ReadOptions) -> Itera
     if language is None:
         other = OTHER_CODE_EXTENSIONS.get(suffix)
         yield IngestProblem(path.name, "unsupported_language" if other else "unsupported_file_type",
-                      f"{other} files are not parsed" if other else
-                      "not a supported source or data file (.jsonl, .jsonl.gz, .parquet, or source code)")
+                            f"{other} files are not parsed" if other else
+                            "not a supported source or data file (.jsonl, .jsonl.gz, .parquet, or source code)")
         return
     yield from read_source_file(path, path.name, language, source, "dir", opts, repo=path.resolve().parent.name)
     yield Advance(path.stat().st_size if path.exists() else 0, path.name)

@@ -1,7 +1,7 @@
 """Records out of data files (JSONL, JSONL.gz, Parquet), robust to bad input.
 
-`iter_records` yields `(location, dict)` for every good record, a `IngestProblem` for every bad
-line (invalid UTF-8, malformed JSON, not an object, too long), a `IngestProblem` for a broken
+`iter_records` yields `(location, dict)` for every good record, an `IngestProblem` for every bad
+line (invalid UTF-8, malformed JSON, not an object, too long), an `IngestProblem` for a broken
 file (binary, empty, truncated or corrupt gzip, unreadable Parquet) and `Advance` ticks.
 Everything read before a failure is kept.
 """
@@ -96,16 +96,16 @@ def _jsonl_lines(stream, raw, label: str, size: int, opts: ReadOptions) -> Itera
                     if not chunk or chunk.endswith(b"\n"):
                         break
                 yield IngestProblem(f"{label}:{lineno}", "line_too_long",
-                              f"line of {total:,} bytes is over the {limit:,}-byte limit; skipped")
+                                    f"line of {total:,} bytes is over the {limit:,}-byte limit; skipped")
                 bad += 1
                 continue
         except EOFError as exc:
             yield IngestProblem(f"{label}:{lineno + 1}", "truncated_gzip",
-                          f"the gzip stream ends early ({exc}); kept the {good} records before it")
+                                f"the gzip stream ends early ({exc}); kept the {good} records before it")
             break
         except (OSError, zlib.error) as exc:
             yield IngestProblem(f"{label}:{lineno + 1}", "corrupt_gzip",
-                          f"cannot decompress past this point ({exc}); kept the {good} records before it")
+                                f"cannot decompress past this point ({exc}); kept the {good} records before it")
             break
         item = _parse_line(line, f"{label}:{lineno}")
         if isinstance(item, IngestProblem):
@@ -113,7 +113,7 @@ def _jsonl_lines(stream, raw, label: str, size: int, opts: ReadOptions) -> Itera
             yield item
             if good == 0 and bad >= opts.max_errors_per_file:
                 yield IngestProblem(label, "unreadable_file",
-                              f"gave up after {bad} bad lines and no good record: not JSON lines?")
+                                    f"gave up after {bad} bad lines and no good record: not JSON lines?")
                 break
         elif item is not None:
             good += 1
@@ -167,7 +167,7 @@ def _iter_parquet(path: Path, label: str, size: int) -> Iterator[Record | Ingest
             yield Advance(int(size * row / total), label)
     except (pa.ArrowException, OSError, ValueError) as exc:
         yield IngestProblem(f"{label}#{row + 1}", "unreadable_parquet",
-                      f"cannot read past this row ({exc}); kept the {row} rows before it")
+                            f"cannot read past this row ({exc}); kept the {row} rows before it")
     yield Advance(size, label)
 
 

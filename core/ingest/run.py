@@ -109,8 +109,8 @@ def _data_schema(path: Path, label: str, fmt: str, opts: ReadOptions) -> str | I
         return "codesearchnet"  # no good record at all: reading it reports every problem
     keys = ", ".join(sorted(first[1])[:12])
     return IngestProblem(label, "unknown_schema",
-                   f"the first {seen} records have neither 'content' (whole files) nor a CodeSearchNet "
-                   f"code field; keys: {keys}")
+                         f"the first {seen} records have neither 'content' (whole files) nor a CodeSearchNet "
+                         f"code field; keys: {keys}")
 
 
 def _data_file_items(path: Path, label: str, source: str, fmt: str, opts: ReadOptions) -> Iterator[Item]:
@@ -133,7 +133,7 @@ def _data_folder(root: Path, source: str, fmt: str, opts: ReadOptions) -> _Job:
     def items() -> Iterator[Item]:
         for p, target in escaped.items():
             yield IngestProblem(p.relative_to(root).as_posix(), SYMLINK_OUTSIDE,
-                          f"a symlink to {target}, outside the folder: not read")
+                                f"a symlink to {target}, outside the folder: not read")
         if not files:
             yield IngestProblem(root.name, "no_data_files", "no .jsonl, .jsonl.gz or .parquet files in this folder")
         base = 0
@@ -162,7 +162,7 @@ def _open_source(source: str, fmt: str, opts: ReadOptions) -> _Job:
         return _Job(source, total, items)
     if fmt == "stdlib":
         return _Job(source, 0, iter([IngestProblem(source, "wrong_format",
-                                             "--format stdlib takes 'stdlib' or 'stdlib:mod1,mod2' as source")]))
+                                                   "--format stdlib takes 'stdlib' or 'stdlib:mod1,mod2' as source")]))
     path = Path(source).expanduser()
     if not path.exists():
         return _Job(source, 0, iter([IngestProblem(source, "not_found", "no such file or folder")]))

@@ -36,6 +36,6 @@ def seed_of(content: str, run_seed: int, where: str, common: dict) -> Snippet | 
     seed_text = "\n".join(lines[start:end])
     if not seed_text.strip():
         return IngestProblem(f"{where}:{start + 1}", "blank_seed", f"the drawn lines {start + 1}-{end} are blank",
-                       "filtered")
+                             "filtered")
     return Snippet(code=seed_text, kind="seed", start_line=start + 1, end_line=end,
                    seed_rng=rng_seed, location=f"{where}:{start + 1}", **common)

@@ -25,8 +25,8 @@ def functions_of(data: bytes, language: str, path: str | None, where: str,
         return
     if ex.error_line is not None:
         yield IngestProblem(f"{where}:{ex.error_line}", "parse_error",
-                      f"{language} syntax error near {ex.error_text!r}; "
-                      f"{len(ex.functions)} intact functions kept")
+                            f"{language} syntax error near {ex.error_text!r}; "
+                            f"{len(ex.functions)} intact functions kept")
     for fn in ex.functions:
         yield Snippet(code=fn.code, func_name=fn.name, docstring=fn.docstring, start_line=fn.start_line,
                       end_line=fn.end_line, location=f"{where}:{fn.start_line}", **common)
@@ -40,7 +40,7 @@ def read_source_file(path: Path, rel: str, language: str, source: str, source_ki
         size = path.stat().st_size
         if size > opts.max_file_bytes:
             yield IngestProblem(rel, "huge_file", f"{size:,} bytes is over the {opts.max_file_bytes:,}-byte limit",
-                          "filtered")
+                                "filtered")
             return
         data = path.read_bytes()
     except OSError as exc:

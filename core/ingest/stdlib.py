@@ -61,7 +61,7 @@ def open_stdlib(source: str, opts: ReadOptions) -> tuple[int, Iterator[Snippet |
     plan = plan_stdlib(source, keep_tests=opts.keep_tests)
     if not plan.files:
         return 0, iter([IngestProblem(source, "not_found",
-                                f"no standard-library modules match {source!r} under {stdlib_root()}")])
+                                      f"no standard-library modules match {source!r} under {stdlib_root()}")])
     version = platform.python_version()
     opts = dataclasses.replace(opts, file_seeds=True)  # the demo also offers OSS-Instruct seeds
 

@@ -67,7 +67,7 @@ def file_records(record: dict, location: str, source: str,
         return
     if len(content.encode("utf-8", "surrogatepass")) > opts.max_file_bytes:
         yield IngestProblem(where, "huge_file", f"{len(content):,} chars is over the {opts.max_file_bytes:,}-byte limit",
-                      "filtered")
+                            "filtered")
         return
     skip = skip_reason(path or "", content)
     if skip:

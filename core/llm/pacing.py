@@ -132,8 +132,8 @@ class RateGate:
         self._aimd: AdaptiveWindow | None = None
         if adaptive and max_concurrency:   # adaptive always has a ceiling (64 unless given, above)
             self._aimd = AdaptiveWindow(ceiling=float(max_concurrency), floor=float(min_concurrency),
-                                   window=float(initial_concurrency or min(DEFAULT_CONCURRENCY, max_concurrency)),
-                                   tolerance=latency_tolerance)
+                                        window=float(initial_concurrency or min(DEFAULT_CONCURRENCY, max_concurrency)),
+                                        tolerance=latency_tolerance)
         self._in_flight = 0
         self._pause_until = -_INF
         self._consecutive_429 = 0

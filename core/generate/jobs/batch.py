@@ -138,7 +138,7 @@ class BatchJobRunner(JobRunner):
         pinned = self._pinned()
         waiting = list(planner.waiting)
         batch_rows.record_round(self.store, self.job_id, round_no, self._groups(needs),
-                      [i for i in waiting if i not in pinned], waiting)
+                                [i for i in waiting if i not in pinned], waiting)
         sent, why = Counter(n.step for n in needs), Counter(n.reason for n in needs)
         self._report(f"round {round_no}: {len(needs)} calls sent as a batch ({tally(sent)}; why: {tally(why)})")
         return True
@@ -151,7 +151,7 @@ class BatchJobRunner(JobRunner):
         providers = {role: self._provider(self.profiles[role]) for role in self.llm}
         modes = role_modes(history, self.llm, {role: p.modes for role, p in providers.items()})
         planner = Planner(self.store, history, batch_rows.job_replies(self.store, self.job_id), successful_hashes(self.store),
-                           modes, self.limits, self.schemas, {int(it["id"]): int(it["attempts"] or 0) for it in items})
+                          modes, self.limits, self.schemas, {int(it["id"]): int(it["attempts"] or 0) for it in items})
         self.gen_client, self.judge_client = planner.client(self.llm["generator"], "generator", providers["generator"]), \
             planner.client(self.llm["judge"], "judge", providers["judge"])
         pinned = self._pinned()
@@ -384,7 +384,7 @@ class BatchJobRunner(JobRunner):
             ran += res.status_code is not None
             cost += out.cost_usd
         self.store.write(lambda cur: batch_rows.write_collected(cur, self.job_id, b["id"], calls, updates, ran,
-                                                                 cost))
+                                                                cost))
         self.state.calls += ran
         self.state.cost_usd += cost
         self._report(f"batch {b['id']} collected: {ran} calls, ${cost:.4f}")
@@ -466,7 +466,7 @@ def run_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
         return run_batch_job(store, job_id, progress=progress, cancel=cancel, prices=prices,
                              client_options=client_options)
     return online.run_online_job(store, job_id, progress=progress, cancel=cancel, prices=prices,
-                          concurrency=concurrency, client_options=client_options)
+                                 concurrency=concurrency, client_options=client_options)
 
 
 def cancel_job(store: Store, job_id: int, actor: str | None = None) -> None:

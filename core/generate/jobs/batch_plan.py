@@ -85,8 +85,8 @@ class Planner:
         if key not in self.needs:
             reason = RESEND_REASONS.get(past[-1]["status"], "sent again") if past else first_reason(step_name)
             self.needs[key] = Need(self.item_id, role, key, mode,
-                                    via.provider.request(llm, messages, schema, mode, correction),
-                                    step_name, reason, self.tries.get(self.item_id, 0))
+                                   via.provider.request(llm, messages, schema, mode, correction),
+                                   step_name, reason, self.tries.get(self.item_id, 0))
         self.waiting[self.item_id] = key
         return CallResult(False, None, None, DEFERRED, None, False)
 
@@ -128,7 +128,7 @@ class Planner:
 
 
 def role_modes(history: list[dict], llms: dict[str, LLMClient],
-           allowed: dict[str, tuple[str, ...]]) -> dict[str, str]:
+               allowed: dict[str, tuple[str, ...]]) -> dict[str, str]:
     """Each role's structured-output mode: the client's (or the first its provider's lines can ask
     in), moved past every mode the server refused."""
     modes = {role: llm.mode if llm.mode in allowed[role] else allowed[role][0] for role, llm in llms.items()}

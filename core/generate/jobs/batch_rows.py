@@ -83,7 +83,7 @@ Group = tuple[str, Profile, BatchProvider, list[Need]]
 
 
 def record_round(store: Store, job_id: int, round_no: int, groups: list[Group],
-                  new_pins: list[int], waiting: list[int]) -> None:
+                 new_pins: list[int], waiting: list[int]) -> None:
     """The round's batches and lines, the items it planned first, its items marked running: one transaction."""
     def write(cur) -> None:
         for roles, profile, provider, needs in groups:

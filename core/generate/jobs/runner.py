@@ -367,8 +367,8 @@ class JobRunner:
 
 
 def run_online_job(store: Store, job_id: int, *, progress: ProgressFn | None = None,
-            cancel: threading.Event | None = None, prices: dict | None = None,
-            concurrency: int | None = None, client_options: dict | None = None) -> dict:
+                   cancel: threading.Event | None = None, prices: dict | None = None,
+                   concurrency: int | None = None, client_options: dict | None = None) -> dict:
     """Run (or resume) a job until its pending items are done, it is paused/cancelled or a budget
     cap stops it. Blocking; returns the job summary. `client_options` go to both LLMClients
     (max_retries, max_parse_retries, backoff_base_s, ...)."""

@@ -136,7 +136,7 @@ def _line_result(custom_id: str, result: dict) -> LineResult:
 
 
 def anthropic_line_attempt(result: LineResult, schema: type[BaseModel] | None, model: str, *,
-                 prices: dict | None = None, base_url: str | None = None) -> Attempt:
+                           prices: dict | None = None, base_url: str | None = None) -> Attempt:
     """The Attempt an online request would have given for this line: the message's text parsed
     against `schema` (stop_reason max_tokens: cut off), or http with the error type's status and
     Anthropic's message; cost at the batch price."""

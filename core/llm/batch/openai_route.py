@@ -62,7 +62,7 @@ def parse_openai_results(text: str) -> list[LineResult]:
 
 
 def openai_line_attempt(result: LineResult, schema: type[BaseModel] | None, model: str, *,
-                 prices: dict | None = None, base_url: str | None = None) -> Attempt:
+                        prices: dict | None = None, base_url: str | None = None) -> Attempt:
     """The Attempt an online request would have given for this line: kind ok / parse with the
     reply parsed against `schema`, or http with the status and the short error; cost at the
     batch price."""

@@ -175,7 +175,7 @@ def test_generate_one_records_a_missing_rule_without_shifting(store):
         return json.dumps({**ordered, "analysis": "a", "overall": "no"})
 
     snippet = {"id": "s1", "language": "python", "code": "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n"
-                                                              "    return a + b\n"}
+               "    return a + b\n"}
     with FakeOpenAIServer(responder) as srv:
         clients = [LLMClient(store, Profile(role=r, base_url=srv.base_url, model="fake-model", timeout_s=10))
                    for r in ("generator", "judge")]

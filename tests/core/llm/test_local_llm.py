@@ -60,7 +60,7 @@ def models_endpoint():
 
 def _record(port: int, pid: int, model: str = "smollm2-135m") -> local_server.LocalServer:
     return local_server.LocalServer(base_url=f"http://127.0.0.1:{port}/v1", model=model, pid=pid, port=port,
-                                 model_path="/x.gguf", owner_pid=pid, started_at=time.time())
+                                    model_path="/x.gguf", owner_pid=pid, started_at=time.time())
 
 
 def _dead_pid() -> int:
@@ -327,7 +327,7 @@ def test_a_busy_server_keeps_its_record(tmp_path):
         local_server.write_state(rec, tmp_path)
         assert local_server.server_state(rec, timeout=0.5) == "busy"
         assert local_server.live_recorded_server("smollm2-135m", tmp_path,
-                                              alive=lambda s: local_server.server_alive(s, 0.5)) == rec
+                                                 alive=lambda s: local_server.server_alive(s, 0.5)) == rec
         assert local_server.state_file("smollm2-135m", tmp_path).exists()
     finally:
         listener.close()
