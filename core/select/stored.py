@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ShoalError
-from core.store import Store, register
+from core.store import Store, insert_frame
 
 
 def name_taken(name: str) -> str:
@@ -66,9 +66,7 @@ def save_selection(store: Store, *, name: str, method: str, map_id: int | None, 
              cov["coverage_mean"], cov["coverage_max"], json.dumps(spread) if spread else None]).fetchone()[0]
         items = pd.DataFrame({"selection_id": new_id, "snippet_id": snippet_ids,
                               "rank": np.arange(len(snippet_ids), dtype=np.int32)})
-        register(cur, "_sel_items", items)
-        cur.execute("INSERT INTO selection_items SELECT selection_id, snippet_id, rank FROM _sel_items")
-        cur.unregister("_sel_items")
+        insert_frame(cur, "selection_items", items)
         return int(new_id)
 
     try:

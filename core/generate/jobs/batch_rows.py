@@ -14,7 +14,7 @@ from core.llm import insert_calls
 from core.llm.batch.routes import BatchInfo, BatchProvider, chunk_lines
 from core.llm.lifecycle import GENERATE
 from core.llm.tokens import count_messages
-from core.store import Store, register
+from core.store import Store, insert_frame, register
 
 WRITE_CHUNK = 500          # items / rows per statement when writing results
 
@@ -57,14 +57,6 @@ def claimed(store: Store, provider_batch_id: str) -> bool:
     return bool(store.scalar("SELECT count(*) FROM batches WHERE provider_batch_id = ?", [provider_batch_id]))
 
 
-def _frame_insert(cur, table: str, frame: pd.DataFrame, select: str) -> None:
-    register(cur, "_batch_rows", frame)
-    try:
-        cur.execute(f"INSERT INTO {table} SELECT {select} FROM _batch_rows")
-    finally:
-        cur.unregister("_batch_rows")
-
-
 @dataclass
 class Need:
     """One batch line to send: the first call of an item not answered yet, the step of the item it
@@ -102,14 +94,10 @@ def record_round(store: Store, job_id: int, round_no: int, groups: list[Group],
                                       "step": [n.step for n in chunk_needs],
                                       "reason": [n.reason for n in chunk_needs],
                                       "item_try": [n.item_try for n in chunk_needs]})
-                _frame_insert(cur, "batch_requests (batch_id, custom_id, job_item_id, role, payload_hash, mode, body, "
-                                   "step, reason, item_try)", frame,
-                              "batch_id, custom_id, job_item_id, role, payload_hash, mode, CAST(body AS JSON), "
-                              "step, reason, item_try")
+                insert_frame(cur, "batch_requests", frame)       # body: JSON text, cast on insert
         if new_pins:
-            _frame_insert(cur, "batch_item_rounds (job_item_id, job_id, round)",
-                          pd.DataFrame({"job_item_id": new_pins, "job_id": job_id, "round": round_no}),
-                          "job_item_id, job_id, round")
+            insert_frame(cur, "batch_item_rounds", pd.DataFrame({"job_item_id": new_pins, "job_id": job_id,
+                                                                 "round": round_no}))
         cur.execute("UPDATE job_items SET status = 'running', updated_at = current_timestamp "
                     "WHERE list_contains(?, id) AND status = 'pending'", [waiting])
     store.write(write)
