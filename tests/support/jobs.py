@@ -30,3 +30,12 @@ def one_generation_per_item(store, job) -> bool:
 def no_payload_answered_twice(store) -> bool:
     return store.scalar("SELECT count(*) FROM (SELECT payload_hash FROM llm_calls WHERE error IS NULL "
                         "GROUP BY 1 HAVING count(*) > 1)") == 0
+
+
+def as_online_job_again(store) -> None:
+    """Forget what a batch-mode job generated and make it an online job, to rerun it: its calls stay
+    in the call log, so a rerun is answered from there."""
+    store.execute("DELETE FROM judgments")
+    store.execute("DELETE FROM generations")
+    store.execute("UPDATE job_items SET status = 'pending', generation_id = NULL")
+    store.execute("UPDATE jobs SET params = json_merge_patch(params, '{\"batch\": false}')")

@@ -26,7 +26,7 @@ from core.llm.batch.routes import BatchAPIError, LineResult, chunk_lines
 from core.llm.prices import batch_discount, estimate_batch_cost, estimate_cost, provider_of
 from core.tasks import get_task
 from tests.support.crash import run_until_crash
-from tests.support.jobs import FAST, POLL, no_payload_answered_twice, one_generation_per_item
+from tests.support.jobs import FAST, POLL, as_online_job_again, no_payload_answered_twice, one_generation_per_item
 from tests.support.openai_platform import OpenAIPlatform
 from tests.support.shoal_responder import shoal_responder
 from tests.support.snippets import add_snippets
@@ -97,10 +97,7 @@ def test_a_rerun_online_is_served_from_the_batch_answers(store):
     with OpenAIPlatform(shoal_responder, batch_timing=FAST) as srv:
         job = create_job(store, ids, profiles=profiles(srv), task="code_generation", batch=True)
         assert batch_module.run_batch_job(store, job, poll_s=POLL)["items"]["succeeded"] == 8
-        store.execute("DELETE FROM judgments")
-        store.execute("DELETE FROM generations")
-        store.execute("UPDATE job_items SET status = 'pending', generation_id = NULL")
-        store.execute("UPDATE jobs SET params = json_merge_patch(params, '{\"batch\": false}')")
+        as_online_job_again(store)
         s = run_job(store, job)                         # the online runner now
         assert s["items"]["succeeded"] == 8 and srv.chat_request_count == 0 and len(srv.batches) == 2
 

@@ -25,7 +25,7 @@ from core.llm.presets import profile_for_choice
 from core.llm.prices import estimate_cost
 from tests.support.anthropic_platform import AnthropicPlatform
 from tests.support.crash import run_until_crash
-from tests.support.jobs import no_payload_answered_twice, one_generation_per_item
+from tests.support.jobs import as_online_job_again, no_payload_answered_twice, one_generation_per_item
 from tests.support.shoal_responder import shoal_responder
 from tests.support.snippets import add_snippets
 
@@ -102,10 +102,7 @@ def test_a_rerun_online_is_served_from_the_message_batch_answers(store):
     with AnthropicPlatform(shoal_responder, api_key=KEY, batch_timing=FAST) as srv:
         job = create_job(store, ids, profiles=profiles(srv), task="code_generation", batch=True)
         assert batch_module.run_batch_job(store, job, poll_s=POLL)["items"]["succeeded"] == 8
-        store.execute("DELETE FROM judgments")
-        store.execute("DELETE FROM generations")
-        store.execute("UPDATE job_items SET status = 'pending', generation_id = NULL")
-        store.execute("UPDATE jobs SET params = json_merge_patch(params, '{\"batch\": false}')")
+        as_online_job_again(store)
         s = run_job(store, job)                          # the online runner now
         assert s["items"]["succeeded"] == 8 and srv.chat_request_count == 0 and srv.create_attempts == 2
 
