@@ -32,6 +32,11 @@ def page(title: str):
                    url_path=None if home else title)
 
 
+def page_titles() -> list[str]:
+    """The pages' titles (their URLs), Home first."""
+    return [title for title, _, _ in PAGES]
+
+
 def app_pages() -> list:
     """The navigation menu: titled pages, at the URLs the app has always used (/Corpus, /Map, ...)."""
-    return [page(title) for title, _, _ in PAGES]
+    return [page(title) for title in page_titles()]

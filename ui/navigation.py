@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.errors import ShoalError
 from core.team import members as team
-from ui.app_pages import app_pages
+from ui.app_pages import app_pages, page_titles
 from ui.common import (
     current_identity,
     current_role,
@@ -78,21 +78,30 @@ def no_owner_page() -> None:
     st.error(team.NO_OWNER, icon=":material/lock:")
 
 
-def _gate():
-    """The one page a browser may see before it is a signed-in member; None when it may see all.
-    With sign-in configured and no owner named, Shoal does not start at all (only the message)."""
+def _gate() -> tuple | None:
+    """The one page a browser may see before it is a signed-in member, as (function, title, icon, URL
+    path); None when it may see all. With sign-in configured and no owner named, Shoal does not start
+    at all (only the message)."""
     if not sign_in_enabled():
         return None
     try:
         team.require_owner(get_store(), config=team.config_roles())
     except ShoalError:
-        return st.Page(no_owner_page, title="No owner", icon=":material/lock:", url_path="setup", default=True)
+        return no_owner_page, "No owner", ":material/lock:", "setup"
     if not signed_in():
-        return st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="signin", default=True)
+        return sign_in_page, "Sign in", ":material/login:", "signin"
     if current_role() is None:
-        return st.Page(not_a_member_page, title="Not a member", icon=":material/lock:", url_path="guest",
-                       default=True)
+        return not_a_member_page, "Not a member", ":material/lock:", "guest"
     return None
+
+
+def _gate_pages(gate: tuple) -> list:
+    """The gate at its own URL and at every page's: a reload of /Team (a local sign-in lasts for the
+    browser session) shows the gate there, not "page not found", and after signing in the same URL
+    is the Team page again."""
+    fn, title, icon, url_path = gate
+    return [st.Page(fn, title=title, icon=icon, url_path=url_path, default=True)] + [
+        st.Page(fn, title=title, icon=icon, url_path=t) for t in page_titles()[1:]]
 
 
 def frame():
@@ -100,8 +109,8 @@ def frame():
     the wide layout, the shared store and the sidebar settings. Returns the page to run."""
     gate = _gate()
     if gate is not None:
-        page = st.navigation([gate], position="hidden")
-        st.set_page_config(page_title=f"{gate.title} · Shoal", page_icon="🐟", layout="centered")
+        page = st.navigation(_gate_pages(gate), position="hidden")
+        st.set_page_config(page_title=f"{gate[1]} · Shoal", page_icon="🐟", layout="centered")
         return page
     page = st.navigation(app_pages())
     carry_over()            # widget values kept by any page survive this run of another page (ui.persist.keep)
