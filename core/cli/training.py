@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from core.cli.common import console, fail, print_json
@@ -53,8 +54,8 @@ def _print(s: dict) -> None:
         console.print(t)
     if s["dropped_keys"]:
         console.print("Left out of the upload file (the target does not read them): " +
-                      ", ".join(f"{k} ({n:,})" for k, n in s["dropped_keys"].items()), highlight=False)
+                      ", ".join(f"{escape(k)} ({n:,})" for k, n in s["dropped_keys"].items()), highlight=False)
     for problem in s["problems"]:
         console.print(f"[red]{problem}[/]", highlight=False)
     if "written" in s:
-        console.print(f"Wrote {s['written']:,} examples to {s['written_to']}.", highlight=False)
+        console.print(f"Wrote {s['written']:,} examples to {escape(s['written_to'])}.", highlight=False)

@@ -127,3 +127,11 @@ def test_a_real_shoal_export_passes_and_uploads_without_provenance(store, tmp_pa
     rows = [json.loads(line) for line in upload.read_text().splitlines()]
     assert len(rows) == 11 and all(list(r) == ["messages"] for r in rows)
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
+
+
+def test_keys_from_the_file_are_printed_as_text(tmp_path):
+    """A key of the user's file is data: printed as written, never read as console markup."""
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({**GOOD[0], "[/bad]": 1}) + "\n")
+    res = CliRunner().invoke(app, ["train", "validate", str(path), "--target", "trl"])
+    assert res.exit_code == 0 and "[/bad] (1)" in res.output, res.output
